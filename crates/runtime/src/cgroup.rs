@@ -1,0 +1,119 @@
+//! The container's cgroup: statistics, pids, resource updates, OOM watching.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libcgroups::common::{create_cgroup_manager, AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt};
+pub use libcgroups::stats::Stats as CgroupStats;
+use libcontainer::oci_spec::runtime::LinuxResources;
+
+use crate::error::{Result, RuntimeError};
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+pub struct Cgroup {
+    id: String,
+    path: PathBuf,
+}
+
+impl Cgroup {
+    pub(crate) fn new(id: &str, path: PathBuf) -> Self {
+        Self { id: id.to_string(), path }
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> RuntimeError {
+        RuntimeError::Cgroup { id: self.id.clone(), reason: e.to_string() }
+    }
+
+    fn manager(&self) -> Result<AnyCgroupManager> {
+        create_cgroup_manager(CgroupConfig {
+            cgroup_path: self.path.clone(),
+            systemd_cgroup: false,
+            container_name: self.id.clone(),
+        })
+        .map_err(|e| self.err(e))
+    }
+
+    pub fn stats(&self) -> Result<CgroupStats> {
+        self.manager()?.stats().map_err(|e| self.err(e))
+    }
+
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        let pids = self.manager()?.get_all_pids().map_err(|e| self.err(e))?;
+        Ok(pids.into_iter().map(|p| p.as_raw()).collect())
+    }
+
+    pub fn update(&self, resources: &LinuxResources) -> Result<()> {
+        let opt = ControllerOpt {
+            resources,
+            disable_oom_killer: false,
+            oom_score_adj: None,
+            freezer_state: None,
+        };
+        self.manager()?.apply(&opt).map_err(|e| self.err(e))
+    }
+
+    /// Calls `on_oom` each time the kernel's OOM killer acts in this cgroup,
+    /// from a thread that ends when the cgroup is removed.
+    pub fn watch_oom(&self, on_oom: impl Fn() + Send + 'static) -> Result<()> {
+        let rel = self.path.strip_prefix("/").unwrap_or(&self.path);
+        let v1 = Path::new(CGROUP_ROOT).join("memory").join(rel);
+        if v1.join("memory.oom_control").exists() {
+            let efd = v1_oom_eventfd(&v1).map_err(|e| self.err(format!("oom eventfd: {e}")))?;
+            std::thread::spawn(move || v1_oom_loop(efd, v1, on_oom));
+            return Ok(());
+        }
+        let v2 = Path::new(CGROUP_ROOT).join(rel).join("memory.events");
+        if v2.exists() {
+            std::thread::spawn(move || v2_oom_loop(v2, on_oom));
+        }
+        Ok(())
+    }
+}
+
+fn v1_oom_eventfd(dir: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let oom_control = std::fs::File::open(dir.join("memory.oom_control"))?;
+    // SAFETY: eventfd returns a new descriptor or -1.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    let efd = unsafe { std::fs::File::from_raw_fd(fd) };
+    std::fs::write(
+        dir.join("cgroup.event_control"),
+        format!("{} {}", efd.as_raw_fd(), oom_control.as_raw_fd()),
+    )?;
+    // The registration holds its own reference to oom_control.
+    Ok(efd)
+}
+
+fn v1_oom_loop(mut efd: std::fs::File, dir: PathBuf, on_oom: impl Fn()) {
+    use std::io::Read;
+    let mut buf = [0u8; 8];
+    // The eventfd also fires when the cgroup is removed; that ends the watch.
+    while efd.read_exact(&mut buf).is_ok() {
+        if !dir.exists() {
+            return;
+        }
+        on_oom();
+    }
+}
+
+fn v2_oom_loop(events: PathBuf, on_oom: impl Fn()) {
+    let read_count = || -> Option<u64> {
+        let text = std::fs::read_to_string(&events).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let mut seen = read_count().unwrap_or(0);
+    while let Some(count) = read_count() {
+        if count > seen {
+            seen = count;
+            on_oom();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

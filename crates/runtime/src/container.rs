@@ -1,0 +1,90 @@
+//! Operations on an existing container that do not fork.
+
+use std::path::{Path, PathBuf};
+
+use libcontainer::container::{Container, ContainerStatus};
+use libcontainer::signal::Signal;
+
+use crate::cgroup::Cgroup;
+use crate::error::{Result, RuntimeError};
+use crate::spawn::{self, CreateRequest, ExecRequest};
+
+/// libcontainer's state directory for one containerd namespace.
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    state_root: PathBuf,
+}
+
+/// A loaded libcontainer container; reload it for each operation, as its
+/// status is refreshed from /proc and its state file.
+pub struct ContainerHandle {
+    id: String,
+    inner: Container,
+}
+
+impl Runtime {
+    pub fn new(state_root: impl Into<PathBuf>) -> Self {
+        Self { state_root: state_root.into() }
+    }
+
+    pub fn state_root(&self) -> &Path {
+        &self.state_root
+    }
+
+    pub fn create(&self, req: CreateRequest) -> Result<i32> {
+        std::fs::create_dir_all(&self.state_root).map_err(|source| RuntimeError::Io {
+            context: format!("creating state root {}", self.state_root.display()),
+            source,
+        })?;
+        spawn::create(req)
+    }
+
+    pub fn exec(&self, req: ExecRequest) -> Result<i32> {
+        spawn::exec(req)
+    }
+
+    pub fn load(&self, id: &str) -> Result<ContainerHandle> {
+        let dir = self.state_root.join(id);
+        if !dir.join("state.json").exists() {
+            return Err(RuntimeError::NotFound(id.to_string()));
+        }
+        let inner = Container::load(dir).map_err(|e| RuntimeError::lc(id, "load", e))?;
+        Ok(ContainerHandle { id: id.to_string(), inner })
+    }
+}
+
+impl ContainerHandle {
+    pub fn start(&mut self) -> Result<()> {
+        self.inner.start().map_err(|e| RuntimeError::lc(&self.id, "start", e))
+    }
+
+    /// Signals the init process, or every process in the cgroup with `all`.
+    pub fn kill(&mut self, signal: i32, all: bool) -> Result<()> {
+        let sig = Signal::try_from(signal)
+            .map_err(|e| RuntimeError::InvalidSpec(format!("signal {signal}: {e}")))?;
+        self.inner.kill(sig, all).map_err(|e| RuntimeError::lc(&self.id, "kill", e))
+    }
+
+    pub fn pause(&mut self) -> Result<()> {
+        self.inner.pause().map_err(|e| RuntimeError::lc(&self.id, "pause", e))
+    }
+
+    pub fn resume(&mut self) -> Result<()> {
+        self.inner.resume().map_err(|e| RuntimeError::lc(&self.id, "resume", e))
+    }
+
+    /// Kills whatever is left and removes the cgroups and the state directory.
+    pub fn delete(&mut self) -> Result<()> {
+        self.inner.delete(true).map_err(|e| RuntimeError::lc(&self.id, "delete", e))
+    }
+
+    pub fn is_stopped(&mut self) -> bool {
+        let _ = self.inner.refresh_status();
+        self.inner.status() == ContainerStatus::Stopped
+    }
+
+    pub fn cgroup(&self) -> Result<Cgroup> {
+        let config = self.inner.spec().map_err(|e| RuntimeError::lc(&self.id, "read config", e))?;
+        Ok(Cgroup::new(&self.id, config.cgroup_path))
+    }
+}

@@ -1,0 +1,21 @@
+//! Container lifecycle on youki's libcontainer.
+//!
+//! Everything that forks (creating a container, exec'ing into one) runs in a
+//! single-threaded zygote that the shim starts before it spawns any thread:
+//! forking a multi-threaded process can leave locks held in the child. The
+//! zygote builds containers "as sibling", so their processes become direct
+//! children of the shim, which reaps them as subreaper. Operations that do not
+//! fork (start, kill, pause, delete, cgroup reads) run in the shim itself.
+
+mod cgroup;
+mod container;
+mod error;
+mod spawn;
+
+pub use cgroup::{Cgroup, CgroupStats};
+pub use libcgroups::stats::MemoryData;
+pub use container::{ContainerHandle, Runtime};
+pub use libcontainer::oci_spec;
+pub use error::{Result, RuntimeError};
+pub use zygote::WireFd;
+pub use spawn::{init_zygote, CreateRequest, ExecRequest, Stdio};

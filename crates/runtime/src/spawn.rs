@@ -1,0 +1,120 @@
+//! Process creation through the zygote (see the crate docs for why).
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use serde::{Deserialize, Serialize};
+use zygote::{WireFd, Zygote};
+
+use crate::error::{Result, RuntimeError};
+
+/// Starts the zygote. Must be called while the process is single-threaded.
+pub fn init_zygote() {
+    Zygote::init();
+    // containerd learns that the shim is ready when the shim's stdout pipe
+    // closes; a zygote holding a copy would keep containerd waiting forever.
+    Zygote::global().run(detach_stdio, ());
+}
+
+fn detach_stdio(_: ()) {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        for fd in 0..=2 {
+            let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd);
+        }
+    }
+}
+
+/// The three standard streams handed to a new process; `None` leaves the
+/// stream on /dev/null (terminal processes get theirs from the console socket).
+#[derive(Default, Serialize, Deserialize)]
+pub struct Stdio {
+    pub stdin: Option<WireFd<OwnedFd>>,
+    pub stdout: Option<WireFd<OwnedFd>>,
+    pub stderr: Option<WireFd<OwnedFd>>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct CreateRequest {
+    pub id: String,
+    pub bundle: PathBuf,
+    /// libcontainer's state root; the container's state lives in root/id.
+    pub state_root: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub stdio: Stdio,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub container_id: String,
+    pub state_root: PathBuf,
+    /// OCI process JSON, as containerd sent it in ExecProcessRequest.spec.
+    pub process_json: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub stdio: Stdio,
+}
+
+fn builder(id: &str, root: &std::path::Path, console: Option<&PathBuf>, stdio: Stdio) -> std::result::Result<ContainerBuilder, String> {
+    let mut b = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        .with_root_path(root)
+        .map_err(|e| e.to_string())?
+        .with_console_socket(console);
+    if let Some(fd) = stdio.stdin {
+        b = b.with_stdin(fd.into_inner());
+    }
+    if let Some(fd) = stdio.stdout {
+        b = b.with_stdout(fd.into_inner());
+    }
+    if let Some(fd) = stdio.stderr {
+        b = b.with_stderr(fd.into_inner());
+    }
+    Ok(b)
+}
+
+// Runs inside the zygote.
+fn zygote_create(req: CreateRequest) -> std::result::Result<i32, String> {
+    let container = builder(&req.id, &req.state_root, req.console_socket.as_ref(), req.stdio)?
+        .validate_id()
+        .map_err(|e| e.to_string())?
+        .as_init(&req.bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .as_sibling(true)
+        .build()
+        .map_err(|e| format!("{e:#}"))?;
+    container
+        .pid()
+        .map(|p| p.as_raw())
+        .ok_or_else(|| "container has no init pid".to_string())
+}
+
+// Runs inside the zygote.
+fn zygote_exec(req: ExecRequest) -> std::result::Result<i32, String> {
+    let pid = builder(&req.container_id, &req.state_root, req.console_socket.as_ref(), req.stdio)?
+        .as_tenant()
+        .with_process(Some(&req.process_json))
+        .with_detach(true)
+        .as_sibling(true)
+        .build()
+        .map_err(|e| format!("{e:#}"))?;
+    Ok(pid.as_raw())
+}
+
+/// Creates the container (init process waiting for Start); returns its pid.
+pub fn create(req: CreateRequest) -> Result<i32> {
+    let id = req.id.clone();
+    Zygote::global()
+        .try_run(zygote_create, req)
+        .map_err(|e| RuntimeError::Zygote { action: "create container", reason: e.to_string() })?
+        .map_err(|reason| RuntimeError::Libcontainer { id, action: "create", reason })
+}
+
+/// Runs an additional process in a running container; returns its pid.
+pub fn exec(req: ExecRequest) -> Result<i32> {
+    let id = req.container_id.clone();
+    Zygote::global()
+        .try_run(zygote_exec, req)
+        .map_err(|e| RuntimeError::Zygote { action: "exec", reason: e.to_string() })?
+        .map_err(|reason| RuntimeError::Libcontainer { id, action: "exec", reason })
+}

@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Install the ARCH test rig on a fresh Debian 12 (bookworm) host. Run as root.
+#
+#   ARCH_CONTAINERD_SUITE=trixie (default) -> containerd 1.7.x from trixie
+#   ARCH_CONTAINERD_SUITE=sid              -> containerd 2.x from sid
+#   ARCH_CRIU_WORKDIR (default /var/cache/arch-hack/criu) -> CRIU build dir
+#   ARCH_CRIU_FORCE_BUILD=1                -> rebuild CRIU even if it works
+#
+# Apt mirrors are never hard-coded: the URIs of the bookworm stanza in
+# /etc/apt/sources.list.d/debian.sources are reused for the extra suites,
+# which are pinned at priority 100 so nothing else gets upgraded.
+set -euo pipefail
+
+log() { echo "[hack] $*" >&2; }
+die() { echo "[hack] ERROR: $*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root"
+
+SUITE="${ARCH_CONTAINERD_SUITE:-trixie}"
+case "$SUITE" in trixie|sid) ;; *) die "ARCH_CONTAINERD_SUITE must be trixie or sid";; esac
+CRIU_WORKDIR="${ARCH_CRIU_WORKDIR:-/var/cache/arch-hack/criu}"
+DEBIAN_SOURCES=/etc/apt/sources.list.d/debian.sources
+export DEBIAN_FRONTEND=noninteractive
+APT_Q=(-q -o Dpkg::Use-Pty=0 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+
+# ---------------------------------------------------------------- apt sources
+# Print "URIS<TAB>SIGNED_BY<TAB>COMPONENTS" of the deb822 stanza whose Suites
+# contain exactly "bookworm" (not bookworm-security / bookworm-updates).
+bookworm_stanza() {
+    awk 'BEGIN { RS = ""; FS = "\n" }
+    {
+        uris = ""; suites = ""; sb = ""; comps = ""
+        for (i = 1; i <= NF; i++) {
+            line = $i
+            if (line ~ /^URIs:/)       { sub(/^URIs:[ \t]*/, "", line); uris = line }
+            if (line ~ /^Suites:/)     { sub(/^Suites:[ \t]*/, "", line); suites = line }
+            if (line ~ /^Signed-By:/)  { sub(/^Signed-By:[ \t]*/, "", line); sb = line }
+            if (line ~ /^Components:/) { sub(/^Components:[ \t]*/, "", line); comps = line }
+        }
+        n = split(suites, s, /[ \t]+/)
+        for (j = 1; j <= n; j++) if (s[j] == "bookworm") { print uris "\t" sb "\t" comps; exit }
+    }' "$DEBIAN_SOURCES"
+}
+
+add_suite() { # add_suite SUITE -> writes arch-SUITE.sources + pin; returns 0 if changed
+    local suite="$1" line uris sb src pref tmp changed=1
+    [ -r "$DEBIAN_SOURCES" ] || die "$DEBIAN_SOURCES not found (need deb822 sources)"
+    line="$(bookworm_stanza)"
+    [ -n "$line" ] || die "no stanza with Suites: bookworm in $DEBIAN_SOURCES"
+    IFS=$'\t' read -r uris sb _ <<<"$line"
+    [ -n "$uris" ] || die "bookworm stanza has no URIs"
+    [ -n "$sb" ] || sb=/usr/share/keyrings/debian-archive-keyring.gpg
+    src="/etc/apt/sources.list.d/arch-${suite}.sources"
+    pref="/etc/apt/preferences.d/arch-${suite}"
+    tmp="$(mktemp)"
+    printf 'Types: deb deb-src\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: %s\n' \
+        "$uris" "$suite" "$sb" >"$tmp"
+    if ! cmp -s "$tmp" "$src" 2>/dev/null; then install -m 0644 "$tmp" "$src"; changed=0; fi
+    printf 'Package: *\nPin: release n=%s\nPin-Priority: 100\n' "$suite" >"$tmp"
+    if ! cmp -s "$tmp" "$pref" 2>/dev/null; then install -m 0644 "$tmp" "$pref"; changed=0; fi
+    rm -f "$tmp"
+    log "apt source for $suite: $src (pinned 100 in $pref)"
+    return $changed
+}
+
+t0=$SECONDS
+need_update=1
+add_suite trixie && need_update=0
+if [ "$SUITE" = sid ]; then
+    add_suite sid && need_update=0
+elif [ -e /etc/apt/sources.list.d/arch-sid.sources ] || [ -e /etc/apt/preferences.d/arch-sid ]; then
+    # With sid and the installed trixie version both at priority 100 the
+    # higher sid version would become the upgrade candidate: drop sid.
+    log "removing sid apt source (ARCH_CONTAINERD_SUITE=trixie)"
+    rm -f /etc/apt/sources.list.d/arch-sid.sources /etc/apt/preferences.d/arch-sid
+    need_update=0
+fi
+# Always refresh on first run of the day-ish: cheap compared to a stale index.
+if [ $need_update = 0 ] || [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*trixie*Packages*' -mmin -720 2>/dev/null)" ]; then
+    log "apt-get update"
+    apt-get "${APT_Q[@]}" update >/dev/null
+fi
+
+# ------------------------------------------------------- keep services quiet
+# Prevent maintainer scripts from starting daemons (containerd) during install.
+POLICY_RC=/usr/sbin/policy-rc.d
+policy_added=0
+if [ ! -e "$POLICY_RC" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$POLICY_RC"; chmod 0755 "$POLICY_RC"; policy_added=1
+fi
+cleanup() { if [ "$policy_added" = 1 ]; then rm -f "$POLICY_RC"; fi; }
+trap cleanup EXIT
+
+# ---------------------------------------------------------- base packages
+BASE_PKGS=(
+    iptables busybox-static pkg-config pkgconf build-essential gcc python3 jq
+    ca-certificates xz-utils git
+    # CRIU build deps
+    libbsd-dev libcap-dev libgnutls28-dev libnet1-dev libnftables-dev
+    libnl-3-dev libprotobuf-c-dev libprotobuf-dev protobuf-c-compiler
+    protobuf-compiler uuid-dev python3-protobuf libaio-dev
+    # the shim itself
+    libseccomp-dev
+    # Debian 12 runc (runc-v2 shim side-by-side benchmarks)
+    runc
+)
+log "installing base packages (bookworm)"
+apt-get "${APT_Q[@]}" install -y --no-install-recommends "${BASE_PKGS[@]}" >/dev/null
+
+# --------------------------------------------------------------- containerd
+# NB: "apt-get install -t trixie containerd" raises *all* of trixie to the
+# target-release priority and tries to upgrade libc6, systemd, apt, python3...
+# "containerd/trixie" selects only that package's version; its deps
+# (runc >= 0.1.0, libc6 >= 2.34) are satisfied from bookworm.
+log "installing containerd/$SUITE (no recommends, keep bookworm runc)"
+sim="$(apt-get -s install -y --no-install-recommends --allow-downgrades "containerd/$SUITE" 2>&1)" || { echo "$sim" >&2; die "containerd simulation failed"; }
+if echo "$sim" | grep -E '^Inst (libc6|libc-bin|base-files|runc) ' | grep -vE '\(1\.1\.5' | grep -q .; then
+    echo "$sim" | grep '^Inst' >&2
+    die "installing containerd/$SUITE would upgrade core packages; refusing"
+fi
+apt-get "${APT_Q[@]}" install -y --no-install-recommends --allow-downgrades "containerd/$SUITE" >/dev/null
+apt-mark hold runc >/dev/null || true
+
+# The package ships a systemd unit; we never want the system instance.
+if command -v systemctl >/dev/null 2>&1; then
+    if [ -d /run/systemd/system ]; then
+        systemctl stop containerd.service >/dev/null 2>&1 || true
+    fi
+    systemctl disable containerd.service >/dev/null 2>&1 || true
+fi
+if [ -x /etc/init.d/containerd ]; then
+    /etc/init.d/containerd stop >/dev/null 2>&1 || true
+    command -v update-rc.d >/dev/null && update-rc.d containerd disable >/dev/null 2>&1 || true
+fi
+# Anything left running from the package's (system) config? stop it by pid.
+for pid in $(pgrep -x containerd 2>/dev/null || true); do
+    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- '--config'; then continue; fi
+    log "stopping system containerd pid $pid"; kill "$pid" 2>/dev/null || true
+done
+
+for b in containerd ctr containerd-shim-runc-v2 runc; do
+    command -v "$b" >/dev/null || die "$b missing after install"
+done
+
+# --------------------------------------------------------------------- CRIU
+criu_ok() { # criu_ok BIN
+    local v
+    [ -x "$1" ] || return 1
+    v="$("$1" --version 2>/dev/null | awk '/^Version:/ {print $2}')"
+    case "$v" in [4-9].*) ;; *) return 1;; esac
+    "$1" check >/dev/null 2>&1
+}
+
+if [ "${ARCH_CRIU_FORCE_BUILD:-0}" != 1 ] && criu_ok /usr/local/sbin/criu; then
+    log "criu: /usr/local/sbin/criu already works, skipping build"
+elif [ "${ARCH_CRIU_FORCE_BUILD:-0}" != 1 ] && command -v criu >/dev/null && criu_ok "$(command -v criu)"; then
+    log "criu: $(command -v criu) already works, skipping build"
+else
+    tc=$SECONDS
+    log "criu: building from Debian trixie source in $CRIU_WORKDIR"
+    mkdir -p "$CRIU_WORKDIR"
+    cd "$CRIU_WORKDIR"
+    if ! ls criu_*.orig.tar.* >/dev/null 2>&1; then
+        # Only the upstream orig tarball is needed. Some mirrors/proxies 404
+        # the .dsc / .debian.tar.xz, so tolerate failure if the orig arrived.
+        apt-get -q source --download-only criu/trixie >apt-source.log 2>&1 || true
+        ls criu_*.orig.tar.* >/dev/null 2>&1 || { cat apt-source.log >&2; die "could not download criu source"; }
+    fi
+    orig="$(ls criu_*.orig.tar.* | sort -V | tail -n1)"
+    ver="$(basename "$orig" | sed -E 's/^criu_([^.]+\.[^.]+(\.[0-9]+)?)\.orig\.tar\..*/\1/')"
+    src="$CRIU_WORKDIR/criu-$ver"
+    if [ ! -f "$src/Makefile" ]; then
+        rm -rf "$src" "$CRIU_WORKDIR/unpack"; mkdir -p "$CRIU_WORKDIR/unpack"
+        tar -xf "$orig" -C "$CRIU_WORKDIR/unpack"
+        mv "$CRIU_WORKDIR/unpack"/* "$src"; rmdir "$CRIU_WORKDIR/unpack"
+    fi
+    log "criu: make -j$(nproc) criu ($ver)"
+    if ! make -C "$src" -j"$(nproc)" criu >"$CRIU_WORKDIR/build.log" 2>&1; then
+        tail -n 40 "$CRIU_WORKDIR/build.log" >&2
+        die "criu build failed (full log: $CRIU_WORKDIR/build.log)"
+    fi
+    install -D -m 0755 "$src/criu/criu" /usr/local/sbin/criu
+    log "criu: built and installed in $((SECONDS - tc))s"
+fi
+/usr/local/sbin/criu --version >/dev/null 2>&1 || true
+if ! criu check >/dev/null 2>&1; then
+    criu check >&2 || true
+    die "criu check failed"
+fi
+
+# ------------------------------------------------------------------ summary
+log "done in $((SECONDS - t0))s"
+echo "containerd: $(containerd --version 2>/dev/null | awk '{print $3}') ($(command -v containerd))"
+echo "ctr:        $(ctr --version 2>/dev/null | awk '{print $3}')"
+echo "shim:       $(command -v containerd-shim-runc-v2)"
+echo "runc:       $(runc --version 2>/dev/null | awk 'NR==1 {print $3}') ($(command -v runc))"
+echo "criu:       $(criu --version 2>/dev/null | awk '/^Version:/ {print $2}') ($(command -v criu)); criu check: $(criu check 2>&1 | tail -n1)"
+echo "iptables:   $(iptables --version 2>/dev/null)"
+echo "busybox:    $(/bin/busybox 2>/dev/null | head -n1 || true)"

@@ -1,0 +1,104 @@
+//! containerd-shim-arch-v1: the ARCH runtime (io.containerd.arch.v1).
+
+mod error;
+mod events;
+mod exits;
+mod mounts;
+mod process;
+mod service;
+mod shim;
+mod stats;
+mod stdio;
+mod task;
+
+use std::io::Write;
+
+use containerd_shim::protos::protobuf::Message;
+use containerd_shim::protos::types::introspection::{RuntimeInfo, RuntimeVersion};
+
+pub const RUNTIME_ID: &str = "io.containerd.arch.v1";
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+const REVISION: &str = match option_env!("ARCH_GIT_REVISION") {
+    Some(r) => r,
+    None => "unknown",
+};
+
+/// What the shim was asked to do, from the flags containerd passes.
+#[derive(Debug, PartialEq)]
+enum Mode {
+    Version,
+    Info,
+    /// `start` or `delete`: short-lived, no containers are created.
+    Action,
+    Serve,
+}
+
+fn mode(args: &[String]) -> Mode {
+    let mut positional = None;
+    for a in args {
+        match a.trim_start_matches('-') {
+            "v" | "version" if a.starts_with('-') => return Mode::Version,
+            "info" if a.starts_with('-') => return Mode::Info,
+            _ if !a.starts_with('-') && positional.is_none() => positional = Some(a.as_str()),
+            _ => {}
+        }
+    }
+    match positional {
+        Some("start") | Some("delete") => Mode::Action,
+        _ => Mode::Serve,
+    }
+}
+
+fn print_info() -> std::io::Result<()> {
+    let info = RuntimeInfo {
+        name: RUNTIME_ID.to_string(),
+        version: Some(RuntimeVersion {
+            version: VERSION.to_string(),
+            revision: REVISION.to_string(),
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    };
+    let bytes = info.write_to_bytes().map_err(std::io::Error::other)?;
+    std::io::stdout().write_all(&bytes)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match mode(&args) {
+        Mode::Version => {
+            println!("containerd-shim-arch-v1:\n  Runtime: {RUNTIME_ID}\n  Version: {VERSION}\n  Revision: {REVISION}");
+        }
+        Mode::Info => {
+            if let Err(e) = print_info() {
+                eprintln!("{RUNTIME_ID}: {e}");
+                std::process::exit(1);
+            }
+        }
+        Mode::Action => containerd_shim::run::<shim::ArchShim>(RUNTIME_ID, None),
+        Mode::Serve => {
+            // Before any thread exists: every later fork happens in the zygote.
+            arch_runtime::init_zygote();
+            containerd_shim::run::<shim::ArchShim>(RUNTIME_ID, None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(args: &[&str]) -> Mode {
+        mode(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn modes_from_containerd_flags() {
+        assert_eq!(m(&["-v"]), Mode::Version);
+        assert_eq!(m(&["-info"]), Mode::Info);
+        assert_eq!(m(&["-namespace", "default", "-id", "c1", "-address", "/run/c.sock", "start"]), Mode::Action);
+        assert_eq!(m(&["-namespace", "default", "-id", "c1", "delete"]), Mode::Action);
+        assert_eq!(m(&["-namespace", "default", "-id", "c1", "-socket", "unix:///s"]), Mode::Serve);
+    }
+}

@@ -1,0 +1,87 @@
+//! The shim process's lifecycle: `start` (spawn the daemon), `delete`
+//! (clean up after a dead shim) and serving the task service.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arch_runtime::Runtime;
+use containerd_shim::api::DeleteResponse;
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::util::write_address;
+use containerd_shim::{spawn, Config, Error, ExitSignal, Flags, Shim, StartOpts};
+
+use crate::events::EventSender;
+use crate::mounts;
+use crate::service::{timestamp, TaskService};
+use crate::task::ArchTask;
+
+/// libcontainer keeps per-container state here, one directory per namespace.
+const STATE_ROOT: &str = "/run/containerd-arch";
+
+pub fn state_root(namespace: &str) -> PathBuf {
+    Path::new(STATE_ROOT).join(namespace)
+}
+
+pub struct ArchShim {
+    namespace: String,
+    id: String,
+    bundle: PathBuf,
+    exit: Arc<ExitSignal>,
+}
+
+impl Shim for ArchShim {
+    type T = ArchTask;
+
+    fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+        let bundle = if args.bundle.is_empty() {
+            std::env::current_dir().unwrap_or_default()
+        } else {
+            PathBuf::from(&args.bundle)
+        };
+        ArchShim {
+            namespace: args.namespace.clone(),
+            id: args.id.clone(),
+            bundle,
+            exit: Arc::new(ExitSignal::default()),
+        }
+    }
+
+    fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
+        // One shim per container: the grouping key is the container id.
+        let grouping = opts.id.clone();
+        let (_pid, address) = spawn(opts, &grouping, Vec::new())?;
+        write_address(&address)?;
+        Ok(address)
+    }
+
+    /// Called by containerd when the shim died: kill what is left of the
+    /// container and remove its cgroups, state and rootfs mount.
+    fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
+        let runtime = Runtime::new(state_root(&self.namespace));
+        match runtime.load(&self.id) {
+            Ok(mut handle) => {
+                let _ = handle.kill(libc::SIGKILL, true);
+                handle.delete().map_err(|e| Error::Other(e.to_string()))?;
+            }
+            Err(arch_runtime::RuntimeError::NotFound(_)) => {}
+            Err(e) => return Err(Error::Other(e.to_string())),
+        }
+        mounts::unmount_rootfs(&self.bundle.join("rootfs"));
+        Ok(DeleteResponse {
+            exit_status: 128 + libc::SIGKILL as u32,
+            exited_at: Some(timestamp(SystemTime::now())).into(),
+            ..Default::default()
+        })
+    }
+
+    fn wait(&mut self) {
+        self.exit.wait();
+    }
+
+    fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
+        let events = EventSender::spawn(publisher, self.namespace.clone());
+        let runtime = Runtime::new(state_root(&self.namespace));
+        ArchTask(TaskService::new(runtime, events, self.exit.clone()))
+    }
+}

@@ -1,0 +1,247 @@
+//! Stdio plumbing: shim-owned pipes (or a pty) between the container and
+//! containerd's FIFOs. Owning the pipes keeps the container's descriptors
+//! independent of containerd's FIFOs, so a process can be rewired later.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arch_runtime::Stdio;
+use arch_runtime::WireFd;
+
+fn wire(fd: OwnedFd) -> WireFd<OwnedFd> {
+    WireFd::new(fd)
+}
+
+/// Where containerd wants a process's streams (FIFO paths; empty = none).
+#[derive(Clone, Debug, Default)]
+pub struct StdioPaths {
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub terminal: bool,
+}
+
+/// The shim's side of a process's streams, alive while the process is.
+#[derive(Default)]
+pub struct IoHandles {
+    /// Write end of the stdin pipe (or the pty master); dropping it is CloseIO.
+    stdin: Arc<Mutex<Option<File>>>,
+    /// The pty master, for ResizePty.
+    console: Option<Arc<File>>,
+    /// Copy threads from the container to containerd, joined on exit.
+    outputs: Vec<JoinHandle<()>>,
+}
+
+/// A console socket that receives the pty master from the container's init.
+pub struct ConsoleSocket {
+    pub path: PathBuf,
+    listener: UnixListener,
+}
+
+static CONSOLE_SEQ: AtomicU64 = AtomicU64::new(0);
+const CONSOLE_DIR: &str = "/run/containerd-arch/console";
+
+impl ConsoleSocket {
+    pub fn new() -> io::Result<Self> {
+        std::fs::create_dir_all(CONSOLE_DIR)?;
+        let n = CONSOLE_SEQ.fetch_add(1, Ordering::Relaxed);
+        let path = Path::new(CONSOLE_DIR).join(format!("{}-{n}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path)?;
+        Ok(Self { path, listener })
+    }
+
+    /// Waits (bounded) for the pty master on a thread, so the caller can
+    /// create the process meanwhile.
+    pub fn receive_master(self) -> mpsc::Receiver<io::Result<File>> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let res = self.listener.accept().and_then(|(stream, _)| recv_fd(stream.as_raw_fd()));
+            let _ = std::fs::remove_file(&self.path);
+            let _ = tx.send(res);
+        });
+        rx
+    }
+}
+
+fn recv_fd(sock: RawFd) -> io::Result<File> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = [0u8; 4096];
+    let mut iov = [io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(io::Error::from)?;
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel just installed this descriptor for us.
+                return Ok(unsafe { File::from_raw_fd(fd) });
+            }
+        }
+    }
+    Err(io::Error::other("console socket: no descriptor received"))
+}
+
+fn pipe() -> io::Result<(File, File)> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    Ok((File::from(r), File::from(w)))
+}
+
+fn dev_null(write: bool) -> io::Result<OwnedFd> {
+    Ok(OpenOptions::new().read(!write).write(write).open("/dev/null")?.into())
+}
+
+/// Copies until EOF or error; both ends close when it returns.
+fn copy_thread(name: &str, mut from: impl Read + Send + 'static, open_to: impl FnOnce() -> io::Result<File> + Send + 'static) -> JoinHandle<()> {
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        let mut to = match open_to() {
+            Ok(f) => f,
+            Err(e) => {
+                log::warn!("{name}: cannot open destination: {e}");
+                // Drain so the process never blocks on a full pipe.
+                let _ = io::copy(&mut from, &mut io::sink());
+                return;
+            }
+        };
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        let _ = io::copy(&mut from, &mut io::sink());
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // EIO on a pty master means the terminal's last user is gone.
+                Err(_) => break,
+            }
+        }
+    })
+}
+
+fn open_fifo_write(path: String) -> impl FnOnce() -> io::Result<File> {
+    move || OpenOptions::new().write(true).open(path)
+}
+
+/// Feeds containerd's stdin FIFO into `sink` until EOF or CloseIO.
+fn stdin_thread(path: String, sink: Arc<Mutex<Option<File>>>) {
+    std::thread::spawn(move || {
+        let mut fifo = match OpenOptions::new().read(true).open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                log::warn!("stdin fifo {path}: {e}");
+                sink.lock().unwrap().take();
+                return;
+            }
+        };
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            let n = match fifo.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let mut guard = sink.lock().unwrap();
+            let Some(w) = guard.as_mut() else { return };
+            if w.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        // The client closed stdin: the process sees EOF.
+        sink.lock().unwrap().take();
+    });
+}
+
+/// Prepares pipes for a non-terminal process; returns the container's ends
+/// and the shim's handles (copy threads start at once: they only block until
+/// containerd's side of each FIFO is open).
+pub fn setup_pipes(paths: &StdioPaths) -> io::Result<(Stdio, IoHandles)> {
+    let mut io = IoHandles::default();
+    let mut stdio = Stdio::default();
+
+    stdio.stdin = Some(wire(if paths.stdin.is_empty() {
+        dev_null(false)?
+    } else {
+        let (r, w) = pipe()?;
+        *io.stdin.lock().unwrap() = Some(w);
+        stdin_thread(paths.stdin.clone(), io.stdin.clone());
+        r.into()
+    }));
+    for (path, slot, name) in [
+        (&paths.stdout, &mut stdio.stdout, "stdout"),
+        (&paths.stderr, &mut stdio.stderr, "stderr"),
+    ] {
+        *slot = Some(wire(if path.is_empty() {
+            dev_null(true)?
+        } else {
+            let (r, w) = pipe()?;
+            io.outputs.push(copy_thread(name, r, open_fifo_write(path.clone())));
+            w.into()
+        }));
+    }
+    Ok((stdio, io))
+}
+
+/// Wires a received pty master to containerd's FIFOs.
+pub fn attach_console(paths: &StdioPaths, master: File) -> io::Result<IoHandles> {
+    let master = Arc::new(master);
+    let mut io = IoHandles { console: Some(master.clone()), ..Default::default() };
+    if !paths.stdin.is_empty() {
+        *io.stdin.lock().unwrap() = Some(master.try_clone()?);
+        stdin_thread(paths.stdin.clone(), io.stdin.clone());
+    }
+    if !paths.stdout.is_empty() {
+        let reader = master.try_clone()?;
+        io.outputs.push(copy_thread("console", reader, open_fifo_write(paths.stdout.clone())));
+    }
+    Ok(io)
+}
+
+impl IoHandles {
+    pub fn close_stdin(&self) {
+        self.stdin.lock().unwrap().take();
+    }
+
+    pub fn resize(&self, width: u32, height: u32) -> io::Result<()> {
+        let Some(console) = &self.console else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "process has no terminal"));
+        };
+        let ws = libc::winsize {
+            ws_row: height as u16,
+            ws_col: width as u16,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer.
+        let rc = unsafe { libc::ioctl(console.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits until the process's output has reached containerd, so a client
+    /// that sees the exit has all the output. Bounded: a background child
+    /// that inherited the pipe may keep it open forever.
+    pub fn drain(&mut self, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        for handle in self.outputs.drain(..) {
+            while !handle.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
