@@ -1,1 +1,206 @@
+//! Support for the end-to-end tests: drives `ctr` against the private
+//! containerd that `hack/test.sh` starts (see hack/containerd-test.sh).
+//!
+//! The tests never skip: without the rig they fail, saying how to run them.
 
+pub mod shim_client;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const RUNTIME: &str = "io.containerd.arch.v1";
+pub const IMAGE: &str = "localhost/arch-test/busybox:latest";
+
+/// A `ctr` bound to the test containerd and namespace.
+#[derive(Clone, Debug)]
+pub struct Ctr {
+    pub address: String,
+    pub namespace: String,
+}
+
+pub fn ctr() -> Ctr {
+    let address = std::env::var("ARCH_E2E_ADDRESS").unwrap_or_else(|_| {
+        panic!("ARCH_E2E_ADDRESS is not set: run the end-to-end tests with `make test` (hack/test.sh), which starts containerd")
+    });
+    assert!(Path::new(&address).exists(), "containerd socket {address} does not exist");
+    let namespace = std::env::var("ARCH_E2E_NAMESPACE").unwrap_or_else(|_| "arch-test".into());
+    Ctr { address, namespace }
+}
+
+/// A container id unique within this test run.
+pub fn unique_id(prefix: &str) -> String {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Ctr {
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ctr");
+        c.args(["--address", &self.address, "--namespace", &self.namespace]);
+        c.args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `ctr args…` with a deadline, so a hung shim fails the test.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with_input(args, None)
+    }
+
+    pub fn run_with_input(&self, args: &[&str], input: Option<&[u8]>) -> Run {
+        let mut cmd = self.command(args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        if input.is_some() {
+            cmd.stdin(Stdio::piped());
+        }
+        let mut child = cmd.spawn().expect("spawn ctr");
+        if let Some(data) = input {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(data).unwrap();
+        }
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(out) => out.expect("ctr output").into(),
+            Err(_) => {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                panic!("ctr {args:?} did not finish within 60 s");
+            }
+        }
+    }
+
+    /// `ctr run --rm` of the test image under ARCH.
+    pub fn run_container(&self, id: &str, extra: &[&str], cmd: &[&str]) -> Run {
+        let mut args = vec!["run", "--rm", "--runtime", RUNTIME];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[IMAGE, id]);
+        args.extend_from_slice(cmd);
+        self.run(&args)
+    }
+
+    /// Starts a detached container and returns a guard that removes it.
+    pub fn start_detached(&self, id: &str, cmd: &[&str]) -> Container {
+        let mut args = vec!["run", "-d", "--runtime", RUNTIME, IMAGE, id];
+        args.extend_from_slice(cmd);
+        let r = self.run(&args);
+        assert_eq!(r.code, 0, "ctr run -d {id} failed: {}", r.stderr);
+        Container { ctr: self.clone(), id: id.to_string() }
+    }
+
+    /// The task's status column from `ctr task ls` (None if no task).
+    pub fn task_status(&self, id: &str) -> Option<String> {
+        let r = self.run(&["task", "ls"]);
+        r.stdout.lines().find_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.first() == Some(&id)).then(|| cols.get(2).unwrap_or(&"").to_string())
+        })
+    }
+
+    pub fn task_pid(&self, id: &str) -> i32 {
+        let r = self.run(&["task", "ls"]);
+        r.stdout
+            .lines()
+            .find_map(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                (cols.first() == Some(&id)).then(|| cols[1].parse().unwrap())
+            })
+            .unwrap_or_else(|| panic!("no task {id}"))
+    }
+
+    pub fn wait_status(&self, id: &str, want: &str) {
+        let ok = wait_until(Duration::from_secs(20), || self.task_status(id).as_deref() == Some(want));
+        assert!(ok, "task {id} never reached {want}; now {:?}", self.task_status(id));
+    }
+}
+
+/// A detached container, force-removed when dropped.
+pub struct Container {
+    pub ctr: Ctr,
+    pub id: String,
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = self.ctr.run(&["task", "kill", "-s", "SIGKILL", &self.id]);
+        wait_until(Duration::from_secs(10), || {
+            self.ctr.task_status(&self.id).map_or(true, |s| s == "STOPPED")
+        });
+        let _ = self.ctr.run(&["task", "rm", "-f", &self.id]);
+        let _ = self.ctr.run(&["container", "rm", &self.id]);
+    }
+}
+
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+/// Pids of running shim processes serving container `id`.
+pub fn shim_pids(id: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let args: Vec<String> = cmdline.split(|b| *b == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+        let is_shim = args.first().is_some_and(|a| a.ends_with("containerd-shim-arch-v1"));
+        let serves = args.windows(2).any(|w| w[0] == "-id" && w[1] == id);
+        if is_shim && serves {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Children of `pid` that are zombies.
+pub fn zombie_children(pid: i32) -> Vec<i32> {
+    let mut zombies = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        // Fields after the parenthesised command: state ppid …
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(1) == Some(&pid.to_string().as_str()) && fields.first() == Some(&"Z") {
+            zombies.push(child);
+        }
+    }
+    zombies
+}
+
+/// Mount points whose path contains `needle`.
+pub fn mounts_containing(needle: &str) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .filter(|m| m.contains(needle))
+        .collect()
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it (.ci/run → make test):
+# installs the rig, builds, runs the unit tests, then the end-to-end tests
+# against a private containerd that this script starts and stops.
+#   env: ARCH_CONTAINERD_SUITE=sid  test against containerd 2.x instead of 1.7
+#        ARCH_E2E_THREADS          parallel e2e tests (default 4)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+log() { echo "[test] $*" >&2; }
+
+[ "$(id -u)" = 0 ] || { echo "[test] must run as root (containers, mounts, cgroups)" >&2; exit 1; }
+
+hack/install-deps.sh
+
+log "building"
+cargo build --workspace --bins
+
+log "unit tests"
+cargo test --workspace --exclude arch-e2e
+
+export ARCH_SHIM_DIR="$PWD/target/debug"
+export ARCH_TEST_DIR="${ARCH_TEST_DIR:-/run/arch-test}"
+trap 'hack/containerd-test.sh stop || true' EXIT
+hack/containerd-test.sh start
+
+log "end-to-end tests (containerd $(containerd --version | awk '{print $3}'), criu $(criu --version | head -1))"
+ARCH_E2E_ADDRESS="$ARCH_TEST_DIR/containerd.sock" \
+    cargo test -p arch-e2e -- --test-threads="${ARCH_E2E_THREADS:-4}"

@@ -1,0 +1,11 @@
+//! End-to-end tests: real containerd, real `ctr`, the ARCH shim.
+//! Run through `make test` (hack/test.sh), which starts the private containerd.
+
+mod cleanup;
+mod control;
+mod errors;
+mod events;
+mod exec;
+mod io;
+mod lifecycle;
+mod scale;
