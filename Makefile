@@ -1,0 +1,35 @@
+# ARCH — see README.md. Every target that touches containers runs as root.
+.PHONY: all build release demo test unit e2e bench lint clean
+
+all: build
+
+build:
+	cargo build --workspace --bins
+
+release:
+	cargo build --release -p containerd-shim-arch-v1
+
+# One command: install the rig, run a container under the shim.
+demo:
+	hack/demo.sh
+
+# One command: the whole suite, as CI runs it.
+test:
+	hack/test.sh
+
+unit:
+	cargo test --workspace --exclude arch-e2e
+
+# End-to-end only, against an already running hack/containerd-test.sh instance.
+e2e: build
+	ARCH_E2E_ADDRESS=$${ARCH_TEST_DIR:-/run/arch-test}/containerd.sock cargo test -p arch-e2e
+
+bench:
+	bench/run.sh
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+clean:
+	cargo clean
