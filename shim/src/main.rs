@@ -34,19 +34,27 @@ enum Mode {
 }
 
 fn mode(args: &[String]) -> Mode {
-    let mut positional = None;
-    for a in args {
-        match a.trim_start_matches('-') {
-            "v" | "version" if a.starts_with('-') => return Mode::Version,
-            "info" if a.starts_with('-') => return Mode::Info,
-            _ if !a.starts_with('-') && positional.is_none() => positional = Some(a.as_str()),
+    // Flags that take a value (Go flag syntax: `-name value` or `-name=value`).
+    const VALUED: [&str; 6] = ["namespace", "id", "socket", "bundle", "address", "publish-binary"];
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let Some(flag) = arg.strip_prefix('-') else {
+            return match arg.as_str() {
+                "start" | "delete" => Mode::Action,
+                _ => Mode::Serve,
+            };
+        };
+        let name = flag.trim_start_matches('-');
+        match name {
+            "v" | "version" => return Mode::Version,
+            "info" => return Mode::Info,
+            n if VALUED.contains(&n) => {
+                iter.next();
+            }
             _ => {}
         }
     }
-    match positional {
-        Some("start") | Some("delete") => Mode::Action,
-        _ => Mode::Serve,
-    }
+    Mode::Serve
 }
 
 fn print_info() -> std::io::Result<()> {
@@ -100,5 +108,7 @@ mod tests {
         assert_eq!(m(&["-namespace", "default", "-id", "c1", "-address", "/run/c.sock", "start"]), Mode::Action);
         assert_eq!(m(&["-namespace", "default", "-id", "c1", "delete"]), Mode::Action);
         assert_eq!(m(&["-namespace", "default", "-id", "c1", "-socket", "unix:///s"]), Mode::Serve);
+        assert_eq!(m(&["-namespace=default", "-id=c1", "-debug", "delete"]), Mode::Action);
+        assert_eq!(m(&["-namespace", "start", "-id", "c1"]), Mode::Serve, "a flag value is not an action");
     }
 }

@@ -101,3 +101,32 @@ impl Process {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn exit_is_recorded_once_and_wakes_waiters() {
+        let p = Arc::new(Process::new("e1", StdioPaths::default()));
+        p.set_created(42);
+        p.set_status(Status::RUNNING);
+        let waiter = {
+            let p = p.clone();
+            std::thread::spawn(move || p.wait().code)
+        };
+        assert!(p.set_exited(137));
+        assert!(!p.set_exited(0), "second exit is ignored");
+        assert_eq!(waiter.join().unwrap(), 137);
+        assert_eq!(p.state().status, Status::STOPPED);
+    }
+
+    #[test]
+    fn a_stopped_process_stays_stopped() {
+        let p = Process::new("", StdioPaths::default());
+        p.set_exited(0);
+        p.set_status(Status::RUNNING);
+        assert_eq!(p.state().status, Status::STOPPED);
+    }
+}

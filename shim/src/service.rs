@@ -511,10 +511,51 @@ pub fn load_spec(bundle: &Path) -> Result<Spec> {
     if !path.exists() {
         return Err(ShimError::InvalidArgument(format!("bundle {}: config.json not found", bundle.display())));
     }
-    let spec = Spec::load(&path)
+    let bytes = std::fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
+    // serde_json directly: its errors say which field and where.
+    let spec: Spec = serde_json::from_slice(&bytes)
         .map_err(|e| ShimError::InvalidArgument(format!("bundle {}: invalid config.json: {e}", bundle.display())))?;
     if spec.process().is_none() {
         return Err(ShimError::InvalidArgument(format!("bundle {}: config.json has no process", bundle.display())));
     }
     Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_spec_explains_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let msg = |r: Result<Spec>| match r {
+            Err(ShimError::InvalidArgument(m)) => m,
+            other => panic!("expected InvalidArgument, got {:?}", other.map(|_| ())),
+        };
+        assert!(msg(load_spec(dir.path())).contains("config.json not found"));
+        std::fs::write(dir.path().join("config.json"), "{").unwrap();
+        assert!(msg(load_spec(dir.path())).contains("invalid config.json"));
+        std::fs::write(dir.path().join("config.json"), r#"{"ociVersion":"1.0.2","process":{"cwd":"/"}}"#).unwrap();
+        assert!(msg(load_spec(dir.path())).contains("missing field `user`"), "names the field");
+        std::fs::write(dir.path().join("config.json"), r#"{"ociVersion":"1.0.2"}"#).unwrap();
+        assert!(msg(load_spec(dir.path())).contains("no process"));
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"ociVersion":"1.0.2","process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}},"root":{"path":"rootfs"}}"#,
+        )
+        .unwrap();
+        load_spec(dir.path()).map_err(|e| e.to_string()).unwrap();
+    }
+
+    #[test]
+    fn exec_spec_lives_in_the_bundle() {
+        assert_eq!(exec_spec_path(Path::new("/b"), "e1"), Path::new("/b/exec-e1.json"));
+    }
+
+    #[test]
+    fn timestamps_keep_nanoseconds() {
+        let t = UNIX_EPOCH + Duration::new(5, 7);
+        let ts = timestamp(t);
+        assert_eq!((ts.seconds, ts.nanos), (5, 7));
+    }
 }
