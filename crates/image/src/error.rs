@@ -1,0 +1,84 @@
+//! Typed errors for the image store. Every variant names the thing that was
+//! wrong (path, field, owner) so a log line alone explains a failed restore.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything that can go wrong reading or writing a checkpoint image.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A namespace or key breaks the naming rules.
+    #[error("invalid {kind} {value:?}: {reason}")]
+    InvalidIdentity {
+        kind: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    /// An I/O call failed; `path` is what we were touching.
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// No committed image under this namespace/key.
+    #[error("no checkpoint image for {namespace}/{key}")]
+    NotFound { namespace: String, key: String },
+    /// The manifest was written by a newer (or unknown) ARCH.
+    #[error(
+        "manifest format version {found} is not supported (this build reads version {supported})"
+    )]
+    UnsupportedVersion { found: u64, supported: u32 },
+    /// manifest.json is not valid JSON of the expected shape.
+    #[error("malformed manifest {path}: {source}")]
+    ManifestParse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A manifest field is well-typed but wrong (e.g. bad hex, wrong key).
+    #[error("invalid manifest: {field}: {reason}")]
+    InvalidManifest { field: &'static str, reason: String },
+    /// A listed path is absolute, climbs out, or crosses a symlink.
+    #[error("unsafe path {path:?} in image: {reason}")]
+    UnsafePath { path: String, reason: &'static str },
+    /// A listed file is absent.
+    #[error("image file {path:?} is missing")]
+    MissingFile { path: String },
+    /// A listed file has the wrong size (e.g. truncated).
+    #[error("image file {path:?} has size {actual}, manifest says {expected}")]
+    SizeMismatch {
+        path: String,
+        expected: u64,
+        actual: u64,
+    },
+    /// A listed file's content does not hash to the recorded sha256.
+    #[error("image file {path:?} has sha256 {actual}, manifest says {expected}")]
+    ChecksumMismatch {
+        path: String,
+        expected: String,
+        actual: String,
+    },
+    /// The image directory holds something the manifest does not list.
+    #[error("image holds unlisted entry {path:?}")]
+    UnlistedFile { path: String },
+    /// Something that is not a regular file or directory (symlink, fifo...).
+    #[error("image entry {path:?} is not a regular file or directory")]
+    UnexpectedFileType { path: String },
+    /// Another owner (host) holds the exclusive claim on this image.
+    #[error("image is already claimed by {owner:?} ({path})")]
+    AlreadyClaimed { owner: String, path: PathBuf },
+}
+
+/// Attach the operation and path to an `io::Error`.
+pub(crate) fn io_err(
+    op: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { op, path, source }
+}

@@ -1,0 +1,173 @@
+//! A committed image read back from disk, with full validation: the manifest
+//! must parse, match its directory, and describe the files exactly.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::error::{io_err, Error, Result};
+use crate::fsutil::hash_file;
+use crate::manifest::Manifest;
+
+/// Largest manifest we will read; a real one is a few KiB. Guards memory
+/// against a hostile or corrupted file.
+const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
+/// A validated checkpoint image.
+#[derive(Debug, Clone)]
+pub struct Image {
+    dir: PathBuf,
+    manifest: Manifest,
+}
+
+impl Image {
+    /// The image directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// The validated manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+    /// `criu/` inside the image.
+    pub fn criu_dir(&self) -> PathBuf {
+        self.dir.join(crate::CRIU_DIR)
+    }
+    /// `rootfs-diff.tar` inside the image.
+    pub fn rootfs_diff(&self) -> PathBuf {
+        self.dir.join(crate::ROOTFS_DIFF)
+    }
+    /// `config.json` inside the image.
+    pub fn config(&self) -> PathBuf {
+        self.dir.join(crate::CONFIG)
+    }
+
+    pub(crate) fn new(dir: PathBuf, manifest: Manifest) -> Self {
+        Image { dir, manifest }
+    }
+
+    /// Read and fully validate the image in `dir`, expected to be `ns`/`key`.
+    pub(crate) fn load(dir: PathBuf, ns: &str, key: &str) -> Result<Image> {
+        let manifest = read_manifest(&dir)?;
+        if manifest.namespace != ns || manifest.key != key {
+            return Err(Error::InvalidManifest {
+                field: "namespace/key",
+                reason: format!(
+                    "manifest says {}/{}, directory is {ns}/{key}",
+                    manifest.namespace, manifest.key
+                ),
+            });
+        }
+        verify_files(&dir, &manifest)?;
+        Ok(Image { dir, manifest })
+    }
+}
+
+/// Read manifest.json from `dir`, refusing symlinks and oversized files.
+pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join(crate::MANIFEST);
+    let meta = match fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::MissingFile {
+                path: crate::MANIFEST.into(),
+            })
+        }
+        r => r.map_err(io_err("stat", &path))?,
+    };
+    if !meta.file_type().is_file() {
+        return Err(Error::UnexpectedFileType {
+            path: crate::MANIFEST.into(),
+        });
+    }
+    let mut buf = Vec::new();
+    fs::File::open(&path)
+        .map_err(io_err("open", &path))?
+        .take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(io_err("read", &path))?;
+    if buf.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(Error::InvalidManifest {
+            field: "manifest.json",
+            reason: "too large".into(),
+        });
+    }
+    Manifest::parse(&buf, &path)
+}
+
+/// Check every listed file (no symlink on the way, size, sha256), then make
+/// sure nothing unlisted sits in the directory.
+fn verify_files(dir: &Path, m: &Manifest) -> Result<()> {
+    for f in &m.files {
+        let path = resolve_no_symlinks(dir, &f.path)?;
+        let (size, sha) = hash_file(&path)?;
+        if size != f.size {
+            return Err(Error::SizeMismatch {
+                path: f.path.clone(),
+                expected: f.size,
+                actual: size,
+            });
+        }
+        if sha != f.sha256 {
+            return Err(Error::ChecksumMismatch {
+                path: f.path.clone(),
+                expected: f.sha256.clone(),
+                actual: sha,
+            });
+        }
+    }
+    let listed: BTreeSet<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
+    check_unlisted(dir, "", &listed)
+}
+
+/// Walk `rel` under `dir` component by component with lstat, so a symlink
+/// planted anywhere in the image can't redirect a read outside it.
+fn resolve_no_symlinks(dir: &Path, rel: &str) -> Result<PathBuf> {
+    let mut cur = dir.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        cur.push(part);
+        let meta = match fs::symlink_metadata(&cur) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::MissingFile { path: rel.into() })
+            }
+            r => r.map_err(io_err("stat", &cur))?,
+        };
+        let ft = meta.file_type();
+        if ft.is_symlink() {
+            return Err(Error::UnsafePath {
+                path: rel.into(),
+                reason: "symlink component",
+            });
+        }
+        let last = i + 1 == parts.len();
+        if (last && !ft.is_file()) || (!last && !ft.is_dir()) {
+            return Err(Error::UnexpectedFileType { path: rel.into() });
+        }
+    }
+    Ok(cur)
+}
+
+fn check_unlisted(dir: &Path, prefix: &str, listed: &BTreeSet<&str>) -> Result<()> {
+    for ent in fs::read_dir(dir).map_err(io_err("read dir", dir))? {
+        let ent = ent.map_err(io_err("read dir", dir))?;
+        let name = ent.file_name();
+        let name = name.to_string_lossy();
+        let rel = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let ft = ent.file_type().map_err(io_err("stat", ent.path()))?;
+        if ft.is_dir() {
+            check_unlisted(&ent.path(), &rel, listed)?;
+        } else if ft.is_file() {
+            if rel != crate::MANIFEST && !listed.contains(rel.as_str()) {
+                return Err(Error::UnlistedFile { path: rel });
+            }
+        } else {
+            return Err(Error::UnexpectedFileType { path: rel });
+        }
+    }
+    Ok(())
+}

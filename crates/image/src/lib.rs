@@ -1,0 +1,46 @@
+//! ARCH checkpoint image format and store.
+//!
+//! Layout: `{root}/{namespace}/{key}/` holding `manifest.json`, `criu/`
+//! (CRIU images + dump.log), `rootfs-diff.tar` and `config.json`.
+//!
+//! Sidecar names (staging dirs, retired/failed images, claims) all contain
+//! `@`, a character no valid key may contain, so they can never collide with
+//! a real image and `list()` needs no guessing. Forms used:
+//! `{key}@tmp-{rand}`, `{key}@old-{rand}`, `{key}@restored`,
+//! `{key}@failed-{secs}-{rand}`, `{key}@claim`.
+//!
+//! Files are written 0600 and directories 0700: images hold process memory.
+
+mod claim;
+mod error;
+mod fsutil;
+mod ident;
+mod image;
+mod manifest;
+mod staging;
+mod store;
+
+pub use claim::Claim;
+pub use error::{Error, Result};
+pub use ident::{validate_key, validate_namespace, MAX_KEY_LEN, MAX_NAMESPACE_LEN};
+pub use image::Image;
+pub use manifest::{
+    CgroupVersion, CommitInfo, FileEntry, Manifest, Status, Timestamp, FORMAT_VERSION,
+};
+pub use staging::Staging;
+pub use store::{ImageRef, ImageStore};
+
+/// Manifest file name inside an image directory.
+pub const MANIFEST: &str = "manifest.json";
+/// Directory of CRIU image files and dump.log.
+pub const CRIU_DIR: &str = "criu";
+/// Tar of the overlay upperdir changes.
+pub const ROOTFS_DIFF: &str = "rootfs-diff.tar";
+/// The container's OCI runtime spec.
+pub const CONFIG: &str = "config.json";
+
+/// Separator used in every sidecar name; never valid in a key.
+pub(crate) const SIDECAR_SEP: char = '@';
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,210 @@
+//! manifest.json: the versioned description of a checkpoint image.
+//!
+//! Parsing is two-step on purpose: we first read only `format_version` from
+//! an untyped JSON value, so a manifest from a future ARCH yields "version N
+//! is not supported" instead of a confusing unknown-field error.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The manifest format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Lifecycle state recorded in the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Fully written and renamed into place; restorable.
+    Committed,
+    /// Restore failed; kept aside for inspection.
+    Failed,
+    /// Consumed by a successful restore (retired).
+    Restored,
+}
+
+/// Host cgroup layout at checkpoint time (restore needs the same one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupVersion {
+    V1,
+    V2,
+    Hybrid,
+}
+
+/// Wall-clock time as unix seconds + nanoseconds (no time-zone ambiguity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timestamp {
+    pub secs: u64,
+    pub nanos: u32,
+}
+
+impl Timestamp {
+    /// The current time; a clock before 1970 is reported as the epoch.
+    pub fn now() -> Self {
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp {
+            secs: d.as_secs(),
+            nanos: d.subsec_nanos(),
+        }
+    }
+}
+
+/// One file of the image, relative to the image directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    /// Relative path with `/` separators, e.g. `criu/pages-1.img`.
+    pub path: String,
+    pub size: u64,
+    /// Lower-case hex sha256 of the content.
+    pub sha256: String,
+}
+
+/// Facts about the checkpointing host and container, supplied by the caller
+/// at commit time; the store fills in identity, files, sizes and times.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitInfo {
+    pub container_id: String,
+    /// Phase name ("dump", "rootfs", ...) → milliseconds.
+    pub durations_ms: BTreeMap<String, u64>,
+    pub criu_version: String,
+    pub kernel: String,
+    pub arch: String,
+    pub cgroup_version: CgroupVersion,
+}
+
+/// The parsed manifest.json.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub namespace: String,
+    pub key: String,
+    pub container_id: String,
+    pub created_at: Timestamp,
+    pub durations_ms: BTreeMap<String, u64>,
+    /// Sum of all listed file sizes.
+    pub total_size: u64,
+    pub files: Vec<FileEntry>,
+    pub criu_version: String,
+    pub kernel: String,
+    pub arch: String,
+    pub cgroup_version: CgroupVersion,
+    pub status: Status,
+    /// Why the image was set aside (only for `Status::Failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+impl Manifest {
+    /// Parse and structurally validate manifest bytes (no file checks).
+    pub fn parse(bytes: &[u8], origin: &Path) -> Result<Manifest> {
+        let parse_err = |source| Error::ManifestParse {
+            path: origin.to_path_buf(),
+            source,
+        };
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(parse_err)?;
+        let version = value
+            .get("format_version")
+            .ok_or_else(|| Error::InvalidManifest {
+                field: "format_version",
+                reason: "missing".into(),
+            })?;
+        let found = version.as_u64().ok_or_else(|| Error::InvalidManifest {
+            field: "format_version",
+            reason: format!("expected an unsigned integer, got {version}"),
+        })?;
+        if found != u64::from(FORMAT_VERSION) {
+            return Err(Error::UnsupportedVersion {
+                found,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let m: Manifest = serde_json::from_value(value).map_err(parse_err)?;
+        m.check_structure()?;
+        Ok(m)
+    }
+
+    /// Serialize as pretty JSON (humans read these while debugging).
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).expect("manifest serializes");
+        v.push(b'\n');
+        v
+    }
+
+    fn check_structure(&self) -> Result<()> {
+        crate::ident::validate_namespace(&self.namespace)?;
+        crate::ident::validate_key(&self.key)?;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut total = 0u64;
+        for f in &self.files {
+            check_rel_path(&f.path)?;
+            if !seen.insert(f.path.as_str()) {
+                return Err(invalid("files", format!("duplicate path {:?}", f.path)));
+            }
+            if f.sha256.len() != 64
+                || !f
+                    .sha256
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            {
+                return Err(invalid("files", format!("bad sha256 for {:?}", f.path)));
+            }
+            total = total
+                .checked_add(f.size)
+                .ok_or_else(|| invalid("total_size", "overflow".into()))?;
+        }
+        if total != self.total_size {
+            return Err(invalid(
+                "total_size",
+                format!("{} != sum of files {total}", self.total_size),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(field: &'static str, reason: String) -> Error {
+    Error::InvalidManifest { field, reason }
+}
+
+/// A listed path must be relative, plain (no `.`/`..`/empty parts) and not
+/// the manifest itself. Symlink components are checked against the disk
+/// separately, since that needs the directory.
+pub(crate) fn check_rel_path(p: &str) -> Result<()> {
+    let unsafe_path = |reason| {
+        Err(Error::UnsafePath {
+            path: p.to_string(),
+            reason,
+        })
+    };
+    if p.is_empty() || p.contains('\0') {
+        return unsafe_path("empty or contains NUL");
+    }
+    if p.starts_with('/') {
+        return unsafe_path("absolute path");
+    }
+    // Split on '/' ourselves: Path::components silently drops "." and "//".
+    for part in p.split('/') {
+        match part {
+            "" | "." => return unsafe_path("empty or '.' component"),
+            ".." => return unsafe_path("'..' component"),
+            _ => {}
+        }
+    }
+    debug_assert!(Path::new(p)
+        .components()
+        .all(|c| matches!(c, Component::Normal(_))));
+    if p == crate::MANIFEST {
+        return unsafe_path("manifest cannot list itself");
+    }
+    Ok(())
+}

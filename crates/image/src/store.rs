@@ -1,0 +1,222 @@
+//! `ImageStore`: the checkpoint root and the operations on images in it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::error::{io_err, Error, Result};
+use crate::fsutil::{mkdir_all, mkdir_new, rand_suffix, replace_file, write_new};
+use crate::ident::{validate_key, validate_namespace};
+use crate::image::{read_manifest, Image};
+use crate::manifest::{Status, Timestamp};
+use crate::staging::Staging;
+use crate::SIDECAR_SEP as SEP;
+
+/// Name of the reason file dropped into a failed image.
+pub const FAILURE_REASON_FILE: &str = "failure-reason.txt";
+
+/// A namespace/key pair found by [`ImageStore::list`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ImageRef {
+    pub namespace: String,
+    pub key: String,
+}
+
+/// The checkpoint root (host configuration, never container-chosen).
+#[derive(Debug, Clone)]
+pub struct ImageStore {
+    root: PathBuf,
+}
+
+impl ImageStore {
+    /// A store rooted at `root`; nothing is created until first write.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        ImageStore { root: root.into() }
+    }
+
+    /// The checkpoint root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `{root}/{ns}/{key}` after validating both, so it never escapes root.
+    pub fn image_dir(&self, ns: &str, key: &str) -> Result<PathBuf> {
+        Ok(self.ns_dir(ns)?.join(checked_key(key)?))
+    }
+
+    fn ns_dir(&self, ns: &str) -> Result<PathBuf> {
+        validate_namespace(ns)?;
+        Ok(self.root.join(ns))
+    }
+
+    fn sidecar(&self, ns: &str, key: &str, what: &str) -> Result<PathBuf> {
+        Ok(self
+            .ns_dir(ns)?
+            .join(format!("{}{SEP}{what}", checked_key(key)?)))
+    }
+
+    /// Start writing a new image in a 0700 staging dir next to its final place.
+    pub fn begin(&self, ns: &str, key: &str) -> Result<Staging> {
+        let final_dir = self.image_dir(ns, key)?;
+        let ns_dir = self.ns_dir(ns)?;
+        mkdir_all(&ns_dir)?;
+        let dir = self.sidecar(ns, key, &format!("tmp-{}", rand_suffix()))?;
+        mkdir_new(&dir)?;
+        Ok(Staging {
+            dir,
+            final_dir,
+            ns_dir,
+            namespace: ns.to_string(),
+            key: key.to_string(),
+            done: false,
+        })
+    }
+
+    /// Read and fully validate the committed image for `ns`/`key`.
+    pub fn open(&self, ns: &str, key: &str) -> Result<Image> {
+        let dir = self.image_dir(ns, key)?;
+        match fs::symlink_metadata(&dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound {
+                    namespace: ns.into(),
+                    key: key.into(),
+                })
+            }
+            Err(e) => return Err(io_err("stat", &dir)(e)),
+            Ok(m) if !m.file_type().is_dir() => {
+                return Err(Error::UnexpectedFileType {
+                    path: dir.display().to_string(),
+                })
+            }
+            Ok(_) => {}
+        }
+        Image::load(dir, ns, key)
+    }
+
+    /// All committed image directories (not validated), sorted. Sidecars
+    /// are skipped because their names are not valid keys.
+    pub fn list(&self) -> Result<Vec<ImageRef>> {
+        let mut out = Vec::new();
+        for (ns, ns_path) in valid_subdirs(&self.root, validate_namespace)? {
+            for (key, _) in valid_subdirs(&ns_path, validate_key)? {
+                out.push(ImageRef {
+                    namespace: ns.clone(),
+                    key,
+                });
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Retire a consumed image: rename it to `{key}@restored` (replacing a
+    /// previous retired one, so only the latest is kept for inspection) and
+    /// mark its manifest `restored`. The rename is what makes it unusable for
+    /// another restore; the status update is informational.
+    pub fn retire(&self, ns: &str, key: &str) -> Result<PathBuf> {
+        let dest = self.sidecar(ns, key, "restored")?;
+        if fs::symlink_metadata(&dest).is_ok() {
+            fs::remove_dir_all(&dest).map_err(io_err("remove", &dest))?;
+        }
+        self.move_aside(ns, key, &dest)?;
+        set_status(&dest, Status::Restored, None)?;
+        Ok(dest)
+    }
+
+    /// Keep a bad image for inspection at `{key}@failed-{secs}-{rand}` with a
+    /// `failure-reason.txt`; the manifest status is updated when it parses
+    /// (a corrupt manifest is often why we are here).
+    pub fn mark_failed(&self, ns: &str, key: &str, reason: &str) -> Result<PathBuf> {
+        let what = format!("failed-{}-{}", Timestamp::now().secs, &rand_suffix()[..8]);
+        let dest = self.sidecar(ns, key, &what)?;
+        self.move_aside(ns, key, &dest)?;
+        write_new(
+            &dest.join(FAILURE_REASON_FILE),
+            format!("{reason}\n").as_bytes(),
+        )?;
+        let _ = set_status(&dest, Status::Failed, Some(reason));
+        Ok(dest)
+    }
+
+    fn move_aside(&self, ns: &str, key: &str, dest: &Path) -> Result<()> {
+        let src = self.image_dir(ns, key)?;
+        fs::rename(&src, dest).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound {
+                namespace: ns.into(),
+                key: key.into(),
+            },
+            _ => io_err("rename", &src)(e),
+        })?;
+        crate::fsutil::fsync(&self.ns_dir(ns)?)
+    }
+
+    /// Remove staging dirs older than `min_age` (younger ones may belong to
+    /// a checkpoint still running, possibly on another host) and resolve
+    /// `@old-` dirs left by a crash mid-replace: restored if the image slot
+    /// is empty, else deleted. Returns how many dirs were removed/restored.
+    pub fn cleanup_stale_temps(&self, min_age: Duration) -> Result<usize> {
+        let mut count = 0;
+        for (_, ns_path) in valid_subdirs(&self.root, validate_namespace)? {
+            for ent in fs::read_dir(&ns_path).map_err(io_err("read dir", &ns_path))? {
+                let ent = ent.map_err(io_err("read dir", &ns_path))?;
+                let name = ent.file_name().to_string_lossy().into_owned();
+                let Some((key, what)) = name.split_once(SEP) else {
+                    continue;
+                };
+                let path = ent.path();
+                let is_tmp = what.starts_with("tmp-");
+                if !(is_tmp || what.starts_with("old-")) || !old_enough(&path, min_age) {
+                    continue;
+                }
+                let slot = ns_path.join(key);
+                if !is_tmp && validate_key(key).is_ok() && fs::symlink_metadata(&slot).is_err() {
+                    fs::rename(&path, &slot).map_err(io_err("rename", &path))?;
+                } else {
+                    fs::remove_dir_all(&path).map_err(io_err("remove", &path))?;
+                }
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+}
+
+fn checked_key(key: &str) -> Result<&str> {
+    validate_key(key).map(|_| key)
+}
+
+fn old_enough(path: &Path, min_age: Duration) -> bool {
+    let mtime = fs::symlink_metadata(path).and_then(|m| m.modified());
+    match mtime.map(|t| SystemTime::now().duration_since(t)) {
+        Ok(Ok(age)) => age >= min_age,
+        Ok(Err(_)) => min_age.is_zero(), // mtime in the future: only if forced
+        Err(_) => false,
+    }
+}
+
+fn set_status(dir: &Path, status: Status, failure: Option<&str>) -> Result<()> {
+    let mut m = read_manifest(dir)?;
+    m.status = status;
+    m.failure = failure.map(str::to_string);
+    replace_file(&dir.join(crate::MANIFEST), &m.to_json())
+}
+
+/// Real (non-symlink) subdirectories of `dir` whose names pass `valid`.
+fn valid_subdirs(dir: &Path, valid: fn(&str) -> Result<()>) -> Result<Vec<(String, PathBuf)>> {
+    let rd = match fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        r => r.map_err(io_err("read dir", dir))?,
+    };
+    let mut out = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(io_err("read dir", dir))?;
+        let Ok(name) = ent.file_name().into_string() else {
+            continue;
+        };
+        let is_dir = ent.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if is_dir && valid(&name).is_ok() {
+            out.push((name, ent.path()));
+        }
+    }
+    Ok(out)
+}

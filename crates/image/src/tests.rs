@@ -1,0 +1,378 @@
+//! Store-level tests: real files in a tempdir, no root needed.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::*;
+
+fn info() -> CommitInfo {
+    CommitInfo {
+        container_id: "c1".into(),
+        durations_ms: BTreeMap::from([("dump".into(), 12), ("rootfs".into(), 3)]),
+        criu_version: "4.1".into(),
+        kernel: "6.8.0".into(),
+        arch: "x86_64".into(),
+        cgroup_version: CgroupVersion::V2,
+    }
+}
+
+/// Commit a small but realistic image and return (tempdir, store).
+fn committed(ns: &str, key: &str) -> (tempfile::TempDir, ImageStore) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::new(tmp.path().join("root"));
+    let st = store.begin(ns, key).unwrap();
+    fs::create_dir(st.path().join(CRIU_DIR)).unwrap();
+    fs::write(st.path().join("criu/pages-1.img"), vec![7u8; 5000]).unwrap();
+    fs::write(st.path().join("criu/dump.log"), b"ok\n").unwrap();
+    fs::write(st.path().join(ROOTFS_DIFF), b"tar").unwrap();
+    fs::write(st.path().join(CONFIG), b"{}").unwrap();
+    st.commit(info()).unwrap();
+    (tmp, store)
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+fn rewrite_manifest(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let p = dir.join(MANIFEST);
+    let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+    f(&mut v);
+    fs::write(p, serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn round_trip() {
+    let (_t, store) = committed("default", "job-1");
+    let img = store.open("default", "job-1").unwrap();
+    let m = img.manifest();
+    assert_eq!(
+        (m.format_version, m.status),
+        (FORMAT_VERSION, Status::Committed)
+    );
+    assert_eq!((m.namespace.as_str(), m.key.as_str()), ("default", "job-1"));
+    let paths: Vec<_> = m.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "config.json",
+            "criu/dump.log",
+            "criu/pages-1.img",
+            "rootfs-diff.tar"
+        ]
+    );
+    assert_eq!(m.total_size, 5000 + 3 + 3 + 2);
+    assert_eq!(m.durations_ms["dump"], 12);
+    assert!(img.rootfs_diff().is_file() && img.criu_dir().is_dir() && img.config().is_file());
+    let refs = store.list().unwrap();
+    assert_eq!(
+        refs,
+        [ImageRef {
+            namespace: "default".into(),
+            key: "job-1".into()
+        }]
+    );
+}
+
+#[test]
+fn permissions_are_private() {
+    let (t, store) = committed("ns", "k");
+    let dir = store.image_dir("ns", "k").unwrap();
+    assert_eq!(mode(&t.path().join("root")), 0o700);
+    assert_eq!(mode(&t.path().join("root/ns")), 0o700);
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join(CRIU_DIR)), 0o700);
+    for f in [MANIFEST, CONFIG, ROOTFS_DIFF, "criu/pages-1.img"] {
+        assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+    }
+}
+
+#[test]
+fn corrupted_byte_detected() {
+    let (_t, store) = committed("ns", "k");
+    let p = store.image_dir("ns", "k").unwrap().join("criu/pages-1.img");
+    let mut data = fs::read(&p).unwrap();
+    data[4321] ^= 1;
+    fs::write(&p, data).unwrap();
+    let e = store.open("ns", "k").unwrap_err();
+    assert!(
+        matches!(e, Error::ChecksumMismatch { ref path, .. } if path == "criu/pages-1.img"),
+        "{e}"
+    );
+}
+
+#[test]
+fn truncated_missing_and_extra_files_detected() {
+    let (_t, store) = committed("ns", "k");
+    let dir = store.image_dir("ns", "k").unwrap();
+    fs::write(dir.join("criu/pages-1.img"), vec![7u8; 10]).unwrap();
+    assert!(matches!(
+        store.open("ns", "k"),
+        Err(Error::SizeMismatch {
+            expected: 5000,
+            actual: 10,
+            ..
+        })
+    ));
+    fs::remove_file(dir.join("criu/pages-1.img")).unwrap();
+    assert!(matches!(
+        store.open("ns", "k"),
+        Err(Error::MissingFile { .. })
+    ));
+
+    let (_t, store) = committed("ns", "k");
+    let dir = store.image_dir("ns", "k").unwrap();
+    fs::write(dir.join("criu/extra.img"), b"x").unwrap();
+    let e = store.open("ns", "k").unwrap_err();
+    assert!(
+        matches!(e, Error::UnlistedFile { ref path } if path == "criu/extra.img"),
+        "{e}"
+    );
+}
+
+#[test]
+fn symlink_in_image_rejected() {
+    let (t, store) = committed("ns", "k");
+    let dir = store.image_dir("ns", "k").unwrap();
+    let outside = t.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::rename(dir.join(CRIU_DIR), outside.join("criu")).unwrap();
+    std::os::unix::fs::symlink(outside.join("criu"), dir.join(CRIU_DIR)).unwrap();
+    let e = store.open("ns", "k").unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::UnsafePath {
+                reason: "symlink component",
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn future_version_names_both() {
+    let (_t, store) = committed("ns", "k");
+    rewrite_manifest(&store.image_dir("ns", "k").unwrap(), |v| {
+        v["format_version"] = 7.into()
+    });
+    let e = store.open("ns", "k").unwrap_err();
+    assert!(matches!(
+        e,
+        Error::UnsupportedVersion {
+            found: 7,
+            supported: 1
+        }
+    ));
+    let msg = e.to_string();
+    assert!(msg.contains('7') && msg.contains('1'), "{msg}");
+}
+
+#[test]
+fn wrong_types_and_unknown_fields_rejected() {
+    let cases: [(&str, serde_json::Value); 4] = [
+        ("format_version", "1".into()),
+        ("total_size", "big".into()),
+        ("status", "weird".into()),
+        ("surprise", true.into()),
+    ];
+    for (field, val) in cases {
+        let (_t, store) = committed("ns", "k");
+        rewrite_manifest(&store.image_dir("ns", "k").unwrap(), |v| {
+            v[field] = val.clone()
+        });
+        let e = store.open("ns", "k").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::ManifestParse { .. } | Error::InvalidManifest { .. }
+            ),
+            "{field}: {e}"
+        );
+    }
+    let (_t, store) = committed("ns", "k");
+    fs::write(
+        store.image_dir("ns", "k").unwrap().join(MANIFEST),
+        b"{not json",
+    )
+    .unwrap();
+    assert!(matches!(
+        store.open("ns", "k"),
+        Err(Error::ManifestParse { .. })
+    ));
+}
+
+#[test]
+fn manifest_path_traversal_rejected() {
+    for bad in [
+        "../escape",
+        "/etc/passwd",
+        "criu/../../x",
+        "a//b",
+        "./config.json",
+        MANIFEST,
+    ] {
+        let (_t, store) = committed("ns", "k");
+        rewrite_manifest(&store.image_dir("ns", "k").unwrap(), |v| {
+            v["files"][0]["path"] = bad.into();
+        });
+        let e = store.open("ns", "k").unwrap_err();
+        assert!(matches!(e, Error::UnsafePath { .. }), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn manifest_identity_must_match_dir() {
+    let (t, store) = committed("ns", "k");
+    fs::rename(t.path().join("root/ns/k"), t.path().join("root/ns/other")).unwrap();
+    let e = store.open("ns", "other").unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::InvalidManifest {
+                field: "namespace/key",
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn hostile_identities_rejected_everywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::new(tmp.path());
+    let long = "x".repeat(129);
+    for bad in ["..", ".", "a/b", "a\0b", "", long.as_str()] {
+        assert!(
+            matches!(
+                store.image_dir("ns", bad),
+                Err(Error::InvalidIdentity { .. })
+            ),
+            "{bad:?}"
+        );
+        assert!(store.image_dir(bad, "k").is_err());
+        assert!(store.begin("ns", bad).is_err());
+        assert!(store.open("ns", bad).is_err());
+        assert!(store.claim("ns", bad, "me").is_err());
+    }
+    assert_eq!(
+        fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "nothing created"
+    );
+}
+
+#[test]
+fn dropped_staging_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::new(tmp.path());
+    let st = store.begin("ns", "k").unwrap();
+    assert_eq!(mode(st.path()), 0o700);
+    fs::write(st.path().join("partial"), b"x").unwrap();
+    drop(st);
+    assert_eq!(fs::read_dir(tmp.path().join("ns")).unwrap().count(), 0);
+    assert!(matches!(store.open("ns", "k"), Err(Error::NotFound { .. })));
+}
+
+#[test]
+fn commit_replaces_existing_image() {
+    let (_t, store) = committed("ns", "k");
+    let st = store.begin("ns", "k").unwrap();
+    fs::write(st.path().join(CONFIG), b"{\"v\":2}").unwrap();
+    st.commit(info()).unwrap();
+    let img = store.open("ns", "k").unwrap();
+    assert_eq!(img.manifest().files.len(), 1);
+    let names: Vec<_> = fs::read_dir(store.root().join("ns"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["k"], "old image and temp removed");
+}
+
+#[test]
+fn staging_with_symlink_refuses_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::new(tmp.path());
+    let st = store.begin("ns", "k").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", st.path().join(CONFIG)).unwrap();
+    assert!(matches!(
+        st.commit(info()),
+        Err(Error::UnexpectedFileType { .. })
+    ));
+    assert_eq!(fs::read_dir(tmp.path().join("ns")).unwrap().count(), 0);
+}
+
+#[test]
+fn stale_temp_cleanup_and_old_recovery() {
+    let (_t, store) = committed("ns", "k");
+    let ns = store.root().join("ns");
+    let st = store.begin("ns", "k").unwrap();
+    let tmp_path = st.path().to_path_buf();
+    std::mem::forget(st); // simulate a crash: Drop never runs
+                          // Young temps are kept (may be a live checkpoint on another host).
+    assert_eq!(
+        store
+            .cleanup_stale_temps(Duration::from_secs(3600))
+            .unwrap(),
+        0
+    );
+    assert!(tmp_path.exists());
+    // Crash mid-replace: image moved to @old- and nothing renamed in.
+    fs::rename(ns.join("k"), ns.join("k@old-1234")).unwrap();
+    assert_eq!(store.cleanup_stale_temps(Duration::ZERO).unwrap(), 2);
+    assert!(!tmp_path.exists());
+    store
+        .open("ns", "k")
+        .expect("old image restored into place");
+    assert_eq!(store.list().unwrap().len(), 1);
+}
+
+#[test]
+fn retire_and_mark_failed() {
+    let (_t, store) = committed("ns", "k");
+    let retired = store.retire("ns", "k").unwrap();
+    assert!(retired.ends_with("k@restored"));
+    assert!(matches!(store.open("ns", "k"), Err(Error::NotFound { .. })));
+    let m = crate::image::read_manifest(&retired).unwrap();
+    assert_eq!(m.status, Status::Restored);
+    assert!(store.list().unwrap().is_empty(), "sidecars are not listed");
+    assert!(matches!(
+        store.retire("ns", "k"),
+        Err(Error::NotFound { .. })
+    ));
+
+    let (_t, store) = committed("ns", "k");
+    fs::write(
+        store.image_dir("ns", "k").unwrap().join(MANIFEST),
+        b"garbage",
+    )
+    .unwrap();
+    let failed = store.mark_failed("ns", "k", "checksum mismatch").unwrap();
+    let name = failed.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("k@failed-"), "{name}");
+    let reason = fs::read_to_string(failed.join(crate::store::FAILURE_REASON_FILE)).unwrap();
+    assert_eq!(reason, "checksum mismatch\n");
+}
+
+#[test]
+fn claim_is_exclusive() {
+    let (_t, store) = committed("ns", "k");
+    let c = store.claim("ns", "k", "host-a:42").unwrap();
+    assert_eq!(mode(c.path()), 0o600);
+    match store.claim("ns", "k", "host-b:7") {
+        Err(Error::AlreadyClaimed { owner, .. }) => assert_eq!(owner, "host-a:42"),
+        other => panic!("expected AlreadyClaimed, got {other:?}"),
+    }
+    store.claim("ns", "other", "host-b:7").unwrap(); // other keys unaffected
+    c.release().unwrap();
+    let c2 = store.claim("ns", "k", "host-b:7").unwrap();
+    let path = c2.path().to_path_buf();
+    drop(c2);
+    assert!(!path.exists(), "drop releases");
+    assert!(store.claim("ns", "k", "two\nlines").is_err());
+}
