@@ -6,15 +6,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arch_runtime::oci_spec::runtime::{LinuxResources, Process as OciProcess, Spec};
-use arch_runtime::{CreateRequest, ExecRequest, Runtime, Stdio};
+use arch_runtime::{CreateRequest, DumpOptions, ExecRequest, Runtime, Stdio};
 use containerd_shim::api::{self, Status};
 use containerd_shim::monitor::{ExitEvent, Subject, Topic};
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
+    TaskCheckpointed, TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
     TaskResumed, TaskStart,
 };
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::protobuf::MessageField;
+use containerd_shim::protos::protobuf::{Message, MessageField};
+use containerd_shim::protos::shim::oci::CheckpointOptions;
 use containerd_shim::protos::topics;
 use containerd_shim::protos::types::task::ProcessInfo;
 use containerd_shim::util::convert_to_any;
@@ -492,12 +493,84 @@ impl TaskService {
         })
     }
 
+    /// containerd's Checkpoint RPC (`ctr task checkpoint`): a CRIU dump into
+    /// the image path containerd asked for.
+    pub fn checkpoint(&self, req: api::CheckpointTaskRequest) -> Result<()> {
+        let init = self.process(&req.id, "")?;
+        let status = init.state().status;
+        if !matches!(status, Status::RUNNING | Status::PAUSED) {
+            return Err(ShimError::FailedPrecondition(format!("container {} is not running", req.id)));
+        }
+        let opts = checkpoint_options(&req)?;
+        let image_dir = if opts.image_path.is_empty() { PathBuf::from(&req.path) } else { PathBuf::from(&opts.image_path) };
+        if image_dir.as_os_str().is_empty() {
+            return Err(ShimError::InvalidArgument("checkpoint: no image path given".into()));
+        }
+        let dump = DumpOptions {
+            image_dir: image_dir.clone(),
+            work_dir: (!opts.work_path.is_empty()).then(|| PathBuf::from(&opts.work_path)),
+            leave_running: !opts.exit,
+            tcp_established: opts.open_tcp,
+            ext_unix_sk: opts.external_unix_sockets,
+            file_locks: opts.file_locks,
+            cgroups_mode: opts.cgroups_mode.clone(),
+        };
+        let mut handle = self.runtime.load(&req.id)?;
+        // containerd pauses the task around a checkpoint; libcontainer only
+        // dumps a running container, so thaw it for the dump and freeze it
+        // again if it stays.
+        if status == Status::PAUSED {
+            handle.resume()?;
+        }
+        let dumped = handle.checkpoint(&dump).map_err(|e| criu_failure(e, &dump));
+        if status == Status::PAUSED && (dumped.is_err() || dump.leave_running) {
+            self.runtime.load(&req.id)?.pause()?;
+        }
+        dumped?;
+        self.events.send(
+            topics::TASK_CHECKPOINTED_EVENT_TOPIC,
+            TaskCheckpointed { container_id: req.id, checkpoint: image_dir.display().to_string(), ..Default::default() },
+        );
+        Ok(())
+    }
+
     pub fn shutdown(&self, _req: api::ShutdownRequest) -> Result<()> {
         if self.containers.lock().unwrap().is_empty() {
             self.exit_signal.signal();
         }
         Ok(())
     }
+}
+
+fn checkpoint_options(req: &api::CheckpointTaskRequest) -> Result<CheckpointOptions> {
+    match req.options.as_ref() {
+        Some(any) if !any.value.is_empty() || any.type_url.ends_with("CheckpointOptions") => {
+            CheckpointOptions::parse_from_bytes(&any.value)
+                .map_err(|e| ShimError::InvalidArgument(format!("checkpoint options ({}): {e}", any.type_url)))
+        }
+        _ => Ok(CheckpointOptions::new()),
+    }
+}
+
+/// A failed dump, with the dump.log lines that say why.
+fn criu_failure(e: arch_runtime::RuntimeError, dump: &DumpOptions) -> ShimError {
+    let log_dir = dump.work_dir.as_ref().unwrap_or(&dump.image_dir);
+    let reasons = criu_errors(&log_dir.join("dump.log"));
+    ShimError::Internal(format!("checkpoint failed: {e}{}", if reasons.is_empty() { String::new() } else { format!(": {}", reasons.join("; ")) }))
+}
+
+/// The lines of a CRIU log that explain a failure.
+pub fn criu_errors(log: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains("Error") || l.contains("error"))
+        .map(|l| l.trim().to_string())
+        .collect();
+    // The last few errors are the cause; earlier ones are usually fallout.
+    let keep = lines.len().saturating_sub(5);
+    lines.drain(..keep);
+    lines
 }
 
 fn exec_spec_path(bundle: &Path, exec_id: &str) -> PathBuf {

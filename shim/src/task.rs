@@ -63,9 +63,8 @@ impl Task for ArchTask {
     fn shutdown(&self, _: &TtrpcContext, req: api::ShutdownRequest) -> TtrpcResult<Empty> {
         empty(self.0.shutdown(req))
     }
-    fn checkpoint(&self, _: &TtrpcContext, _req: api::CheckpointTaskRequest) -> TtrpcResult<Empty> {
-        empty(Err(crate::error::ShimError::Unimplemented(
-            "checkpoint is not implemented yet by io.containerd.arch.v1".into(),
-        )))
+    fn checkpoint(&self, _: &TtrpcContext, req: api::CheckpointTaskRequest) -> TtrpcResult<Empty> {
+        log::info!("checkpoint {} path={}", req.id, req.path);
+        empty(self.0.checkpoint(req))
     }
 }

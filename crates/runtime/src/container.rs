@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use libcontainer::container::{Container, ContainerStatus};
+use libcontainer::container::{CheckpointOptions, Container, ContainerStatus};
 use libcontainer::signal::Signal;
 
 use crate::cgroup::Cgroup;
@@ -13,6 +13,30 @@ use crate::spawn::{self, CreateRequest, ExecRequest};
 #[derive(Clone, Debug)]
 pub struct Runtime {
     state_root: PathBuf,
+}
+
+/// What a CRIU dump may take along, as containerd's CheckpointOptions says.
+#[derive(Clone, Debug, Default)]
+pub struct DumpOptions {
+    pub image_dir: PathBuf,
+    pub work_dir: Option<PathBuf>,
+    /// Keep the container running after the dump (otherwise CRIU kills it).
+    pub leave_running: bool,
+    pub tcp_established: bool,
+    pub ext_unix_sk: bool,
+    pub file_locks: bool,
+    /// CRIU cgroup mode: "soft" (default), "full", "strict" or "ignore".
+    pub cgroups_mode: String,
+}
+
+fn cg_mode(mode: &str) -> Result<rust_criu::CgMode> {
+    Ok(match mode {
+        "" | "soft" => rust_criu::CgMode::SOFT,
+        "full" => rust_criu::CgMode::FULL,
+        "strict" => rust_criu::CgMode::STRICT,
+        "ignore" => rust_criu::CgMode::IGNORE,
+        other => return Err(RuntimeError::InvalidSpec(format!("unknown cgroups mode {other:?}"))),
+    })
 }
 
 /// A loaded libcontainer container; reload it for each operation, as its
@@ -76,6 +100,23 @@ impl ContainerHandle {
     /// Kills whatever is left and removes the cgroups and the state directory.
     pub fn delete(&mut self) -> Result<()> {
         self.inner.delete(true).map_err(|e| RuntimeError::lc(&self.id, "delete", e))
+    }
+
+    /// Dumps the container's processes with CRIU into `opts.image_dir`
+    /// (dump.log and descriptors.json land there too).
+    pub fn checkpoint(&mut self, opts: &DumpOptions) -> Result<()> {
+        let criu_opts = CheckpointOptions {
+            ext_unix_sk: opts.ext_unix_sk,
+            file_locks: opts.file_locks,
+            image_path: opts.image_dir.clone(),
+            leave_running: opts.leave_running,
+            shell_job: false,
+            tcp_established: opts.tcp_established,
+            work_path: opts.work_dir.clone(),
+            manage_cgroups_mode: cg_mode(&opts.cgroups_mode)?,
+            link_remap: true,
+        };
+        self.inner.checkpoint(&criu_opts).map_err(|e| RuntimeError::lc(&self.id, "checkpoint", e))
     }
 
     pub fn is_stopped(&mut self) -> bool {

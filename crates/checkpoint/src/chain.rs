@@ -1,0 +1,98 @@
+//! The dump chain: an ordered list of typed steps over one context, each
+//! timed, any failure stopping the chain. Dropping the context on failure
+//! drops the staging directory, so nothing partial is ever left behind.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use arch_image::{CgroupVersion, CommitInfo, Image, ImageStore, Staging};
+
+use crate::error::{CheckpointError, Result};
+use crate::policy::ArchIdentity;
+use crate::procfs::ProcessView;
+
+/// The container-side effects a dump needs.
+pub trait Dumper {
+    /// Pids of every process in the container.
+    fn pids(&self) -> std::result::Result<Vec<i32>, String>;
+    /// CRIU-dumps the container into `dir` (dump.log included). Without
+    /// `leave_running` the container's processes are gone afterwards.
+    fn dump(&self, dir: &Path, leave_running: bool) -> std::result::Result<(), String>;
+    /// The CRIU version, e.g. "4.1.1".
+    fn criu_version(&self) -> std::result::Result<String, String>;
+}
+
+#[derive(Clone, Debug)]
+pub struct DumpRequest {
+    pub identity: ArchIdentity,
+    pub container_id: String,
+    pub bundle: PathBuf,
+    /// The overlay upperdir holding the container's filesystem changes.
+    pub upperdir: Option<PathBuf>,
+    pub leave_running: bool,
+}
+
+pub struct DumpContext<'a> {
+    pub req: DumpRequest,
+    pub store: &'a ImageStore,
+    pub dumper: &'a dyn Dumper,
+    pub procs: &'a dyn ProcessView,
+    pub staging: Option<Staging>,
+    pub info: CommitInfo,
+    pub image: Option<Image>,
+}
+
+impl<'a> DumpContext<'a> {
+    pub fn new(req: DumpRequest, store: &'a ImageStore, dumper: &'a dyn Dumper, procs: &'a dyn ProcessView) -> Self {
+        let info = CommitInfo {
+            container_id: req.container_id.clone(),
+            durations_ms: BTreeMap::new(),
+            criu_version: String::new(),
+            kernel: String::new(),
+            arch: String::new(),
+            cgroup_version: CgroupVersion::V1,
+        };
+        Self { req, store, dumper, procs, staging: None, info, image: None }
+    }
+
+    /// The staging directory; steps after PrepareDir may rely on it.
+    pub fn staging_dir(&self, step: &'static str) -> Result<PathBuf> {
+        self.staging
+            .as_ref()
+            .map(|s| s.path().to_path_buf())
+            .ok_or(CheckpointError::Step { step, reason: "no staging directory (PrepareDir did not run)".into() })
+    }
+}
+
+pub trait Step {
+    fn name(&self) -> &'static str;
+    fn run(&self, ctx: &mut DumpContext) -> Result<()>;
+}
+
+/// What a successful chain produced, with the time each step took.
+#[derive(Debug)]
+pub struct DumpOutcome {
+    pub image: Image,
+    pub durations_ms: BTreeMap<String, u64>,
+}
+
+pub fn run_dump_chain(steps: &[Box<dyn Step>], mut ctx: DumpContext) -> Result<DumpOutcome> {
+    let mut durations = BTreeMap::new();
+    for step in steps {
+        let start = Instant::now();
+        let res = step.run(&mut ctx);
+        let ms = start.elapsed().as_millis() as u64;
+        durations.insert(step.name().to_string(), ms);
+        ctx.info.durations_ms.insert(step.name().to_string(), ms);
+        if let Err(e) = res {
+            log::warn!("checkpoint of {} failed at step {}: {e}", ctx.req.container_id, step.name());
+            return Err(e);
+        }
+    }
+    let image = ctx.image.take().ok_or(CheckpointError::Step {
+        step: "chain",
+        reason: "the chain ended without committing an image".into(),
+    })?;
+    Ok(DumpOutcome { image, durations_ms: durations })
+}

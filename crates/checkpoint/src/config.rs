@@ -1,0 +1,198 @@
+//! Host configuration: where images go and how stops are handled. Only the
+//! host decides this (a TOML file and the shim's own environment, which is
+//! containerd's); nothing in a container's spec can point the shim elsewhere.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{CheckpointError, Result};
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/containerd-arch/config.toml";
+/// Names another config file.
+pub const CONFIG_ENV: &str = "ARCH_CONFIG";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Local disk.
+    Basic,
+    /// NFS/EFS shared by several hosts: fsync, atomic rename, exclusive claims.
+    NetworkFs,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchConfig {
+    pub checkpoint_root: PathBuf,
+    pub mode: Mode,
+    /// The signal that, sent to an ARCH container's init, means "checkpoint, then stop".
+    pub stop_signal: i32,
+    /// How long a SIGKILL waits for a checkpoint in progress to commit.
+    pub kill_deadline: Duration,
+}
+
+impl Default for ArchConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_root: PathBuf::from("/checkpoint"),
+            mode: Mode::Basic,
+            stop_signal: libc::SIGTERM,
+            kill_deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    checkpoint_root: Option<String>,
+    mode: Option<String>,
+    stop_signal: Option<String>,
+    kill_deadline_secs: Option<u64>,
+}
+
+fn config_err(origin: &str, reason: impl Into<String>) -> CheckpointError {
+    CheckpointError::Config { origin: origin.to_string(), reason: reason.into() }
+}
+
+fn parse_mode(v: &str, origin: &str) -> Result<Mode> {
+    match v {
+        "basic" => Ok(Mode::Basic),
+        "network-fs" => Ok(Mode::NetworkFs),
+        other => Err(config_err(origin, format!("mode {other:?}: use \"basic\" or \"network-fs\""))),
+    }
+}
+
+/// "SIGTERM", "TERM" or "15".
+pub fn parse_signal(v: &str, origin: &str) -> Result<i32> {
+    let name = v.trim().to_ascii_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    let sig = match name {
+        "TERM" => libc::SIGTERM,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "HUP" => libc::SIGHUP,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "PWR" => libc::SIGPWR,
+        n => n.parse::<i32>().map_err(|_| config_err(origin, format!("stop signal {v:?} is not a signal")))?,
+    };
+    if !(1..=64).contains(&sig) || sig == libc::SIGKILL || sig == libc::SIGSTOP {
+        return Err(config_err(origin, format!("stop signal {v:?} cannot be used (it cannot be intercepted)")));
+    }
+    Ok(sig)
+}
+
+fn parse_root(v: &str, origin: &str) -> Result<PathBuf> {
+    let p = PathBuf::from(v);
+    if !p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(config_err(origin, format!("checkpoint_root {v:?} must be an absolute path without ..")));
+    }
+    Ok(p)
+}
+
+impl ArchConfig {
+    /// Defaults, then the file (`$ARCH_CONFIG` or the default path, if it
+    /// exists), then `ARCH_CHECKPOINT_ROOT`, `ARCH_MODE`, `ARCH_STOP_SIGNAL`,
+    /// `ARCH_KILL_DEADLINE_SECS` from the environment.
+    pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let path = env(CONFIG_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+        let mut cfg = match std::fs::read_to_string(&path) {
+            Ok(text) => Self::from_toml(&text, &path)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && env(CONFIG_ENV).is_none() => Self::default(),
+            Err(e) => return Err(config_err(&path.display().to_string(), e.to_string())),
+        };
+        if let Some(v) = env("ARCH_CHECKPOINT_ROOT") {
+            cfg.checkpoint_root = parse_root(&v, "ARCH_CHECKPOINT_ROOT")?;
+        }
+        if let Some(v) = env("ARCH_MODE") {
+            cfg.mode = parse_mode(&v, "ARCH_MODE")?;
+        }
+        if let Some(v) = env("ARCH_STOP_SIGNAL") {
+            cfg.stop_signal = parse_signal(&v, "ARCH_STOP_SIGNAL")?;
+        }
+        if let Some(v) = env("ARCH_KILL_DEADLINE_SECS") {
+            let secs = v.parse().map_err(|_| config_err("ARCH_KILL_DEADLINE_SECS", format!("{v:?} is not a number of seconds")))?;
+            cfg.kill_deadline = Duration::from_secs(secs);
+        }
+        Ok(cfg)
+    }
+
+    pub fn from_process_env() -> Result<Self> {
+        Self::load(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
+        let origin = path.display().to_string();
+        let file: FileConfig = toml::from_str(text).map_err(|e| config_err(&origin, e.to_string()))?;
+        let mut cfg = Self::default();
+        if let Some(v) = file.checkpoint_root {
+            cfg.checkpoint_root = parse_root(&v, &origin)?;
+        }
+        if let Some(v) = file.mode {
+            cfg.mode = parse_mode(&v, &origin)?;
+        }
+        if let Some(v) = file.stop_signal {
+            cfg.stop_signal = parse_signal(&v, &origin)?;
+        }
+        if let Some(v) = file.kill_deadline_secs {
+            cfg.kill_deadline = Duration::from_secs(v);
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> Result<ArchConfig> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        ArchConfig::load(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_without_file_or_env() {
+        let cfg = load(&[("ARCH_CONFIG_UNUSED", "")]).unwrap();
+        assert_eq!(cfg.checkpoint_root, PathBuf::from("/checkpoint"));
+        assert_eq!(cfg.mode, Mode::Basic);
+        assert_eq!(cfg.stop_signal, libc::SIGTERM);
+    }
+
+    #[test]
+    fn file_then_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "checkpoint_root = \"/srv/ckpt\"\nmode = \"network-fs\"\nstop_signal = \"SIGUSR1\"\nkill_deadline_secs = 5\n").unwrap();
+        let f = file.to_str().unwrap();
+        let cfg = load(&[("ARCH_CONFIG", f)]).unwrap();
+        assert_eq!(cfg.checkpoint_root, PathBuf::from("/srv/ckpt"));
+        assert_eq!(cfg.mode, Mode::NetworkFs);
+        assert_eq!(cfg.stop_signal, libc::SIGUSR1);
+        assert_eq!(cfg.kill_deadline, Duration::from_secs(5));
+        let cfg = load(&[("ARCH_CONFIG", f), ("ARCH_CHECKPOINT_ROOT", "/mnt/efs"), ("ARCH_STOP_SIGNAL", "2")]).unwrap();
+        assert_eq!(cfg.checkpoint_root, PathBuf::from("/mnt/efs"));
+        assert_eq!(cfg.stop_signal, libc::SIGINT);
+    }
+
+    #[test]
+    fn bad_values_are_clear_errors() {
+        for (k, v) in [
+            ("ARCH_CHECKPOINT_ROOT", "relative/dir"),
+            ("ARCH_CHECKPOINT_ROOT", "/a/../etc"),
+            ("ARCH_MODE", "s3"),
+            ("ARCH_STOP_SIGNAL", "SIGKILL"),
+            ("ARCH_STOP_SIGNAL", "NOPE"),
+            ("ARCH_KILL_DEADLINE_SECS", "soon"),
+        ] {
+            let e = load(&[(k, v)]).unwrap_err().to_string();
+            assert!(e.contains(k), "{k}={v}: {e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "checkpoint_rot = \"/x\"\n").unwrap();
+        assert!(load(&[("ARCH_CONFIG", file.to_str().unwrap())]).unwrap_err().to_string().contains("unknown field"));
+        assert!(load(&[("ARCH_CONFIG", "/does/not/exist.toml")]).is_err(), "a named file must exist");
+    }
+}

@@ -1,0 +1,21 @@
+//! What ARCH adds on top of the runtime: which containers are opted in and
+//! under which key (policy), where images go (host configuration), and the
+//! ordered chain of steps that turns a running container into a committed
+//! image (chain + steps). Side effects that need a real container sit behind
+//! the [`Dumper`] and [`ProcessView`] traits, so the chain is unit-tested.
+
+mod chain;
+mod config;
+mod error;
+mod policy;
+mod procfs;
+mod steps;
+#[cfg(test)]
+mod tests;
+
+pub use chain::{run_dump_chain, DumpContext, DumpOutcome, DumpRequest, Dumper, Step};
+pub use config::{ArchConfig, Mode, CONFIG_ENV, DEFAULT_CONFIG_PATH};
+pub use error::{CheckpointError, Result};
+pub use policy::{arch_identity, ArchIdentity};
+pub use procfs::{HostProcs, ProcessView};
+pub use steps::default_steps;

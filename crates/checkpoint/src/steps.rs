@@ -1,0 +1,183 @@
+//! The steps of a dump, in order. Each is small and testable on its own.
+
+use std::fs;
+use std::path::Path;
+
+use arch_image::CgroupVersion;
+
+use crate::chain::{DumpContext, Step};
+use crate::error::{io, CheckpointError, Result};
+use crate::procfs::unsupported_reason;
+
+pub const CRIU_DIR: &str = "criu";
+pub const ROOTFS_DIFF: &str = "rootfs-diff.tar";
+pub const CONFIG: &str = "config.json";
+
+pub fn default_steps() -> Vec<Box<dyn Step>> {
+    vec![
+        Box::new(Defaults),
+        Box::new(Validate),
+        Box::new(ProcessChecks),
+        Box::new(PrepareDir),
+        Box::new(Dump),
+        Box::new(RootfsDiff),
+        Box::new(Commit),
+    ]
+}
+
+/// Host facts recorded in the manifest, for restore-time compatibility checks.
+pub struct Defaults;
+impl Step for Defaults {
+    fn name(&self) -> &'static str {
+        "defaults"
+    }
+    fn run(&self, ctx: &mut DumpContext) -> Result<()> {
+        ctx.info.kernel = kernel_release();
+        ctx.info.arch = std::env::consts::ARCH.to_string();
+        ctx.info.cgroup_version = cgroup_version(Path::new("/sys/fs/cgroup"));
+        ctx.info.criu_version = ctx
+            .dumper
+            .criu_version()
+            .map_err(|reason| CheckpointError::Step { step: self.name(), reason: format!("CRIU not usable: {reason}") })?;
+        Ok(())
+    }
+}
+
+fn kernel_release() -> String {
+    // SAFETY: uname fills a zeroed utsname; release is NUL-terminated.
+    unsafe {
+        let mut u: libc::utsname = std::mem::zeroed();
+        if libc::uname(&mut u) != 0 {
+            return String::new();
+        }
+        std::ffi::CStr::from_ptr(u.release.as_ptr()).to_string_lossy().into_owned()
+    }
+}
+
+pub fn cgroup_version(root: &Path) -> CgroupVersion {
+    if root.join("cgroup.controllers").exists() {
+        CgroupVersion::V2
+    } else if root.join("unified").exists() {
+        CgroupVersion::Hybrid
+    } else {
+        CgroupVersion::V1
+    }
+}
+
+/// The container must have processes to dump.
+pub struct Validate;
+impl Step for Validate {
+    fn name(&self) -> &'static str {
+        "validate"
+    }
+    fn run(&self, ctx: &mut DumpContext) -> Result<()> {
+        let pids = ctx.dumper.pids().map_err(|reason| CheckpointError::Step { step: self.name(), reason })?;
+        if pids.is_empty() {
+            return Err(CheckpointError::Step { step: self.name(), reason: "the container has no running process".into() });
+        }
+        Ok(())
+    }
+}
+
+/// Refuses, with the reason, what CRIU would fail on later and less clearly.
+pub struct ProcessChecks;
+impl Step for ProcessChecks {
+    fn name(&self) -> &'static str {
+        "process-checks"
+    }
+    fn run(&self, ctx: &mut DumpContext) -> Result<()> {
+        let pids = ctx.dumper.pids().map_err(|reason| CheckpointError::Step { step: self.name(), reason })?;
+        for pid in pids {
+            // A process that exited meanwhile has nothing left to check.
+            let Ok(targets) = ctx.procs.fd_targets(pid) else { continue };
+            if let Some(why) = targets.iter().find_map(|t| unsupported_reason(t)) {
+                return Err(CheckpointError::Unsupported(format!("process {pid} holds {why}, which CRIU cannot checkpoint")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A private staging directory beside the final image, and the OCI spec.
+pub struct PrepareDir;
+impl Step for PrepareDir {
+    fn name(&self) -> &'static str {
+        "prepare"
+    }
+    fn run(&self, ctx: &mut DumpContext) -> Result<()> {
+        let id = &ctx.req.identity;
+        let staging = ctx.store.begin(&id.namespace, &id.key)?;
+        let dir = staging.path().to_path_buf();
+        ctx.staging = Some(staging);
+        fs::create_dir(dir.join(CRIU_DIR)).map_err(io("creating criu/"))?;
+        let spec = ctx.req.bundle.join(CONFIG);
+        fs::copy(&spec, dir.join(CONFIG)).map_err(io(format!("copying {}", spec.display())))?;
+        Ok(())
+    }
+}
+
+/// CRIU, through the runtime.
+pub struct Dump;
+impl Step for Dump {
+    fn name(&self) -> &'static str {
+        "dump"
+    }
+    fn run(&self, ctx: &mut DumpContext) -> Result<()> {
+        let dir = ctx.staging_dir(self.name())?.join(CRIU_DIR);
+        ctx.dumper.dump(&dir, ctx.req.leave_running).map_err(|reason| CheckpointError::Dump {
+            reason,
+            log: criu_log_errors(&dir.join("dump.log")),
+        })
+    }
+}
+
+/// The last error lines of a CRIU log: what explains a failure.
+pub fn criu_log_errors(log: &Path) -> Vec<String> {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let errors: Vec<String> =
+        text.lines().filter(|l| l.contains("Error") || l.contains("error")).map(|l| l.trim().to_string()).collect();
+    errors[errors.len().saturating_sub(5)..].to_vec()
+}
+
+/// The container's filesystem changes (overlay upperdir) as a tar.
+pub struct RootfsDiff;
+impl Step for RootfsDiff {
+    fn name(&self) -> &'static str {
+        "rootfs"
+    }
+    fn run(&self, ctx: &mut DumpContext) -> Result<()> {
+        let out = ctx.staging_dir(self.name())?.join(ROOTFS_DIFF);
+        let file = fs::File::create(&out).map_err(io("creating rootfs-diff.tar"))?;
+        match &ctx.req.upperdir {
+            Some(upper) => {
+                let stats = arch_rootfs::write_diff(upper, file)?;
+                log::info!("rootfs diff of {}: {stats:?}", ctx.req.container_id);
+            }
+            // A rootfs without an upperdir has no recorded changes.
+            None => tar_empty(file)?,
+        }
+        Ok(())
+    }
+}
+
+fn tar_empty(file: fs::File) -> Result<()> {
+    use std::io::Write;
+    let mut f = file;
+    f.write_all(&[0u8; 1024]).map_err(io("writing empty rootfs-diff.tar"))
+}
+
+/// Seals and publishes the image.
+pub struct Commit;
+impl Step for Commit {
+    fn name(&self) -> &'static str {
+        "commit"
+    }
+    fn run(&self, ctx: &mut DumpContext) -> Result<()> {
+        let staging = ctx
+            .staging
+            .take()
+            .ok_or(CheckpointError::Step { step: self.name(), reason: "nothing staged".into() })?;
+        ctx.image = Some(staging.commit(ctx.info.clone())?);
+        Ok(())
+    }
+}
