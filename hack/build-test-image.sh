@@ -16,5 +16,14 @@ if ldd "$BB" >/dev/null 2>&1; then
     echo "[hack] ERROR: $BB is dynamically linked; need busybox-static" >&2; exit 1
 fi
 mkdir -p "$(dirname "$OUT")"
+# Static C test programs (hack/testbin/*.c) go to /usr/local/bin in the image.
+BIN_DIR="$(dirname "$OUT")/testbin"
+mkdir -p "$BIN_DIR"
+extras=()
+for src in "$HACK_DIR"/testbin/*.c; do
+    name="$(basename "$src" .c)"
+    gcc -static -O2 -Wall -Werror -o "$BIN_DIR/$name" "$src"
+    extras+=(--extra "$BIN_DIR/$name:/usr/local/bin/$name")
+done
 PY="$(command -v python3)"
-exec "$PY" "$HACK_DIR/oci_image.py" --out "$OUT" --busybox "$BB" --ref "$REF"
+exec "$PY" "$HACK_DIR/oci_image.py" --out "$OUT" --busybox "$BB" --ref "$REF" "${extras[@]}"

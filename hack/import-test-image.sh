@@ -17,7 +17,11 @@ export ARCH_TEST_IMAGE_TAR="$TAR" ARCH_TEST_IMAGE="$REF"
 CTR=(ctr --address "$ADDR" -n "$NS")
 
 # (Re)build when missing or older than the generator / busybox binary.
-if [ ! -s "$TAR" ] || [ "$HACK_DIR/oci_image.py" -nt "$TAR" ] || [ "${ARCH_BUSYBOX:-/bin/busybox}" -nt "$TAR" ]; then
+stale=0
+for f in "$HACK_DIR/oci_image.py" "$HACK_DIR/build-test-image.sh" "${ARCH_BUSYBOX:-/bin/busybox}" "$HACK_DIR"/testbin/*.c; do
+    [ "$f" -nt "$TAR" ] && stale=1
+done
+if [ ! -s "$TAR" ] || [ "$stale" = 1 ]; then
     "$HACK_DIR/build-test-image.sh" "$TAR" >/dev/null
 fi
 want="$(tar -xOf "$TAR" index.json | python3 -c 'import json,sys; print(json.load(sys.stdin)["manifests"][0]["digest"])')"

@@ -70,7 +70,7 @@ def applet_paths(busybox):
     return sorted(set(p for p in paths if p and p != "bin/busybox"))
 
 
-def build_layer(busybox):
+def build_layer(busybox, extras=()):
     with open(busybox, "rb") as f:
         bb = f.read()
     files = {  # path -> (mode, bytes)
@@ -83,6 +83,10 @@ def build_layer(busybox):
             "usr/sbin": 0o755, "etc": 0o755, "dev": 0o755, "proc": 0o555,
             "sys": 0o555, "root": 0o700, "tmp": 0o1777, "var": 0o755,
             "var/tmp": 0o1777}
+    for spec in extras:  # "SRC:DEST", static test programs
+        src, dest = spec.split(":", 1)
+        with open(src, "rb") as f:
+            files[dest.lstrip("/")] = (0o755, f.read())
     links = {}
     for p in applet_paths(busybox):
         parent = os.path.dirname(p)
@@ -120,8 +124,8 @@ def build_layer(busybox):
     return raw, gz.getvalue(), len(links)
 
 
-def build(busybox, ref, out):
-    raw, layer, napplets = build_layer(busybox)
+def build(busybox, ref, out, extras=()):
+    raw, layer, napplets = build_layer(busybox, extras)
     config = {
         "created": CREATED,
         "architecture": "amd64",
@@ -182,8 +186,10 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--busybox", default="/bin/busybox")
     ap.add_argument("--ref", default="localhost/arch-test/busybox:latest")
+    ap.add_argument("--extra", action="append", default=[],
+                    help="SRC:DEST, a static program to add to the layer")
     a = ap.parse_args()
-    build(a.busybox, a.ref, a.out)
+    build(a.busybox, a.ref, a.out, a.extra)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,13 @@ log "unit tests"
 cargo test --workspace --exclude arch-e2e
 
 export ARCH_SHIM_DIR="$PWD/target/debug"
+# containerd passes its environment to the shims: the host configuration.
+export ARCH_CHECKPOINT_ROOT="${ARCH_CHECKPOINT_ROOT:-/var/lib/arch-test/checkpoint}"
+rm -rf "$ARCH_CHECKPOINT_ROOT"
 export ARCH_TEST_DIR="${ARCH_TEST_DIR:-/run/arch-test}"
 trap 'hack/containerd-test.sh stop || true' EXIT
 hack/containerd-test.sh start
 
 log "end-to-end tests (containerd $(containerd --version | awk '{print $3}'), criu $(criu --version | head -1))"
-ARCH_E2E_ADDRESS="$ARCH_TEST_DIR/containerd.sock" \
+ARCH_E2E_ADDRESS="$ARCH_TEST_DIR/containerd.sock" ARCH_E2E_CHECKPOINT_ROOT="$ARCH_CHECKPOINT_ROOT" \
     cargo test -p arch-e2e -- --test-threads="${ARCH_E2E_THREADS:-4}"

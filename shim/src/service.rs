@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arch_checkpoint::{arch_identity, ArchConfig, ArchIdentity};
+use arch_image::ImageStore;
 use arch_runtime::oci_spec::runtime::{LinuxResources, Process as OciProcess, Spec};
 use arch_runtime::{CreateRequest, DumpOptions, ExecRequest, Runtime, Stdio};
 use containerd_shim::api::{self, Status};
@@ -21,6 +23,7 @@ use containerd_shim::protos::types::task::ProcessInfo;
 use containerd_shim::util::convert_to_any;
 use containerd_shim::ExitSignal;
 
+use crate::arch::{checkpoint_into_store, upperdir as arch_upperdir, StopGate};
 use crate::error::{io_err, Result, ShimError};
 use crate::events::EventSender;
 use crate::exits::{ExitIndex, Owner};
@@ -37,9 +40,16 @@ struct Container {
     rootfs: Option<PathBuf>,
     init: Arc<Process>,
     execs: HashMap<String, Arc<Process>>,
+    /// Set for containers opted in to ARCH.
+    arch: Option<ArchIdentity>,
+    upperdir: Option<PathBuf>,
+    stop_gate: Arc<StopGate>,
 }
 
 pub struct TaskService {
+    namespace: String,
+    /// The host's ARCH configuration; an error fails ARCH containers only.
+    arch_config: std::result::Result<ArchConfig, String>,
     runtime: Runtime,
     events: EventSender,
     exit_signal: Arc<ExitSignal>,
@@ -60,11 +70,17 @@ fn exited_at(exit: &Option<ExitInfo>) -> MessageField<Timestamp> {
 }
 
 impl TaskService {
-    pub fn new(runtime: Runtime, events: EventSender, exit_signal: Arc<ExitSignal>) -> Arc<Self> {
+    pub fn new(namespace: &str, runtime: Runtime, events: EventSender, exit_signal: Arc<ExitSignal>) -> Arc<Self> {
+        let arch_config = ArchConfig::from_process_env().map_err(|e| {
+            log::error!("{e}: ARCH containers cannot be created until it is fixed");
+            e.to_string()
+        });
         // Subscribe before any process exists so no exit is missed.
         let subscription = containerd_shim::monitor::monitor_subscribe(Topic::All)
             .expect("subscribe to process exits");
         let service = Arc::new(Self {
+            namespace: namespace.to_string(),
+            arch_config,
             runtime,
             events,
             exit_signal,
@@ -87,6 +103,9 @@ impl TaskService {
     }
 
     fn process_exited(&self, owner: Owner, pid: i32, code: i32) {
+        if owner.process.exec_id.is_empty() {
+            self.await_stop_checkpoint(&owner.container_id);
+        }
         if !owner.process.set_exited(code) {
             return;
         }
@@ -104,6 +123,18 @@ impl TaskService {
                 ..Default::default()
             },
         );
+    }
+
+    /// A checkpoint-on-stop ends the container when CRIU finishes dumping,
+    /// before the image is committed. Holding the exit back until the commit
+    /// means that whoever sees the container stop can re-create it and find
+    /// the image.
+    fn await_stop_checkpoint(&self, id: &str) {
+        let Ok(gate) = self.with_container(id, |c| Ok(c.stop_gate.clone())) else { return };
+        let limit = self.arch_config.as_ref().map(|c| c.kill_deadline).unwrap_or_default();
+        if !gate.wait_idle(limit) {
+            log::warn!("{id}: exit reported before its checkpoint committed ({limit:?} passed)");
+        }
     }
 
     fn register(&self, container_id: &str, process: &Arc<Process>, pid: i32) {
@@ -163,7 +194,8 @@ impl TaskService {
             return Err(ShimError::AlreadyExists(format!("container {id} already exists")));
         }
         let bundle = PathBuf::from(&req.bundle);
-        load_spec(&bundle)?;
+        let spec = load_spec(&bundle)?;
+        let arch = self.arch_identity(&spec, &id)?;
         let rootfs = mounts::mount_rootfs(&bundle, &req.rootfs)?;
         let paths = StdioPaths {
             stdin: req.stdin.clone(),
@@ -191,7 +223,15 @@ impl TaskService {
         init.set_io(io);
         self.containers.lock().unwrap().insert(
             id.clone(),
-            Container { bundle: bundle.clone(), rootfs, init: init.clone(), execs: HashMap::new() },
+            Container {
+                bundle: bundle.clone(),
+                rootfs,
+                init: init.clone(),
+                execs: HashMap::new(),
+                arch,
+                upperdir: arch_upperdir(&req.rootfs),
+                stop_gate: Arc::new(StopGate::default()),
+            },
         );
         self.register(&id, &init, pid);
         self.watch_oom(&id);
@@ -348,6 +388,13 @@ impl TaskService {
     pub fn kill(&self, req: api::KillRequest) -> Result<()> {
         let process = self.process(&req.id, &req.exec_id)?;
         let signal = req.signal as i32;
+        if req.exec_id.is_empty() && !req.all {
+            match self.arch_stop(&req.id, &process, signal)? {
+                StopAction::Checkpointing => return Ok(()),
+                StopAction::AlreadyExited => return Ok(()),
+                StopAction::Deliver => {}
+            }
+        }
         if req.exec_id.is_empty() && req.all {
             return Ok(self.runtime.load(&req.id)?.kill(signal, true)?);
         }
@@ -493,6 +540,71 @@ impl TaskService {
         })
     }
 
+    fn arch_identity(&self, spec: &Spec, id: &str) -> Result<Option<ArchIdentity>> {
+        let env = spec.process().as_ref().and_then(|p| p.env().clone()).unwrap_or_default();
+        let annotations = spec.annotations().clone().unwrap_or_default();
+        let identity = arch_identity(&env, &annotations, &self.namespace, id)
+            .map_err(|e| ShimError::InvalidArgument(format!("container {id}: {e}")))?;
+        if identity.is_some() {
+            if let Err(e) = &self.arch_config {
+                return Err(ShimError::FailedPrecondition(format!("container {id} asks for ARCH, but {e}")));
+            }
+        }
+        Ok(identity)
+    }
+
+    /// The image store, for ARCH containers (whose Create checked the config).
+    fn store(&self) -> Result<(ImageStore, ArchConfig)> {
+        let cfg = self.arch_config.clone().map_err(ShimError::FailedPrecondition)?;
+        Ok((ImageStore::new(&cfg.checkpoint_root), cfg))
+    }
+
+    /// Decides what a signal to an init does: the stop signal to an ARCH
+    /// container starts a checkpoint that ends the container; a SIGKILL waits
+    /// (bounded) for a checkpoint in progress to commit.
+    fn arch_stop(&self, id: &str, init: &Arc<Process>, signal: i32) -> Result<StopAction> {
+        let (arch, bundle, upperdir, gate) = self.with_container(id, |c| {
+            Ok((c.arch.clone(), c.bundle.clone(), c.upperdir.clone(), c.stop_gate.clone()))
+        })?;
+        let Some(identity) = arch else { return Ok(StopAction::Deliver) };
+        let (store, cfg) = self.store()?;
+        if signal == libc::SIGKILL {
+            if !gate.wait_idle(cfg.kill_deadline) {
+                log::warn!("{id}: checkpoint still running after {:?}; killing", cfg.kill_deadline);
+            }
+            // After a committed stop-checkpoint the container is gone or
+            // going: the SIGKILL that usually follows a stop has nothing to do.
+            let ended = gate.committed() || init.state().status == Status::STOPPED;
+            return Ok(if ended { StopAction::AlreadyExited } else { StopAction::Deliver });
+        }
+        if signal != cfg.stop_signal || init.state().status != Status::RUNNING {
+            return Ok(StopAction::Deliver);
+        }
+        if !gate.try_begin() {
+            return Ok(StopAction::Checkpointing);
+        }
+        let runtime = self.runtime.clone();
+        let (id, init) = (id.to_string(), init.clone());
+        std::thread::spawn(move || {
+            log::info!("{id}: stop signal {signal}: checkpointing as {}/{}", identity.namespace, identity.key);
+            let outcome = checkpoint_into_store(&store, &runtime, &id, &identity, &bundle, upperdir.as_deref(), DumpOptions::default(), false);
+            let committed = outcome.is_ok();
+            match outcome {
+                Ok(o) => log::info!("{id}: checkpoint committed at {} ({:?} ms)", o.image.dir().display(), o.durations_ms),
+                Err(e) => {
+                    // Nothing was committed; stop the container as asked.
+                    log::error!("{id}: checkpoint on stop failed, delivering signal {signal}: {e}");
+                    let pid = init.pid();
+                    if pid > 0 && init.state().status != Status::STOPPED {
+                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::try_from(signal).ok());
+                    }
+                }
+            }
+            gate.end(committed);
+        });
+        Ok(StopAction::Checkpointing)
+    }
+
     /// containerd's Checkpoint RPC (`ctr task checkpoint`): a CRIU dump into
     /// the image path containerd asked for.
     pub fn checkpoint(&self, req: api::CheckpointTaskRequest) -> Result<()> {
@@ -503,9 +615,6 @@ impl TaskService {
         }
         let opts = checkpoint_options(&req)?;
         let image_dir = if opts.image_path.is_empty() { PathBuf::from(&req.path) } else { PathBuf::from(&opts.image_path) };
-        if image_dir.as_os_str().is_empty() {
-            return Err(ShimError::InvalidArgument("checkpoint: no image path given".into()));
-        }
         let dump = DumpOptions {
             image_dir: image_dir.clone(),
             work_dir: (!opts.work_path.is_empty()).then(|| PathBuf::from(&opts.work_path)),
@@ -515,6 +624,8 @@ impl TaskService {
             file_locks: opts.file_locks,
             cgroups_mode: opts.cgroups_mode.clone(),
         };
+        let (arch, bundle, upperdir) =
+            self.with_container(&req.id, |c| Ok((c.arch.clone(), c.bundle.clone(), c.upperdir.clone())))?;
         let mut handle = self.runtime.load(&req.id)?;
         // containerd pauses the task around a checkpoint; libcontainer only
         // dumps a running container, so thaw it for the dump and freeze it
@@ -522,7 +633,13 @@ impl TaskService {
         if status == Status::PAUSED {
             handle.resume()?;
         }
-        let dumped = handle.checkpoint(&dump).map_err(|e| criu_failure(e, &dump));
+        let dumped = match &arch {
+            None if dump.image_dir.as_os_str().is_empty() => {
+                Err(ShimError::InvalidArgument("checkpoint: no image path given".into()))
+            }
+            None => handle.checkpoint(&dump).map_err(|e| criu_failure(e, &dump)),
+            Some(identity) => self.checkpoint_arch(&req.id, identity, &bundle, upperdir.as_deref(), &dump),
+        };
         if status == Status::PAUSED && (dumped.is_err() || dump.leave_running) {
             self.runtime.load(&req.id)?.pause()?;
         }
@@ -534,12 +651,46 @@ impl TaskService {
         Ok(())
     }
 
+    /// An ARCH container's Checkpoint RPC commits an image to the store and,
+    /// where containerd asked for one, copies the CRIU images there too.
+    fn checkpoint_arch(&self, id: &str, identity: &ArchIdentity, bundle: &Path, upperdir: Option<&Path>, dump: &DumpOptions) -> Result<()> {
+        let (store, _) = self.store()?;
+        let outcome = checkpoint_into_store(&store, &self.runtime, id, identity, bundle, upperdir, dump.clone(), dump.leave_running)
+            .map_err(|e| ShimError::Internal(format!("checkpoint of {id} failed: {e}")))?;
+        log::info!("{id}: checkpoint committed at {} ({:?} ms)", outcome.image.dir().display(), outcome.durations_ms);
+        if dump.image_dir.as_os_str().is_empty() {
+            return Ok(());
+        }
+        copy_dir_files(&outcome.image.criu_dir(), &dump.image_dir)
+            .map_err(io_err(format!("copying CRIU images to {}", dump.image_dir.display())))
+    }
+
     pub fn shutdown(&self, _req: api::ShutdownRequest) -> Result<()> {
         if self.containers.lock().unwrap().is_empty() {
             self.exit_signal.signal();
         }
         Ok(())
     }
+}
+
+enum StopAction {
+    /// Send the signal as usual.
+    Deliver,
+    /// A checkpoint runs and will end the container.
+    Checkpointing,
+    /// A checkpoint already ended the container.
+    AlreadyExited,
+}
+
+fn copy_dir_files(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
 }
 
 fn checkpoint_options(req: &api::CheckpointTaskRequest) -> Result<CheckpointOptions> {

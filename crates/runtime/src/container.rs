@@ -129,3 +129,13 @@ impl ContainerHandle {
         Ok(Cgroup::new(&self.id, config.cgroup_path))
     }
 }
+
+/// The installed CRIU's version, e.g. "4.1.1" (CRIU answers over its RPC,
+/// which also proves it can run).
+pub fn criu_version() -> Result<String> {
+    let mut criu = rust_criu::Criu::new().map_err(|e| RuntimeError::InvalidSpec(format!("criu: {e}")))?;
+    let v = criu
+        .get_criu_version()
+        .map_err(|e| RuntimeError::Io { context: "asking criu for its version".into(), source: std::io::Error::other(e.to_string()) })?;
+    Ok(format!("{}.{}.{}", v / 10000, v / 100 % 100, v % 100))
+}

@@ -14,7 +14,7 @@ mod spawn;
 
 pub use cgroup::{Cgroup, CgroupStats};
 pub use libcgroups::stats::MemoryData;
-pub use container::{ContainerHandle, DumpOptions, Runtime};
+pub use container::{criu_version, ContainerHandle, DumpOptions, Runtime};
 pub use libcontainer::oci_spec;
 pub use error::{Result, RuntimeError};
 pub use zygote::WireFd;

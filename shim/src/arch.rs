@@ -1,0 +1,139 @@
+//! ARCH behaviour in the shim: checkpoint-on-stop and checkpoints into the
+//! image store, through the arch-checkpoint chain.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use arch_checkpoint::{default_steps, run_dump_chain, ArchIdentity, DumpContext, DumpOutcome, DumpRequest, Dumper, HostProcs};
+use arch_image::ImageStore;
+use arch_runtime::{DumpOptions, Runtime};
+use containerd_shim::protos::types::mount::Mount;
+
+/// The runtime as the dump chain sees it.
+pub struct RuntimeDumper<'a> {
+    pub runtime: &'a Runtime,
+    pub id: &'a str,
+    pub base: DumpOptions,
+}
+
+impl Dumper for RuntimeDumper<'_> {
+    fn pids(&self) -> Result<Vec<i32>, String> {
+        let handle = self.runtime.load(self.id).map_err(|e| e.to_string())?;
+        handle.cgroup().and_then(|c| c.pids()).map_err(|e| e.to_string())
+    }
+
+    fn dump(&self, dir: &Path, leave_running: bool) -> Result<(), String> {
+        let opts = DumpOptions { image_dir: dir.to_path_buf(), leave_running, ..self.base.clone() };
+        let mut handle = self.runtime.load(self.id).map_err(|e| e.to_string())?;
+        handle.checkpoint(&opts).map_err(|e| e.to_string())
+    }
+
+    fn criu_version(&self) -> Result<String, String> {
+        arch_runtime::criu_version().map_err(|e| e.to_string())
+    }
+}
+
+/// Dumps container `id` into the image store under its identity.
+pub fn checkpoint_into_store(
+    store: &ImageStore,
+    runtime: &Runtime,
+    id: &str,
+    identity: &ArchIdentity,
+    bundle: &Path,
+    upperdir: Option<&Path>,
+    base: DumpOptions,
+    leave_running: bool,
+) -> arch_checkpoint::Result<DumpOutcome> {
+    let req = DumpRequest {
+        identity: identity.clone(),
+        container_id: id.to_string(),
+        bundle: bundle.to_path_buf(),
+        upperdir: upperdir.map(Path::to_path_buf),
+        leave_running,
+    };
+    let dumper = RuntimeDumper { runtime, id, base };
+    run_dump_chain(&default_steps(), DumpContext::new(req, store, &dumper, &HostProcs))
+}
+
+/// The overlay upperdir among the rootfs mounts containerd sent.
+pub fn upperdir(mounts: &[Mount]) -> Option<PathBuf> {
+    mounts
+        .iter()
+        .filter(|m| m.type_ == "overlay")
+        .flat_map(|m| m.options.iter())
+        .find_map(|o| o.strip_prefix("upperdir=").map(PathBuf::from))
+}
+
+/// Serialises stop-checkpoints and lets a SIGKILL wait for one to commit.
+#[derive(Default)]
+pub struct StopGate {
+    busy: Mutex<bool>,
+    idle: Condvar,
+    /// A stop-checkpoint committed: the container is ending by design.
+    committed: std::sync::atomic::AtomicBool,
+}
+
+impl StopGate {
+    /// Claims the gate; false if a checkpoint is already running.
+    pub fn try_begin(&self) -> bool {
+        let mut busy = self.busy.lock().unwrap();
+        !std::mem::replace(&mut *busy, true)
+    }
+
+    pub fn end(&self, committed: bool) {
+        self.committed.store(committed, std::sync::atomic::Ordering::SeqCst);
+        *self.busy.lock().unwrap() = false;
+        self.idle.notify_all();
+    }
+
+    pub fn committed(&self) -> bool {
+        self.committed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until no checkpoint runs, up to `limit`; true if idle.
+    pub fn wait_idle(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut busy = self.busy.lock().unwrap();
+        while *busy {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            busy = self.idle.wait_timeout(busy, left).unwrap().0;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn finds_the_upperdir() {
+        let m = Mount {
+            type_: "overlay".into(),
+            source: "overlay".into(),
+            options: vec!["index=off".into(), "workdir=/w".into(), "upperdir=/u/fs".into(), "lowerdir=/l".into()],
+            ..Default::default()
+        };
+        assert_eq!(upperdir(&[m]), Some(PathBuf::from("/u/fs")));
+        assert_eq!(upperdir(&[]), None);
+    }
+
+    #[test]
+    fn gate_serialises_and_releases_waiters() {
+        let gate = Arc::new(StopGate::default());
+        assert!(gate.try_begin());
+        assert!(!gate.try_begin(), "one checkpoint at a time");
+        assert!(!gate.wait_idle(Duration::from_millis(20)), "deadline honoured");
+        let g = gate.clone();
+        let waiter = std::thread::spawn(move || g.wait_idle(Duration::from_secs(5)));
+        std::thread::sleep(Duration::from_millis(20));
+        gate.end(true);
+        assert!(waiter.join().unwrap());
+        assert!(gate.committed());
+    }
+}
