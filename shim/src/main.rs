@@ -6,6 +6,7 @@ mod events;
 mod exits;
 mod mounts;
 mod process;
+mod restore;
 mod service;
 mod shim;
 mod stats;

@@ -37,3 +37,31 @@ pub fn unmount_rootfs(target: &Path) {
         log::warn!("unmounting {t}: {e}");
     }
 }
+
+/// Puts the rootfs back to the pristine snapshot: unmount, empty the
+/// overlay's upperdir and workdir, mount again.
+pub fn reset_rootfs(bundle: &Path, mounts: &[Mount]) -> Result<()> {
+    let target = bundle.join("rootfs");
+    unmount_rootfs(&target);
+    for m in mounts.iter().filter(|m| m.type_ == "overlay") {
+        for opt in &m.options {
+            if let Some(dir) = opt.strip_prefix("upperdir=").or_else(|| opt.strip_prefix("workdir=")) {
+                empty_dir(Path::new(dir)).map_err(io_err(format!("emptying {dir}")))?;
+            }
+        }
+    }
+    mount_rootfs(bundle, mounts).map(|_| ())
+}
+
+fn empty_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        // symlink_metadata: never follow a link out of the directory.
+        if std::fs::symlink_metadata(&path)?.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}

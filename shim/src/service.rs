@@ -28,6 +28,7 @@ use crate::error::{io_err, Result, ShimError};
 use crate::events::EventSender;
 use crate::exits::{ExitIndex, Owner};
 use crate::process::{ExitInfo, Process};
+use crate::restore::PreparedRestore;
 use crate::mounts;
 use crate::stats::to_metrics;
 use crate::stdio::{self, ConsoleSocket, IoHandles, StdioPaths};
@@ -44,14 +45,16 @@ struct Container {
     arch: Option<ArchIdentity>,
     upperdir: Option<PathBuf>,
     stop_gate: Arc<StopGate>,
+    /// A restore staged by Create, carried out by Start.
+    restore: Option<PreparedRestore>,
 }
 
 pub struct TaskService {
     namespace: String,
     /// The host's ARCH configuration; an error fails ARCH containers only.
     arch_config: std::result::Result<ArchConfig, String>,
-    runtime: Runtime,
-    events: EventSender,
+    pub(crate) runtime: Runtime,
+    pub(crate) events: EventSender,
     exit_signal: Arc<ExitSignal>,
     containers: Mutex<HashMap<String, Container>>,
     exits: Mutex<ExitIndex>,
@@ -137,7 +140,7 @@ impl TaskService {
         }
     }
 
-    fn register(&self, container_id: &str, process: &Arc<Process>, pid: i32) {
+    pub(crate) fn register(&self, container_id: &str, process: &Arc<Process>, pid: i32) {
         process.set_created(pid);
         let owner = Owner { container_id: container_id.to_string(), process: process.clone() };
         let early = self.exits.lock().unwrap().register(pid, owner);
@@ -203,6 +206,20 @@ impl TaskService {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
+        let staged = arch.as_ref().and_then(|ident| self.stage_restore(&id, ident, &bundle, &req.rootfs, req.terminal));
+        if let Some((image, claim)) = staged {
+            // The processes come back at Start; stdio pipes are ready now.
+            let (stdio, io) = match stdio::setup_pipes(&paths) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.discard_container(&id, rootfs.as_deref());
+                    return Err(ShimError::Io { context: "setting up stdio pipes".into(), source: e });
+                }
+            };
+            let identity = arch.clone().expect("staged only for ARCH containers");
+            let prep = PreparedRestore { identity, image, stdio, claim, mounts: req.rootfs.to_vec() };
+            return Ok(self.insert_created(&req, bundle, rootfs, paths, io, arch, 0, Some(prep)));
+        }
         let created = self.spawn_with_stdio(&paths, |console_socket, stdio| {
             Ok(self.runtime.create(CreateRequest {
                 id: id.clone(),
@@ -219,22 +236,43 @@ impl TaskService {
                 return Err(e);
             }
         };
+        Ok(self.insert_created(&req, bundle, rootfs, paths, io, arch, pid, None))
+    }
+
+    /// Records a created container and announces it (pid 0 for a restore,
+    /// whose processes only exist after Start).
+    #[allow(clippy::too_many_arguments)]
+    fn insert_created(
+        &self,
+        req: &api::CreateTaskRequest,
+        bundle: PathBuf,
+        rootfs: Option<PathBuf>,
+        paths: StdioPaths,
+        io: IoHandles,
+        arch: Option<ArchIdentity>,
+        pid: i32,
+        restore: Option<PreparedRestore>,
+    ) -> api::CreateTaskResponse {
+        let id = req.id.clone();
         let init = Arc::new(Process::new("", paths.clone()));
         init.set_io(io);
         self.containers.lock().unwrap().insert(
             id.clone(),
             Container {
-                bundle: bundle.clone(),
+                bundle,
                 rootfs,
                 init: init.clone(),
                 execs: HashMap::new(),
                 arch,
                 upperdir: arch_upperdir(&req.rootfs),
                 stop_gate: Arc::new(StopGate::default()),
+                restore,
             },
         );
-        self.register(&id, &init, pid);
-        self.watch_oom(&id);
+        if pid > 0 {
+            self.register(&id, &init, pid);
+            self.watch_oom(&id);
+        }
         self.events.send(
             topics::TASK_CREATE_EVENT_TOPIC,
             TaskCreate {
@@ -254,7 +292,7 @@ impl TaskService {
                 ..Default::default()
             },
         );
-        Ok(api::CreateTaskResponse { pid: pid as u32, ..Default::default() })
+        api::CreateTaskResponse { pid: pid as u32, ..Default::default() }
     }
 
     /// Removes what a failed Create left behind.
@@ -267,7 +305,7 @@ impl TaskService {
         }
     }
 
-    fn watch_oom(&self, id: &str) {
+    pub(crate) fn watch_oom(&self, id: &str) {
         let cgroup = match self.runtime.load(id).and_then(|h| h.cgroup()) {
             Ok(c) => c,
             Err(e) => return log::warn!("no OOM events for {id}: {e}"),
@@ -285,6 +323,15 @@ impl TaskService {
         let process = self.process(&req.id, &req.exec_id)?;
         if process.state().status != Status::CREATED {
             return Err(ShimError::FailedPrecondition(format!("process {} of {} is not in created state", req.exec_id, req.id)));
+        }
+        let staged = if req.exec_id.is_empty() {
+            self.with_container(&req.id, |c| Ok(c.restore.take().map(|r| (r, c.bundle.clone()))))?
+        } else {
+            None
+        };
+        if let Some((prep, bundle)) = staged {
+            let pid = self.start_restore(&req.id, &bundle, &process, prep)?;
+            return Ok(api::StartResponse { pid: pid as u32, ..Default::default() });
         }
         let pid = if req.exec_id.is_empty() {
             self.runtime.load(&req.id)?.start()?;
@@ -554,7 +601,7 @@ impl TaskService {
     }
 
     /// The image store, for ARCH containers (whose Create checked the config).
-    fn store(&self) -> Result<(ImageStore, ArchConfig)> {
+    pub(crate) fn store(&self) -> Result<(ImageStore, ArchConfig)> {
         let cfg = self.arch_config.clone().map_err(ShimError::FailedPrecondition)?;
         Ok((ImageStore::new(&cfg.checkpoint_root), cfg))
     }

@@ -9,6 +9,7 @@ mod config;
 mod error;
 mod policy;
 mod procfs;
+mod restore;
 mod steps;
 #[cfg(test)]
 mod tests;
@@ -18,4 +19,5 @@ pub use config::{ArchConfig, Mode, CONFIG_ENV, DEFAULT_CONFIG_PATH};
 pub use error::{CheckpointError, Result};
 pub use policy::{arch_identity, ArchIdentity};
 pub use procfs::{HostProcs, ProcessView};
-pub use steps::default_steps;
+pub use restore::{apply_rootfs, check_compatible, HostFacts};
+pub use steps::{criu_log_errors, default_steps};

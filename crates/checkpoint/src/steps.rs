@@ -43,7 +43,7 @@ impl Step for Defaults {
     }
 }
 
-fn kernel_release() -> String {
+pub(crate) fn kernel_release() -> String {
     // SAFETY: uname fills a zeroed utsname; release is NUL-terminated.
     unsafe {
         let mut u: libc::utsname = std::mem::zeroed();

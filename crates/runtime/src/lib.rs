@@ -10,6 +10,7 @@
 mod cgroup;
 mod container;
 mod error;
+mod restore;
 mod spawn;
 
 pub use cgroup::{Cgroup, CgroupStats};
@@ -18,4 +19,5 @@ pub use container::{criu_version, ContainerHandle, DumpOptions, Runtime};
 pub use libcontainer::oci_spec;
 pub use error::{Result, RuntimeError};
 pub use zygote::WireFd;
+pub use restore::{process_tree, RestoreRequest};
 pub use spawn::{init_zygote, CreateRequest, ExecRequest, Stdio};

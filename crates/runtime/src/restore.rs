@@ -1,0 +1,187 @@
+//! Restoring a checkpointed container with CRIU (rust-criu), as a new
+//! container: new stdio pipes (inherit_fd keyed by descriptors.json), the new
+//! rootfs, external bind and cgroup mounts, the restored tree as a child of
+//! the shim (rst_sibling), then libcontainer state and the new spec's cgroup.
+
+use std::cell::Cell;
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use libcgroups::common::{create_cgroup_manager, CgroupConfig, CgroupManager, CgroupSetup, ControllerOpt};
+use libcontainer::config::YoukiConfig;
+use libcontainer::container::{Container, ContainerStatus};
+use libcontainer::oci_spec::runtime::Spec;
+use nix::unistd::Pid;
+
+use crate::container::Runtime;
+use crate::error::{Result, RuntimeError};
+
+pub struct RestoreRequest<'a> {
+    pub id: String,
+    pub bundle: PathBuf,
+    /// The new container's mounted rootfs, with the rootfs diff applied.
+    pub rootfs: PathBuf,
+    /// The image's criu/ directory (CRIU images and descriptors.json).
+    pub images_dir: PathBuf,
+    /// Where CRIU writes restore.log.
+    pub work_dir: PathBuf,
+    /// The new container-side ends of stdin, stdout and stderr.
+    pub stdio: [Option<&'a OwnedFd>; 3],
+}
+
+thread_local! {
+    // rust-criu's notify callback is a plain fn; CRIU calls it on the
+    // restoring thread, so the restored pid comes back through here.
+    static RESTORED_PID: Cell<i32> = const { Cell::new(0) };
+}
+
+fn on_notify(script: &str, notify: &rust_criu::rust_criu_protobuf::rpc::Criu_notify, _fd: Option<std::os::fd::RawFd>) -> i32 {
+    if script == "post-restore" {
+        RESTORED_PID.set(notify.pid());
+    }
+    0
+}
+
+fn restore_err(id: &str, reason: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Libcontainer { id: id.to_string(), action: "restore", reason: reason.to_string() }
+}
+
+impl Runtime {
+    /// Restores the process tree; returns the restored init's pid.
+    pub fn restore(&self, req: RestoreRequest) -> Result<i32> {
+        let id = req.id.as_str();
+        let spec = Spec::load(req.bundle.join("config.json")).map_err(|e| restore_err(id, e))?;
+        let descriptors: Vec<String> = serde_json::from_slice(
+            &std::fs::read(req.images_dir.join("descriptors.json")).map_err(|e| restore_err(id, format!("descriptors.json: {e}")))?,
+        )
+        .map_err(|e| restore_err(id, format!("descriptors.json: {e}")))?;
+
+        let mut criu = rust_criu::Criu::new().map_err(|e| restore_err(id, e))?;
+        // Pipes the process had for stdio are replaced by the new ones.
+        for (n, key) in descriptors.iter().enumerate().take(3) {
+            if let (true, Some(fd)) = (key.starts_with("pipe:"), req.stdio.get(n).copied().flatten()) {
+                set_cloexec(fd, false)?;
+                criu.add_inherit_fd(fd.as_raw_fd(), key.clone()).map_err(|e| restore_err(id, e))?;
+            }
+        }
+        for m in spec.mounts().iter().flatten() {
+            let is_bind = m.options().iter().flatten().any(|o| o == "bind" || o == "rbind");
+            if is_bind {
+                if let Some(src) = m.source() {
+                    criu.set_external_mount(m.destination().display().to_string(), src.display().to_string());
+                }
+            } else if m.typ().as_deref() == Some("cgroup") {
+                for mp in cgroup_v1_mount_points() {
+                    criu.set_external_mount(mp.clone(), mp);
+                }
+            }
+        }
+        let images = File::open(&req.images_dir).map_err(|e| restore_err(id, format!("{}: {e}", req.images_dir.display())))?;
+        std::fs::create_dir_all(&req.work_dir).map_err(|e| restore_err(id, e))?;
+        let work = File::open(&req.work_dir).map_err(|e| restore_err(id, e))?;
+        criu.set_images_dir_fd(images.as_raw_fd());
+        criu.set_work_dir_fd(work.as_raw_fd());
+        criu.set_log_file("restore.log".to_string());
+        criu.set_log_level(4);
+        criu.set_root(req.rootfs.display().to_string());
+        criu.set_rst_sibling(true);
+        criu.set_manage_cgroups(true);
+        // The new spec's cgroup is applied after the restore, below.
+        criu.cgroups_mode(rust_criu::CgMode::IGNORE);
+        criu.set_link_remap(true);
+        criu.set_notify_scripts(true);
+        criu.set_notify_cb(on_notify);
+        RESTORED_PID.set(0);
+        let restored = criu.restore().map_err(|e| restore_err(id, e));
+        for fd in req.stdio.iter().flatten() {
+            set_cloexec(fd, true)?;
+        }
+        restored?;
+        let pid = RESTORED_PID.get();
+        if pid <= 0 {
+            return Err(restore_err(id, "CRIU did not report the restored pid"));
+        }
+        self.adopt(id, &req.bundle, &spec, pid)?;
+        Ok(pid)
+    }
+
+    /// Makes a restored tree a libcontainer container: state, config and cgroup.
+    fn adopt(&self, id: &str, bundle: &Path, spec: &Spec, pid: i32) -> Result<()> {
+        let dir = self.state_root().join(id);
+        std::fs::create_dir_all(&dir).map_err(|e| restore_err(id, e))?;
+        let config = YoukiConfig::from_spec(spec, id).map_err(|e| restore_err(id, e))?;
+        config.save(&dir).map_err(|e| restore_err(id, e))?;
+        let mut container = Container::new(id, ContainerStatus::Running, Some(pid), bundle, &dir).map_err(|e| restore_err(id, e))?;
+        container.set_systemd(false);
+        container.save().map_err(|e| restore_err(id, e))?;
+
+        let manager = create_cgroup_manager(CgroupConfig {
+            cgroup_path: config.cgroup_path.clone(),
+            systemd_cgroup: false,
+            container_name: id.to_string(),
+        })
+        .map_err(|e| restore_err(id, format!("cgroup: {e}")))?;
+        let default_resources = Default::default();
+        let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref()).unwrap_or(&default_resources);
+        let opt = ControllerOpt { resources, disable_oom_killer: false, oom_score_adj: None, freezer_state: None };
+        for p in process_tree(pid) {
+            manager.add_task(Pid::from_raw(p)).map_err(|e| restore_err(id, format!("cgroup add {p}: {e}")))?;
+        }
+        manager.apply(&opt).map_err(|e| restore_err(id, format!("cgroup resources: {e}")))?;
+        Ok(())
+    }
+}
+
+/// CRIU inherits the descriptors it passes on (inherit_fd), so they must
+/// survive its exec; everywhere else they stay close-on-exec.
+fn set_cloexec(fd: &OwnedFd, on: bool) -> Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    let flags = if on { FdFlag::FD_CLOEXEC } else { FdFlag::empty() };
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(flags))
+        .map(|_| ())
+        .map_err(|e| RuntimeError::Io { context: "clearing FD_CLOEXEC for CRIU".into(), source: e.into() })
+}
+
+fn cgroup_v1_mount_points() -> Vec<String> {
+    match libcgroups::common::get_cgroup_setup() {
+        Ok(CgroupSetup::Legacy | CgroupSetup::Hybrid) => libcgroups::v1::util::list_subsystem_mount_points()
+            .map(|mps| {
+                mps.into_iter()
+                    .map(|p| p.display().to_string())
+                    .filter(|p| p.starts_with("/sys/fs/cgroup"))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// `pid` and all its descendants, from /proc/<pid>/task/*/children.
+pub fn process_tree(pid: i32) -> Vec<i32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for t in tasks.flatten() {
+                let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+                out.extend(children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn process_tree_includes_children() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let tree = super::process_tree(std::process::id() as i32);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(tree.contains(&(child.id() as i32)), "{tree:?}");
+    }
+}

@@ -1,0 +1,172 @@
+//! Transparent restore: at Create, an ARCH container whose key has a
+//! committed image gets that image validated and its filesystem changes
+//! applied; at Start, CRIU restores the processes. Any failure falls back to
+//! a fresh start from a pristine rootfs, with the image kept aside.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arch_checkpoint::{apply_rootfs, check_compatible, ArchIdentity, HostFacts, Mode};
+use arch_image::{Claim, Image, ImageStore};
+use arch_runtime::{CreateRequest, RestoreRequest, Stdio};
+use containerd_shim::api::Status;
+use containerd_shim::protos::events::task::TaskStart;
+use containerd_shim::protos::topics;
+use containerd_shim::protos::types::mount::Mount;
+
+use crate::error::{Result, ShimError};
+use crate::mounts;
+use crate::process::Process;
+use crate::service::TaskService;
+
+/// A restore staged by Create and carried out by Start.
+pub struct PreparedRestore {
+    pub identity: ArchIdentity,
+    pub image: Image,
+    /// The container-side ends of the new stdio pipes.
+    pub stdio: Stdio,
+    pub claim: Option<Claim>,
+    pub mounts: Vec<Mount>,
+}
+
+/// The last lines of a CRIU log that say what went wrong.
+pub fn log_tail(path: &Path) -> String {
+    let errors = arch_checkpoint::criu_log_errors(path);
+    if errors.is_empty() { String::new() } else { format!(" (restore.log: {})", errors.join(" | ")) }
+}
+
+impl TaskService {
+    /// Finds, claims, validates and stages the image for `identity`. None
+    /// means a fresh start (no image, or one that cannot be used: that one
+    /// is moved aside and the reason logged).
+    pub(crate) fn stage_restore(
+        &self,
+        id: &str,
+        identity: &ArchIdentity,
+        bundle: &Path,
+        mounts: &[Mount],
+        terminal: bool,
+    ) -> Option<(Image, Option<Claim>)> {
+        let (store, cfg) = self.store().ok()?;
+        let (ns, key) = (&identity.namespace, &identity.key);
+        if !store.image_dir(ns, key).map(|d| d.join("manifest.json").exists()).unwrap_or(false) {
+            return None;
+        }
+        let claim = if cfg.mode == Mode::NetworkFs {
+            let owner = format!("{}:{}:{id}", hostname(), std::process::id());
+            match store.claim(ns, key, &owner) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    log::warn!("{id}: image {ns}/{key} is being restored elsewhere ({e}); starting fresh");
+                    return None;
+                }
+            }
+        } else {
+            None
+        };
+        let staged = (|| -> std::result::Result<Image, String> {
+            if terminal {
+                return Err("restoring a container with a terminal is not supported".into());
+            }
+            if mounts.is_empty() {
+                return Err("the container has no rootfs mounts to apply the filesystem changes to".into());
+            }
+            let image = store.open(ns, key).map_err(|e| format!("invalid image: {e}"))?;
+            let criu = arch_runtime::criu_version().map_err(|e| e.to_string())?;
+            check_compatible(image.manifest(), &HostFacts::detect(criu)).map_err(|e| e.to_string())?;
+            let stats = apply_rootfs(&image, &bundle.join("rootfs")).map_err(|e| format!("rootfs diff: {e}"))?;
+            log::info!("{id}: applied rootfs diff of {ns}/{key}: {stats:?}");
+            Ok(image)
+        })();
+        match staged {
+            Ok(image) => Some((image, claim)),
+            Err(reason) => {
+                self.fall_back_image(&store, id, identity, bundle, mounts, &reason);
+                None
+            }
+        }
+    }
+
+    /// Keeps a failed image aside for inspection and resets the rootfs.
+    fn fall_back_image(&self, store: &ImageStore, id: &str, identity: &ArchIdentity, bundle: &Path, mounts: &[Mount], reason: &str) {
+        log::error!("{id}: cannot restore {}/{}: {reason}; starting fresh", identity.namespace, identity.key);
+        match store.mark_failed(&identity.namespace, &identity.key, reason) {
+            Ok(aside) => log::warn!("{id}: image kept for inspection at {}", aside.display()),
+            Err(e) => log::error!("{id}: could not move the failed image aside: {e}"),
+        }
+        if !mounts.is_empty() {
+            if let Err(e) = mounts::reset_rootfs(bundle, mounts) {
+                log::error!("{id}: rolling back the rootfs failed: {e}");
+            }
+        }
+    }
+
+    /// Start of a container with a staged restore: CRIU restore, or a fresh
+    /// start if it fails. Returns the init's pid.
+    pub(crate) fn start_restore(&self, id: &str, bundle: &Path, init: &Arc<Process>, prep: PreparedRestore) -> Result<i32> {
+        let started = Instant::now();
+        let work_dir = bundle.join("restore-work");
+        let PreparedRestore { identity, image, stdio, claim, mounts } = prep;
+        let fds = [stdio.stdin.as_deref(), stdio.stdout.as_deref(), stdio.stderr.as_deref()];
+        let restored = self.runtime.restore(RestoreRequest {
+            id: id.to_string(),
+            bundle: bundle.to_path_buf(),
+            rootfs: bundle.join("rootfs"),
+            images_dir: image.criu_dir(),
+            work_dir: work_dir.clone(),
+            stdio: fds,
+        });
+        let (store, _) = self.store()?;
+        let pid = match restored {
+            Ok(pid) => {
+                log::info!(
+                    "{id}: restored {}/{} (checkpointed from {}) in {} ms, pid {pid}",
+                    identity.namespace,
+                    identity.key,
+                    image.manifest().container_id,
+                    started.elapsed().as_millis()
+                );
+                if let Err(e) = store.retire(&identity.namespace, &identity.key) {
+                    log::error!("{id}: could not retire the restored image: {e}");
+                }
+                pid
+            }
+            Err(e) => {
+                let reason = format!("{e}{}", log_tail(&work_dir.join("restore.log")));
+                self.fall_back_image(&store, id, &identity, bundle, &mounts, &reason);
+                self.fresh_start(id, bundle, stdio)?
+            }
+        };
+        if let Some(claim) = claim {
+            let _ = claim.release();
+        }
+        self.register(id, init, pid);
+        init.set_status(Status::RUNNING);
+        self.events.send(topics::TASK_START_EVENT_TOPIC, TaskStart { container_id: id.to_string(), pid: pid as u32, ..Default::default() });
+        Ok(pid)
+    }
+
+    fn fresh_start(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32> {
+        let pid = self.runtime.create(CreateRequest {
+            id: id.to_string(),
+            bundle: bundle.to_path_buf(),
+            state_root: self.runtime.state_root().to_path_buf(),
+            console_socket: None,
+            stdio,
+        })?;
+        self.runtime.load(id)?.start()?;
+        self.watch_oom(id);
+        Ok(pid)
+    }
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "unknown-host".into())
+}
+
+impl From<arch_image::Error> for ShimError {
+    fn from(e: arch_image::Error) -> Self {
+        ShimError::Internal(e.to_string())
+    }
+}
