@@ -9,4 +9,5 @@ mod events;
 mod exec;
 mod io;
 mod lifecycle;
+mod restore;
 mod scale;

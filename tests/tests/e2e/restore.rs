@@ -1,0 +1,266 @@
+//! Transparent restore on re-create, and the fallback to a fresh start for
+//! every kind of bad image. A workload remembers a boot id in a shell
+//! variable: after a restore it is the one from before the stop, after a
+//! fresh start it is new.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use arch_e2e::{ctr, unique_id, wait_until, Ctr, IMAGE, RUNTIME};
+use arch_image::ImageStore;
+use sha2::{Digest, Sha256};
+
+const WORKLOAD: &str = "boot=$(cat /proc/sys/kernel/random/uuid); \
+    [ -e /data/file ] || { mkdir -p /data; echo kept > /data/file; rm -f /etc/group; }; \
+    i=0; while true; do i=$((i+1)); echo $i > /tmp/count; echo $boot > /tmp/boot; echo tick $i; sleep 0.1; done";
+
+fn store() -> ImageStore {
+    ImageStore::new(PathBuf::from(std::env::var("ARCH_E2E_CHECKPOINT_ROOT").expect("ARCH_E2E_CHECKPOINT_ROOT (run via make test)")))
+}
+
+fn arch_args<'a>(key_env: &'a str, id: &'a str, detach: bool) -> Vec<&'a str> {
+    let mut a = vec!["run", if detach { "-d" } else { "--rm" }, "--runtime", RUNTIME, "--env", "ARCH_ENABLE=1", "--env", key_env];
+    a.extend([IMAGE, id, "sh", "-c", WORKLOAD]);
+    a
+}
+
+fn start(c: &Ctr, id: &str, key: &str) -> arch_e2e::Container {
+    let env = format!("ARCH_KEY={key}");
+    let r = c.run(&arch_args(&env, id, true));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    arch_e2e::Container { ctr: c.clone(), id: id.to_string() }
+}
+
+fn read(c: &Ctr, id: &str, path: &str) -> String {
+    let r = c.run(&["task", "exec", "--exec-id", &unique_id("rd"), id, "cat", path]);
+    r.stdout.trim().to_string()
+}
+
+fn count(c: &Ctr, id: &str) -> u64 {
+    read(c, id, "/tmp/count").parse().unwrap_or(0)
+}
+
+/// Runs the workload until it counted a little, stops it (checkpoint),
+/// removes it; returns (boot id, last count seen).
+fn run_and_stop(c: &Ctr, key: &str) -> (String, u64) {
+    let id = unique_id("first");
+    let ct = start(c, &id, key);
+    assert!(wait_until(Duration::from_secs(10), || count(c, &id) >= 5));
+    let boot = read(c, &id, "/tmp/boot");
+    let seen = count(c, &id);
+    assert_eq!(c.run(&["task", "kill", &id]).code, 0);
+    c.wait_status(&id, "STOPPED");
+    drop(ct);
+    store().open(&c.namespace, key).expect("committed image");
+    (boot, seen)
+}
+
+fn sidecars(c: &Ctr, key: &str) -> Vec<String> {
+    std::fs::read_dir(store().root().join(&c.namespace))
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(key)).collect())
+        .unwrap_or_default()
+}
+
+fn assert_restored(c: &Ctr, id: &str, key: &str, boot: &str, seen: u64) {
+    assert_eq!(read(c, id, "/tmp/boot"), boot, "the process tree was restored, not restarted");
+    assert!(count(c, id) >= seen, "the counter continued from {seen}");
+    assert_eq!(read(c, id, "/data/file"), "kept", "files written before the stop are kept");
+    let r = c.run(&["task", "exec", "--exec-id", &unique_id("ls"), id, "test", "-e", "/etc/group"]);
+    assert_ne!(r.code, 0, "a file deleted before the stop stays deleted");
+    assert!(store().open(&c.namespace, key).is_err(), "the image is consumed");
+    assert!(sidecars(c, key).iter().any(|n| n.ends_with("@restored")), "kept as the last restored: {:?}", sidecars(c, key));
+}
+
+fn assert_fresh(c: &Ctr, id: &str, key: &str, boot: &str) {
+    assert!(wait_until(Duration::from_secs(10), || read(c, id, "/tmp/boot").len() > 10));
+    assert_ne!(read(c, id, "/tmp/boot"), boot, "fell back to a fresh start");
+    assert!(store().open(&c.namespace, key).is_err(), "the bad image is no longer offered");
+    let failed = sidecars(c, key);
+    assert!(failed.iter().any(|n| n.contains("@failed-")), "the bad image is kept aside: {failed:?}");
+}
+
+#[test]
+fn re_created_container_continues_where_it_stopped() {
+    let c = ctr();
+    let key = unique_id("rkey");
+    let (boot, seen) = run_and_stop(&c, &key);
+    let id = unique_id("again");
+    let _ct = start(&c, &id, &key);
+    assert_restored(&c, &id, &key, &boot, seen);
+}
+
+#[test]
+fn same_container_id_is_restored_too() {
+    let c = ctr();
+    let key = unique_id("skey");
+    let id = unique_id("same");
+    let ct = start(&c, &id, &key);
+    assert!(wait_until(Duration::from_secs(10), || count(&c, &id) >= 5));
+    let (boot, seen) = (read(&c, &id, "/tmp/boot"), count(&c, &id));
+    assert_eq!(c.run(&["task", "kill", &id]).code, 0);
+    c.wait_status(&id, "STOPPED");
+    drop(ct);
+    let _ct = start(&c, &id, &key);
+    assert_restored(&c, &id, &key, &boot, seen);
+}
+
+#[test]
+fn restored_output_reaches_the_new_client_and_exit_codes_work() {
+    let c = ctr();
+    let key = unique_id("okey");
+    let (_, seen) = run_and_stop(&c, &key);
+    let id = unique_id("out");
+    let runner = {
+        let (c, id, key) = (c.clone(), id.clone(), key.clone());
+        std::thread::spawn(move || {
+            let env = format!("ARCH_KEY={key}");
+            c.run(&arch_args(&env, &id, false))
+        })
+    };
+    c.wait_status(&id, "RUNNING");
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(c.run(&["task", "kill", "-s", "SIGKILL", &id]).code, 0);
+    let r = runner.join().unwrap();
+    assert_eq!(r.code, 137);
+    let ticks: Vec<u64> = r.stdout.lines().filter_map(|l| l.strip_prefix("tick ")?.parse().ok()).collect();
+    assert!(!ticks.is_empty(), "no output after restore: {:?}", r.stdout);
+    assert!(ticks[0] > seen, "output continues the old count ({seen}): {ticks:?}");
+}
+
+#[test]
+fn an_image_is_restored_only_once() {
+    let c = ctr();
+    let key = unique_id("once");
+    let (boot, _) = run_and_stop(&c, &key);
+    let id = unique_id("second");
+    {
+        let _ct = start(&c, &id, &key); // restored, then SIGKILLed: no new checkpoint
+        assert_eq!(read(&c, &id, "/tmp/boot"), boot);
+    }
+    let id3 = unique_id("third");
+    let _ct = start(&c, &id3, &key);
+    assert!(wait_until(Duration::from_secs(10), || read(&c, &id3, "/tmp/boot").len() > 10));
+    assert_ne!(read(&c, &id3, "/tmp/boot"), boot);
+}
+
+// ---- bad images ----
+
+fn image_dir(c: &Ctr, key: &str) -> PathBuf {
+    store().image_dir(&c.namespace, key).unwrap()
+}
+
+/// Rewrites manifest.json so `rel` matches its new content: the image
+/// passes validation and the bad content reaches the later steps.
+fn reseal(dir: &Path, rel: &str) {
+    let path = dir.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let data = std::fs::read(dir.join(rel)).unwrap();
+    for f in m["files"].as_array_mut().unwrap() {
+        if f["path"] == rel {
+            f["size"] = data.len().into();
+            f["sha256"] = hex::encode(Sha256::digest(&data)).into();
+        }
+    }
+    let total: u64 = m["files"].as_array().unwrap().iter().map(|f| f["size"].as_u64().unwrap()).sum();
+    m["total_size"] = total.into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}
+
+fn fallback_case(damage: impl FnOnce(&Path)) {
+    let c = ctr();
+    let key = unique_id("bad");
+    let (boot, _) = run_and_stop(&c, &key);
+    damage(&image_dir(&c, &key));
+    let id = unique_id("fresh");
+    let _ct = start(&c, &id, &key);
+    assert_fresh(&c, &id, &key, &boot);
+}
+
+#[test]
+fn corrupted_memory_pages_fall_back() {
+    fallback_case(|dir| {
+        let p = std::fs::read_dir(dir.join("criu")).unwrap().flatten().map(|e| e.path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("pages-")).unwrap();
+        let mut data = std::fs::read(&p).unwrap();
+        data[0] ^= 0xff;
+        std::fs::write(&p, data).unwrap();
+    });
+}
+
+#[test]
+fn truncated_rootfs_diff_falls_back() {
+    fallback_case(|dir| {
+        let p = dir.join("rootfs-diff.tar");
+        let len = std::fs::metadata(&p).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(len / 2).unwrap();
+    });
+}
+
+#[test]
+fn criu_failure_falls_back_with_the_reason_kept() {
+    let c = ctr();
+    let key = unique_id("criubad");
+    let (boot, _) = run_and_stop(&c, &key);
+    let dir = image_dir(&c, &key);
+    std::fs::write(dir.join("criu/inventory.img"), b"not a criu image").unwrap();
+    reseal(&dir, "criu/inventory.img");
+    let id = unique_id("fresh");
+    let _ct = start(&c, &id, &key);
+    assert_fresh(&c, &id, &key, &boot);
+    let failed = sidecars(&c, &key).into_iter().find(|n| n.contains("@failed-")).unwrap();
+    let reason = std::fs::read_to_string(store().root().join(&c.namespace).join(failed).join("failure-reason.txt")).unwrap();
+    assert!(reason.contains("restore"), "{reason}");
+}
+
+/// One tar entry (ustar header + data), written by hand so that hostile
+/// names really are in the archive.
+fn tar_entry(name: &str, kind: u8, link: &str, data: &[u8]) -> Vec<u8> {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..107].copy_from_slice(b"0000644");
+    h[108..115].copy_from_slice(b"0000000");
+    h[116..123].copy_from_slice(b"0000000");
+    h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+    h[136..147].copy_from_slice(b"00000000000");
+    h[156] = kind;
+    h[157..157 + link.len()].copy_from_slice(link.as_bytes());
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| *b as u32).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    let mut out = h.to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
+}
+
+fn sha_of(path: &str) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+#[test]
+fn hostile_rootfs_diffs_fall_back_and_write_nothing_outside() {
+    let outside = std::env::temp_dir().join(unique_id("arch-outside"));
+    std::fs::create_dir_all(&outside).unwrap();
+    let out = outside.display().to_string();
+    let passwd = sha_of("/etc/passwd");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("traversal", tar_entry(&format!("../../../../../../../../..{out}/escaped"), b'0', "", b"pwned")),
+        ("absolute", tar_entry(&format!("{out}/absolute"), b'0', "", b"pwned")),
+        ("symlink-out", [tar_entry("evil", b'2', &out, b""), tar_entry("evil/through-link", b'0', "", b"pwned")].concat()),
+        ("hardlink-out", tar_entry("passwd-link", b'1', "/etc/passwd", b"")),
+        ("device", tar_entry("dev/evil", b'3', "", b"")),
+    ];
+    for (name, mut tar) in cases {
+        tar.extend_from_slice(&[0u8; 1024]);
+        fallback_case(|dir| {
+            std::fs::write(dir.join("rootfs-diff.tar"), &tar).unwrap();
+            reseal(dir, "rootfs-diff.tar");
+        });
+        let left: Vec<_> = std::fs::read_dir(&outside).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(left.is_empty(), "{name}: wrote outside the rootfs: {left:?}");
+        assert_eq!(sha_of("/etc/passwd"), passwd, "{name}: host file changed");
+    }
+    std::fs::remove_dir_all(&outside).unwrap();
+}
