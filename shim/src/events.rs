@@ -7,9 +7,10 @@ use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::Context;
 
-pub struct Event {
-    pub topic: &'static str,
-    pub message: Box<dyn MessageDyn>,
+pub enum Event {
+    Publish { topic: &'static str, message: Box<dyn MessageDyn> },
+    /// Answered once every event queued before it has been published.
+    Flush(Sender<()>),
 }
 
 #[derive(Clone)]
@@ -22,8 +23,15 @@ impl EventSender {
         let (tx, rx) = channel::<Event>();
         std::thread::spawn(move || {
             for ev in rx {
-                if let Err(e) = publisher.publish(Context::default(), ev.topic, &namespace, ev.message) {
-                    log::warn!("publish {}: {e}", ev.topic);
+                match ev {
+                    Event::Publish { topic, message } => {
+                        if let Err(e) = publisher.publish(Context::default(), topic, &namespace, message) {
+                            log::warn!("publish {topic}: {e}");
+                        }
+                    }
+                    Event::Flush(done) => {
+                        let _ = done.send(());
+                    }
                 }
             }
         });
@@ -31,6 +39,15 @@ impl EventSender {
     }
 
     pub fn send(&self, topic: &'static str, message: impl MessageDyn + 'static) {
-        let _ = self.tx.send(Event { topic, message: Box::new(message) });
+        let _ = self.tx.send(Event::Publish { topic, message: Box::new(message) });
+    }
+
+    /// Waits (bounded) until queued events reached containerd: the shim
+    /// must not exit with a TaskDelete still in its queue.
+    pub fn flush(&self, limit: std::time::Duration) {
+        let (done, wait) = channel();
+        if self.tx.send(Event::Flush(done)).is_ok() && wait.recv_timeout(limit).is_err() {
+            log::warn!("events not flushed within {limit:?}");
+        }
     }
 }

@@ -714,6 +714,7 @@ impl TaskService {
 
     pub fn shutdown(&self, _req: api::ShutdownRequest) -> Result<()> {
         if self.containers.lock().unwrap().is_empty() {
+            self.events.flush(Duration::from_secs(5));
             self.exit_signal.signal();
         }
         Ok(())

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use libcontainer::container::{CheckpointOptions, Container, ContainerStatus};
+use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::signal::Signal;
 
 use crate::cgroup::Cgroup;
@@ -105,18 +105,8 @@ impl ContainerHandle {
     /// Dumps the container's processes with CRIU into `opts.image_dir`
     /// (dump.log and descriptors.json land there too).
     pub fn checkpoint(&mut self, opts: &DumpOptions) -> Result<()> {
-        let criu_opts = CheckpointOptions {
-            ext_unix_sk: opts.ext_unix_sk,
-            file_locks: opts.file_locks,
-            image_path: opts.image_dir.clone(),
-            leave_running: opts.leave_running,
-            shell_job: false,
-            tcp_established: opts.tcp_established,
-            work_path: opts.work_dir.clone(),
-            manage_cgroups_mode: cg_mode(&opts.cgroups_mode)?,
-            link_remap: true,
-        };
-        self.inner.checkpoint(&criu_opts).map_err(|e| RuntimeError::lc(&self.id, "checkpoint", e))
+        let pid = self.inner.pid().ok_or_else(|| RuntimeError::lc(&self.id, "checkpoint", "no init pid"))?;
+        crate::dump::dump(&self.id, pid.as_raw(), self.inner.bundle(), opts, cg_mode(&opts.cgroups_mode)?)
     }
 
     pub fn is_stopped(&mut self) -> bool {

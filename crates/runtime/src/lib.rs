@@ -9,6 +9,7 @@
 
 mod cgroup;
 mod container;
+mod dump;
 mod error;
 mod restore;
 mod spawn;

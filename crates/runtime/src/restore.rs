@@ -65,18 +65,7 @@ impl Runtime {
                 criu.add_inherit_fd(fd.as_raw_fd(), key.clone()).map_err(|e| restore_err(id, e))?;
             }
         }
-        for m in spec.mounts().iter().flatten() {
-            let is_bind = m.options().iter().flatten().any(|o| o == "bind" || o == "rbind");
-            if is_bind {
-                if let Some(src) = m.source() {
-                    criu.set_external_mount(m.destination().display().to_string(), src.display().to_string());
-                }
-            } else if m.typ().as_deref() == Some("cgroup") {
-                for mp in cgroup_v1_mount_points() {
-                    criu.set_external_mount(mp.clone(), mp);
-                }
-            }
-        }
+        set_external_mounts(&mut criu, &spec);
         let images = File::open(&req.images_dir).map_err(|e| restore_err(id, format!("{}: {e}", req.images_dir.display())))?;
         std::fs::create_dir_all(&req.work_dir).map_err(|e| restore_err(id, e))?;
         let work = File::open(&req.work_dir).map_err(|e| restore_err(id, e))?;
@@ -102,7 +91,15 @@ impl Runtime {
         if pid <= 0 {
             return Err(restore_err(id, "CRIU did not report the restored pid"));
         }
-        self.adopt(id, &req.bundle, &spec, pid)?;
+        if let Err(e) = self.adopt(id, &req.bundle, &spec, pid) {
+            // CRIU succeeded but the container cannot be managed: remove it
+            // entirely, so the caller can fall back to a fresh start.
+            for p in process_tree(pid) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+            }
+            let _ = std::fs::remove_dir_all(self.state_root().join(id));
+            return Err(e);
+        }
         Ok(pid)
     }
 
@@ -126,7 +123,12 @@ impl Runtime {
         let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref()).unwrap_or(&default_resources);
         let opt = ControllerOpt { resources, disable_oom_killer: false, oom_score_adj: None, freezer_state: None };
         for p in process_tree(pid) {
-            manager.add_task(Pid::from_raw(p)).map_err(|e| restore_err(id, format!("cgroup add {p}: {e}")))?;
+            if let Err(e) = manager.add_task(Pid::from_raw(p)) {
+                // A short-lived child may exit between listing and moving.
+                if Path::new(&format!("/proc/{p}")).exists() {
+                    return Err(restore_err(id, format!("cgroup add {p}: {e}")));
+                }
+            }
         }
         manager.apply(&opt).map_err(|e| restore_err(id, format!("cgroup resources: {e}")))?;
         Ok(())
@@ -141,6 +143,24 @@ fn set_cloexec(fd: &OwnedFd, on: bool) -> Result<()> {
     fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(flags))
         .map(|_| ())
         .map_err(|e| RuntimeError::Io { context: "clearing FD_CLOEXEC for CRIU".into(), source: e.into() })
+}
+
+/// Bind mounts and cgroup v1 hierarchies are outside the container's own
+/// mounts: CRIU records them by destination at dump and maps them back at
+/// restore (the new spec's source for binds).
+pub(crate) fn set_external_mounts(criu: &mut rust_criu::Criu, spec: &Spec) {
+    for m in spec.mounts().iter().flatten() {
+        let is_bind = m.options().iter().flatten().any(|o| o == "bind" || o == "rbind");
+        if is_bind {
+            let dest = m.destination().display().to_string();
+            let src = m.source().as_ref().map(|s| s.display().to_string()).unwrap_or_else(|| dest.clone());
+            criu.set_external_mount(dest, src);
+        } else if m.typ().as_deref() == Some("cgroup") {
+            for mp in cgroup_v1_mount_points() {
+                criu.set_external_mount(mp.clone(), mp);
+            }
+        }
+    }
 }
 
 fn cgroup_v1_mount_points() -> Vec<String> {
