@@ -10,6 +10,7 @@ cargo build --release -p containerd-shim-arch-v1
 
 export ARCH_SHIM_DIR="$PWD/target/release"
 export ARCH_TEST_DIR="${ARCH_TEST_DIR:-/run/arch-test}"
+export ARCH_CHECKPOINT_ROOT="${ARCH_CHECKPOINT_ROOT:-/var/lib/arch-demo/checkpoint}"
 trap 'hack/containerd-test.sh stop >/dev/null 2>&1 || true' EXIT
 hack/containerd-test.sh start >/dev/null
 
@@ -28,3 +29,24 @@ show "${ctr[@]}" task kill -s SIGKILL demo2
 sleep 0.5
 show "${ctr[@]}" task rm demo2
 show "${ctr[@]}" container rm demo2
+
+echo
+echo "# ARCH: a counter is stopped (checkpointed), re-created with a new id, and continues"
+counter='i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done'
+show "${ctr[@]}" run -d --runtime io.containerd.arch.v1 --env ARCH_ENABLE=1 --env ARCH_KEY=demo-counter "$image" counter-a sh -c "$counter"
+sleep 2
+show "${ctr[@]}" task exec --exec-id c1 counter-a cat /tmp/count
+show "${ctr[@]}" task kill counter-a
+sleep 1
+show "${ctr[@]}" task rm counter-a
+show "${ctr[@]}" container rm counter-a
+show ls -l "$ARCH_CHECKPOINT_ROOT/arch-test/demo-counter"
+show python3 -c "import json,sys; m=json.load(open(sys.argv[1])); print({k: m[k] for k in ('format_version','key','container_id','durations_ms','total_size','criu_version','cgroup_version','status')})" "$ARCH_CHECKPOINT_ROOT/arch-test/demo-counter/manifest.json"
+show "${ctr[@]}" run -d --runtime io.containerd.arch.v1 --env ARCH_ENABLE=1 --env ARCH_KEY=demo-counter "$image" counter-b sh -c "$counter"
+sleep 1
+show "${ctr[@]}" task exec --exec-id c2 counter-b cat /tmp/count
+show ls "$ARCH_CHECKPOINT_ROOT/arch-test/"
+show "${ctr[@]}" task kill -s SIGKILL counter-b
+sleep 0.5
+show "${ctr[@]}" task rm counter-b
+show "${ctr[@]}" container rm counter-b

@@ -10,6 +10,8 @@ use arch_image::ImageStore;
 use arch_runtime::{DumpOptions, Runtime};
 use containerd_shim::protos::types::mount::Mount;
 
+const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
+
 /// The runtime as the dump chain sees it.
 pub struct RuntimeDumper<'a> {
     pub runtime: &'a Runtime,
@@ -52,6 +54,13 @@ pub fn checkpoint_into_store(
         upperdir: upperdir.map(Path::to_path_buf),
         leave_running,
     };
+    // Temporaries of a checkpoint whose shim died; old enough that no live
+    // checkpoint (on this or another host) can still be writing them.
+    match store.cleanup_stale_temps(STALE_TEMP_AGE) {
+        Ok(0) => {}
+        Ok(n) => log::info!("removed {n} stale checkpoint temporaries"),
+        Err(e) => log::warn!("cleaning stale checkpoint temporaries: {e}"),
+    }
     let dumper = RuntimeDumper { runtime, id, base };
     run_dump_chain(&default_steps(), DumpContext::new(req, store, &dumper, &HostProcs))
 }
