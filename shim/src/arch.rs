@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use arch_checkpoint::{default_steps, run_dump_chain, ArchIdentity, DumpContext, DumpOutcome, DumpRequest, Dumper, HostProcs};
+use arch_checkpoint::{
+    default_steps, run_dump_chain, DumpContext, DumpOutcome, DumpRequest, Dumper, HostProcs,
+};
 use arch_image::ImageStore;
 use arch_runtime::{DumpOptions, Runtime};
 use containerd_shim::protos::types::mount::Mount;
@@ -22,11 +24,18 @@ pub struct RuntimeDumper<'a> {
 impl Dumper for RuntimeDumper<'_> {
     fn pids(&self) -> Result<Vec<i32>, String> {
         let handle = self.runtime.load(self.id).map_err(|e| e.to_string())?;
-        handle.cgroup().and_then(|c| c.pids()).map_err(|e| e.to_string())
+        handle
+            .cgroup()
+            .and_then(|c| c.pids())
+            .map_err(|e| e.to_string())
     }
 
     fn dump(&self, dir: &Path, leave_running: bool) -> Result<(), String> {
-        let opts = DumpOptions { image_dir: dir.to_path_buf(), leave_running, ..self.base.clone() };
+        let opts = DumpOptions {
+            image_dir: dir.to_path_buf(),
+            leave_running,
+            ..self.base.clone()
+        };
         let mut handle = self.runtime.load(self.id).map_err(|e| e.to_string())?;
         handle.checkpoint(&opts).map_err(|e| e.to_string())
     }
@@ -36,24 +45,13 @@ impl Dumper for RuntimeDumper<'_> {
     }
 }
 
-/// Dumps container `id` into the image store under its identity.
+/// Dumps the container of `req` into the image store under its identity.
 pub fn checkpoint_into_store(
     store: &ImageStore,
     runtime: &Runtime,
-    id: &str,
-    identity: &ArchIdentity,
-    bundle: &Path,
-    upperdir: Option<&Path>,
+    req: DumpRequest,
     base: DumpOptions,
-    leave_running: bool,
 ) -> arch_checkpoint::Result<DumpOutcome> {
-    let req = DumpRequest {
-        identity: identity.clone(),
-        container_id: id.to_string(),
-        bundle: bundle.to_path_buf(),
-        upperdir: upperdir.map(Path::to_path_buf),
-        leave_running,
-    };
     // Temporaries of a checkpoint whose shim died; old enough that no live
     // checkpoint (on this or another host) can still be writing them.
     match store.cleanup_stale_temps(STALE_TEMP_AGE) {
@@ -61,8 +59,16 @@ pub fn checkpoint_into_store(
         Ok(n) => log::info!("removed {n} stale checkpoint temporaries"),
         Err(e) => log::warn!("cleaning stale checkpoint temporaries: {e}"),
     }
-    let dumper = RuntimeDumper { runtime, id, base };
-    run_dump_chain(&default_steps(), DumpContext::new(req, store, &dumper, &HostProcs))
+    let id = req.container_id.clone();
+    let dumper = RuntimeDumper {
+        runtime,
+        id: &id,
+        base,
+    };
+    run_dump_chain(
+        &default_steps(),
+        DumpContext::new(req, store, &dumper, &HostProcs),
+    )
 }
 
 /// The overlay upperdir among the rootfs mounts containerd sent.
@@ -91,7 +97,8 @@ impl StopGate {
     }
 
     pub fn end(&self, committed: bool) {
-        self.committed.store(committed, std::sync::atomic::Ordering::SeqCst);
+        self.committed
+            .store(committed, std::sync::atomic::Ordering::SeqCst);
         *self.busy.lock().unwrap() = false;
         self.idle.notify_all();
     }
@@ -125,7 +132,12 @@ mod tests {
         let m = Mount {
             type_: "overlay".into(),
             source: "overlay".into(),
-            options: vec!["index=off".into(), "workdir=/w".into(), "upperdir=/u/fs".into(), "lowerdir=/l".into()],
+            options: vec![
+                "index=off".into(),
+                "workdir=/w".into(),
+                "upperdir=/u/fs".into(),
+                "lowerdir=/l".into(),
+            ],
             ..Default::default()
         };
         assert_eq!(upperdir(&[m]), Some(PathBuf::from("/u/fs")));
@@ -137,7 +149,10 @@ mod tests {
         let gate = Arc::new(StopGate::default());
         assert!(gate.try_begin());
         assert!(!gate.try_begin(), "one checkpoint at a time");
-        assert!(!gate.wait_idle(Duration::from_millis(20)), "deadline honoured");
+        assert!(
+            !gate.wait_idle(Duration::from_millis(20)),
+            "deadline honoured"
+        );
         let g = gate.clone();
         let waiter = std::thread::spawn(move || g.wait_idle(Duration::from_secs(5)));
         std::thread::sleep(Duration::from_millis(20));

@@ -44,7 +44,9 @@ impl ShimError {
             ShimError::FailedPrecondition(_) => Code::FAILED_PRECONDITION,
             ShimError::Unimplemented(_) => Code::UNIMPLEMENTED,
             ShimError::Runtime(arch_runtime::RuntimeError::NotFound(_)) => Code::NOT_FOUND,
-            ShimError::Runtime(arch_runtime::RuntimeError::InvalidSpec(_)) => Code::INVALID_ARGUMENT,
+            ShimError::Runtime(arch_runtime::RuntimeError::InvalidSpec(_)) => {
+                Code::INVALID_ARGUMENT
+            }
             _ => Code::INTERNAL,
         }
     }
@@ -68,7 +70,10 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         };
         assert_eq!(status(ShimError::NotFound("x".into())), Code::NOT_FOUND);
-        assert_eq!(status(ShimError::AlreadyExists("x".into())), Code::ALREADY_EXISTS);
+        assert_eq!(
+            status(ShimError::AlreadyExists("x".into())),
+            Code::ALREADY_EXISTS
+        );
         assert_eq!(
             status(arch_runtime::RuntimeError::NotFound("c".into()).into()),
             Code::NOT_FOUND

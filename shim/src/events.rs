@@ -8,7 +8,10 @@ use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::Context;
 
 pub enum Event {
-    Publish { topic: &'static str, message: Box<dyn MessageDyn> },
+    Publish {
+        topic: &'static str,
+        message: Box<dyn MessageDyn>,
+    },
     /// Answered once every event queued before it has been published.
     Flush(Sender<()>),
 }
@@ -25,7 +28,9 @@ impl EventSender {
             for ev in rx {
                 match ev {
                     Event::Publish { topic, message } => {
-                        if let Err(e) = publisher.publish(Context::default(), topic, &namespace, message) {
+                        if let Err(e) =
+                            publisher.publish(Context::default(), topic, &namespace, message)
+                        {
                             log::warn!("publish {topic}: {e}");
                         }
                     }
@@ -39,7 +44,10 @@ impl EventSender {
     }
 
     pub fn send(&self, topic: &'static str, message: impl MessageDyn + 'static) {
-        let _ = self.tx.send(Event::Publish { topic, message: Box::new(message) });
+        let _ = self.tx.send(Event::Publish {
+            topic,
+            message: Box::new(message),
+        });
     }
 
     /// Waits (bounded) until queued events reached containerd: the shim

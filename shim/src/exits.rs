@@ -40,7 +40,8 @@ impl ExitIndex {
         if let Some(owner) = self.live.remove(&pid) {
             return Some(owner);
         }
-        self.early.retain(|_, (_, at)| at.elapsed() < EARLY_EXIT_TTL);
+        self.early
+            .retain(|_, (_, at)| at.elapsed() < EARLY_EXIT_TTL);
         self.early.insert(pid, (code, Instant::now()));
         None
     }
@@ -56,7 +57,10 @@ mod tests {
     use crate::stdio::StdioPaths;
 
     fn owner() -> Owner {
-        Owner { container_id: "c".into(), process: Arc::new(Process::new("", StdioPaths::default())) }
+        Owner {
+            container_id: "c".into(),
+            process: Arc::new(Process::new("", StdioPaths::default())),
+        }
     }
 
     #[test]

@@ -37,7 +37,14 @@ enum Mode {
 
 fn mode(args: &[String]) -> Mode {
     // Flags that take a value (Go flag syntax: `-name value` or `-name=value`).
-    const VALUED: [&str; 6] = ["namespace", "id", "socket", "bundle", "address", "publish-binary"];
+    const VALUED: [&str; 6] = [
+        "namespace",
+        "id",
+        "socket",
+        "bundle",
+        "address",
+        "publish-binary",
+    ];
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         let Some(flag) = arg.strip_prefix('-') else {
@@ -107,10 +114,34 @@ mod tests {
     fn modes_from_containerd_flags() {
         assert_eq!(m(&["-v"]), Mode::Version);
         assert_eq!(m(&["-info"]), Mode::Info);
-        assert_eq!(m(&["-namespace", "default", "-id", "c1", "-address", "/run/c.sock", "start"]), Mode::Action);
-        assert_eq!(m(&["-namespace", "default", "-id", "c1", "delete"]), Mode::Action);
-        assert_eq!(m(&["-namespace", "default", "-id", "c1", "-socket", "unix:///s"]), Mode::Serve);
-        assert_eq!(m(&["-namespace=default", "-id=c1", "-debug", "delete"]), Mode::Action);
-        assert_eq!(m(&["-namespace", "start", "-id", "c1"]), Mode::Serve, "a flag value is not an action");
+        assert_eq!(
+            m(&[
+                "-namespace",
+                "default",
+                "-id",
+                "c1",
+                "-address",
+                "/run/c.sock",
+                "start"
+            ]),
+            Mode::Action
+        );
+        assert_eq!(
+            m(&["-namespace", "default", "-id", "c1", "delete"]),
+            Mode::Action
+        );
+        assert_eq!(
+            m(&["-namespace", "default", "-id", "c1", "-socket", "unix:///s"]),
+            Mode::Serve
+        );
+        assert_eq!(
+            m(&["-namespace=default", "-id=c1", "-debug", "delete"]),
+            Mode::Action
+        );
+        assert_eq!(
+            m(&["-namespace", "start", "-id", "c1"]),
+            Mode::Serve,
+            "a flag value is not an action"
+        );
     }
 }

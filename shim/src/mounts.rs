@@ -16,7 +16,12 @@ pub fn mount_rootfs(bundle: &Path, mounts: &[Mount]) -> Result<Option<PathBuf>> 
     let target = bundle.join("rootfs");
     std::fs::create_dir_all(&target).map_err(io_err(format!("creating {}", target.display())))?;
     for m in mounts {
-        if let Err(e) = containerd_shim::mount::mount_rootfs(Some(&m.type_), Some(&m.source), &m.options, &target) {
+        if let Err(e) = containerd_shim::mount::mount_rootfs(
+            Some(&m.type_),
+            Some(&m.source),
+            &m.options,
+            &target,
+        ) {
             unmount_rootfs(&target);
             return Err(ShimError::Internal(format!(
                 "mounting {} ({}) at {}: {e}",
@@ -45,7 +50,10 @@ pub fn reset_rootfs(bundle: &Path, mounts: &[Mount]) -> Result<()> {
     unmount_rootfs(&target);
     for m in mounts.iter().filter(|m| m.type_ == "overlay") {
         for opt in &m.options {
-            if let Some(dir) = opt.strip_prefix("upperdir=").or_else(|| opt.strip_prefix("workdir=")) {
+            if let Some(dir) = opt
+                .strip_prefix("upperdir=")
+                .or_else(|| opt.strip_prefix("workdir="))
+            {
                 empty_dir(Path::new(dir)).map_err(io_err(format!("emptying {dir}")))?;
             }
         }

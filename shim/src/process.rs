@@ -36,7 +36,11 @@ impl Process {
         Self {
             exec_id: exec_id.to_string(),
             stdio,
-            state: Mutex::new(ProcessState { pid: 0, status: Status::CREATED, exit: None }),
+            state: Mutex::new(ProcessState {
+                pid: 0,
+                status: Status::CREATED,
+                exit: None,
+            }),
             exited: Condvar::new(),
             io: Mutex::new(None),
         }
@@ -80,7 +84,10 @@ impl Process {
             return false;
         }
         st.status = Status::STOPPED;
-        st.exit = Some(ExitInfo { code: code as u32, at: SystemTime::now() });
+        st.exit = Some(ExitInfo {
+            code: code as u32,
+            at: SystemTime::now(),
+        });
         self.exited.notify_all();
         true
     }

@@ -33,7 +33,11 @@ pub struct PreparedRestore {
 /// The last lines of a CRIU log that say what went wrong.
 pub fn log_tail(path: &Path) -> String {
     let errors = arch_checkpoint::criu_log_errors(path);
-    if errors.is_empty() { String::new() } else { format!(" (restore.log: {})", errors.join(" | ")) }
+    if errors.is_empty() {
+        String::new()
+    } else {
+        format!(" (restore.log: {})", errors.join(" | "))
+    }
 }
 
 impl TaskService {
@@ -50,7 +54,11 @@ impl TaskService {
     ) -> Option<(Image, Option<Claim>)> {
         let (store, cfg) = self.store().ok()?;
         let (ns, key) = (&identity.namespace, &identity.key);
-        if !store.image_dir(ns, key).map(|d| d.join("manifest.json").exists()).unwrap_or(false) {
+        if !store
+            .image_dir(ns, key)
+            .map(|d| d.join("manifest.json").exists())
+            .unwrap_or(false)
+        {
             return None;
         }
         let claim = if cfg.mode == Mode::NetworkFs {
@@ -58,7 +66,9 @@ impl TaskService {
             match store.claim(ns, key, &owner) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    log::warn!("{id}: image {ns}/{key} is being restored elsewhere ({e}); starting fresh");
+                    log::warn!(
+                        "{id}: image {ns}/{key} is being restored elsewhere ({e}); starting fresh"
+                    );
                     return None;
                 }
             }
@@ -70,12 +80,18 @@ impl TaskService {
                 return Err("restoring a container with a terminal is not supported".into());
             }
             if mounts.is_empty() {
-                return Err("the container has no rootfs mounts to apply the filesystem changes to".into());
+                return Err(
+                    "the container has no rootfs mounts to apply the filesystem changes to".into(),
+                );
             }
-            let image = store.open(ns, key).map_err(|e| format!("invalid image: {e}"))?;
+            let image = store
+                .open(ns, key)
+                .map_err(|e| format!("invalid image: {e}"))?;
             let criu = arch_runtime::criu_version().map_err(|e| e.to_string())?;
-            check_compatible(image.manifest(), &HostFacts::detect(criu)).map_err(|e| e.to_string())?;
-            let stats = apply_rootfs(&image, &bundle.join("rootfs")).map_err(|e| format!("rootfs diff: {e}"))?;
+            check_compatible(image.manifest(), &HostFacts::detect(criu))
+                .map_err(|e| e.to_string())?;
+            let stats = apply_rootfs(&image, &bundle.join("rootfs"))
+                .map_err(|e| format!("rootfs diff: {e}"))?;
             log::info!("{id}: applied rootfs diff of {ns}/{key}: {stats:?}");
             Ok(image)
         })();
@@ -89,8 +105,20 @@ impl TaskService {
     }
 
     /// Keeps a failed image aside for inspection and resets the rootfs.
-    fn fall_back_image(&self, store: &ImageStore, id: &str, identity: &ArchIdentity, bundle: &Path, mounts: &[Mount], reason: &str) {
-        log::error!("{id}: cannot restore {}/{}: {reason}; starting fresh", identity.namespace, identity.key);
+    fn fall_back_image(
+        &self,
+        store: &ImageStore,
+        id: &str,
+        identity: &ArchIdentity,
+        bundle: &Path,
+        mounts: &[Mount],
+        reason: &str,
+    ) {
+        log::error!(
+            "{id}: cannot restore {}/{}: {reason}; starting fresh",
+            identity.namespace,
+            identity.key
+        );
         match store.mark_failed(&identity.namespace, &identity.key, reason) {
             Ok(aside) => log::warn!("{id}: image kept for inspection at {}", aside.display()),
             Err(e) => log::error!("{id}: could not move the failed image aside: {e}"),
@@ -104,11 +132,27 @@ impl TaskService {
 
     /// Start of a container with a staged restore: CRIU restore, or a fresh
     /// start if it fails. Returns the init's pid.
-    pub(crate) fn start_restore(&self, id: &str, bundle: &Path, init: &Arc<Process>, prep: PreparedRestore) -> Result<i32> {
+    pub(crate) fn start_restore(
+        &self,
+        id: &str,
+        bundle: &Path,
+        init: &Arc<Process>,
+        prep: PreparedRestore,
+    ) -> Result<i32> {
         let started = Instant::now();
         let work_dir = bundle.join("restore-work");
-        let PreparedRestore { identity, image, stdio, claim, mounts } = prep;
-        let fds = [stdio.stdin.as_deref(), stdio.stdout.as_deref(), stdio.stderr.as_deref()];
+        let PreparedRestore {
+            identity,
+            image,
+            stdio,
+            claim,
+            mounts,
+        } = prep;
+        let fds = [
+            stdio.stdin.as_deref(),
+            stdio.stdout.as_deref(),
+            stdio.stderr.as_deref(),
+        ];
         let restored = self.runtime.restore(RestoreRequest {
             id: id.to_string(),
             bundle: bundle.to_path_buf(),
@@ -143,7 +187,14 @@ impl TaskService {
         }
         self.register(id, init, pid);
         init.set_status(Status::RUNNING);
-        self.events.send(topics::TASK_START_EVENT_TOPIC, TaskStart { container_id: id.to_string(), pid: pid as u32, ..Default::default() });
+        self.events.send(
+            topics::TASK_START_EVENT_TOPIC,
+            TaskStart {
+                container_id: id.to_string(),
+                pid: pid as u32,
+                ..Default::default()
+            },
+        );
         Ok(pid)
     }
 
@@ -162,7 +213,10 @@ impl TaskService {
 }
 
 fn hostname() -> String {
-    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "unknown-host".into())
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown-host".into())
 }
 
 impl From<arch_image::Error> for ShimError {

@@ -5,15 +5,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use arch_checkpoint::{arch_identity, ArchConfig, ArchIdentity};
+use arch_checkpoint::{arch_identity, ArchConfig, ArchIdentity, DumpRequest};
 use arch_image::ImageStore;
 use arch_runtime::oci_spec::runtime::{LinuxResources, Process as OciProcess, Spec};
 use arch_runtime::{CreateRequest, DumpOptions, ExecRequest, Runtime, Stdio};
 use containerd_shim::api::{self, Status};
 use containerd_shim::monitor::{ExitEvent, Subject, Topic};
 use containerd_shim::protos::events::task::{
-    TaskCheckpointed, TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
-    TaskResumed, TaskStart,
+    TaskCheckpointed, TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO,
+    TaskOOM, TaskPaused, TaskResumed, TaskStart,
 };
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::{Message, MessageField};
@@ -27,9 +27,9 @@ use crate::arch::{checkpoint_into_store, upperdir as arch_upperdir, StopGate};
 use crate::error::{io_err, Result, ShimError};
 use crate::events::EventSender;
 use crate::exits::{ExitIndex, Owner};
+use crate::mounts;
 use crate::process::{ExitInfo, Process};
 use crate::restore::PreparedRestore;
-use crate::mounts;
 use crate::stats::to_metrics;
 use crate::stdio::{self, ConsoleSocket, IoHandles, StdioPaths};
 
@@ -73,7 +73,12 @@ fn exited_at(exit: &Option<ExitInfo>) -> MessageField<Timestamp> {
 }
 
 impl TaskService {
-    pub fn new(namespace: &str, runtime: Runtime, events: EventSender, exit_signal: Arc<ExitSignal>) -> Arc<Self> {
+    pub fn new(
+        namespace: &str,
+        runtime: Runtime,
+        events: EventSender,
+        exit_signal: Arc<ExitSignal>,
+    ) -> Arc<Self> {
         let arch_config = ArchConfig::from_process_env().map_err(|e| {
             log::error!("{e}: ARCH containers cannot be created until it is fixed");
             e.to_string()
@@ -94,7 +99,9 @@ impl TaskService {
         std::thread::spawn(move || {
             for ExitEvent { subject, exit_code } in subscription.rx.iter() {
                 let Subject::Pid(pid) = subject else { continue };
-                let Some(service) = weak.upgrade() else { return };
+                let Some(service) = weak.upgrade() else {
+                    return;
+                };
                 let owner = service.exits.lock().unwrap().exited(pid, exit_code);
                 if let Some(owner) = owner {
                     // Draining output may take a moment; never hold up the reaper.
@@ -113,8 +120,15 @@ impl TaskService {
             return;
         }
         let exit = owner.process.state().exit.clone();
-        let id = if owner.process.exec_id.is_empty() { owner.container_id.clone() } else { owner.process.exec_id.clone() };
-        log::info!("process {id} (pid {pid}) of {} exited with {code}", owner.container_id);
+        let id = if owner.process.exec_id.is_empty() {
+            owner.container_id.clone()
+        } else {
+            owner.process.exec_id.clone()
+        };
+        log::info!(
+            "process {id} (pid {pid}) of {} exited with {code}",
+            owner.container_id
+        );
         self.events.send(
             topics::TASK_EXIT_EVENT_TOPIC,
             TaskExit {
@@ -133,8 +147,14 @@ impl TaskService {
     /// means that whoever sees the container stop can re-create it and find
     /// the image.
     fn await_stop_checkpoint(&self, id: &str) {
-        let Ok(gate) = self.with_container(id, |c| Ok(c.stop_gate.clone())) else { return };
-        let limit = self.arch_config.as_ref().map(|c| c.kill_deadline).unwrap_or_default();
+        let Ok(gate) = self.with_container(id, |c| Ok(c.stop_gate.clone())) else {
+            return;
+        };
+        let limit = self
+            .arch_config
+            .as_ref()
+            .map(|c| c.kill_deadline)
+            .unwrap_or_default();
         if !gate.wait_idle(limit) {
             log::warn!("{id}: exit reported before its checkpoint committed ({limit:?} passed)");
         }
@@ -142,14 +162,21 @@ impl TaskService {
 
     pub(crate) fn register(&self, container_id: &str, process: &Arc<Process>, pid: i32) {
         process.set_created(pid);
-        let owner = Owner { container_id: container_id.to_string(), process: process.clone() };
+        let owner = Owner {
+            container_id: container_id.to_string(),
+            process: process.clone(),
+        };
         let early = self.exits.lock().unwrap().register(pid, owner);
         if let Some((owner, code)) = early {
             self.process_exited(owner, pid, code);
         }
     }
 
-    fn with_container<T>(&self, id: &str, f: impl FnOnce(&mut Container) -> Result<T>) -> Result<T> {
+    fn with_container<T>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Container) -> Result<T>,
+    ) -> Result<T> {
         let mut containers = self.containers.lock().unwrap();
         let c = containers
             .get_mut(id)
@@ -162,16 +189,19 @@ impl TaskService {
             if exec_id.is_empty() {
                 return Ok(c.init.clone());
             }
-            c.execs
-                .get(exec_id)
-                .cloned()
-                .ok_or_else(|| ShimError::NotFound(format!("exec {exec_id} not found in container {id}")))
+            c.execs.get(exec_id).cloned().ok_or_else(|| {
+                ShimError::NotFound(format!("exec {exec_id} not found in container {id}"))
+            })
         })
     }
 
     /// Sets up the streams of a process about to be created, and finishes
     /// wiring them once it exists (a pty only exists after creation).
-    fn spawn_with_stdio(&self, paths: &StdioPaths, spawn: impl FnOnce(Option<PathBuf>, Stdio) -> Result<i32>) -> Result<(i32, IoHandles)> {
+    fn spawn_with_stdio(
+        &self,
+        paths: &StdioPaths,
+        spawn: impl FnOnce(Option<PathBuf>, Stdio) -> Result<i32>,
+    ) -> Result<(i32, IoHandles)> {
         if paths.terminal {
             let socket = ConsoleSocket::new().map_err(io_err("creating console socket"))?;
             let path = socket.path.clone();
@@ -181,7 +211,9 @@ impl TaskService {
             })?;
             let master = master
                 .recv_timeout(CONSOLE_TIMEOUT)
-                .map_err(|_| ShimError::Internal("timed out waiting for the container's terminal".into()))?
+                .map_err(|_| {
+                    ShimError::Internal("timed out waiting for the container's terminal".into())
+                })?
                 .map_err(io_err("receiving the container's terminal"))?;
             let io = stdio::attach_console(paths, master).map_err(io_err("attaching terminal"))?;
             Ok((pid, io))
@@ -194,7 +226,9 @@ impl TaskService {
     pub fn create(&self, req: api::CreateTaskRequest) -> Result<api::CreateTaskResponse> {
         let id = req.id.clone();
         if self.containers.lock().unwrap().contains_key(&id) {
-            return Err(ShimError::AlreadyExists(format!("container {id} already exists")));
+            return Err(ShimError::AlreadyExists(format!(
+                "container {id} already exists"
+            )));
         }
         let bundle = PathBuf::from(&req.bundle);
         let spec = load_spec(&bundle)?;
@@ -206,18 +240,29 @@ impl TaskService {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let staged = arch.as_ref().and_then(|ident| self.stage_restore(&id, ident, &bundle, &req.rootfs, req.terminal));
+        let staged = arch
+            .as_ref()
+            .and_then(|ident| self.stage_restore(&id, ident, &bundle, &req.rootfs, req.terminal));
         if let Some((image, claim)) = staged {
             // The processes come back at Start; stdio pipes are ready now.
             let (stdio, io) = match stdio::setup_pipes(&paths) {
                 Ok(v) => v,
                 Err(e) => {
                     self.discard_container(&id, rootfs.as_deref());
-                    return Err(ShimError::Io { context: "setting up stdio pipes".into(), source: e });
+                    return Err(ShimError::Io {
+                        context: "setting up stdio pipes".into(),
+                        source: e,
+                    });
                 }
             };
             let identity = arch.clone().expect("staged only for ARCH containers");
-            let prep = PreparedRestore { identity, image, stdio, claim, mounts: req.rootfs.to_vec() };
+            let prep = PreparedRestore {
+                identity,
+                image,
+                stdio,
+                claim,
+                mounts: req.rootfs.to_vec(),
+            };
             return Ok(self.insert_created(&req, bundle, rootfs, paths, io, arch, 0, Some(prep)));
         }
         let created = self.spawn_with_stdio(&paths, |console_socket, stdio| {
@@ -292,7 +337,10 @@ impl TaskService {
                 ..Default::default()
             },
         );
-        api::CreateTaskResponse { pid: pid as u32, ..Default::default() }
+        api::CreateTaskResponse {
+            pid: pid as u32,
+            ..Default::default()
+        }
     }
 
     /// Removes what a failed Create left behind.
@@ -313,7 +361,13 @@ impl TaskService {
         let events = self.events.clone();
         let cid = id.to_string();
         if let Err(e) = cgroup.watch_oom(move || {
-            events.send(topics::TASK_OOM_EVENT_TOPIC, TaskOOM { container_id: cid.clone(), ..Default::default() })
+            events.send(
+                topics::TASK_OOM_EVENT_TOPIC,
+                TaskOOM {
+                    container_id: cid.clone(),
+                    ..Default::default()
+                },
+            )
         }) {
             log::warn!("no OOM events for {id}: {e}");
         }
@@ -322,16 +376,24 @@ impl TaskService {
     pub fn start(&self, req: api::StartRequest) -> Result<api::StartResponse> {
         let process = self.process(&req.id, &req.exec_id)?;
         if process.state().status != Status::CREATED {
-            return Err(ShimError::FailedPrecondition(format!("process {} of {} is not in created state", req.exec_id, req.id)));
+            return Err(ShimError::FailedPrecondition(format!(
+                "process {} of {} is not in created state",
+                req.exec_id, req.id
+            )));
         }
         let staged = if req.exec_id.is_empty() {
-            self.with_container(&req.id, |c| Ok(c.restore.take().map(|r| (r, c.bundle.clone()))))?
+            self.with_container(&req.id, |c| {
+                Ok(c.restore.take().map(|r| (r, c.bundle.clone())))
+            })?
         } else {
             None
         };
         if let Some((prep, bundle)) = staged {
             let pid = self.start_restore(&req.id, &bundle, &process, prep)?;
-            return Ok(api::StartResponse { pid: pid as u32, ..Default::default() });
+            return Ok(api::StartResponse {
+                pid: pid as u32,
+                ..Default::default()
+            });
         }
         let pid = if req.exec_id.is_empty() {
             self.runtime.load(&req.id)?.start()?;
@@ -339,17 +401,25 @@ impl TaskService {
             let pid = process.pid();
             self.events.send(
                 topics::TASK_START_EVENT_TOPIC,
-                TaskStart { container_id: req.id.clone(), pid: pid as u32, ..Default::default() },
+                TaskStart {
+                    container_id: req.id.clone(),
+                    pid: pid as u32,
+                    ..Default::default()
+                },
             );
             pid
         } else {
             self.start_exec(&req.id, &process)?
         };
-        Ok(api::StartResponse { pid: pid as u32, ..Default::default() })
+        Ok(api::StartResponse {
+            pid: pid as u32,
+            ..Default::default()
+        })
     }
 
     fn start_exec(&self, id: &str, process: &Arc<Process>) -> Result<i32> {
-        let spec_path = self.with_container(id, |c| Ok(exec_spec_path(&c.bundle, &process.exec_id)))?;
+        let spec_path =
+            self.with_container(id, |c| Ok(exec_spec_path(&c.bundle, &process.exec_id)))?;
         let spawned = self.spawn_with_stdio(&process.stdio, |console_socket, stdio| {
             Ok(self.runtime.exec(ExecRequest {
                 container_id: id.to_string(),
@@ -390,7 +460,11 @@ impl TaskService {
         if matches!(status, Status::RUNNING | Status::PAUSED) {
             return Err(ShimError::FailedPrecondition(format!(
                 "cannot delete process {} of {}: it is still running",
-                if req.exec_id.is_empty() { &req.id } else { &req.exec_id },
+                if req.exec_id.is_empty() {
+                    &req.id
+                } else {
+                    &req.exec_id
+                },
                 req.id
             )));
         }
@@ -456,23 +530,35 @@ impl TaskService {
             .map_err(|_| ShimError::InvalidArgument(format!("invalid signal {signal}")))?;
         match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig) {
             Ok(()) => Ok(()),
-            Err(nix::errno::Errno::ESRCH) => Err(ShimError::NotFound("process already finished".into())),
+            Err(nix::errno::Errno::ESRCH) => {
+                Err(ShimError::NotFound("process already finished".into()))
+            }
             Err(e) => Err(ShimError::Internal(format!("kill {pid}: {e}"))),
         }
     }
 
     pub fn exec(&self, req: api::ExecProcessRequest) -> Result<()> {
         if req.exec_id.is_empty() || req.exec_id.contains('/') || req.exec_id.starts_with('.') {
-            return Err(ShimError::InvalidArgument(format!("invalid exec id {:?}", req.exec_id)));
+            return Err(ShimError::InvalidArgument(format!(
+                "invalid exec id {:?}",
+                req.exec_id
+            )));
         }
-        let spec: OciProcess = serde_json::from_slice(&req.spec.value)
-            .map_err(|e| ShimError::InvalidArgument(format!("exec {}: invalid process spec: {e}", req.exec_id)))?;
+        let spec: OciProcess = serde_json::from_slice(&req.spec.value).map_err(|e| {
+            ShimError::InvalidArgument(format!("exec {}: invalid process spec: {e}", req.exec_id))
+        })?;
         self.with_container(&req.id, |c| {
             if c.execs.contains_key(&req.exec_id) {
-                return Err(ShimError::AlreadyExists(format!("exec {} already exists", req.exec_id)));
+                return Err(ShimError::AlreadyExists(format!(
+                    "exec {} already exists",
+                    req.exec_id
+                )));
             }
             if c.init.state().status == Status::STOPPED {
-                return Err(ShimError::FailedPrecondition(format!("container {} is stopped", req.id)));
+                return Err(ShimError::FailedPrecondition(format!(
+                    "container {} is stopped",
+                    req.id
+                )));
             }
             let path = exec_spec_path(&c.bundle, &req.exec_id);
             let json = serde_json::to_vec(&spec).map_err(|e| ShimError::Internal(e.to_string()))?;
@@ -483,12 +569,19 @@ impl TaskService {
                 stderr: req.stderr.clone(),
                 terminal: req.terminal,
             };
-            c.execs.insert(req.exec_id.clone(), Arc::new(Process::new(&req.exec_id, stdio)));
+            c.execs.insert(
+                req.exec_id.clone(),
+                Arc::new(Process::new(&req.exec_id, stdio)),
+            );
             Ok(())
         })?;
         self.events.send(
             topics::TASK_EXEC_ADDED_EVENT_TOPIC,
-            TaskExecAdded { container_id: req.id, exec_id: req.exec_id, ..Default::default() },
+            TaskExecAdded {
+                container_id: req.id,
+                exec_id: req.exec_id,
+                ..Default::default()
+            },
         );
         Ok(())
     }
@@ -498,7 +591,11 @@ impl TaskService {
         let bundle = self.with_container(&req.id, |c| Ok(c.bundle.clone()))?;
         let st = process.state();
         Ok(api::StateResponse {
-            id: if req.exec_id.is_empty() { req.id.clone() } else { req.exec_id.clone() },
+            id: if req.exec_id.is_empty() {
+                req.id.clone()
+            } else {
+                req.exec_id.clone()
+            },
             bundle: bundle.display().to_string(),
             pid: st.pid as u32,
             status: st.status.into(),
@@ -526,16 +623,28 @@ impl TaskService {
         let pids = self.runtime.load(&req.id)?.cgroup()?.pids()?;
         let processes = pids
             .into_iter()
-            .map(|pid| ProcessInfo { pid: pid as u32, ..Default::default() })
+            .map(|pid| ProcessInfo {
+                pid: pid as u32,
+                ..Default::default()
+            })
             .collect();
-        Ok(api::PidsResponse { processes, ..Default::default() })
+        Ok(api::PidsResponse {
+            processes,
+            ..Default::default()
+        })
     }
 
     pub fn pause(&self, req: api::PauseRequest) -> Result<()> {
         let init = self.process(&req.id, "")?;
         self.runtime.load(&req.id)?.pause()?;
         init.set_status(Status::PAUSED);
-        self.events.send(topics::TASK_PAUSED_EVENT_TOPIC, TaskPaused { container_id: req.id, ..Default::default() });
+        self.events.send(
+            topics::TASK_PAUSED_EVENT_TOPIC,
+            TaskPaused {
+                container_id: req.id,
+                ..Default::default()
+            },
+        );
         Ok(())
     }
 
@@ -543,7 +652,13 @@ impl TaskService {
         let init = self.process(&req.id, "")?;
         self.runtime.load(&req.id)?.resume()?;
         init.set_status(Status::RUNNING);
-        self.events.send(topics::TASK_RESUMED_EVENT_TOPIC, TaskResumed { container_id: req.id, ..Default::default() });
+        self.events.send(
+            topics::TASK_RESUMED_EVENT_TOPIC,
+            TaskResumed {
+                container_id: req.id,
+                ..Default::default()
+            },
+        );
         Ok(())
     }
 
@@ -573,8 +688,12 @@ impl TaskService {
     pub fn stats(&self, req: api::StatsRequest) -> Result<api::StatsResponse> {
         self.process(&req.id, "")?;
         let stats = self.runtime.load(&req.id)?.cgroup()?.stats()?;
-        let any = convert_to_any(Box::new(to_metrics(&stats))).map_err(|e| ShimError::Internal(e.to_string()))?;
-        Ok(api::StatsResponse { stats: Some(any).into(), ..Default::default() })
+        let any = convert_to_any(Box::new(to_metrics(&stats)))
+            .map_err(|e| ShimError::Internal(e.to_string()))?;
+        Ok(api::StatsResponse {
+            stats: Some(any).into(),
+            ..Default::default()
+        })
     }
 
     pub fn connect(&self, req: api::ConnectRequest) -> Result<api::ConnectResponse> {
@@ -588,13 +707,19 @@ impl TaskService {
     }
 
     fn arch_identity(&self, spec: &Spec, id: &str) -> Result<Option<ArchIdentity>> {
-        let env = spec.process().as_ref().and_then(|p| p.env().clone()).unwrap_or_default();
+        let env = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.env().clone())
+            .unwrap_or_default();
         let annotations = spec.annotations().clone().unwrap_or_default();
         let identity = arch_identity(&env, &annotations, &self.namespace, id)
             .map_err(|e| ShimError::InvalidArgument(format!("container {id}: {e}")))?;
         if identity.is_some() {
             if let Err(e) = &self.arch_config {
-                return Err(ShimError::FailedPrecondition(format!("container {id} asks for ARCH, but {e}")));
+                return Err(ShimError::FailedPrecondition(format!(
+                    "container {id} asks for ARCH, but {e}"
+                )));
             }
         }
         Ok(identity)
@@ -602,7 +727,10 @@ impl TaskService {
 
     /// The image store, for ARCH containers (whose Create checked the config).
     pub(crate) fn store(&self) -> Result<(ImageStore, ArchConfig)> {
-        let cfg = self.arch_config.clone().map_err(ShimError::FailedPrecondition)?;
+        let cfg = self
+            .arch_config
+            .clone()
+            .map_err(ShimError::FailedPrecondition)?;
         Ok((ImageStore::new(&cfg.checkpoint_root), cfg))
     }
 
@@ -611,18 +739,32 @@ impl TaskService {
     /// (bounded) for a checkpoint in progress to commit.
     fn arch_stop(&self, id: &str, init: &Arc<Process>, signal: i32) -> Result<StopAction> {
         let (arch, bundle, upperdir, gate) = self.with_container(id, |c| {
-            Ok((c.arch.clone(), c.bundle.clone(), c.upperdir.clone(), c.stop_gate.clone()))
+            Ok((
+                c.arch.clone(),
+                c.bundle.clone(),
+                c.upperdir.clone(),
+                c.stop_gate.clone(),
+            ))
         })?;
-        let Some(identity) = arch else { return Ok(StopAction::Deliver) };
+        let Some(identity) = arch else {
+            return Ok(StopAction::Deliver);
+        };
         let (store, cfg) = self.store()?;
         if signal == libc::SIGKILL {
             if !gate.wait_idle(cfg.kill_deadline) {
-                log::warn!("{id}: checkpoint still running after {:?}; killing", cfg.kill_deadline);
+                log::warn!(
+                    "{id}: checkpoint still running after {:?}; killing",
+                    cfg.kill_deadline
+                );
             }
             // After a committed stop-checkpoint the container is gone or
             // going: the SIGKILL that usually follows a stop has nothing to do.
             let ended = gate.committed() || init.state().status == Status::STOPPED;
-            return Ok(if ended { StopAction::AlreadyExited } else { StopAction::Deliver });
+            return Ok(if ended {
+                StopAction::AlreadyExited
+            } else {
+                StopAction::Deliver
+            });
         }
         if signal != cfg.stop_signal || init.state().status != Status::RUNNING {
             return Ok(StopAction::Deliver);
@@ -633,17 +775,35 @@ impl TaskService {
         let runtime = self.runtime.clone();
         let (id, init) = (id.to_string(), init.clone());
         std::thread::spawn(move || {
-            log::info!("{id}: stop signal {signal}: checkpointing as {}/{}", identity.namespace, identity.key);
-            let outcome = checkpoint_into_store(&store, &runtime, &id, &identity, &bundle, upperdir.as_deref(), DumpOptions::default(), false);
+            log::info!(
+                "{id}: stop signal {signal}: checkpointing as {}/{}",
+                identity.namespace,
+                identity.key
+            );
+            let req = DumpRequest {
+                identity,
+                container_id: id.clone(),
+                bundle,
+                upperdir,
+                leave_running: false,
+            };
+            let outcome = checkpoint_into_store(&store, &runtime, req, DumpOptions::default());
             let committed = outcome.is_ok();
             match outcome {
-                Ok(o) => log::info!("{id}: checkpoint committed at {} ({:?} ms)", o.image.dir().display(), o.durations_ms),
+                Ok(o) => log::info!(
+                    "{id}: checkpoint committed at {} ({:?} ms)",
+                    o.image.dir().display(),
+                    o.durations_ms
+                ),
                 Err(e) => {
                     // Nothing was committed; stop the container as asked.
                     log::error!("{id}: checkpoint on stop failed, delivering signal {signal}: {e}");
                     let pid = init.pid();
                     if pid > 0 && init.state().status != Status::STOPPED {
-                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::try_from(signal).ok());
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::try_from(signal).ok(),
+                        );
                     }
                 }
             }
@@ -658,10 +818,17 @@ impl TaskService {
         let init = self.process(&req.id, "")?;
         let status = init.state().status;
         if !matches!(status, Status::RUNNING | Status::PAUSED) {
-            return Err(ShimError::FailedPrecondition(format!("container {} is not running", req.id)));
+            return Err(ShimError::FailedPrecondition(format!(
+                "container {} is not running",
+                req.id
+            )));
         }
         let opts = checkpoint_options(&req)?;
-        let image_dir = if opts.image_path.is_empty() { PathBuf::from(&req.path) } else { PathBuf::from(&opts.image_path) };
+        let image_dir = if opts.image_path.is_empty() {
+            PathBuf::from(&req.path)
+        } else {
+            PathBuf::from(&opts.image_path)
+        };
         let dump = DumpOptions {
             image_dir: image_dir.clone(),
             work_dir: (!opts.work_path.is_empty()).then(|| PathBuf::from(&opts.work_path)),
@@ -671,8 +838,9 @@ impl TaskService {
             file_locks: opts.file_locks,
             cgroups_mode: opts.cgroups_mode.clone(),
         };
-        let (arch, bundle, upperdir) =
-            self.with_container(&req.id, |c| Ok((c.arch.clone(), c.bundle.clone(), c.upperdir.clone())))?;
+        let (arch, bundle, upperdir) = self.with_container(&req.id, |c| {
+            Ok((c.arch.clone(), c.bundle.clone(), c.upperdir.clone()))
+        })?;
         let mut handle = self.runtime.load(&req.id)?;
         // containerd pauses the task around a checkpoint; libcontainer only
         // dumps a running container, so thaw it for the dump and freeze it
@@ -681,11 +849,13 @@ impl TaskService {
             handle.resume()?;
         }
         let dumped = match &arch {
-            None if dump.image_dir.as_os_str().is_empty() => {
-                Err(ShimError::InvalidArgument("checkpoint: no image path given".into()))
-            }
+            None if dump.image_dir.as_os_str().is_empty() => Err(ShimError::InvalidArgument(
+                "checkpoint: no image path given".into(),
+            )),
             None => handle.checkpoint(&dump).map_err(|e| criu_failure(e, &dump)),
-            Some(identity) => self.checkpoint_arch(&req.id, identity, &bundle, upperdir.as_deref(), &dump),
+            Some(identity) => {
+                self.checkpoint_arch(&req.id, identity, &bundle, upperdir.as_deref(), &dump)
+            }
         };
         if status == Status::PAUSED && (dumped.is_err() || dump.leave_running) {
             self.runtime.load(&req.id)?.pause()?;
@@ -693,23 +863,47 @@ impl TaskService {
         dumped?;
         self.events.send(
             topics::TASK_CHECKPOINTED_EVENT_TOPIC,
-            TaskCheckpointed { container_id: req.id, checkpoint: image_dir.display().to_string(), ..Default::default() },
+            TaskCheckpointed {
+                container_id: req.id,
+                checkpoint: image_dir.display().to_string(),
+                ..Default::default()
+            },
         );
         Ok(())
     }
 
     /// An ARCH container's Checkpoint RPC commits an image to the store and,
     /// where containerd asked for one, copies the CRIU images there too.
-    fn checkpoint_arch(&self, id: &str, identity: &ArchIdentity, bundle: &Path, upperdir: Option<&Path>, dump: &DumpOptions) -> Result<()> {
+    fn checkpoint_arch(
+        &self,
+        id: &str,
+        identity: &ArchIdentity,
+        bundle: &Path,
+        upperdir: Option<&Path>,
+        dump: &DumpOptions,
+    ) -> Result<()> {
         let (store, _) = self.store()?;
-        let outcome = checkpoint_into_store(&store, &self.runtime, id, identity, bundle, upperdir, dump.clone(), dump.leave_running)
+        let req = DumpRequest {
+            identity: identity.clone(),
+            container_id: id.to_string(),
+            bundle: bundle.to_path_buf(),
+            upperdir: upperdir.map(Path::to_path_buf),
+            leave_running: dump.leave_running,
+        };
+        let outcome = checkpoint_into_store(&store, &self.runtime, req, dump.clone())
             .map_err(|e| ShimError::Internal(format!("checkpoint of {id} failed: {e}")))?;
-        log::info!("{id}: checkpoint committed at {} ({:?} ms)", outcome.image.dir().display(), outcome.durations_ms);
+        log::info!(
+            "{id}: checkpoint committed at {} ({:?} ms)",
+            outcome.image.dir().display(),
+            outcome.durations_ms
+        );
         if dump.image_dir.as_os_str().is_empty() {
             return Ok(());
         }
-        copy_dir_files(&outcome.image.criu_dir(), &dump.image_dir)
-            .map_err(io_err(format!("copying CRIU images to {}", dump.image_dir.display())))
+        copy_dir_files(&outcome.image.criu_dir(), &dump.image_dir).map_err(io_err(format!(
+            "copying CRIU images to {}",
+            dump.image_dir.display()
+        )))
     }
 
     pub fn shutdown(&self, _req: api::ShutdownRequest) -> Result<()> {
@@ -744,8 +938,9 @@ fn copy_dir_files(from: &Path, to: &Path) -> std::io::Result<()> {
 fn checkpoint_options(req: &api::CheckpointTaskRequest) -> Result<CheckpointOptions> {
     match req.options.as_ref() {
         Some(any) if !any.value.is_empty() || any.type_url.ends_with("CheckpointOptions") => {
-            CheckpointOptions::parse_from_bytes(&any.value)
-                .map_err(|e| ShimError::InvalidArgument(format!("checkpoint options ({}): {e}", any.type_url)))
+            CheckpointOptions::parse_from_bytes(&any.value).map_err(|e| {
+                ShimError::InvalidArgument(format!("checkpoint options ({}): {e}", any.type_url))
+            })
         }
         _ => Ok(CheckpointOptions::new()),
     }
@@ -755,7 +950,14 @@ fn checkpoint_options(req: &api::CheckpointTaskRequest) -> Result<CheckpointOpti
 fn criu_failure(e: arch_runtime::RuntimeError, dump: &DumpOptions) -> ShimError {
     let log_dir = dump.work_dir.as_ref().unwrap_or(&dump.image_dir);
     let reasons = criu_errors(&log_dir.join("dump.log"));
-    ShimError::Internal(format!("checkpoint failed: {e}{}", if reasons.is_empty() { String::new() } else { format!(": {}", reasons.join("; ")) }))
+    ShimError::Internal(format!(
+        "checkpoint failed: {e}{}",
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", reasons.join("; "))
+        }
+    ))
 }
 
 /// The lines of a CRIU log that explain a failure.
@@ -781,14 +983,24 @@ fn exec_spec_path(bundle: &Path, exec_id: &str) -> PathBuf {
 pub fn load_spec(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
     if !path.exists() {
-        return Err(ShimError::InvalidArgument(format!("bundle {}: config.json not found", bundle.display())));
+        return Err(ShimError::InvalidArgument(format!(
+            "bundle {}: config.json not found",
+            bundle.display()
+        )));
     }
     let bytes = std::fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
     // serde_json directly: its errors say which field and where.
-    let spec: Spec = serde_json::from_slice(&bytes)
-        .map_err(|e| ShimError::InvalidArgument(format!("bundle {}: invalid config.json: {e}", bundle.display())))?;
+    let spec: Spec = serde_json::from_slice(&bytes).map_err(|e| {
+        ShimError::InvalidArgument(format!(
+            "bundle {}: invalid config.json: {e}",
+            bundle.display()
+        ))
+    })?;
     if spec.process().is_none() {
-        return Err(ShimError::InvalidArgument(format!("bundle {}: config.json has no process", bundle.display())));
+        return Err(ShimError::InvalidArgument(format!(
+            "bundle {}: config.json has no process",
+            bundle.display()
+        )));
     }
     Ok(spec)
 }
@@ -807,8 +1019,15 @@ mod tests {
         assert!(msg(load_spec(dir.path())).contains("config.json not found"));
         std::fs::write(dir.path().join("config.json"), "{").unwrap();
         assert!(msg(load_spec(dir.path())).contains("invalid config.json"));
-        std::fs::write(dir.path().join("config.json"), r#"{"ociVersion":"1.0.2","process":{"cwd":"/"}}"#).unwrap();
-        assert!(msg(load_spec(dir.path())).contains("missing field `user`"), "names the field");
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"ociVersion":"1.0.2","process":{"cwd":"/"}}"#,
+        )
+        .unwrap();
+        assert!(
+            msg(load_spec(dir.path())).contains("missing field `user`"),
+            "names the field"
+        );
         std::fs::write(dir.path().join("config.json"), r#"{"ociVersion":"1.0.2"}"#).unwrap();
         assert!(msg(load_spec(dir.path())).contains("no process"));
         std::fs::write(
@@ -821,7 +1040,10 @@ mod tests {
 
     #[test]
     fn exec_spec_lives_in_the_bundle() {
-        assert_eq!(exec_spec_path(Path::new("/b"), "e1"), Path::new("/b/exec-e1.json"));
+        assert_eq!(
+            exec_spec_path(Path::new("/b"), "e1"),
+            Path::new("/b/exec-e1.json")
+        );
     }
 
     #[test]

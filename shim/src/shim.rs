@@ -82,6 +82,11 @@ impl Shim for ArchShim {
     fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
         let events = EventSender::spawn(publisher, self.namespace.clone());
         let runtime = Runtime::new(state_root(&self.namespace));
-        ArchTask(TaskService::new(&self.namespace, runtime, events, self.exit.clone()))
+        ArchTask(TaskService::new(
+            &self.namespace,
+            runtime,
+            events,
+            self.exit.clone(),
+        ))
     }
 }

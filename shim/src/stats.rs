@@ -19,7 +19,12 @@ fn entry(d: &MemoryData) -> MemoryEntry {
 pub fn to_metrics(s: &CgroupStats) -> Metrics {
     let stat = |k: &str| s.memory.stats.get(k).copied().unwrap_or(0);
     let mut m = Metrics::new();
-    m.pids = Some(PidsStat { current: s.pids.current, limit: s.pids.limit, ..Default::default() }).into();
+    m.pids = Some(PidsStat {
+        current: s.pids.current,
+        limit: s.pids.limit,
+        ..Default::default()
+    })
+    .into();
     m.cpu = Some(CPUStat {
         usage: Some(CPUUsage {
             total: s.cpu.usage.usage_total,

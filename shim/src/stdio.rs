@@ -64,7 +64,10 @@ impl ConsoleSocket {
     pub fn receive_master(self) -> mpsc::Receiver<io::Result<File>> {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let res = self.listener.accept().and_then(|(stream, _)| recv_fd(stream.as_raw_fd()));
+            let res = self
+                .listener
+                .accept()
+                .and_then(|(stream, _)| recv_fd(stream.as_raw_fd()));
             let _ = std::fs::remove_file(&self.path);
             let _ = tx.send(res);
         });
@@ -96,11 +99,19 @@ fn pipe() -> io::Result<(File, File)> {
 }
 
 fn dev_null(write: bool) -> io::Result<OwnedFd> {
-    Ok(OpenOptions::new().read(!write).write(write).open("/dev/null")?.into())
+    Ok(OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .open("/dev/null")?
+        .into())
 }
 
 /// Copies until EOF or error; both ends close when it returns.
-fn copy_thread(name: &str, mut from: impl Read + Send + 'static, open_to: impl FnOnce() -> io::Result<File> + Send + 'static) -> JoinHandle<()> {
+fn copy_thread(
+    name: &str,
+    mut from: impl Read + Send + 'static,
+    open_to: impl FnOnce() -> io::Result<File> + Send + 'static,
+) -> JoinHandle<()> {
     let name = name.to_string();
     std::thread::spawn(move || {
         let mut to = match open_to() {
@@ -167,42 +178,54 @@ fn stdin_thread(path: String, sink: Arc<Mutex<Option<File>>>) {
 /// containerd's side of each FIFO is open).
 pub fn setup_pipes(paths: &StdioPaths) -> io::Result<(Stdio, IoHandles)> {
     let mut io = IoHandles::default();
-    let mut stdio = Stdio::default();
-
-    stdio.stdin = Some(wire(if paths.stdin.is_empty() {
+    let stdin = wire(if paths.stdin.is_empty() {
         dev_null(false)?
     } else {
         let (r, w) = pipe()?;
         *io.stdin.lock().unwrap() = Some(w);
         stdin_thread(paths.stdin.clone(), io.stdin.clone());
         r.into()
-    }));
-    for (path, slot, name) in [
-        (&paths.stdout, &mut stdio.stdout, "stdout"),
-        (&paths.stderr, &mut stdio.stderr, "stderr"),
-    ] {
-        *slot = Some(wire(if path.is_empty() {
+    });
+    let mut output = |path: &String, name: &str| -> io::Result<WireFd<OwnedFd>> {
+        Ok(wire(if path.is_empty() {
             dev_null(true)?
         } else {
             let (r, w) = pipe()?;
-            io.outputs.push(copy_thread(name, r, open_fifo_write(path.clone())));
+            io.outputs
+                .push(copy_thread(name, r, open_fifo_write(path.clone())));
             w.into()
-        }));
-    }
-    Ok((stdio, io))
+        }))
+    };
+    let stdout = output(&paths.stdout, "stdout")?;
+    let stderr = output(&paths.stderr, "stderr")?;
+    Ok((
+        Stdio {
+            stdin: Some(stdin),
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+        },
+        io,
+    ))
 }
 
 /// Wires a received pty master to containerd's FIFOs.
 pub fn attach_console(paths: &StdioPaths, master: File) -> io::Result<IoHandles> {
     let master = Arc::new(master);
-    let mut io = IoHandles { console: Some(master.clone()), ..Default::default() };
+    let mut io = IoHandles {
+        console: Some(master.clone()),
+        ..Default::default()
+    };
     if !paths.stdin.is_empty() {
         *io.stdin.lock().unwrap() = Some(master.try_clone()?);
         stdin_thread(paths.stdin.clone(), io.stdin.clone());
     }
     if !paths.stdout.is_empty() {
         let reader = master.try_clone()?;
-        io.outputs.push(copy_thread("console", reader, open_fifo_write(paths.stdout.clone())));
+        io.outputs.push(copy_thread(
+            "console",
+            reader,
+            open_fifo_write(paths.stdout.clone()),
+        ));
     }
     Ok(io)
 }
@@ -214,7 +237,10 @@ impl IoHandles {
 
     pub fn resize(&self, width: u32, height: u32) -> io::Result<()> {
         let Some(console) = &self.console else {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "process has no terminal"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "process has no terminal",
+            ));
         };
         let ws = libc::winsize {
             ws_row: height as u16,

@@ -14,14 +14,27 @@ fn empty(r: crate::error::Result<()>) -> TtrpcResult<Empty> {
 }
 
 impl Task for ArchTask {
-    fn create(&self, _: &TtrpcContext, req: api::CreateTaskRequest) -> TtrpcResult<api::CreateTaskResponse> {
-        log::info!("create {} bundle={} terminal={}", req.id, req.bundle, req.terminal);
+    fn create(
+        &self,
+        _: &TtrpcContext,
+        req: api::CreateTaskRequest,
+    ) -> TtrpcResult<api::CreateTaskResponse> {
+        log::info!(
+            "create {} bundle={} terminal={}",
+            req.id,
+            req.bundle,
+            req.terminal
+        );
         Ok(self.0.create(req)?)
     }
     fn start(&self, _: &TtrpcContext, req: api::StartRequest) -> TtrpcResult<api::StartResponse> {
         Ok(self.0.start(req)?)
     }
-    fn delete(&self, _: &TtrpcContext, req: api::DeleteRequest) -> TtrpcResult<api::DeleteResponse> {
+    fn delete(
+        &self,
+        _: &TtrpcContext,
+        req: api::DeleteRequest,
+    ) -> TtrpcResult<api::DeleteResponse> {
         Ok(self.0.delete(req)?)
     }
     fn state(&self, _: &TtrpcContext, req: api::StateRequest) -> TtrpcResult<api::StateResponse> {
@@ -57,7 +70,11 @@ impl Task for ArchTask {
     fn stats(&self, _: &TtrpcContext, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
         Ok(self.0.stats(req)?)
     }
-    fn connect(&self, _: &TtrpcContext, req: api::ConnectRequest) -> TtrpcResult<api::ConnectResponse> {
+    fn connect(
+        &self,
+        _: &TtrpcContext,
+        req: api::ConnectRequest,
+    ) -> TtrpcResult<api::ConnectResponse> {
         Ok(self.0.connect(req)?)
     }
     fn shutdown(&self, _: &TtrpcContext, req: api::ShutdownRequest) -> TtrpcResult<Empty> {

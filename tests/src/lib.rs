@@ -24,7 +24,10 @@ pub fn ctr() -> Ctr {
     let address = std::env::var("ARCH_E2E_ADDRESS").unwrap_or_else(|_| {
         panic!("ARCH_E2E_ADDRESS is not set: run the end-to-end tests with `make test` (hack/test.sh), which starts containerd")
     });
-    assert!(Path::new(&address).exists(), "containerd socket {address} does not exist");
+    assert!(
+        Path::new(&address).exists(),
+        "containerd socket {address} does not exist"
+    );
     let namespace = std::env::var("ARCH_E2E_NAMESPACE").unwrap_or_else(|_| "arch-test".into());
     Ctr { address, namespace }
 }
@@ -32,7 +35,11 @@ pub fn ctr() -> Ctr {
 /// A container id unique within this test run.
 pub fn unique_id(prefix: &str) -> String {
     static SEQ: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub struct Run {
@@ -106,7 +113,10 @@ impl Ctr {
         args.extend_from_slice(cmd);
         let r = self.run(&args);
         assert_eq!(r.code, 0, "ctr run -d {id} failed: {}", r.stderr);
-        Container { ctr: self.clone(), id: id.to_string() }
+        Container {
+            ctr: self.clone(),
+            id: id.to_string(),
+        }
     }
 
     /// The task's status column from `ctr task ls` (None if no task).
@@ -130,8 +140,14 @@ impl Ctr {
     }
 
     pub fn wait_status(&self, id: &str, want: &str) {
-        let ok = wait_until(Duration::from_secs(20), || self.task_status(id).as_deref() == Some(want));
-        assert!(ok, "task {id} never reached {want}; now {:?}", self.task_status(id));
+        let ok = wait_until(Duration::from_secs(20), || {
+            self.task_status(id).as_deref() == Some(want)
+        });
+        assert!(
+            ok,
+            "task {id} never reached {want}; now {:?}",
+            self.task_status(id)
+        );
     }
 }
 
@@ -145,7 +161,9 @@ impl Drop for Container {
     fn drop(&mut self) {
         let _ = self.ctr.run(&["task", "kill", "-s", "SIGKILL", &self.id]);
         wait_until(Duration::from_secs(10), || {
-            self.ctr.task_status(&self.id).map_or(true, |s| s == "STOPPED")
+            self.ctr
+                .task_status(&self.id)
+                .is_none_or(|s| s == "STOPPED")
         });
         let _ = self.ctr.run(&["task", "rm", "-f", &self.id]);
         let _ = self.ctr.run(&["container", "rm", &self.id]);
@@ -167,10 +185,19 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 pub fn shim_pids(id: &str) -> Vec<i32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
-        let args: Vec<String> = cmdline.split(|b| *b == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect();
-        let is_shim = args.first().is_some_and(|a| a.ends_with("containerd-shim-arch-v1"));
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect();
+        let is_shim = args
+            .first()
+            .is_some_and(|a| a.ends_with("containerd-shim-arch-v1"));
         let serves = args.windows(2).any(|w| w[0] == "-id" && w[1] == id);
         if is_shim && serves {
             pids.push(pid);
@@ -183,10 +210,16 @@ pub fn shim_pids(id: &str) -> Vec<i32> {
 pub fn zombie_children(pid: i32) -> Vec<i32> {
     let mut zombies = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
         // Fields after the parenthesised command: state ppid …
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
         let fields: Vec<&str> = rest.split_whitespace().collect();
         if fields.get(1) == Some(&pid.to_string().as_str()) && fields.first() == Some(&"Z") {
             zombies.push(child);

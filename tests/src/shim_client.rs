@@ -15,14 +15,17 @@ impl Ctr {
     /// containerd's state directory (the socket's sibling `state/`, as
     /// hack/containerd-test.sh lays it out).
     pub fn state_dir(&self) -> PathBuf {
-        std::env::var("ARCH_E2E_STATE").map(PathBuf::from).unwrap_or_else(|_| {
-            PathBuf::from(&self.address).parent().unwrap().join("state")
-        })
+        std::env::var("ARCH_E2E_STATE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from(&self.address).parent().unwrap().join("state"))
     }
 
     /// The bundle containerd made for container `id`.
     pub fn bundle(&self, id: &str) -> PathBuf {
-        self.state_dir().join("io.containerd.runtime.v2.task").join(&self.namespace).join(id)
+        self.state_dir()
+            .join("io.containerd.runtime.v2.task")
+            .join(&self.namespace)
+            .join(id)
     }
 
     /// Connects to the shim serving container `id`.

@@ -44,7 +44,12 @@ pub struct DumpContext<'a> {
 }
 
 impl<'a> DumpContext<'a> {
-    pub fn new(req: DumpRequest, store: &'a ImageStore, dumper: &'a dyn Dumper, procs: &'a dyn ProcessView) -> Self {
+    pub fn new(
+        req: DumpRequest,
+        store: &'a ImageStore,
+        dumper: &'a dyn Dumper,
+        procs: &'a dyn ProcessView,
+    ) -> Self {
         let info = CommitInfo {
             container_id: req.container_id.clone(),
             durations_ms: BTreeMap::new(),
@@ -53,7 +58,15 @@ impl<'a> DumpContext<'a> {
             arch: String::new(),
             cgroup_version: CgroupVersion::V1,
         };
-        Self { req, store, dumper, procs, staging: None, info, image: None }
+        Self {
+            req,
+            store,
+            dumper,
+            procs,
+            staging: None,
+            info,
+            image: None,
+        }
     }
 
     /// The staging directory; steps after PrepareDir may rely on it.
@@ -61,7 +74,10 @@ impl<'a> DumpContext<'a> {
         self.staging
             .as_ref()
             .map(|s| s.path().to_path_buf())
-            .ok_or(CheckpointError::Step { step, reason: "no staging directory (PrepareDir did not run)".into() })
+            .ok_or(CheckpointError::Step {
+                step,
+                reason: "no staging directory (PrepareDir did not run)".into(),
+            })
     }
 }
 
@@ -86,7 +102,11 @@ pub fn run_dump_chain(steps: &[Box<dyn Step>], mut ctx: DumpContext) -> Result<D
         durations.insert(step.name().to_string(), ms);
         ctx.info.durations_ms.insert(step.name().to_string(), ms);
         if let Err(e) = res {
-            log::warn!("checkpoint of {} failed at step {}: {e}", ctx.req.container_id, step.name());
+            log::warn!(
+                "checkpoint of {} failed at step {}: {e}",
+                ctx.req.container_id,
+                step.name()
+            );
             return Err(e);
         }
     }
@@ -94,5 +114,8 @@ pub fn run_dump_chain(steps: &[Box<dyn Step>], mut ctx: DumpContext) -> Result<D
         step: "chain",
         reason: "the chain ended without committing an image".into(),
     })?;
-    Ok(DumpOutcome { image, durations_ms: durations })
+    Ok(DumpOutcome {
+        image,
+        durations_ms: durations,
+    })
 }

@@ -52,14 +52,20 @@ struct FileConfig {
 }
 
 fn config_err(origin: &str, reason: impl Into<String>) -> CheckpointError {
-    CheckpointError::Config { origin: origin.to_string(), reason: reason.into() }
+    CheckpointError::Config {
+        origin: origin.to_string(),
+        reason: reason.into(),
+    }
 }
 
 fn parse_mode(v: &str, origin: &str) -> Result<Mode> {
     match v {
         "basic" => Ok(Mode::Basic),
         "network-fs" => Ok(Mode::NetworkFs),
-        other => Err(config_err(origin, format!("mode {other:?}: use \"basic\" or \"network-fs\""))),
+        other => Err(config_err(
+            origin,
+            format!("mode {other:?}: use \"basic\" or \"network-fs\""),
+        )),
     }
 }
 
@@ -75,18 +81,29 @@ pub fn parse_signal(v: &str, origin: &str) -> Result<i32> {
         "USR1" => libc::SIGUSR1,
         "USR2" => libc::SIGUSR2,
         "PWR" => libc::SIGPWR,
-        n => n.parse::<i32>().map_err(|_| config_err(origin, format!("stop signal {v:?} is not a signal")))?,
+        n => n
+            .parse::<i32>()
+            .map_err(|_| config_err(origin, format!("stop signal {v:?} is not a signal")))?,
     };
     if !(1..=64).contains(&sig) || sig == libc::SIGKILL || sig == libc::SIGSTOP {
-        return Err(config_err(origin, format!("stop signal {v:?} cannot be used (it cannot be intercepted)")));
+        return Err(config_err(
+            origin,
+            format!("stop signal {v:?} cannot be used (it cannot be intercepted)"),
+        ));
     }
     Ok(sig)
 }
 
 fn parse_root(v: &str, origin: &str) -> Result<PathBuf> {
     let p = PathBuf::from(v);
-    if !p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(config_err(origin, format!("checkpoint_root {v:?} must be an absolute path without ..")));
+    if !p.is_absolute()
+        || p.components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(config_err(
+            origin,
+            format!("checkpoint_root {v:?} must be an absolute path without .."),
+        ));
     }
     Ok(p)
 }
@@ -96,10 +113,14 @@ impl ArchConfig {
     /// exists), then `ARCH_CHECKPOINT_ROOT`, `ARCH_MODE`, `ARCH_STOP_SIGNAL`,
     /// `ARCH_KILL_DEADLINE_SECS` from the environment.
     pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let path = env(CONFIG_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+        let path = env(CONFIG_ENV)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
         let mut cfg = match std::fs::read_to_string(&path) {
             Ok(text) => Self::from_toml(&text, &path)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && env(CONFIG_ENV).is_none() => Self::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && env(CONFIG_ENV).is_none() => {
+                Self::default()
+            }
             Err(e) => return Err(config_err(&path.display().to_string(), e.to_string())),
         };
         if let Some(v) = env("ARCH_CHECKPOINT_ROOT") {
@@ -112,7 +133,12 @@ impl ArchConfig {
             cfg.stop_signal = parse_signal(&v, "ARCH_STOP_SIGNAL")?;
         }
         if let Some(v) = env("ARCH_KILL_DEADLINE_SECS") {
-            let secs = v.parse().map_err(|_| config_err("ARCH_KILL_DEADLINE_SECS", format!("{v:?} is not a number of seconds")))?;
+            let secs = v.parse().map_err(|_| {
+                config_err(
+                    "ARCH_KILL_DEADLINE_SECS",
+                    format!("{v:?} is not a number of seconds"),
+                )
+            })?;
             cfg.kill_deadline = Duration::from_secs(secs);
         }
         Ok(cfg)
@@ -124,7 +150,8 @@ impl ArchConfig {
 
     pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
         let origin = path.display().to_string();
-        let file: FileConfig = toml::from_str(text).map_err(|e| config_err(&origin, e.to_string()))?;
+        let file: FileConfig =
+            toml::from_str(text).map_err(|e| config_err(&origin, e.to_string()))?;
         let mut cfg = Self::default();
         if let Some(v) = file.checkpoint_root {
             cfg.checkpoint_root = parse_root(&v, &origin)?;
@@ -148,7 +175,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn load(vars: &[(&str, &str)]) -> Result<ArchConfig> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         ArchConfig::load(|k| map.get(k).cloned())
     }
 
@@ -171,7 +201,12 @@ mod tests {
         assert_eq!(cfg.mode, Mode::NetworkFs);
         assert_eq!(cfg.stop_signal, libc::SIGUSR1);
         assert_eq!(cfg.kill_deadline, Duration::from_secs(5));
-        let cfg = load(&[("ARCH_CONFIG", f), ("ARCH_CHECKPOINT_ROOT", "/mnt/efs"), ("ARCH_STOP_SIGNAL", "2")]).unwrap();
+        let cfg = load(&[
+            ("ARCH_CONFIG", f),
+            ("ARCH_CHECKPOINT_ROOT", "/mnt/efs"),
+            ("ARCH_STOP_SIGNAL", "2"),
+        ])
+        .unwrap();
         assert_eq!(cfg.checkpoint_root, PathBuf::from("/mnt/efs"));
         assert_eq!(cfg.stop_signal, libc::SIGINT);
     }
@@ -192,7 +227,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
         std::fs::write(&file, "checkpoint_rot = \"/x\"\n").unwrap();
-        assert!(load(&[("ARCH_CONFIG", file.to_str().unwrap())]).unwrap_err().to_string().contains("unknown field"));
-        assert!(load(&[("ARCH_CONFIG", "/does/not/exist.toml")]).is_err(), "a named file must exist");
+        assert!(load(&[("ARCH_CONFIG", file.to_str().unwrap())])
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field"));
+        assert!(
+            load(&[("ARCH_CONFIG", "/does/not/exist.toml")]).is_err(),
+            "a named file must exist"
+        );
     }
 }

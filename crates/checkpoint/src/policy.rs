@@ -21,7 +21,9 @@ pub struct ArchIdentity {
 
 fn env_value<'a>(env: &'a [String], name: &str) -> Option<&'a str> {
     // The last definition wins, as in execve's environment handling by libc.
-    env.iter().rev().find_map(|kv| kv.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
+    env.iter()
+        .rev()
+        .find_map(|kv| kv.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
 }
 
 fn parse_enable(value: &str, origin: &str) -> Result<bool> {
@@ -43,7 +45,10 @@ pub fn arch_identity(
     namespace: &str,
     container_id: &str,
 ) -> Result<Option<ArchIdentity>> {
-    let enabled = match (env_value(env, ENABLE_ENV), annotations.get(ENABLE_ANNOTATION)) {
+    let enabled = match (
+        env_value(env, ENABLE_ENV),
+        annotations.get(ENABLE_ANNOTATION),
+    ) {
         (Some(v), _) => parse_enable(v, ENABLE_ENV)?,
         (None, Some(v)) => parse_enable(v, ENABLE_ANNOTATION)?,
         (None, None) => false,
@@ -56,10 +61,17 @@ pub fn arch_identity(
         (None, Some(k)) => (k.clone(), KEY_ANNOTATION),
         (None, None) => (container_id.to_string(), "container id"),
     };
-    arch_image::validate_key(&key).map_err(|e| CheckpointError::Policy(format!("invalid {origin} {key:?}: {e}")))?;
-    arch_image::validate_namespace(namespace)
-        .map_err(|e| CheckpointError::Policy(format!("namespace {namespace:?} cannot hold ARCH images: {e}")))?;
-    Ok(Some(ArchIdentity { namespace: namespace.to_string(), key }))
+    arch_image::validate_key(&key)
+        .map_err(|e| CheckpointError::Policy(format!("invalid {origin} {key:?}: {e}")))?;
+    arch_image::validate_namespace(namespace).map_err(|e| {
+        CheckpointError::Policy(format!(
+            "namespace {namespace:?} cannot hold ARCH images: {e}"
+        ))
+    })?;
+    Ok(Some(ArchIdentity {
+        namespace: namespace.to_string(),
+        key,
+    }))
 }
 
 #[cfg(test)]
@@ -68,7 +80,10 @@ mod tests {
 
     fn id(env: &[&str], ann: &[(&str, &str)]) -> Result<Option<ArchIdentity>> {
         let env: Vec<String> = env.iter().map(|s| s.to_string()).collect();
-        let ann = ann.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let ann = ann
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         arch_identity(&env, &ann, "default", "ctr-1")
     }
 
@@ -80,10 +95,16 @@ mod tests {
     #[test]
     fn accepted_spellings() {
         for v in ["1", "true", "YES", "True"] {
-            assert!(id(&[&format!("ARCH_ENABLE={v}")], &[]).unwrap().is_some(), "{v}");
+            assert!(
+                id(&[&format!("ARCH_ENABLE={v}")], &[]).unwrap().is_some(),
+                "{v}"
+            );
         }
         for v in ["0", "false", "no", "NO"] {
-            assert!(id(&[&format!("ARCH_ENABLE={v}")], &[]).unwrap().is_none(), "{v}");
+            assert!(
+                id(&[&format!("ARCH_ENABLE={v}")], &[]).unwrap().is_none(),
+                "{v}"
+            );
         }
     }
 
@@ -91,16 +112,28 @@ mod tests {
     fn invalid_enable_is_an_error_naming_the_value() {
         let e = id(&["ARCH_ENABLE=maybe"], &[]).unwrap_err().to_string();
         assert!(e.contains("ARCH_ENABLE") && e.contains("maybe"), "{e}");
-        let e = id(&[], &[("io.arch.enable", "on")]).unwrap_err().to_string();
+        let e = id(&[], &[("io.arch.enable", "on")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("io.arch.enable"), "{e}");
     }
 
     #[test]
     fn key_defaults_to_container_id_and_env_beats_annotation() {
         assert_eq!(id(&["ARCH_ENABLE=1"], &[]).unwrap().unwrap().key, "ctr-1");
-        let ident = id(&["ARCH_ENABLE=1", "ARCH_KEY=job-7"], &[("io.arch.key", "other")]).unwrap().unwrap();
+        let ident = id(
+            &["ARCH_ENABLE=1", "ARCH_KEY=job-7"],
+            &[("io.arch.key", "other")],
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(ident.key, "job-7");
-        let ident = id(&[], &[("io.arch.enable", "true"), ("io.arch.key", "ann-key")]).unwrap().unwrap();
+        let ident = id(
+            &[],
+            &[("io.arch.enable", "true"), ("io.arch.key", "ann-key")],
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(ident.key, "ann-key");
         assert_eq!(ident.namespace, "default");
     }
@@ -108,7 +141,14 @@ mod tests {
     #[test]
     fn hostile_keys_are_refused() {
         let long = format!("ARCH_KEY={}", "a".repeat(129));
-        for bad in ["ARCH_KEY=..", "ARCH_KEY=.", "ARCH_KEY=a/b", "ARCH_KEY=a\0b", "ARCH_KEY=", long.as_str()] {
+        for bad in [
+            "ARCH_KEY=..",
+            "ARCH_KEY=.",
+            "ARCH_KEY=a/b",
+            "ARCH_KEY=a\0b",
+            "ARCH_KEY=",
+            long.as_str(),
+        ] {
             let e = id(&["ARCH_ENABLE=1", bad], &[]);
             assert!(e.is_err(), "{bad:?} accepted");
         }
@@ -116,6 +156,8 @@ mod tests {
 
     #[test]
     fn last_env_definition_wins() {
-        assert!(id(&["ARCH_ENABLE=1", "ARCH_ENABLE=0"], &[]).unwrap().is_none());
+        assert!(id(&["ARCH_ENABLE=1", "ARCH_ENABLE=0"], &[])
+            .unwrap()
+            .is_none());
     }
 }

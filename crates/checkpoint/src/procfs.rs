@@ -33,7 +33,10 @@ pub fn unsupported_reason(target: &str) -> Option<&'static str> {
         ("anon_inode:bpf-prog", "a BPF program"),
         ("anon_inode:[userfaultfd]", "a userfaultfd"),
     ];
-    UNSUPPORTED.iter().find(|(prefix, _)| target.starts_with(prefix)).map(|(_, why)| *why)
+    UNSUPPORTED
+        .iter()
+        .find(|(prefix, _)| target.starts_with(prefix))
+        .map(|(_, why)| *why)
 }
 
 #[cfg(test)]
@@ -42,7 +45,10 @@ mod tests {
 
     #[test]
     fn recognises_unsupported_descriptors() {
-        assert_eq!(unsupported_reason("anon_inode:[io_uring]"), Some("an io_uring instance"));
+        assert_eq!(
+            unsupported_reason("anon_inode:[io_uring]"),
+            Some("an io_uring instance")
+        );
         assert_eq!(unsupported_reason("pipe:[1234]"), None);
         assert_eq!(unsupported_reason("/dev/null"), None);
     }

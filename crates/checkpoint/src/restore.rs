@@ -36,19 +36,29 @@ fn major(version: &str) -> &str {
 /// is allowed (CRIU restores across kernels of the same ABI) but logged.
 pub fn check_compatible(m: &Manifest, host: &HostFacts) -> Result<()> {
     let refuse = |what: &str, image: &str, here: &str| {
-        Err(CheckpointError::Unsupported(format!("image made on {what} {image}, this host has {here}")))
+        Err(CheckpointError::Unsupported(format!(
+            "image made on {what} {image}, this host has {here}"
+        )))
     };
     if m.arch != host.arch {
         return refuse("architecture", &m.arch, &host.arch);
     }
     if m.cgroup_version != host.cgroup_version {
-        return refuse("cgroup version", &format!("{:?}", m.cgroup_version), &format!("{:?}", host.cgroup_version));
+        return refuse(
+            "cgroup version",
+            &format!("{:?}", m.cgroup_version),
+            &format!("{:?}", host.cgroup_version),
+        );
     }
     if major(&m.criu_version) != major(&host.criu_version) {
         return refuse("CRIU", &m.criu_version, &host.criu_version);
     }
     if m.kernel != host.kernel {
-        log::info!("restoring an image made on kernel {} on kernel {}", m.kernel, host.kernel);
+        log::info!(
+            "restoring an image made on kernel {} on kernel {}",
+            m.kernel,
+            host.kernel
+        );
     }
     Ok(())
 }
@@ -57,7 +67,11 @@ pub fn check_compatible(m: &Manifest, host: &HostFacts) -> Result<()> {
 /// in the new upperdir); never writes outside `rootfs`.
 pub fn apply_rootfs(image: &Image, rootfs: &Path) -> Result<ApplyStats> {
     let tar = std::fs::File::open(image.rootfs_diff()).map_err(io("opening rootfs-diff.tar"))?;
-    Ok(arch_rootfs::apply_diff(std::io::BufReader::new(tar), rootfs, Limits::default())?)
+    Ok(arch_rootfs::apply_diff(
+        std::io::BufReader::new(tar),
+        rootfs,
+        Limits::default(),
+    )?)
 }
 
 #[cfg(test)]
@@ -82,7 +96,12 @@ mod tests {
     }
 
     fn host() -> HostFacts {
-        HostFacts { arch: "x86_64".into(), cgroup_version: CgroupVersion::Hybrid, criu_version: "4.1.1".into(), kernel: "6.18".into() }
+        HostFacts {
+            arch: "x86_64".into(),
+            cgroup_version: CgroupVersion::Hybrid,
+            criu_version: "4.1.1".into(),
+            kernel: "6.18".into(),
+        }
     }
 
     #[test]

@@ -35,10 +35,13 @@ impl Step for Defaults {
         ctx.info.kernel = kernel_release();
         ctx.info.arch = std::env::consts::ARCH.to_string();
         ctx.info.cgroup_version = cgroup_version(Path::new("/sys/fs/cgroup"));
-        ctx.info.criu_version = ctx
-            .dumper
-            .criu_version()
-            .map_err(|reason| CheckpointError::Step { step: self.name(), reason: format!("CRIU not usable: {reason}") })?;
+        ctx.info.criu_version =
+            ctx.dumper
+                .criu_version()
+                .map_err(|reason| CheckpointError::Step {
+                    step: self.name(),
+                    reason: format!("CRIU not usable: {reason}"),
+                })?;
         Ok(())
     }
 }
@@ -50,7 +53,9 @@ pub(crate) fn kernel_release() -> String {
         if libc::uname(&mut u) != 0 {
             return String::new();
         }
-        std::ffi::CStr::from_ptr(u.release.as_ptr()).to_string_lossy().into_owned()
+        std::ffi::CStr::from_ptr(u.release.as_ptr())
+            .to_string_lossy()
+            .into_owned()
     }
 }
 
@@ -71,9 +76,15 @@ impl Step for Validate {
         "validate"
     }
     fn run(&self, ctx: &mut DumpContext) -> Result<()> {
-        let pids = ctx.dumper.pids().map_err(|reason| CheckpointError::Step { step: self.name(), reason })?;
+        let pids = ctx.dumper.pids().map_err(|reason| CheckpointError::Step {
+            step: self.name(),
+            reason,
+        })?;
         if pids.is_empty() {
-            return Err(CheckpointError::Step { step: self.name(), reason: "the container has no running process".into() });
+            return Err(CheckpointError::Step {
+                step: self.name(),
+                reason: "the container has no running process".into(),
+            });
         }
         Ok(())
     }
@@ -86,12 +97,19 @@ impl Step for ProcessChecks {
         "process-checks"
     }
     fn run(&self, ctx: &mut DumpContext) -> Result<()> {
-        let pids = ctx.dumper.pids().map_err(|reason| CheckpointError::Step { step: self.name(), reason })?;
+        let pids = ctx.dumper.pids().map_err(|reason| CheckpointError::Step {
+            step: self.name(),
+            reason,
+        })?;
         for pid in pids {
             // A process that exited meanwhile has nothing left to check.
-            let Ok(targets) = ctx.procs.fd_targets(pid) else { continue };
+            let Ok(targets) = ctx.procs.fd_targets(pid) else {
+                continue;
+            };
             if let Some(why) = targets.iter().find_map(|t| unsupported_reason(t)) {
-                return Err(CheckpointError::Unsupported(format!("process {pid} holds {why}, which CRIU cannot checkpoint")));
+                return Err(CheckpointError::Unsupported(format!(
+                    "process {pid} holds {why}, which CRIU cannot checkpoint"
+                )));
             }
         }
         Ok(())
@@ -124,18 +142,23 @@ impl Step for Dump {
     }
     fn run(&self, ctx: &mut DumpContext) -> Result<()> {
         let dir = ctx.staging_dir(self.name())?.join(CRIU_DIR);
-        ctx.dumper.dump(&dir, ctx.req.leave_running).map_err(|reason| CheckpointError::Dump {
-            reason,
-            log: criu_log_errors(&dir.join("dump.log")),
-        })
+        ctx.dumper
+            .dump(&dir, ctx.req.leave_running)
+            .map_err(|reason| CheckpointError::Dump {
+                reason,
+                log: criu_log_errors(&dir.join("dump.log")),
+            })
     }
 }
 
 /// The last error lines of a CRIU log: what explains a failure.
 pub fn criu_log_errors(log: &Path) -> Vec<String> {
     let text = fs::read_to_string(log).unwrap_or_default();
-    let errors: Vec<String> =
-        text.lines().filter(|l| l.contains("Error") || l.contains("error")).map(|l| l.trim().to_string()).collect();
+    let errors: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains("Error") || l.contains("error"))
+        .map(|l| l.trim().to_string())
+        .collect();
     errors[errors.len().saturating_sub(5)..].to_vec()
 }
 
@@ -163,7 +186,8 @@ impl Step for RootfsDiff {
 fn tar_empty(file: fs::File) -> Result<()> {
     use std::io::Write;
     let mut f = file;
-    f.write_all(&[0u8; 1024]).map_err(io("writing empty rootfs-diff.tar"))
+    f.write_all(&[0u8; 1024])
+        .map_err(io("writing empty rootfs-diff.tar"))
 }
 
 /// Seals and publishes the image.
@@ -173,10 +197,10 @@ impl Step for Commit {
         "commit"
     }
     fn run(&self, ctx: &mut DumpContext) -> Result<()> {
-        let staging = ctx
-            .staging
-            .take()
-            .ok_or(CheckpointError::Step { step: self.name(), reason: "nothing staged".into() })?;
+        let staging = ctx.staging.take().ok_or(CheckpointError::Step {
+            step: self.name(),
+            reason: "nothing staged".into(),
+        })?;
         ctx.image = Some(staging.commit(ctx.info.clone())?);
         Ok(())
     }

@@ -21,7 +21,11 @@ impl Dumper for FakeDumper {
     fn dump(&self, dir: &Path, _leave_running: bool) -> Result<(), String> {
         std::fs::write(dir.join("pages-1.img"), b"memory").unwrap();
         if let Some(reason) = self.fail {
-            std::fs::write(dir.join("dump.log"), format!("(00.1) Error (criu/x.c:1): {reason}\n")).unwrap();
+            std::fs::write(
+                dir.join("dump.log"),
+                format!("(00.1) Error (criu/x.c:1): {reason}\n"),
+            )
+            .unwrap();
             return Err("criu exited with an error".into());
         }
         std::fs::write(dir.join("dump.log"), b"ok\n").unwrap();
@@ -55,12 +59,20 @@ fn rig() -> Rig {
     std::fs::create_dir_all(upper.join("tmp")).unwrap();
     std::fs::write(bundle.join("config.json"), b"{\"ociVersion\":\"1.0.2\"}").unwrap();
     std::fs::write(upper.join("tmp/count"), b"41\n").unwrap();
-    Rig { _tmp: tmp, store, bundle, upper }
+    Rig {
+        _tmp: tmp,
+        store,
+        bundle,
+        upper,
+    }
 }
 
 fn request(r: &Rig) -> DumpRequest {
     DumpRequest {
-        identity: ArchIdentity { namespace: "default".into(), key: "job".into() },
+        identity: ArchIdentity {
+            namespace: "default".into(),
+            key: "job".into(),
+        },
         container_id: "c1".into(),
         bundle: r.bundle.clone(),
         upperdir: Some(r.upper.clone()),
@@ -70,25 +82,58 @@ fn request(r: &Rig) -> DumpRequest {
 
 fn ns_entries(r: &Rig) -> Vec<String> {
     std::fs::read_dir(r.store.root().join("default"))
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 #[test]
 fn a_successful_chain_commits_a_valid_image() {
     let r = rig();
-    let dumper = FakeDumper { pids: vec![10], fail: None };
+    let dumper = FakeDumper {
+        pids: vec![10],
+        fail: None,
+    };
     let procs = FakeProcs(vec!["pipe:[1]", "/dev/null"]);
-    let out = run_dump_chain(&default_steps(), DumpContext::new(request(&r), &r.store, &dumper, &procs)).unwrap();
-    for step in ["defaults", "validate", "process-checks", "prepare", "dump", "rootfs", "commit"] {
-        assert!(out.durations_ms.contains_key(step), "no duration for {step}");
+    let out = run_dump_chain(
+        &default_steps(),
+        DumpContext::new(request(&r), &r.store, &dumper, &procs),
+    )
+    .unwrap();
+    for step in [
+        "defaults",
+        "validate",
+        "process-checks",
+        "prepare",
+        "dump",
+        "rootfs",
+        "commit",
+    ] {
+        assert!(
+            out.durations_ms.contains_key(step),
+            "no duration for {step}"
+        );
     }
-    let image = r.store.open("default", "job").expect("committed image validates");
+    let image = r
+        .store
+        .open("default", "job")
+        .expect("committed image validates");
     let m = image.manifest();
-    assert_eq!((m.container_id.as_str(), m.criu_version.as_str()), ("c1", "4.1.1"));
+    assert_eq!(
+        (m.container_id.as_str(), m.criu_version.as_str()),
+        ("c1", "4.1.1")
+    );
     assert!(m.durations_ms.contains_key("dump"));
     let paths: Vec<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
-    for want in ["config.json", "criu/dump.log", "criu/pages-1.img", "rootfs-diff.tar"] {
+    for want in [
+        "config.json",
+        "criu/dump.log",
+        "criu/pages-1.img",
+        "rootfs-diff.tar",
+    ] {
         assert!(paths.contains(&want), "{want} not in {paths:?}");
     }
     assert_eq!(ns_entries(&r), ["job"], "no temporaries left");
@@ -97,10 +142,16 @@ fn a_successful_chain_commits_a_valid_image() {
 #[test]
 fn a_failed_dump_leaves_nothing_and_quotes_criu() {
     let r = rig();
-    let dumper = FakeDumper { pids: vec![10], fail: Some("Some file locks are hold") };
-    let err = run_dump_chain(&default_steps(), DumpContext::new(request(&r), &r.store, &dumper, &FakeProcs(vec![])))
-        .unwrap_err()
-        .to_string();
+    let dumper = FakeDumper {
+        pids: vec![10],
+        fail: Some("Some file locks are hold"),
+    };
+    let err = run_dump_chain(
+        &default_steps(),
+        DumpContext::new(request(&r), &r.store, &dumper, &FakeProcs(vec![])),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("file locks"), "{err}");
     assert!(r.store.open("default", "job").is_err());
     assert!(ns_entries(&r).is_empty(), "left: {:?}", ns_entries(&r));
@@ -109,10 +160,18 @@ fn a_failed_dump_leaves_nothing_and_quotes_criu() {
 #[test]
 fn unsupported_descriptors_are_refused_before_dumping() {
     let r = rig();
-    let dumper = FakeDumper { pids: vec![10], fail: None };
+    let dumper = FakeDumper {
+        pids: vec![10],
+        fail: None,
+    };
     let err = run_dump_chain(
         &default_steps(),
-        DumpContext::new(request(&r), &r.store, &dumper, &FakeProcs(vec!["anon_inode:[io_uring]"])),
+        DumpContext::new(
+            request(&r),
+            &r.store,
+            &dumper,
+            &FakeProcs(vec!["anon_inode:[io_uring]"]),
+        ),
     )
     .unwrap_err()
     .to_string();
@@ -123,22 +182,46 @@ fn unsupported_descriptors_are_refused_before_dumping() {
 #[test]
 fn a_container_without_processes_is_not_dumped() {
     let r = rig();
-    let dumper = FakeDumper { pids: vec![], fail: None };
-    let err = run_dump_chain(&default_steps(), DumpContext::new(request(&r), &r.store, &dumper, &FakeProcs(vec![])))
-        .unwrap_err()
-        .to_string();
+    let dumper = FakeDumper {
+        pids: vec![],
+        fail: None,
+    };
+    let err = run_dump_chain(
+        &default_steps(),
+        DumpContext::new(request(&r), &r.store, &dumper, &FakeProcs(vec![])),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("no running process"), "{err}");
 }
 
 #[test]
 fn a_new_checkpoint_replaces_the_previous_one() {
     let r = rig();
-    let dumper = FakeDumper { pids: vec![10], fail: None };
-    run_dump_chain(&default_steps(), DumpContext::new(request(&r), &r.store, &dumper, &FakeProcs(vec![]))).unwrap();
+    let dumper = FakeDumper {
+        pids: vec![10],
+        fail: None,
+    };
+    run_dump_chain(
+        &default_steps(),
+        DumpContext::new(request(&r), &r.store, &dumper, &FakeProcs(vec![])),
+    )
+    .unwrap();
     std::fs::write(r.upper.join("tmp/count"), b"99\n").unwrap();
     let mut req = request(&r);
     req.container_id = "c2".into();
-    run_dump_chain(&default_steps(), DumpContext::new(req, &r.store, &dumper, &FakeProcs(vec![]))).unwrap();
-    assert_eq!(r.store.open("default", "job").unwrap().manifest().container_id, "c2");
+    run_dump_chain(
+        &default_steps(),
+        DumpContext::new(req, &r.store, &dumper, &FakeProcs(vec![])),
+    )
+    .unwrap();
+    assert_eq!(
+        r.store
+            .open("default", "job")
+            .unwrap()
+            .manifest()
+            .container_id,
+        "c2"
+    );
     assert_eq!(ns_entries(&r), ["job"]);
 }

@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use libcgroups::common::{create_cgroup_manager, AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt};
+use libcgroups::common::{
+    create_cgroup_manager, AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt,
+};
 pub use libcgroups::stats::Stats as CgroupStats;
 use libcontainer::oci_spec::runtime::LinuxResources;
 
@@ -18,11 +20,17 @@ pub struct Cgroup {
 
 impl Cgroup {
     pub(crate) fn new(id: &str, path: PathBuf) -> Self {
-        Self { id: id.to_string(), path }
+        Self {
+            id: id.to_string(),
+            path,
+        }
     }
 
     fn err(&self, e: impl std::fmt::Display) -> RuntimeError {
-        RuntimeError::Cgroup { id: self.id.clone(), reason: e.to_string() }
+        RuntimeError::Cgroup {
+            id: self.id.clone(),
+            reason: e.to_string(),
+        }
     }
 
     fn manager(&self) -> Result<AnyCgroupManager> {

@@ -35,7 +35,11 @@ fn cg_mode(mode: &str) -> Result<rust_criu::CgMode> {
         "full" => rust_criu::CgMode::FULL,
         "strict" => rust_criu::CgMode::STRICT,
         "ignore" => rust_criu::CgMode::IGNORE,
-        other => return Err(RuntimeError::InvalidSpec(format!("unknown cgroups mode {other:?}"))),
+        other => {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "unknown cgroups mode {other:?}"
+            )))
+        }
     })
 }
 
@@ -48,7 +52,9 @@ pub struct ContainerHandle {
 
 impl Runtime {
     pub fn new(state_root: impl Into<PathBuf>) -> Self {
-        Self { state_root: state_root.into() }
+        Self {
+            state_root: state_root.into(),
+        }
     }
 
     pub fn state_root(&self) -> &Path {
@@ -73,40 +79,62 @@ impl Runtime {
             return Err(RuntimeError::NotFound(id.to_string()));
         }
         let inner = Container::load(dir).map_err(|e| RuntimeError::lc(id, "load", e))?;
-        Ok(ContainerHandle { id: id.to_string(), inner })
+        Ok(ContainerHandle {
+            id: id.to_string(),
+            inner,
+        })
     }
 }
 
 impl ContainerHandle {
     pub fn start(&mut self) -> Result<()> {
-        self.inner.start().map_err(|e| RuntimeError::lc(&self.id, "start", e))
+        self.inner
+            .start()
+            .map_err(|e| RuntimeError::lc(&self.id, "start", e))
     }
 
     /// Signals the init process, or every process in the cgroup with `all`.
     pub fn kill(&mut self, signal: i32, all: bool) -> Result<()> {
         let sig = Signal::try_from(signal)
             .map_err(|e| RuntimeError::InvalidSpec(format!("signal {signal}: {e}")))?;
-        self.inner.kill(sig, all).map_err(|e| RuntimeError::lc(&self.id, "kill", e))
+        self.inner
+            .kill(sig, all)
+            .map_err(|e| RuntimeError::lc(&self.id, "kill", e))
     }
 
     pub fn pause(&mut self) -> Result<()> {
-        self.inner.pause().map_err(|e| RuntimeError::lc(&self.id, "pause", e))
+        self.inner
+            .pause()
+            .map_err(|e| RuntimeError::lc(&self.id, "pause", e))
     }
 
     pub fn resume(&mut self) -> Result<()> {
-        self.inner.resume().map_err(|e| RuntimeError::lc(&self.id, "resume", e))
+        self.inner
+            .resume()
+            .map_err(|e| RuntimeError::lc(&self.id, "resume", e))
     }
 
     /// Kills whatever is left and removes the cgroups and the state directory.
     pub fn delete(&mut self) -> Result<()> {
-        self.inner.delete(true).map_err(|e| RuntimeError::lc(&self.id, "delete", e))
+        self.inner
+            .delete(true)
+            .map_err(|e| RuntimeError::lc(&self.id, "delete", e))
     }
 
     /// Dumps the container's processes with CRIU into `opts.image_dir`
     /// (dump.log and descriptors.json land there too).
     pub fn checkpoint(&mut self, opts: &DumpOptions) -> Result<()> {
-        let pid = self.inner.pid().ok_or_else(|| RuntimeError::lc(&self.id, "checkpoint", "no init pid"))?;
-        crate::dump::dump(&self.id, pid.as_raw(), self.inner.bundle(), opts, cg_mode(&opts.cgroups_mode)?)
+        let pid = self
+            .inner
+            .pid()
+            .ok_or_else(|| RuntimeError::lc(&self.id, "checkpoint", "no init pid"))?;
+        crate::dump::dump(
+            &self.id,
+            pid.as_raw(),
+            self.inner.bundle(),
+            opts,
+            cg_mode(&opts.cgroups_mode)?,
+        )
     }
 
     pub fn is_stopped(&mut self) -> bool {
@@ -115,7 +143,10 @@ impl ContainerHandle {
     }
 
     pub fn cgroup(&self) -> Result<Cgroup> {
-        let config = self.inner.spec().map_err(|e| RuntimeError::lc(&self.id, "read config", e))?;
+        let config = self
+            .inner
+            .spec()
+            .map_err(|e| RuntimeError::lc(&self.id, "read config", e))?;
         Ok(Cgroup::new(&self.id, config.cgroup_path))
     }
 }
@@ -123,9 +154,11 @@ impl ContainerHandle {
 /// The installed CRIU's version, e.g. "4.1.1" (CRIU answers over its RPC,
 /// which also proves it can run).
 pub fn criu_version() -> Result<String> {
-    let mut criu = rust_criu::Criu::new().map_err(|e| RuntimeError::InvalidSpec(format!("criu: {e}")))?;
-    let v = criu
-        .get_criu_version()
-        .map_err(|e| RuntimeError::Io { context: "asking criu for its version".into(), source: std::io::Error::other(e.to_string()) })?;
+    let mut criu =
+        rust_criu::Criu::new().map_err(|e| RuntimeError::InvalidSpec(format!("criu: {e}")))?;
+    let v = criu.get_criu_version().map_err(|e| RuntimeError::Io {
+        context: "asking criu for its version".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
     Ok(format!("{}.{}.{}", v / 10000, v / 100 % 100, v % 100))
 }

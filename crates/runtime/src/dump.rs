@@ -14,7 +14,11 @@ use crate::error::{Result, RuntimeError};
 use crate::restore::set_external_mounts;
 
 fn dump_err(id: &str, reason: impl std::fmt::Display) -> RuntimeError {
-    RuntimeError::Libcontainer { id: id.to_string(), action: "checkpoint", reason: reason.to_string() }
+    RuntimeError::Libcontainer {
+        id: id.to_string(),
+        action: "checkpoint",
+        reason: reason.to_string(),
+    }
 }
 
 fn private_dir(path: &Path) -> std::io::Result<()> {
@@ -24,15 +28,33 @@ fn private_dir(path: &Path) -> std::io::Result<()> {
     }
 }
 
-pub(crate) fn dump(id: &str, pid: i32, bundle: &Path, opts: &DumpOptions, cg_mode: rust_criu::CgMode) -> Result<()> {
+pub(crate) fn dump(
+    id: &str,
+    pid: i32,
+    bundle: &Path,
+    opts: &DumpOptions,
+    cg_mode: rust_criu::CgMode,
+) -> Result<()> {
     let spec = Spec::load(bundle.join("config.json")).map_err(|e| dump_err(id, e))?;
-    let root = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_else(|| "rootfs".into());
-    let rootfs = if root.is_absolute() { root } else { bundle.join(root) };
+    let root = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .unwrap_or_else(|| "rootfs".into());
+    let rootfs = if root.is_absolute() {
+        root
+    } else {
+        bundle.join(root)
+    };
 
-    private_dir(&opts.image_dir).map_err(|e| dump_err(id, format!("{}: {e}", opts.image_dir.display())))?;
+    private_dir(&opts.image_dir)
+        .map_err(|e| dump_err(id, format!("{}: {e}", opts.image_dir.display())))?;
     // Which pipes the init had as stdio: restore maps them to new ones.
     let descriptors: Vec<String> = (0..3)
-        .map(|n| std::fs::read_link(format!("/proc/{pid}/fd/{n}")).map_or("/dev/null".into(), |p| p.display().to_string()))
+        .map(|n| {
+            std::fs::read_link(format!("/proc/{pid}/fd/{n}"))
+                .map_or("/dev/null".into(), |p| p.display().to_string())
+        })
         .collect();
     let json = serde_json::to_vec(&descriptors).map_err(|e| dump_err(id, e))?;
     std::fs::write(opts.image_dir.join("descriptors.json"), json).map_err(|e| dump_err(id, e))?;

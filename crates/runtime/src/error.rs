@@ -14,7 +14,10 @@ pub enum RuntimeError {
         reason: String,
     },
     #[error("zygote failed to {action}: {reason}")]
-    Zygote { action: &'static str, reason: String },
+    Zygote {
+        action: &'static str,
+        reason: String,
+    },
     #[error("cgroup of {id}: {reason}")]
     Cgroup { id: String, reason: String },
     #[error("invalid spec: {0}")]

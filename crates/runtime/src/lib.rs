@@ -15,10 +15,10 @@ mod restore;
 mod spawn;
 
 pub use cgroup::{Cgroup, CgroupStats};
-pub use libcgroups::stats::MemoryData;
 pub use container::{criu_version, ContainerHandle, DumpOptions, Runtime};
-pub use libcontainer::oci_spec;
 pub use error::{Result, RuntimeError};
-pub use zygote::WireFd;
+pub use libcgroups::stats::MemoryData;
+pub use libcontainer::oci_spec;
 pub use restore::{process_tree, RestoreRequest};
 pub use spawn::{init_zygote, CreateRequest, ExecRequest, Stdio};
+pub use zygote::WireFd;

@@ -8,7 +8,9 @@ use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use libcgroups::common::{create_cgroup_manager, CgroupConfig, CgroupManager, CgroupSetup, ControllerOpt};
+use libcgroups::common::{
+    create_cgroup_manager, CgroupConfig, CgroupManager, CgroupSetup, ControllerOpt,
+};
 use libcontainer::config::YoukiConfig;
 use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::oci_spec::runtime::Spec;
@@ -36,7 +38,11 @@ thread_local! {
     static RESTORED_PID: Cell<i32> = const { Cell::new(0) };
 }
 
-fn on_notify(script: &str, notify: &rust_criu::rust_criu_protobuf::rpc::Criu_notify, _fd: Option<std::os::fd::RawFd>) -> i32 {
+fn on_notify(
+    script: &str,
+    notify: &rust_criu::rust_criu_protobuf::rpc::Criu_notify,
+    _fd: Option<std::os::fd::RawFd>,
+) -> i32 {
     if script == "post-restore" {
         RESTORED_PID.set(notify.pid());
     }
@@ -44,7 +50,11 @@ fn on_notify(script: &str, notify: &rust_criu::rust_criu_protobuf::rpc::Criu_not
 }
 
 fn restore_err(id: &str, reason: impl std::fmt::Display) -> RuntimeError {
-    RuntimeError::Libcontainer { id: id.to_string(), action: "restore", reason: reason.to_string() }
+    RuntimeError::Libcontainer {
+        id: id.to_string(),
+        action: "restore",
+        reason: reason.to_string(),
+    }
 }
 
 impl Runtime {
@@ -53,20 +63,26 @@ impl Runtime {
         let id = req.id.as_str();
         let spec = Spec::load(req.bundle.join("config.json")).map_err(|e| restore_err(id, e))?;
         let descriptors: Vec<String> = serde_json::from_slice(
-            &std::fs::read(req.images_dir.join("descriptors.json")).map_err(|e| restore_err(id, format!("descriptors.json: {e}")))?,
+            &std::fs::read(req.images_dir.join("descriptors.json"))
+                .map_err(|e| restore_err(id, format!("descriptors.json: {e}")))?,
         )
         .map_err(|e| restore_err(id, format!("descriptors.json: {e}")))?;
 
         let mut criu = rust_criu::Criu::new().map_err(|e| restore_err(id, e))?;
         // Pipes the process had for stdio are replaced by the new ones.
         for (n, key) in descriptors.iter().enumerate().take(3) {
-            if let (true, Some(fd)) = (key.starts_with("pipe:"), req.stdio.get(n).copied().flatten()) {
+            if let (true, Some(fd)) = (
+                key.starts_with("pipe:"),
+                req.stdio.get(n).copied().flatten(),
+            ) {
                 set_cloexec(fd, false)?;
-                criu.add_inherit_fd(fd.as_raw_fd(), key.clone()).map_err(|e| restore_err(id, e))?;
+                criu.add_inherit_fd(fd.as_raw_fd(), key.clone())
+                    .map_err(|e| restore_err(id, e))?;
             }
         }
         set_external_mounts(&mut criu, &spec);
-        let images = File::open(&req.images_dir).map_err(|e| restore_err(id, format!("{}: {e}", req.images_dir.display())))?;
+        let images = File::open(&req.images_dir)
+            .map_err(|e| restore_err(id, format!("{}: {e}", req.images_dir.display())))?;
         std::fs::create_dir_all(&req.work_dir).map_err(|e| restore_err(id, e))?;
         let work = File::open(&req.work_dir).map_err(|e| restore_err(id, e))?;
         criu.set_images_dir_fd(images.as_raw_fd());
@@ -109,7 +125,8 @@ impl Runtime {
         std::fs::create_dir_all(&dir).map_err(|e| restore_err(id, e))?;
         let config = YoukiConfig::from_spec(spec, id).map_err(|e| restore_err(id, e))?;
         config.save(&dir).map_err(|e| restore_err(id, e))?;
-        let mut container = Container::new(id, ContainerStatus::Running, Some(pid), bundle, &dir).map_err(|e| restore_err(id, e))?;
+        let mut container = Container::new(id, ContainerStatus::Running, Some(pid), bundle, &dir)
+            .map_err(|e| restore_err(id, e))?;
         container.set_systemd(false);
         container.save().map_err(|e| restore_err(id, e))?;
 
@@ -120,8 +137,17 @@ impl Runtime {
         })
         .map_err(|e| restore_err(id, format!("cgroup: {e}")))?;
         let default_resources = Default::default();
-        let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref()).unwrap_or(&default_resources);
-        let opt = ControllerOpt { resources, disable_oom_killer: false, oom_score_adj: None, freezer_state: None };
+        let resources = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .unwrap_or(&default_resources);
+        let opt = ControllerOpt {
+            resources,
+            disable_oom_killer: false,
+            oom_score_adj: None,
+            freezer_state: None,
+        };
         for p in process_tree(pid) {
             if let Err(e) = manager.add_task(Pid::from_raw(p)) {
                 // A short-lived child may exit between listing and moving.
@@ -130,7 +156,9 @@ impl Runtime {
                 }
             }
         }
-        manager.apply(&opt).map_err(|e| restore_err(id, format!("cgroup resources: {e}")))?;
+        manager
+            .apply(&opt)
+            .map_err(|e| restore_err(id, format!("cgroup resources: {e}")))?;
         Ok(())
     }
 }
@@ -139,10 +167,17 @@ impl Runtime {
 /// survive its exec; everywhere else they stay close-on-exec.
 fn set_cloexec(fd: &OwnedFd, on: bool) -> Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, FdFlag};
-    let flags = if on { FdFlag::FD_CLOEXEC } else { FdFlag::empty() };
+    let flags = if on {
+        FdFlag::FD_CLOEXEC
+    } else {
+        FdFlag::empty()
+    };
     fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(flags))
         .map(|_| ())
-        .map_err(|e| RuntimeError::Io { context: "clearing FD_CLOEXEC for CRIU".into(), source: e.into() })
+        .map_err(|e| RuntimeError::Io {
+            context: "clearing FD_CLOEXEC for CRIU".into(),
+            source: e.into(),
+        })
 }
 
 /// Bind mounts and cgroup v1 hierarchies are outside the container's own
@@ -150,10 +185,18 @@ fn set_cloexec(fd: &OwnedFd, on: bool) -> Result<()> {
 /// restore (the new spec's source for binds).
 pub(crate) fn set_external_mounts(criu: &mut rust_criu::Criu, spec: &Spec) {
     for m in spec.mounts().iter().flatten() {
-        let is_bind = m.options().iter().flatten().any(|o| o == "bind" || o == "rbind");
+        let is_bind = m
+            .options()
+            .iter()
+            .flatten()
+            .any(|o| o == "bind" || o == "rbind");
         if is_bind {
             let dest = m.destination().display().to_string();
-            let src = m.source().as_ref().map(|s| s.display().to_string()).unwrap_or_else(|| dest.clone());
+            let src = m
+                .source()
+                .as_ref()
+                .map(|s| s.display().to_string())
+                .unwrap_or_else(|| dest.clone());
             criu.set_external_mount(dest, src);
         } else if m.typ().as_deref() == Some("cgroup") {
             for mp in cgroup_v1_mount_points() {
@@ -165,14 +208,16 @@ pub(crate) fn set_external_mounts(criu: &mut rust_criu::Criu, spec: &Spec) {
 
 fn cgroup_v1_mount_points() -> Vec<String> {
     match libcgroups::common::get_cgroup_setup() {
-        Ok(CgroupSetup::Legacy | CgroupSetup::Hybrid) => libcgroups::v1::util::list_subsystem_mount_points()
-            .map(|mps| {
-                mps.into_iter()
-                    .map(|p| p.display().to_string())
-                    .filter(|p| p.starts_with("/sys/fs/cgroup"))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        Ok(CgroupSetup::Legacy | CgroupSetup::Hybrid) => {
+            libcgroups::v1::util::list_subsystem_mount_points()
+                .map(|mps| {
+                    mps.into_iter()
+                        .map(|p| p.display().to_string())
+                        .filter(|p| p.starts_with("/sys/fs/cgroup"))
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
         _ => Vec::new(),
     }
 }
@@ -185,8 +230,13 @@ pub fn process_tree(pid: i32) -> Vec<i32> {
         let p = out[i];
         if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
             for t in tasks.flatten() {
-                let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-                out.extend(children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+                let children =
+                    std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+                out.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<i32>().ok()),
+                );
             }
         }
         i += 1;
@@ -198,7 +248,10 @@ pub fn process_tree(pid: i32) -> Vec<i32> {
 mod tests {
     #[test]
     fn process_tree_includes_children() {
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         let tree = super::process_tree(std::process::id() as i32);
         let _ = child.kill();
         let _ = child.wait();

@@ -19,7 +19,11 @@ pub fn init_zygote() {
 }
 
 fn detach_stdio(_: ()) {
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         for fd in 0..=2 {
             let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd);
         }
@@ -55,7 +59,12 @@ pub struct ExecRequest {
     pub stdio: Stdio,
 }
 
-fn builder(id: &str, root: &std::path::Path, console: Option<&PathBuf>, stdio: Stdio) -> std::result::Result<ContainerBuilder, String> {
+fn builder(
+    id: &str,
+    root: &std::path::Path,
+    console: Option<&PathBuf>,
+    stdio: Stdio,
+) -> std::result::Result<ContainerBuilder, String> {
     let mut b = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_root_path(root)
         .map_err(|e| e.to_string())?
@@ -74,15 +83,20 @@ fn builder(id: &str, root: &std::path::Path, console: Option<&PathBuf>, stdio: S
 
 // Runs inside the zygote.
 fn zygote_create(req: CreateRequest) -> std::result::Result<i32, String> {
-    let container = builder(&req.id, &req.state_root, req.console_socket.as_ref(), req.stdio)?
-        .validate_id()
-        .map_err(|e| e.to_string())?
-        .as_init(&req.bundle)
-        .with_systemd(false)
-        .with_detach(true)
-        .as_sibling(true)
-        .build()
-        .map_err(|e| format!("{e:#}"))?;
+    let container = builder(
+        &req.id,
+        &req.state_root,
+        req.console_socket.as_ref(),
+        req.stdio,
+    )?
+    .validate_id()
+    .map_err(|e| e.to_string())?
+    .as_init(&req.bundle)
+    .with_systemd(false)
+    .with_detach(true)
+    .as_sibling(true)
+    .build()
+    .map_err(|e| format!("{e:#}"))?;
     container
         .pid()
         .map(|p| p.as_raw())
@@ -91,13 +105,18 @@ fn zygote_create(req: CreateRequest) -> std::result::Result<i32, String> {
 
 // Runs inside the zygote.
 fn zygote_exec(req: ExecRequest) -> std::result::Result<i32, String> {
-    let pid = builder(&req.container_id, &req.state_root, req.console_socket.as_ref(), req.stdio)?
-        .as_tenant()
-        .with_process(Some(&req.process_json))
-        .with_detach(true)
-        .as_sibling(true)
-        .build()
-        .map_err(|e| format!("{e:#}"))?;
+    let pid = builder(
+        &req.container_id,
+        &req.state_root,
+        req.console_socket.as_ref(),
+        req.stdio,
+    )?
+    .as_tenant()
+    .with_process(Some(&req.process_json))
+    .with_detach(true)
+    .as_sibling(true)
+    .build()
+    .map_err(|e| format!("{e:#}"))?;
     Ok(pid.as_raw())
 }
 
@@ -106,8 +125,15 @@ pub fn create(req: CreateRequest) -> Result<i32> {
     let id = req.id.clone();
     Zygote::global()
         .try_run(zygote_create, req)
-        .map_err(|e| RuntimeError::Zygote { action: "create container", reason: e.to_string() })?
-        .map_err(|reason| RuntimeError::Libcontainer { id, action: "create", reason })
+        .map_err(|e| RuntimeError::Zygote {
+            action: "create container",
+            reason: e.to_string(),
+        })?
+        .map_err(|reason| RuntimeError::Libcontainer {
+            id,
+            action: "create",
+            reason,
+        })
 }
 
 /// Runs an additional process in a running container; returns its pid.
@@ -115,6 +141,13 @@ pub fn exec(req: ExecRequest) -> Result<i32> {
     let id = req.container_id.clone();
     Zygote::global()
         .try_run(zygote_exec, req)
-        .map_err(|e| RuntimeError::Zygote { action: "exec", reason: e.to_string() })?
-        .map_err(|reason| RuntimeError::Libcontainer { id, action: "exec", reason })
+        .map_err(|e| RuntimeError::Zygote {
+            action: "exec",
+            reason: e.to_string(),
+        })?
+        .map_err(|reason| RuntimeError::Libcontainer {
+            id,
+            action: "exec",
+            reason,
+        })
 }

@@ -28,7 +28,10 @@ fn start_arch(c: &Ctr, id: &str, key: Option<&str>, cmd: &str) -> arch_e2e::Cont
     args.extend([IMAGE, id, "sh", "-c", cmd]);
     let r = c.run(&args);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    arch_e2e::Container { ctr: c.clone(), id: id.to_string() }
+    arch_e2e::Container {
+        ctr: c.clone(),
+        id: id.to_string(),
+    }
 }
 
 fn count(c: &Ctr, id: &str, exec: &str) -> u64 {
@@ -39,16 +42,30 @@ fn count(c: &Ctr, id: &str, exec: &str) -> u64 {
 }
 
 fn tar_entries(path: &std::path::Path) -> Vec<String> {
-    let out = std::process::Command::new("tar").arg("-tf").arg(path).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim_end_matches('/').to_string()).collect()
+    let out = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim_end_matches('/').to_string())
+        .collect()
 }
 
 fn no_leftovers(ns: &str, key: &str) {
     let dir = store().root().join(ns);
     let names: Vec<String> = std::fs::read_dir(&dir)
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
-    assert!(!names.iter().any(|n| n.starts_with(key)), "image or temporaries left for {key}: {names:?}");
+    assert!(
+        !names.iter().any(|n| n.starts_with(key)),
+        "image or temporaries left for {key}: {names:?}"
+    );
 }
 
 #[test]
@@ -60,15 +77,23 @@ fn stop_signal_commits_a_valid_image_with_the_rootfs_changes() {
     assert_eq!(c.run(&["task", "kill", &id]).code, 0);
     c.wait_status(&id, "STOPPED");
     // The exit is reported only once the image is committed.
-    let image = store().open(&c.namespace, &key).expect("a committed image that validates");
+    let image = store()
+        .open(&c.namespace, &key)
+        .expect("a committed image that validates");
     let m = image.manifest();
     assert_eq!(m.container_id, id);
     assert_eq!(m.key, key);
     assert!(m.durations_ms.contains_key("dump"), "{:?}", m.durations_ms);
-    assert!(m.files.iter().any(|f| f.path.starts_with("criu/pages-")), "no memory pages in the image");
+    assert!(
+        m.files.iter().any(|f| f.path.starts_with("criu/pages-")),
+        "no memory pages in the image"
+    );
     let entries = tar_entries(&image.rootfs_diff());
     for want in ["tmp/count", "data/file", "etc/.wh.group"] {
-        assert!(entries.iter().any(|e| e == want), "{want} not in rootfs diff {entries:?}");
+        assert!(
+            entries.iter().any(|e| e == want),
+            "{want} not in rootfs diff {entries:?}"
+        );
     }
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(image.dir()), 0o700);
@@ -80,12 +105,29 @@ fn stop_signal_commits_a_valid_image_with_the_rootfs_changes() {
 fn the_annotation_opts_in_and_the_key_defaults_to_the_container_id() {
     let c = ctr();
     let id = unique_id("annot");
-    let r = c.run(&["run", "-d", "--runtime", RUNTIME, "--annotation", "io.arch.enable=true", IMAGE, &id, "sh", "-c", "sleep 600"]);
+    let r = c.run(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        "--annotation",
+        "io.arch.enable=true",
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        "sleep 600",
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let _ct = arch_e2e::Container { ctr: c.clone(), id: id.clone() };
+    let _ct = arch_e2e::Container {
+        ctr: c.clone(),
+        id: id.clone(),
+    };
     assert_eq!(c.run(&["task", "kill", &id]).code, 0);
     c.wait_status(&id, "STOPPED");
-    store().open(&c.namespace, &id).expect("image under the container id");
+    store()
+        .open(&c.namespace, &id)
+        .expect("image under the container id");
 }
 
 #[test]
@@ -98,8 +140,13 @@ fn sigkill_during_a_stop_checkpoint_waits_for_the_commit() {
     let k = c.run(&["task", "kill", "-s", "SIGKILL", &id]);
     assert_eq!(k.code, 0, "{}", k.stderr);
     c.wait_status(&id, "STOPPED");
-    let image = store().open(&c.namespace, &key).expect("the commit finished despite SIGKILL");
-    assert!(image.manifest().total_size > 64 << 20, "64 MiB of touched memory in the image");
+    let image = store()
+        .open(&c.namespace, &key)
+        .expect("the commit finished despite SIGKILL");
+    assert!(
+        image.manifest().total_size > 64 << 20,
+        "64 MiB of touched memory in the image"
+    );
 }
 
 #[test]
@@ -112,7 +159,10 @@ fn checkpoint_rpc_leaves_the_container_running() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(c.task_status(&id).as_deref(), Some("RUNNING"));
     let before = count(&c, &id, "b");
-    assert!(wait_until(Duration::from_secs(10), || count(&c, &id, "c") > before), "the counter stopped");
+    assert!(
+        wait_until(Duration::from_secs(10), || count(&c, &id, "c") > before),
+        "the counter stopped"
+    );
     let image = store().open(&c.namespace, &key).expect("committed image");
     assert_eq!(image.manifest().container_id, id);
 }
@@ -146,7 +196,11 @@ fn plain_containers_checkpoint_with_containerd_semantics() {
     let _ct = c.start_detached(&id, &["sh", "-c", "while true; do sleep 0.1; done"]);
     let r = c.run(&["task", "checkpoint", &id]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.contains("checkpoint"), "ctr names the checkpoint image: {}", r.stdout);
+    assert!(
+        r.stdout.contains("checkpoint"),
+        "ctr names the checkpoint image: {}",
+        r.stdout
+    );
     assert_eq!(c.task_status(&id).as_deref(), Some("RUNNING"));
     no_leftovers(&c.namespace, &id);
 }
@@ -162,14 +216,32 @@ fn a_failed_stop_checkpoint_leaves_nothing_and_delivers_the_signal() {
         let (id, key) = (id.clone(), key.clone());
         std::thread::spawn(move || {
             let env = format!("ARCH_KEY={key}");
-            c.run(&["run", "--rm", "--runtime", RUNTIME, "--env", "ARCH_ENABLE=1", "--env", &env, IMAGE, &id, "sh", "-c", URING])
+            c.run(&[
+                "run",
+                "--rm",
+                "--runtime",
+                RUNTIME,
+                "--env",
+                "ARCH_ENABLE=1",
+                "--env",
+                &env,
+                IMAGE,
+                &id,
+                "sh",
+                "-c",
+                URING,
+            ])
         })
     };
     c.wait_status(&id, "RUNNING");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(c.run(&["task", "kill", &id]).code, 0);
     let r = runner.join().unwrap();
-    assert_eq!(r.code, 143, "the stop signal reached the container: {}", r.stderr);
+    assert_eq!(
+        r.code, 143,
+        "the stop signal reached the container: {}",
+        r.stderr
+    );
     no_leftovers(&c.namespace, &key);
 }
 
@@ -181,7 +253,11 @@ fn a_failed_checkpoint_rpc_returns_the_reason_and_keeps_the_container() {
     std::thread::sleep(Duration::from_millis(500));
     let r = c.run(&["task", "checkpoint", &id]);
     assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("io_uring"), "the reason reaches the caller: {}", r.stderr);
+    assert!(
+        r.stderr.contains("io_uring"),
+        "the reason reaches the caller: {}",
+        r.stderr
+    );
     assert_eq!(c.task_status(&id).as_deref(), Some("RUNNING"));
     no_leftovers(&c.namespace, &key);
 }
@@ -195,10 +271,27 @@ fn invalid_opt_in_and_keys_fail_create_clearly() {
         ("ARCH_KEY=a/b", "ARCH_KEY"),
     ] {
         let id = unique_id("badopt");
-        let r = c.run(&["run", "--rm", "--runtime", RUNTIME, "--env", "ARCH_ENABLE=1", "--env", env, IMAGE, &id, "true"]);
+        let r = c.run(&[
+            "run",
+            "--rm",
+            "--runtime",
+            RUNTIME,
+            "--env",
+            "ARCH_ENABLE=1",
+            "--env",
+            env,
+            IMAGE,
+            &id,
+            "true",
+        ]);
         let _ = c.run(&["container", "rm", &id]);
         assert_ne!(r.code, 0, "{env} accepted");
         assert!(r.stderr.contains(needle), "{env}: {}", r.stderr);
     }
-    assert!(!store().root().join(&c.namespace).join("..").join("escape").exists());
+    assert!(!store()
+        .root()
+        .join(&c.namespace)
+        .join("..")
+        .join("escape")
+        .exists());
 }

@@ -9,13 +9,28 @@ fn delete_leaves_no_mounts_cgroups_state_or_shim() {
     let id = unique_id("clean");
     let r = c.run_container(&id, &[], &["sh", "-c", "echo x > /tmp/f"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(wait_until(Duration::from_secs(10), || shim_pids(&id).is_empty()), "shim for {id} still running");
-    assert!(mounts_containing(&id).is_empty(), "mounts left: {:?}", mounts_containing(&id));
+    assert!(
+        wait_until(Duration::from_secs(10), || shim_pids(&id).is_empty()),
+        "shim for {id} still running"
+    );
+    assert!(
+        mounts_containing(&id).is_empty(),
+        "mounts left: {:?}",
+        mounts_containing(&id)
+    );
     for hierarchy in ["memory", "pids", "cpu", "freezer", "devices", "unified", ""] {
-        let dir = Path::new("/sys/fs/cgroup").join(hierarchy).join("arch-test").join(&id);
+        let dir = Path::new("/sys/fs/cgroup")
+            .join(hierarchy)
+            .join("arch-test")
+            .join(&id);
         assert!(!dir.exists(), "cgroup left: {}", dir.display());
     }
-    assert!(!Path::new("/run/containerd-arch/arch-test").join(&id).exists(), "libcontainer state left");
+    assert!(
+        !Path::new("/run/containerd-arch/arch-test")
+            .join(&id)
+            .exists(),
+        "libcontainer state left"
+    );
     assert!(c.task_status(&id).is_none());
 }
 
@@ -32,7 +47,11 @@ fn shim_reaps_every_child() {
     assert!(!shims.is_empty());
     std::thread::sleep(Duration::from_millis(300));
     for pid in shims {
-        assert!(zombie_children(pid).is_empty(), "zombies under shim {pid}: {:?}", zombie_children(pid));
+        assert!(
+            zombie_children(pid).is_empty(),
+            "zombies under shim {pid}: {:?}",
+            zombie_children(pid)
+        );
     }
 }
 
@@ -45,5 +64,8 @@ fn force_delete_of_a_running_task() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(c.task_status(&id).is_none());
     drop(ct);
-    assert!(wait_until(Duration::from_secs(10), || shim_pids(&id).is_empty()), "shim for {id} still running");
+    assert!(
+        wait_until(Duration::from_secs(10), || shim_pids(&id).is_empty()),
+        "shim for {id} still running"
+    );
 }

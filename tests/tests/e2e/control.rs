@@ -6,7 +6,9 @@ fn metric(c: &arch_e2e::Ctr, id: &str, name: &str) -> Option<u64> {
     assert_eq!(r.code, 0, "{}", r.stderr);
     r.stdout.lines().find_map(|l| {
         let mut cols = l.split_whitespace();
-        (cols.next() == Some(name)).then(|| cols.next().and_then(|v| v.parse().ok())).flatten()
+        (cols.next() == Some(name))
+            .then(|| cols.next().and_then(|v| v.parse().ok()))
+            .flatten()
     })
 }
 
@@ -14,13 +16,25 @@ fn metric(c: &arch_e2e::Ctr, id: &str, name: &str) -> Option<u64> {
 fn pause_and_resume() {
     let c = ctr();
     let id = unique_id("pause");
-    let _ct = c.start_detached(&id, &["sh", "-c", "while true; do date +%s%N > /tmp/t; sleep 0.05; done"]);
+    let _ct = c.start_detached(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "while true; do date +%s%N > /tmp/t; sleep 0.05; done",
+        ],
+    );
     assert_eq!(c.run(&["task", "pause", &id]).code, 0);
     assert_eq!(c.task_status(&id).as_deref(), Some("PAUSED"));
-    let state = std::fs::read_to_string(format!("/sys/fs/cgroup/freezer/arch-test/{id}/freezer.state"))
-        .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/arch-test/{id}/cgroup.freeze")))
-        .unwrap();
-    assert!(state.trim() == "FROZEN" || state.trim() == "1", "freezer: {state}");
+    let state = std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/freezer/arch-test/{id}/freezer.state"
+    ))
+    .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/arch-test/{id}/cgroup.freeze")))
+    .unwrap();
+    assert!(
+        state.trim() == "FROZEN" || state.trim() == "1",
+        "freezer: {state}"
+    );
     assert_eq!(c.run(&["task", "resume", &id]).code, 0);
     assert_eq!(c.task_status(&id).as_deref(), Some("RUNNING"));
     let r = c.run(&["task", "exec", "--exec-id", "after", &id, "true"]);
@@ -63,7 +77,11 @@ fn update_changes_the_memory_limit() {
         value: format!("{{\"memory\":{{\"limit\":{limit}}}}}").into_bytes(),
         ..Default::default()
     };
-    let req = api::UpdateTaskRequest { id: id.clone(), resources: Some(resources).into(), ..Default::default() };
+    let req = api::UpdateTaskRequest {
+        id: id.clone(),
+        resources: Some(resources).into(),
+        ..Default::default()
+    };
     c.shim(&id).update(ctx(), &req).expect("update");
     assert_eq!(metric(&c, &id, "memory.limit_in_bytes"), Some(limit));
 }
@@ -83,6 +101,10 @@ fn kill_all_signals_every_process() {
 fn out_of_memory_kills_with_137() {
     let c = ctr();
     let hog = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}";
-    let r = c.run_container(&unique_id("oom"), &["--memory-limit", "33554432"], &["sh", "-c", hog]);
+    let r = c.run_container(
+        &unique_id("oom"),
+        &["--memory-limit", "33554432"],
+        &["sh", "-c", hog],
+    );
     assert_eq!(r.code, 137, "stdout {} stderr {}", r.stdout, r.stderr);
 }

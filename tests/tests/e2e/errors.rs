@@ -5,7 +5,11 @@ fn missing_executable_is_a_clear_error() {
     let c = ctr();
     let r = c.run_container(&unique_id("noexe"), &[], &["/no/such/binary"]);
     assert_ne!(r.code, 0);
-    assert!(r.stderr.to_lowercase().contains("no such file") || r.stderr.contains("not found"), "stderr: {}", r.stderr);
+    assert!(
+        r.stderr.to_lowercase().contains("no such file") || r.stderr.contains("not found"),
+        "stderr: {}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -16,7 +20,11 @@ fn kill_of_a_stopped_task_says_not_found() {
     c.wait_status(&id, "STOPPED");
     let r = c.run(&["task", "kill", "-s", "SIGKILL", &id]);
     assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("not found") || r.stderr.contains("finished"), "stderr: {}", r.stderr);
+    assert!(
+        r.stderr.contains("not found") || r.stderr.contains("finished"),
+        "stderr: {}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -34,8 +42,24 @@ fn duplicate_exec_id_is_rejected() {
     let c = ctr();
     let id = unique_id("dupexec");
     let _ct = c.start_detached(&id, &["sleep", "600"]);
-    let first = c.command(&["task", "exec", "-d", "--exec-id", "same", &id, "sleep", "600"]).output().unwrap();
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let first = c
+        .command(&[
+            "task",
+            "exec",
+            "-d",
+            "--exec-id",
+            "same",
+            &id,
+            "sleep",
+            "600",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     let r = c.run(&["task", "exec", "--exec-id", "same", &id, "true"]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("already exists"), "stderr: {}", r.stderr);
@@ -68,8 +92,17 @@ mod direct {
     use arch_e2e::shim_client::{api, ctx, status, Code};
     use arch_e2e::{ctr, unique_id};
 
-    fn create_in(c: &arch_e2e::Ctr, shim_of: &str, id: &str, bundle: &std::path::Path) -> (Code, String) {
-        let req = api::CreateTaskRequest { id: id.into(), bundle: bundle.display().to_string(), ..Default::default() };
+    fn create_in(
+        c: &arch_e2e::Ctr,
+        shim_of: &str,
+        id: &str,
+        bundle: &std::path::Path,
+    ) -> (Code, String) {
+        let req = api::CreateTaskRequest {
+            id: id.into(),
+            bundle: bundle.display().to_string(),
+            ..Default::default()
+        };
         status(c.shim(shim_of).create(ctx(), &req))
     }
 
@@ -90,7 +123,11 @@ mod direct {
         assert_eq!(code, Code::INVALID_ARGUMENT);
         assert!(msg.contains("invalid config.json"), "{msg}");
 
-        std::fs::write(dir.join("config.json"), br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"}}"#).unwrap();
+        std::fs::write(
+            dir.join("config.json"),
+            br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"}}"#,
+        )
+        .unwrap();
         let (code, msg) = create_in(&c, &id, "other3", &dir);
         assert_eq!(code, Code::INVALID_ARGUMENT);
         assert!(msg.contains("no process"), "{msg}");
@@ -117,15 +154,32 @@ mod direct {
         let id = unique_id("unknown");
         let _ct = c.start_detached(&id, &["sleep", "600"]);
         let shim = c.shim(&id);
-        let (code, _) = status(shim.state(ctx(), &api::StateRequest { id: "nope".into(), ..Default::default() }));
+        let (code, _) = status(shim.state(
+            ctx(),
+            &api::StateRequest {
+                id: "nope".into(),
+                ..Default::default()
+            },
+        ));
         assert_eq!(code, Code::NOT_FOUND);
-        let req = api::StartRequest { id: id.clone(), exec_id: "nope".into(), ..Default::default() };
+        let req = api::StartRequest {
+            id: id.clone(),
+            exec_id: "nope".into(),
+            ..Default::default()
+        };
         let (code, msg) = status(shim.start(ctx(), &req));
         assert_eq!(code, Code::NOT_FOUND, "{msg}");
-        let req = api::ExecProcessRequest { id: id.clone(), exec_id: "bad".into(), ..Default::default() };
+        let req = api::ExecProcessRequest {
+            id: id.clone(),
+            exec_id: "bad".into(),
+            ..Default::default()
+        };
         let (code, msg) = status(shim.exec(ctx(), &req));
         assert_eq!(code, Code::INVALID_ARGUMENT, "{msg}");
-        let req = api::UpdateTaskRequest { id: id.clone(), ..Default::default() };
+        let req = api::UpdateTaskRequest {
+            id: id.clone(),
+            ..Default::default()
+        };
         let (code, msg) = status(shim.update(ctx(), &req));
         assert_eq!(code, Code::INVALID_ARGUMENT, "{msg}");
     }

@@ -3,7 +3,11 @@ use arch_e2e::{ctr, unique_id};
 #[test]
 fn runs_to_completion_with_separate_stdout_and_stderr() {
     let c = ctr();
-    let r = c.run_container(&unique_id("out"), &[], &["sh", "-c", "echo hello; echo oops >&2"]);
+    let r = c.run_container(
+        &unique_id("out"),
+        &[],
+        &["sh", "-c", "echo hello; echo oops >&2"],
+    );
     assert_eq!(r.code, 0, "stderr: {}", r.stderr);
     assert_eq!(r.stdout, "hello\n");
     assert!(r.stderr.contains("oops"), "stderr: {}", r.stderr);
@@ -23,7 +27,11 @@ fn large_output_arrives_complete() {
 fn exit_codes_are_reported_exactly() {
     let c = ctr();
     for code in [0, 1, 3, 42, 255] {
-        let r = c.run_container(&unique_id("exit"), &[], &["sh", "-c", &format!("exit {code}")]);
+        let r = c.run_container(
+            &unique_id("exit"),
+            &[],
+            &["sh", "-c", &format!("exit {code}")],
+        );
         assert_eq!(r.code, code, "stderr: {}", r.stderr);
     }
 }
@@ -52,7 +60,15 @@ fn sigterm_with_a_handler_reaches_the_process() {
         let c = c.clone();
         let id = id.clone();
         std::thread::spawn(move || {
-            c.run_container(&id, &[], &["sh", "-c", "trap 'echo got-term; exit 7' TERM; echo ready; while true; do sleep 0.1; done"])
+            c.run_container(
+                &id,
+                &[],
+                &[
+                    "sh",
+                    "-c",
+                    "trap 'echo got-term; exit 7' TERM; echo ready; while true; do sleep 0.1; done",
+                ],
+            )
         })
     };
     c.wait_status(&id, "RUNNING");
@@ -66,7 +82,11 @@ fn sigterm_with_a_handler_reaches_the_process() {
 #[test]
 fn environment_and_working_directory_come_from_the_spec() {
     let c = ctr();
-    let r = c.run_container(&unique_id("env"), &["--env", "GREETING=hi there", "--cwd", "/tmp"], &["sh", "-c", "echo \"$GREETING\"; pwd; id -u"]);
+    let r = c.run_container(
+        &unique_id("env"),
+        &["--env", "GREETING=hi there", "--cwd", "/tmp"],
+        &["sh", "-c", "echo \"$GREETING\"; pwd; id -u"],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout, "hi there\n/tmp\n0\n");
 }
@@ -75,11 +95,31 @@ fn environment_and_working_directory_come_from_the_spec() {
 fn create_then_start_separately() {
     let c = ctr();
     let id = unique_id("twostep");
-    assert_eq!(c.run(&["container", "create", "--runtime", arch_e2e::RUNTIME, arch_e2e::IMAGE, &id, "sleep", "600"]).code, 0);
-    let _guard = arch_e2e::Container { ctr: c.clone(), id: id.clone() };
+    assert_eq!(
+        c.run(&[
+            "container",
+            "create",
+            "--runtime",
+            arch_e2e::RUNTIME,
+            arch_e2e::IMAGE,
+            &id,
+            "sleep",
+            "600"
+        ])
+        .code,
+        0
+    );
+    let _guard = arch_e2e::Container {
+        ctr: c.clone(),
+        id: id.clone(),
+    };
     let mut start = c.command(&["task", "start", "-d", &id]);
     let out = start.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     c.wait_status(&id, "RUNNING");
     assert!(c.task_pid(&id) > 0);
 }

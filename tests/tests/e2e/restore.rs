@@ -15,11 +15,23 @@ const WORKLOAD: &str = "boot=$(cat /proc/sys/kernel/random/uuid); \
     i=0; while true; do i=$((i+1)); echo $i > /tmp/count; echo $boot > /tmp/boot; echo tick $i; sleep 0.1; done";
 
 fn store() -> ImageStore {
-    ImageStore::new(PathBuf::from(std::env::var("ARCH_E2E_CHECKPOINT_ROOT").expect("ARCH_E2E_CHECKPOINT_ROOT (run via make test)")))
+    ImageStore::new(PathBuf::from(
+        std::env::var("ARCH_E2E_CHECKPOINT_ROOT")
+            .expect("ARCH_E2E_CHECKPOINT_ROOT (run via make test)"),
+    ))
 }
 
 fn arch_args<'a>(key_env: &'a str, id: &'a str, detach: bool) -> Vec<&'a str> {
-    let mut a = vec!["run", if detach { "-d" } else { "--rm" }, "--runtime", RUNTIME, "--env", "ARCH_ENABLE=1", "--env", key_env];
+    let mut a = vec![
+        "run",
+        if detach { "-d" } else { "--rm" },
+        "--runtime",
+        RUNTIME,
+        "--env",
+        "ARCH_ENABLE=1",
+        "--env",
+        key_env,
+    ];
     a.extend([IMAGE, id, "sh", "-c", WORKLOAD]);
     a
 }
@@ -28,11 +40,22 @@ fn start(c: &Ctr, id: &str, key: &str) -> arch_e2e::Container {
     let env = format!("ARCH_KEY={key}");
     let r = c.run(&arch_args(&env, id, true));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    arch_e2e::Container { ctr: c.clone(), id: id.to_string() }
+    arch_e2e::Container {
+        ctr: c.clone(),
+        id: id.to_string(),
+    }
 }
 
 fn read(c: &Ctr, id: &str, path: &str) -> String {
-    let r = c.run(&["task", "exec", "--exec-id", &unique_id("rd"), id, "cat", path]);
+    let r = c.run(&[
+        "task",
+        "exec",
+        "--exec-id",
+        &unique_id("rd"),
+        id,
+        "cat",
+        path,
+    ]);
     r.stdout.trim().to_string()
 }
 
@@ -48,6 +71,17 @@ fn run_and_stop(c: &Ctr, key: &str) -> (String, u64) {
     assert!(wait_until(Duration::from_secs(10), || count(c, &id) >= 5));
     let boot = read(c, &id, "/tmp/boot");
     let seen = count(c, &id);
+    // Only the checkpointed rootfs has this file: a rolled-back one must not.
+    let r = c.run(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "mark",
+        &id,
+        "touch",
+        "/tmp/only-before-stop",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(c.run(&["task", "kill", &id]).code, 0);
     c.wait_status(&id, "STOPPED");
     drop(ct);
@@ -57,26 +91,81 @@ fn run_and_stop(c: &Ctr, key: &str) -> (String, u64) {
 
 fn sidecars(c: &Ctr, key: &str) -> Vec<String> {
     std::fs::read_dir(store().root().join(&c.namespace))
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(key)).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(key))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn assert_restored(c: &Ctr, id: &str, key: &str, boot: &str, seen: u64) {
-    assert_eq!(read(c, id, "/tmp/boot"), boot, "the process tree was restored, not restarted");
+    assert_eq!(
+        read(c, id, "/tmp/boot"),
+        boot,
+        "the process tree was restored, not restarted"
+    );
     assert!(count(c, id) >= seen, "the counter continued from {seen}");
-    assert_eq!(read(c, id, "/data/file"), "kept", "files written before the stop are kept");
-    let r = c.run(&["task", "exec", "--exec-id", &unique_id("ls"), id, "test", "-e", "/etc/group"]);
+    assert_eq!(
+        read(c, id, "/data/file"),
+        "kept",
+        "files written before the stop are kept"
+    );
+    let r = c.run(&[
+        "task",
+        "exec",
+        "--exec-id",
+        &unique_id("ls"),
+        id,
+        "test",
+        "-e",
+        "/etc/group",
+    ]);
     assert_ne!(r.code, 0, "a file deleted before the stop stays deleted");
-    assert!(store().open(&c.namespace, key).is_err(), "the image is consumed");
-    assert!(sidecars(c, key).iter().any(|n| n.ends_with("@restored")), "kept as the last restored: {:?}", sidecars(c, key));
+    assert!(
+        store().open(&c.namespace, key).is_err(),
+        "the image is consumed"
+    );
+    assert!(
+        sidecars(c, key).iter().any(|n| n.ends_with("@restored")),
+        "kept as the last restored: {:?}",
+        sidecars(c, key)
+    );
 }
 
 fn assert_fresh(c: &Ctr, id: &str, key: &str, boot: &str) {
-    assert!(wait_until(Duration::from_secs(10), || read(c, id, "/tmp/boot").len() > 10));
+    assert!(wait_until(Duration::from_secs(10), || read(
+        c,
+        id,
+        "/tmp/boot"
+    )
+    .len()
+        > 10));
     assert_ne!(read(c, id, "/tmp/boot"), boot, "fell back to a fresh start");
-    assert!(store().open(&c.namespace, key).is_err(), "the bad image is no longer offered");
+    let r = c.run(&[
+        "task",
+        "exec",
+        "--exec-id",
+        &unique_id("rb"),
+        id,
+        "test",
+        "-e",
+        "/tmp/only-before-stop",
+    ]);
+    assert_ne!(
+        r.code, 0,
+        "the rootfs was rolled back to the pristine snapshot"
+    );
+    assert!(
+        store().open(&c.namespace, key).is_err(),
+        "the bad image is no longer offered"
+    );
     let failed = sidecars(c, key);
-    assert!(failed.iter().any(|n| n.contains("@failed-")), "the bad image is kept aside: {failed:?}");
+    assert!(
+        failed.iter().any(|n| n.contains("@failed-")),
+        "the bad image is kept aside: {failed:?}"
+    );
 }
 
 #[test]
@@ -87,6 +176,17 @@ fn re_created_container_continues_where_it_stopped() {
     let id = unique_id("again");
     let _ct = start(&c, &id, &key);
     assert_restored(&c, &id, &key, &boot, seen);
+    let r = c.run(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "mk",
+        &id,
+        "test",
+        "-e",
+        "/tmp/only-before-stop",
+    ]);
+    assert_eq!(r.code, 0, "the checkpointed rootfs came back");
 }
 
 #[test]
@@ -122,9 +222,16 @@ fn restored_output_reaches_the_new_client_and_exit_codes_work() {
     assert_eq!(c.run(&["task", "kill", "-s", "SIGKILL", &id]).code, 0);
     let r = runner.join().unwrap();
     assert_eq!(r.code, 137);
-    let ticks: Vec<u64> = r.stdout.lines().filter_map(|l| l.strip_prefix("tick ")?.parse().ok()).collect();
+    let ticks: Vec<u64> = r
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("tick ")?.parse().ok())
+        .collect();
     assert!(!ticks.is_empty(), "no output after restore: {:?}", r.stdout);
-    assert!(ticks[0] > seen, "output continues the old count ({seen}): {ticks:?}");
+    assert!(
+        ticks[0] > seen,
+        "output continues the old count ({seen}): {ticks:?}"
+    );
 }
 
 #[test]
@@ -139,7 +246,13 @@ fn an_image_is_restored_only_once() {
     }
     let id3 = unique_id("third");
     let _ct = start(&c, &id3, &key);
-    assert!(wait_until(Duration::from_secs(10), || read(&c, &id3, "/tmp/boot").len() > 10));
+    assert!(wait_until(Duration::from_secs(10), || read(
+        &c,
+        &id3,
+        "/tmp/boot"
+    )
+    .len()
+        > 10));
     assert_ne!(read(&c, &id3, "/tmp/boot"), boot);
 }
 
@@ -161,7 +274,12 @@ fn reseal(dir: &Path, rel: &str) {
             f["sha256"] = hex::encode(Sha256::digest(&data)).into();
         }
     }
-    let total: u64 = m["files"].as_array().unwrap().iter().map(|f| f["size"].as_u64().unwrap()).sum();
+    let total: u64 = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["size"].as_u64().unwrap())
+        .sum();
     m["total_size"] = total.into();
     std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
 }
@@ -179,8 +297,17 @@ fn fallback_case(damage: impl FnOnce(&Path)) {
 #[test]
 fn corrupted_memory_pages_fall_back() {
     fallback_case(|dir| {
-        let p = std::fs::read_dir(dir.join("criu")).unwrap().flatten().map(|e| e.path())
-            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("pages-")).unwrap();
+        let p = std::fs::read_dir(dir.join("criu"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("pages-")
+            })
+            .unwrap();
         let mut data = std::fs::read(&p).unwrap();
         data[0] ^= 0xff;
         std::fs::write(&p, data).unwrap();
@@ -192,7 +319,12 @@ fn truncated_rootfs_diff_falls_back() {
     fallback_case(|dir| {
         let p = dir.join("rootfs-diff.tar");
         let len = std::fs::metadata(&p).unwrap().len();
-        std::fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(len / 2).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
     });
 }
 
@@ -207,8 +339,18 @@ fn criu_failure_falls_back_with_the_reason_kept() {
     let id = unique_id("fresh");
     let _ct = start(&c, &id, &key);
     assert_fresh(&c, &id, &key, &boot);
-    let failed = sidecars(&c, &key).into_iter().find(|n| n.contains("@failed-")).unwrap();
-    let reason = std::fs::read_to_string(store().root().join(&c.namespace).join(failed).join("failure-reason.txt")).unwrap();
+    let failed = sidecars(&c, &key)
+        .into_iter()
+        .find(|n| n.contains("@failed-"))
+        .unwrap();
+    let reason = std::fs::read_to_string(
+        store()
+            .root()
+            .join(&c.namespace)
+            .join(failed)
+            .join("failure-reason.txt"),
+    )
+    .unwrap();
     assert!(reason.contains("restore"), "{reason}");
 }
 
@@ -246,10 +388,31 @@ fn hostile_rootfs_diffs_fall_back_and_write_nothing_outside() {
     let out = outside.display().to_string();
     let passwd = sha_of("/etc/passwd");
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("traversal", tar_entry(&format!("../../../../../../../../..{out}/escaped"), b'0', "", b"pwned")),
-        ("absolute", tar_entry(&format!("{out}/absolute"), b'0', "", b"pwned")),
-        ("symlink-out", [tar_entry("evil", b'2', &out, b""), tar_entry("evil/through-link", b'0', "", b"pwned")].concat()),
-        ("hardlink-out", tar_entry("passwd-link", b'1', "/etc/passwd", b"")),
+        (
+            "traversal",
+            tar_entry(
+                &format!("../../../../../../../../..{out}/escaped"),
+                b'0',
+                "",
+                b"pwned",
+            ),
+        ),
+        (
+            "absolute",
+            tar_entry(&format!("{out}/absolute"), b'0', "", b"pwned"),
+        ),
+        (
+            "symlink-out",
+            [
+                tar_entry("evil", b'2', &out, b""),
+                tar_entry("evil/through-link", b'0', "", b"pwned"),
+            ]
+            .concat(),
+        ),
+        (
+            "hardlink-out",
+            tar_entry("passwd-link", b'1', "/etc/passwd", b""),
+        ),
         ("device", tar_entry("dev/evil", b'3', "", b"")),
     ];
     for (name, mut tar) in cases {
@@ -258,8 +421,15 @@ fn hostile_rootfs_diffs_fall_back_and_write_nothing_outside() {
             std::fs::write(dir.join("rootfs-diff.tar"), &tar).unwrap();
             reseal(dir, "rootfs-diff.tar");
         });
-        let left: Vec<_> = std::fs::read_dir(&outside).unwrap().flatten().map(|e| e.file_name()).collect();
-        assert!(left.is_empty(), "{name}: wrote outside the rootfs: {left:?}");
+        let left: Vec<_> = std::fs::read_dir(&outside)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "{name}: wrote outside the rootfs: {left:?}"
+        );
         assert_eq!(sha_of("/etc/passwd"), passwd, "{name}: host file changed");
     }
     std::fs::remove_dir_all(&outside).unwrap();

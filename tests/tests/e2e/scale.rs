@@ -9,7 +9,11 @@ fn twenty_four_containers_at_once() {
             let c = c.clone();
             std::thread::spawn(move || {
                 let id = unique_id("many");
-                let r = c.run_container(&id, &[], &["sh", "-c", &format!("sleep 0.5; echo c{i}; exit {}", i % 7)]);
+                let r = c.run_container(
+                    &id,
+                    &[],
+                    &["sh", "-c", &format!("sleep 0.5; echo c{i}; exit {}", i % 7)],
+                );
                 (i, r)
             })
         })
