@@ -177,7 +177,7 @@ cleanup_tasks() {
 shim_pids() {
     local d cmd
     for d in /proc/[0-9]*; do
-        cmd="$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null)" || continue
+        cmd="$( { tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null)" || continue
         case "$cmd" in
             *containerd-shim*"-address $SOCK "*|*containerd-shim*"-address $SOCK") echo "${d#/proc/}";;
         esac
