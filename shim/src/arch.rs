@@ -161,3 +161,52 @@ mod tests {
         assert!(gate.committed());
     }
 }
+
+/// Appends an operation record for archctl and metrics; a failure to record
+/// is logged, never fatal to the operation.
+pub fn record(root: &Path, rec: arch_records::Record) {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown-host".into());
+    if let Err(e) = arch_records::append(root, &host, &rec) {
+        log::warn!("could not record {:?} of {}: {e}", rec.op, rec.container_id);
+    }
+}
+
+/// The record of a checkpoint attempt.
+pub fn checkpoint_record(
+    trigger: &str,
+    identity: &arch_checkpoint::ArchIdentity,
+    id: &str,
+    started: Instant,
+    outcome: &arch_checkpoint::Result<DumpOutcome>,
+) -> arch_records::Record {
+    let (result, durations_ms, bytes, error) = match outcome {
+        Ok(o) => (
+            arch_records::Outcome::Ok,
+            o.durations_ms.clone(),
+            o.image.manifest().total_size,
+            None,
+        ),
+        Err(e) => (
+            arch_records::Outcome::Failed,
+            Default::default(),
+            0,
+            Some(e.to_string()),
+        ),
+    };
+    arch_records::Record {
+        time: arch_records::now_secs(),
+        op: arch_records::Operation::Checkpoint,
+        outcome: result,
+        trigger: trigger.to_string(),
+        namespace: identity.namespace.clone(),
+        key: identity.key.clone(),
+        container_id: id.to_string(),
+        total_ms: started.elapsed().as_millis() as u64,
+        durations_ms,
+        bytes,
+        error,
+    }
+}

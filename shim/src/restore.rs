@@ -15,6 +15,9 @@ use containerd_shim::protos::events::task::TaskStart;
 use containerd_shim::protos::topics;
 use containerd_shim::protos::types::mount::Mount;
 
+use arch_records::{Operation, Outcome, Record};
+
+use crate::arch::record;
 use crate::error::{Result, ShimError};
 use crate::mounts;
 use crate::process::Process;
@@ -119,6 +122,15 @@ impl TaskService {
             identity.namespace,
             identity.key
         );
+        let rec = restore_record(
+            identity,
+            id,
+            Outcome::Fallback,
+            0,
+            0,
+            Some(reason.to_string()),
+        );
+        record(store.root(), rec);
         match store.mark_failed(&identity.namespace, &identity.key, reason) {
             Ok(aside) => log::warn!("{id}: image kept for inspection at {}", aside.display()),
             Err(e) => log::error!("{id}: could not move the failed image aside: {e}"),
@@ -171,6 +183,12 @@ impl TaskService {
                     image.manifest().container_id,
                     started.elapsed().as_millis()
                 );
+                let ms = started.elapsed().as_millis() as u64;
+                let bytes = image.manifest().total_size;
+                record(
+                    store.root(),
+                    restore_record(&identity, id, Outcome::Ok, ms, bytes, None),
+                );
                 if let Err(e) = store.retire(&identity.namespace, &identity.key) {
                     log::error!("{id}: could not retire the restored image: {e}");
                 }
@@ -209,6 +227,29 @@ impl TaskService {
         self.runtime.load(id)?.start()?;
         self.watch_oom(id);
         Ok(pid)
+    }
+}
+
+fn restore_record(
+    identity: &ArchIdentity,
+    id: &str,
+    outcome: Outcome,
+    total_ms: u64,
+    bytes: u64,
+    error: Option<String>,
+) -> Record {
+    Record {
+        time: arch_records::now_secs(),
+        op: Operation::Restore,
+        outcome,
+        trigger: "create".into(),
+        namespace: identity.namespace.clone(),
+        key: identity.key.clone(),
+        container_id: id.to_string(),
+        total_ms,
+        durations_ms: [("restore".to_string(), total_ms)].into(),
+        bytes,
+        error,
     }
 }
 

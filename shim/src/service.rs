@@ -23,7 +23,9 @@ use containerd_shim::protos::types::task::ProcessInfo;
 use containerd_shim::util::convert_to_any;
 use containerd_shim::ExitSignal;
 
-use crate::arch::{checkpoint_into_store, upperdir as arch_upperdir, StopGate};
+use crate::arch::{
+    checkpoint_into_store, checkpoint_record, record, upperdir as arch_upperdir, StopGate,
+};
 use crate::error::{io_err, Result, ShimError};
 use crate::events::EventSender;
 use crate::exits::{ExitIndex, Owner};
@@ -780,14 +782,19 @@ impl TaskService {
                 identity.namespace,
                 identity.key
             );
+            let started = std::time::Instant::now();
             let req = DumpRequest {
-                identity,
+                identity: identity.clone(),
                 container_id: id.clone(),
                 bundle,
                 upperdir,
                 leave_running: false,
             };
             let outcome = checkpoint_into_store(&store, &runtime, req, DumpOptions::default());
+            record(
+                store.root(),
+                checkpoint_record("stop", &identity, &id, started, &outcome),
+            );
             let committed = outcome.is_ok();
             match outcome {
                 Ok(o) => log::info!(
@@ -890,8 +897,14 @@ impl TaskService {
             upperdir: upperdir.map(Path::to_path_buf),
             leave_running: dump.leave_running,
         };
-        let outcome = checkpoint_into_store(&store, &self.runtime, req, dump.clone())
-            .map_err(|e| ShimError::Internal(format!("checkpoint of {id} failed: {e}")))?;
+        let started = std::time::Instant::now();
+        let outcome = checkpoint_into_store(&store, &self.runtime, req, dump.clone());
+        record(
+            store.root(),
+            checkpoint_record("rpc", identity, id, started, &outcome),
+        );
+        let outcome =
+            outcome.map_err(|e| ShimError::Internal(format!("checkpoint of {id} failed: {e}")))?;
         log::info!(
             "{id}: checkpoint committed at {} ({:?} ms)",
             outcome.image.dir().display(),

@@ -237,3 +237,9 @@ pub fn mounts_containing(needle: &str) -> Vec<String> {
         .filter(|m| m.contains(needle))
         .collect()
 }
+
+/// The operation records the shims wrote for `key` under `root`.
+pub fn records_for(root: &Path, key: &str) -> Vec<arch_records::Record> {
+    let (records, _) = arch_records::read_all(root).expect("records readable");
+    records.into_iter().filter(|r| r.key == key).collect()
+}

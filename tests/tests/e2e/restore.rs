@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use arch_e2e::{ctr, unique_id, wait_until, Ctr, IMAGE, RUNTIME};
 use arch_image::ImageStore;
+use arch_records::{Operation, Outcome};
 use sha2::{Digest, Sha256};
 
 const WORKLOAD: &str = "boot=$(cat /proc/sys/kernel/random/uuid); \
@@ -132,6 +133,12 @@ fn assert_restored(c: &Ctr, id: &str, key: &str, boot: &str, seen: u64) {
         "kept as the last restored: {:?}",
         sidecars(c, key)
     );
+    let recs = arch_e2e::records_for(store().root(), key);
+    assert!(
+        recs.iter()
+            .any(|r| r.op == Operation::Restore && r.outcome == Outcome::Ok),
+        "restore recorded: {recs:?}"
+    );
 }
 
 fn assert_fresh(c: &Ctr, id: &str, key: &str, boot: &str) {
@@ -165,6 +172,12 @@ fn assert_fresh(c: &Ctr, id: &str, key: &str, boot: &str) {
     assert!(
         failed.iter().any(|n| n.contains("@failed-")),
         "the bad image is kept aside: {failed:?}"
+    );
+    let recs = arch_e2e::records_for(store().root(), key);
+    assert!(
+        recs.iter()
+            .any(|r| r.op == Operation::Restore && r.outcome == Outcome::Fallback),
+        "fallback recorded: {recs:?}"
     );
 }
 

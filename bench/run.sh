@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# make bench: ARCH beside io.containerd.runc.v2 on one private containerd
+# (its own socket, state, namespace and checkpoint root, so it never
+# disturbs the test instance). Extra arguments go to bench/run.py.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+[ "$(id -u)" = 0 ] || { echo "[bench] must run as root" >&2; exit 1; }
+
+hack/install-deps.sh
+cargo build --release -p containerd-shim-arch-v1
+
+export ARCH_TEST_DIR=/run/arch-bench
+export ARCH_TEST_ROOT=/var/lib/arch-bench/containerd
+export ARCH_TEST_NS=arch-bench
+export ARCH_SHIM_DIR="$PWD/target/release"
+export ARCH_CHECKPOINT_ROOT=/var/lib/arch-bench/checkpoint
+trap 'hack/containerd-test.sh stop >/dev/null 2>&1 || true' EXIT
+hack/containerd-test.sh start >/dev/null
+
+out="results/bench/$(date -u +%Y-%m-%dT%H%M%SZ)"
+python3 bench/run.py --address "$ARCH_TEST_DIR/containerd.sock" --namespace arch-bench \
+    --checkpoint-root "$ARCH_CHECKPOINT_ROOT" --out "$out" "$@"
+echo "[bench] results in $out"
