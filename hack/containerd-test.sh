@@ -9,6 +9,7 @@
 #     ARCH_TEST_NO_IMPORT=1  skip the image import on start
 #     ARCH_TEST_LOG_LEVEL    containerd log level (default info)
 #     ARCH_TEST_KEEP_CONTAINERS=1  don't delete leftover tasks/containers on start
+# bounce: restart only the daemon, leaving shims and containers running.
 # stop: kills all tasks of this instance, deletes their containers, stops
 #       containerd (TERM, KILL after 10 s), kills leftover shims of this
 #       instance and unmounts anything left under ARCH_TEST_DIR/ARCH_TEST_ROOT.
@@ -154,6 +155,19 @@ do_start() {
     print_env
 }
 
+# bounce: restart only the containerd daemon; shims and containers keep
+# running, as on a containerd upgrade or crash, and containerd must
+# reconnect to them.
+do_bounce() {
+    local pid
+    if pid="$(running_pid)"; then
+        kill -TERM "$pid"
+        for _ in $(seq 1 100); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+        [ ! -d "/proc/$pid" ] || die "containerd $pid did not stop"
+    fi
+    ARCH_TEST_KEEP_CONTAINERS=1 ARCH_TEST_NO_IMPORT=1 do_start >/dev/null
+}
+
 # kill every task and delete every container of this instance
 cleanup_tasks() {
     local ns t c
@@ -248,8 +262,9 @@ case "${1:-}" in
     start) do_start ;;
     stop) do_stop ;;
     restart) do_stop; do_start ;;
+    bounce) do_bounce ;;
     status) do_status ;;
     env) print_env ;;
     purge) do_stop; rm -rf "$TEST_DIR" "$ROOT"; log "removed $TEST_DIR $ROOT" ;;
-    *) echo "usage: $0 start|stop|restart|status|purge|env" >&2; exit 2 ;;
+    *) echo "usage: $0 start|stop|restart|bounce|status|purge|env" >&2; exit 2 ;;
 esac

@@ -962,7 +962,7 @@ fn checkpoint_options(req: &api::CheckpointTaskRequest) -> Result<CheckpointOpti
 /// A failed dump, with the dump.log lines that say why.
 fn criu_failure(e: arch_runtime::RuntimeError, dump: &DumpOptions) -> ShimError {
     let log_dir = dump.work_dir.as_ref().unwrap_or(&dump.image_dir);
-    let reasons = criu_errors(&log_dir.join("dump.log"));
+    let reasons = arch_checkpoint::criu_log_errors(&log_dir.join("dump.log"));
     ShimError::Internal(format!(
         "checkpoint failed: {e}{}",
         if reasons.is_empty() {
@@ -971,20 +971,6 @@ fn criu_failure(e: arch_runtime::RuntimeError, dump: &DumpOptions) -> ShimError 
             format!(": {}", reasons.join("; "))
         }
     ))
-}
-
-/// The lines of a CRIU log that explain a failure.
-pub fn criu_errors(log: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let mut lines: Vec<String> = text
-        .lines()
-        .filter(|l| l.contains("Error") || l.contains("error"))
-        .map(|l| l.trim().to_string())
-        .collect();
-    // The last few errors are the cause; earlier ones are usually fallout.
-    let keep = lines.len().saturating_sub(5);
-    lines.drain(..keep);
-    lines
 }
 
 fn exec_spec_path(bundle: &Path, exec_id: &str) -> PathBuf {

@@ -153,10 +153,13 @@ impl Step for Dump {
 
 /// The last error lines of a CRIU log: what explains a failure.
 pub fn criu_log_errors(log: &Path) -> Vec<String> {
+    // CRIU logs this one on every run here; it is never the cause.
+    const BENIGN: [&str; 1] = ["RLIMIT_NOFILE"];
     let text = fs::read_to_string(log).unwrap_or_default();
     let errors: Vec<String> = text
         .lines()
         .filter(|l| l.contains("Error") || l.contains("error"))
+        .filter(|l| !BENIGN.iter().any(|b| l.contains(b)))
         .map(|l| l.trim().to_string())
         .collect();
     errors[errors.len().saturating_sub(5)..].to_vec()

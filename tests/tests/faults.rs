@@ -1,0 +1,280 @@
+//! Faults: a shim crash, a containerd restart, a full disk and a killed
+//! CRIU. Each must end in a clean state: no committed image that fails
+//! validation, no temporaries, the container running or stopped as asked.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use arch_e2e::{ctr, mounts_containing, shim_pids, unique_id, wait_until, Ctr, IMAGE, RUNTIME};
+use arch_image::ImageStore;
+
+fn root() -> PathBuf {
+    PathBuf::from(
+        std::env::var("ARCH_E2E_CHECKPOINT_ROOT")
+            .expect("ARCH_E2E_CHECKPOINT_ROOT (run via make test)"),
+    )
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn pid_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| !r.trim_start().starts_with('Z'))
+                .unwrap_or(false)
+        })
+        .unwrap_or(false)
+}
+
+fn entries_for(ns_dir: &Path, key: &str) -> Vec<String> {
+    std::fs::read_dir(ns_dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(key))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn run_arch(c: &Ctr, id: &str, key: &str, cmd: &str) -> arch_e2e::Container {
+    let env = format!("ARCH_KEY={key}");
+    let r = c.run(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        "--env",
+        "ARCH_ENABLE=1",
+        "--env",
+        &env,
+        IMAGE,
+        id,
+        "sh",
+        "-c",
+        cmd,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    arch_e2e::Container {
+        ctr: c.clone(),
+        id: id.to_string(),
+    }
+}
+
+#[test]
+fn a_crashed_shim_is_cleaned_up_by_containerd() {
+    let c = ctr();
+    let id = unique_id("crash");
+    let ct = c.start_detached(&id, &["sleep", "600"]);
+    let init = c.task_pid(&id);
+    for pid in shim_pids(&id) {
+        let _ = nix_kill(pid);
+    }
+    // containerd notices the dead shim and runs `containerd-shim-arch-v1 delete`.
+    assert!(
+        wait_until(Duration::from_secs(20), || !pid_alive(init)),
+        "the container outlived its shim"
+    );
+    assert!(wait_until(Duration::from_secs(20), || c
+        .task_status(&id)
+        .is_none_or(|s| s == "STOPPED")));
+    assert!(
+        mounts_containing(&id).is_empty(),
+        "mounts left: {:?}",
+        mounts_containing(&id)
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || !Path::new(
+            "/run/containerd-arch/arch-test"
+        )
+        .join(&id)
+        .exists()),
+        "state left"
+    );
+    drop(ct);
+    assert_eq!(
+        c.run(&["container", "ls", "-q"])
+            .stdout
+            .lines()
+            .filter(|l| *l == id)
+            .count(),
+        0,
+        "container record left"
+    );
+}
+
+fn nix_kill(pid: i32) -> bool {
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn containerd_restart_keeps_running_containers() {
+    let c = ctr();
+    let plain = unique_id("keep");
+    let _p = c.start_detached(&plain, &["sleep", "600"]);
+    let (arch, key) = (unique_id("keeparch"), unique_id("kkey"));
+    let _a = run_arch(&c, &arch, &key, "while true; do sleep 0.1; done");
+    let before = c.task_pid(&plain);
+
+    let st = Command::new(repo().join("hack/containerd-test.sh"))
+        .arg("bounce")
+        .status()
+        .unwrap();
+    assert!(st.success(), "containerd did not come back");
+
+    assert_eq!(
+        c.task_status(&plain).as_deref(),
+        Some("RUNNING"),
+        "the shim kept the container"
+    );
+    assert_eq!(c.task_pid(&plain), before);
+    let r = c.run(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "after",
+        &plain,
+        "echo",
+        "reconnected",
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.trim()),
+        (0, "reconnected"),
+        "{}",
+        r.stderr
+    );
+    // ARCH still checkpoints on stop after containerd came back.
+    assert_eq!(c.run(&["task", "kill", &arch]).code, 0);
+    c.wait_status(&arch, "STOPPED");
+    ImageStore::new(root())
+        .open("arch-test", &key)
+        .expect("checkpoint after a containerd restart");
+}
+
+/// A tiny filesystem mounted over the namespace's image directory.
+struct FullDisk(PathBuf);
+
+impl FullDisk {
+    fn mount(dir: PathBuf, size: &str) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        FullDisk(dir)
+    }
+}
+
+impl Drop for FullDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_checkpoint_cleanly() {
+    let mut c = ctr();
+    c.namespace = "arch-fault".into();
+    let st = Command::new(repo().join("hack/import-test-image.sh"))
+        .args([&c.address, &c.namespace])
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "importing the test image into {}",
+        c.namespace
+    );
+    let ns_dir = root().join(&c.namespace);
+    let _disk = FullDisk::mount(ns_dir.clone(), "4m");
+
+    let (id, key) = (unique_id("full"), unique_id("fkey"));
+    let _ct = run_arch(
+        &c,
+        &id,
+        &key,
+        "trap 'exit 143' TERM; memtouch 32 & while true; do sleep 0.1; done",
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(c.run(&["task", "kill", &id]).code, 0);
+    c.wait_status(&id, "STOPPED");
+    assert!(
+        entries_for(&ns_dir, &key).is_empty(),
+        "left on a full disk: {:?}",
+        entries_for(&ns_dir, &key)
+    );
+    let recs = arch_e2e::records_for(&root(), &key);
+    assert!(
+        recs.iter()
+            .any(|r| r.outcome == arch_records::Outcome::Failed),
+        "failure recorded: {recs:?}"
+    );
+}
+
+fn criu_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .map(|c| c.trim() == "criu")
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn killing_criu_mid_dump_commits_nothing() {
+    let c = ctr();
+    let (id, key) = (unique_id("killcriu"), unique_id("ckey"));
+    let ct = run_arch(
+        &c,
+        &id,
+        &key,
+        "trap 'exit 143' TERM; memtouch 1024 & while true; do sleep 0.1; done",
+    );
+    // Let it touch its memory first.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(c.run(&["task", "kill", &id]).code, 0);
+    let start = Instant::now();
+    let mut killed = false;
+    while start.elapsed() < Duration::from_secs(10) && !killed {
+        if let Some(&pid) = criu_pids().first() {
+            std::thread::sleep(Duration::from_millis(150));
+            killed = nix_kill(pid);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(killed, "never saw CRIU running");
+    c.wait_status(&id, "STOPPED");
+    let ns_dir = root().join("arch-test");
+    match ImageStore::new(root()).open("arch-test", &key) {
+        // The dump may have finished just before the kill: then it must be whole.
+        Ok(image) => assert!(image.manifest().total_size > 1 << 30),
+        Err(_) => assert!(
+            entries_for(&ns_dir, &key).is_empty(),
+            "partial data left: {:?}",
+            entries_for(&ns_dir, &key)
+        ),
+    }
+    drop(ct);
+}
