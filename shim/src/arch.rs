@@ -122,46 +122,6 @@ impl StopGate {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-
-    #[test]
-    fn finds_the_upperdir() {
-        let m = Mount {
-            type_: "overlay".into(),
-            source: "overlay".into(),
-            options: vec![
-                "index=off".into(),
-                "workdir=/w".into(),
-                "upperdir=/u/fs".into(),
-                "lowerdir=/l".into(),
-            ],
-            ..Default::default()
-        };
-        assert_eq!(upperdir(&[m]), Some(PathBuf::from("/u/fs")));
-        assert_eq!(upperdir(&[]), None);
-    }
-
-    #[test]
-    fn gate_serialises_and_releases_waiters() {
-        let gate = Arc::new(StopGate::default());
-        assert!(gate.try_begin());
-        assert!(!gate.try_begin(), "one checkpoint at a time");
-        assert!(
-            !gate.wait_idle(Duration::from_millis(20)),
-            "deadline honoured"
-        );
-        let g = gate.clone();
-        let waiter = std::thread::spawn(move || g.wait_idle(Duration::from_secs(5)));
-        std::thread::sleep(Duration::from_millis(20));
-        gate.end(true);
-        assert!(waiter.join().unwrap());
-        assert!(gate.committed());
-    }
-}
-
 /// Appends an operation record for archctl and metrics; a failure to record
 /// is logged, never fatal to the operation.
 pub fn record(root: &Path, rec: arch_records::Record) {
@@ -208,5 +168,45 @@ pub fn checkpoint_record(
         durations_ms,
         bytes,
         error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn finds_the_upperdir() {
+        let m = Mount {
+            type_: "overlay".into(),
+            source: "overlay".into(),
+            options: vec![
+                "index=off".into(),
+                "workdir=/w".into(),
+                "upperdir=/u/fs".into(),
+                "lowerdir=/l".into(),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(upperdir(&[m]), Some(PathBuf::from("/u/fs")));
+        assert_eq!(upperdir(&[]), None);
+    }
+
+    #[test]
+    fn gate_serialises_and_releases_waiters() {
+        let gate = Arc::new(StopGate::default());
+        assert!(gate.try_begin());
+        assert!(!gate.try_begin(), "one checkpoint at a time");
+        assert!(
+            !gate.wait_idle(Duration::from_millis(20)),
+            "deadline honoured"
+        );
+        let g = gate.clone();
+        let waiter = std::thread::spawn(move || g.wait_idle(Duration::from_secs(5)));
+        std::thread::sleep(Duration::from_millis(20));
+        gate.end(true);
+        assert!(waiter.join().unwrap());
+        assert!(gate.committed());
     }
 }

@@ -1,6 +1,7 @@
 //! containerd-shim-arch-v1: the ARCH runtime (io.containerd.arch.v1).
 
 mod arch;
+mod checkpoint;
 mod error;
 mod events;
 mod exits;
