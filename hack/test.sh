@@ -26,7 +26,7 @@ export ARCH_TEST_DIR="${ARCH_TEST_DIR:-/run/arch-test}"
 trap 'hack/containerd-test.sh stop || true' EXIT
 hack/containerd-test.sh start
 
-log "end-to-end tests (containerd $(containerd --version | awk '{print $3}'), $(criu --version | head -1 | tr A-Z a-z | tr -d :))"
+log "end-to-end tests (containerd $(containerd --version | awk '{print $3}'), criu $(criu --version | awk '/^Version/ {print $2}'))"
 export ARCH_E2E_ADDRESS="$ARCH_TEST_DIR/containerd.sock" ARCH_E2E_CHECKPOINT_ROOT="$ARCH_CHECKPOINT_ROOT"
 cargo test -p arch-e2e --test e2e -- --test-threads="${ARCH_E2E_THREADS:-4}"
 

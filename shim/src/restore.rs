@@ -132,7 +132,14 @@ impl TaskService {
         );
         record(store.root(), rec);
         match store.mark_failed(&identity.namespace, &identity.key, reason) {
-            Ok(aside) => log::warn!("{id}: image kept for inspection at {}", aside.display()),
+            Ok(aside) => {
+                // The bundle goes away with the task: keep CRIU's story with the image.
+                let log = bundle.join("restore-work/restore.log");
+                if log.exists() {
+                    let _ = std::fs::copy(&log, aside.join("restore.log"));
+                }
+                log::warn!("{id}: image kept for inspection at {}", aside.display())
+            }
             Err(e) => log::error!("{id}: could not move the failed image aside: {e}"),
         }
         if !mounts.is_empty() {

@@ -365,6 +365,16 @@ fn criu_failure_falls_back_with_the_reason_kept() {
     )
     .unwrap();
     assert!(reason.contains("restore"), "{reason}");
+    let aside = store().root().join(&c.namespace).join(
+        sidecars(&c, &key)
+            .into_iter()
+            .find(|n| n.contains("@failed-"))
+            .unwrap(),
+    );
+    assert!(
+        aside.join("restore.log").exists(),
+        "CRIU's restore.log is kept with the failed image"
+    );
 }
 
 /// One tar entry (ustar header + data), written by hand so that hostile
