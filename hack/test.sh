@@ -24,7 +24,8 @@ export ARCH_CHECKPOINT_ROOT="${ARCH_CHECKPOINT_ROOT:-/var/lib/arch-test/checkpoi
 rm -rf "$ARCH_CHECKPOINT_ROOT"
 export ARCH_TEST_DIR="${ARCH_TEST_DIR:-/run/arch-test}"
 trap 'hack/containerd-test.sh stop || true' EXIT
-hack/containerd-test.sh start
+# Always a fresh daemon: one left running may have another config or shim.
+hack/containerd-test.sh restart
 
 log "end-to-end tests (containerd $(containerd --version | awk '{print $3}'), criu $(criu --version | awk '/^Version/ {print $2}'))"
 export ARCH_E2E_ADDRESS="$ARCH_TEST_DIR/containerd.sock" ARCH_E2E_CHECKPOINT_ROOT="$ARCH_CHECKPOINT_ROOT"

@@ -12,7 +12,7 @@ use arch_image::ImageStore;
 use arch_runtime::{DumpOptions, Runtime};
 use containerd_shim::protos::types::mount::Mount;
 
-const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
 
 /// The runtime as the dump chain sees it.
 pub struct RuntimeDumper<'a> {

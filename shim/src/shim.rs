@@ -68,6 +68,13 @@ impl Shim for ArchShim {
             Err(e) => return Err(Error::Other(e.to_string())),
         }
         mounts::unmount_rootfs(&self.bundle.join("rootfs"));
+        // A checkpoint this shim was writing when it died is no use to anyone.
+        if let Ok(cfg) = arch_checkpoint::ArchConfig::from_process_env() {
+            let store = arch_image::ImageStore::new(&cfg.checkpoint_root);
+            if let Err(e) = store.cleanup_stale_temps(crate::arch::STALE_TEMP_AGE) {
+                log::warn!("cleaning checkpoint temporaries: {e}");
+            }
+        }
         Ok(DeleteResponse {
             exit_status: 128 + libc::SIGKILL as u32,
             exited_at: Some(timestamp(SystemTime::now())).into(),

@@ -278,3 +278,39 @@ fn killing_criu_mid_dump_commits_nothing() {
     }
     drop(ct);
 }
+
+#[test]
+fn a_shim_killed_mid_checkpoint_leaves_no_temporaries() {
+    let c = ctr();
+    let (id, key) = (unique_id("shimdie"), unique_id("skey"));
+    let ct = run_arch(&c, &id, &key, "memtouch 1024");
+    std::thread::sleep(Duration::from_secs(4));
+    let ns_dir = root().join("arch-test");
+    assert_eq!(c.run(&["task", "kill", &id]).code, 0);
+    // Wait until the staging dir exists, then kill the shim (and its zygote).
+    assert!(
+        wait_until(Duration::from_secs(10), || entries_for(&ns_dir, &key)
+            .iter()
+            .any(|n| n.contains("@tmp-"))),
+        "the checkpoint never started"
+    );
+    for pid in shim_pids(&id) {
+        nix_kill(pid);
+    }
+    // containerd runs the shim's delete action, which removes what the dead
+    // shim was writing; nothing may be committed half-way.
+    assert!(
+        wait_until(Duration::from_secs(20), || !entries_for(&ns_dir, &key)
+            .iter()
+            .any(|n| n.contains("@tmp-"))),
+        "temporaries left: {:?}",
+        entries_for(&ns_dir, &key)
+    );
+    if let Ok(image) = ImageStore::new(root()).open("arch-test", &key) {
+        assert!(
+            image.manifest().total_size > 1 << 30,
+            "a committed image is whole"
+        );
+    }
+    drop(ct);
+}

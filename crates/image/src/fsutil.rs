@@ -88,6 +88,26 @@ pub(crate) fn hash_file(path: &Path) -> Result<(u64, String)> {
 }
 
 /// Random suffix for sidecar names; uniqueness, not secrecy, is the goal.
+/// Who is writing a staging dir: this boot of this host, and this process.
+/// A cleaner on the same boot can tell a dead writer's leftovers at once.
+pub(crate) fn owner_tag() -> String {
+    format!("{}-{}", boot_tag(), std::process::id())
+}
+
+pub(crate) fn boot_tag() -> String {
+    let id = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let tag: String = id
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .take(12)
+        .collect();
+    if tag.is_empty() {
+        "noboot".into()
+    } else {
+        tag
+    }
+}
+
 pub(crate) fn rand_suffix() -> String {
     format!("{:016x}", fastrand::u64(..))
 }

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::error::{io_err, Error, Result};
-use crate::fsutil::{mkdir_all, mkdir_new, rand_suffix, replace_file, write_new};
+use crate::fsutil::{
+    boot_tag, mkdir_all, mkdir_new, owner_tag, rand_suffix, replace_file, write_new,
+};
 use crate::ident::{validate_key, validate_namespace};
 use crate::image::{read_manifest, Image};
 use crate::manifest::{Status, Timestamp};
@@ -60,7 +62,7 @@ impl ImageStore {
         let final_dir = self.image_dir(ns, key)?;
         let ns_dir = self.ns_dir(ns)?;
         mkdir_all(&ns_dir)?;
-        let dir = self.sidecar(ns, key, &format!("tmp-{}", rand_suffix()))?;
+        let dir = self.sidecar(ns, key, &format!("tmp-{}-{}", owner_tag(), rand_suffix()))?;
         mkdir_new(&dir)?;
         Ok(Staging {
             dir,
@@ -165,7 +167,8 @@ impl ImageStore {
                 };
                 let path = ent.path();
                 let is_tmp = what.starts_with("tmp-");
-                if !(is_tmp || what.starts_with("old-")) || !old_enough(&path, min_age) {
+                let stale = (is_tmp && writer_is_dead(what)) || old_enough(&path, min_age);
+                if !(is_tmp || what.starts_with("old-")) || !stale {
                     continue;
                 }
                 let slot = ns_path.join(key);
@@ -183,6 +186,18 @@ impl ImageStore {
 
 fn checked_key(key: &str) -> Result<&str> {
     validate_key(key).map(|_| key)
+}
+
+/// `tmp-{boot}-{pid}-{rand}` written on this boot by a process that is gone.
+fn writer_is_dead(what: &str) -> bool {
+    let mut parts = what.trim_start_matches("tmp-").split('-');
+    let (Some(boot), Some(pid)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    boot == boot_tag() && !Path::new(&format!("/proc/{pid}")).exists()
 }
 
 fn old_enough(path: &Path, min_age: Duration) -> bool {
@@ -219,4 +234,36 @@ fn valid_subdirs(dir: &Path, valid: fn(&str) -> Result<()>) -> Result<Vec<(Strin
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod owner_tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_writers_staging_is_stale_at_once_a_live_ones_is_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ImageStore::new(tmp.path());
+        let live = store.begin("ns", "job").unwrap();
+        // pid_max is at most 2^22 on Linux: this pid never exists.
+        let dead = tmp
+            .path()
+            .join("ns")
+            .join(format!("job@tmp-{}-99999999-abc", boot_tag()));
+        std::fs::create_dir(&dead).unwrap();
+        let other_boot = tmp.path().join("ns").join("job@tmp-0000deadbeef-1-abc");
+        std::fs::create_dir(&other_boot).unwrap();
+        assert_eq!(
+            store
+                .cleanup_stale_temps(Duration::from_secs(3600))
+                .unwrap(),
+            1
+        );
+        assert!(!dead.exists(), "a dead writer's staging dir is removed");
+        assert!(live.path().exists(), "a live writer's staging dir stays");
+        assert!(
+            other_boot.exists(),
+            "another host's is left to the age rule"
+        );
+    }
 }

@@ -60,6 +60,17 @@ fn read(c: &Ctr, id: &str, path: &str) -> String {
     r.stdout.trim().to_string()
 }
 
+/// The workload rewrites its files; a read can land between truncate and
+/// write, so an empty read is retried.
+fn read_settled(c: &Ctr, id: &str, path: &str) -> String {
+    let mut value = String::new();
+    wait_until(Duration::from_secs(5), || {
+        value = read(c, id, path);
+        !value.is_empty()
+    });
+    value
+}
+
 fn count(c: &Ctr, id: &str) -> u64 {
     read(c, id, "/tmp/count").parse().unwrap_or(0)
 }
@@ -70,7 +81,7 @@ fn run_and_stop(c: &Ctr, key: &str) -> (String, u64) {
     let id = unique_id("first");
     let ct = start(c, &id, key);
     assert!(wait_until(Duration::from_secs(10), || count(c, &id) >= 5));
-    let boot = read(c, &id, "/tmp/boot");
+    let boot = read_settled(c, &id, "/tmp/boot");
     let seen = count(c, &id);
     // Only the checkpointed rootfs has this file: a rolled-back one must not.
     let r = c.run(&[
@@ -103,7 +114,7 @@ fn sidecars(c: &Ctr, key: &str) -> Vec<String> {
 
 fn assert_restored(c: &Ctr, id: &str, key: &str, boot: &str, seen: u64) {
     assert_eq!(
-        read(c, id, "/tmp/boot"),
+        read_settled(c, id, "/tmp/boot"),
         boot,
         "the process tree was restored, not restarted"
     );
@@ -149,7 +160,11 @@ fn assert_fresh(c: &Ctr, id: &str, key: &str, boot: &str) {
     )
     .len()
         > 10));
-    assert_ne!(read(c, id, "/tmp/boot"), boot, "fell back to a fresh start");
+    assert_ne!(
+        read_settled(c, id, "/tmp/boot"),
+        boot,
+        "fell back to a fresh start"
+    );
     let r = c.run(&[
         "task",
         "exec",
@@ -209,7 +224,7 @@ fn same_container_id_is_restored_too() {
     let id = unique_id("same");
     let ct = start(&c, &id, &key);
     assert!(wait_until(Duration::from_secs(10), || count(&c, &id) >= 5));
-    let (boot, seen) = (read(&c, &id, "/tmp/boot"), count(&c, &id));
+    let (boot, seen) = (read_settled(&c, &id, "/tmp/boot"), count(&c, &id));
     assert_eq!(c.run(&["task", "kill", &id]).code, 0);
     c.wait_status(&id, "STOPPED");
     drop(ct);
@@ -255,7 +270,7 @@ fn an_image_is_restored_only_once() {
     let id = unique_id("second");
     {
         let _ct = start(&c, &id, &key); // restored, then SIGKILLed: no new checkpoint
-        assert_eq!(read(&c, &id, "/tmp/boot"), boot);
+        assert_eq!(read_settled(&c, &id, "/tmp/boot"), boot);
     }
     let id3 = unique_id("third");
     let _ct = start(&c, &id3, &key);
@@ -266,7 +281,7 @@ fn an_image_is_restored_only_once() {
     )
     .len()
         > 10));
-    assert_ne!(read(&c, &id3, "/tmp/boot"), boot);
+    assert_ne!(read_settled(&c, &id3, "/tmp/boot"), boot);
 }
 
 // ---- bad images ----
