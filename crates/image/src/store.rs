@@ -197,7 +197,17 @@ fn writer_is_dead(what: &str) -> bool {
     let Ok(pid) = pid.parse::<u32>() else {
         return false;
     };
-    boot == boot_tag() && !Path::new(&format!("/proc/{pid}")).exists()
+    boot == boot_tag() && !process_alive(pid)
+}
+
+/// A zombie is dead too: its parent may be slow to reap it.
+fn process_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
 }
 
 fn old_enough(path: &Path, min_age: Duration) -> bool {
