@@ -243,3 +243,22 @@ pub fn records_for(root: &Path, key: &str) -> Vec<arch_records::Record> {
     let (records, _) = arch_records::read_all(root).expect("records readable");
     records.into_iter().filter(|r| r.key == key).collect()
 }
+
+/// The checkpoint root hack/test.sh gave containerd (and so the shims).
+pub fn checkpoint_root() -> std::path::PathBuf {
+    std::env::var("ARCH_E2E_CHECKPOINT_ROOT")
+        .map(std::path::PathBuf::from)
+        .expect("ARCH_E2E_CHECKPOINT_ROOT is not set: run through `make test` (hack/test.sh)")
+}
+
+/// Names in `{root}/{ns}/` that belong to `key`: the image and its sidecars.
+pub fn image_entries(ns: &str, key: &str) -> Vec<String> {
+    std::fs::read_dir(checkpoint_root().join(ns))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n == key || n.starts_with(&format!("{key}@")))
+                .collect()
+        })
+        .unwrap_or_default()
+}

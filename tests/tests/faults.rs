@@ -10,10 +10,7 @@ use arch_e2e::{ctr, mounts_containing, shim_pids, unique_id, wait_until, Ctr, IM
 use arch_image::ImageStore;
 
 fn root() -> PathBuf {
-    PathBuf::from(
-        std::env::var("ARCH_E2E_CHECKPOINT_ROOT")
-            .expect("ARCH_E2E_CHECKPOINT_ROOT (run via make test)"),
-    )
+    arch_e2e::checkpoint_root()
 }
 
 fn repo() -> PathBuf {
@@ -33,15 +30,10 @@ fn pid_alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
+/// Entries of `key` in the namespace directory `ns_dir` (`{root}/{ns}`).
 fn entries_for(ns_dir: &Path, key: &str) -> Vec<String> {
-    std::fs::read_dir(ns_dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(key))
-                .collect()
-        })
-        .unwrap_or_default()
+    let ns = ns_dir.file_name().unwrap().to_string_lossy();
+    arch_e2e::image_entries(&ns, key)
 }
 
 fn run_arch(c: &Ctr, id: &str, key: &str, cmd: &str) -> arch_e2e::Container {

@@ -3,7 +3,6 @@
 //! hack/test.sh gives containerd (and so the shim) in ARCH_CHECKPOINT_ROOT.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use arch_e2e::shim_client::{api, ctx, Any};
@@ -11,9 +10,7 @@ use arch_e2e::{ctr, unique_id, wait_until, Ctr, IMAGE, RUNTIME};
 use arch_image::ImageStore;
 
 fn store() -> ImageStore {
-    let root = std::env::var("ARCH_E2E_CHECKPOINT_ROOT")
-        .expect("ARCH_E2E_CHECKPOINT_ROOT is not set: run through `make test` (hack/test.sh)");
-    ImageStore::new(PathBuf::from(root))
+    ImageStore::new(arch_e2e::checkpoint_root())
 }
 
 const COUNTER: &str = "i=0; rm /etc/group; mkdir -p /data; echo kept > /data/file; \
@@ -54,16 +51,9 @@ fn tar_entries(path: &std::path::Path) -> Vec<String> {
 }
 
 fn no_leftovers(ns: &str, key: &str) {
-    let dir = store().root().join(ns);
-    let names: Vec<String> = std::fs::read_dir(&dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+    let names = arch_e2e::image_entries(ns, key);
     assert!(
-        !names.iter().any(|n| n.starts_with(key)),
+        names.is_empty(),
         "image or temporaries left for {key}: {names:?}"
     );
 }

@@ -16,10 +16,7 @@ const WORKLOAD: &str = "boot=$(cat /proc/sys/kernel/random/uuid); \
     i=0; while true; do i=$((i+1)); echo $i > /tmp/count; echo $boot > /tmp/boot; echo tick $i; sleep 0.1; done";
 
 fn store() -> ImageStore {
-    ImageStore::new(PathBuf::from(
-        std::env::var("ARCH_E2E_CHECKPOINT_ROOT")
-            .expect("ARCH_E2E_CHECKPOINT_ROOT (run via make test)"),
-    ))
+    ImageStore::new(arch_e2e::checkpoint_root())
 }
 
 fn arch_args<'a>(key_env: &'a str, id: &'a str, detach: bool) -> Vec<&'a str> {
@@ -102,14 +99,7 @@ fn run_and_stop(c: &Ctr, key: &str) -> (String, u64) {
 }
 
 fn sidecars(c: &Ctr, key: &str) -> Vec<String> {
-    std::fs::read_dir(store().root().join(&c.namespace))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(key))
-                .collect()
-        })
-        .unwrap_or_default()
+    arch_e2e::image_entries(&c.namespace, key)
 }
 
 fn assert_restored(c: &Ctr, id: &str, key: &str, boot: &str, seen: u64) {
