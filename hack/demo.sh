@@ -6,7 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [ "$(id -u)" = 0 ] || { echo "[demo] must run as root" >&2; exit 1; }
 
 hack/install-deps.sh
-cargo build --release -p containerd-shim-arch-v1
+cargo build --release -p containerd-shim-arch-v1 -p archctl
 
 export ARCH_SHIM_DIR="$PWD/target/release"
 export ARCH_TEST_DIR="${ARCH_TEST_DIR:-/run/arch-test}"
@@ -40,12 +40,15 @@ show "${ctr[@]}" task kill counter-a
 sleep 1
 show "${ctr[@]}" task rm counter-a
 show "${ctr[@]}" container rm counter-a
-show ls -l "$ARCH_CHECKPOINT_ROOT/arch-test/demo-counter"
-show python3 -c "import json,sys; m=json.load(open(sys.argv[1])); print({k: m[k] for k in ('format_version','key','container_id','durations_ms','total_size','criu_version','cgroup_version','status')})" "$ARCH_CHECKPOINT_ROOT/arch-test/demo-counter/manifest.json"
+archctl=("$PWD/target/release/archctl" --root "$ARCH_CHECKPOINT_ROOT")
+show "${archctl[@]}" ls
+show "${archctl[@]}" inspect arch-test/demo-counter
+show "${archctl[@]}" validate
 show "${ctr[@]}" run -d --runtime io.containerd.arch.v1 --env ARCH_ENABLE=1 --env ARCH_KEY=demo-counter "$image" counter-b sh -c "$counter"
 sleep 1
 show "${ctr[@]}" task exec --exec-id c2 counter-b cat /tmp/count
-show ls "$ARCH_CHECKPOINT_ROOT/arch-test/"
+show "${archctl[@]}" ls --all
+show "${archctl[@]}" stats
 show "${ctr[@]}" task kill -s SIGKILL counter-b
 sleep 0.5
 show "${ctr[@]}" task rm counter-b

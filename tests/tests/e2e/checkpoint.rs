@@ -285,3 +285,24 @@ fn invalid_opt_in_and_keys_fail_create_clearly() {
         .join("escape")
         .exists());
 }
+
+#[test]
+fn archctl_reads_what_the_shim_wrote() {
+    let c = ctr();
+    let (id, key) = (unique_id("ctl"), unique_id("ctlkey"));
+    let _ct = start_arch(&c, &id, Some(&key), COUNTER);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.run(&["task", "kill", &id]).code, 0);
+    c.wait_status(&id, "STOPPED");
+    let root = arch_e2e::checkpoint_root();
+    let name = format!("{}/{key}", c.namespace);
+    let v = arch_e2e::archctl(&root, &["validate", &name]);
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    let i = arch_e2e::archctl(&root, &["inspect", &name, "--json"]);
+    assert_eq!(i.code, 0, "{}", i.stderr);
+    assert!(i.stdout.contains(&id), "inspect names the container: {}", i.stdout);
+    let l = arch_e2e::archctl(&root, &["ls", "--json"]);
+    assert!(l.stdout.contains(&key), "ls lists the image");
+    let m = arch_e2e::archctl(&root, &["metrics"]);
+    assert!(m.stdout.contains("arch_checkpoints_total{outcome=\"ok\"}"), "{}", m.stdout);
+}

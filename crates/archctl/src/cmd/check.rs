@@ -1,0 +1,263 @@
+//! `archctl check`: one line per host requirement — `ok`, `missing`
+//! (required, exit 1) or `warn` (degraded) — with what to do about it.
+
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arch_checkpoint::ArchConfig;
+
+use crate::error::Result;
+
+const CMD_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_CONTAINERD: &str = "/run/containerd/containerd.sock";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Ok,
+    Missing,
+    Warn,
+}
+
+/// Print one check line: `ok      criu: …`.
+pub fn line(level: Level, item: &str, detail: &str) -> String {
+    let tag = match level {
+        Level::Ok => "ok",
+        Level::Missing => "missing",
+        Level::Warn => "warn",
+    };
+    format!("{tag:<8}{item}: {detail}")
+}
+
+pub fn run(root: Option<&Path>, address: Option<&Path>) -> Result<i32> {
+    let mut missing = false;
+    let mut report = |level: Level, item: &str, detail: String| {
+        missing |= level == Level::Missing;
+        println!("{}", line(level, item, &detail));
+    };
+    match find_in_path("criu") {
+        None => {
+            report(
+                Level::Missing,
+                "criu",
+                "not found in PATH; install CRIU >= 3.15 (e.g. apt install criu)".into(),
+            );
+            report(Level::Missing, "criu check", "skipped: no criu".into());
+            report(Level::Warn, "dirty tracking", "skipped: no criu".into());
+        }
+        Some(criu) => {
+            let (lvl, detail) = match run_cmd(&criu, &["--version"]) {
+                Ok((true, out)) => (
+                    Level::Ok,
+                    format!("{} ({})", criu.display(), version_of(&out)),
+                ),
+                Ok((false, out)) | Err(out) => (
+                    Level::Missing,
+                    format!("`criu --version` failed: {}", last_line(&out)),
+                ),
+            };
+            report(lvl, "criu", detail);
+            let (lvl, detail) = match run_cmd(&criu, &["check"]) {
+                Ok((true, _)) => (Level::Ok, "`criu check` passed".into()),
+                Ok((false, out)) | Err(out) => (
+                    Level::Missing,
+                    format!("`criu check` failed: {}; run as root, check kernel config (CONFIG_CHECKPOINT_RESTORE)", last_line(&out)),
+                ),
+            };
+            report(lvl, "criu check", detail);
+            let (lvl, detail) = match run_cmd(&criu, &["check", "--feature", "mem_dirty_track"]) {
+                Ok((true, _)) => (Level::Ok, "soft-dirty memory tracking available".into()),
+                _ => (
+                    Level::Warn,
+                    "pre-dump/dirty tracking unavailable (kernel without soft-dirty); full dumps only".into(),
+                ),
+            };
+            report(lvl, "dirty tracking", detail);
+        }
+    }
+    report(
+        Level::Ok,
+        "cgroup",
+        format!(
+            "{} ({})",
+            cgroup_version(Path::new("/sys/fs/cgroup")),
+            "/sys/fs/cgroup"
+        ),
+    );
+    let addr = address.map(Path::to_path_buf).unwrap_or_else(|| {
+        std::env::var_os("CONTAINERD_ADDRESS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| DEFAULT_CONTAINERD.into())
+    });
+    let addr = PathBuf::from(addr.to_string_lossy().trim_start_matches("unix://"));
+    match UnixStream::connect(&addr) {
+        Ok(_) => report(
+            Level::Ok,
+            "containerd",
+            format!("{} reachable", addr.display()),
+        ),
+        Err(e) => report(
+            Level::Missing,
+            "containerd",
+            format!(
+                "{}: {e}; start containerd or pass --address",
+                addr.display()
+            ),
+        ),
+    }
+    let config = ArchConfig::from_process_env();
+    let cfg_root = match &config {
+        Ok(c) => {
+            let mode = match c.mode {
+                arch_checkpoint::Mode::Basic => "basic",
+                arch_checkpoint::Mode::NetworkFs => "network-fs",
+            };
+            report(
+                Level::Ok,
+                "config",
+                format!(
+                    "valid (checkpoint_root {}, mode {mode})",
+                    c.checkpoint_root.display()
+                ),
+            );
+            Some(c.checkpoint_root.clone())
+        }
+        Err(e) => {
+            report(
+                Level::Missing,
+                "config",
+                format!("{e}; fix the file named by ARCH_CONFIG or the ARCH_* environment"),
+            );
+            None
+        }
+    };
+    if let Some(root) = root.map(Path::to_path_buf).or(cfg_root) {
+        let (lvl, detail) = root_state(&root);
+        report(lvl, "checkpoint root", detail);
+    }
+    Ok(i32::from(missing))
+}
+
+/// v2 (unified), hybrid, or v1 from the cgroup mount layout.
+pub fn cgroup_version(base: &Path) -> &'static str {
+    if base.join("cgroup.controllers").exists() {
+        "v2"
+    } else if base.join("unified").exists() {
+        "hybrid"
+    } else {
+        "v1"
+    }
+}
+
+/// The root must be a directory; 0700 and root-owned is expected.
+pub fn root_state(root: &Path) -> (Level, String) {
+    let shown = root.display();
+    match std::fs::metadata(root) {
+        Err(_) => (
+            Level::Missing,
+            format!("{shown} does not exist; create it: install -d -m 0700 -o root {shown}"),
+        ),
+        Ok(m) if !m.is_dir() => (Level::Missing, format!("{shown} is not a directory")),
+        Ok(m) => {
+            let mode = m.mode() & 0o7777;
+            if mode != 0o700 || m.uid() != 0 {
+                (
+                    Level::Warn,
+                    format!("{shown} has mode {mode:04o} owner uid {}; images hold process memory: chown root {shown} && chmod 0700 {shown}", m.uid()),
+                )
+            } else {
+                (Level::Ok, format!("{shown} (0700, root)"))
+            }
+        }
+    }
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
+        })
+}
+
+/// Run with a deadline; Ok((success, stdout+stderr)) or Err(reason).
+fn run_cmd(bin: &Path, args: &[&str]) -> std::result::Result<(bool, String), String> {
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if start.elapsed() > CMD_TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("timed out after {}s", CMD_TIMEOUT.as_secs()));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.success(), text))
+}
+
+fn version_of(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("Version:"))
+        .map(|v| format!("version {}", v.trim()))
+        .unwrap_or_else(|| last_line(out))
+}
+
+fn last_line(out: &str) -> String {
+    out.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("(no output)")
+        .trim()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn cgroup_layouts() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(cgroup_version(d.path()), "v1");
+        std::fs::create_dir(d.path().join("unified")).unwrap();
+        assert_eq!(cgroup_version(d.path()), "hybrid");
+        std::fs::write(d.path().join("cgroup.controllers"), "cpu").unwrap();
+        assert_eq!(cgroup_version(d.path()), "v2");
+    }
+
+    #[test]
+    fn root_states_and_line_format() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(root_state(&d.path().join("nope")).0, Level::Missing);
+        let f = d.path().join("file");
+        std::fs::write(&f, "").unwrap();
+        assert_eq!(root_state(&f).0, Level::Missing);
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let uid_root = std::fs::metadata(d.path()).unwrap().uid() == 0;
+        assert_eq!(root_state(d.path()).0, Level::Warn);
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let expect = if uid_root { Level::Ok } else { Level::Warn };
+        assert_eq!(root_state(d.path()).0, expect);
+        assert_eq!(line(Level::Warn, "x", "y"), "warn    x: y");
+        assert_eq!(version_of("Version: 4.1.1\n"), "version 4.1.1");
+    }
+}

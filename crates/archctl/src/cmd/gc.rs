@@ -1,0 +1,119 @@
+//! `archctl gc`: remove old images (keeping the N newest per namespace),
+//! failed sidecars, and stale temporaries. Images under a restore claim
+//! are never touched.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use arch_image::ImageStore;
+
+use crate::error::Result;
+use crate::progress::Progress;
+use crate::store::{is_claimed, now_secs, remove_entry, scan, Entry, Kind};
+use crate::tags;
+
+pub struct Options {
+    pub older_than: Option<Duration>,
+    pub keep: Option<usize>,
+    pub failed: bool,
+    pub tmp_age: Duration,
+    pub dry_run: bool,
+}
+
+/// Which images and failed sidecars to remove, with the reason.
+pub fn select<'a>(entries: &'a [Entry], o: &Options, now: u64) -> Vec<(&'a Entry, String)> {
+    let older = |secs: u64| {
+        o.older_than
+            .is_none_or(|d| now.saturating_sub(secs) > d.as_secs())
+    };
+    let mut by_ns: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
+    for e in entries.iter().filter(|e| e.kind == Kind::Committed) {
+        by_ns.entry(&e.namespace).or_default().push(e);
+    }
+    let mut out = Vec::new();
+    if o.older_than.is_some() || o.keep.is_some() {
+        for list in by_ns.values_mut() {
+            list.sort_by_key(|e| std::cmp::Reverse(e.created()));
+            for (i, e) in list.iter().enumerate() {
+                if o.keep.is_some_and(|k| i < k) || !older(e.created()) {
+                    continue;
+                }
+                let why = match (o.older_than, o.keep) {
+                    (Some(_), _) => "older than --older-than".to_string(),
+                    (None, Some(k)) => format!("beyond the {k} newest"),
+                    (None, None) => unreachable!(),
+                };
+                out.push((*e, why));
+            }
+        }
+    }
+    if o.failed {
+        for e in entries
+            .iter()
+            .filter(|e| e.kind == Kind::Failed && older(e.mtime))
+        {
+            out.push((e, "failed sidecar".into()));
+        }
+    }
+    out
+}
+
+pub fn run(store: &ImageStore, o: &Options) -> Result<i32> {
+    let now = now_secs();
+    let entries = scan(store)?;
+    let verb = if o.dry_run { "would remove" } else { "removed" };
+    let mut chosen = select(&entries, o, now);
+    chosen.retain(|(e, _)| {
+        let claimed = e.kind == Kind::Committed && is_claimed(store, &e.namespace, &e.key);
+        if claimed {
+            println!("skipped {} (claimed by a restore in progress)", e.id());
+        }
+        !claimed
+    });
+    let progress = Progress::new("gc: removed", chosen.len());
+    let mut bytes = 0;
+    for (i, (e, why)) in chosen.iter().enumerate() {
+        if !o.dry_run {
+            remove_entry(&store.root().join(&e.namespace), &e.name)?;
+            if e.kind == Kind::Committed {
+                let id = format!("{}/{}", e.namespace, e.key);
+                tags::update(store.root(), |t| (t.forget(&id), ()))?;
+            }
+        }
+        bytes += e.size();
+        println!("{verb} {} ({why})", e.id());
+        progress.tick(i + 1);
+    }
+    let stale = |e: &&&Entry| now.saturating_sub(e.mtime) >= o.tmp_age.as_secs();
+    let temps: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| matches!(e.kind, Kind::Staging | Kind::Old | Kind::Removing))
+        .collect();
+    if o.dry_run {
+        for e in temps.iter().filter(stale) {
+            println!("would clean {} (stale {})", e.id(), e.status());
+        }
+    } else {
+        for e in temps
+            .iter()
+            .filter(|e| e.kind == Kind::Removing)
+            .filter(stale)
+        {
+            remove_entry(&store.root().join(&e.namespace), &e.name)?;
+            println!("cleaned {} (interrupted removal)", e.id());
+        }
+        store.cleanup_stale_temps(o.tmp_age)?;
+        let after: BTreeSet<String> = scan(store)?.iter().map(Entry::id).collect();
+        for e in temps.iter().filter(|e| e.kind != Kind::Removing) {
+            if !after.contains(&e.id()) {
+                println!("cleaned {} (stale {})", e.id(), e.status());
+            }
+        }
+    }
+    println!(
+        "{verb} {} item(s), {}",
+        chosen.len(),
+        crate::parse::human_size(bytes)
+    );
+    Ok(0)
+}

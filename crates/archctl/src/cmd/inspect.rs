@@ -1,0 +1,77 @@
+//! `archctl inspect NS/KEY`: manifest, validity, phase durations and files.
+
+use arch_image::{ImageStore, Manifest};
+use serde_json::json;
+
+use crate::error::{io_err, Result};
+use crate::parse::{human_age, human_size, ImageId};
+use crate::store::now_secs;
+use crate::tags;
+
+pub fn run(store: &ImageStore, id: &ImageId, json: bool) -> Result<i32> {
+    let dir = super::require_image(store, id)?;
+    let path = dir.join(arch_image::MANIFEST);
+    let bytes = std::fs::read(&path).map_err(io_err("read", &path))?;
+    let m = Manifest::parse(&bytes, &path)?;
+    let valid = store
+        .open(&id.namespace, &id.key)
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    let tags = tags::load(store.root())?.of(&id.to_string());
+    if json {
+        let v = json!({
+            "image": id.to_string(),
+            "path": dir,
+            "valid": valid.is_ok(),
+            "error": valid.as_ref().err(),
+            "tags": tags,
+            "manifest": m,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        return Ok(0);
+    }
+    let age = human_age(now_secs().saturating_sub(m.created_at.secs));
+    let cgroup = serde_json::to_value(m.cgroup_version).expect("json");
+    let status = serde_json::to_value(m.status).expect("json");
+    println!("image:      {id}");
+    println!("path:       {}", dir.display());
+    println!("status:     {}", status.as_str().unwrap_or("?"));
+    match &valid {
+        Ok(()) => println!("valid:      yes"),
+        Err(e) => println!("valid:      NO: {e}"),
+    }
+    if let Some(f) = &m.failure {
+        println!("failure:    {f}");
+    }
+    println!("container:  {}", m.container_id);
+    println!("created:    {} ({age} ago)", m.created_at.secs);
+    println!("format:     {}", m.format_version);
+    println!("criu:       {}", m.criu_version);
+    println!("kernel:     {}", m.kernel);
+    println!("arch:       {}", m.arch);
+    println!("cgroup:     {}", cgroup.as_str().unwrap_or("?"));
+    println!(
+        "size:       {} ({} bytes)",
+        human_size(m.total_size),
+        m.total_size
+    );
+    println!(
+        "tags:       {}",
+        if tags.is_empty() {
+            "-".into()
+        } else {
+            tags.join(",")
+        }
+    );
+    println!("durations:");
+    let total: u64 = m.durations_ms.values().sum();
+    for (phase, ms) in &m.durations_ms {
+        println!("  {phase:<16} {ms:>8} ms");
+    }
+    println!("  {:<16} {total:>8} ms", "(total)");
+    println!("files:");
+    for f in &m.files {
+        println!("  {:<40} {:>12}  {}", f.path, f.size, f.sha256);
+    }
+    Ok(0)
+}

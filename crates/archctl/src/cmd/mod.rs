@@ -1,0 +1,105 @@
+//! One module per subcommand. Each returns the process exit code on
+//! success (0, or 1 when it found problems it already reported).
+
+mod check;
+mod gc;
+mod inspect;
+mod ls;
+mod metrics;
+mod rm;
+mod stats;
+mod tag;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use arch_checkpoint::ArchConfig;
+
+use crate::cli::{Cli, Command};
+use crate::error::{Error, Result};
+use crate::store::open_root;
+
+/// The checkpoint root: `--root`, else the host configuration's.
+pub fn resolve_root(root: Option<&Path>) -> Result<PathBuf> {
+    match root {
+        Some(r) => Ok(r.to_path_buf()),
+        None => ArchConfig::from_process_env()
+            .map(|c| c.checkpoint_root)
+            .map_err(|e| Error::Config(e.to_string())),
+    }
+}
+
+pub fn run(cli: Cli) -> Result<i32> {
+    if let Command::Check { address } = &cli.command {
+        return check::run(cli.root.as_deref(), address.as_deref());
+    }
+    let store = open_root(&resolve_root(cli.root.as_deref())?)?;
+    match cli.command {
+        Command::Ls { json, all, tag } => ls::run(&store, json, all, tag.as_deref()),
+        Command::Inspect { image, json } => inspect::run(&store, &image, json),
+        Command::Validate { images } => validate::run(&store, &images),
+        Command::Rm { images } => rm::run(&store, &images),
+        Command::Gc {
+            older_than,
+            keep,
+            failed,
+            tmp_age,
+            dry_run,
+        } => gc::run(
+            &store,
+            &gc::Options {
+                older_than,
+                keep,
+                failed,
+                tmp_age,
+                dry_run,
+            },
+        ),
+        Command::Tag { image, tag } => tag::tag(&store, &image, &tag),
+        Command::Untag { image, tag } => tag::untag(&store, &image, &tag),
+        Command::Stats { json } => stats::run(&store, json),
+        Command::Metrics { serve } => metrics::run(&store, serve.as_deref()),
+        Command::Check { .. } => unreachable!("handled above"),
+    }
+}
+
+/// Print rows as a left-aligned table with two-space gaps.
+pub(crate) fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
+/// The image directory must exist as a directory.
+pub(crate) fn require_image(
+    store: &arch_image::ImageStore,
+    id: &crate::parse::ImageId,
+) -> Result<PathBuf> {
+    let dir = store.image_dir(&id.namespace, &id.key)?;
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() => Ok(dir),
+        _ => Err(arch_image::Error::NotFound {
+            namespace: id.namespace.clone(),
+            key: id.key.clone(),
+        }
+        .into()),
+    }
+}

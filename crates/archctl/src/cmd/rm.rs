@@ -1,0 +1,26 @@
+//! `archctl rm NS/KEY...`: checks every image first, then removes them.
+
+use arch_image::ImageStore;
+
+use crate::error::{Error, Result};
+use crate::parse::ImageId;
+use crate::store::{is_claimed, remove_entry};
+use crate::tags;
+
+pub fn run(store: &ImageStore, ids: &[ImageId]) -> Result<i32> {
+    for id in ids {
+        super::require_image(store, id)?;
+        if is_claimed(store, &id.namespace, &id.key) {
+            return Err(Error::Refused(format!(
+                "{id} is claimed by a restore in progress ({}/{}@claim); nothing removed",
+                id.namespace, id.key
+            )));
+        }
+    }
+    for id in ids {
+        remove_entry(&store.root().join(&id.namespace), &id.key)?;
+        tags::update(store.root(), |t| (t.forget(&id.to_string()), ()))?;
+        println!("removed {id}");
+    }
+    Ok(0)
+}

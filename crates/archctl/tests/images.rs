@@ -1,0 +1,170 @@
+//! ls, inspect, validate, rm, tag/untag against real committed images.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+
+#[test]
+fn ls_json_and_inspect() {
+    let r = Root::new();
+    r.image("default", "job-1", 5000);
+    r.image("k8s.io", "train", 100);
+    r.store.retire("k8s.io", "train").unwrap();
+    r.image("k8s.io", "train", 200);
+    let text = ok(r.run(&["ls"]));
+    let lines: Vec<_> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("NAMESPACE") && lines[0].contains("STATUS"),
+        "{text}"
+    );
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[1].contains("default")
+            && lines[1].contains("job-1-cid")
+            && lines[1].contains("committed")
+    );
+    let all = ok(r.run(&["ls", "--all"]));
+    assert!(
+        all.contains("train@restored") && all.contains("restored"),
+        "{all}"
+    );
+
+    let v: serde_json::Value = serde_json::from_str(&ok(r.run(&["ls", "--json"]))).unwrap();
+    let arr = v.as_array().unwrap();
+    assert_eq!(arr.len(), 2);
+    assert_eq!(arr[0]["key"], "job-1");
+    assert_eq!(arr[0]["size"], 5000 + 8 + 1024 + 2);
+    assert_eq!(arr[1]["namespace"], "k8s.io");
+    assert_eq!(arr[1]["status"], "committed");
+
+    let ins = ok(r.run(&["inspect", "default/job-1"]));
+    for want in [
+        "valid:      yes",
+        "job-1-cid",
+        "criu/pages-1.img",
+        "dump",
+        "120 ms",
+        "x86_64",
+        "v2",
+    ] {
+        assert!(ins.contains(want), "{want} in\n{ins}");
+    }
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(r.run(&["inspect", "--json", "default/job-1"]))).unwrap();
+    assert_eq!(j["valid"], true);
+    assert_eq!(j["manifest"]["files"].as_array().unwrap().len(), 4);
+    let e = fails(r.run(&["inspect", "default/nope"]), 1);
+    assert!(e.contains("no checkpoint image for default/nope"), "{e}");
+}
+
+#[test]
+fn validate_ok_then_corrupt_and_truncated() {
+    let r = Root::new();
+    let a = r.image("default", "a", 4096);
+    let b = r.image("default", "b", 4096);
+    r.image("default", "c", 10);
+    let out = ok(r.run(&["validate"]));
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok ")).count(),
+        3,
+        "{out}"
+    );
+
+    let pages = a.join("criu/pages-1.img");
+    let mut bytes = fs::read(&pages).unwrap();
+    bytes[100] ^= 0xff;
+    fs::write(&pages, bytes).unwrap();
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(b.join("rootfs-diff.tar"))
+        .unwrap();
+    f.set_len(10).unwrap();
+
+    let o = r.run(&["validate"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let line_a = out.lines().find(|l| l.contains("default/a")).unwrap();
+    assert!(
+        line_a.starts_with("FAILED")
+            && line_a.contains("criu/pages-1.img")
+            && line_a.contains("sha256"),
+        "{line_a}"
+    );
+    let line_b = out.lines().find(|l| l.contains("default/b")).unwrap();
+    assert!(
+        line_b.starts_with("FAILED")
+            && line_b.contains("rootfs-diff.tar")
+            && line_b.contains("size"),
+        "{line_b}"
+    );
+    assert!(out
+        .lines()
+        .any(|l| l.starts_with("ok") && l.contains("default/c")));
+    assert!(stderr(&o).contains("2 of 3"));
+    // Only the named image.
+    ok(r.run(&["validate", "default/c"]));
+    let o = r.run(&["validate", "default/missing"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("no checkpoint image"));
+    // inspect still shows a corrupted image, flagged.
+    assert!(ok(r.run(&["inspect", "default/a"])).contains("valid:      NO"));
+}
+
+#[test]
+fn rm_removes_and_refuses() {
+    let r = Root::new();
+    r.image("default", "a", 10);
+    r.image("default", "b", 10);
+    ok(r.run(&["tag", "default/a", "keep"]));
+    let out = ok(r.run(&["rm", "default/a"]));
+    assert!(out.contains("removed default/a"));
+    assert!(!r.path().join("default/a").exists());
+    assert!(!fs::read_to_string(r.path().join(".tags.json"))
+        .unwrap()
+        .contains("default/a"));
+    let e = fails(r.run(&["rm", "default/a"]), 1);
+    assert!(e.contains("no checkpoint image for default/a"), "{e}");
+    // Nothing is removed when one of several is missing.
+    fails(r.run(&["rm", "default/b", "default/zzz"]), 1);
+    assert!(r.path().join("default/b").exists());
+    // Sidecars and hostile names are usage errors.
+    for bad in [
+        "default/b@restored",
+        "default/../x",
+        "default",
+        "../etc/passwd",
+    ] {
+        let e = fails(r.run(&["rm", bad]), 2);
+        assert!(e.contains("invalid value"), "{bad}: {e}");
+    }
+    // A claimed image is refused.
+    let _claim = r.store.claim("default", "b", "host-x").unwrap();
+    let e = fails(r.run(&["rm", "default/b"]), 1);
+    assert!(e.contains("claimed"), "{e}");
+    assert!(r.path().join("default/b").exists());
+}
+
+#[test]
+fn tag_untag_and_filter() {
+    let r = Root::new();
+    r.image("default", "a", 10);
+    r.image("default", "b", 10);
+    ok(r.run(&["tag", "default/a", "keep"]));
+    ok(r.run(&["tag", "default/b", "keep"]));
+    ok(r.run(&["tag", "default/b", "v2"]));
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(r.run(&["ls", "--json", "--tag", "v2"]))).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(v[0]["key"], "b");
+    assert_eq!(v[0]["tags"], serde_json::json!(["keep", "v2"]));
+    assert_eq!(ok(r.run(&["ls", "--tag", "keep"])).lines().count(), 3);
+    ok(r.run(&["untag", "default/b", "keep"]));
+    assert_eq!(ok(r.run(&["ls", "--tag", "keep"])).lines().count(), 2);
+    let e = fails(r.run(&["untag", "default/b", "keep"]), 1);
+    assert!(e.contains("has no tag"), "{e}");
+    let e = fails(r.run(&["tag", "default/none", "x"]), 1);
+    assert!(e.contains("no checkpoint image"), "{e}");
+    fails(r.run(&["tag", "default/a", "bad tag"]), 2);
+}

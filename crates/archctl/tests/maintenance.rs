@@ -1,0 +1,154 @@
+//! gc and stats against real images and sidecars.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+
+const DAY: u64 = 86_400;
+
+#[test]
+fn gc_older_than_and_dry_run() {
+    let r = Root::new();
+    r.image("default", "old", 10);
+    r.age("default", "old", 10 * DAY);
+    r.image("default", "new", 10);
+    let out = ok(r.run(&["gc", "--older-than", "7d", "--dry-run"]));
+    assert!(out.contains("would remove default/old"), "{out}");
+    assert!(!out.contains("default/new"), "{out}");
+    assert!(
+        r.path().join("default/old").exists(),
+        "dry run removes nothing"
+    );
+    let out = ok(r.run(&["gc", "--older-than", "7d"]));
+    assert!(out.contains("removed default/old"), "{out}");
+    assert!(!r.path().join("default/old").exists());
+    assert!(r.path().join("default/new").exists());
+    let leftovers: Vec<_> = fs::read_dir(r.path().join("default"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(leftovers, ["new"], "no @rm- leftovers");
+    fails(r.run(&["gc", "--older-than", "7"]), 2);
+}
+
+#[test]
+fn gc_keep_newest_per_namespace() {
+    let r = Root::new();
+    for (i, key) in ["k1", "k2", "k3", "k4"].iter().enumerate() {
+        r.image("default", key, 10);
+        r.age("default", key, (4 - i as u64) * 3600); // k4 newest
+    }
+    r.image("other", "solo", 10);
+    r.age("other", "solo", 30 * DAY);
+    let out = ok(r.run(&["gc", "--keep", "2"]));
+    assert!(
+        out.contains("removed default/k1") && out.contains("removed default/k2"),
+        "{out}"
+    );
+    for kept in ["default/k3", "default/k4", "other/solo"] {
+        assert!(r.path().join(kept).exists(), "{kept} kept\n{out}");
+    }
+    // --keep protects the newest even when they are old.
+    let out = ok(r.run(&["gc", "--keep", "1", "--older-than", "90m"]));
+    assert!(out.contains("removed default/k3"), "{out}");
+    assert!(
+        r.path().join("default/k4").exists() && r.path().join("other/solo").exists(),
+        "{out}"
+    );
+}
+
+#[test]
+fn gc_failed_and_stale_temps() {
+    let r = Root::new();
+    r.image("default", "bad", 10);
+    let failed = r
+        .store
+        .mark_failed("default", "bad", "criu said no")
+        .unwrap();
+    r.image("default", "good", 10);
+    r.image("default", "gone", 10);
+    r.store.retire("default", "gone").unwrap();
+    let stale = r.path().join("default/x@tmp-0000deadbeef-1-abc");
+    fs::create_dir(&stale).unwrap();
+
+    let out = ok(r.run(&["gc"]));
+    assert!(
+        failed.exists(),
+        "failed sidecars stay without --failed\n{out}"
+    );
+    assert!(
+        stale.exists(),
+        "a fresh temp from another boot is kept\n{out}"
+    );
+
+    let out = ok(r.run(&["gc", "--failed", "--tmp-age", "0s", "--dry-run"]));
+    assert!(out.contains("would remove default/bad@failed-"), "{out}");
+    assert!(out.contains("would clean default/x@tmp-"), "{out}");
+    assert!(failed.exists() && stale.exists());
+
+    let out = ok(r.run(&["gc", "--failed", "--tmp-age", "0s"]));
+    assert!(out.contains("removed default/bad@failed-"), "{out}");
+    assert!(out.contains("cleaned default/x@tmp-"), "{out}");
+    assert!(!failed.exists() && !stale.exists());
+    assert!(r.path().join("default/good").exists());
+    assert!(
+        r.path().join("default/gone@restored").exists(),
+        "restored sidecar kept"
+    );
+}
+
+#[test]
+fn stats_counts_images_and_records() {
+    let r = Root::new();
+    r.image("default", "a", 1000);
+    r.image("default", "b", 1000);
+    r.image("k8s.io", "c", 1000);
+    r.store.mark_failed("k8s.io", "c", "x").unwrap();
+    r.image("k8s.io", "d", 1000);
+    r.store.retire("k8s.io", "d").unwrap();
+    for outcome in [arch_records::Outcome::Ok, arch_records::Outcome::Fallback] {
+        arch_records::append(
+            r.path(),
+            "h",
+            &record(arch_records::Operation::Restore, outcome, 10),
+        )
+        .unwrap();
+    }
+    let v: serde_json::Value = serde_json::from_str(&ok(r.run(&["stats", "--json"]))).unwrap();
+    assert_eq!(v["images"]["committed"], 2);
+    assert_eq!(v["images"]["failed"], 1);
+    assert_eq!(v["images"]["restored"], 1);
+    assert_eq!(v["namespaces"]["default"]["committed"], 2);
+    assert_eq!(v["namespaces"]["k8s.io"]["committed"], 0);
+    assert!(v["images"]["bytes"].as_u64().unwrap() >= 4 * 1000);
+    assert_eq!(v["records"]["total"], 2);
+    assert_eq!(v["records"]["by_op"]["restore"]["fallback"], 1);
+    let text = ok(r.run(&["stats"]));
+    assert!(
+        text.contains("(total)") && text.contains("restore") && text.contains("fallback"),
+        "{text}"
+    );
+}
+
+pub fn record(
+    op: arch_records::Operation,
+    outcome: arch_records::Outcome,
+    ms: u64,
+) -> arch_records::Record {
+    arch_records::Record {
+        time: arch_records::now_secs(),
+        op,
+        outcome,
+        trigger: "stop".into(),
+        namespace: "default".into(),
+        key: "k".into(),
+        container_id: "c".into(),
+        total_ms: ms,
+        durations_ms: Default::default(),
+        bytes: 3 << 20,
+        error: None,
+    }
+}
