@@ -265,9 +265,19 @@ pub fn image_entries(ns: &str, key: &str) -> Vec<String> {
 
 /// Runs the workspace's `archctl` (built by hack/test.sh) against `root`.
 pub fn archctl(root: &Path, args: &[&str]) -> Run {
-    let bin = std::env::var("ARCH_E2E_ARCHCTL").map(std::path::PathBuf::from).unwrap_or_else(|_| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/archctl")
-    });
-    assert!(bin.exists(), "{} not built (cargo build --workspace --bins)", bin.display());
-    Command::new(bin).arg("--root").arg(root).args(args).output().expect("run archctl").into()
+    let bin = std::env::var("ARCH_E2E_ARCHCTL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/archctl"));
+    assert!(
+        bin.exists(),
+        "{} not built (cargo build --workspace --bins)",
+        bin.display()
+    );
+    Command::new(bin)
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("run archctl")
+        .into()
 }

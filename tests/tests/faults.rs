@@ -306,3 +306,98 @@ fn a_shim_killed_mid_checkpoint_leaves_no_temporaries() {
     }
     drop(ct);
 }
+
+/// Runs `f` over `items` on `threads` threads.
+fn parallel<T: Send + Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let chunk = items.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| s.spawn(|| part.iter().map(&f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
+/// A spot interruption: every container gets SIGTERM at once.
+#[test]
+fn containers_stopped_at_once_all_commit_or_fail_cleanly() {
+    let n: usize = std::env::var("ARCH_E2E_LOAD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let c = ctr();
+    let ids: Vec<(String, String)> = (0..n)
+        .map(|_| (unique_id("load"), unique_id("lk")))
+        .collect();
+    let started = parallel(&ids, 16, |(id, key)| {
+        let env = format!("ARCH_KEY={key}");
+        let cmd = "while true; do date > /tmp/now; sleep 1; done";
+        c.run(&[
+            "run",
+            "-d",
+            "--runtime",
+            RUNTIME,
+            "--env",
+            "ARCH_ENABLE=1",
+            "--env",
+            &env,
+            IMAGE,
+            id,
+            "sh",
+            "-c",
+            cmd,
+        ])
+        .code
+    });
+    assert!(
+        started.iter().all(|code| *code == 0),
+        "not all {n} containers started"
+    );
+    let t0 = Instant::now();
+    parallel(&ids, 32, |(id, _)| c.run(&["task", "kill", id]).code);
+    let all_stopped = wait_until(Duration::from_secs(300), || {
+        let ls = c.run(&["task", "ls"]).stdout;
+        ids.iter().all(|(id, _)| {
+            ls.lines()
+                .any(|l| l.starts_with(&format!("{id} ")) && l.contains("STOPPED"))
+        })
+    });
+    let stop_secs = t0.elapsed().as_secs_f64();
+    // Commits may trail an exit reported at the kill deadline: wait for them.
+    wait_until(Duration::from_secs(120), || {
+        ids.iter().all(|(_, key)| {
+            !arch_e2e::image_entries("arch-test", key)
+                .iter()
+                .any(|e| e.contains("@tmp-"))
+        })
+    });
+    let store = ImageStore::new(root());
+    let mut committed = 0;
+    for (_, key) in &ids {
+        match store.open("arch-test", key) {
+            Ok(_) => committed += 1,
+            Err(e) => {
+                let left = arch_e2e::image_entries("arch-test", key);
+                assert!(
+                    left.is_empty(),
+                    "{key}: neither a valid image nor clean ({e}): {left:?}"
+                );
+            }
+        }
+    }
+    eprintln!("load: {n} containers, all stopped in {stop_secs:.1} s, {committed} committed");
+    parallel(&ids, 16, |(id, _)| {
+        c.run(&["task", "rm", "-f", id]);
+        c.run(&["container", "rm", id]);
+    });
+    assert!(all_stopped, "not every container stopped");
+    assert_eq!(committed, n, "every container committed an image");
+}

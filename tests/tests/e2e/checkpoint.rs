@@ -300,9 +300,17 @@ fn archctl_reads_what_the_shim_wrote() {
     assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
     let i = arch_e2e::archctl(&root, &["inspect", &name, "--json"]);
     assert_eq!(i.code, 0, "{}", i.stderr);
-    assert!(i.stdout.contains(&id), "inspect names the container: {}", i.stdout);
+    assert!(
+        i.stdout.contains(&id),
+        "inspect names the container: {}",
+        i.stdout
+    );
     let l = arch_e2e::archctl(&root, &["ls", "--json"]);
     assert!(l.stdout.contains(&key), "ls lists the image");
     let m = arch_e2e::archctl(&root, &["metrics"]);
-    assert!(m.stdout.contains("arch_checkpoints_total{outcome=\"ok\"}"), "{}", m.stdout);
+    assert!(
+        m.stdout.contains("arch_checkpoints_total{outcome=\"ok\"}"),
+        "{}",
+        m.stdout
+    );
 }
