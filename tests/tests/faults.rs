@@ -401,3 +401,62 @@ fn containers_stopped_at_once_all_commit_or_fail_cleanly() {
     assert!(all_stopped, "not every container stopped");
     assert_eq!(committed, n, "every container committed an image");
 }
+
+fn bounce(env: &[(&str, &str)]) {
+    let mut cmd = Command::new(repo().join("hack/containerd-test.sh"));
+    cmd.arg("bounce").env_remove("ARCH_MODE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    assert!(
+        cmd.status().unwrap().success(),
+        "containerd did not come back"
+    );
+}
+
+/// network-fs mode: a restore first claims the image; a claim held by
+/// another host means this one starts fresh and leaves the image alone.
+#[test]
+fn network_fs_claims_keep_an_image_to_one_restorer() {
+    bounce(&[("ARCH_MODE", "network-fs")]);
+    let c = ctr();
+    let key = unique_id("nfs");
+    let first = unique_id("nfs-a");
+    let ct = run_arch(
+        &c,
+        &first,
+        &key,
+        "echo $$ > /tmp/pid; while true; do sleep 0.1; done",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.run(&["task", "kill", &first]).code, 0);
+    c.wait_status(&first, "STOPPED");
+    drop(ct);
+    let store = ImageStore::new(root());
+    let claim = store
+        .claim("arch-test", &key, "other-host:1:elsewhere")
+        .expect("claim as another host");
+
+    let second = unique_id("nfs-b");
+    let ct2 = run_arch(&c, &second, &key, "while true; do sleep 0.1; done");
+    c.wait_status(&second, "RUNNING");
+    store
+        .open("arch-test", &key)
+        .expect("the claimed image is left for its claimant");
+    drop(ct2);
+    claim.release().unwrap();
+
+    let third = unique_id("nfs-c");
+    let _ct3 = run_arch(&c, &third, &key, "while true; do sleep 0.1; done");
+    c.wait_status(&third, "RUNNING");
+    let entries = arch_e2e::image_entries("arch-test", &key);
+    assert!(
+        entries.iter().any(|e| e.ends_with("@restored")),
+        "restored once the claim was gone: {entries:?}"
+    );
+    assert!(
+        !entries.iter().any(|e| e.ends_with("@claim")),
+        "the restorer's claim is released: {entries:?}"
+    );
+    bounce(&[]);
+}

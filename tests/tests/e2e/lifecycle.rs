@@ -123,3 +123,29 @@ fn create_then_start_separately() {
     c.wait_status(&id, "RUNNING");
     assert!(c.task_pid(&id) > 0);
 }
+
+#[test]
+fn seccomp_profiles_are_enforced() {
+    let c = ctr();
+    let r = c.run_container(
+        &unique_id("seccomp"),
+        &["--seccomp"],
+        &["sh", "-c", "grep Seccomp: /proc/self/status"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("Seccomp:\t2"),
+        "filter mode: {}",
+        r.stdout
+    );
+    let r = c.run_container(
+        &unique_id("noseccomp"),
+        &[],
+        &["sh", "-c", "grep Seccomp: /proc/self/status"],
+    );
+    assert!(
+        r.stdout.contains("Seccomp:\t0"),
+        "no profile, no filter: {}",
+        r.stdout
+    );
+}
