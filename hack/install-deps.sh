@@ -21,7 +21,7 @@ case "$SUITE" in trixie|sid) ;; *) die "ARCH_CONTAINERD_SUITE must be trixie or 
 CRIU_WORKDIR="${ARCH_CRIU_WORKDIR:-/var/cache/arch-hack/criu}"
 DEBIAN_SOURCES=/etc/apt/sources.list.d/debian.sources
 export DEBIAN_FRONTEND=noninteractive
-APT_Q=(-q -o Dpkg::Use-Pty=0 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+APT_Q=(-q -o Dpkg::Use-Pty=0 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=300)
 
 # ---------------------------------------------------------------- apt sources
 # Print "URIS<TAB>SIGNED_BY<TAB>COMPONENTS" of the deb822 stanza whose Suites
