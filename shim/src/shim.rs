@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use arch_runtime::Runtime;
 use containerd_shim::api::DeleteResponse;
@@ -62,7 +62,16 @@ impl Shim for ArchShim {
         match runtime.load(&self.id) {
             Ok(mut handle) => {
                 let _ = handle.kill(libc::SIGKILL, true);
-                handle.delete().map_err(|e| Error::Other(e.to_string()))?;
+                // SIGKILL is asynchronous: a cgroup with dying tasks cannot
+                // be removed yet.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let mut deleted = handle.delete();
+                while deleted.is_err() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(100));
+                    let _ = handle.kill(libc::SIGKILL, true);
+                    deleted = handle.delete();
+                }
+                deleted.map_err(|e| Error::Other(e.to_string()))?;
             }
             Err(arch_runtime::RuntimeError::NotFound(_)) => {}
             Err(e) => return Err(Error::Other(e.to_string())),

@@ -460,3 +460,90 @@ fn network_fs_claims_keep_an_image_to_one_restorer() {
     );
     bounce(&[]);
 }
+
+/// Pids whose environment carries `ARCH_KEY=key`: the workload's processes.
+fn workload_pids(key: &str) -> Vec<i32> {
+    let needle = format!("ARCH_KEY={key}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|p| pid_alive(*p))
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/environ"))
+                .map(|env| env.windows(needle.len()).any(|w| w == needle.as_bytes()))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn a_shim_killed_mid_restore_leaves_nothing_running() {
+    let c = ctr();
+    let key = unique_id("rkill");
+    let first = unique_id("rk-a");
+    let ct = run_arch(&c, &first, &key, "memtouch 1024");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(c.run(&["task", "kill", &first]).code, 0);
+    c.wait_status(&first, "STOPPED");
+    drop(ct);
+    ImageStore::new(root())
+        .open("arch-test", &key)
+        .expect("checkpoint to restore");
+
+    let second = unique_id("rk-b");
+    let runner = {
+        let (c, second, key) = (c.clone(), second.clone(), key.clone());
+        std::thread::spawn(move || {
+            let env = format!("ARCH_KEY={key}");
+            c.run(&[
+                "run",
+                "-d",
+                "--runtime",
+                RUNTIME,
+                "--env",
+                "ARCH_ENABLE=1",
+                "--env",
+                &env,
+                IMAGE,
+                &second,
+                "memtouch",
+                "1024",
+            ])
+        })
+    };
+    let start = Instant::now();
+    let mut killed = false;
+    while start.elapsed() < Duration::from_secs(20) && !killed {
+        // restore-work/ appears just before CRIU starts restoring.
+        if c.bundle(&second).join("restore-work").exists() && !criu_pids().is_empty() {
+            std::thread::sleep(Duration::from_millis(300));
+            for pid in shim_pids(&second) {
+                killed |= nix_kill(pid);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = runner.join();
+    assert!(killed, "never caught the restore");
+    let _guard = arch_e2e::Container {
+        ctr: c.clone(),
+        id: second.clone(),
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || workload_pids(&key).is_empty()),
+        "half-restored processes left running: {:?}",
+        workload_pids(&key)
+    );
+    let state = Path::new("/run/containerd-arch/arch-test").join(&second);
+    let cgroup = Path::new("/sys/fs/cgroup/memory/arch-test").join(&second);
+    assert!(
+        wait_until(Duration::from_secs(20), || !state.exists()
+            && !cgroup.exists()),
+        "containerd's cleanup left state or cgroup behind"
+    );
+    // The image is either still whole (not consumed) or moved aside.
+    if let Ok(image) = ImageStore::new(root()).open("arch-test", &key) {
+        assert!(image.manifest().total_size > 1 << 30);
+    }
+}

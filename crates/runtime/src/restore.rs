@@ -97,12 +97,23 @@ impl Runtime {
         criu.set_link_remap(true);
         criu.set_notify_scripts(true);
         criu.set_notify_cb(on_notify);
+        // The container exists (state + cgroup) before CRIU runs, and CRIU is
+        // spawned from a thread inside that cgroup, so the restored tree is
+        // born in it: if the shim dies mid-restore, containerd's cleanup
+        // (the delete action) finds and kills every restored process.
+        let cgroup_path = self.prepare_restore_target(id, &req.bundle, &spec)?;
         RESTORED_PID.set(0);
-        let restored = criu.restore().map_err(|e| restore_err(id, e));
+        let restored = {
+            let _inside = ThreadCgroup::enter(&cgroup_path);
+            criu.restore().map_err(|e| restore_err(id, e))
+        };
         for fd in req.stdio.iter().flatten() {
             set_cloexec(fd, true)?;
         }
-        restored?;
+        if let Err(e) = restored {
+            self.remove_restore_target(id, &cgroup_path);
+            return Err(e);
+        }
         let pid = RESTORED_PID.get();
         if pid <= 0 {
             return Err(restore_err(id, "CRIU did not report the restored pid"));
@@ -113,29 +124,24 @@ impl Runtime {
             for p in process_tree(pid) {
                 let _ = nix::sys::signal::kill(Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
             }
-            let _ = std::fs::remove_dir_all(self.state_root().join(id));
+            self.remove_restore_target(id, &cgroup_path);
             return Err(e);
         }
         Ok(pid)
     }
 
     /// Makes a restored tree a libcontainer container: state, config and cgroup.
-    fn adopt(&self, id: &str, bundle: &Path, spec: &Spec, pid: i32) -> Result<()> {
+    /// libcontainer state (no process yet) and the new spec's cgroup, with
+    /// its resources applied; returns the cgroup path.
+    fn prepare_restore_target(&self, id: &str, bundle: &Path, spec: &Spec) -> Result<PathBuf> {
         let dir = self.state_root().join(id);
         std::fs::create_dir_all(&dir).map_err(|e| restore_err(id, e))?;
         let config = YoukiConfig::from_spec(spec, id).map_err(|e| restore_err(id, e))?;
         config.save(&dir).map_err(|e| restore_err(id, e))?;
-        let mut container = Container::new(id, ContainerStatus::Running, Some(pid), bundle, &dir)
+        let mut container = Container::new(id, ContainerStatus::Creating, None, bundle, &dir)
             .map_err(|e| restore_err(id, e))?;
         container.set_systemd(false);
         container.save().map_err(|e| restore_err(id, e))?;
-
-        let manager = create_cgroup_manager(CgroupConfig {
-            cgroup_path: config.cgroup_path.clone(),
-            systemd_cgroup: false,
-            container_name: id.to_string(),
-        })
-        .map_err(|e| restore_err(id, format!("cgroup: {e}")))?;
         let default_resources = Default::default();
         let resources = spec
             .linux()
@@ -148,6 +154,31 @@ impl Runtime {
             oom_score_adj: None,
             freezer_state: None,
         };
+        create_v1_cgroup_dirs(&config.cgroup_path)
+            .map_err(|e| restore_err(id, format!("cgroup: {e}")))?;
+        cgroup_manager(id, &config.cgroup_path)?
+            .apply(&opt)
+            .map_err(|e| restore_err(id, format!("cgroup resources: {e}")))?;
+        Ok(config.cgroup_path)
+    }
+
+    /// Undoes `prepare_restore_target` after a failed restore.
+    fn remove_restore_target(&self, id: &str, cgroup_path: &Path) {
+        if let Ok(manager) = cgroup_manager(id, cgroup_path) {
+            let _ = manager.remove();
+        }
+        let _ = std::fs::remove_dir_all(self.state_root().join(id));
+    }
+
+    fn adopt(&self, id: &str, bundle: &Path, spec: &Spec, pid: i32) -> Result<()> {
+        let dir = self.state_root().join(id);
+        let config = YoukiConfig::from_spec(spec, id).map_err(|e| restore_err(id, e))?;
+        let mut container = Container::new(id, ContainerStatus::Running, Some(pid), bundle, &dir)
+            .map_err(|e| restore_err(id, e))?;
+        container.set_systemd(false);
+        container.save().map_err(|e| restore_err(id, e))?;
+        // Where the thread trick is unavailable (cgroup v2), move them now.
+        let manager = cgroup_manager(id, &config.cgroup_path)?;
         for p in process_tree(pid) {
             if let Err(e) = manager.add_task(Pid::from_raw(p)) {
                 // A short-lived child may exit between listing and moving.
@@ -156,11 +187,128 @@ impl Runtime {
                 }
             }
         }
-        manager
-            .apply(&opt)
-            .map_err(|e| restore_err(id, format!("cgroup resources: {e}")))?;
         Ok(())
     }
+}
+
+fn cgroup_manager(id: &str, path: &Path) -> Result<libcgroups::common::AnyCgroupManager> {
+    create_cgroup_manager(CgroupConfig {
+        cgroup_path: path.to_path_buf(),
+        systemd_cgroup: false,
+        container_name: id.to_string(),
+    })
+    .map_err(|e| restore_err(id, format!("cgroup: {e}")))
+}
+
+/// The v1 controllers libcgroups manages (it also removes their dirs).
+const V1_CONTROLLERS: [&str; 12] = [
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "devices",
+    "hugetlb",
+    "memory",
+    "pids",
+    "perf_event",
+    "blkio",
+    "net_prio",
+    "net_cls",
+    "freezer",
+];
+
+/// libcgroups v1 creates a container's directories only when it adds a
+/// process; a restore needs them before any process exists.
+fn create_v1_cgroup_dirs(path: &Path) -> std::io::Result<()> {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    for mp in cgroup_v1_mount_points() {
+        let name = Path::new(&mp)
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if !name.split(',').any(|c| V1_CONTROLLERS.contains(&c)) {
+            continue;
+        }
+        let mut dir = PathBuf::from(&mp);
+        for part in rel.components() {
+            let parent = dir.clone();
+            dir.push(part);
+            std::fs::create_dir_all(&dir)?;
+            if name.split(',').any(|c| c == "cpuset") {
+                // A cpuset without cpus and mems accepts no task.
+                for f in ["cpuset.cpus", "cpuset.mems"] {
+                    if std::fs::read_to_string(dir.join(f))
+                        .unwrap_or_default()
+                        .trim()
+                        .is_empty()
+                    {
+                        std::fs::write(
+                            dir.join(f),
+                            std::fs::read_to_string(parent.join(f))?.trim(),
+                        )?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Moves the calling thread into a container's cgroup v1 hierarchies (v1
+/// moves single threads; children inherit the forking thread's cgroups)
+/// and back out when dropped. A no-op where that is not possible (v2).
+struct ThreadCgroup {
+    moved: Vec<(PathBuf, PathBuf)>,
+}
+
+impl ThreadCgroup {
+    fn enter(path: &Path) -> Self {
+        let tid = nix::unistd::gettid().as_raw();
+        let rel = path.strip_prefix("/").unwrap_or(path);
+        let own = std::fs::read_to_string("/proc/thread-self/cgroup").unwrap_or_default();
+        let mut moved = Vec::new();
+        for mp in cgroup_v1_mount_points() {
+            let target = Path::new(&mp).join(rel).join("tasks");
+            let Some(back) = own_cgroup(&own, &mp) else {
+                continue;
+            };
+            if target.exists() && std::fs::write(&target, tid.to_string()).is_ok() {
+                moved.push((
+                    Path::new(&mp)
+                        .join(back.trim_start_matches('/'))
+                        .join("tasks"),
+                    target,
+                ));
+            }
+        }
+        ThreadCgroup { moved }
+    }
+}
+
+impl Drop for ThreadCgroup {
+    fn drop(&mut self) {
+        let tid = nix::unistd::gettid().as_raw().to_string();
+        for (back, _) in &self.moved {
+            let _ = std::fs::write(back, &tid);
+        }
+    }
+}
+
+/// The calling thread's cgroup in the v1 hierarchy mounted at `mount_point`
+/// (the controllers are the mount point's last path element).
+fn own_cgroup(proc_cgroup: &str, mount_point: &str) -> Option<String> {
+    let name = Path::new(mount_point)
+        .file_name()?
+        .to_string_lossy()
+        .to_string();
+    proc_cgroup.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let matches = controllers
+            .split(',')
+            .any(|c| c == name || c == format!("name={name}"))
+            || controllers == name;
+        matches.then(|| path.to_string())
+    })
 }
 
 /// CRIU inherits the descriptors it passes on (inherit_fd), so they must
