@@ -22,16 +22,34 @@ pub struct EventSender {
 }
 
 impl EventSender {
-    pub fn spawn(publisher: RemotePublisher, namespace: String) -> Self {
+    /// `address` is containerd's ttrpc address: after a containerd restart
+    /// the old connection is dead, and the publisher dials again.
+    pub fn spawn(publisher: RemotePublisher, namespace: String, address: Option<String>) -> Self {
         let (tx, rx) = channel::<Event>();
         std::thread::spawn(move || {
+            let mut publisher = publisher;
             for ev in rx {
                 match ev {
                     Event::Publish { topic, message } => {
-                        if let Err(e) =
-                            publisher.publish(Context::default(), topic, &namespace, message)
+                        let retry = message.clone_box();
+                        if publisher
+                            .publish(Context::default(), topic, &namespace, message)
+                            .is_ok()
                         {
-                            log::warn!("publish {topic}: {e}");
+                            continue;
+                        }
+                        let reconnected = address
+                            .as_deref()
+                            .and_then(|a| RemotePublisher::new(a).ok());
+                        let Some(fresh) = reconnected else {
+                            log::warn!("publish {topic}: containerd unreachable");
+                            continue;
+                        };
+                        publisher = fresh;
+                        if let Err(e) =
+                            publisher.publish(Context::default(), topic, &namespace, retry)
+                        {
+                            log::warn!("publish {topic} after reconnecting: {e}");
                         }
                     }
                     Event::Flush(done) => {

@@ -96,7 +96,8 @@ impl Shim for ArchShim {
     }
 
     fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
-        let events = EventSender::spawn(publisher, self.namespace.clone());
+        let ttrpc_address = std::env::var("TTRPC_ADDRESS").ok();
+        let events = EventSender::spawn(publisher, self.namespace.clone(), ttrpc_address);
         let runtime = Runtime::new(state_root(&self.namespace));
         ArchTask(TaskService::new(
             &self.namespace,
