@@ -14,10 +14,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use arch_records::Flock;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io_err, Error, Result};
@@ -161,25 +161,6 @@ fn save(root: &Path, tags: &Tags) -> Result<()> {
     File::open(root)
         .and_then(|d| d.sync_all())
         .map_err(io_err("fsync", root))
-}
-
-struct Flock<'a>(&'a File);
-
-impl<'a> Flock<'a> {
-    fn exclusive(file: &'a File) -> std::io::Result<Self> {
-        // SAFETY: flock on a descriptor we own for the guard's lifetime.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(Flock(file))
-    }
-}
-
-impl Drop for Flock<'_> {
-    fn drop(&mut self) {
-        // SAFETY: unlocking the descriptor locked in `exclusive`.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
-    }
 }
 
 #[cfg(test)]

@@ -120,10 +120,12 @@ pub fn append(root: &Path, host: &str, record: &Record) -> Result<()> {
         .map_err(io(format!("appending to {}", path.display())))
 }
 
-struct Flock<'a>(&'a File);
+/// An exclusive `flock` on a file, released when dropped. Also used by
+/// archctl for its tags file.
+pub struct Flock<'a>(&'a File);
 
 impl<'a> Flock<'a> {
-    fn exclusive(file: &'a File) -> std::io::Result<Self> {
+    pub fn exclusive(file: &'a File) -> std::io::Result<Self> {
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(std::io::Error::last_os_error());
