@@ -120,6 +120,23 @@ impl Ctr {
     }
 
     /// The task's status column from `ctr task ls` (None if no task).
+    /// Starts a detached ARCH container (`ARCH_ENABLE=1`, `ARCH_KEY=key`
+    /// when given) running `sh -c cmd`; the guard removes it.
+    pub fn start_arch(&self, id: &str, key: Option<&str>, cmd: &str) -> Container {
+        let mut args = vec!["run", "-d", "--runtime", RUNTIME, "--env", "ARCH_ENABLE=1"];
+        let key_env = key.map(|k| format!("ARCH_KEY={k}"));
+        if let Some(k) = &key_env {
+            args.extend(["--env", k.as_str()]);
+        }
+        args.extend([IMAGE, id, "sh", "-c", cmd]);
+        let r = self.run(&args);
+        assert_eq!(r.code, 0, "ctr run -d {id} failed: {}", r.stderr);
+        Container {
+            ctr: self.clone(),
+            id: id.to_string(),
+        }
+    }
+
     pub fn task_status(&self, id: &str) -> Option<String> {
         let r = self.run(&["task", "ls"]);
         r.stdout.lines().find_map(|l| {

@@ -37,27 +37,7 @@ fn entries_for(ns_dir: &Path, key: &str) -> Vec<String> {
 }
 
 fn run_arch(c: &Ctr, id: &str, key: &str, cmd: &str) -> arch_e2e::Container {
-    let env = format!("ARCH_KEY={key}");
-    let r = c.run(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        "--env",
-        "ARCH_ENABLE=1",
-        "--env",
-        &env,
-        IMAGE,
-        id,
-        "sh",
-        "-c",
-        cmd,
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    arch_e2e::Container {
-        ctr: c.clone(),
-        id: id.to_string(),
-    }
+    c.start_arch(id, Some(key), cmd)
 }
 
 #[test]

@@ -17,18 +17,7 @@ const COUNTER: &str = "i=0; rm /etc/group; mkdir -p /data; echo kept > /data/fil
     while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done";
 
 fn start_arch(c: &Ctr, id: &str, key: Option<&str>, cmd: &str) -> arch_e2e::Container {
-    let mut args = vec!["run", "-d", "--runtime", RUNTIME, "--env", "ARCH_ENABLE=1"];
-    let key_env = key.map(|k| format!("ARCH_KEY={k}"));
-    if let Some(k) = &key_env {
-        args.extend(["--env", k.as_str()]);
-    }
-    args.extend([IMAGE, id, "sh", "-c", cmd]);
-    let r = c.run(&args);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    arch_e2e::Container {
-        ctr: c.clone(),
-        id: id.to_string(),
-    }
+    c.start_arch(id, key, cmd)
 }
 
 fn count(c: &Ctr, id: &str, exec: &str) -> u64 {

@@ -35,13 +35,7 @@ fn arch_args<'a>(key_env: &'a str, id: &'a str, detach: bool) -> Vec<&'a str> {
 }
 
 fn start(c: &Ctr, id: &str, key: &str) -> arch_e2e::Container {
-    let env = format!("ARCH_KEY={key}");
-    let r = c.run(&arch_args(&env, id, true));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    arch_e2e::Container {
-        ctr: c.clone(),
-        id: id.to_string(),
-    }
+    c.start_arch(id, Some(key), WORKLOAD)
 }
 
 fn read(c: &Ctr, id: &str, path: &str) -> String {
