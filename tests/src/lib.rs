@@ -120,16 +120,23 @@ impl Ctr {
     }
 
     /// The task's status column from `ctr task ls` (None if no task).
-    /// Starts a detached ARCH container (`ARCH_ENABLE=1`, `ARCH_KEY=key`
-    /// when given) running `sh -c cmd`; the guard removes it.
-    pub fn start_arch(&self, id: &str, key: Option<&str>, cmd: &str) -> Container {
-        let mut args = vec!["run", "-d", "--runtime", RUNTIME, "--env", "ARCH_ENABLE=1"];
+    /// `ctr run MODE` (`-d` or `--rm`) of the test image as an ARCH
+    /// container: `ARCH_ENABLE=1`, and `ARCH_KEY=key` when given.
+    pub fn run_arch(&self, mode: &str, id: &str, key: Option<&str>, cmd: &[&str]) -> Run {
+        let mut args = vec!["run", mode, "--runtime", RUNTIME, "--env", "ARCH_ENABLE=1"];
         let key_env = key.map(|k| format!("ARCH_KEY={k}"));
         if let Some(k) = &key_env {
             args.extend(["--env", k.as_str()]);
         }
-        args.extend([IMAGE, id, "sh", "-c", cmd]);
-        let r = self.run(&args);
+        args.extend([IMAGE, id]);
+        args.extend_from_slice(cmd);
+        self.run(&args)
+    }
+
+    /// Starts a detached ARCH container running `sh -c cmd`; the guard
+    /// removes it.
+    pub fn start_arch(&self, id: &str, key: Option<&str>, cmd: &str) -> Container {
+        let r = self.run_arch("-d", id, key, &["sh", "-c", cmd]);
         assert_eq!(r.code, 0, "ctr run -d {id} failed: {}", r.stderr);
         Container {
             ctr: self.clone(),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use arch_e2e::{ctr, mounts_containing, shim_pids, unique_id, wait_until, Ctr, IMAGE, RUNTIME};
+use arch_e2e::{ctr, mounts_containing, shim_pids, unique_id, wait_until};
 use arch_image::ImageStore;
 
 fn root() -> PathBuf {
@@ -34,10 +34,6 @@ fn pid_alive(pid: i32) -> bool {
 fn entries_for(ns_dir: &Path, key: &str) -> Vec<String> {
     let ns = ns_dir.file_name().unwrap().to_string_lossy();
     arch_e2e::image_entries(&ns, key)
-}
-
-fn run_arch(c: &Ctr, id: &str, key: &str, cmd: &str) -> arch_e2e::Container {
-    c.start_arch(id, Some(key), cmd)
 }
 
 #[test]
@@ -96,7 +92,7 @@ fn containerd_restart_keeps_running_containers() {
     let plain = unique_id("keep");
     let _p = c.start_detached(&plain, &["sleep", "600"]);
     let (arch, key) = (unique_id("keeparch"), unique_id("kkey"));
-    let _a = run_arch(&c, &arch, &key, "while true; do sleep 0.1; done");
+    let _a = c.start_arch(&arch, Some(&key), "while true; do sleep 0.1; done");
     let before = c.task_pid(&plain);
 
     let st = Command::new(repo().join("hack/containerd-test.sh"))
@@ -196,10 +192,9 @@ fn a_full_disk_fails_the_checkpoint_cleanly() {
     let _disk = FullDisk::mount(ns_dir.clone(), "4m");
 
     let (id, key) = (unique_id("full"), unique_id("fkey"));
-    let _ct = run_arch(
-        &c,
+    let _ct = c.start_arch(
         &id,
-        &key,
+        Some(&key),
         "trap 'exit 143' TERM; memtouch 32 & while true; do sleep 0.1; done",
     );
     std::thread::sleep(Duration::from_millis(800));
@@ -235,10 +230,9 @@ fn criu_pids() -> Vec<i32> {
 fn killing_criu_mid_dump_commits_nothing() {
     let c = ctr();
     let (id, key) = (unique_id("killcriu"), unique_id("ckey"));
-    let ct = run_arch(
-        &c,
+    let ct = c.start_arch(
         &id,
-        &key,
+        Some(&key),
         "trap 'exit 143' TERM; memtouch 1024 & while true; do sleep 0.1; done",
     );
     // Let it touch its memory first.
@@ -272,7 +266,7 @@ fn killing_criu_mid_dump_commits_nothing() {
 fn a_shim_killed_mid_checkpoint_leaves_no_temporaries() {
     let c = ctr();
     let (id, key) = (unique_id("shimdie"), unique_id("skey"));
-    let ct = run_arch(&c, &id, &key, "memtouch 1024");
+    let ct = c.start_arch(&id, Some(&key), "memtouch 1024");
     std::thread::sleep(Duration::from_secs(4));
     let ns_dir = root().join("arch-test");
     assert_eq!(c.run(&["task", "kill", &id]).code, 0);
@@ -335,24 +329,8 @@ fn containers_stopped_at_once_all_commit_or_fail_cleanly() {
         .map(|_| (unique_id("load"), unique_id("lk")))
         .collect();
     let started = parallel(&ids, 16, |(id, key)| {
-        let env = format!("ARCH_KEY={key}");
         let cmd = "trap 'exit 143' TERM; while true; do date > /tmp/now; sleep 1; done";
-        c.run(&[
-            "run",
-            "-d",
-            "--runtime",
-            RUNTIME,
-            "--env",
-            "ARCH_ENABLE=1",
-            "--env",
-            &env,
-            IMAGE,
-            id,
-            "sh",
-            "-c",
-            cmd,
-        ])
-        .code
+        c.run_arch("-d", id, Some(key), &["sh", "-c", cmd]).code
     });
     assert!(
         started.iter().all(|code| *code == 0),
@@ -425,10 +403,9 @@ fn network_fs_claims_keep_an_image_to_one_restorer() {
     let c = ctr();
     let key = unique_id("nfs");
     let first = unique_id("nfs-a");
-    let ct = run_arch(
-        &c,
+    let ct = c.start_arch(
         &first,
-        &key,
+        Some(&key),
         "echo $$ > /tmp/pid; while true; do sleep 0.1; done",
     );
     std::thread::sleep(Duration::from_millis(500));
@@ -441,7 +418,7 @@ fn network_fs_claims_keep_an_image_to_one_restorer() {
         .expect("claim as another host");
 
     let second = unique_id("nfs-b");
-    let ct2 = run_arch(&c, &second, &key, "while true; do sleep 0.1; done");
+    let ct2 = c.start_arch(&second, Some(&key), "while true; do sleep 0.1; done");
     c.wait_status(&second, "RUNNING");
     store
         .open("arch-test", &key)
@@ -450,7 +427,7 @@ fn network_fs_claims_keep_an_image_to_one_restorer() {
     claim.release().unwrap();
 
     let third = unique_id("nfs-c");
-    let _ct3 = run_arch(&c, &third, &key, "while true; do sleep 0.1; done");
+    let _ct3 = c.start_arch(&third, Some(&key), "while true; do sleep 0.1; done");
     c.wait_status(&third, "RUNNING");
     let entries = arch_e2e::image_entries("arch-test", &key);
     assert!(
@@ -485,7 +462,7 @@ fn a_shim_killed_mid_restore_leaves_nothing_running() {
     let c = ctr();
     let key = unique_id("rkill");
     let first = unique_id("rk-a");
-    let ct = run_arch(&c, &first, &key, "memtouch 1024");
+    let ct = c.start_arch(&first, Some(&key), "memtouch 1024");
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(c.run(&["task", "kill", &first]).code, 0);
     c.wait_status(&first, "STOPPED");
@@ -497,23 +474,7 @@ fn a_shim_killed_mid_restore_leaves_nothing_running() {
     let second = unique_id("rk-b");
     let runner = {
         let (c, second, key) = (c.clone(), second.clone(), key.clone());
-        std::thread::spawn(move || {
-            let env = format!("ARCH_KEY={key}");
-            c.run(&[
-                "run",
-                "-d",
-                "--runtime",
-                RUNTIME,
-                "--env",
-                "ARCH_ENABLE=1",
-                "--env",
-                &env,
-                IMAGE,
-                &second,
-                "memtouch",
-                "1024",
-            ])
-        })
+        std::thread::spawn(move || c.run_arch("-d", &second, Some(&key), &["memtouch", "1024"]))
     };
     let start = Instant::now();
     let mut killed = false;

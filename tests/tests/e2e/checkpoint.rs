@@ -16,10 +16,6 @@ fn store() -> ImageStore {
 const COUNTER: &str = "i=0; rm /etc/group; mkdir -p /data; echo kept > /data/file; \
     while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done";
 
-fn start_arch(c: &Ctr, id: &str, key: Option<&str>, cmd: &str) -> arch_e2e::Container {
-    c.start_arch(id, key, cmd)
-}
-
 fn count(c: &Ctr, id: &str, exec: &str) -> u64 {
     let r = c.run(&["task", "exec", "--exec-id", exec, id, "cat", "/tmp/count"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -51,7 +47,7 @@ fn no_leftovers(ns: &str, key: &str) {
 fn stop_signal_commits_a_valid_image_with_the_rootfs_changes() {
     let c = ctr();
     let (id, key) = (unique_id("stop"), unique_id("key"));
-    let _ct = start_arch(&c, &id, Some(&key), COUNTER);
+    let _ct = c.start_arch(&id, Some(&key), COUNTER);
     assert!(wait_until(Duration::from_secs(10), || count(&c, &id, "n") >= 5));
     assert_eq!(c.run(&["task", "kill", &id]).code, 0);
     c.wait_status(&id, "STOPPED");
@@ -113,7 +109,7 @@ fn the_annotation_opts_in_and_the_key_defaults_to_the_container_id() {
 fn sigkill_during_a_stop_checkpoint_waits_for_the_commit() {
     let c = ctr();
     let (id, key) = (unique_id("kill"), unique_id("kkey"));
-    let _ct = start_arch(&c, &id, Some(&key), "memtouch 64");
+    let _ct = c.start_arch(&id, Some(&key), "memtouch 64");
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(c.run(&["task", "kill", &id]).code, 0);
     let k = c.run(&["task", "kill", "-s", "SIGKILL", &id]);
@@ -132,7 +128,7 @@ fn sigkill_during_a_stop_checkpoint_waits_for_the_commit() {
 fn checkpoint_rpc_leaves_the_container_running() {
     let c = ctr();
     let (id, key) = (unique_id("live"), unique_id("lkey"));
-    let _ct = start_arch(&c, &id, Some(&key), COUNTER);
+    let _ct = c.start_arch(&id, Some(&key), COUNTER);
     assert!(wait_until(Duration::from_secs(10), || count(&c, &id, "a") >= 3));
     let r = c.run(&["task", "checkpoint", &id]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -150,7 +146,7 @@ fn checkpoint_rpc_leaves_the_container_running() {
 fn checkpoint_rpc_with_exit_stops_the_container() {
     let c = ctr();
     let (id, key) = (unique_id("exit"), unique_id("ekey"));
-    let _ct = start_arch(&c, &id, Some(&key), COUNTER);
+    let _ct = c.start_arch(&id, Some(&key), COUNTER);
     std::thread::sleep(Duration::from_millis(500));
     let opts = api::CheckpointTaskRequest {
         id: id.clone(),
@@ -193,24 +189,7 @@ fn a_failed_stop_checkpoint_leaves_nothing_and_delivers_the_signal() {
     let runner = {
         let c = c.clone();
         let (id, key) = (id.clone(), key.clone());
-        std::thread::spawn(move || {
-            let env = format!("ARCH_KEY={key}");
-            c.run(&[
-                "run",
-                "--rm",
-                "--runtime",
-                RUNTIME,
-                "--env",
-                "ARCH_ENABLE=1",
-                "--env",
-                &env,
-                IMAGE,
-                &id,
-                "sh",
-                "-c",
-                URING,
-            ])
-        })
+        std::thread::spawn(move || c.run_arch("--rm", &id, Some(&key), &["sh", "-c", URING]))
     };
     c.wait_status(&id, "RUNNING");
     std::thread::sleep(Duration::from_millis(500));
@@ -228,7 +207,7 @@ fn a_failed_stop_checkpoint_leaves_nothing_and_delivers_the_signal() {
 fn a_failed_checkpoint_rpc_returns_the_reason_and_keeps_the_container() {
     let c = ctr();
     let (id, key) = (unique_id("rpcfail"), unique_id("rkey"));
-    let _ct = start_arch(&c, &id, Some(&key), URING);
+    let _ct = c.start_arch(&id, Some(&key), URING);
     std::thread::sleep(Duration::from_millis(500));
     let r = c.run(&["task", "checkpoint", &id]);
     assert_ne!(r.code, 0);
@@ -279,7 +258,7 @@ fn invalid_opt_in_and_keys_fail_create_clearly() {
 fn archctl_reads_what_the_shim_wrote() {
     let c = ctr();
     let (id, key) = (unique_id("ctl"), unique_id("ctlkey"));
-    let _ct = start_arch(&c, &id, Some(&key), COUNTER);
+    let _ct = c.start_arch(&id, Some(&key), COUNTER);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(c.run(&["task", "kill", &id]).code, 0);
     c.wait_status(&id, "STOPPED");

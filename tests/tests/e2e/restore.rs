@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use arch_e2e::{ctr, unique_id, wait_until, Ctr, IMAGE, RUNTIME};
+use arch_e2e::{ctr, unique_id, wait_until, Ctr};
 use arch_image::ImageStore;
 use arch_records::{Operation, Outcome};
 use sha2::{Digest, Sha256};
@@ -17,21 +17,6 @@ const WORKLOAD: &str = "boot=$(cat /proc/sys/kernel/random/uuid); \
 
 fn store() -> ImageStore {
     ImageStore::new(arch_e2e::checkpoint_root())
-}
-
-fn arch_args<'a>(key_env: &'a str, id: &'a str, detach: bool) -> Vec<&'a str> {
-    let mut a = vec![
-        "run",
-        if detach { "-d" } else { "--rm" },
-        "--runtime",
-        RUNTIME,
-        "--env",
-        "ARCH_ENABLE=1",
-        "--env",
-        key_env,
-    ];
-    a.extend([IMAGE, id, "sh", "-c", WORKLOAD]);
-    a
 }
 
 fn start(c: &Ctr, id: &str, key: &str) -> arch_e2e::Container {
@@ -224,10 +209,7 @@ fn restored_output_reaches_the_new_client_and_exit_codes_work() {
     let id = unique_id("out");
     let runner = {
         let (c, id, key) = (c.clone(), id.clone(), key.clone());
-        std::thread::spawn(move || {
-            let env = format!("ARCH_KEY={key}");
-            c.run(&arch_args(&env, &id, false))
-        })
+        std::thread::spawn(move || c.run_arch("--rm", &id, Some(&key), &["sh", "-c", WORKLOAD]))
     };
     c.wait_status(&id, "RUNNING");
     std::thread::sleep(Duration::from_millis(700));
