@@ -122,14 +122,18 @@ impl StopGate {
     }
 }
 
+/// This host's name, for records and network-fs claims.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
 /// Appends an operation record for archctl and metrics; a failure to record
 /// is logged, never fatal to the operation.
 pub fn record(root: &Path, rec: arch_records::Record) {
-    let host = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown-host".into());
-    if let Err(e) = arch_records::append(root, &host, &rec) {
+    if let Err(e) = arch_records::append(root, &hostname(), &rec) {
         log::warn!("could not record {:?} of {}: {e}", rec.op, rec.container_id);
     }
 }

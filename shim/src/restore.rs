@@ -17,7 +17,7 @@ use containerd_shim::protos::types::mount::Mount;
 
 use arch_records::{Operation, Outcome, Record};
 
-use crate::arch::record;
+use crate::arch::{hostname, record};
 use crate::error::{Result, ShimError};
 use crate::mounts;
 use crate::process::Process;
@@ -258,13 +258,6 @@ fn restore_record(
         bytes,
         error,
     }
-}
-
-fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown-host".into())
 }
 
 impl From<arch_image::Error> for ShimError {
