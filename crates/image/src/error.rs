@@ -72,6 +72,10 @@ pub enum Error {
     /// Another owner (host) holds the exclusive claim on this image.
     #[error("image is already claimed by {owner:?} ({path})")]
     AlreadyClaimed { owner: String, path: PathBuf },
+    /// A commit observer stopped the commit at one of its phases (the
+    /// reliability suite's fault points).
+    #[error("commit stopped at {point}: {reason}")]
+    CommitStopped { point: &'static str, reason: String },
 }
 
 /// Attach the operation and path to an `io::Error`.

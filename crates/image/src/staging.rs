@@ -39,7 +39,14 @@ impl Staging {
     /// old image is renamed to `{key}@old-{rand}`, the new one renamed in, and
     /// the old one deleted. A crash in between leaves `@old-` behind, which
     /// `ImageStore::cleanup_stale_temps` puts back if no image took its place.
-    pub fn commit(mut self, info: CommitInfo) -> Result<Image> {
+    pub fn commit(self, info: CommitInfo) -> Result<Image> {
+        self.commit_observed(info, &mut |_| Ok(()))
+    }
+
+    /// `commit`, calling `observe` at each phase boundary ([`COMMIT_PHASES`])
+    /// so the reliability suite can fail or crash there; an `Err` from it
+    /// stops the commit as a failed commit would.
+    pub fn commit_observed(mut self, info: CommitInfo, observe: Observer) -> Result<Image> {
         let mut files = Vec::new();
         seal_tree(&self.dir, "", &mut files)?;
         files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -61,33 +68,73 @@ impl Staging {
         };
         write_new(&self.dir.join(crate::MANIFEST), &manifest.to_json())?;
         fsync(&self.dir)?;
-        self.publish()?;
+        phase(observe, "commit:sealed")?;
+        self.publish(observe)?;
         self.done = true;
         Ok(Image::new(self.final_dir.clone(), manifest))
     }
 
-    fn publish(&self) -> Result<()> {
+    /// Makes the image visible under its key. Once it is, the commit has
+    /// happened: later trouble (the directory fsync, removing a previous
+    /// image) is logged, not returned, since a caller told "failed" would
+    /// treat a visible, valid image as lost.
+    fn publish(&self, observe: Observer) -> Result<()> {
         let rename = |from: &Path, to: &Path| fs::rename(from, to).map_err(io_err("rename", from));
-        let exists = fs::symlink_metadata(&self.final_dir).is_ok();
-        if !exists {
-            rename(&self.dir, &self.final_dir)?;
-            return fsync(&self.ns_dir);
-        }
-        let old = self.ns_dir.join(format!(
-            "{}{}old-{}",
-            self.key,
-            crate::SIDECAR_SEP,
-            rand_suffix()
-        ));
-        rename(&self.final_dir, &old)?;
-        if let Err(e) = rename(&self.dir, &self.final_dir) {
+        let old = if fs::symlink_metadata(&self.final_dir).is_ok() {
+            let old = self.ns_dir.join(format!(
+                "{}{}old-{}",
+                self.key,
+                crate::SIDECAR_SEP,
+                rand_suffix()
+            ));
+            rename(&self.final_dir, &old)?;
+            Some(old)
+        } else {
+            None
+        };
+        let replacing = match old {
+            Some(_) => phase(observe, "commit:replacing"),
+            None => Ok(()),
+        };
+        if let Err(e) = replacing.and_then(|_| rename(&self.dir, &self.final_dir)) {
             // Put the previous image back so a failed commit loses nothing.
-            let _ = fs::rename(&old, &self.final_dir);
+            if let Some(old) = &old {
+                let _ = fs::rename(old, &self.final_dir);
+            }
             return Err(e);
         }
-        fsync(&self.ns_dir)?;
-        fs::remove_dir_all(&old).map_err(io_err("remove", &old))
+        if let Err(e) = phase(observe, "commit:published") {
+            log::warn!(
+                "{}: {e} (ignored: the image is published)",
+                self.final_dir.display()
+            );
+        }
+        if let Err(e) = fsync(&self.ns_dir) {
+            log::error!(
+                "{e}: {} is published but its rename may not be durable",
+                self.final_dir.display()
+            );
+        }
+        if let Some(old) = old {
+            if let Err(e) = fs::remove_dir_all(&old) {
+                log::warn!("removing the replaced image {}: {e}", old.display());
+            }
+        }
+        Ok(())
     }
+}
+
+/// Watches a commit's phases; see [`Staging::commit_observed`].
+pub type Observer<'a> = &'a mut dyn FnMut(&'static str) -> std::result::Result<(), String>;
+
+/// The phase boundaries a commit reports, in order: sealed (hashed,
+/// manifest written, not yet visible), replacing (a previous image moved
+/// aside, the new one not yet in place; only when replacing), published
+/// (visible under its key, a previous image not yet removed).
+pub const COMMIT_PHASES: [&str; 3] = ["commit:sealed", "commit:replacing", "commit:published"];
+
+fn phase(observe: Observer, point: &'static str) -> Result<()> {
+    observe(point).map_err(|reason| Error::CommitStopped { point, reason })
 }
 
 impl Drop for Staging {

@@ -376,3 +376,67 @@ fn claim_is_exclusive() {
     assert!(!path.exists(), "drop releases");
     assert!(store.claim("ns", "k", "two\nlines").is_err());
 }
+
+/// Stages a one-file image for `key` whose payload is `payload`.
+fn staged(store: &ImageStore, key: &str, payload: &[u8]) -> Staging {
+    let st = store.begin("default", key).unwrap();
+    fs::write(st.path().join(CONFIG), payload).unwrap();
+    st
+}
+
+fn stop_at(point: &'static str) -> impl FnMut(&'static str) -> std::result::Result<(), String> {
+    move |p| {
+        if p == point {
+            Err("injected".into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn entries(store: &ImageStore) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(store.root().join("default"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn commit_reports_its_phases_in_order() {
+    let (_t, store) = committed("default", "k");
+    let mut seen = Vec::new();
+    staged(&store, "k", b"v2")
+        .commit_observed(info(), &mut |p| {
+            seen.push(p);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(seen, COMMIT_PHASES);
+}
+
+#[test]
+fn a_commit_stopped_before_publishing_leaves_the_previous_image() {
+    for point in ["commit:sealed", "commit:replacing"] {
+        let (_t, store) = committed("default", "k");
+        let err = staged(&store, "k", b"v2")
+            .commit_observed(info(), &mut stop_at(point))
+            .unwrap_err();
+        assert!(matches!(err, Error::CommitStopped { .. }), "{point}: {err}");
+        let img = store.open("default", "k").unwrap();
+        assert_eq!(fs::read(img.dir().join(CONFIG)).unwrap(), b"{}", "{point}");
+        assert_eq!(entries(&store), ["k"], "{point}: nothing else left");
+    }
+}
+
+#[test]
+fn a_published_commit_stands_whatever_follows() {
+    let (_t, store) = committed("default", "k");
+    staged(&store, "k", b"v2")
+        .commit_observed(info(), &mut stop_at("commit:published"))
+        .expect("a visible image is a committed image");
+    let img = store.open("default", "k").unwrap();
+    assert_eq!(fs::read(img.dir().join(CONFIG)).unwrap(), b"v2");
+    assert_eq!(entries(&store), ["k"]);
+}
