@@ -33,3 +33,6 @@ cargo test -p arch-e2e --test e2e -- --test-threads="${ARCH_E2E_THREADS:-4}"
 
 log "fault tests (one at a time: they restart containerd, kill shims and CRIU)"
 cargo test -p arch-e2e --test faults -- --test-threads=1
+
+log "fault-point sweep (every point of a checkpoint and a restore; one case removes the checkpoint root)"
+cargo test -p arch-e2e --test fault_points -- --test-threads=1 --nocapture

@@ -31,6 +31,7 @@ pub struct PreparedRestore {
     pub stdio: Stdio,
     pub claim: Option<Claim>,
     pub mounts: Vec<Mount>,
+    pub faults: arch_faults::Plan,
 }
 
 /// The last lines of a CRIU log that say what went wrong.
@@ -54,6 +55,7 @@ impl TaskService {
         bundle: &Path,
         mounts: &[Mount],
         terminal: bool,
+        faults: &arch_faults::Plan,
     ) -> Option<(Image, Option<Claim>)> {
         let (store, cfg) = self.store().ok()?;
         let (ns, key) = (&identity.namespace, &identity.key);
@@ -79,6 +81,8 @@ impl TaskService {
             None
         };
         let staged = (|| -> std::result::Result<Image, String> {
+            let fault = |point: &str| faults.hit(point).map_err(|e| e.to_string());
+            fault("restore:staging")?;
             if terminal {
                 return Err("restoring a container with a terminal is not supported".into());
             }
@@ -93,8 +97,10 @@ impl TaskService {
             let criu = arch_runtime::criu_version().map_err(|e| e.to_string())?;
             check_compatible(image.manifest(), &HostFacts::detect(criu))
                 .map_err(|e| e.to_string())?;
+            fault("restore:validated")?;
             let stats = apply_rootfs(&image, &bundle.join("rootfs"))
                 .map_err(|e| format!("rootfs diff: {e}"))?;
+            fault("restore:rootfs-applied")?;
             log::info!("{id}: applied rootfs diff of {ns}/{key}: {stats:?}");
             Ok(image)
         })();
@@ -166,6 +172,7 @@ impl TaskService {
             stdio,
             claim,
             mounts,
+            faults,
         } = prep;
         let fds = [
             stdio.stdin.as_deref(),
@@ -179,6 +186,7 @@ impl TaskService {
             images_dir: image.criu_dir(),
             work_dir: work_dir.clone(),
             stdio: fds,
+            faults,
         });
         let (store, _) = self.store()?;
         let pid = match restored {

@@ -46,6 +46,17 @@ pub(crate) struct Container {
     pub(crate) stop_gate: Arc<StopGate>,
     /// A restore staged by Create, carried out by Start.
     pub(crate) restore: Option<PreparedRestore>,
+    /// Fault points armed by the reliability suite (debug builds only).
+    pub(crate) faults: arch_faults::Plan,
+}
+
+/// What Create decided about a new container, besides its stdio and rootfs.
+struct Created {
+    arch: Option<ArchIdentity>,
+    faults: arch_faults::Plan,
+    /// 0 for a restore, whose processes only exist after Start.
+    pid: i32,
+    restore: Option<PreparedRestore>,
 }
 
 pub struct TaskService {
@@ -232,6 +243,7 @@ impl TaskService {
         let bundle = PathBuf::from(&req.bundle);
         let spec = load_spec(&bundle)?;
         let arch = self.arch_identity(&spec, &id)?;
+        let faults = self.fault_plan(&spec)?;
         let rootfs = mounts::mount_rootfs(&bundle, &req.rootfs)?;
         let paths = StdioPaths {
             stdin: req.stdin.clone(),
@@ -239,9 +251,9 @@ impl TaskService {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let staged = arch
-            .as_ref()
-            .and_then(|ident| self.stage_restore(&id, ident, &bundle, &req.rootfs, req.terminal));
+        let staged = arch.as_ref().and_then(|ident| {
+            self.stage_restore(&id, ident, &bundle, &req.rootfs, req.terminal, &faults)
+        });
         if let Some((image, claim)) = staged {
             // The processes come back at Start; stdio pipes are ready now.
             let (stdio, io) = match stdio::setup_pipes(&paths) {
@@ -261,8 +273,15 @@ impl TaskService {
                 stdio,
                 claim,
                 mounts: req.rootfs.to_vec(),
+                faults: faults.clone(),
             };
-            return Ok(self.insert_created(&req, bundle, rootfs, paths, io, arch, 0, Some(prep)));
+            let created = Created {
+                arch,
+                faults,
+                pid: 0,
+                restore: Some(prep),
+            };
+            return Ok(self.insert_created(&req, bundle, rootfs, paths, io, created));
         }
         let created = self.spawn_with_stdio(&paths, |console_socket, stdio| {
             Ok(self.runtime.create(CreateRequest {
@@ -280,12 +299,17 @@ impl TaskService {
                 return Err(e);
             }
         };
-        Ok(self.insert_created(&req, bundle, rootfs, paths, io, arch, pid, None))
+        let created = Created {
+            arch,
+            faults,
+            pid,
+            restore: None,
+        };
+        Ok(self.insert_created(&req, bundle, rootfs, paths, io, created))
     }
 
     /// Records a created container and announces it (pid 0 for a restore,
     /// whose processes only exist after Start).
-    #[allow(clippy::too_many_arguments)]
     fn insert_created(
         &self,
         req: &api::CreateTaskRequest,
@@ -293,10 +317,14 @@ impl TaskService {
         rootfs: Option<PathBuf>,
         paths: StdioPaths,
         io: IoHandles,
-        arch: Option<ArchIdentity>,
-        pid: i32,
-        restore: Option<PreparedRestore>,
+        created: Created,
     ) -> api::CreateTaskResponse {
+        let Created {
+            arch,
+            faults,
+            pid,
+            restore,
+        } = created;
         let id = req.id.clone();
         let init = Arc::new(Process::new("", paths.clone()));
         init.set_io(io);
@@ -311,6 +339,7 @@ impl TaskService {
                 upperdir: arch_upperdir(&req.rootfs),
                 stop_gate: Arc::new(StopGate::default()),
                 restore,
+                faults,
             },
         );
         if pid > 0 {

@@ -123,11 +123,24 @@ impl Ctr {
     /// `ctr run MODE` (`-d` or `--rm`) of the test image as an ARCH
     /// container: `ARCH_ENABLE=1`, and `ARCH_KEY=key` when given.
     pub fn run_arch(&self, mode: &str, id: &str, key: Option<&str>, cmd: &[&str]) -> Run {
+        self.run_arch_with(mode, id, key, &[], cmd)
+    }
+
+    /// `run_arch` with extra `ctr run` flags (e.g. `--annotation`).
+    pub fn run_arch_with(
+        &self,
+        mode: &str,
+        id: &str,
+        key: Option<&str>,
+        extra: &[&str],
+        cmd: &[&str],
+    ) -> Run {
         let mut args = vec!["run", mode, "--runtime", RUNTIME, "--env", "ARCH_ENABLE=1"];
         let key_env = key.map(|k| format!("ARCH_KEY={k}"));
         if let Some(k) = &key_env {
             args.extend(["--env", k.as_str()]);
         }
+        args.extend_from_slice(extra);
         args.extend([IMAGE, id]);
         args.extend_from_slice(cmd);
         self.run(&args)
@@ -304,4 +317,50 @@ pub fn archctl(root: &Path, args: &[&str]) -> Run {
         .output()
         .expect("run archctl")
         .into()
+}
+
+/// True if `pid` exists and is not a zombie.
+pub fn pid_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| !r.trim_start().starts_with('Z'))
+                .unwrap_or(false)
+        })
+        .unwrap_or(false)
+}
+
+/// Pids whose environment carries `ARCH_KEY=key`: the workload's processes.
+pub fn workload_pids(key: &str) -> Vec<i32> {
+    let needle = format!("ARCH_KEY={key}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|p| pid_alive(*p))
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/environ"))
+                .map(|env| env.windows(needle.len()).any(|w| w == needle.as_bytes()))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Runs `f` over `items` on `threads` threads.
+pub fn parallel<T: Send + Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let chunk = items.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| s.spawn(|| part.iter().map(&f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
 }

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use arch_e2e::{ctr, mounts_containing, shim_pids, unique_id, wait_until};
+use arch_e2e::{
+    ctr, mounts_containing, parallel, pid_alive, shim_pids, unique_id, wait_until, workload_pids,
+};
 use arch_image::ImageStore;
 
 fn root() -> PathBuf {
@@ -18,16 +20,6 @@ fn repo() -> PathBuf {
         .parent()
         .unwrap()
         .to_path_buf()
-}
-
-fn pid_alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit_once(')')
-                .map(|(_, r)| !r.trim_start().starts_with('Z'))
-                .unwrap_or(false)
-        })
-        .unwrap_or(false)
 }
 
 /// Entries of `key` in the namespace directory `ns_dir` (`{root}/{ns}`).
@@ -298,25 +290,6 @@ fn a_shim_killed_mid_checkpoint_leaves_no_temporaries() {
     drop(ct);
 }
 
-/// Runs `f` over `items` on `threads` threads.
-fn parallel<T: Send + Sync, R: Send>(
-    items: &[T],
-    threads: usize,
-    f: impl Fn(&T) -> R + Sync,
-) -> Vec<R> {
-    let chunk = items.len().div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| s.spawn(|| part.iter().map(&f).collect::<Vec<R>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
-    })
-}
-
 /// A spot interruption: every container gets SIGTERM at once.
 #[test]
 fn containers_stopped_at_once_all_commit_or_fail_cleanly() {
@@ -439,22 +412,6 @@ fn network_fs_claims_keep_an_image_to_one_restorer() {
         "the restorer's claim is released: {entries:?}"
     );
     bounce(&[]);
-}
-
-/// Pids whose environment carries `ARCH_KEY=key`: the workload's processes.
-fn workload_pids(key: &str) -> Vec<i32> {
-    let needle = format!("ARCH_KEY={key}\0");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
-        .filter(|p| pid_alive(*p))
-        .filter(|p| {
-            std::fs::read(format!("/proc/{p}/environ"))
-                .map(|env| env.windows(needle.len()).any(|w| w == needle.as_bytes()))
-                .unwrap_or(false)
-        })
-        .collect()
 }
 
 #[test]

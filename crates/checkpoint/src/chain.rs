@@ -31,6 +31,8 @@ pub struct DumpRequest {
     /// The overlay upperdir holding the container's filesystem changes.
     pub upperdir: Option<PathBuf>,
     pub leave_running: bool,
+    /// Fault points armed for the reliability suite (none in production).
+    pub faults: arch_faults::Plan,
 }
 
 pub struct DumpContext<'a> {
@@ -97,7 +99,18 @@ pub fn run_dump_chain(steps: &[Box<dyn Step>], mut ctx: DumpContext) -> Result<D
     let mut durations = BTreeMap::new();
     for step in steps {
         let start = Instant::now();
-        let res = step.run(&mut ctx);
+        // Fault points around each step for the reliability suite; none
+        // after the commit, which nothing may undo.
+        let res = ctx
+            .req
+            .faults
+            .hit(&format!("before:{}", step.name()))
+            .map_err(CheckpointError::from)
+            .and_then(|_| step.run(&mut ctx))
+            .and_then(|_| match ctx.image {
+                Some(_) => Ok(()),
+                None => Ok(ctx.req.faults.hit(&format!("after:{}", step.name()))?),
+            });
         let ms = start.elapsed().as_millis() as u64;
         durations.insert(step.name().to_string(), ms);
         ctx.info.durations_ms.insert(step.name().to_string(), ms);

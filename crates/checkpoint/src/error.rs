@@ -19,6 +19,8 @@ pub enum CheckpointError {
     Image(#[from] arch_image::Error),
     #[error(transparent)]
     Rootfs(#[from] arch_rootfs::Error),
+    #[error(transparent)]
+    Fault(#[from] arch_faults::FaultError),
     #[error("{context}: {source}")]
     Io {
         context: String,

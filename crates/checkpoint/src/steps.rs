@@ -204,7 +204,9 @@ impl Step for Commit {
             step: self.name(),
             reason: "nothing staged".into(),
         })?;
-        ctx.image = Some(staging.commit(ctx.info.clone())?);
+        let faults = ctx.req.faults.clone();
+        let mut observe = |point: &'static str| faults.hit(point).map_err(|e| e.to_string());
+        ctx.image = Some(staging.commit_observed(ctx.info.clone(), &mut observe)?);
         Ok(())
     }
 }

@@ -77,6 +77,7 @@ fn request(r: &Rig) -> DumpRequest {
         bundle: r.bundle.clone(),
         upperdir: Some(r.upper.clone()),
         leave_running: false,
+        faults: arch_faults::Plan::none(),
     }
 }
 
@@ -224,4 +225,60 @@ fn a_new_checkpoint_replaces_the_previous_one() {
         "c2"
     );
     assert_eq!(ns_entries(&r), ["job"]);
+}
+
+#[test]
+fn a_fault_at_any_step_boundary_commits_nothing() {
+    let names: Vec<&str> = default_steps().iter().map(|s| s.name()).collect();
+    let points = names
+        .iter()
+        .map(|n| format!("before:{n}"))
+        .chain(
+            names
+                .iter()
+                .filter(|n| **n != "commit")
+                .map(|n| format!("after:{n}")),
+        )
+        .chain(["commit:sealed".to_string()]);
+    for point in points {
+        let r = rig();
+        let dumper = FakeDumper {
+            pids: vec![10],
+            fail: None,
+        };
+        let procs = FakeProcs(vec![]);
+        let mut req = request(&r);
+        req.faults =
+            arch_faults::Plan::from_annotation(Some(&format!("{point}=error")), r.store.root())
+                .unwrap();
+        let err = run_dump_chain(
+            &default_steps(),
+            DumpContext::new(req, &r.store, &dumper, &procs),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains(&point), "{point}: {err}");
+        assert!(
+            ns_entries(&r).is_empty(),
+            "{point}: left {:?}",
+            ns_entries(&r)
+        );
+    }
+}
+
+#[test]
+fn a_fault_after_publishing_does_not_undo_the_commit() {
+    let r = rig();
+    let dumper = FakeDumper {
+        pids: vec![10],
+        fail: None,
+    };
+    let mut req = request(&r);
+    req.faults =
+        arch_faults::Plan::from_annotation(Some("commit:published=error"), r.store.root()).unwrap();
+    run_dump_chain(
+        &default_steps(),
+        DumpContext::new(req, &r.store, &dumper, &FakeProcs(vec![])),
+    )
+    .expect("published is committed");
+    r.store.open("default", "job").unwrap();
 }

@@ -27,6 +27,8 @@ pub struct DumpOptions {
     pub file_locks: bool,
     /// CRIU cgroup mode: "soft" (default), "full", "strict" or "ignore".
     pub cgroups_mode: String,
+    /// Fault points armed by the reliability suite (none in production).
+    pub faults: arch_faults::Plan,
 }
 
 fn cg_mode(mode: &str) -> Result<rust_criu::CgMode> {

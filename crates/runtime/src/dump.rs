@@ -11,6 +11,7 @@ use libcontainer::oci_spec::runtime::Spec;
 
 use crate::container::DumpOptions;
 use crate::error::{Result, RuntimeError};
+use crate::notify::{end_failed_request, Session};
 use crate::restore::set_external_mounts;
 
 fn dump_err(id: &str, reason: impl std::fmt::Display) -> RuntimeError {
@@ -86,5 +87,9 @@ pub(crate) fn dump(
     criu.set_manage_cgroups(true);
     criu.cgroups_mode(cg_mode);
     criu.set_link_remap(true);
-    criu.dump().map_err(|e| dump_err(id, e))
+    let _notify = Session::begin(&mut criu, &opts.faults);
+    criu.dump().map_err(|e| {
+        end_failed_request();
+        dump_err(id, e)
+    })
 }

@@ -11,6 +11,7 @@ mod cgroup;
 mod container;
 mod dump;
 mod error;
+mod notify;
 mod restore;
 mod spawn;
 

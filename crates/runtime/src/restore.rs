@@ -3,7 +3,6 @@
 //! rootfs, external bind and cgroup mounts, the restored tree as a child of
 //! the shim (rst_sibling), then libcontainer state and the new spec's cgroup.
 
-use std::cell::Cell;
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -18,6 +17,7 @@ use nix::unistd::Pid;
 
 use crate::container::Runtime;
 use crate::error::{Result, RuntimeError};
+use crate::notify::{end_failed_request, Session};
 
 pub struct RestoreRequest<'a> {
     pub id: String,
@@ -30,23 +30,8 @@ pub struct RestoreRequest<'a> {
     pub work_dir: PathBuf,
     /// The new container-side ends of stdin, stdout and stderr.
     pub stdio: [Option<&'a OwnedFd>; 3],
-}
-
-thread_local! {
-    // rust-criu's notify callback is a plain fn; CRIU calls it on the
-    // restoring thread, so the restored pid comes back through here.
-    static RESTORED_PID: Cell<i32> = const { Cell::new(0) };
-}
-
-fn on_notify(
-    script: &str,
-    notify: &rust_criu::rust_criu_protobuf::rpc::Criu_notify,
-    _fd: Option<std::os::fd::RawFd>,
-) -> i32 {
-    if script == "post-restore" {
-        RESTORED_PID.set(notify.pid());
-    }
-    0
+    /// Fault points armed by the reliability suite (none in production).
+    pub faults: arch_faults::Plan,
 }
 
 fn restore_err(id: &str, reason: impl std::fmt::Display) -> RuntimeError {
@@ -95,17 +80,18 @@ impl Runtime {
         // The new spec's cgroup is applied after the restore, below.
         criu.cgroups_mode(rust_criu::CgMode::IGNORE);
         criu.set_link_remap(true);
-        criu.set_notify_scripts(true);
-        criu.set_notify_cb(on_notify);
         // The container exists (state + cgroup) before CRIU runs, and CRIU is
         // spawned from a thread inside that cgroup, so the restored tree is
         // born in it: if the shim dies mid-restore, containerd's cleanup
         // (the delete action) finds and kills every restored process.
         let cgroup_path = self.prepare_restore_target(id, &req.bundle, &spec)?;
-        RESTORED_PID.set(0);
+        let notify = Session::begin(&mut criu, &req.faults);
         let restored = {
             let _inside = ThreadCgroup::enter(&cgroup_path);
-            criu.restore().map_err(|e| restore_err(id, e))
+            criu.restore().map_err(|e| {
+                end_failed_request();
+                restore_err(id, e)
+            })
         };
         for fd in req.stdio.iter().flatten() {
             set_cloexec(fd, true)?;
@@ -114,11 +100,17 @@ impl Runtime {
             self.remove_restore_target(id, &cgroup_path);
             return Err(e);
         }
-        let pid = RESTORED_PID.get();
+        let pid = notify.restored_pid();
+        drop(notify);
         if pid <= 0 {
             return Err(restore_err(id, "CRIU did not report the restored pid"));
         }
-        if let Err(e) = self.adopt(id, &req.bundle, &spec, pid) {
+        let adopted = req
+            .faults
+            .hit("restore:adopt")
+            .map_err(|e| restore_err(id, e))
+            .and_then(|_| self.adopt(id, &req.bundle, &spec, pid));
+        if let Err(e) = adopted {
             // CRIU succeeded but the container cannot be managed: remove it
             // entirely, so the caller can fall back to a fresh start.
             for p in process_tree(pid) {
