@@ -6,7 +6,8 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use arch_checkpoint::{
-    default_steps, run_dump_chain, DumpContext, DumpOutcome, DumpRequest, Dumper, HostProcs,
+    default_steps, run_dump_chain, ArchConfig, DumpContext, DumpOutcome, DumpRequest, DumpSlots,
+    Dumper, HostProcs, DEFAULT_SLOT_DIR,
 };
 use arch_image::ImageStore;
 use arch_runtime::{DumpOptions, Runtime};
@@ -19,6 +20,8 @@ pub struct RuntimeDumper<'a> {
     pub runtime: &'a Runtime,
     pub id: &'a str,
     pub base: DumpOptions,
+    /// The host-wide limit on dumps at once.
+    pub slots: DumpSlots,
 }
 
 impl Dumper for RuntimeDumper<'_> {
@@ -37,6 +40,16 @@ impl Dumper for RuntimeDumper<'_> {
             ..self.base.clone()
         };
         let mut handle = self.runtime.load(self.id).map_err(|e| e.to_string())?;
+        let queued = Instant::now();
+        let slot = self.slots.acquire();
+        if let Some(s) = &slot {
+            log::info!(
+                "{}: dump slot {} after {} ms",
+                self.id,
+                s.index,
+                queued.elapsed().as_millis()
+            );
+        }
         handle.checkpoint(&opts).map_err(|e| e.to_string())
     }
 
@@ -48,6 +61,7 @@ impl Dumper for RuntimeDumper<'_> {
 /// Dumps the container of `req` into the image store under its identity.
 pub fn checkpoint_into_store(
     store: &ImageStore,
+    cfg: &ArchConfig,
     runtime: &Runtime,
     req: DumpRequest,
     base: DumpOptions,
@@ -64,6 +78,7 @@ pub fn checkpoint_into_store(
         runtime,
         id: &id,
         base,
+        slots: DumpSlots::new(DEFAULT_SLOT_DIR, cfg.max_concurrent_dumps),
     };
     run_dump_chain(
         &default_steps(),

@@ -127,7 +127,7 @@ impl TaskService {
                 faults,
                 ..Default::default()
             };
-            let outcome = checkpoint_into_store(&store, &runtime, req, base);
+            let outcome = checkpoint_into_store(&store, &cfg, &runtime, req, base);
             record(
                 store.root(),
                 checkpoint_record("stop", &identity, &id, started, &outcome),
@@ -233,7 +233,7 @@ impl TaskService {
         upperdir: Option<&Path>,
         dump: &DumpOptions,
     ) -> Result<()> {
-        let (store, _) = self.store()?;
+        let (store, cfg) = self.store()?;
         let req = DumpRequest {
             identity: identity.clone(),
             container_id: id.to_string(),
@@ -243,7 +243,7 @@ impl TaskService {
             faults: dump.faults.clone(),
         };
         let started = std::time::Instant::now();
-        let outcome = checkpoint_into_store(&store, &self.runtime, req, dump.clone());
+        let outcome = checkpoint_into_store(&store, &cfg, &self.runtime, req, dump.clone());
         record(
             store.root(),
             checkpoint_record("rpc", identity, id, started, &outcome),

@@ -350,10 +350,10 @@ fn containers_stopped_at_once_all_commit_or_fail_cleanly() {
         c.run(&["container", "rm", id]);
     });
     assert!(all_stopped, "not every container stopped");
-    // "All commit valid images, or fail cleanly": on 2 cores CRIU can time
-    // out freezing a task under this load (it then fails cleanly, checked
-    // above). Most must still commit.
-    assert!(committed * 10 >= n * 9, "only {committed} of {n} committed");
+    // Without a host-wide cap, CRIU timed out freezing tasks at this load on
+    // 2 cores; with dumps queued for slots (max_concurrent_dumps) every one
+    // must commit.
+    assert_eq!(committed, n, "only {committed} of {n} committed");
 }
 
 fn bounce(env: &[(&str, &str)]) {

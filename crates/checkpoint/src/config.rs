@@ -29,6 +29,15 @@ pub struct ArchConfig {
     pub stop_signal: i32,
     /// How long a SIGKILL waits for a checkpoint in progress to commit.
     pub kill_deadline: Duration,
+    /// CRIU dumps allowed at once on this host; more wait their turn.
+    pub max_concurrent_dumps: usize,
+}
+
+/// Four dumps per CPU: CRIU waits on the disk as much as it computes, so a
+/// few per core keep both busy, while hundreds at once (a spot interruption
+/// stopping every container) make CRIU time out freezing tasks.
+pub fn default_max_concurrent_dumps() -> usize {
+    4 * std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 impl Default for ArchConfig {
@@ -38,6 +47,7 @@ impl Default for ArchConfig {
             mode: Mode::Basic,
             stop_signal: libc::SIGTERM,
             kill_deadline: Duration::from_secs(30),
+            max_concurrent_dumps: default_max_concurrent_dumps(),
         }
     }
 }
@@ -49,6 +59,7 @@ struct FileConfig {
     mode: Option<String>,
     stop_signal: Option<String>,
     kill_deadline_secs: Option<u64>,
+    max_concurrent_dumps: Option<usize>,
 }
 
 fn config_err(origin: &str, reason: impl Into<String>) -> CheckpointError {
@@ -108,10 +119,21 @@ fn parse_root(v: &str, origin: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
+fn parse_dump_limit(n: usize, origin: &str) -> Result<usize> {
+    match n {
+        1..=1024 => Ok(n),
+        _ => Err(config_err(
+            origin,
+            format!("max_concurrent_dumps {n} must be between 1 and 1024"),
+        )),
+    }
+}
+
 impl ArchConfig {
     /// Defaults, then the file (`$ARCH_CONFIG` or the default path, if it
     /// exists), then `ARCH_CHECKPOINT_ROOT`, `ARCH_MODE`, `ARCH_STOP_SIGNAL`,
-    /// `ARCH_KILL_DEADLINE_SECS` from the environment.
+    /// `ARCH_KILL_DEADLINE_SECS`, `ARCH_MAX_CONCURRENT_DUMPS` from the
+    /// environment.
     pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let path = env(CONFIG_ENV)
             .map(PathBuf::from)
@@ -141,6 +163,15 @@ impl ArchConfig {
             })?;
             cfg.kill_deadline = Duration::from_secs(secs);
         }
+        if let Some(v) = env("ARCH_MAX_CONCURRENT_DUMPS") {
+            let n = v.parse().map_err(|_| {
+                config_err(
+                    "ARCH_MAX_CONCURRENT_DUMPS",
+                    format!("{v:?} is not a number"),
+                )
+            })?;
+            cfg.max_concurrent_dumps = parse_dump_limit(n, "ARCH_MAX_CONCURRENT_DUMPS")?;
+        }
         Ok(cfg)
     }
 
@@ -164,6 +195,9 @@ impl ArchConfig {
         }
         if let Some(v) = file.kill_deadline_secs {
             cfg.kill_deadline = Duration::from_secs(v);
+        }
+        if let Some(v) = file.max_concurrent_dumps {
+            cfg.max_concurrent_dumps = parse_dump_limit(v, &origin)?;
         }
         Ok(cfg)
     }
@@ -194,13 +228,14 @@ mod tests {
     fn file_then_env() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "checkpoint_root = \"/srv/ckpt\"\nmode = \"network-fs\"\nstop_signal = \"SIGUSR1\"\nkill_deadline_secs = 5\n").unwrap();
+        std::fs::write(&file, "checkpoint_root = \"/srv/ckpt\"\nmode = \"network-fs\"\nstop_signal = \"SIGUSR1\"\nkill_deadline_secs = 5\nmax_concurrent_dumps = 3\n").unwrap();
         let f = file.to_str().unwrap();
         let cfg = load(&[("ARCH_CONFIG", f)]).unwrap();
         assert_eq!(cfg.checkpoint_root, PathBuf::from("/srv/ckpt"));
         assert_eq!(cfg.mode, Mode::NetworkFs);
         assert_eq!(cfg.stop_signal, libc::SIGUSR1);
         assert_eq!(cfg.kill_deadline, Duration::from_secs(5));
+        assert_eq!(cfg.max_concurrent_dumps, 3);
         let cfg = load(&[
             ("ARCH_CONFIG", f),
             ("ARCH_CHECKPOINT_ROOT", "/mnt/efs"),
@@ -220,6 +255,8 @@ mod tests {
             ("ARCH_STOP_SIGNAL", "SIGKILL"),
             ("ARCH_STOP_SIGNAL", "NOPE"),
             ("ARCH_KILL_DEADLINE_SECS", "soon"),
+            ("ARCH_MAX_CONCURRENT_DUMPS", "0"),
+            ("ARCH_MAX_CONCURRENT_DUMPS", "many"),
         ] {
             let e = load(&[(k, v)]).unwrap_err().to_string();
             assert!(e.contains(k), "{k}={v}: {e}");

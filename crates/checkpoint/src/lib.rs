@@ -10,14 +10,16 @@ mod error;
 mod policy;
 mod procfs;
 mod restore;
+mod slots;
 mod steps;
 #[cfg(test)]
 mod tests;
 
 pub use chain::{run_dump_chain, DumpContext, DumpOutcome, DumpRequest, Dumper, Step};
-pub use config::{ArchConfig, Mode, CONFIG_ENV, DEFAULT_CONFIG_PATH};
+pub use config::{default_max_concurrent_dumps, ArchConfig, Mode, CONFIG_ENV, DEFAULT_CONFIG_PATH};
 pub use error::{CheckpointError, Result};
 pub use policy::{arch_identity, ArchIdentity};
 pub use procfs::{HostProcs, ProcessView};
 pub use restore::{apply_rootfs, check_compatible, HostFacts};
+pub use slots::{DumpSlots, Slot, DEFAULT_SLOT_DIR};
 pub use steps::{criu_log_errors, default_steps};
