@@ -385,12 +385,34 @@ fn sha_of(path: &str) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
 }
 
+/// The host check below could not fail if the snapshot missed changes.
+fn snapshot_sees_a_new_host_file() {
+    use arch_e2e::host::HostSnapshot;
+    let before = HostSnapshot::take();
+    let probe = format!("/etc/arch-e2e-probe-{}", std::process::id());
+    std::fs::write(&probe, b"x").unwrap();
+    let changes = before.changes(&HostSnapshot::take());
+    std::fs::remove_file(&probe).unwrap();
+    assert!(
+        changes.contains(&format!("added {probe}"))
+            && changes.contains(&"changed /etc".to_string()),
+        "the snapshot missed a new host file: {changes:?}"
+    );
+}
+
 #[test]
 fn hostile_rootfs_diffs_fall_back_and_write_nothing_outside() {
     let outside = std::env::temp_dir().join(unique_id("arch-outside"));
     std::fs::create_dir_all(&outside).unwrap();
     let out = outside.display().to_string();
     let passwd = sha_of("/etc/passwd");
+    snapshot_sees_a_new_host_file();
+    let host = arch_e2e::host::HostSnapshot::take();
+    assert!(
+        host.len() > 1000,
+        "the host snapshot saw too little: {}",
+        host.len()
+    );
     let cases: Vec<(&str, Vec<u8>)> = vec![
         (
             "traversal",
@@ -436,5 +458,13 @@ fn hostile_rootfs_diffs_fall_back_and_write_nothing_outside() {
         );
         assert_eq!(sha_of("/etc/passwd"), passwd, "{name}: host file changed");
     }
+    let changes = host.changes(&arch_e2e::host::HostSnapshot::take());
+    assert!(
+        changes.is_empty(),
+        "the host's files changed ({} of {} paths): {:?}",
+        changes.len(),
+        host.len(),
+        &changes[..changes.len().min(20)]
+    );
     std::fs::remove_dir_all(&outside).unwrap();
 }
