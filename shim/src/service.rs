@@ -21,7 +21,7 @@ use containerd_shim::protos::types::task::ProcessInfo;
 use containerd_shim::util::convert_to_any;
 use containerd_shim::ExitSignal;
 
-use crate::arch::{upperdir as arch_upperdir, StopGate};
+use crate::arch::StopGate;
 use crate::checkpoint::StopAction;
 use crate::error::{io_err, Result, ShimError};
 use crate::events::EventSender;
@@ -35,8 +35,19 @@ use crate::stdio::{self, ConsoleSocket, IoHandles, StdioPaths};
 /// How long Create waits for the container's init to hand over its pty.
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What Create found out about a new container.
+struct Created {
+    bundle: PathBuf,
+    /// Where the shim mounted the rootfs (None if it did not).
+    rootfs: Option<PathBuf>,
+    upperdir: Option<PathBuf>,
+    arch: Option<ArchIdentity>,
+}
+
 pub(crate) struct Container {
     pub(crate) bundle: PathBuf,
+    /// Where the shim mounted the rootfs, to unmount at Delete (None when
+    /// the engine or the bundle brought it).
     pub(crate) rootfs: Option<PathBuf>,
     pub(crate) init: Arc<Process>,
     pub(crate) execs: HashMap<String, Arc<Process>>,
@@ -232,16 +243,26 @@ impl TaskService {
         let bundle = PathBuf::from(&req.bundle);
         let spec = load_spec(&bundle)?;
         let arch = self.arch_identity(&spec, &id)?;
+        let root = mounts::Rootfs::new(&bundle, &spec, &req.rootfs);
         let rootfs = mounts::mount_rootfs(&bundle, &req.rootfs)?;
+        // Only ARCH containers need to know where their changes land.
+        let upperdir = arch.as_ref().and_then(|_| root.upperdir(&id));
         let paths = StdioPaths {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let staged = arch
-            .as_ref()
-            .and_then(|ident| self.stage_restore(&id, ident, &bundle, &req.rootfs, req.terminal));
+        let staged = arch.as_ref().and_then(|ident| {
+            self.stage_restore(
+                &id,
+                ident,
+                &bundle,
+                &root,
+                upperdir.as_deref(),
+                req.terminal,
+            )
+        });
         if let Some((image, claim)) = staged {
             // The processes come back at Start; stdio pipes are ready now.
             let (stdio, io) = match stdio::setup_pipes(&paths) {
@@ -260,9 +281,15 @@ impl TaskService {
                 image,
                 stdio,
                 claim,
-                mounts: req.rootfs.to_vec(),
+                rootfs: root,
             };
-            return Ok(self.insert_created(&req, bundle, rootfs, paths, io, arch, 0, Some(prep)));
+            let created = Created {
+                bundle,
+                rootfs,
+                upperdir,
+                arch,
+            };
+            return Ok(self.insert_created(&req, created, paths, io, 0, Some(prep)));
         }
         let created = self.spawn_with_stdio(&paths, |console_socket, stdio| {
             Ok(self.runtime.create(CreateRequest {
@@ -280,20 +307,23 @@ impl TaskService {
                 return Err(e);
             }
         };
-        Ok(self.insert_created(&req, bundle, rootfs, paths, io, arch, pid, None))
+        let created = Created {
+            bundle,
+            rootfs,
+            upperdir,
+            arch,
+        };
+        Ok(self.insert_created(&req, created, paths, io, pid, None))
     }
 
     /// Records a created container and announces it (pid 0 for a restore,
     /// whose processes only exist after Start).
-    #[allow(clippy::too_many_arguments)]
     fn insert_created(
         &self,
         req: &api::CreateTaskRequest,
-        bundle: PathBuf,
-        rootfs: Option<PathBuf>,
+        created: Created,
         paths: StdioPaths,
         io: IoHandles,
-        arch: Option<ArchIdentity>,
         pid: i32,
         restore: Option<PreparedRestore>,
     ) -> api::CreateTaskResponse {
@@ -303,12 +333,12 @@ impl TaskService {
         self.containers.lock().unwrap().insert(
             id.clone(),
             Container {
-                bundle,
-                rootfs,
+                bundle: created.bundle,
+                rootfs: created.rootfs,
                 init: init.clone(),
                 execs: HashMap::new(),
-                arch,
-                upperdir: arch_upperdir(&req.rootfs),
+                arch: created.arch,
+                upperdir: created.upperdir,
                 stop_gate: Arc::new(StopGate::default()),
                 restore,
             },
