@@ -3,6 +3,7 @@
 //!
 //! The tests never skip: without the rig they fail, saying how to run them.
 
+pub mod docker;
 pub mod shim_client;
 
 use std::path::Path;
@@ -84,18 +85,7 @@ impl Ctr {
             let mut stdin = child.stdin.take().unwrap();
             stdin.write_all(data).unwrap();
         }
-        let pid = child.id();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(out) => out.expect("ctr output").into(),
-            Err(_) => {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-                panic!("ctr {args:?} did not finish within 60 s");
-            }
-        }
+        finish_within(child, CLI_DEADLINE, &format!("ctr {args:?}"))
     }
 
     /// `ctr run --rm` of the test image under ARCH.
@@ -172,6 +162,26 @@ impl Ctr {
             "task {id} never reached {want}; now {:?}",
             self.task_status(id)
         );
+    }
+}
+
+/// How long one CLI call may take before the test fails as hung.
+pub const CLI_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Waits for a spawned CLI with piped output; kills it and fails the test
+/// after `limit`, so a hung shim or daemon fails instead of hanging CI.
+pub fn finish_within(child: std::process::Child, limit: Duration, what: &str) -> Run {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("CLI output").into(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("{what} did not finish within {limit:?}");
+        }
     }
 }
 
