@@ -315,3 +315,26 @@ pub fn archctl(root: &Path, args: &[&str]) -> Run {
         .expect("run archctl")
         .into()
 }
+
+/// Rewrites an image's manifest.json so `rel` matches its new content: the
+/// image passes validation and the bad content reaches the later steps.
+pub fn reseal(dir: &Path, rel: &str) {
+    use sha2::{Digest, Sha256};
+    let path = dir.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let data = std::fs::read(dir.join(rel)).unwrap();
+    for f in m["files"].as_array_mut().unwrap() {
+        if f["path"] == rel {
+            f["size"] = data.len().into();
+            f["sha256"] = hex::encode(Sha256::digest(&data)).into();
+        }
+    }
+    let total: u64 = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["size"].as_u64().unwrap())
+        .sum();
+    m["total_size"] = total.into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}

@@ -10,7 +10,8 @@
 use std::time::Duration;
 
 use arch_e2e::docker::{docker, Docker, DockerContainer, NAMESPACE};
-use arch_e2e::{archctl, checkpoint_root, records_for, unique_id, wait_until};
+use arch_e2e::{archctl, checkpoint_root, records_for, reseal, unique_id, wait_until};
+use arch_image::ImageStore;
 use arch_records::{Operation, Outcome};
 
 const WORKLOAD: &str = "boot=$(cat /proc/sys/kernel/random/uuid); \
@@ -143,6 +144,46 @@ fn a_new_container_with_the_same_key_continues() {
     assert_restored(&d, &name, &key, &before);
     let logs = d.ok(&["logs", &name]);
     assert!(!logs.contains("started fresh"), "{logs}");
+}
+
+/// CRIU fails after the image's changes went into docker's layer: the
+/// container starts fresh, docker's mount is left alone (docker keeps a
+/// container's layer across stop and start, so the shim never empties it)
+/// and the container goes on working under docker.
+#[test]
+fn a_failed_restore_starts_fresh_on_dockers_rootfs() {
+    let d = docker();
+    let key = unique_id("dkey-bad");
+    let (_first, before) = run_and_stop(&d, &unique_id("dk-bad"), &key);
+    let dir = ImageStore::new(checkpoint_root())
+        .image_dir(NAMESPACE, &key)
+        .unwrap();
+    std::fs::write(dir.join("criu/inventory.img"), b"not a criu image").unwrap();
+    reseal(&dir, "criu/inventory.img");
+    let name = unique_id("dk-fresh");
+    let _next = d.run_detached(&name, &arch_env(&key), WORKLOAD);
+    assert!(wait_until(Duration::from_secs(10), || {
+        let boot = d.read(&name, "/tmp/boot");
+        boot.len() > 10 && boot != before.boot
+    }));
+    assert_eq!(d.inspect(&name, "{{.State.Running}}"), "true");
+    assert!(
+        has_image(&key, "failed"),
+        "the bad image is kept aside: {:?}",
+        archctl_images()
+    );
+    let recs = records_for(&checkpoint_root(), &key);
+    assert!(
+        recs.iter()
+            .any(|r| r.op == Operation::Restore && r.outcome == Outcome::Fallback),
+        "fallback recorded: {recs:?}"
+    );
+    let r = d.exec(&name, &["test", "-e", "/tmp/only-before-stop"]);
+    assert_eq!(
+        r.code, 0,
+        "docker's layer is not rolled back: it keeps the image's files"
+    );
+    d.ok(&["stop", "--time", "1", &name]);
 }
 
 #[test]
