@@ -56,7 +56,18 @@ impl Docker {
     /// `docker run -d --name NAME [--env E]… IMAGE sh -c CMD`; the guard
     /// removes the container. No network: the rig leaves the host's alone.
     pub fn run_detached(&self, name: &str, env: &[String], cmd: &str) -> DockerContainer {
-        let mut args = vec!["run", "-d", "--network", "none", "--name", name];
+        self.run_detached_on("none", name, env, cmd)
+    }
+
+    /// [`Docker::run_detached`] on docker network `network`.
+    pub fn run_detached_on(
+        &self,
+        network: &str,
+        name: &str,
+        env: &[String],
+        cmd: &str,
+    ) -> DockerContainer {
+        let mut args = vec!["run", "-d", "--network", network, "--name", name];
         for e in env {
             args.extend(["--env", e.as_str()]);
         }

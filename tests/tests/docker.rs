@@ -146,6 +146,22 @@ fn a_new_container_with_the_same_key_continues() {
     assert!(!logs.contains("started fresh"), "{logs}");
 }
 
+/// `--network host` (ECS's host mode): the tree shares the host's network
+/// namespace, which CRIU neither dumps nor recreates.
+#[test]
+fn a_host_network_container_is_restored() {
+    let d = docker();
+    let (name, key) = (unique_id("dk-host"), unique_id("dkey-host"));
+    let _ct = d.run_detached_on("host", &name, &arch_env(&key), WORKLOAD);
+    assert!(wait_until(Duration::from_secs(10), || count(&d, &name) >= 5));
+    let boot = d.read(&name, "/tmp/boot");
+    let took = d.timed(&["stop", &name]);
+    assert!(took < DOCKER_STOP_TIMEOUT, "{took:?}");
+    assert!(has_image(&key, "committed"), "{:?}", archctl_images());
+    d.ok(&["start", &name]);
+    assert_eq!(d.read(&name, "/tmp/boot"), boot, "restored, not restarted");
+}
+
 /// CRIU fails after the image's changes went into docker's layer: the
 /// container starts fresh, docker's mount is left alone (docker keeps a
 /// container's layer across stop and start, so the shim never empties it)
