@@ -202,6 +202,21 @@ fn a_failed_restore_starts_fresh_on_dockers_rootfs() {
     d.ok(&["stop", "--time", "1", &name]);
 }
 
+/// The daemon.json in docs/operations.md is docs/examples/daemon.json,
+/// which hack/docker-test.sh gave the daemon under test.
+#[test]
+fn the_documented_daemon_json_is_the_tested_one() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    let example = std::fs::read_to_string(docs.join("examples/daemon.json")).unwrap();
+    let howto = std::fs::read_to_string(docs.join("operations.md")).unwrap();
+    assert!(
+        howto.contains(&format!("```json\n{example}```")),
+        "docs/operations.md shows docs/examples/daemon.json verbatim"
+    );
+    let d = docker();
+    assert_eq!(d.ok(&["info", "--format", "{{.DefaultRuntime}}"]), "arch");
+}
+
 #[test]
 fn a_plain_container_runs_and_exits_with_its_code() {
     let d = docker();
