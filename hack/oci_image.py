@@ -7,7 +7,9 @@ Stdlib only. No registry involved. Usage:
                  [--ref localhost/arch-test/busybox:latest]
 
 Layout of the output tar:
-    oci-layout, index.json, blobs/sha256/<config|manifest|layer>
+    oci-layout, index.json, blobs/sha256/<config|manifest|layer>,
+    manifest.json (docker's image-tar index, so that `docker load` of a
+    graphdriver daemon, which does not read index.json, accepts it too)
 The single layer holds /bin/busybox plus one symlink per applet
 (as `busybox --list-full` reports them), /tmp (1777), /proc, /sys, /dev,
 /etc/{passwd,group}, /root. Identical inputs give a byte-identical tar.
@@ -161,6 +163,13 @@ def build(busybox, ref, out, extras=()):
     }
     index_b = canon(index)
     layout_b = canon({"imageLayoutVersion": "1.0.0"})
+    # docker's format names the same blobs by path; the image id is the
+    # config digest.
+    docker_b = canon([{
+        "Config": "blobs/sha256/" + sh(config_b),
+        "RepoTags": [ref],
+        "Layers": ["blobs/sha256/" + sh(layer)],
+    }])
 
     blobs = sorted({sh(b): b for b in (config_b, manifest_b, layer)}.items())
     tmp = out + ".tmp"
@@ -172,6 +181,8 @@ def build(busybox, ref, out, extras=()):
                               len(data)), io.BytesIO(data))
         tar.addfile(tinfo("index.json", tarfile.REGTYPE, 0o644, len(index_b)),
                     io.BytesIO(index_b))
+        tar.addfile(tinfo("manifest.json", tarfile.REGTYPE, 0o644, len(docker_b)),
+                    io.BytesIO(docker_b))
         tar.addfile(tinfo("oci-layout", tarfile.REGTYPE, 0o644, len(layout_b)),
                     io.BytesIO(layout_b))
     os.replace(tmp, out)

@@ -4,6 +4,7 @@
 # against a private containerd that this script starts and stops.
 #   env: ARCH_CONTAINERD_SUITE=sid  test against containerd 2.x instead of 1.7
 #        ARCH_E2E_THREADS          parallel e2e tests (default 4)
+# Last, the Docker how-to test against a private dockerd (hack/docker-test.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { echo "[test] $*" >&2; }
@@ -11,6 +12,7 @@ log() { echo "[test] $*" >&2; }
 [ "$(id -u)" = 0 ] || { echo "[test] must run as root (containers, mounts, cgroups)" >&2; exit 1; }
 
 hack/install-deps.sh
+hack/install-docker.sh
 
 log "building"
 cargo build --workspace --bins
@@ -23,7 +25,7 @@ export ARCH_SHIM_DIR="$PWD/target/debug"
 export ARCH_CHECKPOINT_ROOT="${ARCH_CHECKPOINT_ROOT:-/var/lib/arch-test/checkpoint}"
 rm -rf "$ARCH_CHECKPOINT_ROOT"
 export ARCH_TEST_DIR="${ARCH_TEST_DIR:-/run/arch-test}"
-trap 'hack/containerd-test.sh stop || true' EXIT
+trap 'hack/containerd-test.sh stop || true; hack/docker-test.sh stop >/dev/null 2>&1 || true' EXIT
 # Always a fresh daemon: one left running may have another config or shim.
 hack/containerd-test.sh restart
 
@@ -36,3 +38,13 @@ cargo test -p arch-e2e --test faults -- --test-threads=1
 
 log "fault-point sweep (every point of a checkpoint and a restore; one case removes the checkpoint root)"
 cargo test -p arch-e2e --test fault_points -- --test-threads=1 --nocapture
+
+log "docker how-to test (dockerd $(dockerd --version | awk '{print $3}' | tr -d ,), docs/examples/daemon.json)"
+export ARCH_DOCKER_CHECKPOINT_ROOT="${ARCH_DOCKER_CHECKPOINT_ROOT:-/var/lib/arch-docker/checkpoint}"
+hack/docker-test.sh stop
+rm -rf "$ARCH_DOCKER_CHECKPOINT_ROOT"
+hack/docker-test.sh start >/dev/null
+ARCH_E2E_DOCKER_HOST="unix://${ARCH_DOCKER_DIR:-/run/arch-docker}/docker.sock" \
+    ARCH_E2E_CHECKPOINT_ROOT="$ARCH_DOCKER_CHECKPOINT_ROOT" \
+    cargo test -p arch-e2e --test docker -- --test-threads=2
+hack/docker-test.sh stop

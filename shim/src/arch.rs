@@ -1,7 +1,7 @@
 //! ARCH behaviour in the shim: checkpoint-on-stop and checkpoints into the
 //! image store, through the arch-checkpoint chain.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,6 @@ use arch_checkpoint::{
 };
 use arch_image::ImageStore;
 use arch_runtime::{DumpOptions, Runtime};
-use containerd_shim::protos::types::mount::Mount;
 
 pub const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
 
@@ -84,15 +83,6 @@ pub fn checkpoint_into_store(
         &default_steps(),
         DumpContext::new(req, store, &dumper, &HostProcs),
     )
-}
-
-/// The overlay upperdir among the rootfs mounts containerd sent.
-pub fn upperdir(mounts: &[Mount]) -> Option<PathBuf> {
-    mounts
-        .iter()
-        .filter(|m| m.type_ == "overlay")
-        .flat_map(|m| m.options.iter())
-        .find_map(|o| o.strip_prefix("upperdir=").map(PathBuf::from))
 }
 
 /// Serialises stop-checkpoints and lets a SIGKILL wait for one to commit.
@@ -194,23 +184,6 @@ pub fn checkpoint_record(
 mod tests {
     use super::*;
     use std::sync::Arc;
-
-    #[test]
-    fn finds_the_upperdir() {
-        let m = Mount {
-            type_: "overlay".into(),
-            source: "overlay".into(),
-            options: vec![
-                "index=off".into(),
-                "workdir=/w".into(),
-                "upperdir=/u/fs".into(),
-                "lowerdir=/l".into(),
-            ],
-            ..Default::default()
-        };
-        assert_eq!(upperdir(&[m]), Some(PathBuf::from("/u/fs")));
-        assert_eq!(upperdir(&[]), None);
-    }
 
     #[test]
     fn gate_serialises_and_releases_waiters() {

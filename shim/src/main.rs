@@ -5,6 +5,7 @@ mod checkpoint;
 mod error;
 mod events;
 mod exits;
+mod mountinfo;
 mod mounts;
 mod process;
 mod restore;

@@ -1,11 +1,73 @@
-//! Mounting the rootfs containerd hands to Create (an overlay snapshot) at
-//! bundle/rootfs, and taking it down at Delete.
+//! The container's root filesystem: mounting the one containerd hands to
+//! Create (an overlay snapshot) at bundle/rootfs and taking it down at
+//! Delete, or finding the one an engine mounted itself (Docker's graphdriver
+//! sends no mounts and points the spec's root at its own merged dir).
 
 use std::path::{Path, PathBuf};
 
+use arch_runtime::oci_spec::runtime::Spec;
 use containerd_shim::protos::types::mount::Mount;
 
 use crate::error::{io_err, Result, ShimError};
+use crate::mountinfo::{own_overlay_upperdir, NoUpperdir};
+
+/// Where a container's rootfs is and who owns its mounts.
+#[derive(Clone, Debug)]
+pub struct Rootfs {
+    /// The spec's root.path, resolved against the bundle.
+    pub path: PathBuf,
+    /// The Create request's mounts, which the shim mounted at `path` and so
+    /// may take down and reset. Empty when the engine mounted the rootfs
+    /// itself or the bundle brings a plain directory: then it is not ours.
+    pub mounts: Vec<Mount>,
+}
+
+impl Rootfs {
+    pub fn new(bundle: &Path, spec: &Spec, mounts: &[Mount]) -> Self {
+        let root = spec
+            .root()
+            .as_ref()
+            .map(|r| r.path().clone())
+            .unwrap_or_else(|| "rootfs".into());
+        Rootfs {
+            path: bundle.join(root),
+            mounts: mounts.to_vec(),
+        }
+    }
+
+    pub fn shim_mounted(&self) -> bool {
+        !self.mounts.is_empty()
+    }
+
+    /// The overlay upperdir that collects the container's changes: from the
+    /// request's mounts, or the mount table for an engine-mounted rootfs.
+    /// None for a plain directory, whose changes cannot be told apart.
+    pub fn upperdir(&self, id: &str) -> Option<PathBuf> {
+        if self.shim_mounted() {
+            return request_upperdir(&self.mounts);
+        }
+        match own_overlay_upperdir(&self.path) {
+            Ok(upper) => Some(upper),
+            Err(NoUpperdir::NotMounted) => None,
+            Err(why) => {
+                log::warn!(
+                    "{id}: rootfs {} has no usable overlay upperdir ({why:?}): its filesystem changes are not checkpointed",
+                    self.path.display()
+                );
+                None
+            }
+        }
+    }
+}
+
+/// The overlay upperdir among the rootfs mounts containerd sent.
+fn request_upperdir(mounts: &[Mount]) -> Option<PathBuf> {
+    mounts
+        .iter()
+        .filter(|m| m.type_ == "overlay")
+        .flat_map(|m| m.options.iter())
+        .find_map(|o| o.strip_prefix("upperdir=").map(PathBuf::from))
+}
 
 /// Mounts `mounts` in order at bundle/rootfs; returns the mount point, or
 /// None when containerd sent no mounts (the bundle brings its own rootfs).
@@ -43,8 +105,8 @@ pub fn unmount_rootfs(target: &Path) {
     }
 }
 
-/// Puts the rootfs back to the pristine snapshot: unmount, empty the
-/// overlay's upperdir and workdir, mount again.
+/// Puts a rootfs the shim mounted back to the pristine snapshot: unmount,
+/// empty the overlay's upperdir and workdir, mount again.
 pub fn reset_rootfs(bundle: &Path, mounts: &[Mount]) -> Result<()> {
     let target = bundle.join("rootfs");
     unmount_rootfs(&target);
@@ -72,4 +134,48 @@ fn empty_dir(dir: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(root: &str) -> Spec {
+        serde_json::from_str(&format!(
+            r#"{{"ociVersion":"1.0.2","root":{{"path":"{root}"}}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn finds_the_upperdir_in_the_request() {
+        let m = Mount {
+            type_: "overlay".into(),
+            source: "overlay".into(),
+            options: vec![
+                "index=off".into(),
+                "workdir=/w".into(),
+                "upperdir=/u/fs".into(),
+                "lowerdir=/l".into(),
+            ],
+            ..Default::default()
+        };
+        let r = Rootfs::new(Path::new("/b"), &spec("rootfs"), &[m]);
+        assert_eq!(r.path, Path::new("/b/rootfs"));
+        assert!(r.shim_mounted());
+        assert_eq!(r.upperdir("c"), Some(PathBuf::from("/u/fs")));
+        assert_eq!(request_upperdir(&[]), None);
+    }
+
+    #[test]
+    fn an_engine_rootfs_is_the_specs_absolute_root() {
+        let merged = "/var/lib/docker/overlay2/0f3c/merged";
+        let r = Rootfs::new(Path::new("/b"), &spec(merged), &[]);
+        assert_eq!(r.path, Path::new(merged));
+        assert!(!r.shim_mounted());
+        // A plain directory, mounted by nobody: no changes to collect.
+        let dir = tempfile::tempdir().unwrap();
+        let r = Rootfs::new(dir.path(), &spec("rootfs"), &[]);
+        assert_eq!(r.upperdir("c"), None);
+    }
 }

@@ -13,7 +13,6 @@ use arch_runtime::{CreateRequest, RestoreRequest, Stdio};
 use containerd_shim::api::Status;
 use containerd_shim::protos::events::task::TaskStart;
 use containerd_shim::protos::topics;
-use containerd_shim::protos::types::mount::Mount;
 
 use arch_records::{Operation, Outcome, Record};
 
@@ -30,8 +29,19 @@ pub struct PreparedRestore {
     /// The container-side ends of the new stdio pipes.
     pub stdio: Stdio,
     pub claim: Option<Claim>,
-    pub mounts: Vec<Mount>,
+    pub rootfs: mounts::Rootfs,
     pub faults: arch_faults::Plan,
+}
+
+/// What Create knows about a container it may restore.
+pub struct RestoreTarget<'a> {
+    pub id: &'a str,
+    pub identity: &'a ArchIdentity,
+    pub bundle: &'a Path,
+    pub rootfs: &'a mounts::Rootfs,
+    pub upperdir: Option<&'a Path>,
+    pub terminal: bool,
+    pub faults: &'a arch_faults::Plan,
 }
 
 /// The last lines of a CRIU log that say what went wrong.
@@ -48,15 +58,16 @@ impl TaskService {
     /// Finds, claims, validates and stages the image for `identity`. None
     /// means a fresh start (no image, or one that cannot be used: that one
     /// is moved aside and the reason logged).
-    pub(crate) fn stage_restore(
-        &self,
-        id: &str,
-        identity: &ArchIdentity,
-        bundle: &Path,
-        mounts: &[Mount],
-        terminal: bool,
-        faults: &arch_faults::Plan,
-    ) -> Option<(Image, Option<Claim>)> {
+    pub(crate) fn stage_restore(&self, target: RestoreTarget) -> Option<(Image, Option<Claim>)> {
+        let RestoreTarget {
+            id,
+            identity,
+            bundle,
+            rootfs,
+            upperdir,
+            terminal,
+            faults,
+        } = target;
         let (store, cfg) = self.store().ok()?;
         let (ns, key) = (&identity.namespace, &identity.key);
         if !store
@@ -86,10 +97,15 @@ impl TaskService {
             if terminal {
                 return Err("restoring a container with a terminal is not supported".into());
             }
-            if mounts.is_empty() {
-                return Err(
-                    "the container has no rootfs mounts to apply the filesystem changes to".into(),
-                );
+            // Changes must land in the container's own layer: a snapshot the
+            // shim mounted, or an overlay the engine mounted (Docker's
+            // overlay2), never a plain directory the bundle brought.
+            if !rootfs.shim_mounted() && upperdir.is_none() {
+                return Err(format!(
+                    "the rootfs {} is neither mounted from the Create request nor an overlay: \
+                     the filesystem changes have nowhere to go",
+                    rootfs.path.display()
+                ));
             }
             let image = store
                 .open(ns, key)
@@ -98,8 +114,8 @@ impl TaskService {
             check_compatible(image.manifest(), &HostFacts::detect(criu))
                 .map_err(|e| e.to_string())?;
             fault("restore:validated")?;
-            let stats = apply_rootfs(&image, &bundle.join("rootfs"))
-                .map_err(|e| format!("rootfs diff: {e}"))?;
+            let stats =
+                apply_rootfs(&image, &rootfs.path).map_err(|e| format!("rootfs diff: {e}"))?;
             fault("restore:rootfs-applied")?;
             log::info!("{id}: applied rootfs diff of {ns}/{key}: {stats:?}");
             Ok(image)
@@ -107,7 +123,7 @@ impl TaskService {
         match staged {
             Ok(image) => Some((image, claim)),
             Err(reason) => {
-                self.fall_back_image(&store, id, identity, bundle, mounts, &reason);
+                self.fall_back_image(&store, id, identity, bundle, rootfs, &reason);
                 None
             }
         }
@@ -120,7 +136,7 @@ impl TaskService {
         id: &str,
         identity: &ArchIdentity,
         bundle: &Path,
-        mounts: &[Mount],
+        rootfs: &mounts::Rootfs,
         reason: &str,
     ) {
         log::error!(
@@ -148,10 +164,19 @@ impl TaskService {
             }
             Err(e) => log::error!("{id}: could not move the failed image aside: {e}"),
         }
-        if !mounts.is_empty() {
-            if let Err(e) = mounts::reset_rootfs(bundle, mounts) {
+        if rootfs.shim_mounted() {
+            if let Err(e) = mounts::reset_rootfs(bundle, &rootfs.mounts) {
                 log::error!("{id}: rolling back the rootfs failed: {e}");
             }
+        } else {
+            // The engine's mount is not ours to take down, and its layer is
+            // the container's own: Docker keeps it across stop and start, so
+            // emptying it would lose the container's files. It keeps what
+            // the image's changes wrote, as it would after a plain restart.
+            log::warn!(
+                "{id}: rootfs {} is mounted by the engine: left as it is, with any changes from the image",
+                rootfs.path.display()
+            );
         }
     }
 
@@ -171,7 +196,7 @@ impl TaskService {
             image,
             stdio,
             claim,
-            mounts,
+            rootfs,
             faults,
         } = prep;
         let fds = [
@@ -182,7 +207,7 @@ impl TaskService {
         let restored = self.runtime.restore(RestoreRequest {
             id: id.to_string(),
             bundle: bundle.to_path_buf(),
-            rootfs: bundle.join("rootfs"),
+            rootfs: rootfs.path.clone(),
             images_dir: image.criu_dir(),
             work_dir: work_dir.clone(),
             stdio: fds,
@@ -211,7 +236,7 @@ impl TaskService {
             }
             Err(e) => {
                 let reason = format!("{e}{}", log_tail(&work_dir.join("restore.log")));
-                self.fall_back_image(&store, id, &identity, bundle, &mounts, &reason);
+                self.fall_back_image(&store, id, &identity, bundle, &rootfs, &reason);
                 self.fresh_start(id, bundle, stdio)?
             }
         };

@@ -21,22 +21,35 @@ use containerd_shim::protos::types::task::ProcessInfo;
 use containerd_shim::util::convert_to_any;
 use containerd_shim::ExitSignal;
 
-use crate::arch::{upperdir as arch_upperdir, StopGate};
+use crate::arch::StopGate;
 use crate::checkpoint::StopAction;
 use crate::error::{io_err, Result, ShimError};
 use crate::events::EventSender;
 use crate::exits::{ExitIndex, Owner};
 use crate::mounts;
 use crate::process::{ExitInfo, Process};
-use crate::restore::PreparedRestore;
+use crate::restore::{PreparedRestore, RestoreTarget};
 use crate::stats::to_metrics;
 use crate::stdio::{self, ConsoleSocket, IoHandles, StdioPaths};
 
 /// How long Create waits for the container's init to hand over its pty.
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What Create found out about a new container.
+struct Created {
+    bundle: PathBuf,
+    /// Where the shim mounted the rootfs (None if it did not).
+    rootfs: Option<PathBuf>,
+    upperdir: Option<PathBuf>,
+    arch: Option<ArchIdentity>,
+    /// Fault points armed by the reliability suite (debug builds only).
+    faults: arch_faults::Plan,
+}
+
 pub(crate) struct Container {
     pub(crate) bundle: PathBuf,
+    /// Where the shim mounted the rootfs, to unmount at Delete (None when
+    /// the engine or the bundle brought it).
     pub(crate) rootfs: Option<PathBuf>,
     pub(crate) init: Arc<Process>,
     pub(crate) execs: HashMap<String, Arc<Process>>,
@@ -48,15 +61,6 @@ pub(crate) struct Container {
     pub(crate) restore: Option<PreparedRestore>,
     /// Fault points armed by the reliability suite (debug builds only).
     pub(crate) faults: arch_faults::Plan,
-}
-
-/// What Create decided about a new container, besides its stdio and rootfs.
-struct Created {
-    arch: Option<ArchIdentity>,
-    faults: arch_faults::Plan,
-    /// 0 for a restore, whose processes only exist after Start.
-    pid: i32,
-    restore: Option<PreparedRestore>,
 }
 
 pub struct TaskService {
@@ -244,15 +248,26 @@ impl TaskService {
         let spec = load_spec(&bundle)?;
         let arch = self.arch_identity(&spec, &id)?;
         let faults = self.fault_plan(&spec)?;
+        let root = mounts::Rootfs::new(&bundle, &spec, &req.rootfs);
         let rootfs = mounts::mount_rootfs(&bundle, &req.rootfs)?;
+        // Only ARCH containers need to know where their changes land.
+        let upperdir = arch.as_ref().and_then(|_| root.upperdir(&id));
         let paths = StdioPaths {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let staged = arch.as_ref().and_then(|ident| {
-            self.stage_restore(&id, ident, &bundle, &req.rootfs, req.terminal, &faults)
+        let staged = arch.as_ref().and_then(|identity| {
+            self.stage_restore(RestoreTarget {
+                id: &id,
+                identity,
+                bundle: &bundle,
+                rootfs: &root,
+                upperdir: upperdir.as_deref(),
+                terminal: req.terminal,
+                faults: &faults,
+            })
         });
         if let Some((image, claim)) = staged {
             // The processes come back at Start; stdio pipes are ready now.
@@ -272,16 +287,17 @@ impl TaskService {
                 image,
                 stdio,
                 claim,
-                mounts: req.rootfs.to_vec(),
+                rootfs: root,
                 faults: faults.clone(),
             };
             let created = Created {
+                bundle,
+                rootfs,
+                upperdir,
                 arch,
                 faults,
-                pid: 0,
-                restore: Some(prep),
             };
-            return Ok(self.insert_created(&req, bundle, rootfs, paths, io, created));
+            return Ok(self.insert_created(&req, created, paths, io, 0, Some(prep)));
         }
         let created = self.spawn_with_stdio(&paths, |console_socket, stdio| {
             Ok(self.runtime.create(CreateRequest {
@@ -300,12 +316,13 @@ impl TaskService {
             }
         };
         let created = Created {
+            bundle,
+            rootfs,
+            upperdir,
             arch,
             faults,
-            pid,
-            restore: None,
         };
-        Ok(self.insert_created(&req, bundle, rootfs, paths, io, created))
+        Ok(self.insert_created(&req, created, paths, io, pid, None))
     }
 
     /// Records a created container and announces it (pid 0 for a restore,
@@ -313,33 +330,27 @@ impl TaskService {
     fn insert_created(
         &self,
         req: &api::CreateTaskRequest,
-        bundle: PathBuf,
-        rootfs: Option<PathBuf>,
+        created: Created,
         paths: StdioPaths,
         io: IoHandles,
-        created: Created,
+        pid: i32,
+        restore: Option<PreparedRestore>,
     ) -> api::CreateTaskResponse {
-        let Created {
-            arch,
-            faults,
-            pid,
-            restore,
-        } = created;
         let id = req.id.clone();
         let init = Arc::new(Process::new("", paths.clone()));
         init.set_io(io);
         self.containers.lock().unwrap().insert(
             id.clone(),
             Container {
-                bundle,
-                rootfs,
+                bundle: created.bundle,
+                rootfs: created.rootfs,
                 init: init.clone(),
                 execs: HashMap::new(),
-                arch,
-                upperdir: arch_upperdir(&req.rootfs),
+                arch: created.arch,
+                upperdir: created.upperdir,
                 stop_gate: Arc::new(StopGate::default()),
                 restore,
-                faults,
+                faults: created.faults,
             },
         );
         if pid > 0 {

@@ -3,6 +3,7 @@
 //!
 //! The tests never skip: without the rig they fail, saying how to run them.
 
+pub mod docker;
 pub mod host;
 pub mod shim_client;
 
@@ -85,18 +86,7 @@ impl Ctr {
             let mut stdin = child.stdin.take().unwrap();
             stdin.write_all(data).unwrap();
         }
-        let pid = child.id();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(out) => out.expect("ctr output").into(),
-            Err(_) => {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-                panic!("ctr {args:?} did not finish within 60 s");
-            }
-        }
+        finish_within(child, CLI_DEADLINE, &format!("ctr {args:?}"))
     }
 
     /// `ctr run --rm` of the test image under ARCH.
@@ -186,6 +176,26 @@ impl Ctr {
             "task {id} never reached {want}; now {:?}",
             self.task_status(id)
         );
+    }
+}
+
+/// How long one CLI call may take before the test fails as hung.
+pub const CLI_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Waits for a spawned CLI with piped output; kills it and fails the test
+/// after `limit`, so a hung shim or daemon fails instead of hanging CI.
+pub fn finish_within(child: std::process::Child, limit: Duration, what: &str) -> Run {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("CLI output").into(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("{what} did not finish within {limit:?}");
+        }
     }
 }
 
@@ -364,4 +374,27 @@ pub fn parallel<T: Send + Sync, R: Send>(
             .flat_map(|h| h.join().unwrap())
             .collect()
     })
+}
+
+/// Rewrites an image's manifest.json so `rel` matches its new content: the
+/// image passes validation and the bad content reaches the later steps.
+pub fn reseal(dir: &Path, rel: &str) {
+    use sha2::{Digest, Sha256};
+    let path = dir.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let data = std::fs::read(dir.join(rel)).unwrap();
+    for f in m["files"].as_array_mut().unwrap() {
+        if f["path"] == rel {
+            f["size"] = data.len().into();
+            f["sha256"] = hex::encode(Sha256::digest(&data)).into();
+        }
+    }
+    let total: u64 = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["size"].as_u64().unwrap())
+        .sum();
+    m["total_size"] = total.into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use arch_e2e::{ctr, unique_id, wait_until, Ctr};
+use arch_e2e::{ctr, reseal, unique_id, wait_until, Ctr};
 use arch_image::ImageStore;
 use arch_records::{Operation, Outcome};
 use sha2::{Digest, Sha256};
@@ -254,28 +254,6 @@ fn an_image_is_restored_only_once() {
 
 fn image_dir(c: &Ctr, key: &str) -> PathBuf {
     store().image_dir(&c.namespace, key).unwrap()
-}
-
-/// Rewrites manifest.json so `rel` matches its new content: the image
-/// passes validation and the bad content reaches the later steps.
-fn reseal(dir: &Path, rel: &str) {
-    let path = dir.join("manifest.json");
-    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    let data = std::fs::read(dir.join(rel)).unwrap();
-    for f in m["files"].as_array_mut().unwrap() {
-        if f["path"] == rel {
-            f["size"] = data.len().into();
-            f["sha256"] = hex::encode(Sha256::digest(&data)).into();
-        }
-    }
-    let total: u64 = m["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["size"].as_u64().unwrap())
-        .sum();
-    m["total_size"] = total.into();
-    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
 }
 
 fn fallback_case(damage: impl FnOnce(&Path)) {
