@@ -168,3 +168,36 @@ fn tag_untag_and_filter() {
     assert!(e.contains("no checkpoint image"), "{e}");
     fails(r.run(&["tag", "default/a", "bad tag"]), 2);
 }
+
+/// Runs archctl under a pseudo-terminal (util-linux `script`), as a person
+/// at a shell would; returns everything it wrote there.
+fn on_a_terminal(r: &Root, args: &str) -> String {
+    let cmd = format!(
+        "{} --root {} {args}",
+        env!("CARGO_BIN_EXE_archctl"),
+        r.path().display()
+    );
+    let o = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .expect("script(1) from util-linux");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    String::from_utf8_lossy(&o.stdout).replace('\r', "")
+}
+
+#[test]
+fn long_operations_show_progress_on_a_terminal_only() {
+    let r = Root::new();
+    for key in ["a", "b", "c"] {
+        r.image("default", key, 4096);
+    }
+    let shown = on_a_terminal(&r, "validate");
+    for n in 1..=3 {
+        assert!(shown.contains(&format!("validated {n}/3")), "{shown}");
+    }
+    let piped = r.run(&["validate"]);
+    assert!(!stderr(&piped).contains("validated"), "progress in a pipe");
+
+    let shown = on_a_terminal(&r, "gc --keep 0");
+    assert!(shown.contains("gc: removed 3/3"), "{shown}");
+}
