@@ -62,7 +62,7 @@ pub fn arch_identity(
         (None, None) => (container_id.to_string(), "container id"),
     };
     arch_image::validate_key(&key)
-        .map_err(|e| CheckpointError::Policy(format!("invalid {origin} {key:?}: {e}")))?;
+        .map_err(|e| CheckpointError::Policy(format!("{origin}: {e}")))?;
     arch_image::validate_namespace(namespace).map_err(|e| {
         CheckpointError::Policy(format!(
             "namespace {namespace:?} cannot hold ARCH images: {e}"

@@ -19,11 +19,20 @@ pub fn validate_namespace(ns: &str) -> Result<()> {
     validate("namespace", ns, MAX_NAMESPACE_LEN)
 }
 
+/// A hostile value, kept short enough for a one-line error.
+fn shorten(value: &str) -> String {
+    const SHOWN: usize = 64;
+    match value.char_indices().nth(SHOWN) {
+        None => value.to_string(),
+        Some((cut, _)) => format!("{}… ({} bytes)", &value[..cut], value.len()),
+    }
+}
+
 fn validate(kind: &'static str, value: &str, max: usize) -> Result<()> {
     let fail = |reason| {
         Err(Error::InvalidIdentity {
             kind,
-            value: value.to_string(),
+            value: shorten(value),
             reason,
         })
     };

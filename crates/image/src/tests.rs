@@ -440,3 +440,10 @@ fn a_published_commit_stands_whatever_follows() {
     assert_eq!(fs::read(img.dir().join(CONFIG)).unwrap(), b"v2");
     assert_eq!(entries(&store), ["k"]);
 }
+
+#[test]
+fn a_huge_hostile_key_makes_a_short_error() {
+    let e = validate_key(&"k".repeat(100_000)).unwrap_err().to_string();
+    assert!(e.len() < 200, "{} bytes: {e}", e.len());
+    assert!(e.contains("100000 bytes") && e.contains("too long"), "{e}");
+}

@@ -137,6 +137,52 @@ mod direct {
         assert_eq!(c.task_status(&id).as_deref(), Some("RUNNING"));
     }
 
+    /// Keys containerd would pass unchanged in annotations, including what
+    /// `ctr` cannot express (NUL): each refused at Create, naming the key,
+    /// with nothing written under the checkpoint root.
+    #[test]
+    fn hostile_arch_keys_are_refused_at_create() {
+        let c = ctr();
+        let id = unique_id("badkey");
+        let _ct = c.start_detached(&id, &["sleep", "600"]);
+        let dir = std::env::temp_dir().join(unique_id("bundle"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let long = "k".repeat(4096);
+        let ns_dir = arch_e2e::checkpoint_root().join(&c.namespace);
+        let entries = || std::fs::read_dir(&ns_dir).map_or(0, |d| d.count());
+        let before = entries();
+        for (n, key) in [
+            "a\\u0000b",
+            "..",
+            "../../etc",
+            "a/b",
+            "/abs",
+            long.as_str(),
+            "",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let spec = format!(
+                r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},
+                   "process":{{"args":["true"],"cwd":"/","user":{{"uid":0,"gid":0}}}},
+                   "annotations":{{"io.arch.enable":"1","io.arch.key":"{key}"}}}}"#
+            );
+            std::fs::write(dir.join("config.json"), spec).unwrap();
+            let (code, msg) = create_in(&c, &id, &format!("hostile{n}"), &dir);
+            assert_eq!(code, Code::INVALID_ARGUMENT, "{key:.40}: {msg}");
+            assert!(msg.to_lowercase().contains("key"), "{key:.40}: {msg}");
+            assert!(
+                msg.len() < 1024,
+                "the error is one clear line: {}",
+                msg.len()
+            );
+        }
+        assert_eq!(entries(), before, "something was written for a refused key");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(c.task_status(&id).as_deref(), Some("RUNNING"));
+    }
+
     #[test]
     fn create_of_an_existing_id_at_the_shim() {
         let c = ctr();
