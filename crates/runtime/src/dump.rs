@@ -11,7 +11,7 @@ use libcontainer::oci_spec::runtime::Spec;
 
 use crate::container::DumpOptions;
 use crate::error::{Result, RuntimeError};
-use crate::restore::set_external_mounts;
+use crate::restore::{set_external_mounts, MountMapping};
 
 fn dump_err(id: &str, reason: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Libcontainer {
@@ -60,7 +60,7 @@ pub(crate) fn dump(
     std::fs::write(opts.image_dir.join("descriptors.json"), json).map_err(|e| dump_err(id, e))?;
 
     let mut criu = rust_criu::Criu::new().map_err(|e| dump_err(id, e))?;
-    set_external_mounts(&mut criu, &spec);
+    set_external_mounts(&mut criu, &spec, MountMapping::Dump);
     let images = File::open(&opts.image_dir).map_err(|e| dump_err(id, e))?;
     criu.set_images_dir_fd(images.as_raw_fd());
     let work = match &opts.work_dir {

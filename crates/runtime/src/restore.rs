@@ -80,7 +80,7 @@ impl Runtime {
                     .map_err(|e| restore_err(id, e))?;
             }
         }
-        set_external_mounts(&mut criu, &spec);
+        set_external_mounts(&mut criu, &spec, MountMapping::Restore);
         let images = File::open(&req.images_dir)
             .map_err(|e| restore_err(id, format!("{}: {e}", req.images_dir.display())))?;
         std::fs::create_dir_all(&req.work_dir).map_err(|e| restore_err(id, e))?;
@@ -328,10 +328,20 @@ fn set_cloexec(fd: &OwnedFd, on: bool) -> Result<()> {
         })
 }
 
+/// Which side of a checkpoint external mounts are named for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum MountMapping {
+    /// The image names each external mount by its destination...
+    Dump,
+    /// ...which the restore maps to the new spec's source: the source of a
+    /// bind differs between containers (CRI's per-pod /etc/hosts, /dev/shm).
+    Restore,
+}
+
 /// Bind mounts and cgroup v1 hierarchies are outside the container's own
 /// mounts: CRIU records them by destination at dump and maps them back at
 /// restore (the new spec's source for binds).
-pub(crate) fn set_external_mounts(criu: &mut rust_criu::Criu, spec: &Spec) {
+pub(crate) fn set_external_mounts(criu: &mut rust_criu::Criu, spec: &Spec, mapping: MountMapping) {
     for m in spec.mounts().iter().flatten() {
         let is_bind = m
             .options()
@@ -340,11 +350,14 @@ pub(crate) fn set_external_mounts(criu: &mut rust_criu::Criu, spec: &Spec) {
             .any(|o| o == "bind" || o == "rbind");
         if is_bind {
             let dest = m.destination().display().to_string();
-            let src = m
-                .source()
-                .as_ref()
-                .map(|s| s.display().to_string())
-                .unwrap_or_else(|| dest.clone());
+            let src = match mapping {
+                MountMapping::Dump => dest.clone(),
+                MountMapping::Restore => m
+                    .source()
+                    .as_ref()
+                    .map(|s| s.display().to_string())
+                    .unwrap_or_else(|| dest.clone()),
+            };
             criu.set_external_mount(dest, src);
         } else if m.typ().as_deref() == Some("cgroup") {
             for mp in cgroup_v1_mount_points() {
