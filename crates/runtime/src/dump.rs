@@ -11,6 +11,7 @@ use libcontainer::oci_spec::runtime::Spec;
 
 use crate::container::DumpOptions;
 use crate::error::{Result, RuntimeError};
+use crate::namespaces::JoinedNamespaces;
 use crate::restore::{set_external_mounts, MountMapping};
 
 fn dump_err(id: &str, reason: impl std::fmt::Display) -> RuntimeError {
@@ -86,5 +87,11 @@ pub(crate) fn dump(
     criu.set_manage_cgroups(true);
     criu.cgroups_mode(cg_mode);
     criu.set_link_remap(true);
-    criu.dump().map_err(|e| dump_err(id, e))
+    // Namespaces joined from a pod sandbox are the pod's: CRIU must see
+    // them as its own to leave them out of the image (namespaces.rs).
+    JoinedNamespaces::of(&spec)
+        .map_err(|e| dump_err(id, e))?
+        .run(|| criu.dump())
+        .map_err(|e| dump_err(id, e))?
+        .map_err(|e| dump_err(id, e))
 }

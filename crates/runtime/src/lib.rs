@@ -11,6 +11,7 @@ mod cgroup;
 mod container;
 mod dump;
 mod error;
+mod namespaces;
 mod restore;
 mod spawn;
 

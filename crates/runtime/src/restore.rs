@@ -18,6 +18,7 @@ use nix::unistd::Pid;
 
 use crate::container::Runtime;
 use crate::error::{Result, RuntimeError};
+use crate::namespaces::JoinedNamespaces;
 
 pub struct RestoreRequest<'a> {
     pub id: String,
@@ -101,20 +102,27 @@ impl Runtime {
         // spawned from a thread inside that cgroup, so the restored tree is
         // born in it: if the shim dies mid-restore, containerd's cleanup
         // (the delete action) finds and kills every restored process.
+        // The tree is also born in the namespaces it joins (the new pod's).
+        let joined = JoinedNamespaces::of(&spec).map_err(|e| restore_err(id, e))?;
         let cgroup_path = self.prepare_restore_target(id, &req.bundle, &spec)?;
-        RESTORED_PID.set(0);
-        let restored = {
-            let _inside = ThreadCgroup::enter(&cgroup_path);
-            criu.restore().map_err(|e| restore_err(id, e))
-        };
+        let restored = joined
+            .run(|| {
+                let _inside = ThreadCgroup::enter(&cgroup_path);
+                RESTORED_PID.set(0);
+                criu.restore().map(|()| RESTORED_PID.get())
+            })
+            .map_err(|e| restore_err(id, e))
+            .and_then(|r| r.map_err(|e| restore_err(id, e)));
         for fd in req.stdio.iter().flatten() {
             set_cloexec(fd, true)?;
         }
-        if let Err(e) = restored {
-            self.remove_restore_target(id, &cgroup_path);
-            return Err(e);
-        }
-        let pid = RESTORED_PID.get();
+        let pid = match restored {
+            Ok(pid) => pid,
+            Err(e) => {
+                self.remove_restore_target(id, &cgroup_path);
+                return Err(e);
+            }
+        };
         if pid <= 0 {
             return Err(restore_err(id, "CRIU did not report the restored pid"));
         }
