@@ -4,6 +4,8 @@
 #   env:   ARCH_TEST_IMAGE_TAR (default OUT_TAR) /var/cache/arch-hack/arch-test-busybox.oci.tar
 #          ARCH_TEST_IMAGE     (image ref)       localhost/arch-test/busybox:latest
 #          ARCH_BUSYBOX        (binary)          /bin/busybox (from busybox-static)
+#          ARCH_TEST_IMAGE_ENTRYPOINT          (none: Cmd /bin/sh); e.g.
+#              /usr/local/bin/pause for the CRI tests' pod sandbox image
 # Output is deterministic; prints the manifest digest on stdout.
 set -euo pipefail
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -26,4 +28,5 @@ for src in "$HACK_DIR"/testbin/*.c; do
     extras+=(--extra "$BIN_DIR/$name:/usr/local/bin/$name")
 done
 PY="$(command -v python3)"
+[ -z "${ARCH_TEST_IMAGE_ENTRYPOINT:-}" ] || extras+=(--entrypoint "$ARCH_TEST_IMAGE_ENTRYPOINT")
 exec "$PY" "$HACK_DIR/oci_image.py" --out "$OUT" --busybox "$BB" --ref "$REF" "${extras[@]}"

@@ -5,6 +5,7 @@ Stdlib only. No registry involved. Usage:
 
     oci_image.py --out OUT.tar [--busybox /bin/busybox]
                  [--ref localhost/arch-test/busybox:latest]
+                 [--entrypoint /usr/local/bin/pause]
 
 Layout of the output tar:
     oci-layout, index.json, blobs/sha256/<config|manifest|layer>,
@@ -126,13 +127,18 @@ def build_layer(busybox, extras=()):
     return raw, gz.getvalue(), len(links)
 
 
-def build(busybox, ref, out, extras=()):
+def build(busybox, ref, out, extras=(), entrypoint=None):
     raw, layer, napplets = build_layer(busybox, extras)
+    # An entrypoint makes the same layer a pod sandbox ("pause") image:
+    # CRI runs a sandbox image's Entrypoint/Cmd, with no arguments.
+    image_config = {"Env": [PATH_ENV], "Cmd": ["/bin/sh"], "WorkingDir": "/"}
+    if entrypoint:
+        image_config = {"Env": [PATH_ENV], "Entrypoint": [entrypoint], "WorkingDir": "/"}
     config = {
         "created": CREATED,
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Env": [PATH_ENV], "Cmd": ["/bin/sh"], "WorkingDir": "/"},
+        "config": image_config,
         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + sh(raw)]},
         "history": [{"created": CREATED,
                      "created_by": "hack/oci_image.py: busybox-static + applet symlinks"}],
@@ -199,8 +205,10 @@ def main():
     ap.add_argument("--ref", default="localhost/arch-test/busybox:latest")
     ap.add_argument("--extra", action="append", default=[],
                     help="SRC:DEST, a static program to add to the layer")
+    ap.add_argument("--entrypoint", default=None,
+                    help="the image's Entrypoint (default: Cmd /bin/sh)")
     a = ap.parse_args()
-    build(a.busybox, a.ref, a.out, a.extra)
+    build(a.busybox, a.ref, a.out, a.extra, a.entrypoint)
 
 
 if __name__ == "__main__":

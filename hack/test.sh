@@ -4,7 +4,12 @@
 # against a private containerd that this script starts and stops.
 #   env: ARCH_CONTAINERD_SUITE=sid  test against containerd 2.x instead of 1.7
 #        ARCH_E2E_THREADS          parallel e2e tests (default 4)
-# Last, the Docker how-to test against a private dockerd (hack/docker-test.sh).
+#        ARCH_CRI_TEST_DIR, ARCH_CRI_TEST_ROOT, ARCH_CRI_CHECKPOINT_ROOT
+#                                  the CRI tests' containerd instance
+#                                  (default /run/arch-cri, /var/lib/arch-cri/…)
+# After the ctr suites: the fault-point sweep, the CRI tests against a
+# CRI-enabled containerd, and the Docker how-to test against a private
+# dockerd (hack/docker-test.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { echo "[test] $*" >&2; }
@@ -25,7 +30,14 @@ export ARCH_SHIM_DIR="$PWD/target/debug"
 export ARCH_CHECKPOINT_ROOT="${ARCH_CHECKPOINT_ROOT:-/var/lib/arch-test/checkpoint}"
 rm -rf "$ARCH_CHECKPOINT_ROOT"
 export ARCH_TEST_DIR="${ARCH_TEST_DIR:-/run/arch-test}"
-trap 'hack/containerd-test.sh stop || true; hack/docker-test.sh stop >/dev/null 2>&1 || true' EXIT
+# The CRI tests' own containerd instance (CRI enabled, namespace k8s.io).
+CRI_ENV=(
+    ARCH_TEST_CRI=1
+    ARCH_TEST_DIR="${ARCH_CRI_TEST_DIR:-/run/arch-cri}"
+    ARCH_TEST_ROOT="${ARCH_CRI_TEST_ROOT:-/var/lib/arch-cri/containerd}"
+    ARCH_CHECKPOINT_ROOT="${ARCH_CRI_CHECKPOINT_ROOT:-/var/lib/arch-cri/checkpoint}"
+)
+trap 'hack/containerd-test.sh stop || true; env "${CRI_ENV[@]}" hack/containerd-test.sh stop || true; hack/docker-test.sh stop >/dev/null 2>&1 || true' EXIT
 # Always a fresh daemon: one left running may have another config or shim.
 hack/containerd-test.sh restart
 
@@ -38,6 +50,15 @@ cargo test -p arch-e2e --test faults -- --test-threads=1
 
 log "fault-point sweep (every point of a checkpoint and a restore; one case removes the checkpoint root)"
 cargo test -p arch-e2e --test fault_points -- --test-threads=1 --nocapture
+
+log "CRI tests (containerd's CRI plugin with docs/examples/containerd-*-cri.toml, handler from runtimeclass.yaml)"
+hack/containerd-test.sh stop
+env "${CRI_ENV[@]}" bash -c 'rm -rf "$ARCH_CHECKPOINT_ROOT"; exec hack/containerd-test.sh restart'
+(
+    export "${CRI_ENV[@]}"
+    export ARCH_CRI_ADDRESS="$ARCH_TEST_DIR/containerd.sock" ARCH_E2E_CHECKPOINT_ROOT="$ARCH_CHECKPOINT_ROOT"
+    cargo test -p arch-e2e --test cri -- --test-threads="${ARCH_E2E_THREADS:-4}"
+)
 
 log "docker how-to test (dockerd $(dockerd --version | awk '{print $3}' | tr -d ,), docs/examples/daemon.json)"
 export ARCH_DOCKER_CHECKPOINT_ROOT="${ARCH_DOCKER_CHECKPOINT_ROOT:-/var/lib/arch-docker/checkpoint}"

@@ -3,6 +3,7 @@
 //!
 //! The tests never skip: without the rig they fail, saying how to run them.
 
+pub mod cri;
 pub mod docker;
 pub mod host;
 pub mod shim_client;

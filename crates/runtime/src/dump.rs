@@ -11,6 +11,7 @@ use libcontainer::oci_spec::runtime::Spec;
 
 use crate::container::DumpOptions;
 use crate::error::{Result, RuntimeError};
+use crate::namespaces::JoinedNamespaces;
 use crate::notify::{end_failed_request, Session};
 use crate::restore::{set_external_mounts, Phase};
 
@@ -87,9 +88,19 @@ pub(crate) fn dump(
     criu.set_manage_cgroups(true);
     criu.cgroups_mode(cg_mode);
     criu.set_link_remap(true);
-    let _notify = Session::begin(&mut criu, &opts.faults);
-    criu.dump().map_err(|e| {
-        end_failed_request();
-        dump_err(id, e)
-    })
+    // Namespaces joined from a pod sandbox are the pod's: CRIU must see
+    // them as its own to leave them out of the image (namespaces.rs). CRIU
+    // calls back on the thread that runs it: the notify session lives there.
+    let faults = &opts.faults;
+    JoinedNamespaces::of(&spec)
+        .map_err(|e| dump_err(id, e))?
+        .run(|| {
+            let _notify = Session::begin(&mut criu, faults);
+            criu.dump()
+        })
+        .map_err(|e| dump_err(id, e))?
+        .map_err(|e| {
+            end_failed_request();
+            dump_err(id, e)
+        })
 }

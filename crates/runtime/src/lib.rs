@@ -11,6 +11,7 @@ mod cgroup;
 mod container;
 mod dump;
 mod error;
+mod namespaces;
 mod notify;
 mod restore;
 mod spawn;

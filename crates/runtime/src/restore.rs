@@ -17,6 +17,7 @@ use nix::unistd::Pid;
 
 use crate::container::Runtime;
 use crate::error::{Result, RuntimeError};
+use crate::namespaces::JoinedNamespaces;
 use crate::notify::{end_failed_request, Session};
 
 pub struct RestoreRequest<'a> {
@@ -84,24 +85,34 @@ impl Runtime {
         // spawned from a thread inside that cgroup, so the restored tree is
         // born in it: if the shim dies mid-restore, containerd's cleanup
         // (the delete action) finds and kills every restored process.
+        // The tree is also born in the namespaces it joins (the new pod's).
+        let joined = JoinedNamespaces::of(&spec).map_err(|e| restore_err(id, e))?;
         let cgroup_path = self.prepare_restore_target(id, &req.bundle, &spec)?;
-        let notify = Session::begin(&mut criu, &req.faults);
-        let restored = {
-            let _inside = ThreadCgroup::enter(&cgroup_path);
-            criu.restore().map_err(|e| {
-                end_failed_request();
-                restore_err(id, e)
+        let faults = &req.faults;
+        let restored = joined
+            .run(|| {
+                // CRIU calls back on this thread: the notify session lives here.
+                let notify = Session::begin(&mut criu, faults);
+                let _inside = ThreadCgroup::enter(&cgroup_path);
+                criu.restore().map(|()| notify.restored_pid())
             })
-        };
+            .map_err(|e| restore_err(id, e))
+            .and_then(|r| {
+                r.map_err(|e| {
+                    end_failed_request();
+                    restore_err(id, e)
+                })
+            });
         for fd in req.stdio.iter().flatten() {
             set_cloexec(fd, true)?;
         }
-        if let Err(e) = restored {
-            self.remove_restore_target(id, &cgroup_path);
-            return Err(e);
-        }
-        let pid = notify.restored_pid();
-        drop(notify);
+        let pid = match restored {
+            Ok(pid) => pid,
+            Err(e) => {
+                self.remove_restore_target(id, &cgroup_path);
+                return Err(e);
+            }
+        };
         if pid <= 0 {
             return Err(restore_err(id, "CRIU did not report the restored pid"));
         }

@@ -1,0 +1,161 @@
+//! Namespaces a container joins rather than owns: a Kubernetes pod's
+//! containers join the sandbox's IPC namespace (and its UTS and network
+//! namespaces when the pod has its own network), given in the spec as paths.
+//!
+//! CRIU dumps every namespace of the tree that differs from its own and
+//! re-creates those at restore. A joined namespace belongs to the pod, not
+//! the container: dumping it would copy the whole pod's SysV IPC objects,
+//! and restoring would put the container in a namespace of its own, cut off
+//! from the new pod. So CRIU runs inside the joined namespaces: at dump they
+//! are "the host's" to it and not dumped; at restore the tree is born in
+//! them (the new spec's paths: the new pod's).
+//!
+//! runc gets there differently (`--external` for net and pid namespaces,
+//! `join_ns` for the others); rust-criu has no `join_ns`, and CRIU's
+//! join_ns still restores the dumped IPC objects into the joined namespace.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+
+use libcontainer::oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+/// The kinds a thread can enter alone (setns(2) refuses the mount and user
+/// namespaces in a multi-threaded process; PID namespaces apply only to
+/// children and are not supported here).
+const KINDS: [(LinuxNamespaceType, libc::c_int); 3] = [
+    (LinuxNamespaceType::Ipc, libc::CLONE_NEWIPC),
+    (LinuxNamespaceType::Uts, libc::CLONE_NEWUTS),
+    (LinuxNamespaceType::Network, libc::CLONE_NEWNET),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum NamespaceError {
+    #[error("joined {kind} namespace {path}: {source}")]
+    Open {
+        kind: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("entering the joined {kind} namespace: {source}")]
+    Enter {
+        kind: &'static str,
+        source: std::io::Error,
+    },
+    #[error("the thread running CRIU in the joined namespaces panicked")]
+    Panicked,
+}
+
+fn name(kind: LinuxNamespaceType) -> &'static str {
+    match kind {
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::Uts => "uts",
+        _ => "network",
+    }
+}
+
+/// Open handles on the namespaces a spec joins by path.
+pub(crate) struct JoinedNamespaces {
+    joined: Vec<(&'static str, libc::c_int, File)>,
+}
+
+impl JoinedNamespaces {
+    pub(crate) fn of(spec: &Spec) -> Result<Self, NamespaceError> {
+        let mut joined = Vec::new();
+        let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().clone());
+        for ns in namespaces.iter().flatten() {
+            let Some((kind, flag)) = KINDS.iter().find(|(k, _)| *k == ns.typ()) else {
+                continue;
+            };
+            let Some(path) = ns.path() else { continue };
+            let file = File::open(path).map_err(|source| NamespaceError::Open {
+                kind: name(*kind),
+                path: path.display().to_string(),
+                source,
+            })?;
+            joined.push((name(*kind), *flag, file));
+        }
+        Ok(JoinedNamespaces { joined })
+    }
+
+    /// Runs `f` on a thread of its own inside the joined namespaces, so the
+    /// CRIU that `f` starts inherits them; the calling thread never moves.
+    pub(crate) fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, NamespaceError> {
+        if self.joined.is_empty() {
+            return Ok(f());
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for (kind, flag, file) in &self.joined {
+                    // SAFETY: a valid namespace fd; affects only this thread.
+                    if unsafe { libc::setns(file.as_raw_fd(), *flag) } != 0 {
+                        return Err(NamespaceError::Enter {
+                            kind,
+                            source: std::io::Error::last_os_error(),
+                        });
+                    }
+                }
+                Ok(f())
+            })
+            .join()
+            .map_err(|_| NamespaceError::Panicked)?
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libcontainer::oci_spec::runtime::{LinuxBuilder, LinuxNamespaceBuilder, SpecBuilder};
+
+    fn spec(namespaces: Vec<(LinuxNamespaceType, Option<&str>)>) -> Spec {
+        let namespaces = namespaces
+            .into_iter()
+            .map(|(typ, path)| {
+                let mut b = LinuxNamespaceBuilder::default().typ(typ);
+                if let Some(p) = path {
+                    b = b.path(p);
+                }
+                b.build().unwrap()
+            })
+            .collect::<Vec<_>>();
+        SpecBuilder::default()
+            .linux(
+                LinuxBuilder::default()
+                    .namespaces(namespaces)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn only_namespaces_with_a_path_are_joined() {
+        let s = spec(vec![
+            (LinuxNamespaceType::Ipc, Some("/proc/self/ns/ipc")),
+            (LinuxNamespaceType::Uts, None),
+            (LinuxNamespaceType::Pid, Some("/proc/self/ns/pid")),
+            (LinuxNamespaceType::Mount, None),
+        ]);
+        let j = JoinedNamespaces::of(&s).unwrap();
+        let kinds: Vec<_> = j.joined.iter().map(|(k, _, _)| *k).collect();
+        assert_eq!(kinds, ["ipc"]);
+    }
+
+    #[test]
+    fn a_missing_namespace_path_names_it() {
+        let s = spec(vec![(LinuxNamespaceType::Network, Some("/nonexistent/ns"))]);
+        let e = JoinedNamespaces::of(&s).err().unwrap().to_string();
+        assert!(
+            e.contains("network") && e.contains("/nonexistent/ns"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn run_without_joined_namespaces_stays_on_the_calling_thread() {
+        let j = JoinedNamespaces::of(&spec(vec![])).unwrap();
+        let here = std::thread::current().id();
+        assert_eq!(j.run(|| std::thread::current().id()).unwrap(), here);
+    }
+}

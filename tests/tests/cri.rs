@@ -1,0 +1,251 @@
+//! The containerd CRI and Kubernetes RuntimeClass how-to, tested: a private
+//! containerd runs with docs/examples/containerd-{1.7,2.x}-cri.toml appended
+//! verbatim (hack/containerd-test.sh, ARCH_TEST_CRI=1), and these tests make
+//! the kubelet's CRI calls for pods with `runtimeClassName: arch`, the
+//! handler read from docs/examples/runtimeclass.yaml.
+//! Run through `make test` (hack/test.sh); without the rig they fail.
+
+use std::time::Duration;
+
+use arch_e2e::cri::{
+    cri, examples_dir, runtime_class_handler, ContainerSpec, ContainerState, Cri, Pod, PodSpec,
+};
+use arch_e2e::{unique_id, wait_until};
+
+/// The kubelet's grace period for these pods.
+const GRACE: Duration = Duration::from_secs(30);
+
+/// Counts in /tmp/count and on stdout; remembers a boot id, which is the
+/// same after a restore and new after a restart.
+const COUNTER: &str = "boot=$(cat /proc/sys/kernel/random/uuid); i=0; \
+    while true; do i=$((i+1)); echo $i > /tmp/count; echo $boot > /tmp/boot; echo tick $i; sleep 0.1; done";
+
+fn read(c: &Cri, id: &str, path: &str) -> String {
+    let (code, out, err) = c.exec_sync(id, &["cat", path]);
+    assert_eq!(code, 0, "cat {path} in {id}: {err}");
+    out.trim().to_string()
+}
+
+/// The counter rewrites its files: a read may land between truncate and
+/// write, so an empty read is retried.
+fn read_settled(c: &Cri, id: &str, path: &str) -> String {
+    let mut value = String::new();
+    wait_until(Duration::from_secs(5), || {
+        value = read(c, id, path);
+        !value.is_empty()
+    });
+    value
+}
+
+fn count(c: &Cri, id: &str) -> u64 {
+    read(c, id, "/tmp/count").parse().unwrap_or(0)
+}
+
+/// The numbers the counter printed, from its CRI log.
+fn ticks(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter_map(|l| l.split_once(" tick ").map(|(_, n)| n.trim().parse().ok()))
+        .flatten()
+        .collect()
+}
+
+/// The namespace `kind` (ipc, uts, net, pid) of a process in container `id`.
+fn container_ns(c: &Cri, id: &str, kind: &str) -> String {
+    let (code, out, err) = c.exec_sync(id, &["readlink", &format!("/proc/1/ns/{kind}")]);
+    assert_eq!(code, 0, "readlink in {id}: {err}");
+    out.trim().to_string()
+}
+
+fn host_ns(pid: i32, kind: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .unwrap_or_else(|e| panic!("ns of pid {pid}: {e}"))
+        .display()
+        .to_string()
+}
+
+/// The committed images `archctl ls --json` lists for `key` in k8s.io.
+fn committed(key: &str) -> usize {
+    let root = arch_e2e::checkpoint_root();
+    let r = arch_e2e::archctl(&root, &["ls", "--json"]);
+    assert_eq!(r.code, 0, "archctl ls: {}", r.stderr);
+    let list: serde_json::Value = serde_json::from_str(&r.stdout).expect("archctl ls --json");
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .filter(|e| e["namespace"] == "k8s.io" && e["key"] == key)
+        .count()
+}
+
+fn wait_exited(c: &Cri, id: &str) -> arch_e2e::cri::ContainerStatus {
+    let mut status = c.container_status(id);
+    wait_until(Duration::from_secs(20), || {
+        status = c.container_status(id);
+        status.state == ContainerState::ContainerExited as i32
+    });
+    assert_eq!(
+        status.state,
+        ContainerState::ContainerExited as i32,
+        "{id} exited: {status:?}"
+    );
+    status
+}
+
+/// The RuntimeClass's handler is the runtime both containerd snippets
+/// define: the docs cannot drift apart.
+#[test]
+fn runtime_class_handler_is_the_documented_containerd_runtime() {
+    let handler = runtime_class_handler();
+    for file in ["containerd-1.7-cri.toml", "containerd-2.x-cri.toml"] {
+        let text = std::fs::read_to_string(examples_dir().join(file)).expect(file);
+        let table = format!(".containerd.runtimes.{handler}]");
+        assert!(text.contains(&table), "{file} defines runtime {handler}");
+        assert!(
+            text.contains(&format!("runtime_type = \"{}\"", arch_e2e::RUNTIME)),
+            "{file} uses {}",
+            arch_e2e::RUNTIME
+        );
+    }
+    let pod = std::fs::read_to_string(examples_dir().join("pod.yaml")).expect("pod.yaml");
+    assert!(
+        pod.contains("runtimeClassName: arch"),
+        "pod.yaml uses the class"
+    );
+}
+
+#[test]
+fn exit_codes_and_exec_sync_through_cri() {
+    let c = cri();
+    let pod = c.run_pod(PodSpec::new("plain"));
+    let exits = pod.run_container(&ContainerSpec::sh(
+        "exits",
+        "echo out; echo err >&2; exit 7",
+    ));
+    let status = wait_exited(&c, &exits);
+    assert_eq!(status.exit_code, 7, "{status:?}");
+    assert_eq!(status.reason, "Error", "{status:?}");
+    assert!(wait_until(Duration::from_secs(5), || pod
+        .log("exits")
+        .contains(" stdout F out")));
+    assert!(
+        pod.log("exits").contains(" stderr F err"),
+        "{}",
+        pod.log("exits")
+    );
+
+    // A container's init ignores signals it has no handler for.
+    let sleeper = pod.run_container(&ContainerSpec::sh(
+        "sleeper",
+        "trap 'exit 42' TERM; while true; do sleep 0.1; done",
+    ));
+    let (code, out, err) = c.exec_sync(&sleeper, &["sh", "-c", "echo hi; echo oops >&2; exit 3"]);
+    assert_eq!((code, out.as_str(), err.as_str()), (3, "hi\n", "oops\n"));
+    c.stop_container(&sleeper, GRACE);
+    let status = wait_exited(&c, &sleeper);
+    assert_eq!(
+        status.exit_code, 42,
+        "the SIGTERM handler's exit: {status:?}"
+    );
+    c.remove_container(&sleeper);
+    c.remove_container(&exits);
+}
+
+/// Containers of a pod share the sandbox's IPC namespace (and, with the
+/// host network, the host's network and UTS namespaces); each has its own
+/// PID namespace, the kubelet's default.
+#[test]
+fn containers_join_the_sandbox_namespaces() {
+    let c = cri();
+    let pod = c.run_pod(PodSpec::new("shared"));
+    let a = pod.run_container(&ContainerSpec::sh("a", "exec sleep 1000"));
+    let b = pod.run_container(&ContainerSpec::sh("b", "exec sleep 1000"));
+    let sandbox = pod.sandbox_pid();
+    for id in [&a, &b] {
+        assert_eq!(
+            container_ns(&c, id, "ipc"),
+            host_ns(sandbox, "ipc"),
+            "ipc of {id}"
+        );
+        assert_eq!(
+            container_ns(&c, id, "uts"),
+            host_ns(sandbox, "uts"),
+            "uts of {id}"
+        );
+        assert_eq!(
+            container_ns(&c, id, "net"),
+            host_ns(std::process::id() as i32, "net"),
+            "host network for {id}"
+        );
+    }
+    assert_ne!(
+        host_ns(sandbox, "ipc"),
+        host_ns(std::process::id() as i32, "ipc"),
+        "the pod has its own IPC namespace"
+    );
+    assert_ne!(
+        container_ns(&c, &a, "pid"),
+        container_ns(&c, &b, "pid"),
+        "a PID namespace each"
+    );
+}
+
+/// The how-to's promise: the kubelet stops an ARCH container (SIGTERM via
+/// StopContainer) and the shim checkpoints it; a container with the same
+/// ARCH_KEY in a new pod continues the count, in the new pod's namespaces,
+/// its stdout still going to the CRI log.
+#[test]
+fn stopped_pod_container_is_restored_in_a_new_pod() {
+    let c = cri();
+    let key = unique_id("crikey");
+    let (boot, seen) = {
+        let pod = c.run_pod(PodSpec::new("trainer"));
+        let id = pod.run_container(&ContainerSpec::sh("trainer", COUNTER).arch(&key));
+        assert!(wait_until(Duration::from_secs(10), || count(&c, &id) >= 5));
+        let boot = read_settled(&c, &id, "/tmp/boot");
+        c.stop_container(&id, GRACE);
+        let status = wait_exited(&c, &id);
+        let seen = ticks(&pod.log("trainer")).into_iter().max().unwrap_or(0);
+        assert!(
+            seen >= 5,
+            "the counter logged through CRI: {}",
+            pod.log("trainer")
+        );
+        assert_eq!(
+            committed(&key),
+            1,
+            "StopContainer checkpointed {key} ({status:?})"
+        );
+        c.remove_container(&id);
+        (boot, seen)
+    };
+
+    let pod = c.run_pod(PodSpec::new("trainer"));
+    let id = pod.run_container(&ContainerSpec::sh("trainer", COUNTER).arch(&key));
+    assert_eq!(
+        read_settled(&c, &id, "/tmp/boot"),
+        boot,
+        "restored, not restarted"
+    );
+    assert!(count(&c, &id) >= seen, "the counter continued from {seen}");
+    assert_eq!(committed(&key), 0, "the image was consumed");
+    assert!(
+        wait_until(Duration::from_secs(10), || ticks(&pod.log("trainer"))
+            .first()
+            .is_some_and(|&n| n > seen)),
+        "the new container's log continues after {seen}: {}",
+        pod.log("trainer")
+    );
+    assert_eq!(
+        container_ns(&c, &id, "ipc"),
+        host_ns(pod.sandbox_pid(), "ipc"),
+        "restored into the new pod's IPC namespace"
+    );
+    assert_eq!(
+        container_ns(&c, &id, "uts"),
+        host_ns(pod.sandbox_pid(), "uts")
+    );
+    c.stop_container(&id, GRACE);
+    wait_exited(&c, &id);
+    assert_eq!(committed(&key), 1, "checkpointed again on the second stop");
+    c.remove_container(&id);
+    drop::<Pod>(pod);
+}
