@@ -203,24 +203,31 @@ fn checkpoint_case(c: &Ctr, point: &str, action: &str) -> Result<(), String> {
         }
         if action == "error" && !has_image {
             // The failure names its point: proof the point was reached.
-            let recs = records_for(&checkpoint_root(), &key);
-            let named = recs.iter().any(|r| {
-                r.op == Operation::Checkpoint
-                    && r.outcome == Outcome::Failed
-                    && r.error.as_deref().is_some_and(|e| {
-                        e.contains(&format!("injected fault at {point}"))
-                            || (point.starts_with("criu:") && e.contains("notify"))
-                    })
-            });
-            if !named {
-                return Err(format!("no failure record naming the point: {recs:?}"));
-            }
+            recorded_at(&key, Operation::Checkpoint, Outcome::Failed, point)?;
         }
         root_private()?;
         nothing_left(c, &id, &key)
     })();
     remove(c, &id);
     result.map_err(|e| format!("checkpoint {point}={action}: {e}"))
+}
+
+/// A record of `op` ending in `outcome` because of the fault at `point`
+/// (a refused CRIU notify shows as rust-criu's "notify callback failed").
+fn recorded_at(key: &str, op: Operation, outcome: Outcome, point: &str) -> Result<(), String> {
+    let recs = records_for(&checkpoint_root(), key);
+    let named = recs.iter().any(|r| {
+        r.op == op
+            && r.outcome == outcome
+            && r.error.as_deref().is_some_and(|e| {
+                e.contains(&format!("injected fault at {point}"))
+                    || (point.starts_with("criu:") && e.contains("notify"))
+            })
+    });
+    match named {
+        true => Ok(()),
+        false => Err(format!("no {outcome:?} record naming {point}: {recs:?}")),
+    }
 }
 
 fn report(failures: Vec<String>, cases: usize) {
@@ -316,18 +323,7 @@ fn fell_back(c: &Ctr, id: &str, key: &str, point: &str, code: i32) -> Result<(),
     if entries.iter().any(|e| e == key) || !entries.iter().any(|e| e.contains("@failed-")) {
         return Err(format!("image not moved aside: {entries:?}"));
     }
-    let recs = records_for(&checkpoint_root(), key);
-    let named = recs.iter().any(|r| {
-        r.op == Operation::Restore
-            && r.outcome == Outcome::Fallback
-            && r.error.as_deref().is_some_and(|e| {
-                e.contains(&format!("injected fault at {point}"))
-                    || (point.starts_with("criu:") && e.contains("notify"))
-            })
-    });
-    if !named {
-        return Err(format!("no fallback record naming the point: {recs:?}"));
-    }
+    recorded_at(key, Operation::Restore, Outcome::Fallback, point)?;
     // Only the fresh container's processes: none half-restored elsewhere.
     // Listed before the task's own list, so a process that is in neither
     // started after both; one that is gone by now is no stray.
