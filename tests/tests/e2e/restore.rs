@@ -47,8 +47,10 @@ fn read_settled(c: &Ctr, id: &str, path: &str) -> String {
     value
 }
 
+/// The workload's counter; a read between truncate and write is retried
+/// (it would read as 0 and look like a counter that restarted).
 fn count(c: &Ctr, id: &str) -> u64 {
-    read(c, id, "/tmp/count").parse().unwrap_or(0)
+    read_settled(c, id, "/tmp/count").parse().unwrap_or(0)
 }
 
 /// Runs the workload until it counted a little, stops it (checkpoint),
