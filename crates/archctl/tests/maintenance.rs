@@ -152,3 +152,50 @@ pub fn record(
         error: None,
     }
 }
+
+/// A dry run predicts what the shims' own cleanup does: a staging dir whose
+/// writer died goes at once (whatever its age); a replaced image whose
+/// replacement never landed goes back into its slot.
+#[test]
+fn gc_dry_run_predicts_dead_writers_and_restored_images() {
+    let r = Root::new();
+    let st = r.store.begin("default", "w").unwrap();
+    let live = st
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let dead_pid = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    };
+    // `{key}@tmp-{boot}-{pid}-{rand}`, the writer now a dead process.
+    let parts: Vec<&str> = live.splitn(4, '-').collect();
+    let dead = format!("{}-{}-{dead_pid}-{}", parts[0], parts[1], parts[3]);
+    fs::rename(st.path(), r.path().join("default").join(&dead)).unwrap();
+    std::mem::forget(st);
+    let img = r.image("default", "o", 10);
+    let old = r.path().join("default/o@old-1234");
+    fs::rename(&img, &old).unwrap();
+    let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    fs::File::open(&old).unwrap().set_modified(past).unwrap();
+
+    let out = ok(r.run(&["gc", "--dry-run"]));
+    assert!(
+        out.contains(&format!("would clean default/{dead} (its writer is gone)")),
+        "{out}"
+    );
+    assert!(out.contains("would restore default/o@old-1234"), "{out}");
+    assert!(r.path().join("default").join(&dead).exists() && old.exists());
+
+    let out = ok(r.run(&["gc"]));
+    assert!(out.contains(&format!("cleaned default/{dead}")), "{out}");
+    assert!(out.contains("restored default/o@old-1234"), "{out}");
+    assert!(!r.path().join("default").join(&dead).exists());
+    r.store
+        .open("default", "o")
+        .expect("the replaced image is back");
+}

@@ -28,7 +28,7 @@ pub use manifest::{
     CgroupVersion, CommitInfo, FileEntry, Manifest, Status, Timestamp, FORMAT_VERSION,
 };
 pub use staging::{Observer, Staging, COMMIT_PHASES};
-pub use store::{ImageRef, ImageStore};
+pub use store::{ImageRef, ImageStore, StaleTemp, StaleWhy};
 
 /// Manifest file name inside an image directory.
 pub const MANIFEST: &str = "manifest.json";

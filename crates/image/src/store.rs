@@ -152,13 +152,14 @@ impl ImageStore {
         crate::fsutil::fsync(&self.ns_dir(ns)?)
     }
 
-    /// Remove staging dirs older than `min_age` (younger ones may belong to
-    /// a checkpoint still running, possibly on another host) and resolve
-    /// `@old-` dirs left by a crash mid-replace: restored if the image slot
-    /// is empty, else deleted. Returns how many dirs were removed/restored.
-    pub fn cleanup_stale_temps(&self, min_age: Duration) -> Result<usize> {
-        let mut count = 0;
-        for (_, ns_path) in valid_subdirs(&self.root, validate_namespace)? {
+    /// What `cleanup_stale_temps(min_age)` would do now, without doing it:
+    /// staging dirs whose writer is gone (this boot, process dead) or older
+    /// than `min_age` (younger ones may belong to a checkpoint still running,
+    /// possibly on another host), and `@old-` dirs left by a crash
+    /// mid-replace older than `min_age`.
+    pub fn stale_temps(&self, min_age: Duration) -> Result<Vec<StaleTemp>> {
+        let mut out = Vec::new();
+        for (namespace, ns_path) in valid_subdirs(&self.root, validate_namespace)? {
             for ent in fs::read_dir(&ns_path).map_err(io_err("read dir", &ns_path))? {
                 let ent = ent.map_err(io_err("read dir", &ns_path))?;
                 let name = ent.file_name().to_string_lossy().into_owned();
@@ -167,21 +168,63 @@ impl ImageStore {
                 };
                 let path = ent.path();
                 let is_tmp = what.starts_with("tmp-");
-                let stale = (is_tmp && writer_is_dead(what)) || old_enough(&path, min_age);
-                if !(is_tmp || what.starts_with("old-")) || !stale {
-                    continue;
-                }
-                let slot = ns_path.join(key);
-                if !is_tmp && validate_key(key).is_ok() && fs::symlink_metadata(&slot).is_err() {
-                    fs::rename(&path, &slot).map_err(io_err("rename", &path))?;
+                let why = if is_tmp && writer_is_dead(what) {
+                    StaleWhy::WriterGone
+                } else if (is_tmp || what.starts_with("old-")) && old_enough(&path, min_age) {
+                    StaleWhy::Old
                 } else {
-                    fs::remove_dir_all(&path).map_err(io_err("remove", &path))?;
-                }
-                count += 1;
+                    continue;
+                };
+                // A replaced image whose replacement never landed is the
+                // image: it goes back into its slot.
+                let slot = ns_path.join(key);
+                let restore =
+                    !is_tmp && validate_key(key).is_ok() && fs::symlink_metadata(&slot).is_err();
+                out.push(StaleTemp {
+                    namespace: namespace.clone(),
+                    name,
+                    path,
+                    why,
+                    restore_to: restore.then_some(slot),
+                });
             }
         }
-        Ok(count)
+        Ok(out)
     }
+
+    /// Carries out `stale_temps(min_age)`: stale staging dirs removed,
+    /// `@old-` dirs restored to an empty slot or removed. Returns how many.
+    pub fn cleanup_stale_temps(&self, min_age: Duration) -> Result<usize> {
+        let stale = self.stale_temps(min_age)?;
+        for t in &stale {
+            match &t.restore_to {
+                Some(slot) => fs::rename(&t.path, slot).map_err(io_err("rename", &t.path))?,
+                None => fs::remove_dir_all(&t.path).map_err(io_err("remove", &t.path))?,
+            }
+        }
+        Ok(stale.len())
+    }
+}
+
+/// Why a temporary is stale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StaleWhy {
+    /// Its writer (a shim on this boot) is gone.
+    WriterGone,
+    /// Older than the age limit.
+    Old,
+}
+
+/// A temporary that cleanup would remove, or restore into its slot.
+#[derive(Clone, Debug)]
+pub struct StaleTemp {
+    pub namespace: String,
+    /// The entry's name in the namespace directory (`{key}@tmp-…`, `{key}@old-…`).
+    pub name: String,
+    pub path: PathBuf,
+    pub why: StaleWhy,
+    /// Set for an `@old-` image that goes back into its empty slot.
+    pub restore_to: Option<PathBuf>,
 }
 
 fn checked_key(key: &str) -> Result<&str> {

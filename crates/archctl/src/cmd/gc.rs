@@ -2,10 +2,10 @@
 //! failed sidecars, and stale temporaries. Images under a restore claim
 //! are never touched.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use arch_image::ImageStore;
+use arch_image::{ImageStore, StaleWhy};
 
 use crate::error::Result;
 use crate::progress::Progress;
@@ -84,31 +84,37 @@ pub fn run(store: &ImageStore, o: &Options) -> Result<i32> {
         println!("{verb} {} ({why})", e.id());
         progress.tick(i + 1);
     }
-    let stale = |e: &&&Entry| now.saturating_sub(e.mtime) >= o.tmp_age.as_secs();
-    let temps: Vec<&Entry> = entries
+    // Interrupted removals are archctl's own; staging and replaced images
+    // are the image store's (the same plan a shim's cleanup follows).
+    let stale = |e: &&Entry| now.saturating_sub(e.mtime) >= o.tmp_age.as_secs();
+    for e in entries
         .iter()
-        .filter(|e| matches!(e.kind, Kind::Staging | Kind::Old | Kind::Removing))
-        .collect();
-    if o.dry_run {
-        for e in temps.iter().filter(stale) {
-            println!("would clean {} (stale {})", e.id(), e.status());
-        }
-    } else {
-        for e in temps
-            .iter()
-            .filter(|e| e.kind == Kind::Removing)
-            .filter(stale)
-        {
+        .filter(|e| e.kind == Kind::Removing)
+        .filter(stale)
+    {
+        if !o.dry_run {
             remove_entry(&store.root().join(&e.namespace), &e.name)?;
-            println!("cleaned {} (interrupted removal)", e.id());
         }
+        let verb = if o.dry_run { "would clean" } else { "cleaned" };
+        println!("{verb} {} (interrupted removal)", e.id());
+    }
+    let temps = store.stale_temps(o.tmp_age)?;
+    if !o.dry_run {
         store.cleanup_stale_temps(o.tmp_age)?;
-        let after: BTreeSet<String> = scan(store)?.iter().map(Entry::id).collect();
-        for e in temps.iter().filter(|e| e.kind != Kind::Removing) {
-            if !after.contains(&e.id()) {
-                println!("cleaned {} (stale {})", e.id(), e.status());
-            }
-        }
+    }
+    for t in &temps {
+        let what = match (&t.restore_to, t.why) {
+            (Some(_), _) => "restored: its replacement never landed",
+            (None, StaleWhy::WriterGone) => "its writer is gone",
+            (None, StaleWhy::Old) => "stale",
+        };
+        let verb = match (o.dry_run, t.restore_to.is_some()) {
+            (true, true) => "would restore",
+            (true, false) => "would clean",
+            (false, true) => "restored",
+            (false, false) => "cleaned",
+        };
+        println!("{verb} {}/{} ({what})", t.namespace, t.name);
     }
     println!(
         "{verb} {} item(s), {}",
