@@ -399,3 +399,32 @@ pub fn reseal(dir: &Path, rel: &str) {
     m["total_size"] = total.into();
     std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
 }
+
+/// A tiny private (0700) tmpfs mounted over `dir` until dropped: a disk
+/// that fills up.
+pub struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: std::path::PathBuf, size: &str) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mounting a tmpfs on {}", dir.display());
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}

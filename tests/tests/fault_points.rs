@@ -261,22 +261,49 @@ fn the_checkpoint_root_removed_at_any_point_is_survived() {
                 .err()
                 .unwrap_or_default(),
         );
-        // The next operation: a plain checkpoint must commit.
-        let (id, key) = (unique_id("fpn"), unique_id("fpnk"));
-        let next = start_counting(&c, &id, &key, None, 3)
-            .and_then(|_| stop(&c, &id))
-            .and_then(|_| match committed(&key)? {
-                true => root_private(),
-                false => Err("the next checkpoint did not commit".into()),
-            });
-        remove(&c, &id);
-        failures.push(
-            next.err()
-                .map(|e| format!("after remove-root at {point}: {e}"))
-                .unwrap_or_default(),
-        );
+        failures.push(next_checkpoint_commits(&c, "remove-root", point));
     }
     report(failures, CHECKPOINT_POINTS.len());
+}
+
+/// The root's filesystem filled up at each point (a small tmpfs over the
+/// root meanwhile; one case at a time): the checkpoint commits whole or
+/// leaves nothing, and once the space is back the next one commits.
+#[test]
+fn a_disk_filling_up_at_any_point_is_survived() {
+    let c = ctr();
+    let _disk = arch_e2e::Tmpfs::mount(checkpoint_root(), "32m");
+    let filler = checkpoint_root().join(".arch-fault-fill");
+    let mut failures = Vec::new();
+    for point in CHECKPOINT_POINTS {
+        failures.push(
+            checkpoint_case(&c, point, "fill-disk")
+                .err()
+                .unwrap_or_default(),
+        );
+        if !filler.exists() {
+            failures.push(format!("fill-disk at {point}: the disk was never filled"));
+        }
+        let _ = std::fs::remove_file(&filler);
+        failures.push(next_checkpoint_commits(&c, "fill-disk", point));
+    }
+    report(failures, CHECKPOINT_POINTS.len());
+}
+
+/// The next operation after a fault: a plain checkpoint must commit into a
+/// private root. Empty when it did.
+fn next_checkpoint_commits(c: &Ctr, action: &str, point: &str) -> String {
+    let (id, key) = (unique_id("fpn"), unique_id("fpnk"));
+    let next = start_counting(c, &id, &key, None, 3)
+        .and_then(|_| stop(c, &id))
+        .and_then(|_| match committed(&key)? {
+            true => root_private(),
+            false => Err("the next checkpoint did not commit".into()),
+        });
+    remove(c, &id);
+    next.err()
+        .map(|e| format!("after {action} at {point}: {e}"))
+        .unwrap_or_default()
 }
 
 fn restore_case(c: &Ctr, point: &str, action: &str) -> Result<(), String> {

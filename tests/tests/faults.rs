@@ -139,34 +139,6 @@ fn containerd_restart_keeps_running_containers() {
         .expect("checkpoint after a containerd restart");
 }
 
-/// A tiny filesystem mounted over the namespace's image directory.
-struct FullDisk(PathBuf);
-
-impl FullDisk {
-    fn mount(dir: PathBuf, size: &str) -> Self {
-        std::fs::create_dir_all(&dir).unwrap();
-        let st = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(&dir)
-            .status()
-            .unwrap();
-        assert!(st.success());
-        FullDisk(dir)
-    }
-}
-
-impl Drop for FullDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_full_disk_fails_the_checkpoint_cleanly() {
     let mut c = ctr();
@@ -181,7 +153,7 @@ fn a_full_disk_fails_the_checkpoint_cleanly() {
         c.namespace
     );
     let ns_dir = root().join(&c.namespace);
-    let _disk = FullDisk::mount(ns_dir.clone(), "4m");
+    let _disk = arch_e2e::Tmpfs::mount(ns_dir.clone(), "4m");
 
     let (id, key) = (unique_id("full"), unique_id("fkey"));
     let _ct = c.start_arch(

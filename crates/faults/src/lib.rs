@@ -28,14 +28,19 @@ pub enum Action {
     RemoveRoot,
     /// Every CRIU process the shim started is SIGKILLed; the operation goes on.
     KillCriu,
+    /// The checkpoint root's filesystem is filled up (a file of zeros
+    /// written until ENOSPC, `{root}/.arch-fault-fill`); the operation goes
+    /// on. Only sensible on a small filesystem the test mounted there.
+    FillDisk,
 }
 
 impl Action {
-    pub const ALL: [Action; 4] = [
+    pub const ALL: [Action; 5] = [
         Action::Error,
         Action::Crash,
         Action::RemoveRoot,
         Action::KillCriu,
+        Action::FillDisk,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +49,7 @@ impl Action {
             Action::Crash => "crash",
             Action::RemoveRoot => "remove-root",
             Action::KillCriu => "kill-criu",
+            Action::FillDisk => "fill-disk",
         }
     }
 
@@ -54,7 +60,7 @@ impl Action {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FaultError {
-    #[error("{ANNOTATION} {0:?}: expected <point>=<action> with action one of error, crash, remove-root, kill-criu")]
+    #[error("{ANNOTATION} {0:?}: expected <point>=<action> with action one of error, crash, remove-root, kill-criu, fill-disk")]
     Malformed(String),
     /// What an `error` action makes the operation fail with.
     #[error("injected fault at {0}")]
@@ -137,9 +143,25 @@ impl Plan {
             Action::KillCriu => {
                 kill_criu_children();
             }
+            Action::FillDisk => fill(&armed.root.join(FILL_FILE)),
         }
         Ok(())
     }
+}
+
+/// The file a `fill-disk` action writes, for the test to remove.
+pub const FILL_FILE: &str = ".arch-fault-fill";
+
+fn fill(path: &Path) {
+    use std::io::Write;
+    let Ok(mut file) = std::fs::File::create(path) else {
+        return;
+    };
+    let chunk = vec![0u8; 1 << 20];
+    while file.write_all(&chunk).is_ok() {}
+    // Whatever fits of a last partial chunk, so not a block is left.
+    while file.write(&chunk[..4096]).is_ok_and(|n| n > 0) {}
+    let _ = file.sync_all();
 }
 
 fn crash() -> ! {
