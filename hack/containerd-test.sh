@@ -22,6 +22,8 @@
 # purge: stop + remove ARCH_TEST_DIR and ARCH_TEST_ROOT.
 set -euo pipefail
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=hack/lib.sh
+. "$HACK_DIR/lib.sh"
 log() { echo "[hack] $*" >&2; }
 die() { echo "[hack] ERROR: $*" >&2; exit 1; }
 
@@ -40,15 +42,7 @@ PAUSE_IMAGE="localhost/arch-test/pause:latest"
 PAUSE_TAR="${ARCH_TEST_PAUSE_TAR:-/var/cache/arch-hack/arch-test-pause.oci.tar}"
 CTR=(ctr --address "$SOCK")
 
-running_pid() {
-    local pid
-    [ -f "$PIDF" ] || return 1
-    pid="$(cat "$PIDF")"
-    [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
-    # guard against pid reuse
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$CONFIG" || return 1
-    echo "$pid"
-}
+running_pid() { daemon_pid "$PIDF" "$CONFIG"; }
 
 major_version() {
     containerd --version | awk '{print $3}' | sed -E 's/^v//; s/[^0-9].*$//'

@@ -19,6 +19,8 @@
 # (paths, sockets, no bridge or iptables changes).
 set -euo pipefail
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=hack/lib.sh
+. "$HACK_DIR/lib.sh"
 REPO="$(cd "$HACK_DIR/.." && pwd)"
 log() { echo "[hack] $*" >&2; }
 die() { echo "[hack] ERROR: $*" >&2; exit 1; }
@@ -39,14 +41,7 @@ export ARCH_TEST_DIR="$DIR/containerd" ARCH_TEST_ROOT="$ROOT/containerd" ARCH_TE
 export ARCH_CHECKPOINT_ROOT="${ARCH_DOCKER_CHECKPOINT_ROOT:-$ROOT/checkpoint}"
 DOCKER=(docker --host "unix://$SOCK")
 
-running_pid() {
-    local pid
-    [ -f "$PIDF" ] || return 1
-    pid="$(cat "$PIDF")"
-    [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$CONFIG" || return 1
-    echo "$pid"
-}
+running_pid() { daemon_pid "$PIDF" "$CONFIG"; }
 
 write_config() {
     mkdir -p "$DIR" "$ROOT/docker"

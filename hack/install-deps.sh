@@ -83,13 +83,9 @@ fi
 
 # ------------------------------------------------------- keep services quiet
 # Prevent maintainer scripts from starting daemons (containerd) during install.
-POLICY_RC=/usr/sbin/policy-rc.d
-policy_added=0
-if [ ! -e "$POLICY_RC" ]; then
-    printf '#!/bin/sh\nexit 101\n' >"$POLICY_RC"; chmod 0755 "$POLICY_RC"; policy_added=1
-fi
-cleanup() { if [ "$policy_added" = 1 ]; then rm -f "$POLICY_RC"; fi; }
-trap cleanup EXIT
+# shellcheck source=hack/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+quiet_services
 
 # ---------------------------------------------------------- base packages
 BASE_PKGS=(

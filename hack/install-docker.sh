@@ -28,13 +28,9 @@ fi
 [ -e /etc/apt/sources.list.d/arch-trixie.sources ] || die "no trixie apt source: run hack/install-deps.sh first"
 
 # Keep the package's maintainer scripts from starting dockerd.
-POLICY_RC=/usr/sbin/policy-rc.d
-policy_added=0
-if [ ! -e "$POLICY_RC" ]; then
-    printf '#!/bin/sh\nexit 101\n' >"$POLICY_RC"; chmod 0755 "$POLICY_RC"; policy_added=1
-fi
-cleanup() { if [ "$policy_added" = 1 ]; then rm -f "$POLICY_RC"; fi; }
-trap cleanup EXIT
+# shellcheck source=hack/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+quiet_services
 
 # "docker.io/trixie" selects that package's version only (see the note on
 # containerd in install-deps.sh); its dependencies come from bookworm or

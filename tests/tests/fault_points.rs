@@ -320,8 +320,8 @@ fn restore_case(c: &Ctr, point: &str, action: &str) -> Result<(), String> {
         let extra = ["--annotation", armed.as_str()];
         let run = c.run_arch_with("-d", &second, Some(&key), &extra, &["sh", "-c", WORKLOAD]);
         match action {
-            "error" => fell_back(c, &second, &key, point, run.code),
-            _ => crashed(c, &second, &third, &key, run.code),
+            "crash" => crashed(c, &second, &third, &key, run.code),
+            _ => fell_back(c, &second, &key, point, action, run.code),
         }
     })();
     for id in [&first, &second, &third] {
@@ -332,7 +332,14 @@ fn restore_case(c: &Ctr, point: &str, action: &str) -> Result<(), String> {
 
 /// A failed restore: a fresh start from a rolled-back rootfs, the image
 /// moved aside, no restored process anywhere.
-fn fell_back(c: &Ctr, id: &str, key: &str, point: &str, code: i32) -> Result<(), String> {
+fn fell_back(
+    c: &Ctr,
+    id: &str,
+    key: &str,
+    point: &str,
+    action: &str,
+    code: i32,
+) -> Result<(), String> {
     if code != 0 {
         return Err(format!("ctr run failed instead of falling back ({code})"));
     }
@@ -350,7 +357,19 @@ fn fell_back(c: &Ctr, id: &str, key: &str, point: &str, code: i32) -> Result<(),
     if entries.iter().any(|e| e == key) || !entries.iter().any(|e| e.contains("@failed-")) {
         return Err(format!("image not moved aside: {entries:?}"));
     }
-    recorded_at(key, Operation::Restore, Outcome::Fallback, point)?;
+    match action {
+        "error" => recorded_at(key, Operation::Restore, Outcome::Fallback, point)?,
+        // CRIU killed: the failure is CRIU's, not named after the point.
+        _ => {
+            let recs = records_for(&checkpoint_root(), key);
+            if !recs
+                .iter()
+                .any(|r| r.op == Operation::Restore && r.outcome == Outcome::Fallback)
+            {
+                return Err(format!("no fallback recorded: {recs:?}"));
+            }
+        }
+    }
     // Only the fresh container's processes: none half-restored elsewhere.
     // Listed before the task's own list, so a process that is in neither
     // started after both; one that is gone by now is no stray.
@@ -396,9 +415,16 @@ fn crashed(c: &Ctr, id: &str, next: &str, key: &str, code: i32) -> Result<(), St
 #[test]
 fn every_restore_fault_point_falls_back_or_fails_clearly() {
     let c = ctr();
+    // CRIU can only be killed while it runs: at its own notify points.
     let cases: Vec<(&str, &str)> = RESTORE_POINTS
         .iter()
         .flat_map(|p| ["error", "crash"].map(|a| (*p, a)))
+        .chain(
+            RESTORE_POINTS
+                .iter()
+                .filter(|p| p.starts_with("criu:"))
+                .map(|p| (*p, "kill-criu")),
+        )
         .collect();
     let results = parallel(&cases, 4, |(p, a)| {
         restore_case(&c, p, a).err().unwrap_or_default()
