@@ -46,7 +46,7 @@ export ARCH_E2E_ADDRESS="$ARCH_TEST_DIR/containerd.sock" ARCH_E2E_CHECKPOINT_ROO
 cargo test -p arch-e2e --test e2e -- --test-threads="${ARCH_E2E_THREADS:-4}"
 
 log "fault tests (one at a time: they restart containerd, kill shims and CRIU)"
-cargo test -p arch-e2e --test faults -- --test-threads=1
+cargo test -p arch-e2e --test faults -- --test-threads=1 --nocapture
 
 log "fault-point sweep (every point of a checkpoint and a restore; one case removes the checkpoint root)"
 cargo test -p arch-e2e --test fault_points -- --test-threads=1 --nocapture
