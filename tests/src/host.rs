@@ -30,6 +30,11 @@ const VOLATILE: &[&str] = &[
     "/var/lib/systemd",
 ];
 
+/// Directories whose volatile children come and go: their own size, link
+/// count and times follow those children, so only their mode and owner are
+/// compared (their other children are compared one by one).
+const VOLATILE_PARENTS: &[&str] = &["/root", "/var/lib"];
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Fingerprint {
     meta: [i64; 8],
@@ -97,19 +102,23 @@ fn walk(path: &Path, out: &mut BTreeMap<PathBuf, Fingerprint>) {
         .then(|| std::fs::read(path).ok())
         .flatten()
         .map(|data| hex::encode(Sha256::digest(data)));
+    let mut fields = [
+        meta.mode() as i64,
+        meta.uid() as i64,
+        meta.gid() as i64,
+        meta.size() as i64,
+        meta.nlink() as i64,
+        meta.ino() as i64,
+        meta.mtime_nsec() + meta.mtime() * 1_000_000_000,
+        meta.ctime_nsec() + meta.ctime() * 1_000_000_000,
+    ];
+    if VOLATILE_PARENTS.iter().any(|p| path == Path::new(p)) {
+        fields[3..].fill(0);
+    }
     out.insert(
         path.to_path_buf(),
         Fingerprint {
-            meta: [
-                meta.mode() as i64,
-                meta.uid() as i64,
-                meta.gid() as i64,
-                meta.size() as i64,
-                meta.nlink() as i64,
-                meta.ino() as i64,
-                meta.mtime_nsec() + meta.mtime() * 1_000_000_000,
-                meta.ctime_nsec() + meta.ctime() * 1_000_000_000,
-            ],
+            meta: fields,
             sha256,
         },
     );
