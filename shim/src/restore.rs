@@ -3,13 +3,15 @@
 //! applied; at Start, CRIU restores the processes. Any failure falls back to
 //! a fresh start from a pristine rootfs, with the image kept aside.
 
+use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use arch_checkpoint::{apply_rootfs, check_compatible, ArchIdentity, HostFacts, Mode};
 use arch_image::{Claim, Image, ImageStore};
-use arch_runtime::{CreateRequest, RestoreRequest, Stdio};
+use arch_runtime::{CreateRequest, RestoreRequest, Restored, Stdio};
 use containerd_shim::api::Status;
 use containerd_shim::protos::events::task::TaskStart;
 use containerd_shim::protos::topics;
@@ -21,12 +23,14 @@ use crate::error::{Result, ShimError};
 use crate::mounts;
 use crate::process::Process;
 use crate::service::TaskService;
+use crate::stdio;
 
 /// A restore staged by Create and carried out by Start.
 pub struct PreparedRestore {
     pub identity: ArchIdentity,
     pub image: Image,
-    /// The container-side ends of the new stdio pipes.
+    /// The container-side ends of the new stdio pipes (none for a
+    /// terminal: CRIU makes a new one at Start).
     pub stdio: Stdio,
     pub claim: Option<Claim>,
     pub rootfs: mounts::Rootfs,
@@ -94,9 +98,6 @@ impl TaskService {
         let staged = (|| -> std::result::Result<Image, String> {
             let fault = |point: &str| faults.hit(point).map_err(|e| e.to_string());
             fault("restore:staging")?;
-            if terminal {
-                return Err("restoring a container with a terminal is not supported".into());
-            }
             // Changes must land in the container's own layer: a snapshot the
             // shim mounted, or an overlay the engine mounted (Docker's
             // overlay2), never a plain directory the bundle brought.
@@ -110,6 +111,10 @@ impl TaskService {
             let image = store
                 .open(ns, key)
                 .map_err(|e| format!("invalid image: {e}"))?;
+            // A terminal cannot become pipes or the reverse: refuse before
+            // the rootfs is touched.
+            arch_runtime::check_image_stdio(id, &image.criu_dir(), terminal)
+                .map_err(|e| e.to_string())?;
             let criu = arch_runtime::criu_version().map_err(|e| e.to_string())?;
             check_compatible(image.manifest(), &HostFacts::detect(criu))
                 .map_err(|e| e.to_string())?;
@@ -204,6 +209,7 @@ impl TaskService {
             stdio.stdout.as_deref(),
             stdio.stderr.as_deref(),
         ];
+        let terminal = init.stdio.terminal;
         let restored = self.runtime.restore(RestoreRequest {
             id: id.to_string(),
             bundle: bundle.to_path_buf(),
@@ -211,17 +217,26 @@ impl TaskService {
             images_dir: image.criu_dir(),
             work_dir: work_dir.clone(),
             stdio: fds,
+            terminal,
             faults,
         });
         let (store, _) = self.store()?;
         let pid = match restored {
-            Ok(pid) => {
+            Ok(Restored { pid, pty_master }) => {
+                if let Some(master) = pty_master {
+                    self.attach_restored_console(id, init, master);
+                }
                 log::info!(
-                    "{id}: restored {}/{} (checkpointed from {}) in {} ms, pid {pid}",
+                    "{id}: restored {}/{} (checkpointed from {}) in {} ms, pid {pid}{}",
                     identity.namespace,
                     identity.key,
                     image.manifest().container_id,
-                    started.elapsed().as_millis()
+                    started.elapsed().as_millis(),
+                    if terminal {
+                        ", with a new terminal"
+                    } else {
+                        ""
+                    }
                 );
                 let ms = started.elapsed().as_millis() as u64;
                 let bytes = image.manifest().total_size;
@@ -237,7 +252,7 @@ impl TaskService {
             Err(e) => {
                 let reason = format!("{e}{}", log_tail(&work_dir.join("restore.log")));
                 self.fall_back_image(&store, id, &identity, bundle, &rootfs, &reason);
-                self.fresh_start(id, bundle, stdio)?
+                self.fresh_start(id, bundle, init, stdio)?
             }
         };
         if let Some(claim) = claim {
@@ -256,14 +271,46 @@ impl TaskService {
         Ok(pid)
     }
 
-    fn fresh_start(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32> {
-        let pid = self.runtime.create(CreateRequest {
-            id: id.to_string(),
-            bundle: bundle.to_path_buf(),
-            state_root: self.runtime.state_root().to_path_buf(),
-            console_socket: None,
-            stdio,
-        })?;
+    /// Serves the restored process's new terminal like a fresh container's
+    /// console. The process runs already: if its terminal cannot be served
+    /// (no descriptor left to copy it), it is ended rather than left
+    /// running deaf and mute.
+    fn attach_restored_console(&self, id: &str, init: &Process, master: OwnedFd) {
+        match stdio::attach_console(&init.stdio, File::from(master)) {
+            Ok(io) => init.set_io(io),
+            Err(e) => {
+                log::error!("{id}: cannot serve the restored terminal: {e}; killing the container");
+                if let Err(e) = self
+                    .runtime
+                    .load(id)
+                    .and_then(|mut h| h.kill(libc::SIGKILL, true))
+                {
+                    log::error!("{id}: killing the restored container: {e}");
+                }
+            }
+        }
+    }
+
+    /// Starts the container from its image after a failed restore, with a
+    /// console like any new container when it asked for a terminal (its
+    /// pipes, for the others, were made at Create).
+    fn fresh_start(&self, id: &str, bundle: &Path, init: &Process, stdio: Stdio) -> Result<i32> {
+        let create = |console_socket: Option<std::path::PathBuf>, stdio: Stdio| -> Result<i32> {
+            Ok(self.runtime.create(CreateRequest {
+                id: id.to_string(),
+                bundle: bundle.to_path_buf(),
+                state_root: self.runtime.state_root().to_path_buf(),
+                console_socket,
+                stdio,
+            })?)
+        };
+        let pid = if init.stdio.terminal {
+            let (pid, io) = self.spawn_with_stdio(&init.stdio, create)?;
+            init.set_io(io);
+            pid
+        } else {
+            create(None, stdio)?
+        };
         self.runtime.load(id)?.start()?;
         self.watch_oom(id);
         Ok(pid)

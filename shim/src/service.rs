@@ -211,7 +211,7 @@ impl TaskService {
 
     /// Sets up the streams of a process about to be created, and finishes
     /// wiring them once it exists (a pty only exists after creation).
-    fn spawn_with_stdio(
+    pub(crate) fn spawn_with_stdio(
         &self,
         paths: &StdioPaths,
         spawn: impl FnOnce(Option<PathBuf>, Stdio) -> Result<i32>,
@@ -270,8 +270,14 @@ impl TaskService {
             })
         });
         if let Some((image, claim)) = staged {
-            // The processes come back at Start; stdio pipes are ready now.
-            let (stdio, io) = match stdio::setup_pipes(&paths) {
+            // The processes come back at Start; stdio pipes are ready now
+            // (a terminal only exists once CRIU has made it, at Start).
+            let pipes = if paths.terminal {
+                Ok((Stdio::default(), IoHandles::default()))
+            } else {
+                stdio::setup_pipes(&paths)
+            };
+            let (stdio, io) = match pipes {
                 Ok(v) => v,
                 Err(e) => {
                     self.discard_container(&id, rootfs.as_deref());

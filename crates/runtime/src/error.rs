@@ -20,6 +20,14 @@ pub enum RuntimeError {
     },
     #[error("cgroup of {id}: {reason}")]
     Cgroup { id: String, reason: String },
+    #[error("container {id}: the checkpointed process had {image} for stdio, the new container wants {wanted}")]
+    StdioMismatch {
+        id: String,
+        image: crate::restore::ImageStdio,
+        wanted: crate::restore::ImageStdio,
+    },
+    #[error("container {id}: CRIU restored the process but sent no terminal master")]
+    NoTerminal { id: String },
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
     #[error("{context}: {source}")]

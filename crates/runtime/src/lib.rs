@@ -21,6 +21,6 @@ pub use container::{criu_version, ContainerHandle, DumpOptions, Runtime};
 pub use error::{Result, RuntimeError};
 pub use libcgroups::stats::MemoryData;
 pub use libcontainer::oci_spec;
-pub use restore::{process_tree, RestoreRequest};
+pub use restore::{check_image_stdio, process_tree, ImageStdio, RestoreRequest, Restored};
 pub use spawn::{init_zygote, CreateRequest, ExecRequest, Stdio};
 pub use zygote::WireFd;

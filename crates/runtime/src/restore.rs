@@ -1,7 +1,8 @@
 //! Restoring a checkpointed container with CRIU (rust-criu), as a new
-//! container: new stdio pipes (inherit_fd keyed by descriptors.json), the new
-//! rootfs, external bind and cgroup mounts, the restored tree as a child of
-//! the shim (rst_sibling), then libcontainer state and the new spec's cgroup.
+//! container: new stdio pipes (inherit_fd keyed by descriptors.json) or a
+//! new terminal (CRIU's orphan pts master), the new rootfs, external bind
+//! and cgroup mounts, the restored tree as a child of the shim
+//! (rst_sibling), then libcontainer state and the new spec's cgroup.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -29,8 +30,12 @@ pub struct RestoreRequest<'a> {
     pub images_dir: PathBuf,
     /// Where CRIU writes restore.log.
     pub work_dir: PathBuf,
-    /// The new container-side ends of stdin, stdout and stderr.
+    /// The new container-side ends of stdin, stdout and stderr (none for
+    /// a terminal).
     pub stdio: [Option<&'a OwnedFd>; 3],
+    /// The new container has a terminal: CRIU gives the restored process a
+    /// new pty and hands its master to the caller.
+    pub terminal: bool,
     /// Fault points armed by the reliability suite (none in production).
     pub faults: arch_faults::Plan,
 }
@@ -43,18 +48,90 @@ fn restore_err(id: &str, reason: impl std::fmt::Display) -> RuntimeError {
     }
 }
 
+/// A restored container's init.
+#[derive(Debug)]
+pub struct Restored {
+    pub pid: i32,
+    /// The master of the terminal CRIU made for the restored process, for a
+    /// restore with `terminal` set (the caller serves it like a console).
+    pub pty_master: Option<OwnedFd>,
+}
+
+/// What the checkpointed init had as stdin, stdout and stderr
+/// (descriptors.json, written at dump).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageStdio {
+    /// Pipes (or files): restored onto the new container's pipes.
+    Pipes,
+    /// A pty slave whose master (outside the container) was not dumped.
+    Terminal,
+}
+
+impl std::fmt::Display for ImageStdio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ImageStdio::Pipes => "pipes",
+            ImageStdio::Terminal => "a terminal",
+        })
+    }
+}
+
+fn read_descriptors(id: &str, images_dir: &Path) -> Result<Vec<String>> {
+    let bytes = std::fs::read(images_dir.join("descriptors.json"))
+        .map_err(|e| restore_err(id, format!("descriptors.json: {e}")))?;
+    serde_json::from_slice(&bytes).map_err(|e| restore_err(id, format!("descriptors.json: {e}")))
+}
+
+fn image_stdio_of(descriptors: &[String]) -> ImageStdio {
+    if descriptors
+        .iter()
+        .take(3)
+        .any(|d| d.starts_with("/dev/pts/"))
+    {
+        ImageStdio::Terminal
+    } else {
+        ImageStdio::Pipes
+    }
+}
+
+/// Checks that an image's stdio can be restored into a container with (or
+/// without) a terminal: CRIU can only give a terminal to a process that had
+/// one, and has nothing to put behind a terminal's pipes.
+pub fn check_image_stdio(id: &str, images_dir: &Path, terminal: bool) -> Result<()> {
+    stdio_matches(id, &read_descriptors(id, images_dir)?, terminal)
+}
+
+fn stdio_matches(id: &str, descriptors: &[String], terminal: bool) -> Result<()> {
+    let image = image_stdio_of(descriptors);
+    let wanted = if terminal {
+        ImageStdio::Terminal
+    } else {
+        ImageStdio::Pipes
+    };
+    if image != wanted {
+        return Err(RuntimeError::StdioMismatch {
+            id: id.to_string(),
+            image,
+            wanted,
+        });
+    }
+    Ok(())
+}
+
 impl Runtime {
-    /// Restores the process tree; returns the restored init's pid.
-    pub fn restore(&self, req: RestoreRequest) -> Result<i32> {
+    /// Restores the process tree; returns the restored init (and its
+    /// terminal's master for a terminal restore).
+    pub fn restore(&self, req: RestoreRequest) -> Result<Restored> {
         let id = req.id.as_str();
         let spec = Spec::load(req.bundle.join("config.json")).map_err(|e| restore_err(id, e))?;
-        let descriptors: Vec<String> = serde_json::from_slice(
-            &std::fs::read(req.images_dir.join("descriptors.json"))
-                .map_err(|e| restore_err(id, format!("descriptors.json: {e}")))?,
-        )
-        .map_err(|e| restore_err(id, format!("descriptors.json: {e}")))?;
+        let descriptors = read_descriptors(id, &req.images_dir)?;
+        stdio_matches(id, &descriptors, req.terminal)?;
 
         let mut criu = rust_criu::Criu::new().map_err(|e| restore_err(id, e))?;
+        // The pty slave the process had is "orphaned" (its master was the
+        // old shim's): CRIU makes a new pair, gives the slave to the
+        // process and sends the master back (the "orphan-pts-master" notify).
+        criu.set_orphan_pts_master(req.terminal);
         // Pipes the process had for stdio are replaced by the new ones.
         for (n, key) in descriptors.iter().enumerate().take(3) {
             if let (true, Some(fd)) = (
@@ -106,6 +183,11 @@ impl Runtime {
         for fd in req.stdio.iter().flatten() {
             set_cloexec(fd, true)?;
         }
+        // rust-criu receives the master without MSG_CMSG_CLOEXEC.
+        let pty_master = criu.take_orphan_pts_master_fd();
+        if let Some(fd) = &pty_master {
+            set_cloexec(fd, true)?;
+        }
         let pid = match restored {
             Ok(pid) => pid,
             Err(e) => {
@@ -120,6 +202,11 @@ impl Runtime {
             .faults
             .hit("restore:adopt")
             .map_err(|e| restore_err(id, e))
+            .and_then(|_| match (&pty_master, req.terminal) {
+                // Without its master the restored terminal is unreachable.
+                (None, true) => Err(RuntimeError::NoTerminal { id: id.to_string() }),
+                _ => Ok(()),
+            })
             .and_then(|_| self.adopt(id, &req.bundle, &spec, pid));
         if let Err(e) = adopted {
             // CRIU succeeded but the container cannot be managed: remove it
@@ -130,7 +217,7 @@ impl Runtime {
             self.remove_restore_target(id, &cgroup_path);
             return Err(e);
         }
-        Ok(pid)
+        Ok(Restored { pid, pty_master })
     }
 
     /// Makes a restored tree a libcontainer container: state, config and cgroup.
@@ -326,7 +413,7 @@ fn set_cloexec(fd: &OwnedFd, on: bool) -> Result<()> {
     fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(flags))
         .map(|_| ())
         .map_err(|e| RuntimeError::Io {
-            context: "clearing FD_CLOEXEC for CRIU".into(),
+            context: "setting FD_CLOEXEC around CRIU".into(),
             source: e.into(),
         })
 }
@@ -445,6 +532,31 @@ mod tests {
         assert_eq!(
             super::ext_mount_map(&spec, super::Phase::Restore),
             pair("/etc/hosts", "/c/1/hosts")
+        );
+    }
+
+    #[test]
+    fn a_terminal_restores_only_into_a_terminal() {
+        let d = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let tty = d(&["/dev/pts/0", "/dev/pts/0", "/dev/pts/0"]);
+        let pipes = d(&["pipe:[1]", "pipe:[2]", "pipe:[3]"]);
+        let detached = d(&["/dev/null", "pipe:[2]", "pipe:[2]"]);
+        assert!(super::stdio_matches("c", &tty, true).is_ok());
+        assert!(super::stdio_matches("c", &pipes, false).is_ok());
+        assert!(super::stdio_matches("c", &detached, false).is_ok());
+        let e = super::stdio_matches("c", &pipes, true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("had pipes") && e.contains("wants a terminal"),
+            "{e}"
+        );
+        let e = super::stdio_matches("c", &tty, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("had a terminal") && e.contains("wants pipes"),
+            "{e}"
         );
     }
 

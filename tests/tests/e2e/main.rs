@@ -11,3 +11,4 @@ mod io;
 mod lifecycle;
 mod restore;
 mod scale;
+mod terminal;
