@@ -293,6 +293,16 @@ pub fn records_for(root: &Path, key: &str) -> Vec<arch_records::Record> {
     records.into_iter().filter(|r| r.key == key).collect()
 }
 
+/// Asserts a restore of `key` was recorded with `outcome`.
+pub fn assert_restore_recorded(root: &Path, key: &str, outcome: arch_records::Outcome) {
+    let recs = records_for(root, key);
+    assert!(
+        recs.iter()
+            .any(|r| r.op == arch_records::Operation::Restore && r.outcome == outcome),
+        "restore of {key} recorded as {outcome:?}: {recs:?}"
+    );
+}
+
 /// The checkpoint root hack/test.sh gave containerd (and so the shims).
 pub fn checkpoint_root() -> std::path::PathBuf {
     std::env::var("ARCH_E2E_CHECKPOINT_ROOT")

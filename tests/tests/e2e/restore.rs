@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use arch_e2e::{ctr, reseal, unique_id, wait_until, Ctr};
 use arch_image::ImageStore;
-use arch_records::{Operation, Outcome};
+use arch_records::Outcome;
 use sha2::{Digest, Sha256};
 
 const WORKLOAD: &str = "boot=$(cat /proc/sys/kernel/random/uuid); \
@@ -115,12 +115,7 @@ fn assert_restored(c: &Ctr, id: &str, key: &str, boot: &str, seen: u64) {
         "kept as the last restored: {:?}",
         sidecars(c, key)
     );
-    let recs = arch_e2e::records_for(store().root(), key);
-    assert!(
-        recs.iter()
-            .any(|r| r.op == Operation::Restore && r.outcome == Outcome::Ok),
-        "restore recorded: {recs:?}"
-    );
+    arch_e2e::assert_restore_recorded(store().root(), key, Outcome::Ok);
 }
 
 fn assert_fresh(c: &Ctr, id: &str, key: &str, boot: &str) {
@@ -159,12 +154,7 @@ fn assert_fresh(c: &Ctr, id: &str, key: &str, boot: &str) {
         failed.iter().any(|n| n.contains("@failed-")),
         "the bad image is kept aside: {failed:?}"
     );
-    let recs = arch_e2e::records_for(store().root(), key);
-    assert!(
-        recs.iter()
-            .any(|r| r.op == Operation::Restore && r.outcome == Outcome::Fallback),
-        "fallback recorded: {recs:?}"
-    );
+    arch_e2e::assert_restore_recorded(store().root(), key, Outcome::Fallback);
 }
 
 #[test]

@@ -204,12 +204,7 @@ fn terminal_container_is_restored_with_a_new_terminal() {
         entries.iter().any(|n| n.ends_with("@restored")),
         "kept as the last restored: {entries:?}"
     );
-    let recs = arch_e2e::records_for(store().root(), &key);
-    assert!(
-        recs.iter()
-            .any(|r| r.op == Operation::Restore && r.outcome == Outcome::Ok),
-        "restore recorded: {recs:?}"
-    );
+    arch_e2e::assert_restore_recorded(store().root(), &key, Outcome::Ok);
 }
 
 /// CRIU's terminal never arrives (the notify that carries it fails): the
@@ -241,12 +236,7 @@ fn failed_terminal_restore_starts_fresh_with_a_terminal() {
         entries.iter().any(|n| n.contains("@failed-")),
         "the image is kept aside: {entries:?}"
     );
-    let recs = arch_e2e::records_for(store().root(), &key);
-    assert!(
-        recs.iter()
-            .any(|r| r.op == Operation::Restore && r.outcome == Outcome::Fallback),
-        "fallback recorded: {recs:?}"
-    );
+    arch_e2e::assert_restore_recorded(store().root(), &key, Outcome::Fallback);
 }
 
 /// An image of a container without a terminal cannot become one with a
