@@ -67,7 +67,20 @@ impl Docker {
         env: &[String],
         cmd: &str,
     ) -> DockerContainer {
-        let mut args = vec!["run", "-d", "--network", network, "--name", name];
+        self.run_detached_with(&["--network", network], name, env, cmd)
+    }
+
+    /// [`Docker::run_detached`] with extra `docker run` flags.
+    pub fn run_detached_with(
+        &self,
+        flags: &[&str],
+        name: &str,
+        env: &[String],
+        cmd: &str,
+    ) -> DockerContainer {
+        let mut args = vec!["run", "-d"];
+        args.extend_from_slice(flags);
+        args.extend(["--name", name]);
         for e in env {
             args.extend(["--env", e.as_str()]);
         }

@@ -162,6 +162,36 @@ fn a_host_network_container_is_restored() {
     assert_eq!(d.read(&name, "/tmp/boot"), boot, "restored, not restarted");
 }
 
+/// `docker run -t`: the restored tree gets a new terminal from CRIU, which
+/// docker's client side reads like any container's console.
+#[test]
+fn a_terminal_container_is_restored_with_a_terminal() {
+    let d = docker();
+    let (name, key) = (unique_id("dk-tty"), unique_id("dkey-tty"));
+    let flags = ["--network", "none", "-t"];
+    let _ct = d.run_detached_with(&flags, &name, &arch_env(&key), WORKLOAD);
+    let pty = |d: &Docker| d.ok(&["exec", &name, "readlink", "/proc/1/fd/1"]);
+    assert!(pty(&d).starts_with("/dev/pts/"), "a terminal: {}", pty(&d));
+    assert!(wait_until(Duration::from_secs(10), || count(&d, &name) >= 5));
+    let boot = d.read(&name, "/tmp/boot");
+    let seen = count(&d, &name);
+    let took = d.timed(&["stop", &name]);
+    assert!(took < DOCKER_STOP_TIMEOUT, "{took:?}");
+    assert!(has_image(&key, "committed"), "{:?}", archctl_images());
+    d.ok(&["start", &name]);
+    assert_eq!(d.read(&name, "/tmp/boot"), boot, "restored, not restarted");
+    assert!(
+        wait_until(Duration::from_secs(5), || count(&d, &name) > seen),
+        "the counter continues from {seen}"
+    );
+    assert!(
+        pty(&d).starts_with("/dev/pts/"),
+        "a new terminal: {}",
+        pty(&d)
+    );
+    assert!(has_image(&key, "restored"), "{:?}", archctl_images());
+}
+
 /// CRIU fails after the image's changes went into docker's layer: the
 /// container starts fresh, docker's mount is left alone (docker keeps a
 /// container's layer across stop and start, so the shim never empties it)
