@@ -269,6 +269,13 @@ impl TaskService {
                 faults: &faults,
             })
         });
+        let created = Created {
+            bundle,
+            rootfs,
+            upperdir,
+            arch,
+            faults,
+        };
         if let Some((image, claim)) = staged {
             // The processes come back at Start; stdio pipes are ready now
             // (a terminal only exists once CRIU has made it, at Start).
@@ -280,53 +287,42 @@ impl TaskService {
             let (stdio, io) = match pipes {
                 Ok(v) => v,
                 Err(e) => {
-                    self.discard_container(&id, rootfs.as_deref());
+                    self.discard_container(&id, created.rootfs.as_deref());
                     return Err(ShimError::Io {
                         context: "setting up stdio pipes".into(),
                         source: e,
                     });
                 }
             };
-            let identity = arch.clone().expect("staged only for ARCH containers");
+            let identity = created
+                .arch
+                .clone()
+                .expect("staged only for ARCH containers");
             let prep = PreparedRestore {
                 identity,
                 image,
                 stdio,
                 claim,
                 rootfs: root,
-                faults: faults.clone(),
-            };
-            let created = Created {
-                bundle,
-                rootfs,
-                upperdir,
-                arch,
-                faults,
+                faults: created.faults.clone(),
             };
             return Ok(self.insert_created(&req, created, paths, io, 0, Some(prep)));
         }
-        let created = self.spawn_with_stdio(&paths, |console_socket, stdio| {
+        let spawned = self.spawn_with_stdio(&paths, |console_socket, stdio| {
             Ok(self.runtime.create(CreateRequest {
                 id: id.clone(),
-                bundle: bundle.clone(),
+                bundle: created.bundle.clone(),
                 state_root: self.runtime.state_root().to_path_buf(),
                 console_socket,
                 stdio,
             })?)
         });
-        let (pid, io) = match created {
+        let (pid, io) = match spawned {
             Ok(v) => v,
             Err(e) => {
-                self.discard_container(&id, rootfs.as_deref());
+                self.discard_container(&id, created.rootfs.as_deref());
                 return Err(e);
             }
-        };
-        let created = Created {
-            bundle,
-            rootfs,
-            upperdir,
-            arch,
-            faults,
         };
         Ok(self.insert_created(&req, created, paths, io, pid, None))
     }
