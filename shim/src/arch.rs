@@ -73,6 +73,11 @@ pub fn checkpoint_into_store(
         Err(e) => log::warn!("cleaning stale checkpoint temporaries: {e}"),
     }
     let id = req.container_id.clone();
+    // The chain and CRIU's notify points share the request's fault plan.
+    let base = DumpOptions {
+        faults: req.faults.clone(),
+        ..base
+    };
     let dumper = RuntimeDumper {
         runtime,
         id: &id,

@@ -121,13 +121,10 @@ impl TaskService {
                 bundle,
                 upperdir,
                 leave_running: false,
-                faults: faults.clone(),
-            };
-            let base = DumpOptions {
                 faults,
-                ..Default::default()
             };
-            let outcome = checkpoint_into_store(&store, &cfg, &runtime, req, base);
+            let outcome =
+                checkpoint_into_store(&store, &cfg, &runtime, req, DumpOptions::default());
             record(
                 store.root(),
                 checkpoint_record("stop", &identity, &id, started, &outcome),
