@@ -1,0 +1,39 @@
+//! Paths fixed by the host, not by configuration.
+
+use std::path::{Path, PathBuf};
+
+/// The shims' runtime state: libcontainer state per namespace, console
+/// sockets, dump slots. tmpfs: gone with a reboot, as the containers are.
+pub const STATE_ROOT: &str = "/run/containerd-arch";
+
+/// Where the cgroup hierarchies are mounted.
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// libcontainer's state directory for one containerd namespace.
+pub fn state_root(namespace: &str) -> PathBuf {
+    Path::new(STATE_ROOT).join(namespace)
+}
+
+/// Console sockets on which a container's init hands over its pty master.
+pub fn console_dir() -> PathBuf {
+    Path::new(STATE_ROOT).join("console")
+}
+
+/// The host-wide dump slot files (flock'd, one per concurrent dump).
+pub fn dump_slot_dir() -> PathBuf {
+    Path::new(STATE_ROOT).join("dump-slots")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn everything_lives_under_the_state_root() {
+        for p in [
+            super::state_root("ns"),
+            super::console_dir(),
+            super::dump_slot_dir(),
+        ] {
+            assert!(p.starts_with(super::STATE_ROOT), "{}", p.display());
+        }
+    }
+}
