@@ -1,10 +1,15 @@
 # ARCH — see README.md. Every target that touches containers runs as root.
-.PHONY: all build release demo test unit e2e bench lint clean
+.PHONY: all build build-test release demo test unit e2e bench lint clean
 
 all: build
 
 build:
 	cargo build --workspace --bins
+
+# The shim with fault injection (the io.arch.test.fault annotation), as the
+# reliability suites need it; never ship this build.
+build-test:
+	cargo build --workspace --bins --features containerd-shim-arch-v1/fault-injection
 
 release:
 	cargo build --release -p containerd-shim-arch-v1
@@ -21,7 +26,7 @@ unit:
 	cargo test --workspace --exclude arch-e2e
 
 # End-to-end only, against an already running hack/containerd-test.sh instance.
-e2e: build
+e2e: build-test
 	ARCH_E2E_ADDRESS=$${ARCH_TEST_DIR:-/run/arch-test}/containerd.sock cargo test -p arch-e2e
 
 bench:

@@ -19,8 +19,8 @@ log() { echo "[test] $*" >&2; }
 hack/install-deps.sh
 hack/install-docker.sh
 
-log "building"
-cargo build --workspace --bins
+log "building (with fault injection: the reliability suites arm fault points)"
+cargo build --workspace --bins --features containerd-shim-arch-v1/fault-injection
 
 log "unit tests"
 cargo test --workspace --exclude arch-e2e

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use arch_checkpoint::{
     default_steps, run_dump_chain, ArchConfig, DumpContext, DumpOutcome, DumpRequest, DumpSlots,
-    Dumper, HostProcs, DEFAULT_SLOT_DIR,
+    Dumper, HostProcs,
 };
 use arch_image::ImageStore;
-use arch_runtime::{DumpOptions, Runtime};
+use arch_runtime::{DumpOptions, Runtime, RuntimeError};
 
 pub const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
 
@@ -24,21 +24,19 @@ pub struct RuntimeDumper<'a> {
 }
 
 impl Dumper for RuntimeDumper<'_> {
-    fn pids(&self) -> Result<Vec<i32>, String> {
-        let handle = self.runtime.load(self.id).map_err(|e| e.to_string())?;
-        handle
-            .cgroup()
-            .and_then(|c| c.pids())
-            .map_err(|e| e.to_string())
+    type Error = RuntimeError;
+
+    fn pids(&self) -> Result<Vec<i32>, RuntimeError> {
+        self.runtime.load(self.id)?.cgroup()?.pids()
     }
 
-    fn dump(&self, dir: &Path, leave_running: bool) -> Result<(), String> {
+    fn dump(&self, dir: &Path, leave_running: bool) -> Result<(), RuntimeError> {
         let opts = DumpOptions {
             image_dir: dir.to_path_buf(),
             leave_running,
             ..self.base.clone()
         };
-        let mut handle = self.runtime.load(self.id).map_err(|e| e.to_string())?;
+        let mut handle = self.runtime.load(self.id)?;
         let queued = Instant::now();
         let slot = self.slots.acquire();
         if let Some(s) = &slot {
@@ -49,11 +47,11 @@ impl Dumper for RuntimeDumper<'_> {
                 queued.elapsed().as_millis()
             );
         }
-        handle.checkpoint(&opts).map_err(|e| e.to_string())
+        handle.checkpoint(&opts)
     }
 
-    fn criu_version(&self) -> Result<String, String> {
-        arch_runtime::criu_version().map_err(|e| e.to_string())
+    fn criu_version(&self) -> Result<String, RuntimeError> {
+        arch_runtime::criu_version()
     }
 }
 
@@ -73,16 +71,11 @@ pub fn checkpoint_into_store(
         Err(e) => log::warn!("cleaning stale checkpoint temporaries: {e}"),
     }
     let id = req.container_id.clone();
-    // The chain and CRIU's notify points share the request's fault plan.
-    let base = DumpOptions {
-        faults: req.faults.clone(),
-        ..base
-    };
     let dumper = RuntimeDumper {
         runtime,
         id: &id,
         base,
-        slots: DumpSlots::new(DEFAULT_SLOT_DIR, cfg.max_concurrent_dumps),
+        slots: DumpSlots::new(arch_host::paths::dump_slot_dir(), cfg.max_concurrent_dumps),
     };
     run_dump_chain(
         &default_steps(),
@@ -132,18 +125,10 @@ impl StopGate {
     }
 }
 
-/// This host's name, for records and network-fs claims.
-pub fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown-host".into())
-}
-
 /// Appends an operation record for archctl and metrics; a failure to record
 /// is logged, never fatal to the operation.
 pub fn record(root: &Path, rec: arch_records::Record) {
-    if let Err(e) = arch_records::append(root, &hostname(), &rec) {
+    if let Err(e) = arch_records::append(root, &arch_host::hostname(), &rec) {
         log::warn!("could not record {:?} of {}: {e}", rec.op, rec.container_id);
     }
 }

@@ -39,14 +39,16 @@ impl TaskService {
         Ok(identity)
     }
 
-    /// The fault a test container arms with its annotation; see arch-faults.
-    pub(crate) fn fault_plan(&self, spec: &Spec) -> Result<arch_faults::Plan> {
+    /// Arms the fault a test container asks for with its annotation (test
+    /// builds only; see arch-faults).
+    pub(crate) fn arm_faults(&self, id: &str, spec: &Spec) -> Result<()> {
         let annotations = spec.annotations().clone().unwrap_or_default();
         let root = match &self.arch_config {
             Ok(cfg) => cfg.checkpoint_root.clone(),
             Err(_) => PathBuf::new(),
         };
-        arch_faults::Plan::from_annotation(
+        arch_faults::arm(
+            id,
             annotations.get(arch_faults::ANNOTATION).map(String::as_str),
             &root,
         )
@@ -71,13 +73,12 @@ impl TaskService {
         init: &Arc<Process>,
         signal: i32,
     ) -> Result<StopAction> {
-        let (arch, bundle, upperdir, gate, faults) = self.with_container(id, |c| {
+        let (arch, bundle, upperdir, gate) = self.with_container(id, |c| {
             Ok((
                 c.arch.clone(),
                 c.bundle.clone(),
                 c.upperdir.clone(),
                 c.stop_gate.clone(),
-                c.faults.clone(),
             ))
         })?;
         let Some(identity) = arch else {
@@ -121,7 +122,6 @@ impl TaskService {
                 bundle,
                 upperdir,
                 leave_running: false,
-                faults,
             };
             let outcome =
                 checkpoint_into_store(&store, &cfg, &runtime, req, DumpOptions::default());
@@ -178,17 +178,10 @@ impl TaskService {
             ext_unix_sk: opts.external_unix_sockets,
             file_locks: opts.file_locks,
             cgroups_mode: opts.cgroups_mode.clone(),
-            faults: arch_faults::Plan::none(),
         };
-        let (arch, bundle, upperdir, faults) = self.with_container(&req.id, |c| {
-            Ok((
-                c.arch.clone(),
-                c.bundle.clone(),
-                c.upperdir.clone(),
-                c.faults.clone(),
-            ))
+        let (arch, bundle, upperdir) = self.with_container(&req.id, |c| {
+            Ok((c.arch.clone(), c.bundle.clone(), c.upperdir.clone()))
         })?;
-        let dump = DumpOptions { faults, ..dump };
         let mut handle = self.runtime.load(&req.id)?;
         // containerd pauses the task around a checkpoint; libcontainer only
         // dumps a running container, so thaw it for the dump and freeze it
@@ -237,7 +230,6 @@ impl TaskService {
             bundle: bundle.to_path_buf(),
             upperdir: upperdir.map(Path::to_path_buf),
             leave_running: dump.leave_running,
-            faults: dump.faults.clone(),
         };
         let started = std::time::Instant::now();
         let outcome = checkpoint_into_store(&store, &cfg, &self.runtime, req, dump.clone());

@@ -18,12 +18,14 @@ use containerd_shim::protos::topics;
 
 use arch_records::{Operation, Outcome, Record};
 
-use crate::arch::{hostname, record};
+use crate::arch::record;
 use crate::error::{Result, ShimError};
 use crate::mounts;
 use crate::process::Process;
 use crate::service::TaskService;
 use crate::stdio;
+use arch_faults::points;
+use arch_host::hostname;
 
 /// A restore staged by Create and carried out by Start.
 pub struct PreparedRestore {
@@ -34,7 +36,6 @@ pub struct PreparedRestore {
     pub stdio: Stdio,
     pub claim: Option<Claim>,
     pub rootfs: mounts::Rootfs,
-    pub faults: arch_faults::Plan,
 }
 
 /// What Create knows about a container it may restore.
@@ -45,7 +46,6 @@ pub struct RestoreTarget<'a> {
     pub rootfs: &'a mounts::Rootfs,
     pub upperdir: Option<&'a Path>,
     pub terminal: bool,
-    pub faults: &'a arch_faults::Plan,
 }
 
 /// The last lines of a CRIU log that say what went wrong.
@@ -70,7 +70,6 @@ impl TaskService {
             rootfs,
             upperdir,
             terminal,
-            faults,
         } = target;
         let (store, cfg) = self.store().ok()?;
         let (ns, key) = (&identity.namespace, &identity.key);
@@ -96,8 +95,8 @@ impl TaskService {
             None
         };
         let staged = (|| -> std::result::Result<Image, String> {
-            let fault = |point: &str| faults.hit(point).map_err(|e| e.to_string());
-            fault("restore:staging")?;
+            let fault = |point: &str| arch_faults::hit(id, point).map_err(|e| e.to_string());
+            fault(points::RESTORE_STAGING)?;
             // Changes must land in the container's own layer: a snapshot the
             // shim mounted, or an overlay the engine mounted (Docker's
             // overlay2), never a plain directory the bundle brought.
@@ -118,10 +117,10 @@ impl TaskService {
             let criu = arch_runtime::criu_version().map_err(|e| e.to_string())?;
             check_compatible(image.manifest(), &HostFacts::detect(criu))
                 .map_err(|e| e.to_string())?;
-            fault("restore:validated")?;
+            fault(points::RESTORE_VALIDATED)?;
             let stats =
                 apply_rootfs(&image, &rootfs.path).map_err(|e| format!("rootfs diff: {e}"))?;
-            fault("restore:rootfs-applied")?;
+            fault(points::RESTORE_ROOTFS_APPLIED)?;
             log::info!("{id}: applied rootfs diff of {ns}/{key}: {stats:?}");
             Ok(image)
         })();
@@ -202,7 +201,6 @@ impl TaskService {
             stdio,
             claim,
             rootfs,
-            faults,
         } = prep;
         let fds = [
             stdio.stdin.as_deref(),
@@ -218,7 +216,6 @@ impl TaskService {
             work_dir: work_dir.clone(),
             stdio: fds,
             terminal,
-            faults,
         });
         let (store, _) = self.store()?;
         let pid = match restored {

@@ -42,8 +42,6 @@ struct Created {
     rootfs: Option<PathBuf>,
     upperdir: Option<PathBuf>,
     arch: Option<ArchIdentity>,
-    /// Fault points armed by the reliability suite (debug builds only).
-    faults: arch_faults::Plan,
 }
 
 pub(crate) struct Container {
@@ -59,8 +57,6 @@ pub(crate) struct Container {
     pub(crate) stop_gate: Arc<StopGate>,
     /// A restore staged by Create, carried out by Start.
     pub(crate) restore: Option<PreparedRestore>,
-    /// Fault points armed by the reliability suite (debug builds only).
-    pub(crate) faults: arch_faults::Plan,
 }
 
 pub struct TaskService {
@@ -247,7 +243,7 @@ impl TaskService {
         let bundle = PathBuf::from(&req.bundle);
         let spec = load_spec(&bundle)?;
         let arch = self.arch_identity(&spec, &id)?;
-        let faults = self.fault_plan(&spec)?;
+        self.arm_faults(&id, &spec)?;
         let root = mounts::Rootfs::new(&bundle, &spec, &req.rootfs);
         let rootfs = mounts::mount_rootfs(&bundle, &req.rootfs)?;
         // Only ARCH containers need to know where their changes land.
@@ -266,7 +262,6 @@ impl TaskService {
                 rootfs: &root,
                 upperdir: upperdir.as_deref(),
                 terminal: req.terminal,
-                faults: &faults,
             })
         });
         let created = Created {
@@ -274,7 +269,6 @@ impl TaskService {
             rootfs,
             upperdir,
             arch,
-            faults,
         };
         if let Some((image, claim)) = staged {
             // The processes come back at Start; stdio pipes are ready now
@@ -304,7 +298,6 @@ impl TaskService {
                 stdio,
                 claim,
                 rootfs: root,
-                faults: created.faults.clone(),
             };
             return Ok(self.insert_created(&req, created, paths, io, 0, Some(prep)));
         }
@@ -352,7 +345,6 @@ impl TaskService {
                 upperdir: created.upperdir,
                 stop_gate: Arc::new(StopGate::default()),
                 restore,
-                faults: created.faults,
             },
         );
         if pid > 0 {
@@ -386,6 +378,7 @@ impl TaskService {
 
     /// Removes what a failed Create left behind.
     fn discard_container(&self, id: &str, rootfs: Option<&Path>) {
+        arch_faults::disarm(id);
         if let Ok(mut handle) = self.runtime.load(id) {
             let _ = handle.delete();
         }
@@ -521,6 +514,7 @@ impl TaskService {
             if let Some(rootfs) = container.and_then(|c| c.rootfs) {
                 mounts::unmount_rootfs(&rootfs);
             }
+            arch_faults::disarm(&req.id);
             self.events.send(
                 topics::TASK_DELETE_EVENT_TOPIC,
                 TaskDelete {

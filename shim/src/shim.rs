@@ -1,7 +1,9 @@
 //! The shim process's lifecycle: `start` (spawn the daemon), `delete`
 //! (clean up after a dead shim) and serving the task service.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use arch_host::paths::state_root;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,13 +17,6 @@ use crate::events::EventSender;
 use crate::mounts;
 use crate::service::{timestamp, TaskService};
 use crate::task::ArchTask;
-
-/// libcontainer keeps per-container state here, one directory per namespace.
-const STATE_ROOT: &str = "/run/containerd-arch";
-
-pub fn state_root(namespace: &str) -> PathBuf {
-    Path::new(STATE_ROOT).join(namespace)
-}
 
 pub struct ArchShim {
     namespace: String,

@@ -6,7 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -47,13 +47,13 @@ pub struct ConsoleSocket {
 }
 
 static CONSOLE_SEQ: AtomicU64 = AtomicU64::new(0);
-const CONSOLE_DIR: &str = "/run/containerd-arch/console";
 
 impl ConsoleSocket {
     pub fn new() -> io::Result<Self> {
-        std::fs::create_dir_all(CONSOLE_DIR)?;
+        let dir = arch_host::paths::console_dir();
+        std::fs::create_dir_all(&dir)?;
         let n = CONSOLE_SEQ.fetch_add(1, Ordering::Relaxed);
-        let path = Path::new(CONSOLE_DIR).join(format!("{}-{n}.sock", std::process::id()));
+        let path = dir.join(format!("{}-{n}.sock", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path)?;
         Ok(Self { path, listener })

@@ -19,43 +19,11 @@ use arch_e2e::{
     checkpoint_root, ctr, image_entries, mounts_containing, parallel, pid_alive, records_for,
     shim_pids, unique_id, wait_until, workload_pids, Ctr,
 };
+use arch_faults::points;
 use arch_image::{Error as ImageError, ImageStore};
 use arch_records::{Operation, Outcome};
 
 const NS: &str = "arch-test";
-
-/// The stop-checkpoint's fault points, in the order a checkpoint passes them.
-const CHECKPOINT_POINTS: &[&str] = &[
-    "before:defaults",
-    "after:defaults",
-    "before:validate",
-    "after:validate",
-    "before:process-checks",
-    "after:process-checks",
-    "before:prepare",
-    "after:prepare",
-    "before:dump",
-    "criu:network-lock",
-    "criu:post-dump",
-    "after:dump",
-    "before:rootfs",
-    "after:rootfs",
-    "before:commit",
-    "commit:sealed",
-    "commit:published",
-];
-
-/// A restore's fault points: staging at Create, then CRIU at Start.
-const RESTORE_POINTS: &[&str] = &[
-    "restore:staging",
-    "restore:validated",
-    "restore:rootfs-applied",
-    "criu:pre-restore",
-    "criu:setup-namespaces",
-    "criu:post-restore",
-    "criu:pre-resume",
-    "restore:adopt",
-];
 
 /// Counts in a shell variable (restored with the process, lost by a fresh
 /// start) into /tmp/count; marks a rootfs that was not rolled back.
@@ -246,9 +214,10 @@ fn report(failures: Vec<String>, cases: usize) {
 #[test]
 fn every_checkpoint_fault_point_fails_cleanly_or_commits_whole() {
     let c = ctr();
-    let cases: Vec<(&str, &str)> = CHECKPOINT_POINTS
+    let points = points::checkpoint();
+    let cases: Vec<(&str, &str)> = points
         .iter()
-        .flat_map(|p| ["error", "crash", "kill-criu"].map(|a| (*p, a)))
+        .flat_map(|p| ["error", "crash", "kill-criu"].map(|a| (p.as_str(), a)))
         .collect();
     let results = parallel(&cases, 4, |(p, a)| {
         checkpoint_case(&c, p, a).err().unwrap_or_default()
@@ -262,7 +231,8 @@ fn every_checkpoint_fault_point_fails_cleanly_or_commits_whole() {
 fn the_checkpoint_root_removed_at_any_point_is_survived() {
     let c = ctr();
     let mut failures = Vec::new();
-    for point in CHECKPOINT_POINTS {
+    let points = points::checkpoint();
+    for point in &points {
         failures.push(
             checkpoint_case(&c, point, "remove-root")
                 .err()
@@ -270,7 +240,7 @@ fn the_checkpoint_root_removed_at_any_point_is_survived() {
         );
         failures.push(next_checkpoint_commits(&c, "remove-root", point));
     }
-    report(failures, CHECKPOINT_POINTS.len());
+    report(failures, points.len());
 }
 
 /// The root's filesystem filled up at each point (a small tmpfs over the
@@ -282,7 +252,8 @@ fn a_disk_filling_up_at_any_point_is_survived() {
     let _disk = arch_e2e::Tmpfs::mount(checkpoint_root(), "32m");
     let filler = checkpoint_root().join(".arch-fault-fill");
     let mut failures = Vec::new();
-    for point in CHECKPOINT_POINTS {
+    let points = points::checkpoint();
+    for point in &points {
         failures.push(
             checkpoint_case(&c, point, "fill-disk")
                 .err()
@@ -294,7 +265,7 @@ fn a_disk_filling_up_at_any_point_is_survived() {
         let _ = std::fs::remove_file(&filler);
         failures.push(next_checkpoint_commits(&c, "fill-disk", point));
     }
-    report(failures, CHECKPOINT_POINTS.len());
+    report(failures, points.len());
 }
 
 /// The next operation after a fault: a plain checkpoint must commit into a
@@ -423,14 +394,15 @@ fn crashed(c: &Ctr, id: &str, next: &str, key: &str, code: i32) -> Result<(), St
 fn every_restore_fault_point_falls_back_or_fails_clearly() {
     let c = ctr();
     // CRIU can only be killed while it runs: at its own notify points.
-    let cases: Vec<(&str, &str)> = RESTORE_POINTS
+    let points = points::restore();
+    let cases: Vec<(&str, &str)> = points
         .iter()
-        .flat_map(|p| ["error", "crash"].map(|a| (*p, a)))
+        .flat_map(|p| ["error", "crash"].map(|a| (p.as_str(), a)))
         .chain(
-            RESTORE_POINTS
+            points
                 .iter()
                 .filter(|p| p.starts_with("criu:"))
-                .map(|p| (*p, "kill-criu")),
+                .map(|p| (p.as_str(), "kill-criu")),
         )
         .collect();
     let results = parallel(&cases, 4, |(p, a)| {

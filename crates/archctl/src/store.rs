@@ -102,12 +102,7 @@ impl Entry {
 }
 
 /// Current unix time in seconds.
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use arch_host::now_secs;
 
 /// The store at `root` after checking the root is an existing directory.
 pub fn open_root(root: &Path) -> Result<ImageStore> {

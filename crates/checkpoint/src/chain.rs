@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use arch_faults::points;
 use arch_image::{CgroupVersion, CommitInfo, Image, ImageStore, Staging};
 
 use crate::error::{CheckpointError, Result};
@@ -14,13 +15,36 @@ use crate::procfs::ProcessView;
 
 /// The container-side effects a dump needs.
 pub trait Dumper {
+    /// What the runtime fails with (the shim's is arch-runtime's error).
+    type Error: std::error::Error + Send + Sync + 'static;
     /// Pids of every process in the container.
-    fn pids(&self) -> std::result::Result<Vec<i32>, String>;
+    fn pids(&self) -> std::result::Result<Vec<i32>, Self::Error>;
     /// CRIU-dumps the container into `dir` (dump.log included). Without
     /// `leave_running` the container's processes are gone afterwards.
-    fn dump(&self, dir: &Path, leave_running: bool) -> std::result::Result<(), String>;
+    fn dump(&self, dir: &Path, leave_running: bool) -> std::result::Result<(), Self::Error>;
     /// The CRIU version, e.g. "4.1.1".
-    fn criu_version(&self) -> std::result::Result<String, String>;
+    fn criu_version(&self) -> std::result::Result<String, Self::Error>;
+}
+
+/// A [`Dumper`] whose errors are boxed, so the chain's steps take any.
+pub(crate) trait DynDumper {
+    fn pids(&self) -> std::result::Result<Vec<i32>, BoxError>;
+    fn dump(&self, dir: &Path, leave_running: bool) -> std::result::Result<(), BoxError>;
+    fn criu_version(&self) -> std::result::Result<String, BoxError>;
+}
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<D: Dumper> DynDumper for D {
+    fn pids(&self) -> std::result::Result<Vec<i32>, BoxError> {
+        Dumper::pids(self).map_err(Into::into)
+    }
+    fn dump(&self, dir: &Path, leave_running: bool) -> std::result::Result<(), BoxError> {
+        Dumper::dump(self, dir, leave_running).map_err(Into::into)
+    }
+    fn criu_version(&self) -> std::result::Result<String, BoxError> {
+        Dumper::criu_version(self).map_err(Into::into)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -31,14 +55,12 @@ pub struct DumpRequest {
     /// The overlay upperdir holding the container's filesystem changes.
     pub upperdir: Option<PathBuf>,
     pub leave_running: bool,
-    /// Fault points armed for the reliability suite (none in production).
-    pub faults: arch_faults::Plan,
 }
 
 pub struct DumpContext<'a> {
     pub req: DumpRequest,
     pub store: &'a ImageStore,
-    pub dumper: &'a dyn Dumper,
+    pub(crate) dumper: &'a dyn DynDumper,
     pub procs: &'a dyn ProcessView,
     pub staging: Option<Staging>,
     pub info: CommitInfo,
@@ -46,10 +68,10 @@ pub struct DumpContext<'a> {
 }
 
 impl<'a> DumpContext<'a> {
-    pub fn new(
+    pub fn new<D: Dumper>(
         req: DumpRequest,
         store: &'a ImageStore,
-        dumper: &'a dyn Dumper,
+        dumper: &'a D,
         procs: &'a dyn ProcessView,
     ) -> Self {
         let info = CommitInfo {
@@ -101,15 +123,13 @@ pub fn run_dump_chain(steps: &[Box<dyn Step>], mut ctx: DumpContext) -> Result<D
         let start = Instant::now();
         // Fault points around each step for the reliability suite; none
         // after the commit, which nothing may undo.
-        let res = ctx
-            .req
-            .faults
-            .hit(&format!("before:{}", step.name()))
+        let scope = ctx.req.container_id.clone();
+        let res = arch_faults::hit(&scope, &points::before(step.name()))
             .map_err(CheckpointError::from)
             .and_then(|_| step.run(&mut ctx))
             .and_then(|_| match ctx.image {
                 Some(_) => Ok(()),
-                None => Ok(ctx.req.faults.hit(&format!("after:{}", step.name()))?),
+                None => Ok(arch_faults::hit(&scope, &points::after(step.name()))?),
             });
         let ms = start.elapsed().as_millis() as u64;
         durations.insert(step.name().to_string(), ms);

@@ -13,8 +13,19 @@ pub enum CheckpointError {
     Step { step: &'static str, reason: String },
     #[error("cannot checkpoint: {0}")]
     Unsupported(String),
-    #[error("CRIU dump failed: {reason}{}", log_suffix(.log))]
-    Dump { reason: String, log: Vec<String> },
+    /// The runtime failed a step (listing processes, asking CRIU its version).
+    #[error("checkpoint step {step}: {source}")]
+    Runtime {
+        step: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("CRIU dump failed: {source}{}", log_suffix(.log))]
+    Dump {
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+        log: Vec<String>,
+    },
     #[error(transparent)]
     Image(#[from] arch_image::Error),
     #[error(transparent)]

@@ -21,5 +21,5 @@ pub use error::{CheckpointError, Result};
 pub use policy::{arch_identity, ArchIdentity};
 pub use procfs::{HostProcs, ProcessView};
 pub use restore::{apply_rootfs, check_compatible, HostFacts};
-pub use slots::{DumpSlots, Slot, DEFAULT_SLOT_DIR};
+pub use slots::{DumpSlots, Slot};
 pub use steps::{criu_log_errors, default_steps};

@@ -21,9 +21,9 @@ impl HostFacts {
     pub fn detect(criu_version: String) -> Self {
         HostFacts {
             arch: std::env::consts::ARCH.to_string(),
-            cgroup_version: crate::steps::cgroup_version(Path::new("/sys/fs/cgroup")),
+            cgroup_version: arch_host::cgroup_version(Path::new(arch_host::paths::CGROUP_ROOT)),
             criu_version,
-            kernel: crate::steps::kernel_release(),
+            kernel: arch_host::kernel_release(),
         }
     }
 }

@@ -9,9 +9,6 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-/// Where the shims of this host keep their dump slots.
-pub const DEFAULT_SLOT_DIR: &str = "/run/containerd-arch/dump-slots";
-
 pub struct DumpSlots {
     dir: PathBuf,
     slots: usize,

@@ -3,15 +3,12 @@
 use std::fs;
 use std::path::Path;
 
-use arch_image::CgroupVersion;
+use arch_host::paths::CGROUP_ROOT;
+use arch_image::{CONFIG, CRIU_DIR, ROOTFS_DIFF};
 
 use crate::chain::{DumpContext, Step};
 use crate::error::{io, CheckpointError, Result};
 use crate::procfs::unsupported_reason;
-
-pub const CRIU_DIR: &str = "criu";
-pub const ROOTFS_DIFF: &str = "rootfs-diff.tar";
-pub const CONFIG: &str = "config.json";
 
 pub fn default_steps() -> Vec<Box<dyn Step>> {
     vec![
@@ -32,40 +29,17 @@ impl Step for Defaults {
         "defaults"
     }
     fn run(&self, ctx: &mut DumpContext) -> Result<()> {
-        ctx.info.kernel = kernel_release();
+        ctx.info.kernel = arch_host::kernel_release();
         ctx.info.arch = std::env::consts::ARCH.to_string();
-        ctx.info.cgroup_version = cgroup_version(Path::new("/sys/fs/cgroup"));
+        ctx.info.cgroup_version = arch_host::cgroup_version(Path::new(CGROUP_ROOT));
         ctx.info.criu_version =
             ctx.dumper
                 .criu_version()
-                .map_err(|reason| CheckpointError::Step {
+                .map_err(|source| CheckpointError::Runtime {
                     step: self.name(),
-                    reason: format!("CRIU not usable: {reason}"),
+                    source,
                 })?;
         Ok(())
-    }
-}
-
-pub(crate) fn kernel_release() -> String {
-    // SAFETY: uname fills a zeroed utsname; release is NUL-terminated.
-    unsafe {
-        let mut u: libc::utsname = std::mem::zeroed();
-        if libc::uname(&mut u) != 0 {
-            return String::new();
-        }
-        std::ffi::CStr::from_ptr(u.release.as_ptr())
-            .to_string_lossy()
-            .into_owned()
-    }
-}
-
-pub fn cgroup_version(root: &Path) -> CgroupVersion {
-    if root.join("cgroup.controllers").exists() {
-        CgroupVersion::V2
-    } else if root.join("unified").exists() {
-        CgroupVersion::Hybrid
-    } else {
-        CgroupVersion::V1
     }
 }
 
@@ -76,10 +50,13 @@ impl Step for Validate {
         "validate"
     }
     fn run(&self, ctx: &mut DumpContext) -> Result<()> {
-        let pids = ctx.dumper.pids().map_err(|reason| CheckpointError::Step {
-            step: self.name(),
-            reason,
-        })?;
+        let pids = ctx
+            .dumper
+            .pids()
+            .map_err(|source| CheckpointError::Runtime {
+                step: self.name(),
+                source,
+            })?;
         if pids.is_empty() {
             return Err(CheckpointError::Step {
                 step: self.name(),
@@ -97,10 +74,13 @@ impl Step for ProcessChecks {
         "process-checks"
     }
     fn run(&self, ctx: &mut DumpContext) -> Result<()> {
-        let pids = ctx.dumper.pids().map_err(|reason| CheckpointError::Step {
-            step: self.name(),
-            reason,
-        })?;
+        let pids = ctx
+            .dumper
+            .pids()
+            .map_err(|source| CheckpointError::Runtime {
+                step: self.name(),
+                source,
+            })?;
         for pid in pids {
             // A process that exited meanwhile has nothing left to check.
             let Ok(targets) = ctx.procs.fd_targets(pid) else {
@@ -144,8 +124,8 @@ impl Step for Dump {
         let dir = ctx.staging_dir(self.name())?.join(CRIU_DIR);
         ctx.dumper
             .dump(&dir, ctx.req.leave_running)
-            .map_err(|reason| CheckpointError::Dump {
-                reason,
+            .map_err(|source| CheckpointError::Dump {
+                source,
                 log: criu_log_errors(&dir.join("dump.log")),
             })
     }
@@ -204,8 +184,8 @@ impl Step for Commit {
             step: self.name(),
             reason: "nothing staged".into(),
         })?;
-        let faults = ctx.req.faults.clone();
-        let mut observe = |point: &'static str| faults.hit(point).map_err(|e| e.to_string());
+        let scope = ctx.req.container_id.clone();
+        let mut observe = |point: &'static str| arch_faults::hit(&scope, point).map_err(Into::into);
         ctx.image = Some(staging.commit_observed(ctx.info.clone(), &mut observe)?);
         Ok(())
     }

@@ -14,11 +14,16 @@ struct FakeDumper {
     fail: Option<&'static str>,
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct FakeError(&'static str);
+
 impl Dumper for FakeDumper {
-    fn pids(&self) -> Result<Vec<i32>, String> {
+    type Error = FakeError;
+    fn pids(&self) -> Result<Vec<i32>, FakeError> {
         Ok(self.pids.clone())
     }
-    fn dump(&self, dir: &Path, _leave_running: bool) -> Result<(), String> {
+    fn dump(&self, dir: &Path, _leave_running: bool) -> Result<(), FakeError> {
         std::fs::write(dir.join("pages-1.img"), b"memory").unwrap();
         if let Some(reason) = self.fail {
             std::fs::write(
@@ -26,12 +31,12 @@ impl Dumper for FakeDumper {
                 format!("(00.1) Error (criu/x.c:1): {reason}\n"),
             )
             .unwrap();
-            return Err("criu exited with an error".into());
+            return Err(FakeError("criu exited with an error"));
         }
         std::fs::write(dir.join("dump.log"), b"ok\n").unwrap();
         Ok(())
     }
-    fn criu_version(&self) -> Result<String, String> {
+    fn criu_version(&self) -> Result<String, FakeError> {
         Ok("4.1.1".into())
     }
 }
@@ -77,7 +82,6 @@ fn request(r: &Rig) -> DumpRequest {
         bundle: r.bundle.clone(),
         upperdir: Some(r.upper.clone()),
         leave_running: false,
-        faults: arch_faults::Plan::none(),
     }
 }
 
@@ -248,9 +252,13 @@ fn a_fault_at_any_step_boundary_commits_nothing() {
         };
         let procs = FakeProcs(vec![]);
         let mut req = request(&r);
-        req.faults =
-            arch_faults::Plan::from_annotation(Some(&format!("{point}=error")), r.store.root())
-                .unwrap();
+        req.container_id = format!("fault-{point}");
+        arch_faults::arm(
+            &req.container_id,
+            Some(&format!("{point}=error")),
+            r.store.root(),
+        )
+        .unwrap();
         let err = run_dump_chain(
             &default_steps(),
             DumpContext::new(req, &r.store, &dumper, &procs),
@@ -273,12 +281,42 @@ fn a_fault_after_publishing_does_not_undo_the_commit() {
         fail: None,
     };
     let mut req = request(&r);
-    req.faults =
-        arch_faults::Plan::from_annotation(Some("commit:published=error"), r.store.root()).unwrap();
+    req.container_id = "fault-published".into();
+    arch_faults::arm(
+        &req.container_id,
+        Some("commit:published=error"),
+        r.store.root(),
+    )
+    .unwrap();
     run_dump_chain(
         &default_steps(),
         DumpContext::new(req, &r.store, &dumper, &FakeProcs(vec![])),
     )
     .expect("published is committed");
     r.store.open("default", "job").unwrap();
+}
+
+#[test]
+fn the_chain_passes_the_catalogued_points_in_order() {
+    let r = rig();
+    let dumper = FakeDumper {
+        pids: vec![10],
+        fail: None,
+    };
+    let mut req = request(&r);
+    req.container_id = "trace-chain".into();
+    arch_faults::start_trace(&req.container_id);
+    run_dump_chain(
+        &default_steps(),
+        DumpContext::new(req, &r.store, &dumper, &FakeProcs(vec![])),
+    )
+    .unwrap();
+    // A fake dumper runs no CRIU: its notify points are CRIU's to pass.
+    let want: Vec<String> = arch_faults::points::checkpoint()
+        .into_iter()
+        .filter(|p| !p.starts_with("criu:"))
+        .collect();
+    assert_eq!(arch_faults::take_trace("trace-chain"), want);
+    let names: Vec<&str> = default_steps().iter().map(|s| s.name()).collect();
+    assert_eq!(names, arch_faults::points::DUMP_STEPS);
 }

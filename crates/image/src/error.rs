@@ -74,8 +74,12 @@ pub enum Error {
     AlreadyClaimed { owner: String, path: PathBuf },
     /// A commit observer stopped the commit at one of its phases (the
     /// reliability suite's fault points).
-    #[error("commit stopped at {point}: {reason}")]
-    CommitStopped { point: &'static str, reason: String },
+    #[error("commit stopped at {point}: {source}")]
+    CommitStopped {
+        point: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// Attach the operation and path to an `io::Error`.

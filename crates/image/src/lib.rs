@@ -27,7 +27,7 @@ pub use image::Image;
 pub use manifest::{
     CgroupVersion, CommitInfo, FileEntry, Manifest, Status, Timestamp, FORMAT_VERSION,
 };
-pub use staging::{Observer, Staging, COMMIT_PHASES};
+pub use staging::{Observer, ObserverError, Staging, COMMIT_PHASES};
 pub use store::{ImageRef, ImageStore, StaleTemp, StaleWhy};
 
 /// Manifest file name inside an image directory.

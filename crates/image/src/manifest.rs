@@ -28,13 +28,7 @@ pub enum Status {
 }
 
 /// Host cgroup layout at checkpoint time (restore needs the same one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CgroupVersion {
-    V1,
-    V2,
-    Hybrid,
-}
+pub use arch_host::CgroupVersion;
 
 /// Wall-clock time as unix seconds + nanoseconds (no time-zone ambiguity).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

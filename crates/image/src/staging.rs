@@ -6,6 +6,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use arch_faults::points;
+
 use crate::error::{io_err, Error, Result};
 use crate::fsutil::{fsync, hash_file, rand_suffix, set_mode, write_new, DIR_MODE, FILE_MODE};
 use crate::image::Image;
@@ -68,7 +70,7 @@ impl Staging {
         };
         write_new(&self.dir.join(crate::MANIFEST), &manifest.to_json())?;
         fsync(&self.dir)?;
-        phase(observe, "commit:sealed")?;
+        phase(observe, points::COMMIT_SEALED)?;
         self.publish(observe)?;
         self.done = true;
         Ok(Image::new(self.final_dir.clone(), manifest))
@@ -93,7 +95,7 @@ impl Staging {
             None
         };
         let replacing = match old {
-            Some(_) => phase(observe, "commit:replacing"),
+            Some(_) => phase(observe, points::COMMIT_REPLACING),
             None => Ok(()),
         };
         if let Err(e) = replacing.and_then(|_| rename(&self.dir, &self.final_dir)) {
@@ -103,7 +105,7 @@ impl Staging {
             }
             return Err(e);
         }
-        if let Err(e) = phase(observe, "commit:published") {
+        if let Err(e) = phase(observe, points::COMMIT_PUBLISHED) {
             log::warn!(
                 "{}: {e} (ignored: the image is published)",
                 self.final_dir.display()
@@ -125,16 +127,23 @@ impl Staging {
 }
 
 /// Watches a commit's phases; see [`Staging::commit_observed`].
-pub type Observer<'a> = &'a mut dyn FnMut(&'static str) -> std::result::Result<(), String>;
+pub type Observer<'a> = &'a mut dyn FnMut(&'static str) -> std::result::Result<(), ObserverError>;
+
+/// Why an observer stopped a commit.
+pub type ObserverError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The phase boundaries a commit reports, in order: sealed (hashed,
 /// manifest written, not yet visible), replacing (a previous image moved
 /// aside, the new one not yet in place; only when replacing), published
 /// (visible under its key, a previous image not yet removed).
-pub const COMMIT_PHASES: [&str; 3] = ["commit:sealed", "commit:replacing", "commit:published"];
+pub const COMMIT_PHASES: [&str; 3] = [
+    points::COMMIT_SEALED,
+    points::COMMIT_REPLACING,
+    points::COMMIT_PUBLISHED,
+];
 
 fn phase(observe: Observer, point: &'static str) -> Result<()> {
-    observe(point).map_err(|reason| Error::CommitStopped { point, reason })
+    observe(point).map_err(|source| Error::CommitStopped { point, source })
 }
 
 impl Drop for Staging {

@@ -384,7 +384,9 @@ fn staged(store: &ImageStore, key: &str, payload: &[u8]) -> Staging {
     st
 }
 
-fn stop_at(point: &'static str) -> impl FnMut(&'static str) -> std::result::Result<(), String> {
+fn stop_at(
+    point: &'static str,
+) -> impl FnMut(&'static str) -> std::result::Result<(), crate::ObserverError> {
     move |p| {
         if p == point {
             Err("injected".into())

@@ -74,12 +74,8 @@ pub struct Record {
     pub error: Option<String>,
 }
 
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+/// Unix time in seconds, for [`Record::time`].
+pub use arch_host::now_secs;
 
 /// The records directory of a checkpoint root.
 pub fn records_dir(root: &Path) -> PathBuf {

@@ -11,7 +11,7 @@ use libcontainer::oci_spec::runtime::LinuxResources;
 
 use crate::error::{Result, RuntimeError};
 
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+use arch_host::paths::CGROUP_ROOT;
 
 pub struct Cgroup {
     id: String,
@@ -27,10 +27,7 @@ impl Cgroup {
     }
 
     fn err(&self, e: impl std::fmt::Display) -> RuntimeError {
-        RuntimeError::Cgroup {
-            id: self.id.clone(),
-            reason: e.to_string(),
-        }
+        RuntimeError::cgroup(&self.id, e)
     }
 
     fn manager(&self) -> Result<AnyCgroupManager> {

@@ -6,6 +6,7 @@ use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::signal::Signal;
 
 use crate::cgroup::Cgroup;
+use crate::dump::DumpOptions;
 use crate::error::{Result, RuntimeError};
 use crate::spawn::{self, CreateRequest, ExecRequest};
 
@@ -13,36 +14,6 @@ use crate::spawn::{self, CreateRequest, ExecRequest};
 #[derive(Clone, Debug)]
 pub struct Runtime {
     state_root: PathBuf,
-}
-
-/// What a CRIU dump may take along, as containerd's CheckpointOptions says.
-#[derive(Clone, Debug, Default)]
-pub struct DumpOptions {
-    pub image_dir: PathBuf,
-    pub work_dir: Option<PathBuf>,
-    /// Keep the container running after the dump (otherwise CRIU kills it).
-    pub leave_running: bool,
-    pub tcp_established: bool,
-    pub ext_unix_sk: bool,
-    pub file_locks: bool,
-    /// CRIU cgroup mode: "soft" (default), "full", "strict" or "ignore".
-    pub cgroups_mode: String,
-    /// Fault points armed by the reliability suite (none in production).
-    pub faults: arch_faults::Plan,
-}
-
-fn cg_mode(mode: &str) -> Result<rust_criu::CgMode> {
-    Ok(match mode {
-        "" | "soft" => rust_criu::CgMode::SOFT,
-        "full" => rust_criu::CgMode::FULL,
-        "strict" => rust_criu::CgMode::STRICT,
-        "ignore" => rust_criu::CgMode::IGNORE,
-        other => {
-            return Err(RuntimeError::InvalidSpec(format!(
-                "unknown cgroups mode {other:?}"
-            )))
-        }
-    })
 }
 
 /// A loaded libcontainer container; reload it for each operation, as its
@@ -64,10 +35,10 @@ impl Runtime {
     }
 
     pub fn create(&self, req: CreateRequest) -> Result<i32> {
-        std::fs::create_dir_all(&self.state_root).map_err(|source| RuntimeError::Io {
-            context: format!("creating state root {}", self.state_root.display()),
-            source,
-        })?;
+        std::fs::create_dir_all(&self.state_root).map_err(RuntimeError::io(format!(
+            "creating state root {}",
+            self.state_root.display()
+        )))?;
         spawn::create(req)
     }
 
@@ -80,7 +51,7 @@ impl Runtime {
         if !dir.join("state.json").exists() {
             return Err(RuntimeError::NotFound(id.to_string()));
         }
-        let inner = Container::load(dir).map_err(|e| RuntimeError::lc(id, "load", e))?;
+        let inner = Container::load(dir).map_err(RuntimeError::lc(id, "load"))?;
         Ok(ContainerHandle {
             id: id.to_string(),
             inner,
@@ -92,7 +63,7 @@ impl ContainerHandle {
     pub fn start(&mut self) -> Result<()> {
         self.inner
             .start()
-            .map_err(|e| RuntimeError::lc(&self.id, "start", e))
+            .map_err(RuntimeError::lc(&self.id, "start"))
     }
 
     /// Signals the init process, or every process in the cgroup with `all`.
@@ -101,42 +72,37 @@ impl ContainerHandle {
             .map_err(|e| RuntimeError::InvalidSpec(format!("signal {signal}: {e}")))?;
         self.inner
             .kill(sig, all)
-            .map_err(|e| RuntimeError::lc(&self.id, "kill", e))
+            .map_err(RuntimeError::lc(&self.id, "kill"))
     }
 
     pub fn pause(&mut self) -> Result<()> {
         self.inner
             .pause()
-            .map_err(|e| RuntimeError::lc(&self.id, "pause", e))
+            .map_err(RuntimeError::lc(&self.id, "pause"))
     }
 
     pub fn resume(&mut self) -> Result<()> {
         self.inner
             .resume()
-            .map_err(|e| RuntimeError::lc(&self.id, "resume", e))
+            .map_err(RuntimeError::lc(&self.id, "resume"))
     }
 
     /// Kills whatever is left and removes the cgroups and the state directory.
     pub fn delete(&mut self) -> Result<()> {
         self.inner
             .delete(true)
-            .map_err(|e| RuntimeError::lc(&self.id, "delete", e))
+            .map_err(RuntimeError::lc(&self.id, "delete"))
     }
 
     /// Dumps the container's processes with CRIU into `opts.image_dir`
     /// (dump.log and descriptors.json land there too).
     pub fn checkpoint(&mut self, opts: &DumpOptions) -> Result<()> {
-        let pid = self
-            .inner
-            .pid()
-            .ok_or_else(|| RuntimeError::lc(&self.id, "checkpoint", "no init pid"))?;
-        crate::dump::dump(
-            &self.id,
-            pid.as_raw(),
-            self.inner.bundle(),
-            opts,
-            cg_mode(&opts.cgroups_mode)?,
-        )
+        let pid = self.inner.pid().ok_or_else(|| RuntimeError::Spawn {
+            id: self.id.clone(),
+            action: "checkpoint",
+            reason: "the container has no init pid".into(),
+        })?;
+        crate::dump::dump(&self.id, pid.as_raw(), self.inner.bundle(), opts)
     }
 
     pub fn is_stopped(&mut self) -> bool {
@@ -148,19 +114,7 @@ impl ContainerHandle {
         let config = self
             .inner
             .spec()
-            .map_err(|e| RuntimeError::lc(&self.id, "read config", e))?;
+            .map_err(RuntimeError::lc(&self.id, "read config"))?;
         Ok(Cgroup::new(&self.id, config.cgroup_path))
     }
-}
-
-/// The installed CRIU's version, e.g. "4.1.1" (CRIU answers over its RPC,
-/// which also proves it can run).
-pub fn criu_version() -> Result<String> {
-    let mut criu =
-        rust_criu::Criu::new().map_err(|e| RuntimeError::InvalidSpec(format!("criu: {e}")))?;
-    let v = criu.get_criu_version().map_err(|e| RuntimeError::Io {
-        context: "asking criu for its version".into(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    Ok(format!("{}.{}.{}", v / 10000, v / 100 % 100, v % 100))
 }

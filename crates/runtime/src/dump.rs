@@ -5,39 +5,47 @@
 use std::fs::{DirBuilder, File};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::DirBuilderExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use libcontainer::oci_spec::runtime::Spec;
 
-use crate::container::DumpOptions;
+use crate::criu::cg_mode;
+use crate::criu_mounts::{set_external_mounts, Phase};
 use crate::error::{Result, RuntimeError};
+use crate::image_stdio::DESCRIPTORS;
 use crate::namespaces::JoinedNamespaces;
 use crate::notify::{end_failed_request, Session};
-use crate::restore::{set_external_mounts, Phase};
 
-fn dump_err(id: &str, reason: impl std::fmt::Display) -> RuntimeError {
-    RuntimeError::Libcontainer {
-        id: id.to_string(),
-        action: "checkpoint",
-        reason: reason.to_string(),
-    }
+/// What a CRIU dump may take along, as containerd's CheckpointOptions says.
+#[derive(Clone, Debug, Default)]
+pub struct DumpOptions {
+    pub image_dir: PathBuf,
+    pub work_dir: Option<PathBuf>,
+    /// Keep the container running after the dump (otherwise CRIU kills it).
+    pub leave_running: bool,
+    pub tcp_established: bool,
+    pub ext_unix_sk: bool,
+    pub file_locks: bool,
+    /// CRIU cgroup mode: "soft" (default), "full", "strict" or "ignore".
+    pub cgroups_mode: String,
 }
 
-fn private_dir(path: &Path) -> std::io::Result<()> {
+fn private_dir(path: &Path) -> Result<()> {
     match DirBuilder::new().recursive(true).mode(0o700).create(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(RuntimeError::io(format!("creating {}", path.display()))(e))
+        }
         _ => Ok(()),
     }
 }
 
-pub(crate) fn dump(
-    id: &str,
-    pid: i32,
-    bundle: &Path,
-    opts: &DumpOptions,
-    cg_mode: rust_criu::CgMode,
-) -> Result<()> {
-    let spec = Spec::load(bundle.join("config.json")).map_err(|e| dump_err(id, e))?;
+fn open_dir(path: &Path) -> Result<File> {
+    File::open(path).map_err(RuntimeError::io(format!("opening {}", path.display())))
+}
+
+pub(crate) fn dump(id: &str, pid: i32, bundle: &Path, opts: &DumpOptions) -> Result<()> {
+    let spec = Spec::load(bundle.join("config.json"))
+        .map_err(|e| RuntimeError::InvalidSpec(format!("{id}: {e}")))?;
     let root = spec
         .root()
         .as_ref()
@@ -49,8 +57,7 @@ pub(crate) fn dump(
         bundle.join(root)
     };
 
-    private_dir(&opts.image_dir)
-        .map_err(|e| dump_err(id, format!("{}: {e}", opts.image_dir.display())))?;
+    private_dir(&opts.image_dir)?;
     // Which pipes the init had as stdio: restore maps them to new ones.
     let descriptors: Vec<String> = (0..3)
         .map(|n| {
@@ -58,17 +65,18 @@ pub(crate) fn dump(
                 .map_or("/dev/null".into(), |p| p.display().to_string())
         })
         .collect();
-    let json = serde_json::to_vec(&descriptors).map_err(|e| dump_err(id, e))?;
-    std::fs::write(opts.image_dir.join("descriptors.json"), json).map_err(|e| dump_err(id, e))?;
+    let json = serde_json::to_vec(&descriptors).expect("strings serialise");
+    let path = opts.image_dir.join(DESCRIPTORS);
+    std::fs::write(&path, json).map_err(RuntimeError::io(format!("writing {}", path.display())))?;
 
-    let mut criu = rust_criu::Criu::new().map_err(|e| dump_err(id, e))?;
+    let mut criu = rust_criu::Criu::new().map_err(RuntimeError::CriuUnavailable)?;
     set_external_mounts(&mut criu, &spec, Phase::Dump);
-    let images = File::open(&opts.image_dir).map_err(|e| dump_err(id, e))?;
+    let images = open_dir(&opts.image_dir)?;
     criu.set_images_dir_fd(images.as_raw_fd());
     let work = match &opts.work_dir {
         Some(w) => {
-            private_dir(w).map_err(|e| dump_err(id, format!("{}: {e}", w.display())))?;
-            Some(File::open(w).map_err(|e| dump_err(id, e))?)
+            private_dir(w)?;
+            Some(open_dir(w)?)
         }
         None => None,
     };
@@ -86,21 +94,26 @@ pub(crate) fn dump(
     criu.set_shell_job(false);
     criu.set_orphan_pts_master(true);
     criu.set_manage_cgroups(true);
-    criu.cgroups_mode(cg_mode);
+    criu.cgroups_mode(cg_mode(&opts.cgroups_mode)?);
     criu.set_link_remap(true);
     // Namespaces joined from a pod sandbox are the pod's: CRIU must see
     // them as its own to leave them out of the image (namespaces.rs). CRIU
     // calls back on the thread that runs it: the notify session lives there.
-    let faults = &opts.faults;
     JoinedNamespaces::of(&spec)
-        .map_err(|e| dump_err(id, e))?
+        .map_err(|source| RuntimeError::Namespaces {
+            id: id.to_string(),
+            source,
+        })?
         .run(|| {
-            let _notify = Session::begin(&mut criu, faults);
+            let _notify = Session::begin(&mut criu, id);
             criu.dump()
         })
-        .map_err(|e| dump_err(id, e))?
+        .map_err(|source| RuntimeError::Namespaces {
+            id: id.to_string(),
+            source,
+        })?
         .map_err(|e| {
             end_failed_request();
-            dump_err(id, e)
+            RuntimeError::criu(id, "dump")(e)
         })
 }

@@ -1,5 +1,8 @@
 use thiserror::Error;
 
+use crate::image_stdio::ImageStdio;
+use crate::namespaces::NamespaceError;
+
 pub type Result<T> = std::result::Result<T, RuntimeError>;
 
 /// Errors of the container runtime, phrased for the containerd user who sees them.
@@ -7,27 +10,71 @@ pub type Result<T> = std::result::Result<T, RuntimeError>;
 pub enum RuntimeError {
     #[error("container {0} not found")]
     NotFound(String),
-    #[error("container {id}: {action} failed: {reason}")]
+    /// A libcontainer operation in this process.
+    #[error("container {id}: {action} failed: {source}")]
     Libcontainer {
         id: String,
         action: &'static str,
-        reason: String,
+        /// Boxed: libcontainer's error is large, and most results are Ok.
+        #[source]
+        source: Box<libcontainer::error::LibcontainerError>,
     },
-    #[error("zygote failed to {action}: {reason}")]
-    Zygote {
+    /// A libcontainer operation in the zygote: its error arrives as text.
+    #[error("container {id}: {action} failed: {reason}")]
+    Spawn {
+        id: String,
         action: &'static str,
         reason: String,
     },
+    #[error("zygote failed to {action}: {source}")]
+    Zygote {
+        action: &'static str,
+        #[source]
+        source: zygote::Error,
+    },
     #[error("cgroup of {id}: {reason}")]
     Cgroup { id: String, reason: String },
+    /// A CRIU request (dump, restore) that CRIU refused or failed.
+    #[error("container {id}: CRIU {action} failed: {source}")]
+    Criu {
+        id: String,
+        action: &'static str,
+        #[source]
+        source: rust_criu::CriuError,
+    },
+    /// CRIU cannot be run at all (missing, or it does not answer).
+    #[error("CRIU is not usable: {0}")]
+    CriuUnavailable(#[source] rust_criu::CriuError),
+    /// CRIU reported success but not what a restore needs.
+    #[error("container {id}: {reason}")]
+    Restore { id: String, reason: &'static str },
+    /// A file of the image that the runtime reads (beside CRIU's own).
+    #[error("container {id}: the image's {file} is unusable: {reason}")]
+    Image {
+        id: String,
+        file: &'static str,
+        reason: String,
+    },
     #[error("container {id}: the checkpointed process had {image} for stdio, the new container wants {wanted}")]
     StdioMismatch {
         id: String,
-        image: crate::restore::ImageStdio,
-        wanted: crate::restore::ImageStdio,
+        image: ImageStdio,
+        wanted: ImageStdio,
     },
     #[error("container {id}: CRIU restored the process but sent no terminal master")]
     NoTerminal { id: String },
+    #[error("container {id}: {source}")]
+    Namespaces {
+        id: String,
+        #[source]
+        source: NamespaceError,
+    },
+    #[error("container {id}: {source}")]
+    Fault {
+        id: String,
+        #[source]
+        source: arch_faults::FaultError,
+    },
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
     #[error("{context}: {source}")]
@@ -39,11 +86,36 @@ pub enum RuntimeError {
 }
 
 impl RuntimeError {
-    pub(crate) fn lc(id: &str, action: &'static str, err: impl std::fmt::Display) -> Self {
-        RuntimeError::Libcontainer {
-            id: id.to_string(),
+    pub(crate) fn lc(
+        id: &str,
+        action: &'static str,
+    ) -> impl FnOnce(libcontainer::error::LibcontainerError) -> Self {
+        let id = id.to_string();
+        move |source| RuntimeError::Libcontainer {
+            id,
             action,
-            reason: err.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn criu(
+        id: &str,
+        action: &'static str,
+    ) -> impl FnOnce(rust_criu::CriuError) -> Self {
+        let id = id.to_string();
+        move |source| RuntimeError::Criu { id, action, source }
+    }
+
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let context = context.into();
+        move |source| RuntimeError::Io { context, source }
+    }
+
+    /// libcgroups has an error type per manager and operation: its text.
+    pub(crate) fn cgroup(id: &str, e: impl std::fmt::Display) -> Self {
+        RuntimeError::Cgroup {
+            id: id.to_string(),
+            reason: e.to_string(),
         }
     }
 }

@@ -5,22 +5,33 @@
 //! forking a multi-threaded process can leave locks held in the child. The
 //! zygote builds containers "as sibling", so their processes become direct
 //! children of the shim, which reaps them as subreaper. Operations that do not
-//! fork (start, kill, pause, delete, cgroup reads) run in the shim itself.
+//! fork (start, kill, pause, delete, cgroup reads, CRIU) run in the shim itself.
 
 mod cgroup;
+mod cgroup_v1;
 mod container;
+mod criu;
+mod criu_mounts;
 mod dump;
 mod error;
+mod image_stdio;
 mod namespaces;
 mod notify;
+mod proc_tree;
 mod restore;
+mod restore_target;
 mod spawn;
 
 pub use cgroup::{Cgroup, CgroupStats};
-pub use container::{criu_version, ContainerHandle, DumpOptions, Runtime};
+pub use container::{ContainerHandle, Runtime};
+pub use criu::criu_version;
+pub use dump::DumpOptions;
 pub use error::{Result, RuntimeError};
+pub use image_stdio::{check_image_stdio, ImageStdio, DESCRIPTORS};
 pub use libcgroups::stats::MemoryData;
 pub use libcontainer::oci_spec;
-pub use restore::{check_image_stdio, process_tree, ImageStdio, RestoreRequest, Restored};
+pub use namespaces::NamespaceError;
+pub use proc_tree::process_tree;
+pub use restore::{RestoreRequest, Restored};
 pub use spawn::{init_zygote, CreateRequest, ExecRequest, Stdio};
 pub use zygote::WireFd;

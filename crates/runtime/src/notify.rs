@@ -1,38 +1,36 @@
 //! CRIU's notify calls, for dump and restore alike. rust-criu takes a plain
 //! `fn`, and CRIU calls it on the thread that issued the request, so what
-//! the callback needs (the armed fault plan) and what it learns (the
-//! restored pid) travel through thread-locals, scoped by [`Session`].
+//! the callback needs (which container's fault points apply) and what it
+//! learns (the restored pid) travel through thread-locals, scoped by
+//! [`Session`].
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 
-use arch_faults::Plan;
+use arch_faults::{points, ThreadScope};
 
 thread_local! {
     static RESTORED_PID: Cell<i32> = const { Cell::new(0) };
-    static FAULTS: RefCell<Plan> = RefCell::new(Plan::none());
 }
 
 /// One CRIU request's notify state on this thread; cleared on drop.
-pub(crate) struct Session;
+pub(crate) struct Session {
+    _faults: ThreadScope,
+}
 
 impl Session {
-    pub(crate) fn begin(criu: &mut rust_criu::Criu, faults: &Plan) -> Self {
+    /// `id` is the container the request is for.
+    pub(crate) fn begin(criu: &mut rust_criu::Criu, id: &str) -> Self {
         RESTORED_PID.set(0);
-        FAULTS.with_borrow_mut(|f| *f = faults.clone());
         criu.set_notify_scripts(true);
         criu.set_notify_cb(on_notify);
-        Session
+        Session {
+            _faults: ThreadScope::enter(id),
+        }
     }
 
     /// The pid CRIU reported at post-restore (0 if none).
     pub(crate) fn restored_pid(&self) -> i32 {
         RESTORED_PID.get()
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        FAULTS.with_borrow_mut(|f| *f = Plan::none());
     }
 }
 
@@ -57,7 +55,7 @@ fn on_notify(
     }
     // Each notify is a fault point "criu:<script>"; failing it makes CRIU
     // abort the request and roll back, as a failing hook script would.
-    match FAULTS.with_borrow(|f| f.hit(&format!("criu:{script}"))) {
+    match arch_faults::hit_in_thread_scope(&points::criu(script)) {
         Ok(()) => 0,
         Err(_) => -1,
     }

@@ -125,11 +125,11 @@ pub fn create(req: CreateRequest) -> Result<i32> {
     let id = req.id.clone();
     Zygote::global()
         .try_run(zygote_create, req)
-        .map_err(|e| RuntimeError::Zygote {
+        .map_err(|source| RuntimeError::Zygote {
             action: "create container",
-            reason: e.to_string(),
+            source,
         })?
-        .map_err(|reason| RuntimeError::Libcontainer {
+        .map_err(|reason| RuntimeError::Spawn {
             id,
             action: "create",
             reason,
@@ -141,11 +141,11 @@ pub fn exec(req: ExecRequest) -> Result<i32> {
     let id = req.container_id.clone();
     Zygote::global()
         .try_run(zygote_exec, req)
-        .map_err(|e| RuntimeError::Zygote {
+        .map_err(|source| RuntimeError::Zygote {
             action: "exec",
-            reason: e.to_string(),
+            source,
         })?
-        .map_err(|reason| RuntimeError::Libcontainer {
+        .map_err(|reason| RuntimeError::Spawn {
             id,
             action: "exec",
             reason,

@@ -82,7 +82,7 @@ pub fn run(root: Option<&Path>, address: Option<&Path>) -> Result<i32> {
         "cgroup",
         format!(
             "{} ({})",
-            cgroup_version(Path::new("/sys/fs/cgroup")),
+            cgroup_version(Path::new(arch_host::paths::CGROUP_ROOT)),
             "/sys/fs/cgroup"
         ),
     );
@@ -142,13 +142,7 @@ pub fn run(root: Option<&Path>, address: Option<&Path>) -> Result<i32> {
 
 /// v2 (unified), hybrid, or v1 from the cgroup mount layout.
 pub fn cgroup_version(base: &Path) -> &'static str {
-    if base.join("cgroup.controllers").exists() {
-        "v2"
-    } else if base.join("unified").exists() {
-        "hybrid"
-    } else {
-        "v1"
-    }
+    arch_host::cgroup_version(base).name()
 }
 
 /// The root must be a directory; 0700 and root-owned is expected.
