@@ -14,10 +14,12 @@ pub enum ShimError {
     InvalidArgument(String),
     #[error("{0}")]
     FailedPrecondition(String),
-    #[error("{0}")]
-    Unimplemented(String),
     #[error(transparent)]
     Runtime(#[from] arch_runtime::RuntimeError),
+    #[error(transparent)]
+    Checkpoint(#[from] arch_checkpoint::CheckpointError),
+    #[error(transparent)]
+    Image(#[from] arch_image::Error),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -37,16 +39,15 @@ pub fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Shim
 
 impl ShimError {
     fn code(&self) -> Code {
+        use arch_runtime::RuntimeError as R;
         match self {
-            ShimError::NotFound(_) => Code::NOT_FOUND,
+            ShimError::NotFound(_) | ShimError::Runtime(R::NotFound(_)) => Code::NOT_FOUND,
             ShimError::AlreadyExists(_) => Code::ALREADY_EXISTS,
-            ShimError::InvalidArgument(_) => Code::INVALID_ARGUMENT,
-            ShimError::FailedPrecondition(_) => Code::FAILED_PRECONDITION,
-            ShimError::Unimplemented(_) => Code::UNIMPLEMENTED,
-            ShimError::Runtime(arch_runtime::RuntimeError::NotFound(_)) => Code::NOT_FOUND,
-            ShimError::Runtime(arch_runtime::RuntimeError::InvalidSpec(_)) => {
+            ShimError::InvalidArgument(_) | ShimError::Runtime(R::InvalidSpec(_)) => {
                 Code::INVALID_ARGUMENT
             }
+            ShimError::FailedPrecondition(_) => Code::FAILED_PRECONDITION,
+            // CRIU not runnable is the host's fault, not the request's.
             _ => Code::INTERNAL,
         }
     }
@@ -63,12 +64,15 @@ impl From<ShimError> for ttrpc::Error {
 mod tests {
     use super::*;
 
-    #[test]
-    fn maps_codes_for_containerd() {
-        let status = |e: ShimError| match ttrpc::Error::from(e) {
+    fn status(e: ShimError) -> Code {
+        match ttrpc::Error::from(e) {
             ttrpc::Error::RpcStatus(s) => s.code(),
             other => panic!("unexpected {other:?}"),
-        };
+        }
+    }
+
+    #[test]
+    fn maps_codes_for_containerd() {
         assert_eq!(status(ShimError::NotFound("x".into())), Code::NOT_FOUND);
         assert_eq!(
             status(ShimError::AlreadyExists("x".into())),
@@ -79,5 +83,15 @@ mod tests {
             Code::NOT_FOUND
         );
         assert_eq!(status(ShimError::Internal("boom".into())), Code::INTERNAL);
+    }
+
+    #[test]
+    fn criu_not_runnable_is_internal() {
+        let e = arch_runtime::RuntimeError::CriuUnavailable(rust_criu_missing());
+        assert_eq!(status(e.into()), Code::INTERNAL);
+    }
+
+    fn rust_criu_missing() -> arch_runtime::CriuError {
+        arch_runtime::CriuError::Io(std::io::Error::from(std::io::ErrorKind::NotFound))
     }
 }

@@ -4,13 +4,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::process::Process;
-
-/// An unmatched exit older than this belongs to a process we never made
-/// (libcontainer's intermediate processes), and its pid may be reused.
-const EARLY_EXIT_TTL: Duration = Duration::from_secs(30);
+use crate::timeouts::EARLY_EXIT_TTL;
 
 pub struct Owner {
     pub container_id: String,

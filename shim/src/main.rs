@@ -1,19 +1,22 @@
 //! containerd-shim-arch-v1: the ARCH runtime (io.containerd.arch.v1).
 
-mod arch;
-mod checkpoint;
+mod container;
 mod error;
 mod events;
 mod exits;
+mod lifecycle;
 mod mountinfo;
 mod mounts;
 mod process;
-mod restore;
+mod runtime_impl;
+mod seams;
 mod service;
 mod shim;
+mod spawning;
 mod stats;
 mod stdio;
 mod task;
+mod timeouts;
 
 use std::io::Write;
 

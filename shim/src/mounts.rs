@@ -8,16 +8,18 @@ use std::path::{Path, PathBuf};
 use arch_runtime::oci_spec::runtime::Spec;
 use containerd_shim::protos::types::mount::Mount;
 
-use crate::error::{io_err, Result, ShimError};
 use crate::mountinfo::{own_overlay_upperdir, NoUpperdir};
+use crate::seams::RootfsMounts;
 
 /// Where a container's rootfs is and who owns its mounts.
 #[derive(Clone, Debug)]
 pub struct Rootfs {
     /// The spec's root.path, resolved against the bundle.
     pub path: PathBuf,
-    /// The Create request's mounts, which the shim mounted at `path` and so
-    /// may take down and reset. Empty when the engine mounted the rootfs
+    /// Where the shim mounted the Create request's mounts (bundle/rootfs).
+    pub target: PathBuf,
+    /// The Create request's mounts, which the shim mounted at `target` and
+    /// so may take down and reset. Empty when the engine mounted the rootfs
     /// itself or the bundle brings a plain directory: then it is not ours.
     pub mounts: Vec<Mount>,
 }
@@ -31,6 +33,7 @@ impl Rootfs {
             .unwrap_or_else(|| "rootfs".into());
         Rootfs {
             path: bundle.join(root),
+            target: bundle.join("rootfs"),
             mounts: mounts.to_vec(),
         }
     }
@@ -42,11 +45,11 @@ impl Rootfs {
     /// The overlay upperdir that collects the container's changes: from the
     /// request's mounts, or the mount table for an engine-mounted rootfs.
     /// None for a plain directory, whose changes cannot be told apart.
-    pub fn upperdir(&self, id: &str) -> Option<PathBuf> {
+    pub fn upperdir(&self, host: &dyn RootfsMounts, id: &str) -> Option<PathBuf> {
         if self.shim_mounted() {
             return request_upperdir(&self.mounts);
         }
-        match own_overlay_upperdir(&self.path) {
+        match host.engine_upperdir(&self.path) {
             Ok(upper) => Some(upper),
             Err(NoUpperdir::NotMounted) => None,
             Err(why) => {
@@ -69,58 +72,56 @@ fn request_upperdir(mounts: &[Mount]) -> Option<PathBuf> {
         .find_map(|o| o.strip_prefix("upperdir=").map(PathBuf::from))
 }
 
-/// Mounts `mounts` in order at bundle/rootfs; returns the mount point, or
-/// None when containerd sent no mounts (the bundle brings its own rootfs).
-pub fn mount_rootfs(bundle: &Path, mounts: &[Mount]) -> Result<Option<PathBuf>> {
-    if mounts.is_empty() {
-        return Ok(None);
-    }
-    let target = bundle.join("rootfs");
-    std::fs::create_dir_all(&target).map_err(io_err(format!("creating {}", target.display())))?;
-    for m in mounts {
-        if let Err(e) = containerd_shim::mount::mount_rootfs(
-            Some(&m.type_),
-            Some(&m.source),
-            &m.options,
-            &target,
-        ) {
-            unmount_rootfs(&target);
-            return Err(ShimError::Internal(format!(
-                "mounting {} ({}) at {}: {e}",
-                m.source,
-                m.type_,
-                target.display()
-            )));
-        }
-    }
-    Ok(Some(target))
-}
+/// The host's mount table.
+pub struct HostMounts;
 
-/// Unmounts everything at or below `target`; failures are logged, as Delete
-/// must still finish.
-pub fn unmount_rootfs(target: &Path) {
-    let Some(t) = target.to_str() else { return };
-    if let Err(e) = containerd_shim::mount::umount_recursive(Some(t), libc::MNT_DETACH) {
-        log::warn!("unmounting {t}: {e}");
-    }
-}
-
-/// Puts a rootfs the shim mounted back to the pristine snapshot: unmount,
-/// empty the overlay's upperdir and workdir, mount again.
-pub fn reset_rootfs(bundle: &Path, mounts: &[Mount]) -> Result<()> {
-    let target = bundle.join("rootfs");
-    unmount_rootfs(&target);
-    for m in mounts.iter().filter(|m| m.type_ == "overlay") {
-        for opt in &m.options {
-            if let Some(dir) = opt
-                .strip_prefix("upperdir=")
-                .or_else(|| opt.strip_prefix("workdir="))
-            {
-                empty_dir(Path::new(dir)).map_err(io_err(format!("emptying {dir}")))?;
+impl RootfsMounts for HostMounts {
+    fn mount(&self, target: &Path, mounts: &[Mount]) -> std::io::Result<()> {
+        std::fs::create_dir_all(target)?;
+        for m in mounts {
+            if let Err(e) = containerd_shim::mount::mount_rootfs(
+                Some(&m.type_),
+                Some(&m.source),
+                &m.options,
+                target,
+            ) {
+                self.unmount(target);
+                return Err(std::io::Error::other(format!(
+                    "mounting {} ({}) at {}: {e}",
+                    m.source,
+                    m.type_,
+                    target.display()
+                )));
             }
         }
+        Ok(())
     }
-    mount_rootfs(bundle, mounts).map(|_| ())
+
+    fn unmount(&self, target: &Path) {
+        let Some(t) = target.to_str() else { return };
+        if let Err(e) = containerd_shim::mount::umount_recursive(Some(t), libc::MNT_DETACH) {
+            log::warn!("unmounting {t}: {e}");
+        }
+    }
+
+    fn reset(&self, target: &Path, mounts: &[Mount]) -> std::io::Result<()> {
+        self.unmount(target);
+        for m in mounts.iter().filter(|m| m.type_ == "overlay") {
+            for opt in &m.options {
+                if let Some(dir) = opt
+                    .strip_prefix("upperdir=")
+                    .or_else(|| opt.strip_prefix("workdir="))
+                {
+                    empty_dir(Path::new(dir))?;
+                }
+            }
+        }
+        self.mount(target, mounts)
+    }
+
+    fn engine_upperdir(&self, rootfs: &Path) -> Result<PathBuf, NoUpperdir> {
+        own_overlay_upperdir(rootfs)
+    }
 }
 
 fn empty_dir(dir: &Path) -> std::io::Result<()> {
@@ -163,7 +164,7 @@ mod tests {
         let r = Rootfs::new(Path::new("/b"), &spec("rootfs"), &[m]);
         assert_eq!(r.path, Path::new("/b/rootfs"));
         assert!(r.shim_mounted());
-        assert_eq!(r.upperdir("c"), Some(PathBuf::from("/u/fs")));
+        assert_eq!(r.upperdir(&HostMounts, "c"), Some(PathBuf::from("/u/fs")));
         assert_eq!(request_upperdir(&[]), None);
     }
 
@@ -176,6 +177,21 @@ mod tests {
         // A plain directory, mounted by nobody: no changes to collect.
         let dir = tempfile::tempdir().unwrap();
         let r = Rootfs::new(dir.path(), &spec("rootfs"), &[]);
-        assert_eq!(r.upperdir("c"), None);
+        assert_eq!(r.upperdir(&HostMounts, "c"), None);
+    }
+
+    #[test]
+    fn reset_empties_the_layer_through_no_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let upper = dir.path().join("upper");
+        std::fs::create_dir_all(upper.join("d")).unwrap();
+        std::fs::write(upper.join("f"), b"x").unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("keep"), b"k").unwrap();
+        std::os::unix::fs::symlink(&outside, upper.join("link")).unwrap();
+        empty_dir(&upper).unwrap();
+        assert_eq!(std::fs::read_dir(&upper).unwrap().count(), 0);
+        assert!(outside.join("keep").exists(), "the link was not followed");
     }
 }

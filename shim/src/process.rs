@@ -1,7 +1,7 @@
 //! One process of a task (the init or an exec) as containerd sees it.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use containerd_shim::api::Status;
 
@@ -27,9 +27,6 @@ pub struct Process {
     exited: Condvar,
     io: Mutex<Option<IoHandles>>,
 }
-
-/// How long an exit waits for the process's output to reach containerd.
-const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(3);
 
 impl Process {
     pub fn new(exec_id: &str, stdio: StdioPaths) -> Self {
@@ -77,7 +74,7 @@ impl Process {
     /// Returns false if the process had already exited.
     pub fn set_exited(&self, code: i32) -> bool {
         if let Some(io) = self.io.lock().unwrap().as_mut() {
-            io.drain(OUTPUT_DRAIN_LIMIT);
+            io.drain(crate::timeouts::OUTPUT_DRAIN);
         }
         let mut st = self.state();
         if st.exit.is_some() {

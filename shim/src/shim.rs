@@ -14,9 +14,12 @@ use containerd_shim::util::write_address;
 use containerd_shim::{spawn, Config, Error, ExitSignal, Flags, Shim, StartOpts};
 
 use crate::events::EventSender;
-use crate::mounts;
-use crate::service::{timestamp, TaskService};
+use crate::mounts::HostMounts;
+use crate::runtime_impl::Libcontainer;
+use crate::seams::RootfsMounts;
+use crate::service::{timestamp, watch_reaper, ServiceDeps, TaskService};
 use crate::task::ArchTask;
+use crate::timeouts;
 
 pub struct ArchShim {
     namespace: String,
@@ -59,7 +62,7 @@ impl Shim for ArchShim {
                 let _ = handle.kill(libc::SIGKILL, true);
                 // SIGKILL is asynchronous: a cgroup with dying tasks cannot
                 // be removed yet.
-                let deadline = Instant::now() + Duration::from_secs(10);
+                let deadline = Instant::now() + timeouts::DELETE_RETRY;
                 let mut deleted = handle.delete();
                 while deleted.is_err() && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(100));
@@ -71,11 +74,11 @@ impl Shim for ArchShim {
             Err(arch_runtime::RuntimeError::NotFound(_)) => {}
             Err(e) => return Err(Error::Other(e.to_string())),
         }
-        mounts::unmount_rootfs(&self.bundle.join("rootfs"));
+        HostMounts.unmount(&self.bundle.join("rootfs"));
         // A checkpoint this shim was writing when it died is no use to anyone.
         if let Ok(cfg) = arch_checkpoint::ArchConfig::from_process_env() {
             let store = arch_image::ImageStore::new(&cfg.checkpoint_root);
-            if let Err(e) = store.cleanup_stale_temps(crate::arch::STALE_TEMP_AGE) {
+            if let Err(e) = store.cleanup_stale_temps(timeouts::STALE_TEMP_AGE) {
                 log::warn!("cleaning checkpoint temporaries: {e}");
             }
         }
@@ -93,12 +96,19 @@ impl Shim for ArchShim {
     fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
         let ttrpc_address = std::env::var("TTRPC_ADDRESS").ok();
         let events = EventSender::spawn(publisher, self.namespace.clone(), ttrpc_address);
-        let runtime = Runtime::new(state_root(&self.namespace));
-        ArchTask(TaskService::new(
-            &self.namespace,
-            runtime,
-            events,
-            self.exit.clone(),
-        ))
+        let service = TaskService::new(ServiceDeps {
+            namespace: self.namespace.clone(),
+            runtime: Arc::new(Libcontainer(Runtime::new(state_root(&self.namespace)))),
+            mounts: Arc::new(HostMounts),
+            events: Arc::new(events),
+            arch_config: arch_checkpoint::ArchConfig::from_process_env(),
+            exit_signal: self.exit.clone(),
+        });
+        if let Err(e) = watch_reaper(&service) {
+            // Without exits no task could ever be reported stopped.
+            log::error!("cannot watch process exits: {e}");
+            std::process::exit(1);
+        }
+        ArchTask(service)
     }
 }

@@ -33,5 +33,6 @@ pub use libcontainer::oci_spec;
 pub use namespaces::NamespaceError;
 pub use proc_tree::process_tree;
 pub use restore::{RestoreRequest, Restored};
+pub use rust_criu::CriuError;
 pub use spawn::{init_zygote, CreateRequest, ExecRequest, Stdio};
 pub use zygote::WireFd;

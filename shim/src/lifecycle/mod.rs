@@ -1,0 +1,128 @@
+//! The ARCH lifecycle: everything a container opted in with `ARCH_ENABLE`
+//! gets on top of plain runc-like behaviour. The task service asks it, at
+//! each request, what ARCH makes of it:
+//!
+//! - Create: is the container opted in, under which key ([`Arch::identify`]);
+//!   is there an image to restore, staged now ([`staging`]);
+//! - Start: the staged restore, or a fresh start if it fails ([`restore`]);
+//! - Kill: the stop signal checkpoints, then stops; SIGKILL waits for a
+//!   checkpoint to commit ([`stop`]);
+//! - an init's exit: reported only after its stop-checkpoint committed;
+//! - Checkpoint: into the image store as well ([`checkpoint_rpc`]).
+//!
+//! Every outcome is recorded for archctl ([`records`]).
+
+mod checkpoint_rpc;
+mod dump;
+mod records;
+mod restore;
+mod staging;
+mod stop;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arch_checkpoint::{arch_identity, ArchConfig, ArchIdentity, CheckpointError};
+use arch_image::ImageStore;
+use arch_runtime::oci_spec::runtime::Spec;
+
+use crate::error::{Result, ShimError};
+use crate::seams::{ContainerRuntime, RootfsMounts};
+
+pub use staging::{RestoreTarget, StagedRestore};
+pub use stop::{StopAction, StopGate};
+
+/// What ARCH keeps about an opted-in container.
+pub struct ArchState {
+    pub identity: ArchIdentity,
+    /// The overlay upperdir that holds the container's filesystem changes.
+    pub upperdir: Option<PathBuf>,
+    /// One stop-checkpoint at a time; the exit waits for it.
+    pub gate: Arc<StopGate>,
+}
+
+impl ArchState {
+    pub fn new(identity: ArchIdentity, upperdir: Option<PathBuf>) -> Self {
+        ArchState {
+            identity,
+            upperdir,
+            gate: Arc::new(StopGate::default()),
+        }
+    }
+}
+
+pub struct Arch {
+    namespace: String,
+    /// The host's configuration; an error fails ARCH containers only.
+    config: std::result::Result<ArchConfig, CheckpointError>,
+    runtime: Arc<dyn ContainerRuntime>,
+    mounts: Arc<dyn RootfsMounts>,
+}
+
+impl Arch {
+    pub fn new(
+        namespace: &str,
+        config: std::result::Result<ArchConfig, CheckpointError>,
+        runtime: Arc<dyn ContainerRuntime>,
+        mounts: Arc<dyn RootfsMounts>,
+    ) -> Self {
+        if let Err(e) = &config {
+            log::error!("{e}: ARCH containers cannot be created until it is fixed");
+        }
+        Arch {
+            namespace: namespace.to_string(),
+            config,
+            runtime,
+            mounts,
+        }
+    }
+
+    /// Whether a new container is opted in, and under which identity. An
+    /// invalid opt-in, or an opt-in on a host whose configuration is
+    /// broken, fails Create.
+    pub fn identify(&self, id: &str, spec: &Spec) -> Result<Option<ArchIdentity>> {
+        let env = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.env().clone())
+            .unwrap_or_default();
+        let annotations = spec.annotations().clone().unwrap_or_default();
+        let identity = arch_identity(&env, &annotations, &self.namespace, id)
+            .map_err(|e| ShimError::InvalidArgument(format!("container {id}: {e}")))?;
+        if identity.is_some() {
+            if let Err(e) = &self.config {
+                return Err(ShimError::FailedPrecondition(format!(
+                    "container {id} asks for ARCH, but {e}"
+                )));
+            }
+        }
+        Ok(identity)
+    }
+
+    /// Arms the fault a test container asks for with its annotation (test
+    /// builds only; see arch-faults).
+    pub fn arm_faults(&self, id: &str, spec: &Spec) -> Result<()> {
+        let annotations = spec.annotations().clone().unwrap_or_default();
+        let root = match &self.config {
+            Ok(cfg) => cfg.checkpoint_root.clone(),
+            Err(_) => PathBuf::new(),
+        };
+        arch_faults::arm(
+            id,
+            annotations.get(arch_faults::ANNOTATION).map(String::as_str),
+            &root,
+        )
+        .map_err(|e| ShimError::InvalidArgument(e.to_string()))
+    }
+
+    /// The configuration, for ARCH containers (whose Create checked it).
+    fn config(&self) -> Result<&ArchConfig> {
+        self.config
+            .as_ref()
+            .map_err(|e| ShimError::FailedPrecondition(e.to_string()))
+    }
+
+    fn store(&self) -> Result<ImageStore> {
+        Ok(ImageStore::new(&self.config()?.checkpoint_root))
+    }
+}

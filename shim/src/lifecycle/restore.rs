@@ -1,0 +1,151 @@
+//! Start of a container whose restore Create staged: CRIU restores the
+//! processes, or, if that fails, the image is moved aside, the rootfs put
+//! back, and the container starts fresh from its image.
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::time::Instant;
+
+use arch_records::Outcome;
+use arch_runtime::{RestoreRequest, Restored, Stdio};
+
+use super::records::{record, restore_record};
+use super::staging::{RestoreTarget, StagedRestore};
+use super::Arch;
+use crate::container::Container;
+use crate::error::{Result, ShimError};
+use crate::process::Process;
+use crate::spawning::{create_container, spawn_with_stdio};
+use crate::stdio;
+
+/// The last lines of a CRIU log that say what went wrong.
+fn log_tail(path: &Path) -> String {
+    let errors = arch_checkpoint::criu_log_errors(path);
+    if errors.is_empty() {
+        String::new()
+    } else {
+        format!(" (restore.log: {})", errors.join(" | "))
+    }
+}
+
+impl Arch {
+    /// Restores `c`'s processes from its staged image, or starts it fresh.
+    /// `register` learns the init's pid as soon as it exists, before the
+    /// bookkeeping (records, retiring the image) that may be slow on a
+    /// network filesystem. Returns the init's pid.
+    pub fn start_restore(
+        &self,
+        c: &Container,
+        staged: StagedRestore,
+        register: impl FnOnce(i32),
+    ) -> Result<i32> {
+        let state = c.arch().ok_or_else(|| {
+            ShimError::Internal(format!("{}: restore staged without ARCH", c.id()))
+        })?;
+        let (id, init) = (c.id(), c.init());
+        let started = Instant::now();
+        let work_dir = c.bundle().join("restore-work");
+        let StagedRestore {
+            image,
+            stdio,
+            claim,
+        } = staged;
+        let terminal = init.stdio.terminal;
+        let restored = self.runtime.restore(RestoreRequest {
+            id: id.to_string(),
+            bundle: c.bundle().to_path_buf(),
+            rootfs: c.rootfs().path.clone(),
+            images_dir: image.criu_dir(),
+            work_dir: work_dir.clone(),
+            stdio: [
+                stdio.stdin.as_deref(),
+                stdio.stdout.as_deref(),
+                stdio.stderr.as_deref(),
+            ],
+            terminal,
+        });
+        let store = self.store()?;
+        let identity = &state.identity;
+        let pid = match restored {
+            Ok(Restored { pid, pty_master }) => {
+                if let Some(master) = pty_master {
+                    self.attach_restored_console(id, init, master);
+                }
+                register(pid);
+                let ms = started.elapsed().as_millis() as u64;
+                log::info!(
+                    "{id}: restored {}/{} (checkpointed from {}) in {ms} ms, pid {pid}{}",
+                    identity.namespace,
+                    identity.key,
+                    image.manifest().container_id,
+                    if terminal {
+                        ", with a new terminal"
+                    } else {
+                        ""
+                    }
+                );
+                let bytes = image.manifest().total_size;
+                record(
+                    store.root(),
+                    restore_record(identity, id, Outcome::Ok, ms, bytes, None),
+                );
+                if let Err(e) = store.retire(&identity.namespace, &identity.key) {
+                    log::error!("{id}: could not retire the restored image: {e}");
+                }
+                pid
+            }
+            Err(e) => {
+                let reason = format!("{e}{}", log_tail(&work_dir.join("restore.log")));
+                let target = RestoreTarget {
+                    id,
+                    state,
+                    bundle: c.bundle(),
+                    rootfs: c.rootfs(),
+                    terminal,
+                };
+                self.fall_back(&store, &target, &reason);
+                self.fresh_start(c, stdio, register)?
+            }
+        };
+        if let Some(claim) = claim {
+            let _ = claim.release();
+        }
+        Ok(pid)
+    }
+
+    /// Serves the restored process's new terminal like a fresh container's
+    /// console. The process runs already: if its terminal cannot be served
+    /// (no descriptor left to copy it), it is ended rather than left
+    /// running deaf and mute.
+    fn attach_restored_console(&self, id: &str, init: &Process, master: OwnedFd) {
+        match stdio::attach_console(&init.stdio, File::from(master)) {
+            Ok(io) => init.set_io(io),
+            Err(e) => {
+                log::error!("{id}: cannot serve the restored terminal: {e}; killing the container");
+                if let Err(e) = self.runtime.kill(id, libc::SIGKILL, true) {
+                    log::error!("{id}: killing the restored container: {e}");
+                }
+            }
+        }
+    }
+
+    /// Starts the container from its image after a failed restore, with a
+    /// console like any new container when it asked for a terminal (its
+    /// pipes, for the others, were made at Create).
+    fn fresh_start(&self, c: &Container, stdio: Stdio, register: impl FnOnce(i32)) -> Result<i32> {
+        let (id, init) = (c.id(), c.init());
+        let create =
+            |console, stdio| create_container(&*self.runtime, id, c.bundle(), console, stdio);
+        let pid = if init.stdio.terminal {
+            let (pid, io) = spawn_with_stdio(&init.stdio, create)?;
+            init.set_io(io);
+            pid
+        } else {
+            create(None, stdio)?
+        };
+        register(pid);
+        self.runtime.start(id)?;
+        Ok(pid)
+    }
+}

@@ -1,0 +1,152 @@
+//! Restore staging at Create: an ARCH container whose key has a committed
+//! image gets that image claimed, validated and its filesystem changes
+//! applied, so Start only has CRIU left to run. An image that cannot be
+//! used is moved aside with the reason, the rootfs is put back, and the
+//! container starts fresh.
+
+use std::path::{Path, PathBuf};
+
+use arch_checkpoint::{apply_rootfs, check_compatible, CheckpointError, HostFacts, Mode};
+use arch_faults::{points, FaultError};
+use arch_image::{Claim, Image, ImageStore};
+use arch_records::Outcome;
+use arch_runtime::{RuntimeError, Stdio};
+
+use super::records::{record, restore_record};
+use super::{Arch, ArchState};
+use crate::mounts::Rootfs;
+
+/// A restore staged by Create and carried out by Start.
+pub struct StagedRestore {
+    pub image: Image,
+    /// The container-side ends of the new stdio pipes (none for a
+    /// terminal: CRIU makes a new one at Start).
+    pub stdio: Stdio,
+    pub claim: Option<Claim>,
+}
+
+/// What Create knows about a container it may restore.
+pub struct RestoreTarget<'a> {
+    pub id: &'a str,
+    pub state: &'a ArchState,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Rootfs,
+    pub terminal: bool,
+}
+
+/// Why an image cannot be restored into this container.
+#[derive(Debug, thiserror::Error)]
+pub enum StagingError {
+    #[error(transparent)]
+    Fault(#[from] FaultError),
+    #[error("the rootfs {0} is neither mounted from the Create request nor an overlay: the filesystem changes have nowhere to go")]
+    NoLayer(PathBuf),
+    #[error("invalid image: {0}")]
+    Image(#[from] arch_image::Error),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Incompatible(CheckpointError),
+    #[error("rootfs diff: {0}")]
+    RootfsDiff(CheckpointError),
+}
+
+impl Arch {
+    /// Finds, claims, validates and stages the image of `target`. None
+    /// means a fresh start (no image, or one that cannot be used: that one
+    /// is moved aside and the reason logged and recorded).
+    pub fn stage_restore(&self, target: &RestoreTarget) -> Option<(Image, Option<Claim>)> {
+        let (store, cfg) = (self.store().ok()?, self.config().ok()?);
+        let (id, identity) = (target.id, &target.state.identity);
+        let (ns, key) = (&identity.namespace, &identity.key);
+        let has_image = store
+            .image_dir(ns, key)
+            .map(|d| d.join(arch_image::MANIFEST).exists())
+            .unwrap_or(false);
+        if !has_image {
+            return None;
+        }
+        let claim = if cfg.mode == Mode::NetworkFs {
+            let owner = format!("{}:{}:{id}", arch_host::hostname(), std::process::id());
+            match store.claim(ns, key, &owner) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    log::warn!(
+                        "{id}: image {ns}/{key} is being restored elsewhere ({e}); starting fresh"
+                    );
+                    return None;
+                }
+            }
+        } else {
+            None
+        };
+        match self.stage(&store, target) {
+            Ok(image) => Some((image, claim)),
+            Err(e) => {
+                self.fall_back(&store, target, &e.to_string());
+                None
+            }
+        }
+    }
+
+    fn stage(&self, store: &ImageStore, t: &RestoreTarget) -> Result<Image, StagingError> {
+        let (ns, key) = (&t.state.identity.namespace, &t.state.identity.key);
+        arch_faults::hit(t.id, points::RESTORE_STAGING)?;
+        // Changes must land in the container's own layer: a snapshot the
+        // shim mounted, or an overlay the engine mounted (Docker's
+        // overlay2), never a plain directory the bundle brought.
+        if !t.rootfs.shim_mounted() && t.state.upperdir.is_none() {
+            return Err(StagingError::NoLayer(t.rootfs.path.clone()));
+        }
+        let image = store.open(ns, key)?;
+        // A terminal cannot become pipes or the reverse: refuse before the
+        // rootfs is touched.
+        arch_runtime::check_image_stdio(t.id, &image.criu_dir(), t.terminal)?;
+        let criu = self.runtime.criu_version()?;
+        check_compatible(image.manifest(), &HostFacts::detect(criu))
+            .map_err(StagingError::Incompatible)?;
+        arch_faults::hit(t.id, points::RESTORE_VALIDATED)?;
+        let stats = apply_rootfs(&image, &t.rootfs.path).map_err(StagingError::RootfsDiff)?;
+        arch_faults::hit(t.id, points::RESTORE_ROOTFS_APPLIED)?;
+        log::info!("{}: applied rootfs diff of {ns}/{key}: {stats:?}", t.id);
+        Ok(image)
+    }
+
+    /// Keeps a failed image aside for inspection, records why, and puts
+    /// the rootfs back the way the snapshot had it.
+    pub(super) fn fall_back(&self, store: &ImageStore, t: &RestoreTarget, reason: &str) {
+        let (id, identity) = (t.id, &t.state.identity);
+        log::error!(
+            "{id}: cannot restore {}/{}: {reason}; starting fresh",
+            identity.namespace,
+            identity.key
+        );
+        let rec = restore_record(identity, id, Outcome::Fallback, 0, 0, Some(reason.into()));
+        record(store.root(), rec);
+        match store.mark_failed(&identity.namespace, &identity.key, reason) {
+            Ok(aside) => {
+                // The bundle goes away with the task: keep CRIU's story with the image.
+                let log = t.bundle.join("restore-work/restore.log");
+                if log.exists() {
+                    let _ = std::fs::copy(&log, aside.join("restore.log"));
+                }
+                log::warn!("{id}: image kept for inspection at {}", aside.display())
+            }
+            Err(e) => log::error!("{id}: could not move the failed image aside: {e}"),
+        }
+        if t.rootfs.shim_mounted() {
+            if let Err(e) = self.mounts.reset(&t.rootfs.target, &t.rootfs.mounts) {
+                log::error!("{id}: rolling back the rootfs failed: {e}");
+            }
+        } else {
+            // The engine's mount is not ours to take down, and its layer is
+            // the container's own: Docker keeps it across stop and start, so
+            // emptying it would lose the container's files. It keeps what
+            // the image's changes wrote, as it would after a plain restart.
+            log::warn!(
+                "{id}: rootfs {} is mounted by the engine: left as it is, with any changes from the image",
+                t.rootfs.path.display()
+            );
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The real [`ContainerRuntime`]: arch-runtime (libcontainer in the zygote,
+//! CRIU through rust-criu).
+
+use std::path::Path;
+
+use arch_runtime::oci_spec::runtime::LinuxResources;
+use arch_runtime::{
+    CgroupStats, CreateRequest, DumpOptions, ExecRequest, RestoreRequest, Restored, Result, Runtime,
+};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::seams::ContainerRuntime;
+
+pub struct Libcontainer(pub Runtime);
+
+impl ContainerRuntime for Libcontainer {
+    fn state_root(&self) -> &Path {
+        self.0.state_root()
+    }
+    fn create(&self, req: CreateRequest) -> Result<i32> {
+        self.0.create(req)
+    }
+    fn start(&self, id: &str) -> Result<()> {
+        self.0.load(id)?.start()
+    }
+    fn exec(&self, req: ExecRequest) -> Result<i32> {
+        self.0.exec(req)
+    }
+    fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
+        self.0.load(id)?.kill(signal, all)
+    }
+    fn signal(&self, pid: i32, signal: i32) -> nix::Result<()> {
+        let sig = Signal::try_from(signal)?;
+        nix::sys::signal::kill(Pid::from_raw(pid), sig)
+    }
+    fn pause(&self, id: &str) -> Result<()> {
+        self.0.load(id)?.pause()
+    }
+    fn resume(&self, id: &str) -> Result<()> {
+        self.0.load(id)?.resume()
+    }
+    fn delete(&self, id: &str) -> Result<()> {
+        self.0.load(id)?.delete()
+    }
+    fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        self.0.load(id)?.cgroup()?.pids()
+    }
+    fn stats(&self, id: &str) -> Result<CgroupStats> {
+        self.0.load(id)?.cgroup()?.stats()
+    }
+    fn update(&self, id: &str, resources: &LinuxResources) -> Result<()> {
+        self.0.load(id)?.cgroup()?.update(resources)
+    }
+    fn watch_oom(&self, id: &str, on_oom: Box<dyn Fn() + Send>) -> Result<()> {
+        self.0.load(id)?.cgroup()?.watch_oom(on_oom)
+    }
+    fn checkpoint(&self, id: &str, opts: &DumpOptions) -> Result<()> {
+        self.0.load(id)?.checkpoint(opts)
+    }
+    fn restore(&self, req: RestoreRequest) -> Result<Restored> {
+        self.0.restore(req)
+    }
+    fn criu_version(&self) -> Result<String> {
+        arch_runtime::criu_version()
+    }
+}

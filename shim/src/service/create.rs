@@ -1,0 +1,214 @@
+//! Create and Start of a container: fresh, or from a restore Create staged.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arch_runtime::Stdio;
+use containerd_shim::api::{self, Status};
+use containerd_shim::protos::events::task::{TaskCreate, TaskIO, TaskOOM, TaskStart};
+use containerd_shim::protos::topics;
+
+use super::{load_spec, TaskService};
+use crate::container::Container;
+use crate::error::{io_err, Result, ShimError};
+use crate::lifecycle::{ArchState, RestoreTarget, StagedRestore};
+use crate::mounts::Rootfs;
+use crate::process::Process;
+use crate::spawning::{create_container, spawn_with_stdio};
+use crate::stdio::{self, IoHandles, StdioPaths};
+
+impl TaskService {
+    pub fn create(&self, req: api::CreateTaskRequest) -> Result<api::CreateTaskResponse> {
+        let id = req.id.clone();
+        if self.containers.lock().unwrap().contains_key(&id) {
+            return Err(ShimError::AlreadyExists(format!(
+                "container {id} already exists"
+            )));
+        }
+        let bundle = PathBuf::from(&req.bundle);
+        let spec = load_spec(&bundle)?;
+        self.arch.arm_faults(&id, &spec)?;
+        let identity = self.arch.identify(&id, &spec)?;
+        let rootfs = Rootfs::new(&bundle, &spec, &req.rootfs);
+        if rootfs.shim_mounted() {
+            self.mounts
+                .mount(&rootfs.target, &rootfs.mounts)
+                .map_err(|e| ShimError::Internal(e.to_string()))?;
+        }
+        // Only ARCH containers need to know where their changes land.
+        let arch = identity.map(|identity| {
+            let upperdir = rootfs.upperdir(&*self.mounts, &id);
+            ArchState::new(identity, upperdir)
+        });
+        let paths = StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        let init = Arc::new(Process::new("", paths.clone()));
+        let created = (|| -> Result<(i32, Option<StagedRestore>)> {
+            if let Some(state) = &arch {
+                if let Some((staged, io)) =
+                    self.stage_restore(&id, state, &bundle, &rootfs, &paths)?
+                {
+                    if let Some(io) = io {
+                        init.set_io(io);
+                    }
+                    // The processes come back at Start.
+                    return Ok((0, Some(staged)));
+                }
+            }
+            let (pid, io) = spawn_with_stdio(&paths, |console, stdio| {
+                create_container(&*self.runtime, &id, &bundle, console, stdio)
+            })?;
+            init.set_io(io);
+            Ok((pid, None))
+        })();
+        let (pid, staged) = match created {
+            Ok(v) => v,
+            Err(e) => {
+                self.discard(&id, &rootfs);
+                return Err(e);
+            }
+        };
+        let container = Arc::new(Container::new(
+            &id,
+            &bundle,
+            rootfs,
+            init.clone(),
+            arch,
+            staged,
+        ));
+        self.containers
+            .lock()
+            .unwrap()
+            .insert(id.clone(), container);
+        if pid > 0 {
+            self.register(&id, &init, pid);
+            self.watch_oom(&id);
+        }
+        self.events.send(
+            topics::TASK_CREATE_EVENT_TOPIC,
+            TaskCreate {
+                container_id: id.clone(),
+                bundle: req.bundle.clone(),
+                rootfs: req.rootfs.clone(),
+                io: Some(TaskIO {
+                    stdin: paths.stdin,
+                    stdout: paths.stdout,
+                    stderr: paths.stderr,
+                    terminal: paths.terminal,
+                    ..Default::default()
+                })
+                .into(),
+                checkpoint: req.checkpoint.clone(),
+                pid: pid as u32,
+                ..Default::default()
+            },
+        );
+        Ok(api::CreateTaskResponse {
+            pid: pid as u32,
+            ..Default::default()
+        })
+    }
+
+    /// A restore staged for Start, with the stdio pipes it will inherit
+    /// (a terminal only exists once CRIU has made it, at Start).
+    fn stage_restore(
+        &self,
+        id: &str,
+        state: &ArchState,
+        bundle: &std::path::Path,
+        rootfs: &Rootfs,
+        paths: &StdioPaths,
+    ) -> Result<Option<(StagedRestore, Option<IoHandles>)>> {
+        let target = RestoreTarget {
+            id,
+            state,
+            bundle,
+            rootfs,
+            terminal: paths.terminal,
+        };
+        let Some((image, claim)) = self.arch.stage_restore(&target) else {
+            return Ok(None);
+        };
+        let (stdio, io) = if paths.terminal {
+            (Stdio::default(), None)
+        } else {
+            let (stdio, io) =
+                stdio::setup_pipes(paths).map_err(io_err("setting up stdio pipes"))?;
+            (stdio, Some(io))
+        };
+        Ok(Some((
+            StagedRestore {
+                image,
+                stdio,
+                claim,
+            },
+            io,
+        )))
+    }
+
+    /// Removes what a failed Create left behind.
+    fn discard(&self, id: &str, rootfs: &Rootfs) {
+        arch_faults::disarm(id);
+        let _ = self.runtime.delete(id);
+        if rootfs.shim_mounted() {
+            self.mounts.unmount(&rootfs.target);
+        }
+    }
+
+    pub(super) fn watch_oom(&self, id: &str) {
+        let events = self.events.clone();
+        let cid = id.to_string();
+        let on_oom = Box::new(move || {
+            events.send(
+                topics::TASK_OOM_EVENT_TOPIC,
+                TaskOOM {
+                    container_id: cid.clone(),
+                    ..Default::default()
+                },
+            )
+        });
+        if let Err(e) = self.runtime.watch_oom(id, on_oom) {
+            log::warn!("no OOM events for {id}: {e}");
+        }
+    }
+
+    pub fn start(&self, req: api::StartRequest) -> Result<api::StartResponse> {
+        let c = self.container(&req.id)?;
+        let pid = if !req.exec_id.is_empty() {
+            self.start_exec(&c, &req.exec_id)?
+        } else {
+            let init = c.init().clone();
+            let pid = match c.take_staged() {
+                Some(staged) => {
+                    let pid = self
+                        .arch
+                        .start_restore(&c, staged, |pid| self.register(&req.id, &init, pid))?;
+                    self.watch_oom(&req.id);
+                    pid
+                }
+                None => {
+                    self.runtime.start(&req.id)?;
+                    init.pid()
+                }
+            };
+            init.set_status(Status::RUNNING);
+            self.events.send(
+                topics::TASK_START_EVENT_TOPIC,
+                TaskStart {
+                    container_id: req.id.clone(),
+                    pid: pid as u32,
+                    ..Default::default()
+                },
+            );
+            pid
+        };
+        Ok(api::StartResponse {
+            pid: pid as u32,
+            ..Default::default()
+        })
+    }
+}
