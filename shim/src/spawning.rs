@@ -23,7 +23,9 @@ pub fn spawn_with_stdio(
     }
     let socket = ConsoleSocket::new().map_err(io_err("creating console socket"))?;
     let path = socket.path.clone();
-    let master = socket.receive_master();
+    let master = socket
+        .receive_master()
+        .map_err(io_err("waiting for the process's terminal"))?;
     let pid = spawn(Some(path.clone()), Stdio::default()).inspect_err(|_| {
         // Nobody else will connect: end the accept thread, then the socket.
         socket_abandoned(&path);

@@ -61,17 +61,19 @@ impl ConsoleSocket {
 
     /// Waits (bounded) for the pty master on a thread, so the caller can
     /// create the process meanwhile.
-    pub fn receive_master(self) -> mpsc::Receiver<io::Result<File>> {
+    pub fn receive_master(self) -> io::Result<mpsc::Receiver<io::Result<File>>> {
         let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let res = self
-                .listener
-                .accept()
-                .and_then(|(stream, _)| recv_fd(stream.as_raw_fd()));
-            let _ = std::fs::remove_file(&self.path);
-            let _ = tx.send(res);
-        });
-        rx
+        std::thread::Builder::new()
+            .name("console-accept".into())
+            .spawn(move || {
+                let res = self
+                    .listener
+                    .accept()
+                    .and_then(|(stream, _)| recv_fd(stream.as_raw_fd()));
+                let _ = std::fs::remove_file(&self.path);
+                let _ = tx.send(res);
+            })?;
+        Ok(rx)
     }
 }
 
@@ -111,34 +113,36 @@ fn copy_thread(
     name: &str,
     mut from: impl Read + Send + 'static,
     open_to: impl FnOnce() -> io::Result<File> + Send + 'static,
-) -> JoinHandle<()> {
+) -> io::Result<JoinHandle<()>> {
     let name = name.to_string();
-    std::thread::spawn(move || {
-        let mut to = match open_to() {
-            Ok(f) => f,
-            Err(e) => {
-                log::warn!("{name}: cannot open destination: {e}");
-                // Drain so the process never blocks on a full pipe.
-                let _ = io::copy(&mut from, &mut io::sink());
-                return;
-            }
-        };
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if to.write_all(&buf[..n]).is_err() {
-                        let _ = io::copy(&mut from, &mut io::sink());
-                        break;
-                    }
+    std::thread::Builder::new()
+        .name(format!("copy-{name}"))
+        .spawn(move || {
+            let mut to = match open_to() {
+                Ok(f) => f,
+                Err(e) => {
+                    log::warn!("{name}: cannot open destination: {e}");
+                    // Drain so the process never blocks on a full pipe.
+                    let _ = io::copy(&mut from, &mut io::sink());
+                    return;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // EIO on a pty master means the terminal's last user is gone.
-                Err(_) => break,
+            };
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match from.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if to.write_all(&buf[..n]).is_err() {
+                            let _ = io::copy(&mut from, &mut io::sink());
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    // EIO on a pty master means the terminal's last user is gone.
+                    Err(_) => break,
+                }
             }
-        }
-    })
+        })
 }
 
 fn open_fifo_write(path: String) -> impl FnOnce() -> io::Result<File> {
@@ -146,31 +150,34 @@ fn open_fifo_write(path: String) -> impl FnOnce() -> io::Result<File> {
 }
 
 /// Feeds containerd's stdin FIFO into `sink` until EOF or CloseIO.
-fn stdin_thread(path: String, sink: Arc<Mutex<Option<File>>>) {
-    std::thread::spawn(move || {
-        let mut fifo = match OpenOptions::new().read(true).open(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                log::warn!("stdin fifo {path}: {e}");
-                sink.lock().unwrap().take();
-                return;
-            }
-        };
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            let n = match fifo.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
+fn stdin_thread(path: String, sink: Arc<Mutex<Option<File>>>) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("copy-stdin".into())
+        .spawn(move || {
+            let mut fifo = match OpenOptions::new().read(true).open(&path) {
+                Ok(f) => f,
+                Err(e) => {
+                    log::warn!("stdin fifo {path}: {e}");
+                    sink.lock().unwrap().take();
+                    return;
+                }
             };
-            let mut guard = sink.lock().unwrap();
-            let Some(w) = guard.as_mut() else { return };
-            if w.write_all(&buf[..n]).is_err() {
-                break;
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                let n = match fifo.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let mut guard = sink.lock().unwrap();
+                let Some(w) = guard.as_mut() else { return };
+                if w.write_all(&buf[..n]).is_err() {
+                    break;
+                }
             }
-        }
-        // The client closed stdin: the process sees EOF.
-        sink.lock().unwrap().take();
-    });
+            // The client closed stdin: the process sees EOF.
+            sink.lock().unwrap().take();
+        })?;
+    Ok(())
 }
 
 /// Prepares pipes for a non-terminal process; returns the container's ends
@@ -183,7 +190,7 @@ pub fn setup_pipes(paths: &StdioPaths) -> io::Result<(Stdio, IoHandles)> {
     } else {
         let (r, w) = pipe()?;
         *io.stdin.lock().unwrap() = Some(w);
-        stdin_thread(paths.stdin.clone(), io.stdin.clone());
+        stdin_thread(paths.stdin.clone(), io.stdin.clone())?;
         r.into()
     });
     let mut output = |path: &String, name: &str| -> io::Result<WireFd<OwnedFd>> {
@@ -192,7 +199,7 @@ pub fn setup_pipes(paths: &StdioPaths) -> io::Result<(Stdio, IoHandles)> {
         } else {
             let (r, w) = pipe()?;
             io.outputs
-                .push(copy_thread(name, r, open_fifo_write(path.clone())));
+                .push(copy_thread(name, r, open_fifo_write(path.clone()))?);
             w.into()
         }))
     };
@@ -217,7 +224,7 @@ pub fn attach_console(paths: &StdioPaths, master: File) -> io::Result<IoHandles>
     };
     if !paths.stdin.is_empty() {
         *io.stdin.lock().unwrap() = Some(master.try_clone()?);
-        stdin_thread(paths.stdin.clone(), io.stdin.clone());
+        stdin_thread(paths.stdin.clone(), io.stdin.clone())?;
     }
     if !paths.stdout.is_empty() {
         let reader = master.try_clone()?;
@@ -225,7 +232,7 @@ pub fn attach_console(paths: &StdioPaths, master: File) -> io::Result<IoHandles>
             "console",
             reader,
             open_fifo_write(paths.stdout.clone()),
-        ));
+        )?);
     }
     Ok(io)
 }

@@ -3,9 +3,9 @@
 //!
 //! The tests never skip: without the rig they fail, saying how to run them.
 
+pub mod canary;
 pub mod cri;
 pub mod docker;
-pub mod host;
 pub mod shim_client;
 
 use std::path::Path;
@@ -411,12 +411,22 @@ pub fn reseal(dir: &Path, rel: &str) {
 }
 
 /// A tiny private (0700) tmpfs mounted over `dir` until dropped: a disk
-/// that fills up.
-pub struct Tmpfs(std::path::PathBuf);
+/// that fills up. A `dir` it had to create is removed again, so what runs
+/// next finds the host as it was (the shims create the root 0700).
+pub struct Tmpfs {
+    dir: std::path::PathBuf,
+    created: bool,
+}
 
 impl Tmpfs {
     pub fn mount(dir: std::path::PathBuf, size: &str) -> Self {
-        std::fs::create_dir_all(&dir).unwrap();
+        use std::os::unix::fs::DirBuilderExt;
+        let created = !dir.exists();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .unwrap();
         let st = Command::new("mount")
             .args([
                 "-t",
@@ -429,12 +439,15 @@ impl Tmpfs {
             .status()
             .unwrap();
         assert!(st.success(), "mounting a tmpfs on {}", dir.display());
-        Tmpfs(dir)
+        Tmpfs { dir, created }
     }
 }
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = Command::new("umount").arg(&self.dir).status();
+        if self.created {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }

@@ -188,12 +188,16 @@ fn seal_tree(dir: &Path, prefix: &str, out: &mut Vec<FileEntry>) -> Result<()> {
             // The disk writes the file back while the CPU hashes it: for a
             // page file of GiBs the two take about as long each.
             let (hashed, synced) = std::thread::scope(|s| {
-                let sync = s.spawn(|| fsync(&path));
+                let sync = std::thread::Builder::new()
+                    .name("commit-fsync".into())
+                    .spawn_scoped(s, || fsync(&path));
                 let hashed = hash_file(&path);
-                (
-                    hashed,
-                    sync.join().expect("the fsync thread does not panic"),
-                )
+                let synced = match sync {
+                    Ok(t) => t.join().expect("the fsync thread does not panic"),
+                    // No thread to spare: sync here, after hashing.
+                    Err(_) => fsync(&path),
+                };
+                (hashed, synced)
             });
             synced?;
             let (size, sha256) = hashed?;

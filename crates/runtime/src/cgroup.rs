@@ -65,14 +65,22 @@ impl Cgroup {
         let v1 = Path::new(CGROUP_ROOT).join("memory").join(rel);
         if v1.join("memory.oom_control").exists() {
             let efd = v1_oom_eventfd(&v1).map_err(|e| self.err(format!("oom eventfd: {e}")))?;
-            std::thread::spawn(move || v1_oom_loop(efd, v1, on_oom));
+            self.oom_thread()
+                .spawn(move || v1_oom_loop(efd, v1, on_oom))
+                .map_err(|e| self.err(format!("oom watch thread: {e}")))?;
             return Ok(());
         }
         let v2 = Path::new(CGROUP_ROOT).join(rel).join("memory.events");
         if v2.exists() {
-            std::thread::spawn(move || v2_oom_loop(v2, on_oom));
+            self.oom_thread()
+                .spawn(move || v2_oom_loop(v2, on_oom))
+                .map_err(|e| self.err(format!("oom watch thread: {e}")))?;
         }
         Ok(())
+    }
+
+    fn oom_thread(&self) -> std::thread::Builder {
+        std::thread::Builder::new().name(format!("oom-{}", self.id))
     }
 }
 

@@ -43,6 +43,8 @@ pub enum NamespaceError {
     },
     #[error("the thread running CRIU in the joined namespaces panicked")]
     Panicked,
+    #[error("no thread to run CRIU in the joined namespaces: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 fn name(kind: LinuxNamespaceType) -> &'static str {
@@ -84,20 +86,23 @@ impl JoinedNamespaces {
             return Ok(f());
         }
         std::thread::scope(|s| {
-            s.spawn(|| {
-                for (kind, flag, file) in &self.joined {
-                    // SAFETY: a valid namespace fd; affects only this thread.
-                    if unsafe { libc::setns(file.as_raw_fd(), *flag) } != 0 {
-                        return Err(NamespaceError::Enter {
-                            kind,
-                            source: std::io::Error::last_os_error(),
-                        });
+            let joined = std::thread::Builder::new().name("criu-joined-ns".into());
+            joined
+                .spawn_scoped(s, || {
+                    for (kind, flag, file) in &self.joined {
+                        // SAFETY: a valid namespace fd; affects only this thread.
+                        if unsafe { libc::setns(file.as_raw_fd(), *flag) } != 0 {
+                            return Err(NamespaceError::Enter {
+                                kind,
+                                source: std::io::Error::last_os_error(),
+                            });
+                        }
                     }
-                }
-                Ok(f())
-            })
-            .join()
-            .map_err(|_| NamespaceError::Panicked)?
+                    Ok(f())
+                })
+                .map_err(NamespaceError::Thread)?
+                .join()
+                .map_err(|_| NamespaceError::Panicked)?
         })
     }
 }

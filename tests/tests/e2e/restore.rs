@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use arch_e2e::canary::Canaries;
 use arch_e2e::{ctr, reseal, unique_id, wait_until, Ctr};
 use arch_image::ImageStore;
 use arch_records::Outcome;
@@ -355,34 +356,28 @@ fn sha_of(path: &str) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
 }
 
-/// The host check below could not fail if the snapshot missed changes.
-fn snapshot_sees_a_new_host_file() {
-    use arch_e2e::host::HostSnapshot;
-    let before = HostSnapshot::take();
-    let probe = format!("/etc/arch-e2e-probe-{}", std::process::id());
-    std::fs::write(&probe, b"x").unwrap();
-    let changes = before.changes(&HostSnapshot::take());
-    std::fs::remove_file(&probe).unwrap();
-    assert!(
-        changes.contains(&format!("added {probe}"))
-            && changes.contains(&"changed /etc".to_string()),
-        "the snapshot missed a new host file: {changes:?}"
-    );
+/// The canary check below could not fail if it missed an escape.
+fn canaries_see_an_escape() {
+    let probe = Canaries::plant("arch-canary-probe");
+    std::fs::write(probe.dir().join("escaped"), b"x").unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(probe.path("target"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"x").unwrap();
+    std::fs::hard_link(probe.path("secret"), probe.dir().join("..secret-link")).unwrap();
+    let changes = probe.changes();
+    let _ = std::fs::remove_file(probe.dir().join("..secret-link"));
+    assert_eq!(changes.len(), 4, "missed an escape: {changes:?}");
 }
 
 #[test]
 fn hostile_rootfs_diffs_fall_back_and_write_nothing_outside() {
-    let outside = std::env::temp_dir().join(unique_id("arch-outside"));
-    std::fs::create_dir_all(&outside).unwrap();
-    let out = outside.display().to_string();
+    canaries_see_an_escape();
+    let canaries = Canaries::plant("arch-canary");
+    let out = canaries.dir().display().to_string();
+    let target = canaries.path("target").display().to_string();
     let passwd = sha_of("/etc/passwd");
-    snapshot_sees_a_new_host_file();
-    let host = arch_e2e::host::HostSnapshot::take();
-    assert!(
-        host.len() > 1000,
-        "the host snapshot saw too little: {}",
-        host.len()
-    );
     let cases: Vec<(&str, Vec<u8>)> = vec![
         (
             "traversal",
@@ -397,16 +392,19 @@ fn hostile_rootfs_diffs_fall_back_and_write_nothing_outside() {
             "absolute",
             tar_entry(&format!("{out}/absolute"), b'0', "", b"pwned"),
         ),
+        ("absolute-overwrite", tar_entry(&target, b'0', "", b"pwned")),
         (
             "symlink-out",
             [
                 tar_entry("evil", b'2', &out, b""),
                 tar_entry("evil/through-link", b'0', "", b"pwned"),
+                tar_entry("evil/target", b'0', "", b"pwned"),
             ]
             .concat(),
         ),
+        ("hardlink-out", tar_entry("target-link", b'1', &target, b"")),
         (
-            "hardlink-out",
+            "hardlink-host",
             tar_entry("passwd-link", b'1', "/etc/passwd", b""),
         ),
         ("device", tar_entry("dev/evil", b'3', "", b"")),
@@ -417,24 +415,8 @@ fn hostile_rootfs_diffs_fall_back_and_write_nothing_outside() {
             std::fs::write(dir.join("rootfs-diff.tar"), &tar).unwrap();
             reseal(dir, "rootfs-diff.tar");
         });
-        let left: Vec<_> = std::fs::read_dir(&outside)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        assert!(
-            left.is_empty(),
-            "{name}: wrote outside the rootfs: {left:?}"
-        );
+        let changes = canaries.changes();
+        assert!(changes.is_empty(), "{name}: reached outside: {changes:?}");
         assert_eq!(sha_of("/etc/passwd"), passwd, "{name}: host file changed");
     }
-    let changes = host.changes(&arch_e2e::host::HostSnapshot::take());
-    assert!(
-        changes.is_empty(),
-        "the host's files changed ({} of {} paths): {:?}",
-        changes.len(),
-        host.len(),
-        &changes[..changes.len().min(20)]
-    );
-    std::fs::remove_dir_all(&outside).unwrap();
 }
