@@ -19,11 +19,14 @@ log() { echo "[test] $*" >&2; }
 hack/install-deps.sh
 hack/install-docker.sh
 
-log "building (with fault injection: the reliability suites arm fault points)"
-cargo build --workspace --bins --features containerd-shim-arch-v1/fault-injection
-
 log "unit tests"
 cargo test --workspace --exclude arch-e2e
+
+# After the unit tests, whose build may relink the shim without features.
+log "building (with fault injection: the reliability suites arm fault points)"
+cargo build --workspace --bins --features containerd-shim-arch-v1/fault-injection
+target/debug/containerd-shim-arch-v1 -v | grep -q "Features: fault-injection" ||
+    { echo "[test] the shim was built without fault injection" >&2; exit 1; }
 
 export ARCH_SHIM_DIR="$PWD/target/debug"
 # containerd passes its environment to the shims: the host configuration.

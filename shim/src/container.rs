@@ -10,6 +10,16 @@ use crate::error::{Result, ShimError};
 use crate::lifecycle::{ArchState, StagedRestore};
 use crate::mounts::Rootfs;
 use crate::process::Process;
+use crate::service::CheckpointRestore;
+
+/// A restore Create prepared for Start to carry out.
+pub enum PendingRestore {
+    /// An ARCH image from the store: a failure falls back to a fresh start.
+    Arch(Box<StagedRestore>),
+    /// containerd's own checkpoint (`ctr container restore --live`, the
+    /// CRI's restore): a failure fails Start, never a silent fresh start.
+    Checkpoint(CheckpointRestore),
+}
 
 pub struct Container {
     id: String,
@@ -18,7 +28,7 @@ pub struct Container {
     init: Arc<Process>,
     execs: Mutex<HashMap<String, Arc<Process>>>,
     arch: Option<ArchState>,
-    staged: Mutex<Option<StagedRestore>>,
+    pending: Mutex<Option<PendingRestore>>,
 }
 
 impl Container {
@@ -28,7 +38,7 @@ impl Container {
         rootfs: Rootfs,
         init: Arc<Process>,
         arch: Option<ArchState>,
-        staged: Option<StagedRestore>,
+        pending: Option<PendingRestore>,
     ) -> Self {
         Container {
             id: id.to_string(),
@@ -37,7 +47,7 @@ impl Container {
             init,
             execs: Mutex::new(HashMap::new()),
             arch,
-            staged: Mutex::new(staged),
+            pending: Mutex::new(pending),
         }
     }
 
@@ -101,9 +111,9 @@ impl Container {
         self.bundle.join(format!("exec-{exec_id}.json"))
     }
 
-    /// The restore Create staged, for Start to carry out (once).
-    pub fn take_staged(&self) -> Option<StagedRestore> {
-        self.staged.lock().unwrap().take()
+    /// The restore Create prepared, for Start to carry out (once).
+    pub fn take_pending(&self) -> Option<PendingRestore> {
+        self.pending.lock().unwrap().take()
     }
 }
 

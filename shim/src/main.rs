@@ -99,6 +99,10 @@ fn main() {
     match mode(&args) {
         Mode::Version => {
             println!("containerd-shim-arch-v1:\n  Runtime: {RUNTIME_ID}\n  Version: {VERSION}\n  Revision: {REVISION}");
+            if arch_faults::ENABLED {
+                // Test builds only: hack/test.sh checks for this line.
+                println!("  Features: fault-injection");
+            }
         }
         Mode::Info => {
             if let Err(e) = print_info() {

@@ -9,7 +9,7 @@ use containerd_shim::protos::events::task::{TaskCreate, TaskIO, TaskOOM, TaskSta
 use containerd_shim::protos::topics;
 
 use super::{load_spec, TaskService};
-use crate::container::Container;
+use crate::container::{Container, PendingRestore};
 use crate::error::{io_err, Result, ShimError};
 use crate::lifecycle::{ArchState, RestoreTarget, StagedRestore};
 use crate::mounts::Rootfs;
@@ -47,7 +47,14 @@ impl TaskService {
             terminal: req.terminal,
         };
         let init = Arc::new(Process::new("", paths.clone()));
-        let created = (|| -> Result<(i32, Option<StagedRestore>)> {
+        let created = (|| -> Result<(i32, Option<PendingRestore>)> {
+            if !req.checkpoint.is_empty() {
+                let (pending, io) = self.prepare_checkpoint_restore(&req, &bundle, &paths)?;
+                if let Some(io) = io {
+                    init.set_io(io);
+                }
+                return Ok((0, Some(PendingRestore::Checkpoint(pending))));
+            }
             if let Some(state) = &arch {
                 if let Some((staged, io)) =
                     self.stage_restore(&id, state, &bundle, &rootfs, &paths)?
@@ -56,7 +63,7 @@ impl TaskService {
                         init.set_io(io);
                     }
                     // The processes come back at Start.
-                    return Ok((0, Some(staged)));
+                    return Ok((0, Some(PendingRestore::Arch(Box::new(staged)))));
                 }
             }
             let (pid, io) = spawn_with_stdio(&paths, |console, stdio| {
@@ -182,11 +189,17 @@ impl TaskService {
             self.start_exec(&c, &req.exec_id)?
         } else {
             let init = c.init().clone();
-            let pid = match c.take_staged() {
-                Some(staged) => {
+            let pid = match c.take_pending() {
+                Some(PendingRestore::Arch(staged)) => {
                     let pid = self
                         .arch
-                        .start_restore(&c, staged, |pid| self.register(&req.id, &init, pid))?;
+                        .start_restore(&c, *staged, |pid| self.register(&req.id, &init, pid))?;
+                    self.watch_oom(&req.id);
+                    pid
+                }
+                Some(PendingRestore::Checkpoint(pending)) => {
+                    let pid = self.start_checkpoint_restore(&c, pending)?;
+                    self.register(&req.id, &init, pid);
                     self.watch_oom(&req.id);
                     pid
                 }

@@ -1,8 +1,10 @@
 //! The Task service: containerd's task API as a thin layer over the
 //! container registry, the runtime seam and the ARCH lifecycle. Each RPC
-//! lives with its kind: create.rs (Create, Start), exec.rs, control.rs
-//! (signals, state, resources), teardown.rs (Delete, Shutdown).
+//! lives with its kind: create.rs (Create, Start), checkpoint_restore.rs
+//! (Create from containerd's checkpoint), exec.rs, control.rs (signals,
+//! state, resources, Checkpoint), teardown.rs (Delete, Shutdown).
 
+mod checkpoint_restore;
 mod control;
 mod create;
 mod exec;
@@ -30,6 +32,8 @@ use crate::exits::{ExitIndex, Owner};
 use crate::lifecycle::Arch;
 use crate::process::{ExitInfo, Process};
 use crate::seams::{ContainerRuntime, EventSink, RootfsMounts};
+
+pub use checkpoint_restore::CheckpointRestore;
 
 /// What a task service is built from.
 pub struct ServiceDeps {

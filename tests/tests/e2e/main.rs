@@ -3,6 +3,7 @@
 
 mod checkpoint;
 mod cleanup;
+mod containerd_checkpoint;
 mod control;
 mod errors;
 mod events;
