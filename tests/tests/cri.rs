@@ -37,8 +37,13 @@ fn read_settled(c: &Cri, id: &str, path: &str) -> String {
     value
 }
 
+/// 0 until the counter has written its first number.
 fn count(c: &Cri, id: &str) -> u64 {
-    read(c, id, "/tmp/count").parse().unwrap_or(0)
+    let (code, out, _) = c.exec_sync(id, &["cat", "/tmp/count"]);
+    if code != 0 {
+        return 0;
+    }
+    out.trim().parse().unwrap_or(0)
 }
 
 /// The numbers the counter printed, from its CRI log.
