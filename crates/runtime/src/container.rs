@@ -8,6 +8,8 @@ use libcontainer::signal::Signal;
 use crate::cgroup::Cgroup;
 use crate::dump::DumpOptions;
 use crate::error::{Result, RuntimeError};
+use crate::exec_security::ExecSecurity;
+use crate::libcontainer_spec;
 use crate::spawn::{self, CreateRequest, ExecRequest};
 
 /// libcontainer's state directory for one containerd namespace.
@@ -39,11 +41,23 @@ impl Runtime {
             "creating state root {}",
             self.state_root.display()
         )))?;
+        libcontainer_spec::normalise_bundle(&req.bundle)?;
         spawn::create(req)
     }
 
+    /// Runs `req`'s process in the container, with the container's seccomp
+    /// filter (see [`crate::exec_security`]).
     pub fn exec(&self, req: ExecRequest) -> Result<i32> {
-        spawn::exec(req)
+        let handle = self.load(&req.container_id)?;
+        let spec = libcontainer_spec::read_json(&handle.inner.bundle().join("config.json"))?;
+        let mut process = libcontainer_spec::read_json(&req.process_json)?;
+        let original = process.clone();
+        libcontainer_spec::normalise_process(&mut process);
+        let security = ExecSecurity::plan(&spec, &mut process)?;
+        if process != original {
+            libcontainer_spec::write_json(&req.process_json, &process)?;
+        }
+        spawn::exec(req, security)
     }
 
     pub fn load(&self, id: &str) -> Result<ContainerHandle> {

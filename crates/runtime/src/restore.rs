@@ -62,6 +62,9 @@ impl Runtime {
     /// terminal's master for a terminal restore).
     pub fn restore(&self, req: RestoreRequest) -> Result<Restored> {
         let id = req.id.as_str();
+        // The restored container is exec'd into and dumped again like a
+        // created one: the same spec as libcontainer reads it.
+        crate::libcontainer_spec::normalise_bundle(&req.bundle)?;
         let spec = Spec::load(req.bundle.join("config.json"))
             .map_err(|e| RuntimeError::InvalidSpec(format!("{id}: {e}")))?;
         let descriptors = read_descriptors(id, &req.images_dir)?;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use zygote::{WireFd, Zygote};
 
 use crate::error::{Result, RuntimeError};
+use crate::exec_security::{ExecSecurity, SecuredExecutor};
 
 /// Starts the zygote. Must be called while the process is single-threaded.
 pub fn init_zygote() {
@@ -103,20 +104,32 @@ fn zygote_create(req: CreateRequest) -> std::result::Result<i32, String> {
         .ok_or_else(|| "container has no init pid".to_string())
 }
 
+/// What the zygote needs for an exec: the request and what our executor
+/// applies (see [`crate::exec_security`]).
+#[derive(Serialize, Deserialize)]
+struct ZygoteExec {
+    req: ExecRequest,
+    security: ExecSecurity,
+}
+
 // Runs inside the zygote.
-fn zygote_exec(req: ExecRequest) -> std::result::Result<i32, String> {
-    let pid = builder(
+fn zygote_exec(ZygoteExec { req, security }: ZygoteExec) -> std::result::Result<i32, String> {
+    let mut b = builder(
         &req.container_id,
         &req.state_root,
         req.console_socket.as_ref(),
         req.stdio,
-    )?
-    .as_tenant()
-    .with_process(Some(&req.process_json))
-    .with_detach(true)
-    .as_sibling(true)
-    .build()
-    .map_err(|e| format!("{e:#}"))?;
+    )?;
+    if security.is_needed() {
+        b = b.with_executor(SecuredExecutor(security));
+    }
+    let pid = b
+        .as_tenant()
+        .with_process(Some(&req.process_json))
+        .with_detach(true)
+        .as_sibling(true)
+        .build()
+        .map_err(|e| format!("{e:#}"))?;
     Ok(pid.as_raw())
 }
 
@@ -137,10 +150,10 @@ pub fn create(req: CreateRequest) -> Result<i32> {
 }
 
 /// Runs an additional process in a running container; returns its pid.
-pub fn exec(req: ExecRequest) -> Result<i32> {
+pub(crate) fn exec(req: ExecRequest, security: ExecSecurity) -> Result<i32> {
     let id = req.container_id.clone();
     Zygote::global()
-        .try_run(zygote_exec, req)
+        .try_run(zygote_exec, ZygoteExec { req, security })
         .map_err(|source| RuntimeError::Zygote {
             action: "exec",
             source,

@@ -10,6 +10,7 @@ mod events;
 mod exec;
 mod io;
 mod lifecycle;
+mod parity;
 mod restore;
 mod scale;
 mod terminal;

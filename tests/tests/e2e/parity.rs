@@ -1,0 +1,274 @@
+//! runc-v2 parity (issue 17): what `io.containerd.runc.v2` does with the
+//! same request, checked through the client that found the difference.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use arch_e2e::shim_client::{api, ctx, Any};
+use arch_e2e::{ctr, unique_id, wait_until, Container, Ctr, RUNTIME};
+
+/// A profile that allows everything but sethostname, as critest's
+/// "should block sethostname" profile does.
+const NO_SETHOSTNAME: &str = r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64"],
+  "syscalls":[{"names":["sethostname"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#;
+
+/// Prints the seccomp mode, the effective capabilities and whether
+/// sethostname was refused, as one line.
+const PROBE: &str = "s=$(grep '^Seccomp:' /proc/self/status | cut -f2); \
+    e=$(grep '^CapEff:' /proc/self/status | cut -f2); \
+    if hostname arch-probe 2>/dev/null; then h=allowed; else h=refused; fi; \
+    echo \"seccomp=$s capeff=$e sethostname=$h uid=$(id -u)\"";
+
+fn profile_file(id: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("{id}-seccomp.json"));
+    std::fs::write(&path, NO_SETHOSTNAME).unwrap();
+    path
+}
+
+fn run_with_profile(c: &Ctr, id: &str, extra: &[&str]) -> Container {
+    let profile = profile_file(id);
+    // CAP_SYS_ADMIN: without the filter, sethostname would succeed.
+    let mut args = vec![
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        "--cap-add",
+        "CAP_SYS_ADMIN",
+    ];
+    args.extend(["--seccomp", "--seccomp-profile", profile.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    args.extend([arch_e2e::IMAGE, id, "sleep", "600"]);
+    let r = c.run(&args);
+    assert_eq!(r.code, 0, "ctr run: {}", r.stderr);
+    Container {
+        ctr: c.clone(),
+        id: id.to_string(),
+    }
+}
+
+fn exec_probe(c: &Ctr, id: &str, exec_id: &str, extra: &[&str]) -> String {
+    let mut args = vec!["task", "exec", "--exec-id", exec_id];
+    args.extend_from_slice(extra);
+    args.extend([id, "sh", "-c", PROBE]);
+    let r = c.run(&args);
+    assert_eq!(r.code, 0, "exec: {}", r.stderr);
+    r.stdout.trim().to_string()
+}
+
+fn init_status_field(c: &Ctr, id: &str, field: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", c.task_pid(id))).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn exec_gets_the_containers_seccomp_filter_with_and_without_no_new_privileges() {
+    let c = ctr();
+    for (name, extra) in [("nnp", &[][..]), ("privs", &["--allow-new-privs"][..])] {
+        let id = unique_id(&format!("seccomp-{name}"));
+        let _ct = run_with_profile(&c, &id, extra);
+        assert_eq!(init_status_field(&c, &id, "Seccomp:"), "2", "{name}: init");
+        let root = exec_probe(&c, &id, "root", &[]);
+        assert!(
+            root.starts_with("seccomp=2 ") && root.contains("sethostname=refused"),
+            "{name}: exec as root: {root}"
+        );
+        // The exec's capabilities are its own, not what was held for the
+        // filter: the same as the init's.
+        let init_caps = init_status_field(&c, &id, "CapEff:");
+        assert!(
+            root.contains(&format!("capeff={init_caps}")),
+            "{name}: {root} vs init {init_caps}"
+        );
+        let user = exec_probe(&c, &id, "user", &["--user", "1000"]);
+        assert_eq!(
+            user, "seccomp=2 capeff=0000000000000000 sethostname=refused uid=1000",
+            "{name}: exec as a user"
+        );
+    }
+}
+
+#[test]
+fn exec_without_a_profile_runs_unfiltered_as_under_runc() {
+    let c = ctr();
+    let id = unique_id("noseccomp");
+    let r = c.run(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        "--cap-add",
+        "CAP_SYS_ADMIN",
+        arch_e2e::IMAGE,
+        &id,
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(r.code, 0, "ctr run: {}", r.stderr);
+    let _ct = Container {
+        ctr: c.clone(),
+        id: id.clone(),
+    };
+    let out = exec_probe(&c, &id, "p", &[]);
+    assert!(
+        out.starts_with("seccomp=0 ") && out.contains("sethostname=allowed"),
+        "{out}"
+    );
+}
+
+/// A bundle-less container for `ctr run --config`: containerd's default
+/// spec (`ctr oci spec`) edited by `edit`, over a rootfs of static busybox.
+struct ConfigRun {
+    rootfs: tempfile::TempDir,
+    config: PathBuf,
+}
+
+fn config_run(c: &Ctr, id: &str, edit: impl FnOnce(&mut serde_json::Value)) -> ConfigRun {
+    let rootfs = tempfile::tempdir().unwrap();
+    for dir in ["bin", "proc", "dev", "sys", "tmp", "etc"] {
+        std::fs::create_dir(rootfs.path().join(dir)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", rootfs.path().join("bin/busybox")).unwrap();
+    let r = c.run(&["oci", "spec"]);
+    assert_eq!(r.code, 0, "ctr oci spec: {}", r.stderr);
+    let mut spec: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    spec["process"]["args"] = serde_json::json!(["/bin/busybox", "sleep", "600"]);
+    spec["process"]["env"] = serde_json::json!(["PATH=/bin"]);
+    spec["root"] = serde_json::json!({"path": rootfs.path(), "readonly": false});
+    // As ctr itself would name it: one cgroup per container.
+    spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{}/{id}", c.namespace));
+    edit(&mut spec);
+    let config = rootfs.path().with_extension("config.json");
+    std::fs::write(&config, spec.to_string()).unwrap();
+    ConfigRun { rootfs, config }
+}
+
+impl ConfigRun {
+    fn start(&self, c: &Ctr, id: &str) -> Container {
+        let config = self.config.to_str().unwrap();
+        let r = c.run(&["run", "-d", "--runtime", RUNTIME, "--config", config, id]);
+        assert_eq!(r.code, 0, "ctr run --config: {}", r.stderr);
+        assert!(self.rootfs.path().exists());
+        Container {
+            ctr: c.clone(),
+            id: id.to_string(),
+        }
+    }
+}
+
+impl Drop for ConfigRun {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+#[test]
+fn a_spec_without_capabilities_gives_the_init_none_as_runc_does() {
+    let c = ctr();
+    let id = unique_id("nocaps");
+    let run = config_run(&c, &id, |s| {
+        s["process"].as_object_mut().unwrap().remove("capabilities");
+    });
+    let _ct = run.start(&c, &id);
+    c.wait_status(&id, "RUNNING");
+    for field in ["CapPrm:", "CapEff:", "CapBnd:"] {
+        assert_eq!(
+            init_status_field(&c, &id, field),
+            "0000000000000000",
+            "{field}"
+        );
+    }
+}
+
+#[test]
+fn recursive_rootfs_propagation_is_accepted_and_applied() {
+    let c = ctr();
+    // rslave makes the root a slave of the host's mount, which shows as
+    // `master:` only where the host's is shared; either way not `shared:`.
+    for mode in ["rshared", "rslave"] {
+        let id = unique_id(mode);
+        let run = config_run(&c, &id, |s| {
+            s["linux"]["rootfsPropagation"] = serde_json::json!(mode);
+        });
+        let _ct = run.start(&c, &id);
+        c.wait_status(&id, "RUNNING");
+        let mountinfo =
+            std::fs::read_to_string(format!("/proc/{}/mountinfo", c.task_pid(&id))).unwrap();
+        let root = mountinfo
+            .lines()
+            .find(|l| l.split_whitespace().nth(4) == Some("/"))
+            .expect("a root mount");
+        assert_eq!(
+            root.contains("shared:"),
+            mode == "rshared",
+            "{mode}: root mount {root}"
+        );
+    }
+}
+
+#[test]
+fn checkpoint_of_a_paused_task_leaves_it_paused() {
+    let c = ctr();
+    let id = unique_id("pausedck");
+    let _ct = c.start_detached(&id, &["sh", "-c", "while true; do sleep 0.1; done"]);
+    assert_eq!(c.run(&["task", "pause", &id]).code, 0);
+    c.wait_status(&id, "PAUSED");
+    let images = tempfile::tempdir().unwrap();
+    let req = api::CheckpointTaskRequest {
+        id: id.clone(),
+        path: images.path().display().to_string(),
+        // runc's CheckpointOptions with every field at its default:
+        // leave running.
+        options: Some(Any {
+            type_url: "containerd.runc.v1.CheckpointOptions".into(),
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    };
+    c.shim(&id).checkpoint(ctx(), &req).expect("checkpoint");
+    assert!(
+        images.path().join("inventory.img").exists(),
+        "CRIU images written"
+    );
+    assert_eq!(c.task_status(&id).as_deref(), Some("PAUSED"));
+    assert_eq!(
+        freezer_state(c.task_pid(&id)),
+        "FROZEN",
+        "really frozen, not only said to be"
+    );
+    assert_eq!(c.run(&["task", "resume", &id]).code, 0);
+    assert!(wait_until(Duration::from_secs(10), || {
+        c.task_status(&id).as_deref() == Some("RUNNING")
+    }));
+}
+
+/// The freezer state of `pid`'s cgroup (v1 freezer or v2 cgroup.freeze).
+fn freezer_state(pid: i32) -> String {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (
+            parts.next(),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        if controllers.split(',').any(|c| c == "freezer") {
+            let file = format!("/sys/fs/cgroup/freezer{path}/freezer.state");
+            return std::fs::read_to_string(file).unwrap().trim().to_string();
+        }
+        if controllers.is_empty()
+            && std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+        {
+            let file = format!("/sys/fs/cgroup{path}/cgroup.freeze");
+            let frozen = std::fs::read_to_string(file).unwrap().trim() == "1";
+            return if frozen { "FROZEN" } else { "THAWED" }.to_string();
+        }
+    }
+    panic!("no freezer cgroup for {pid}: {cgroups}")
+}
