@@ -75,6 +75,7 @@ fn outcome_label(o: Outcome) -> &'static str {
         Outcome::Ok => "ok",
         Outcome::Failed => "failed",
         Outcome::Fallback => "fallback",
+        Outcome::Skipped => "skipped",
     }
 }
 
@@ -106,7 +107,7 @@ pub fn render(records: &[Record], unreadable: usize, entries: &[Entry]) -> Strin
             true,
             "arch_checkpoints_total",
             "Checkpoints by outcome.",
-            &["ok", "failed"][..],
+            &["ok", "failed", "skipped"][..],
         ),
         (
             false,

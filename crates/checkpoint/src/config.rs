@@ -31,6 +31,17 @@ pub struct ArchConfig {
     pub kill_deadline: Duration,
     /// CRIU dumps allowed at once on this host; more wait their turn.
     pub max_concurrent_dumps: usize,
+    /// The shortest `ARCH_INTERVAL` a container may ask for.
+    pub min_interval: Duration,
+    /// Periodic dumps allowed at once on this host; a tick that finds none
+    /// free is skipped (and counted), so periodic dumps never pile up in
+    /// front of the stop-checkpoints that share the dump slots.
+    pub max_periodic_dumps: usize,
+}
+
+/// Half the dump slots: the other half stays free for stop-checkpoints.
+pub fn default_max_periodic_dumps() -> usize {
+    (default_max_concurrent_dumps() / 2).max(1)
 }
 
 /// Four dumps per CPU: CRIU waits on the disk as much as it computes, so a
@@ -48,6 +59,8 @@ impl Default for ArchConfig {
             stop_signal: libc::SIGTERM,
             kill_deadline: Duration::from_secs(30),
             max_concurrent_dumps: default_max_concurrent_dumps(),
+            min_interval: Duration::from_secs(1),
+            max_periodic_dumps: default_max_periodic_dumps(),
         }
     }
 }
@@ -60,6 +73,8 @@ struct FileConfig {
     stop_signal: Option<String>,
     kill_deadline_secs: Option<u64>,
     max_concurrent_dumps: Option<usize>,
+    min_interval_secs: Option<u64>,
+    max_periodic_dumps: Option<usize>,
 }
 
 fn config_err(origin: &str, reason: impl Into<String>) -> CheckpointError {
@@ -124,9 +139,22 @@ fn parse_dump_limit(n: usize, origin: &str) -> Result<usize> {
         1..=1024 => Ok(n),
         _ => Err(config_err(
             origin,
-            format!("max_concurrent_dumps {n} must be between 1 and 1024"),
+            format!("{n} dumps at once: must be between 1 and 1024"),
         )),
     }
+}
+
+fn parse_min_interval(secs: u64, origin: &str) -> Result<Duration> {
+    match secs {
+        1.. => Ok(Duration::from_secs(secs)),
+        0 => Err(config_err(origin, "min_interval_secs must be at least 1")),
+    }
+}
+
+fn env_number<T: std::str::FromStr>(v: &str, origin: &str) -> Result<T> {
+    v.trim()
+        .parse()
+        .map_err(|_| config_err(origin, format!("{v:?} is not a number")))
 }
 
 impl ArchConfig {
@@ -172,6 +200,14 @@ impl ArchConfig {
             })?;
             cfg.max_concurrent_dumps = parse_dump_limit(n, "ARCH_MAX_CONCURRENT_DUMPS")?;
         }
+        if let Some(v) = env("ARCH_MIN_INTERVAL_SECS") {
+            let origin = "ARCH_MIN_INTERVAL_SECS";
+            cfg.min_interval = parse_min_interval(env_number(&v, origin)?, origin)?;
+        }
+        if let Some(v) = env("ARCH_MAX_PERIODIC_DUMPS") {
+            let origin = "ARCH_MAX_PERIODIC_DUMPS";
+            cfg.max_periodic_dumps = parse_dump_limit(env_number(&v, origin)?, origin)?;
+        }
         Ok(cfg)
     }
 
@@ -198,6 +234,12 @@ impl ArchConfig {
         }
         if let Some(v) = file.max_concurrent_dumps {
             cfg.max_concurrent_dumps = parse_dump_limit(v, &origin)?;
+        }
+        if let Some(v) = file.min_interval_secs {
+            cfg.min_interval = parse_min_interval(v, &origin)?;
+        }
+        if let Some(v) = file.max_periodic_dumps {
+            cfg.max_periodic_dumps = parse_dump_limit(v, &origin)?;
         }
         Ok(cfg)
     }
@@ -228,7 +270,7 @@ mod tests {
     fn file_then_env() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "checkpoint_root = \"/srv/ckpt\"\nmode = \"network-fs\"\nstop_signal = \"SIGUSR1\"\nkill_deadline_secs = 5\nmax_concurrent_dumps = 3\n").unwrap();
+        std::fs::write(&file, "checkpoint_root = \"/srv/ckpt\"\nmode = \"network-fs\"\nstop_signal = \"SIGUSR1\"\nkill_deadline_secs = 5\nmax_concurrent_dumps = 3\nmin_interval_secs = 10\nmax_periodic_dumps = 2\n").unwrap();
         let f = file.to_str().unwrap();
         let cfg = load(&[("ARCH_CONFIG", f)]).unwrap();
         assert_eq!(cfg.checkpoint_root, PathBuf::from("/srv/ckpt"));
@@ -236,6 +278,8 @@ mod tests {
         assert_eq!(cfg.stop_signal, libc::SIGUSR1);
         assert_eq!(cfg.kill_deadline, Duration::from_secs(5));
         assert_eq!(cfg.max_concurrent_dumps, 3);
+        assert_eq!(cfg.min_interval, Duration::from_secs(10));
+        assert_eq!(cfg.max_periodic_dumps, 2);
         let cfg = load(&[
             ("ARCH_CONFIG", f),
             ("ARCH_CHECKPOINT_ROOT", "/mnt/efs"),
@@ -257,6 +301,9 @@ mod tests {
             ("ARCH_KILL_DEADLINE_SECS", "soon"),
             ("ARCH_MAX_CONCURRENT_DUMPS", "0"),
             ("ARCH_MAX_CONCURRENT_DUMPS", "many"),
+            ("ARCH_MIN_INTERVAL_SECS", "0"),
+            ("ARCH_MIN_INTERVAL_SECS", "soon"),
+            ("ARCH_MAX_PERIODIC_DUMPS", "0"),
         ] {
             let e = load(&[(k, v)]).unwrap_err().to_string();
             assert!(e.contains(k), "{k}={v}: {e}");

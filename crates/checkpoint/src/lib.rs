@@ -7,6 +7,7 @@
 mod chain;
 mod config;
 mod error;
+mod interval;
 mod policy;
 mod procfs;
 mod restore;
@@ -16,8 +17,12 @@ mod steps;
 mod tests;
 
 pub use chain::{run_dump_chain, DumpContext, DumpOutcome, DumpRequest, Dumper, Step};
-pub use config::{default_max_concurrent_dumps, ArchConfig, Mode, CONFIG_ENV, DEFAULT_CONFIG_PATH};
+pub use config::{
+    default_max_concurrent_dumps, default_max_periodic_dumps, ArchConfig, Mode, CONFIG_ENV,
+    DEFAULT_CONFIG_PATH,
+};
 pub use error::{CheckpointError, Result};
+pub use interval::{parse_interval, periodic_interval, INTERVAL_ANNOTATION, INTERVAL_ENV};
 pub use policy::{arch_identity, ArchIdentity};
 pub use procfs::{HostProcs, ProcessView};
 pub use restore::{apply_rootfs, check_compatible, HostFacts};

@@ -19,7 +19,7 @@ pub struct ArchIdentity {
     pub key: String,
 }
 
-fn env_value<'a>(env: &'a [String], name: &str) -> Option<&'a str> {
+pub(crate) fn env_value<'a>(env: &'a [String], name: &str) -> Option<&'a str> {
     // The last definition wins, as in execve's environment handling by libc.
     env.iter()
         .rev()

@@ -24,6 +24,12 @@ pub fn dump_slot_dir() -> PathBuf {
     Path::new(STATE_ROOT).join("dump-slots")
 }
 
+/// The host-wide periodic dump slots: fewer than the dump slots, so
+/// periodic checkpoints leave room for stop-checkpoints.
+pub fn periodic_slot_dir() -> PathBuf {
+    Path::new(STATE_ROOT).join("periodic-slots")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -32,6 +38,7 @@ mod tests {
             super::state_root("ns"),
             super::console_dir(),
             super::dump_slot_dir(),
+            super::periodic_slot_dir(),
         ] {
             assert!(p.starts_with(super::STATE_ROOT), "{}", p.display());
         }

@@ -51,6 +51,9 @@ pub enum Outcome {
     Failed,
     /// A restore that could not happen: the container started fresh.
     Fallback,
+    /// A periodic checkpoint not taken (the previous one still ran, no
+    /// periodic slot was free, the container was paused).
+    Skipped,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

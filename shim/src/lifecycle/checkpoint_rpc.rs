@@ -69,6 +69,8 @@ impl Arch {
     fn checkpoint_arch(&self, c: &Container, state: &ArchState, dump: &DumpOptions) -> Result<()> {
         let (store, cfg) = (self.store()?, self.config()?);
         let id = c.id();
+        // Never beside a periodic checkpoint of the same container.
+        let _periodic = state.periodic.exclusive();
         let req = DumpRequest {
             identity: state.identity.clone(),
             container_id: id.to_string(),

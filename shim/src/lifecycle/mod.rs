@@ -14,6 +14,7 @@
 
 mod checkpoint_rpc;
 mod dump;
+mod periodic;
 mod records;
 mod restore;
 mod staging;
@@ -21,14 +22,18 @@ mod stop;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use arch_checkpoint::{arch_identity, ArchConfig, ArchIdentity, CheckpointError};
+use arch_checkpoint::{
+    arch_identity, periodic_interval, ArchConfig, ArchIdentity, CheckpointError,
+};
 use arch_image::ImageStore;
 use arch_runtime::oci_spec::runtime::Spec;
 
 use crate::error::{Result, ShimError};
 use crate::seams::{ContainerRuntime, RootfsMounts};
 
+pub use periodic::Periodic;
 pub use staging::{RestoreTarget, StagedRestore};
 pub use stop::{StopAction, StopGate};
 
@@ -39,14 +44,23 @@ pub struct ArchState {
     pub upperdir: Option<PathBuf>,
     /// One stop-checkpoint at a time; the exit waits for it.
     pub gate: Arc<StopGate>,
+    /// `ARCH_INTERVAL`, if the container asked for periodic checkpoints.
+    pub interval: Option<Duration>,
+    pub periodic: Periodic,
 }
 
 impl ArchState {
-    pub fn new(identity: ArchIdentity, upperdir: Option<PathBuf>) -> Self {
+    pub fn new(
+        identity: ArchIdentity,
+        upperdir: Option<PathBuf>,
+        interval: Option<Duration>,
+    ) -> Self {
         ArchState {
             identity,
             upperdir,
             gate: Arc::new(StopGate::default()),
+            interval,
+            periodic: Periodic::default(),
         }
     }
 }
@@ -97,6 +111,19 @@ impl Arch {
             }
         }
         Ok(identity)
+    }
+
+    /// The periodic checkpoint interval an ARCH container asks for (None
+    /// without `ARCH_INTERVAL`); an invalid one fails Create.
+    pub fn interval(&self, id: &str, spec: &Spec) -> Result<Option<Duration>> {
+        let env = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.env().clone())
+            .unwrap_or_default();
+        let annotations = spec.annotations().clone().unwrap_or_default();
+        periodic_interval(&env, &annotations, self.config()?.min_interval)
+            .map_err(|e| ShimError::InvalidArgument(format!("container {id}: {e}")))
     }
 
     /// Arms the fault a test container asks for with its annotation (test

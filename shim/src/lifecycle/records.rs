@@ -15,6 +15,8 @@ pub enum Trigger {
     Rpc,
     /// Create of a container with an image (a restore).
     Create,
+    /// A tick of `ARCH_INTERVAL`.
+    Periodic,
 }
 
 impl Trigger {
@@ -23,6 +25,7 @@ impl Trigger {
             Trigger::Stop => "stop",
             Trigger::Rpc => "rpc",
             Trigger::Create => "create",
+            Trigger::Periodic => "periodic",
         }
     }
 }
@@ -64,6 +67,23 @@ pub fn checkpoint_record(
         durations_ms,
         bytes,
         error,
+    }
+}
+
+/// The record of a periodic checkpoint that was not taken, and why.
+pub fn skipped_record(identity: &ArchIdentity, id: &str, reason: &str) -> Record {
+    Record {
+        time: arch_host::now_secs(),
+        op: Operation::Checkpoint,
+        outcome: Outcome::Skipped,
+        trigger: Trigger::Periodic.name().to_string(),
+        namespace: identity.namespace.clone(),
+        key: identity.key.clone(),
+        container_id: id.to_string(),
+        total_ms: 0,
+        durations_ms: Default::default(),
+        bytes: 0,
+        error: Some(reason.to_string()),
     }
 }
 

@@ -74,13 +74,14 @@ impl Arch {
     /// Decides what `signal` to the init of `c` does (`all`: to every
     /// process of it). The stop signal starts a checkpoint that ends the
     /// container; a SIGKILL waits (bounded) for one in progress.
-    pub fn on_signal(&self, c: &Container, signal: i32, all: bool) -> Result<StopAction> {
+    pub fn on_signal(&self, c: &Arc<Container>, signal: i32, all: bool) -> Result<StopAction> {
         let Some(state) = c.arch() else {
             return Ok(StopAction::Deliver);
         };
         let cfg = self.config()?;
         let init = c.init().clone();
         if signal == libc::SIGKILL {
+            state.periodic.stop();
             if !state.gate.wait_idle(cfg.kill_deadline) {
                 log::warn!(
                     "{}: checkpoint still running after {:?}; killing",
@@ -103,6 +104,7 @@ impl Arch {
         if !state.gate.try_begin() {
             return Ok(StopAction::Checkpointing);
         }
+        state.periodic.stop();
         let store = self.store()?;
         let cfg = cfg.clone();
         let runtime = self.runtime.clone();
@@ -116,9 +118,12 @@ impl Arch {
             leave_running: false,
         };
         let id = c.id().to_string();
+        let container = c.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("stop-{id}"))
             .spawn(move || {
+                // A periodic checkpoint in flight finishes first.
+                let _periodic = container.arch().map(|s| s.periodic.exclusive());
                 log::info!(
                     "{id}: stop signal {signal}: checkpointing as {}/{}",
                     identity.namespace,
@@ -161,6 +166,7 @@ impl Arch {
     /// it and find the image.
     pub fn await_stop(&self, c: &Container) {
         let Some(state) = c.arch() else { return };
+        state.periodic.stop();
         let limit = self.config().map(|c| c.kill_deadline).unwrap_or_default();
         if !state.gate.wait_idle(limit) {
             log::warn!(

@@ -36,9 +36,13 @@ impl TaskService {
                 .map_err(|e| ShimError::Internal(e.to_string()))?;
         }
         // Only ARCH containers need to know where their changes land.
+        let interval = match &identity {
+            Some(_) => self.arch.interval(&id, &spec)?,
+            None => None,
+        };
         let arch = identity.map(|identity| {
             let upperdir = rootfs.upperdir(&*self.mounts, &id);
-            ArchState::new(identity, upperdir)
+            ArchState::new(identity, upperdir, interval)
         });
         let paths = StdioPaths {
             stdin: req.stdin.clone(),
@@ -209,6 +213,7 @@ impl TaskService {
                 }
             };
             init.set_status(Status::RUNNING);
+            self.arch.start_periodic(&c);
             self.events.send(
                 topics::TASK_START_EVENT_TOPIC,
                 TaskStart {

@@ -11,6 +11,7 @@ mod exec;
 mod io;
 mod lifecycle;
 mod parity;
+mod periodic;
 mod restore;
 mod scale;
 mod terminal;
