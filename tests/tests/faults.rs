@@ -440,3 +440,59 @@ fn a_shim_killed_mid_restore_leaves_nothing_running() {
         assert!(image.manifest().total_size > 1 << 30);
     }
 }
+
+/// A host that dies, as far as one machine can show it: the shim is killed
+/// (so no stop-checkpoint can run) and containerd restarts. The container
+/// re-created with its key restores from its last periodic checkpoint.
+#[test]
+fn a_killed_shim_and_restarted_containerd_restore_from_the_periodic_image() {
+    const COUNTER: &str = "boot=$(cat /proc/sys/kernel/random/uuid); i=0; \
+        while true; do i=$((i+1)); echo $i > /tmp/count; echo $boot > /tmp/boot; sleep 0.1; done";
+    let c = ctr();
+    let (id, key) = (unique_id("hostdies"), unique_id("hdkey"));
+    let periodic_ok = || {
+        arch_e2e::records_for(&root(), &key)
+            .iter()
+            .filter(|r| r.trigger == "periodic" && r.outcome == arch_records::Outcome::Ok)
+            .count()
+    };
+    let r = c.run_arch_with(
+        "-d",
+        &id,
+        Some(&key),
+        &["--env", "ARCH_INTERVAL=1s"],
+        &["sh", "-c", COUNTER],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(wait_until(Duration::from_secs(30), || periodic_ok() >= 2));
+    let boot = std::fs::read_to_string(c.bundle(&id).join("rootfs/tmp/boot")).unwrap();
+    let init = c.task_pid(&id);
+    for pid in shim_pids(&id) {
+        nix_kill(pid);
+    }
+    assert!(wait_until(Duration::from_secs(20), || !pid_alive(init)));
+    let st = Command::new(repo().join("hack/containerd-test.sh"))
+        .arg("bounce")
+        .status()
+        .unwrap();
+    assert!(st.success(), "containerd did not come back");
+    let _ = c.run(&["task", "rm", "-f", &id]);
+    let _ = c.run(&["container", "rm", &id]);
+
+    let again = unique_id("hostback");
+    let ct = c.start_arch(&again, Some(&key), COUNTER);
+    c.wait_status(&again, "RUNNING");
+    let mut restored_boot = String::new();
+    assert!(wait_until(Duration::from_secs(5), || {
+        restored_boot =
+            std::fs::read_to_string(c.bundle(&again).join("rootfs/tmp/boot")).unwrap_or_default();
+        !restored_boot.trim().is_empty()
+    }));
+    assert_eq!(
+        restored_boot.trim(),
+        boot.trim(),
+        "restored, not started fresh"
+    );
+    arch_e2e::assert_restore_recorded(&root(), &key, arch_records::Outcome::Ok);
+    drop(ct);
+}
