@@ -93,6 +93,32 @@ pub enum Command {
         #[arg(long, value_name = "SOCKET")]
         address: Option<PathBuf>,
     },
+    /// Write an image as one portable archive (zstd tar, CRI-O checkpoint
+    /// layout plus ARCH's manifest) to FILE, or to stdout with `-`.
+    Export {
+        #[arg(value_name = "NS/KEY")]
+        image: ImageId,
+        /// Where to write (default `-`, stdout); also `-o FILE`.
+        #[arg(value_name = "FILE|-", conflicts_with = "output")]
+        to: Option<PathBuf>,
+        #[arg(short, long, value_name = "FILE|-")]
+        output: Option<PathBuf>,
+        /// zstd level (1 fast … 19 small).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+        level: i32,
+    },
+    /// Validate an archive fully, then add its image to the root (from
+    /// FILE, or stdin with `-`): `archctl export ns/job - | ssh b archctl import -`.
+    Import {
+        #[arg(value_name = "FILE|-")]
+        input: PathBuf,
+        /// Land it in this namespace instead of the archive's.
+        #[arg(long, value_name = "NS")]
+        namespace: Option<String>,
+        /// Land it under this key instead of the archive's.
+        #[arg(long, value_name = "KEY")]
+        key: Option<String>,
+    },
     /// Prometheus text metrics from records and the store.
     Metrics {
         /// Serve GET /metrics over HTTP on ADDR (e.g. 127.0.0.1:9464).

@@ -35,6 +35,9 @@ pub enum Error {
     /// A request the store refuses (sidecar name, claimed image, ...).
     #[error("{0}")]
     Refused(String),
+    /// An archive could not be written, or was refused.
+    #[error("{0}")]
+    Archive(#[from] arch_archive::ArchiveError),
     /// A command-line value that parsed but makes no sense.
     #[error("{0}")]
     Invalid(String),

@@ -1,6 +1,7 @@
 //! End-to-end tests: real containerd, real `ctr`, the ARCH shim.
 //! Run through `make test` (hack/test.sh), which starts the private containerd.
 
+mod archive;
 mod checkpoint;
 mod cleanup;
 mod containerd_checkpoint;

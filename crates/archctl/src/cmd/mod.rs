@@ -1,6 +1,7 @@
 //! One module per subcommand. Each returns the process exit code on
 //! success (0, or 1 when it found problems it already reported).
 
+mod archive;
 mod check;
 mod gc;
 mod inspect;
@@ -58,6 +59,20 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Tag { image, tag } => tag::tag(&store, &image, &tag),
         Command::Untag { image, tag } => tag::untag(&store, &image, &tag),
         Command::Stats { json } => stats::run(&store, json),
+        Command::Export {
+            image,
+            to,
+            output,
+            level,
+        } => {
+            let output = to.or(output).unwrap_or_else(|| PathBuf::from("-"));
+            archive::export(&store, &image, &output, level)
+        }
+        Command::Import {
+            input,
+            namespace,
+            key,
+        } => archive::import(&store, &input, namespace, key),
         Command::Metrics { serve } => metrics::run(&store, serve.as_deref()),
         Command::Check { .. } => unreachable!("handled above"),
     }

@@ -1,0 +1,243 @@
+//! One archive stream into the image store, checked entry by entry.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Component, Path};
+
+use arch_image::{CommitInfo, FileEntry, Image, ImageStore, Manifest, CRIU_DIR};
+use sha2::{Digest, Sha256};
+
+use crate::error::{io, ArchiveError, Result};
+use crate::layout::{image_path, ARCH_MANIFEST, CHECKPOINT_DIR, CONFIG_DUMP, DELETED_FILES};
+
+/// Bounds on what an import accepts, so a hostile archive cannot fill the
+/// disk or memory before it is refused.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportLimits {
+    /// The whole image (sum of its files).
+    pub max_total: u64,
+    /// The manifest, config.dump and deleted.files, which are read whole.
+    pub max_metadata: u64,
+}
+
+impl Default for ImportLimits {
+    fn default() -> Self {
+        Self {
+            max_total: 1 << 40,
+            max_metadata: 16 << 20,
+        }
+    }
+}
+
+/// Where the image lands; None keeps the archive's namespace or key.
+#[derive(Debug, Default, Clone)]
+pub struct ImportTarget {
+    pub namespace: Option<String>,
+    pub key: Option<String>,
+}
+
+/// Imports the archive read from `input` into `store`; nothing lands unless
+/// every entry matched the archive's manifest.
+pub fn import(
+    store: &ImageStore,
+    input: impl Read,
+    target: &ImportTarget,
+    limits: &ImportLimits,
+) -> Result<Image> {
+    let decoder = zstd::Decoder::new(input).map_err(corrupt)?;
+    let mut archive = tar::Archive::new(decoder);
+    let mut entries = archive.entries().map_err(corrupt)?;
+    let manifest = {
+        let mut first = entries
+            .next()
+            .ok_or_else(|| ArchiveError::Manifest("the archive is empty".into()))?
+            .map_err(corrupt)?;
+        let name = entry_name(&first)?;
+        if name != ARCH_MANIFEST {
+            return Err(ArchiveError::Manifest(format!(
+                "the first entry is {name:?}, not {ARCH_MANIFEST}"
+            )));
+        }
+        let bytes = read_small(&mut first, &name, limits)?;
+        Manifest::parse(&bytes, Path::new(ARCH_MANIFEST))
+            .map_err(|e| ArchiveError::Manifest(e.to_string()))?
+    };
+    if manifest.total_size > limits.max_total {
+        return Err(ArchiveError::TooLarge(format!(
+            "an image of {} bytes",
+            manifest.total_size
+        )));
+    }
+    let ns = target.namespace.as_deref().unwrap_or(&manifest.namespace);
+    let key = target.key.as_deref().unwrap_or(&manifest.key);
+    if store.open(ns, key).is_ok() {
+        return Err(ArchiveError::Entry {
+            entry: format!("{ns}/{key}"),
+            reason: "an image with this name exists; remove it first (archctl rm)".into(),
+        });
+    }
+    let staging = store.begin(ns, key)?;
+    let expected: BTreeMap<&str, &FileEntry> = manifest
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f))
+        .collect();
+    let mut seen = BTreeSet::new();
+    for entry in entries {
+        let mut entry = entry.map_err(corrupt)?;
+        let name = entry_name(&entry)?;
+        let kind = entry.header().entry_type();
+        if kind.is_dir() && name.trim_end_matches('/') == CHECKPOINT_DIR {
+            continue;
+        }
+        if !kind.is_file() {
+            return Err(refused(
+                &name,
+                format!("a {kind:?} entry; only regular files are allowed"),
+            ));
+        }
+        if name == CONFIG_DUMP {
+            read_small(&mut entry, &name, limits)?;
+            continue;
+        }
+        if name == DELETED_FILES {
+            let list = read_small(&mut entry, &name, limits)?;
+            let deleted: Vec<String> = serde_json::from_slice(&list)
+                .map_err(|e| refused(&name, format!("not a JSON list: {e}")))?;
+            if !deleted.is_empty() {
+                return Err(refused(&name, "ARCH images carry deletions in rootfs-diff.tar; a list of deleted files is not supported".into()));
+            }
+            continue;
+        }
+        let path = image_path(&name)
+            .ok_or_else(|| refused(&name, "not a file of a checkpoint archive".into()))?;
+        let file = expected
+            .get(path.as_str())
+            .ok_or_else(|| ArchiveError::Mismatch {
+                entry: name.clone(),
+                reason: "not listed in the manifest".into(),
+            })?;
+        if !seen.insert(path.clone()) {
+            return Err(refused(&name, "a second entry with this name".into()));
+        }
+        let size = entry.header().size().map_err(corrupt)?;
+        if size != file.size {
+            return Err(ArchiveError::Mismatch {
+                entry: name,
+                reason: format!("{size} bytes, the manifest says {}", file.size),
+            });
+        }
+        let digest = write_checked(&mut entry, staging.path(), &path, size)?;
+        if digest != file.sha256 {
+            return Err(ArchiveError::Mismatch {
+                entry: name,
+                reason: "sha256 differs".into(),
+            });
+        }
+    }
+    if let Some(missing) = expected.keys().find(|p| !seen.contains(**p)) {
+        return Err(ArchiveError::Mismatch {
+            entry: (*missing).to_string(),
+            reason: "listed in the manifest but not in the archive (truncated?)".into(),
+        });
+    }
+    let info = CommitInfo {
+        container_id: manifest.container_id.clone(),
+        durations_ms: manifest.durations_ms.clone(),
+        criu_version: manifest.criu_version.clone(),
+        kernel: manifest.kernel.clone(),
+        arch: manifest.arch.clone(),
+        cgroup_version: manifest.cgroup_version,
+    };
+    Ok(staging.commit(info)?)
+}
+
+fn corrupt(e: std::io::Error) -> ArchiveError {
+    ArchiveError::Corrupt(e.to_string())
+}
+
+fn refused(entry: &str, reason: String) -> ArchiveError {
+    ArchiveError::Entry {
+        entry: entry.to_string(),
+        reason,
+    }
+}
+
+/// The entry's name, if it is a plain relative path (no `..`, no root).
+fn entry_name<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String> {
+    let raw = entry.path_bytes();
+    let name = String::from_utf8_lossy(&raw).into_owned();
+    let path = Path::new(&name);
+    let plain = path.components().all(|c| matches!(c, Component::Normal(_)));
+    if !plain || name.is_empty() || raw.contains(&0) {
+        return Err(refused(&name, "not a plain relative path".into()));
+    }
+    Ok(name)
+}
+
+fn read_small<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    name: &str,
+    limits: &ImportLimits,
+) -> Result<Vec<u8>> {
+    let size = entry.header().size().map_err(corrupt)?;
+    if size > limits.max_metadata {
+        return Err(ArchiveError::TooLarge(format!("{name} ({size} bytes)")));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    entry
+        .take(limits.max_metadata + 1)
+        .read_to_end(&mut bytes)
+        .map_err(corrupt)?;
+    Ok(bytes)
+}
+
+/// Writes an entry to `dir/rel` (a new file; `criu/` made as needed) and
+/// returns the sha256 of what was written.
+fn write_checked<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    dir: &Path,
+    rel: &str,
+    size: u64,
+) -> Result<String> {
+    if let Some(parent) = Path::new(rel)
+        .parent()
+        .filter(|p| *p == Path::new(CRIU_DIR))
+    {
+        let parent = dir.join(parent);
+        if !parent.exists() {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&parent)
+                .map_err(io(format!("creating {}", parent.display())))?;
+        }
+    }
+    let path = dir.join(rel);
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        // The staging directory is ours, but never follow a link.
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(io(format!("creating {}", path.display())))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let want = buf.len().min(left as usize);
+        let n = entry.read(&mut buf[..want]).map_err(corrupt)?;
+        if n == 0 {
+            return Err(ArchiveError::Corrupt(format!(
+                "{rel} ends after {} of {size} bytes",
+                size - left
+            )));
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .map_err(io(format!("writing {}", path.display())))?;
+        left -= n as u64;
+    }
+    Ok(hex::encode(hasher.finalize()))
+}

@@ -1,0 +1,41 @@
+//! Names inside an archive, and how they map to an image's files. The
+//! image's own names come from `arch_image`; these are the CRI-O ones.
+
+use arch_image::{CONFIG, CRIU_DIR, ROOTFS_DIFF};
+
+/// ARCH's manifest, the archive's first entry.
+pub const ARCH_MANIFEST: &str = "arch-manifest.json";
+/// CRIU images (an image's `criu/`).
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+/// The OCI runtime spec (an image's `config.json`).
+pub const SPEC_DUMP: &str = "spec.dump";
+/// Container metadata as CRI-O writes it (id, name, time), for checkpointctl.
+pub const CONFIG_DUMP: &str = "config.dump";
+/// Files deleted from the image's rootfs; ARCH's rootfs diff carries its
+/// whiteouts itself, so this is always an empty list.
+pub const DELETED_FILES: &str = "deleted.files";
+
+/// The image file an archive entry holds, or None for entries that are not
+/// image files (the manifest, config.dump, deleted.files).
+pub fn image_path(entry: &str) -> Option<String> {
+    if entry == SPEC_DUMP {
+        return Some(CONFIG.to_string());
+    }
+    if entry == ROOTFS_DIFF {
+        return Some(ROOTFS_DIFF.to_string());
+    }
+    let name = entry.strip_prefix(CHECKPOINT_DIR)?.strip_prefix('/')?;
+    (!name.is_empty() && !name.contains('/')).then(|| format!("{CRIU_DIR}/{name}"))
+}
+
+/// The archive entry for an image file (inverse of [`image_path`]).
+pub fn entry_name(image_path: &str) -> Option<String> {
+    if image_path == CONFIG {
+        return Some(SPEC_DUMP.to_string());
+    }
+    if image_path == ROOTFS_DIFF {
+        return Some(ROOTFS_DIFF.to_string());
+    }
+    let name = image_path.strip_prefix(CRIU_DIR)?.strip_prefix('/')?;
+    (!name.is_empty() && !name.contains('/')).then(|| format!("{CHECKPOINT_DIR}/{name}"))
+}

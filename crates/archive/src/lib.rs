@@ -1,0 +1,21 @@
+//! Portable checkpoint archives: `archctl export` / `archctl import`.
+//!
+//! An archive is one tar, zstd-compressed, laid out as the Kubernetes/CRI-O
+//! checkpoint archive (`checkpoint/` with the CRIU images, `rootfs-diff.tar`,
+//! `spec.dump`, `config.dump`, `deleted.files`) with ARCH's manifest added as
+//! the first entry. Import reads the manifest first, then checks every
+//! following entry against it (name, size, sha256) while writing it into a
+//! staging image, and commits only an archive that matched completely:
+//! a hostile, corrupt or truncated archive leaves nothing in the root.
+
+mod error;
+mod export;
+mod import;
+mod layout;
+#[cfg(test)]
+mod tests;
+
+pub use error::{ArchiveError, Result};
+pub use export::{export, ExportStats};
+pub use import::{import, ImportLimits, ImportTarget};
+pub use layout::{ARCH_MANIFEST, CHECKPOINT_DIR, CONFIG_DUMP, DELETED_FILES, SPEC_DUMP};

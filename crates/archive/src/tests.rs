@@ -1,0 +1,324 @@
+use std::io::Read;
+use std::path::Path;
+
+use arch_image::{CgroupVersion, CommitInfo, Image, ImageStore};
+
+use crate::*;
+
+fn image(root: &Path, key: &str) -> Image {
+    let store = ImageStore::new(root);
+    let staging = store.begin("ns", key).unwrap();
+    std::fs::create_dir(staging.path().join("criu")).unwrap();
+    std::fs::write(staging.path().join("criu/pages-1.img"), vec![7u8; 300_000]).unwrap();
+    std::fs::write(staging.path().join("criu/core-1.img"), b"core").unwrap();
+    std::fs::write(staging.path().join("rootfs-diff.tar"), vec![0u8; 1024]).unwrap();
+    std::fs::write(
+        staging.path().join("config.json"),
+        b"{\"ociVersion\":\"1.0.2\"}",
+    )
+    .unwrap();
+    staging
+        .commit(CommitInfo {
+            container_id: "c1".into(),
+            durations_ms: Default::default(),
+            criu_version: "4.1.1".into(),
+            kernel: "6.18".into(),
+            arch: "x86_64".into(),
+            cgroup_version: CgroupVersion::V1,
+        })
+        .unwrap()
+}
+
+fn exported(root: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    let stats = export(&image(root, "job"), &mut out, 3).unwrap();
+    assert_eq!(stats.archive_bytes, out.len() as u64);
+    assert!(stats.image_bytes > 300_000 && stats.archive_bytes < stats.image_bytes / 10);
+    out
+}
+
+/// The names under `root` that are not the committed image: temporaries or
+/// anything else an import may have left behind.
+fn leftovers(root: &Path) -> Vec<String> {
+    let ns = root.join("ns");
+    let Ok(dir) = std::fs::read_dir(&ns) else {
+        return vec![];
+    };
+    dir.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn an_exported_image_imports_elsewhere_unchanged() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let archive = exported(a.path());
+    let target = ImportTarget {
+        namespace: Some("other".into()),
+        key: Some("moved".into()),
+    };
+    let imported = import(
+        &ImageStore::new(b.path()),
+        &archive[..],
+        &target,
+        &Default::default(),
+    )
+    .unwrap();
+    let original = ImageStore::new(a.path()).open("ns", "job").unwrap();
+    assert_eq!(imported.manifest().files, original.manifest().files);
+    assert_eq!(imported.manifest().container_id, "c1");
+    assert_eq!(
+        (
+            imported.manifest().namespace.as_str(),
+            imported.manifest().key.as_str()
+        ),
+        ("other", "moved")
+    );
+    ImageStore::new(b.path()).open("other", "moved").unwrap();
+}
+
+#[test]
+fn the_layout_is_the_cri_o_one_with_the_manifest_first() {
+    let a = tempfile::tempdir().unwrap();
+    let archive = exported(a.path());
+    let mut tar = tar::Archive::new(zstd::Decoder::new(&archive[..]).unwrap());
+    let names: Vec<String> = tar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert_eq!(names[0], ARCH_MANIFEST);
+    for want in [
+        "checkpoint/pages-1.img",
+        "checkpoint/core-1.img",
+        "rootfs-diff.tar",
+        "spec.dump",
+        "config.dump",
+        "deleted.files",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+    }
+}
+
+#[test]
+fn a_truncated_archive_lands_nothing() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let archive = exported(a.path());
+    for cut in [archive.len() / 3, archive.len() / 2, archive.len() - 20] {
+        let err = import(
+            &ImageStore::new(b.path()),
+            &archive[..cut],
+            &Default::default(),
+            &Default::default(),
+        );
+        assert!(err.is_err(), "cut at {cut} accepted");
+        assert!(leftovers(b.path()).is_empty(), "{:?}", leftovers(b.path()));
+    }
+}
+
+#[test]
+fn an_existing_image_is_not_overwritten() {
+    let a = tempfile::tempdir().unwrap();
+    let archive = exported(a.path());
+    let err = import(
+        &ImageStore::new(a.path()),
+        &archive[..],
+        &Default::default(),
+        &Default::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("exists"), "{err}");
+}
+
+#[test]
+fn an_image_over_the_limit_is_refused_before_anything_is_written() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let archive = exported(a.path());
+    let limits = ImportLimits {
+        max_total: 1000,
+        ..Default::default()
+    };
+    let err = import(
+        &ImageStore::new(b.path()),
+        &archive[..],
+        &Default::default(),
+        &limits,
+    )
+    .unwrap_err();
+    assert!(matches!(err, ArchiveError::TooLarge(_)), "{err}");
+    assert!(leftovers(b.path()).is_empty());
+}
+
+/// New entries for one entry of an archive (name, kind, data).
+type Entries = Vec<(String, tar::EntryType, Vec<u8>)>;
+type Edit = Box<dyn Fn(String, Vec<u8>) -> Entries>;
+
+/// Rewrites the archive's entries with `edit` (name, data) → entries; the
+/// names go into the header raw, so `..` and absolute paths can be made.
+fn rewritten(archive: &[u8], edit: impl Fn(String, Vec<u8>) -> Entries) -> Vec<u8> {
+    let mut tar = tar::Archive::new(zstd::Decoder::new(archive).unwrap());
+    let mut out = tar::Builder::new(zstd::Encoder::new(Vec::new(), 1).unwrap());
+    for e in tar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().display().to_string();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        for (name, kind, data) in edit(name, data) {
+            let mut h = tar::Header::new_gnu();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_size(data.len() as u64);
+            h.set_entry_type(kind);
+            h.set_mode(0o600);
+            if kind == tar::EntryType::Symlink || kind == tar::EntryType::Link {
+                h.set_link_name("/etc/shadow").unwrap();
+                h.set_size(0);
+            }
+            h.set_cksum();
+            out.append(&h, &data[..]).unwrap();
+        }
+    }
+    out.into_inner().unwrap().finish().unwrap()
+}
+
+fn refused(archive: Vec<u8>, what: &str) -> String {
+    let b = tempfile::tempdir().unwrap();
+    let err = import(
+        &ImageStore::new(b.path()),
+        &archive[..],
+        &Default::default(),
+        &Default::default(),
+    )
+    .map(|_| ())
+    .expect_err(what);
+    assert!(
+        leftovers(b.path()).is_empty(),
+        "{what}: left {:?}",
+        leftovers(b.path())
+    );
+    assert!(!b.path().join("etc").exists() && !b.path().parent().unwrap().join("evil").exists());
+    err.to_string()
+}
+
+#[test]
+fn hostile_entries_are_refused_and_land_nothing() {
+    let a = tempfile::tempdir().unwrap();
+    let archive = exported(a.path());
+    let regular = tar::EntryType::Regular;
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "traversal",
+            Box::new(move |n, d| {
+                let extra = if n == "spec.dump" {
+                    vec![("../evil".to_string(), regular, b"x".to_vec())]
+                } else {
+                    vec![]
+                };
+                [vec![(n, regular, d)], extra].concat()
+            }),
+        ),
+        (
+            "absolute",
+            Box::new(move |n, d| {
+                let n = if n == "spec.dump" {
+                    "/etc/evil".to_string()
+                } else {
+                    n
+                };
+                vec![(n, regular, d)]
+            }),
+        ),
+        (
+            "symlink",
+            Box::new(move |n, d| {
+                if n == "checkpoint/core-1.img" {
+                    vec![(n, tar::EntryType::Symlink, vec![])]
+                } else {
+                    vec![(n, regular, d)]
+                }
+            }),
+        ),
+        (
+            "hardlink",
+            Box::new(move |n, d| {
+                if n == "rootfs-diff.tar" {
+                    vec![(n, tar::EntryType::Link, vec![])]
+                } else {
+                    vec![(n, regular, d)]
+                }
+            }),
+        ),
+        (
+            "nested",
+            Box::new(move |n, d| {
+                let n = if n == "checkpoint/core-1.img" {
+                    "checkpoint/x/core-1.img".to_string()
+                } else {
+                    n
+                };
+                vec![(n, regular, d)]
+            }),
+        ),
+        (
+            "flipped byte",
+            Box::new(move |n, mut d| {
+                if n == "checkpoint/pages-1.img" {
+                    d[1000] ^= 1;
+                }
+                vec![(n, regular, d)]
+            }),
+        ),
+        (
+            "duplicate",
+            Box::new(move |n, d| {
+                if n == "checkpoint/core-1.img" {
+                    vec![(n.clone(), regular, d.clone()), (n, regular, d)]
+                } else {
+                    vec![(n, regular, d)]
+                }
+            }),
+        ),
+        (
+            "missing file",
+            Box::new(move |n, d| {
+                if n == "checkpoint/core-1.img" {
+                    vec![]
+                } else {
+                    vec![(n, regular, d)]
+                }
+            }),
+        ),
+        (
+            "manifest not first",
+            Box::new(move |n, d| {
+                if n == ARCH_MANIFEST {
+                    vec![]
+                } else {
+                    vec![(n, regular, d)]
+                }
+            }),
+        ),
+        (
+            "deleted files",
+            Box::new(move |n, d| {
+                if n == DELETED_FILES {
+                    vec![(n, regular, b"[\"/etc/passwd\"]".to_vec())]
+                } else {
+                    vec![(n, regular, d)]
+                }
+            }),
+        ),
+    ];
+    for (what, edit) in cases {
+        let msg = refused(rewritten(&archive, edit), what);
+        let expect = match what {
+            "traversal" | "absolute" => "not a plain relative path",
+            "symlink" | "hardlink" => "only regular files",
+            "nested" => "not a file of a checkpoint archive",
+            "flipped byte" => "sha256 differs",
+            "duplicate" => "a second entry",
+            "missing file" => "not in the archive",
+            "manifest not first" => "not an ARCH archive",
+            _ => "not supported",
+        };
+        assert!(msg.contains(expect), "{what}: {msg}");
+    }
+}

@@ -1,0 +1,100 @@
+//! Portable archives: a job checkpointed under one name moves, through
+//! `archctl export - | archctl import -`, to another name (another host's
+//! root in real use) and restores there.
+
+use std::process::Command;
+use std::time::Duration;
+
+use arch_e2e::{checkpoint_root, ctr, unique_id, wait_until, Ctr};
+
+const WORKLOAD: &str = "boot=$(cat /proc/sys/kernel/random/uuid); i=0; \
+    while true; do i=$((i+1)); echo $i > /tmp/count; echo $boot > /tmp/boot; sleep 0.1; done";
+
+fn boot(c: &Ctr, id: &str) -> String {
+    let mut value = String::new();
+    wait_until(Duration::from_secs(5), || {
+        value = std::fs::read_to_string(c.bundle(id).join("rootfs/tmp/boot"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        !value.is_empty()
+    });
+    value
+}
+
+fn archctl_bin() -> String {
+    std::env::var("ARCH_E2E_ARCHCTL").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug/archctl").to_string()
+    })
+}
+
+#[test]
+fn an_exported_job_imports_under_a_new_name_and_restores() {
+    let c = ctr();
+    let (id, key, moved) = (unique_id("exp"), unique_id("expkey"), unique_id("moved"));
+    let ct = c.start_arch(&id, Some(&key), WORKLOAD);
+    let before = boot(&c, &id);
+    assert_eq!(c.run(&["task", "kill", &id]).code, 0);
+    c.wait_status(&id, "STOPPED");
+    drop(ct);
+
+    let root = checkpoint_root();
+    let (bin, root) = (archctl_bin(), root.display().to_string());
+    let pipe = format!(
+        "{bin} --root {root} export {ns}/{key} - | {bin} --root {root} import - --key {moved}",
+        ns = c.namespace
+    );
+    let out = Command::new("sh").args(["-c", &pipe]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "export | import: {stderr}");
+    assert!(
+        stderr.contains("exported") && stderr.contains("imported"),
+        "{stderr}"
+    );
+
+    let again = unique_id("imp");
+    let _ct = c.start_arch(&again, Some(&moved), WORKLOAD);
+    c.wait_status(&again, "RUNNING");
+    assert_eq!(boot(&c, &again), before, "restored from the imported image");
+}
+
+#[test]
+fn a_tampered_archive_is_refused_and_lands_nothing() {
+    let c = ctr();
+    let (id, key) = (unique_id("tamper"), unique_id("tkey"));
+    let ct = c.start_arch(&id, Some(&key), WORKLOAD);
+    boot(&c, &id);
+    assert_eq!(c.run(&["task", "kill", &id]).code, 0);
+    c.wait_status(&id, "STOPPED");
+    drop(ct);
+    let root = checkpoint_root();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("job.tar.zst");
+    let r = arch_e2e::archctl(
+        &root,
+        &[
+            "export",
+            &format!("{}/{key}", c.namespace),
+            "-o",
+            file.to_str().unwrap(),
+            "--level",
+            "1",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Cut the archive short, as a failed copy between hosts would.
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let moved = unique_id("cut");
+    let r = arch_e2e::archctl(&root, &["import", file.to_str().unwrap(), "--key", &moved]);
+    assert_ne!(r.code, 0, "a truncated archive was imported");
+    assert!(
+        r.stderr.contains("truncated") || r.stderr.contains("corrupt"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        arch_e2e::image_entries(&c.namespace, &moved).is_empty(),
+        "nothing lands"
+    );
+}
