@@ -22,6 +22,7 @@ the runner does the interleaving, the statistics, the table and the chart.
 """
 
 import argparse
+import tempfile
 import concurrent.futures
 import datetime
 import hashlib
@@ -599,6 +600,85 @@ metric("s_ckpt_gbps", "checkpoint throughput, small", "GB/s", chart=False, digit
 def fig_checkpoint_restore(ctx, rt):
     """memtouch SMALL (16 MiB): checkpoint, restore, image size."""
     return cr_sample(ctx, rt, ctx.args.small_mib, "checkpoint-restore", "s_")
+
+
+def periodic_records(ctx, key):
+    """Periodic checkpoint records of `key` (the shims' .records/*.jsonl)."""
+    recs = []
+    d = os.path.join(ctx.args.checkpoint_root, ".records")
+    for name in os.listdir(d) if os.path.isdir(d) else []:
+        if not name.endswith(".jsonl"):
+            continue
+        with open(os.path.join(d, name)) as f:
+            for line in f:
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue
+                if r.get("key") == key and r.get("trigger") == "periodic":
+                    recs.append(r)
+    return recs
+
+
+def archctl(ctx, *argv):
+    exe = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "target", "release",
+                       "archctl")
+    t0 = time.perf_counter()
+    p = subprocess.run([exe, "--root", ctx.args.checkpoint_root] + list(argv),
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=600)
+    if p.returncode != 0:
+        raise RuntimeError("archctl %s -> rc %d: %s" % (" ".join(argv), p.returncode, p.stderr))
+    return time.perf_counter() - t0
+
+
+metric("p_pause_ms", "periodic checkpoint: container frozen (dump + rootfs diff)", "ms", chart=False,
+       digits=0)
+metric("p_total_ms", "periodic checkpoint: dump + diff + commit", "ms", chart=False, digits=0)
+metric("x_export_mbps", "archctl export, image MB/s (zstd 3)", "MB/s", chart=False, digits=0)
+metric("x_import_mbps", "archctl import, image MB/s (checked)", "MB/s", chart=False, digits=0)
+metric("x_ratio", "archive size / image size", "x", chart=False, digits=2)
+
+
+@figure("periodic-and-archive", samples=lambda ctx: 1, runtimes=("arch",),
+        metrics=["p_pause_ms", "p_total_ms", "x_export_mbps", "x_import_mbps", "x_ratio"])
+def fig_periodic_and_archive(ctx, rt):
+    """ARCH only: memtouch SMALL with ARCH_INTERVAL=2s (median pause of three
+    periodic checkpoints), then export and import of its image."""
+    cid, key = ctx.new_id(rt, "per"), ctx.new_key()
+    moved = key + "-moved"
+    res = {}
+    tmp = tempfile.mkdtemp(prefix="arch-bench-archive-")
+    try:
+        ctx.ctr("run", "-d", "--runtime", RUNTIMES[rt][0], *ARCH_ENV(key), "--env",
+                "ARCH_INTERVAL=2s", ctx.image, cid, "memtouch", str(ctx.args.small_mib))
+        deadline = time.time() + 60
+        ok = []
+        while time.time() < deadline and len(ok) < 3:
+            time.sleep(0.5)
+            ok = [r for r in periodic_records(ctx, key) if r.get("outcome") == "ok"]
+        if len(ok) < 3:
+            raise RuntimeError("%d periodic checkpoints in 60 s" % len(ok))
+        # Frozen from the dump through the rootfs diff.
+        pauses = sorted(r["durations_ms"].get("dump", 0) + r["durations_ms"].get("rootfs", 0)
+                        for r in ok[:3])
+        totals = sorted(r["total_ms"] for r in ok[:3])
+        res["p_pause_ms"], res["p_total_ms"] = pauses[1], totals[1]
+        ctx.remove([cid])
+        size = read_manifest(ctx, key)["total_size"]
+        out = os.path.join(tmp, "job.tar.zst")
+        dt = archctl(ctx, "export", "%s/%s" % (ctx.namespace, key), "-o", out)
+        res["x_export_mbps"] = size / dt / 1e6
+        res["x_ratio"] = os.path.getsize(out) / size
+        dt = archctl(ctx, "import", out, "--key", moved)
+        res["x_import_mbps"] = size / dt / 1e6
+    except Exception as e:
+        ctx.fail("periodic-and-archive", rt, "periodic/archive", e)
+    finally:
+        ctx.remove([cid])
+        ctx.remove_arch_images(key)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return res
 
 
 metric("b_ckpt_ms", "checkpoint, 1 GiB touched", "ms", target=1.0, digits=0)

@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [ "$(id -u)" = 0 ] || { echo "[bench] must run as root" >&2; exit 1; }
 
 hack/install-deps.sh
-cargo build --release -p containerd-shim-arch-v1
+cargo build --release -p containerd-shim-arch-v1 -p archctl
 
 export ARCH_TEST_DIR=/run/arch-bench
 export ARCH_TEST_ROOT=/var/lib/arch-bench/containerd

@@ -26,8 +26,10 @@ use arch_records::{Operation, Outcome};
 const NS: &str = "arch-test";
 
 /// Counts in a shell variable (restored with the process, lost by a fresh
-/// start) into /tmp/count; marks a rootfs that was not rolled back.
-const WORKLOAD: &str = "trap 'exit 143' TERM; [ -f /tmp/keep ] && touch /tmp/not-rolled-back; \
+/// start) into /tmp/count; marks a rootfs that was not rolled back; its
+/// TERM trap leaves /tmp/term (the process got its stop signal).
+const WORKLOAD: &str =
+    "trap 'echo term > /tmp/term; exit 143' TERM; [ -f /tmp/keep ] && touch /tmp/not-rolled-back; \
                         touch /tmp/keep; i=0; \
                         while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done";
 
@@ -179,6 +181,14 @@ fn checkpoint_case(c: &Ctr, point: &str, action: &str) -> Result<(), String> {
         if action == "error" && !has_image {
             // The failure names its point: proof the point was reached.
             recorded_at(&key, Operation::Checkpoint, Outcome::Failed, point)?;
+        }
+        // A failed checkpoint never loses the process: it was kept frozen
+        // (not killed) past the dump, thawed, and got its stop signal.
+        // (With the root removed or the disk full, "no image" may also mean
+        // committed and then lost, so only failures that are known say so.)
+        let failed = matches!(action, "error" | "kill-criu") && !has_image;
+        if failed && !rootfs(c, &id).join("tmp/term").exists() {
+            return Err("the process never got its stop signal (lost to the checkpoint)".into());
         }
         root_private()?;
         nothing_left(c, &id, &key)

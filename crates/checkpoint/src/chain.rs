@@ -19,9 +19,15 @@ pub trait Dumper {
     type Error: std::error::Error + Send + Sync + 'static;
     /// Pids of every process in the container.
     fn pids(&self) -> std::result::Result<Vec<i32>, Self::Error>;
-    /// CRIU-dumps the container into `dir` (dump.log included). Without
-    /// `leave_running` the container's processes are gone afterwards.
-    fn dump(&self, dir: &Path, leave_running: bool) -> std::result::Result<(), Self::Error>;
+    /// CRIU-dumps the container's frozen processes into `dir` (dump.log
+    /// included) and leaves them frozen.
+    fn dump(&self, dir: &Path) -> std::result::Result<(), Self::Error>;
+    /// Freezes every process of the container (cgroup freezer).
+    fn freeze(&self) -> std::result::Result<(), Self::Error>;
+    /// Thaws them: a checkpoint that was to end the container failed.
+    fn thaw(&self) -> std::result::Result<(), Self::Error>;
+    /// Ends the frozen container: its image is committed.
+    fn kill_frozen(&self) -> std::result::Result<(), Self::Error>;
     /// The CRIU version, e.g. "4.1.1".
     fn criu_version(&self) -> std::result::Result<String, Self::Error>;
 }
@@ -29,7 +35,10 @@ pub trait Dumper {
 /// A [`Dumper`] whose errors are boxed, so the chain's steps take any.
 pub(crate) trait DynDumper {
     fn pids(&self) -> std::result::Result<Vec<i32>, BoxError>;
-    fn dump(&self, dir: &Path, leave_running: bool) -> std::result::Result<(), BoxError>;
+    fn dump(&self, dir: &Path) -> std::result::Result<(), BoxError>;
+    fn freeze(&self) -> std::result::Result<(), BoxError>;
+    fn thaw(&self) -> std::result::Result<(), BoxError>;
+    fn kill_frozen(&self) -> std::result::Result<(), BoxError>;
     fn criu_version(&self) -> std::result::Result<String, BoxError>;
 }
 
@@ -39,8 +48,17 @@ impl<D: Dumper> DynDumper for D {
     fn pids(&self) -> std::result::Result<Vec<i32>, BoxError> {
         Dumper::pids(self).map_err(Into::into)
     }
-    fn dump(&self, dir: &Path, leave_running: bool) -> std::result::Result<(), BoxError> {
-        Dumper::dump(self, dir, leave_running).map_err(Into::into)
+    fn dump(&self, dir: &Path) -> std::result::Result<(), BoxError> {
+        Dumper::dump(self, dir).map_err(Into::into)
+    }
+    fn freeze(&self) -> std::result::Result<(), BoxError> {
+        Dumper::freeze(self).map_err(Into::into)
+    }
+    fn thaw(&self) -> std::result::Result<(), BoxError> {
+        Dumper::thaw(self).map_err(Into::into)
+    }
+    fn kill_frozen(&self) -> std::result::Result<(), BoxError> {
+        Dumper::kill_frozen(self).map_err(Into::into)
     }
     fn criu_version(&self) -> std::result::Result<String, BoxError> {
         Dumper::criu_version(self).map_err(Into::into)
@@ -55,6 +73,9 @@ pub struct DumpRequest {
     /// The overlay upperdir holding the container's filesystem changes.
     pub upperdir: Option<PathBuf>,
     pub leave_running: bool,
+    /// The container was paused by its user: it is dumped as it is and
+    /// stays paused (unless the checkpoint ends it).
+    pub paused: bool,
 }
 
 pub struct DumpContext<'a> {
@@ -65,6 +86,8 @@ pub struct DumpContext<'a> {
     pub staging: Option<Staging>,
     pub info: CommitInfo,
     pub image: Option<Image>,
+    /// The chain froze the container (see [`run_dump_chain`]).
+    pub frozen: bool,
 }
 
 impl<'a> DumpContext<'a> {
@@ -90,6 +113,7 @@ impl<'a> DumpContext<'a> {
             staging: None,
             info,
             image: None,
+            frozen: false,
         }
     }
 
@@ -117,6 +141,13 @@ pub struct DumpOutcome {
     pub durations_ms: BTreeMap<String, u64>,
 }
 
+/// Runs the steps in order. The container is frozen from the dump on: the
+/// CRIU images and the rootfs diff show the same moment (a file the process
+/// appends to has the size CRIU recorded), a checkpoint that leaves the
+/// container running thaws it after the rootfs diff, and one that ends it
+/// kills it only once the image is committed. Any failure thaws it (and
+/// the caller delivers the stop signal), so no failed checkpoint ever loses
+/// the process.
 pub fn run_dump_chain(steps: &[Box<dyn Step>], mut ctx: DumpContext) -> Result<DumpOutcome> {
     let mut durations = BTreeMap::new();
     for step in steps {
@@ -140,7 +171,25 @@ pub fn run_dump_chain(steps: &[Box<dyn Step>], mut ctx: DumpContext) -> Result<D
                 ctx.req.container_id,
                 step.name()
             );
+            if ctx.frozen {
+                // The process goes on; the caller delivers the stop signal.
+                if let Err(t) = ctx.dumper.thaw() {
+                    log::error!(
+                        "{}: thawing after the failed checkpoint: {t}",
+                        ctx.req.container_id
+                    );
+                }
+            }
             return Err(e);
+        }
+    }
+    if !ctx.req.leave_running {
+        // Committed: now, and only now, the processes may go.
+        if let Err(e) = ctx.dumper.kill_frozen() {
+            log::error!(
+                "{}: ending the checkpointed container: {e}",
+                ctx.req.container_id
+            );
         }
     }
     let image = ctx.image.take().ok_or(CheckpointError::Step {

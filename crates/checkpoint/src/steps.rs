@@ -122,8 +122,17 @@ impl Step for Dump {
     }
     fn run(&self, ctx: &mut DumpContext) -> Result<()> {
         let dir = ctx.staging_dir(self.name())?.join(CRIU_DIR);
+        if !ctx.req.paused {
+            ctx.dumper
+                .freeze()
+                .map_err(|source| CheckpointError::Dump {
+                    source,
+                    log: Vec::new(),
+                })?;
+            ctx.frozen = true;
+        }
         ctx.dumper
-            .dump(&dir, ctx.req.leave_running)
+            .dump(&dir)
             .map_err(|source| CheckpointError::Dump {
                 source,
                 log: criu_log_errors(&dir.join("dump.log")),
@@ -161,6 +170,14 @@ impl Step for RootfsDiff {
             }
             // A rootfs without an upperdir has no recorded changes.
             None => tar_empty(file)?,
+        }
+        if ctx.req.leave_running && ctx.frozen {
+            // Memory and files are taken: the container goes on.
+            ctx.dumper.thaw().map_err(|source| CheckpointError::Dump {
+                source,
+                log: Vec::new(),
+            })?;
+            ctx.frozen = false;
         }
         Ok(())
     }

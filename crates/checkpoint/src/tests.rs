@@ -4,6 +4,8 @@ use std::path::Path;
 
 use arch_image::ImageStore;
 
+use std::sync::Mutex;
+
 use crate::chain::{run_dump_chain, DumpContext, DumpRequest, Dumper};
 use crate::policy::ArchIdentity;
 use crate::procfs::ProcessView;
@@ -12,6 +14,26 @@ use crate::steps::default_steps;
 struct FakeDumper {
     pids: Vec<i32>,
     fail: Option<&'static str>,
+    /// What happened to the processes, in order.
+    effects: Mutex<Vec<String>>,
+}
+
+impl FakeDumper {
+    fn new(pids: Vec<i32>, fail: Option<&'static str>) -> Self {
+        Self {
+            pids,
+            fail,
+            effects: Mutex::default(),
+        }
+    }
+
+    fn effects(&self) -> Vec<String> {
+        self.effects.lock().unwrap().clone()
+    }
+
+    fn note(&self, what: impl Into<String>) {
+        self.effects.lock().unwrap().push(what.into());
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +45,8 @@ impl Dumper for FakeDumper {
     fn pids(&self) -> Result<Vec<i32>, FakeError> {
         Ok(self.pids.clone())
     }
-    fn dump(&self, dir: &Path, _leave_running: bool) -> Result<(), FakeError> {
+    fn dump(&self, dir: &Path) -> Result<(), FakeError> {
+        self.note("dump");
         std::fs::write(dir.join("pages-1.img"), b"memory").unwrap();
         if let Some(reason) = self.fail {
             std::fs::write(
@@ -34,6 +57,18 @@ impl Dumper for FakeDumper {
             return Err(FakeError("criu exited with an error"));
         }
         std::fs::write(dir.join("dump.log"), b"ok\n").unwrap();
+        Ok(())
+    }
+    fn freeze(&self) -> Result<(), FakeError> {
+        self.note("freeze");
+        Ok(())
+    }
+    fn thaw(&self) -> Result<(), FakeError> {
+        self.note("thaw");
+        Ok(())
+    }
+    fn kill_frozen(&self) -> Result<(), FakeError> {
+        self.note("kill");
         Ok(())
     }
     fn criu_version(&self) -> Result<String, FakeError> {
@@ -82,6 +117,7 @@ fn request(r: &Rig) -> DumpRequest {
         bundle: r.bundle.clone(),
         upperdir: Some(r.upper.clone()),
         leave_running: false,
+        paused: false,
     }
 }
 
@@ -98,10 +134,7 @@ fn ns_entries(r: &Rig) -> Vec<String> {
 #[test]
 fn a_successful_chain_commits_a_valid_image() {
     let r = rig();
-    let dumper = FakeDumper {
-        pids: vec![10],
-        fail: None,
-    };
+    let dumper = FakeDumper::new(vec![10], None);
     let procs = FakeProcs(vec!["pipe:[1]", "/dev/null"]);
     let out = run_dump_chain(
         &default_steps(),
@@ -147,10 +180,7 @@ fn a_successful_chain_commits_a_valid_image() {
 #[test]
 fn a_failed_dump_leaves_nothing_and_quotes_criu() {
     let r = rig();
-    let dumper = FakeDumper {
-        pids: vec![10],
-        fail: Some("Some file locks are hold"),
-    };
+    let dumper = FakeDumper::new(vec![10], Some("Some file locks are hold"));
     let err = run_dump_chain(
         &default_steps(),
         DumpContext::new(request(&r), &r.store, &dumper, &FakeProcs(vec![])),
@@ -165,10 +195,7 @@ fn a_failed_dump_leaves_nothing_and_quotes_criu() {
 #[test]
 fn unsupported_descriptors_are_refused_before_dumping() {
     let r = rig();
-    let dumper = FakeDumper {
-        pids: vec![10],
-        fail: None,
-    };
+    let dumper = FakeDumper::new(vec![10], None);
     let err = run_dump_chain(
         &default_steps(),
         DumpContext::new(
@@ -187,10 +214,7 @@ fn unsupported_descriptors_are_refused_before_dumping() {
 #[test]
 fn a_container_without_processes_is_not_dumped() {
     let r = rig();
-    let dumper = FakeDumper {
-        pids: vec![],
-        fail: None,
-    };
+    let dumper = FakeDumper::new(vec![], None);
     let err = run_dump_chain(
         &default_steps(),
         DumpContext::new(request(&r), &r.store, &dumper, &FakeProcs(vec![])),
@@ -203,10 +227,7 @@ fn a_container_without_processes_is_not_dumped() {
 #[test]
 fn a_new_checkpoint_replaces_the_previous_one() {
     let r = rig();
-    let dumper = FakeDumper {
-        pids: vec![10],
-        fail: None,
-    };
+    let dumper = FakeDumper::new(vec![10], None);
     run_dump_chain(
         &default_steps(),
         DumpContext::new(request(&r), &r.store, &dumper, &FakeProcs(vec![])),
@@ -246,10 +267,7 @@ fn a_fault_at_any_step_boundary_commits_nothing() {
         .chain(["commit:sealed".to_string()]);
     for point in points {
         let r = rig();
-        let dumper = FakeDumper {
-            pids: vec![10],
-            fail: None,
-        };
+        let dumper = FakeDumper::new(vec![10], None);
         let procs = FakeProcs(vec![]);
         let mut req = request(&r);
         req.container_id = format!("fault-{point}");
@@ -276,10 +294,7 @@ fn a_fault_at_any_step_boundary_commits_nothing() {
 #[test]
 fn a_fault_after_publishing_does_not_undo_the_commit() {
     let r = rig();
-    let dumper = FakeDumper {
-        pids: vec![10],
-        fail: None,
-    };
+    let dumper = FakeDumper::new(vec![10], None);
     let mut req = request(&r);
     req.container_id = "fault-published".into();
     arch_faults::arm(
@@ -299,10 +314,7 @@ fn a_fault_after_publishing_does_not_undo_the_commit() {
 #[test]
 fn the_chain_passes_the_catalogued_points_in_order() {
     let r = rig();
-    let dumper = FakeDumper {
-        pids: vec![10],
-        fail: None,
-    };
+    let dumper = FakeDumper::new(vec![10], None);
     let mut req = request(&r);
     req.container_id = "trace-chain".into();
     arch_faults::start_trace(&req.container_id);
@@ -319,4 +331,70 @@ fn the_chain_passes_the_catalogued_points_in_order() {
     assert_eq!(arch_faults::take_trace("trace-chain"), want);
     let names: Vec<&str> = default_steps().iter().map(|s| s.name()).collect();
     assert_eq!(names, arch_faults::points::DUMP_STEPS);
+}
+
+#[test]
+fn a_stop_checkpoint_keeps_the_processes_frozen_until_the_commit() {
+    let r = rig();
+    let dumper = FakeDumper::new(vec![10], None);
+    run_dump_chain(
+        &default_steps(),
+        DumpContext::new(request(&r), &r.store, &dumper, &FakeProcs(vec![])),
+    )
+    .unwrap();
+    assert_eq!(dumper.effects(), ["freeze", "dump", "kill"]);
+}
+
+#[test]
+fn a_failure_after_the_dump_thaws_the_processes_and_kills_nothing() {
+    let r = rig();
+    // The rootfs step fails: its upperdir is gone.
+    std::fs::remove_dir_all(&r.upper).unwrap();
+    std::fs::write(&r.upper, b"not a directory").unwrap();
+    let dumper = FakeDumper::new(vec![10], None);
+    let err = run_dump_chain(
+        &default_steps(),
+        DumpContext::new(request(&r), &r.store, &dumper, &FakeProcs(vec![])),
+    );
+    assert!(err.is_err());
+    assert_eq!(dumper.effects(), ["freeze", "dump", "thaw"]);
+    assert!(ns_entries(&r).is_empty());
+}
+
+#[test]
+fn a_failed_dump_thaws_too_and_leave_running_thaws_after_the_rootfs_diff() {
+    let r = rig();
+    let dumper = FakeDumper::new(vec![10], Some("boom"));
+    let _ = run_dump_chain(
+        &default_steps(),
+        DumpContext::new(request(&r), &r.store, &dumper, &FakeProcs(vec![])),
+    );
+    assert_eq!(dumper.effects(), ["freeze", "dump", "thaw"]);
+    let dumper = FakeDumper::new(vec![10], None);
+    let mut req = request(&r);
+    req.leave_running = true;
+    run_dump_chain(
+        &default_steps(),
+        DumpContext::new(req, &r.store, &dumper, &FakeProcs(vec![])),
+    )
+    .unwrap();
+    assert_eq!(
+        dumper.effects(),
+        ["freeze", "dump", "thaw"],
+        "thawed after the rootfs diff"
+    );
+}
+
+#[test]
+fn a_paused_container_is_dumped_as_it_is_and_stays_paused() {
+    let r = rig();
+    let dumper = FakeDumper::new(vec![10], None);
+    let mut req = request(&r);
+    (req.leave_running, req.paused) = (true, true);
+    run_dump_chain(
+        &default_steps(),
+        DumpContext::new(req, &r.store, &dumper, &FakeProcs(vec![])),
+    )
+    .unwrap();
+    assert_eq!(dumper.effects(), ["dump"]);
 }

@@ -116,7 +116,17 @@ impl ContainerHandle {
             action: "checkpoint",
             reason: "the container has no init pid".into(),
         })?;
-        crate::dump::dump(&self.id, pid.as_raw(), self.inner.bundle(), opts)
+        let freezer = match opts.frozen {
+            true => Some(crate::dump::freezer_dir(&self.cgroup_path()?)),
+            false => None,
+        };
+        crate::dump::dump(
+            &self.id,
+            pid.as_raw(),
+            self.inner.bundle(),
+            freezer.as_deref(),
+            opts,
+        )
     }
 
     pub fn is_stopped(&mut self) -> bool {
@@ -125,10 +135,14 @@ impl ContainerHandle {
     }
 
     pub fn cgroup(&self) -> Result<Cgroup> {
+        Ok(Cgroup::new(&self.id, self.cgroup_path()?))
+    }
+
+    fn cgroup_path(&self) -> Result<PathBuf> {
         let config = self
             .inner
             .spec()
             .map_err(RuntimeError::lc(&self.id, "read config"))?;
-        Ok(Cgroup::new(&self.id, config.cgroup_path))
+        Ok(config.cgroup_path)
     }
 }

@@ -28,6 +28,9 @@ pub struct DumpOptions {
     pub file_locks: bool,
     /// CRIU cgroup mode: "soft" (default), "full", "strict" or "ignore".
     pub cgroups_mode: String,
+    /// The caller froze the container's cgroup: CRIU dumps the frozen tree
+    /// (runc's FreezeCgroup) and, with `leave_running`, leaves it frozen.
+    pub frozen: bool,
 }
 
 fn private_dir(path: &Path) -> Result<()> {
@@ -43,7 +46,24 @@ fn open_dir(path: &Path) -> Result<File> {
     File::open(path).map_err(RuntimeError::io(format!("opening {}", path.display())))
 }
 
-pub(crate) fn dump(id: &str, pid: i32, bundle: &Path, opts: &DumpOptions) -> Result<()> {
+/// The freezer directory of a cgroup path: the v1 freezer hierarchy, or the
+/// unified one on v2.
+pub(crate) fn freezer_dir(cgroup_path: &Path) -> PathBuf {
+    let root = Path::new(arch_host::paths::CGROUP_ROOT);
+    let rel = cgroup_path.strip_prefix("/").unwrap_or(cgroup_path);
+    match arch_host::cgroup_version(root) {
+        arch_host::CgroupVersion::V2 => root.join(rel),
+        _ => root.join("freezer").join(rel),
+    }
+}
+
+pub(crate) fn dump(
+    id: &str,
+    pid: i32,
+    bundle: &Path,
+    freezer: Option<&Path>,
+    opts: &DumpOptions,
+) -> Result<()> {
     let spec = Spec::load(bundle.join("config.json"))
         .map_err(|e| RuntimeError::InvalidSpec(format!("{id}: {e}")))?;
     let root = spec
@@ -88,6 +108,9 @@ pub(crate) fn dump(id: &str, pid: i32, bundle: &Path, opts: &DumpOptions) -> Res
     criu.set_pid(pid);
     criu.set_root(rootfs.display().to_string());
     criu.set_leave_running(opts.leave_running);
+    if let Some(dir) = freezer {
+        criu.set_freeze_cgroup(dir.display().to_string());
+    }
     criu.set_ext_unix_sk(opts.ext_unix_sk);
     criu.set_tcp_established(opts.tcp_established);
     criu.set_file_locks(opts.file_locks);

@@ -33,6 +33,7 @@ impl Arch {
         } else {
             PathBuf::from(&opts.image_path)
         };
+        let paused = status == Status::PAUSED;
         let dump = DumpOptions {
             image_dir: image_dir.clone(),
             work_dir: (!opts.work_path.is_empty()).then(|| PathBuf::from(&opts.work_path)),
@@ -41,32 +42,57 @@ impl Arch {
             ext_unix_sk: opts.external_unix_sockets,
             file_locks: opts.file_locks,
             cgroups_mode: opts.cgroups_mode.clone(),
+            // containerd pauses the task around a checkpoint: CRIU dumps
+            // the frozen tree and leaves it frozen, so nothing runs between
+            // the dump and the rootfs containerd takes next (runc's
+            // FreezeCgroup). Thawing for the dump let a process change a
+            // file CRIU had just recorded ("bad size" at restore).
+            frozen: paused,
         };
-        // containerd pauses the task around a checkpoint; libcontainer only
-        // dumps a running container, so thaw it for the dump and freeze it
-        // again if it stays.
-        if status == Status::PAUSED {
-            self.runtime.resume(c.id())?;
-        }
         let dumped = match c.arch() {
             None if dump.image_dir.as_os_str().is_empty() => Err(ShimError::InvalidArgument(
                 "checkpoint: no image path given".into(),
             )),
-            None => self
-                .runtime
-                .checkpoint(c.id(), &dump)
-                .map_err(|e| criu_failure(e, &dump)),
-            Some(state) => self.checkpoint_arch(c, state, &dump),
+            None => self.checkpoint_plain(c, paused, &dump),
+            Some(state) => self.checkpoint_arch(c, state, paused, &dump),
         };
-        if status == Status::PAUSED && (dumped.is_err() || dump.leave_running) {
+        dumped.map(|_| image_dir)
+    }
+
+    /// A container without ARCH: a CRIU dump into containerd's path only.
+    fn checkpoint_plain(&self, c: &Container, paused: bool, dump: &DumpOptions) -> Result<()> {
+        if !paused || dump.leave_running {
+            return self
+                .runtime
+                .checkpoint(c.id(), dump)
+                .map_err(|e| criu_failure(e, dump));
+        }
+        // Paused, and the checkpoint ends it: CRIU kills the tree it dumped,
+        // which it can only do to running tasks.
+        self.runtime.resume(c.id())?;
+        let unfrozen = DumpOptions {
+            frozen: false,
+            ..dump.clone()
+        };
+        let dumped = self
+            .runtime
+            .checkpoint(c.id(), &unfrozen)
+            .map_err(|e| criu_failure(e, &unfrozen));
+        if dumped.is_err() {
             self.runtime.pause(c.id())?;
         }
-        dumped.map(|_| image_dir)
+        dumped
     }
 
     /// An ARCH container's Checkpoint RPC commits an image to the store and,
     /// where containerd asked for one, copies the CRIU images there too.
-    fn checkpoint_arch(&self, c: &Container, state: &ArchState, dump: &DumpOptions) -> Result<()> {
+    fn checkpoint_arch(
+        &self,
+        c: &Container,
+        state: &ArchState,
+        paused: bool,
+        dump: &DumpOptions,
+    ) -> Result<()> {
         let (store, cfg) = (self.store()?, self.config()?);
         let id = c.id();
         // Never beside a periodic checkpoint of the same container.
@@ -77,6 +103,7 @@ impl Arch {
             bundle: c.bundle().to_path_buf(),
             upperdir: state.upperdir.clone(),
             leave_running: dump.leave_running,
+            paused,
         };
         let started = Instant::now();
         let outcome = checkpoint_into_store(&store, cfg, &*self.runtime, req, dump.clone());

@@ -30,10 +30,13 @@ impl Dumper for RuntimeDumper<'_> {
         self.runtime.pids(self.id)
     }
 
-    fn dump(&self, dir: &Path, leave_running: bool) -> Result<(), RuntimeError> {
+    fn dump(&self, dir: &Path) -> Result<(), RuntimeError> {
+        // CRIU dumps the frozen tree and leaves it frozen; the chain decides
+        // when it thaws or ends (run_dump_chain).
         let opts = DumpOptions {
             image_dir: dir.to_path_buf(),
-            leave_running,
+            leave_running: true,
+            frozen: true,
             ..self.base.clone()
         };
         let queued = Instant::now();
@@ -47,6 +50,21 @@ impl Dumper for RuntimeDumper<'_> {
             );
         }
         self.runtime.checkpoint(self.id, &opts)
+    }
+
+    fn freeze(&self) -> Result<(), RuntimeError> {
+        self.runtime.pause(self.id)
+    }
+
+    fn thaw(&self) -> Result<(), RuntimeError> {
+        self.runtime.resume(self.id)
+    }
+
+    fn kill_frozen(&self) -> Result<(), RuntimeError> {
+        // SIGKILL is delivered as the tasks thaw.
+        let killed = self.runtime.kill(self.id, libc::SIGKILL, true);
+        let thawed = self.runtime.resume(self.id);
+        killed.and(thawed)
     }
 
     fn criu_version(&self) -> Result<String, RuntimeError> {

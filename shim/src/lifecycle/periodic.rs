@@ -129,6 +129,7 @@ impl Arch {
                                 bundle: c.bundle().to_path_buf(),
                                 upperdir: state.upperdir.clone(),
                                 leave_running: true,
+                                paused: false,
                             };
                             let started = Instant::now();
                             let outcome = checkpoint_into_store(
@@ -147,8 +148,9 @@ impl Arch {
                             );
                             match &outcome {
                                 Ok(o) => log::info!(
-                                    "{id}: periodic checkpoint committed; paused {} ms, {} ms in all",
+                                    "{id}: periodic checkpoint committed; dump {} ms, rootfs {} ms (frozen for both), {} ms in all",
                                     o.durations_ms.get("dump").copied().unwrap_or_default(),
+                                    o.durations_ms.get("rootfs").copied().unwrap_or_default(),
                                     rec.total_ms
                                 ),
                                 Err(e) => log::warn!("{id}: periodic checkpoint failed: {e}"),

@@ -116,6 +116,7 @@ impl Arch {
             bundle: c.bundle().to_path_buf(),
             upperdir: state.upperdir.clone(),
             leave_running: false,
+            paused: false,
         };
         let id = c.id().to_string();
         let container = c.clone();

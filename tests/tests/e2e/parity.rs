@@ -47,13 +47,25 @@ fn run_with_profile(c: &Ctr, id: &str, extra: &[&str]) -> Container {
     }
 }
 
+/// Runs PROBE as an exec and reads what it found. The probe writes to a
+/// file in the container, read from the host: ctr's own copy of a short
+/// exec's output can lose it when the exit arrives first (seen under load).
 fn exec_probe(c: &Ctr, id: &str, exec_id: &str, extra: &[&str]) -> String {
+    let out = format!("/tmp/probe-{exec_id}");
+    let script = format!("({PROBE}) > {out}");
     let mut args = vec!["task", "exec", "--exec-id", exec_id];
     args.extend_from_slice(extra);
-    args.extend([id, "sh", "-c", PROBE]);
+    args.extend([id, "sh", "-c", &script]);
     let r = c.run(&args);
     assert_eq!(r.code, 0, "exec: {}", r.stderr);
-    r.stdout.trim().to_string()
+    std::fs::read_to_string(
+        c.bundle(id)
+            .join("rootfs")
+            .join(out.trim_start_matches('/')),
+    )
+    .unwrap_or_default()
+    .trim()
+    .to_string()
 }
 
 fn init_status_field(c: &Ctr, id: &str, field: &str) -> String {

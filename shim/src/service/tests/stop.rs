@@ -27,9 +27,15 @@ fn the_exit_of_a_stopping_container_waits_for_the_commit() {
     wait_for("the dump", || {
         r.runtime
             .calls()
-            .contains(&Call::Checkpoint("c".into(), false))
+            .contains(&Call::Checkpoint("c".into(), true))
     });
-    // CRIU ended the tree; the image is not committed yet.
+    assert!(
+        !r.runtime
+            .calls()
+            .contains(&Call::Kill("c".into(), libc::SIGKILL, true)),
+        "the frozen tree lives until the image is committed"
+    );
+    // The tree ends (here before the commit, as a racing exit would).
     r.exit(pid, 137);
     assert!(
         !r.events
@@ -39,6 +45,18 @@ fn the_exit_of_a_stopping_container_waits_for_the_commit() {
     release.send(()).unwrap();
     assert!(r.events.expect(topics::TASK_EXIT_EVENT_TOPIC, WAIT));
     assert_eq!(r.entries(), ["job"], "committed, nothing else left");
+    let calls = r.runtime.calls();
+    let at = |c: Call| {
+        calls
+            .iter()
+            .position(|x| *x == c)
+            .unwrap_or_else(|| panic!("{c:?} in {calls:?}"))
+    };
+    assert!(at(Call::Pause("c".into())) < at(Call::Checkpoint("c".into(), true)));
+    assert!(
+        at(Call::Checkpoint("c".into(), true)) < at(Call::Kill("c".into(), libc::SIGKILL, true))
+    );
+    assert!(at(Call::Kill("c".into(), libc::SIGKILL, true)) < at(Call::Resume("c".into())));
     let recs = r.records();
     assert_eq!(recs.len(), 1);
     let rec = &recs[0];
@@ -117,6 +135,14 @@ fn a_failed_checkpoint_keeps_nothing_and_delivers_the_signal() {
             .contains(&Call::Signal(pid as i32, libc::SIGTERM))
     });
     assert!(r.entries().is_empty(), "left {:?}", r.entries());
+    // Thawed before the signal, so the process gets it; never killed.
+    let calls = r.runtime.calls();
+    let thawed = calls.iter().position(|c| *c == Call::Resume("c".into()));
+    let signalled = calls
+        .iter()
+        .position(|c| *c == Call::Signal(pid as i32, libc::SIGTERM));
+    assert!(thawed.is_some() && thawed < signalled, "{calls:?}");
+    assert!(!calls.contains(&Call::Kill("c".into(), libc::SIGKILL, true)));
     wait_for("the record", || !r.records().is_empty());
     let rec = &r.records()[0];
     assert_eq!(

@@ -31,6 +31,9 @@ pub enum Call {
     Kill(String, i32, bool),
     Signal(i32, i32),
     Delete(String),
+    Pause(String),
+    Resume(String),
+    /// A dump of a container; true: of its frozen tree (a stop-checkpoint).
     Checkpoint(String, bool),
     Restore(String),
 }
@@ -109,10 +112,12 @@ impl ContainerRuntime for StubRuntime {
         self.call(Call::Signal(pid, signal));
         Ok(())
     }
-    fn pause(&self, _id: &str) -> Result<()> {
+    fn pause(&self, id: &str) -> Result<()> {
+        self.call(Call::Pause(id.to_string()));
         Ok(())
     }
-    fn resume(&self, _id: &str) -> Result<()> {
+    fn resume(&self, id: &str) -> Result<()> {
+        self.call(Call::Resume(id.to_string()));
         Ok(())
     }
     fn delete(&self, id: &str) -> Result<()> {
@@ -139,7 +144,7 @@ impl ContainerRuntime for StubRuntime {
         Ok(())
     }
     fn checkpoint(&self, id: &str, opts: &DumpOptions) -> Result<()> {
-        self.call(Call::Checkpoint(id.to_string(), opts.leave_running));
+        self.call(Call::Checkpoint(id.to_string(), opts.frozen));
         let gate = self.script.lock().unwrap().dump_gate.take();
         if let Some(gate) = gate {
             let _ = gate.recv_timeout(Duration::from_secs(10));
