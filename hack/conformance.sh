@@ -115,7 +115,8 @@ hack/containerd-test.sh restart >/dev/null
 # (hack/conformance_images.py), imported as the refs critest looks for.
 CRI_TOOLS_SRC="$(cat "${ARCH_CRITEST_PREFIX:-/opt/arch-critest}/bin/critest.src")"
 mkdir -p "$IMAGES_DIR"
-python3 hack/conformance_images.py --cri-tools "$CRI_TOOLS_SRC" --out-dir "$IMAGES_DIR" >"$IMAGES_DIR/images.tsv"
+python3 hack/conformance_images.py --cri-tools "$CRI_TOOLS_SRC" --out-dir "$IMAGES_DIR" \
+    --busybox "${ARCH_CRITEST_PREFIX:-/opt/arch-critest}/busybox/bin/busybox" >"$IMAGES_DIR/images.tsv"
 while IFS=$'\t' read -r ref tar; do
     ARCH_TEST_IMAGE="$ref" ARCH_TEST_IMAGE_TAR="$tar" hack/import-test-image.sh "$SOCK" k8s.io
 done <"$IMAGES_DIR/images.tsv"

@@ -3,7 +3,7 @@
 
     conformance_images.py --cri-tools DIR --out-dir DIR [--busybox BIN]
 
-There is no image registry here. critest takes its default and web server
+There is no image registry here. critest's images are busybox images. critest takes its default and web server
 images from --test-images-file (the two localhost refs below), but a few
 specs name registry images in their code; containerd never pulls an image
 it has, so the same refs are built here from stand-ins (busybox-static plus
@@ -54,12 +54,27 @@ def critest_refs(cri_tools):
     return refs
 
 
+def shared_libs(binary):
+    """["SRC:DEST"] for the libraries a dynamic binary loads (ldd), at the
+    paths the loader looks for them."""
+    out = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
+    extras = []
+    for line in out.splitlines():
+        m = re.match(r"\s*(?:\S+ => )?(/\S+) \(0x", line)
+        if m:
+            extras.append("%s:%s" % (os.path.realpath(m.group(1)), m.group(1)))
+    return extras
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cri-tools", required=True)
     ap.add_argument("--out-dir", required=True)
-    ap.add_argument("--busybox", default="/bin/busybox")
+    ap.add_argument("--busybox", default="/bin/busybox",
+                    help="a busybox without the standalone shell (whose sh "
+                         "runs applets in-process, so that masking /bin/ls "
+                         "would not stop `sh -c ls`); dynamic is fine")
     a = ap.parse_args()
     os.makedirs(os.path.join(a.out_dir, "bin"), exist_ok=True)
     progs = {}
@@ -80,7 +95,7 @@ def main():
         # the MaskedPaths spec masks /bin/ls, and masking a symlink to
         # /bin/busybox would mask every applet.
         a.busybox + ":/bin/ls",
-    ]
+    ] + shared_libs(a.busybox)
     refs = critest_refs(a.cri_tools)
     images = [
         ("busybox", BUSYBOX_REF, None),

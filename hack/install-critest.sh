@@ -5,7 +5,8 @@
 #   ARCH_CRITEST_VERSION (default v1.34.0)  cri-tools module version
 #   ARCH_CRITEST_PREFIX  (default /opt/arch-critest)  private prefix:
 #                        bin/critest, bin/critest.src (the module's source
-#                        dir), go/ (GOPATH: module and build cache)
+#                        dir), go/ (GOPATH: module and build cache),
+#                        busybox/ (Debian's dynamic busybox, unpacked)
 #
 # The version: cri-tools v1.30.x matches containerd 1.7's CRI, but the Go
 # module proxy here does not serve it (v1.30.1: "This module version is not
@@ -43,6 +44,20 @@ for p in bridge host-local loopback portmap; do
     [ -x "/usr/lib/cni/$p" ] || die "/usr/lib/cni/$p missing after install"
 done
 command -v ipcmk >/dev/null || die "ipcmk missing (util-linux): critest's HostIpc specs run it"
+
+# critest's images are busybox images. Debian's busybox-static runs its
+# applets in-process from sh (a "standalone" shell), so a masked /bin/ls
+# would still run: the images use the dynamic busybox (and its libraries),
+# unpacked here (the package conflicts with the busybox-static the rig uses).
+BUSYBOX_DIR="$PREFIX/busybox"
+if [ ! -x "$BUSYBOX_DIR/bin/busybox" ]; then
+    log "busybox (dynamic) for critest's images: apt-get download busybox"
+    tmp="$(mktemp -d)"
+    (cd "$tmp" && chown _apt "$tmp" 2>/dev/null; apt-get -q download busybox >/dev/null)
+    rm -rf "$BUSYBOX_DIR.tmp" && dpkg-deb -x "$tmp"/busybox_*.deb "$BUSYBOX_DIR.tmp"
+    rm -rf "$BUSYBOX_DIR" && mv "$BUSYBOX_DIR.tmp" "$BUSYBOX_DIR"
+    rm -rf "$tmp"
+fi
 
 if [ -x "$BIN" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$VERSION" ] && [ -d "$(cat "$BIN.src" 2>/dev/null)" ]; then
     log "critest $VERSION already in $BIN"
