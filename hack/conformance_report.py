@@ -144,6 +144,10 @@ def compare(args):
         with open(args.out, "w") as f:
             f.write(text)
     rc = 0
+    for name, res in handlers:
+        if not any(r == "pass" for r, _ in res.values()):
+            print("%s: no spec passed (critest could not run?)" % name, file=sys.stderr)
+            rc = 1
     ref_name, ref = handlers[0]
     for name, res in handlers[1:]:
         for spec in names:
