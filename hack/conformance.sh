@@ -14,7 +14,7 @@
 #   - containerd with the CRI plugin (hack/containerd-test.sh, ARCH_TEST_CRI=1,
 #     the documented handler snippet), its own dirs (/run/arch-conformance,
 #     /var/lib/arch-conformance);
-#   - no image registry: critest's images are built here from busybox-static
+#   - no image registry: critest's images are built here from Debian's busybox
 #     and small stand-ins (hack/conformance_images.py, hack/conformance-images/)
 #     and imported under the refs critest looks for; specs that need a
 #     registry (pulls) are skipped, each with its reason
@@ -121,7 +121,7 @@ while IFS=$'\t' read -r ref tar; do
     ARCH_TEST_IMAGE="$ref" ARCH_TEST_IMAGE_TAR="$tar" hack/import-test-image.sh "$SOCK" k8s.io
 done <"$IMAGES_DIR/images.tsv"
 
-mkdir -p "$RESULTS"
+rm -rf "$RESULTS" && mkdir -p "$RESULTS"
 cat >"$RESULTS/images.yaml" <<EOF
 defaultTestContainerImage: localhost/arch-conformance/busybox:latest
 webServerTestImage: localhost/arch-conformance/webserver:latest
@@ -148,12 +148,18 @@ run_handler() {
     echo "$((SECONDS - t0))" >"$RESULTS/$h.seconds"
     python3 hack/conformance_report.py tsv "$RESULTS/$h.json" >"$RESULTS/$h.tsv"
     log "$h: critest exit $rc in $((SECONDS - t0))s: $(cut -f1 "$RESULTS/$h.tsv" | sort | uniq -c | xargs)"
-    # Between handlers: a fresh daemon, as if the other had never run.
-    hack/containerd-test.sh stop >/dev/null 2>&1 || true
-    ARCH_TEST_NO_IMPORT=0 hack/containerd-test.sh start >/dev/null
 }
 
-for h in $HANDLERS; do run_handler "$h"; done
+first=1
+for h in $HANDLERS; do
+    if [ "$first" = 0 ]; then
+        # Between handlers: a fresh daemon, as if the other had never run.
+        hack/containerd-test.sh stop >/dev/null 2>&1 || true
+        hack/containerd-test.sh start >/dev/null
+    fi
+    first=0
+    run_handler "$h"
+done
 hack/containerd-test.sh stop >/dev/null 2>&1 || true
 
 rc=0

@@ -50,6 +50,7 @@ command -v ipcmk >/dev/null || die "ipcmk missing (util-linux): critest's HostIp
 # would still run: the images use the dynamic busybox (and its libraries),
 # unpacked here (the package conflicts with the busybox-static the rig uses).
 BUSYBOX_DIR="$PREFIX/busybox"
+mkdir -p "$PREFIX/bin"
 if [ ! -x "$BUSYBOX_DIR/bin/busybox" ]; then
     log "busybox (dynamic) for critest's images: apt-get download busybox"
     tmp="$(mktemp -d)"
@@ -74,7 +75,10 @@ dir="$(go mod download -json "sigs.k8s.io/cri-tools@$VERSION" |
 [ -d "$dir/cmd/critest" ] || die "no cmd/critest in $dir"
 log "critest $VERSION: go test -c ./cmd/critest (first build: a few minutes)"
 t0=$SECONDS
-(cd "$dir" && go test -c -o "$BIN.tmp" -ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=$VERSION" ./cmd/critest)
+if ! (cd "$dir" && go test -c -o "$BIN.tmp" -ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=$VERSION" ./cmd/critest) >"$PREFIX/build.log" 2>&1; then
+    tail -n 30 "$PREFIX/build.log" >&2
+    die "critest build failed (log: $PREFIX/build.log)"
+fi
 mv "$BIN.tmp" "$BIN"
 echo "$VERSION" >"$STAMP"
 # The suite's source: hack/conformance_images.py reads critest's image refs there.
