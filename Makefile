@@ -1,5 +1,5 @@
 # ARCH — see README.md. Every target that touches containers runs as root.
-.PHONY: all build build-test release demo test unit e2e bench lint clean
+.PHONY: all build build-test release demo test unit e2e conformance bench lint clean
 
 all: build
 
@@ -28,6 +28,12 @@ unit:
 # End-to-end only, against an already running hack/containerd-test.sh instance.
 e2e: build-test
 	ARCH_E2E_ADDRESS=$${ARCH_TEST_DIR:-/run/arch-test}/containerd.sock cargo test -p arch-e2e
+
+# critest (the CRI validation suite) under runc and arch, side by side, on a
+# private CRI containerd with CNI in its own network namespace
+# (docs/conformance.md); results in results/conformance.
+conformance:
+	hack/conformance.sh
 
 bench:
 	bench/run.sh

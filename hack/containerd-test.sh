@@ -12,6 +12,11 @@
 #                     docs/examples/containerd-{1.7,2.x}-cri.toml, appended
 #                     verbatim; a local pod sandbox (pause) image; no CNI
 #                     (pods use the host network)
+#     ARCH_TEST_NETNS name of a network namespace (/run/netns/NAME) to run
+#                     containerd in (hence its shims, host-network pods and
+#                     CNI's bridge); hack/conformance.sh makes one. CNI
+#                     config and plugins, if any, go in ARCH_TEST_DIR/cni/
+#                     {net.d,bin} before start.
 #     ARCH_TEST_NO_IMPORT=1  skip the image import on start
 #     ARCH_TEST_LOG_LEVEL    containerd log level (default info)
 #     ARCH_TEST_KEEP_CONTAINERS=1  don't delete leftover tasks/containers on start
@@ -192,10 +197,17 @@ do_start() {
             [ -x "$ARCH_SHIM_DIR/containerd-shim-arch-v1" ] || log "WARNING: $ARCH_SHIM_DIR/containerd-shim-arch-v1 not found (yet)"
             path="$ARCH_SHIM_DIR:$PATH"
         fi
-        log "starting containerd $(containerd --version | awk '{print $3}') (config $CONFIG, log $LOGF)"
+        local launcher=()
+        if [ -n "${ARCH_TEST_NETNS:-}" ]; then
+            [ -e "/run/netns/$ARCH_TEST_NETNS" ] || die "network namespace $ARCH_TEST_NETNS not found (ip netns add)"
+            # Only the network namespace: `ip netns exec` would also remount
+            # /sys, hiding the host's cgroup mounts from containerd.
+            launcher=(nsenter "--net=/run/netns/$ARCH_TEST_NETNS")
+        fi
+        log "starting containerd $(containerd --version | awk '{print $3}') (config $CONFIG, log $LOGF${ARCH_TEST_NETNS:+, netns $ARCH_TEST_NETNS})"
         : >>"$LOGF"
         echo "=== start $(date -u +%FT%TZ) PATH=$path" >>"$LOGF"
-        PATH="$path" setsid containerd --config "$CONFIG" </dev/null >>"$LOGF" 2>&1 &
+        PATH="$path" setsid "${launcher[@]}" containerd --config "$CONFIG" </dev/null >>"$LOGF" 2>&1 &
         pid=$!
         echo "$pid" >"$PIDF"
         for i in $(seq 1 300); do

@@ -86,10 +86,10 @@ def build_layer(busybox, extras=()):
             "usr/sbin": 0o755, "etc": 0o755, "dev": 0o755, "proc": 0o555,
             "sys": 0o555, "root": 0o700, "tmp": 0o1777, "var": 0o755,
             "var/tmp": 0o1777}
-    for spec in extras:  # "SRC:DEST", static test programs
-        src, dest = spec.split(":", 1)
+    for spec in extras:  # "SRC:DEST[:MODE]", static test programs
+        src, dest, *mode = spec.split(":", 2)
         with open(src, "rb") as f:
-            files[dest.lstrip("/")] = (0o755, f.read())
+            files[dest.lstrip("/")] = (int(mode[0], 8) if mode else 0o755, f.read())
     links = {}
     for p in applet_paths(busybox):
         parent = os.path.dirname(p)
@@ -204,7 +204,8 @@ def main():
     ap.add_argument("--busybox", default="/bin/busybox")
     ap.add_argument("--ref", default="localhost/arch-test/busybox:latest")
     ap.add_argument("--extra", action="append", default=[],
-                    help="SRC:DEST, a static program to add to the layer")
+                    help="SRC:DEST[:MODE], a program to add to the layer "
+                         "(MODE octal, default 755)")
     ap.add_argument("--entrypoint", default=None,
                     help="the image's Entrypoint (default: Cmd /bin/sh)")
     a = ap.parse_args()

@@ -8,8 +8,9 @@
 #                                  the CRI tests' containerd instance
 #                                  (default /run/arch-cri, /var/lib/arch-cri/…)
 # After the ctr suites: the fault-point sweep, the CRI tests against a
-# CRI-enabled containerd, and the Docker how-to test against a private
-# dockerd (hack/docker-test.sh).
+# CRI-enabled containerd, critest (the CRI validation suite) under runc and
+# arch with CNI (hack/conformance.sh, about 6 minutes), and the Docker
+# how-to test against a private dockerd (hack/docker-test.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { echo "[test] $*" >&2; }
@@ -62,6 +63,10 @@ env "${CRI_ENV[@]}" bash -c 'rm -rf "$ARCH_CHECKPOINT_ROOT"; exec hack/container
     export ARCH_CRI_ADDRESS="$ARCH_TEST_DIR/containerd.sock" ARCH_E2E_CHECKPOINT_ROOT="$ARCH_CHECKPOINT_ROOT"
     cargo test -p arch-e2e --test cri -- --test-threads="${ARCH_E2E_THREADS:-4}"
 )
+
+log "CRI conformance: critest under runc and arch side by side (hack/conformance.sh, docs/conformance.md)"
+env "${CRI_ENV[@]}" hack/containerd-test.sh stop
+hack/conformance.sh
 
 log "docker how-to test (dockerd $(dockerd --version | awk '{print $3}' | tr -d ,), docs/examples/daemon.json)"
 export ARCH_DOCKER_CHECKPOINT_ROOT="${ARCH_DOCKER_CHECKPOINT_ROOT:-/var/lib/arch-docker/checkpoint}"
