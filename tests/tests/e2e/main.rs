@@ -1,6 +1,7 @@
 //! End-to-end tests: real containerd, real `ctr`, the ARCH shim.
 //! Run through `make test` (hack/test.sh), which starts the private containerd.
 
+mod bootstrap;
 mod checkpoint;
 mod cleanup;
 mod containerd_checkpoint;
@@ -11,5 +12,6 @@ mod exec;
 mod io;
 mod lifecycle;
 mod restore;
+mod runtime_options;
 mod scale;
 mod terminal;
