@@ -32,7 +32,10 @@ pub enum OptionsError {
     #[error("runtime options type {0} is not supported by io.containerd.arch.v1 (supported: {RUNC_OPTIONS}, {RUNTIME_OPTIONS})")]
     UnknownType(String),
     #[error("runtime option {name} is not supported by io.containerd.arch.v1: {why}")]
-    Refused { name: &'static str, why: &'static str },
+    Refused {
+        name: &'static str,
+        why: &'static str,
+    },
     #[error("runtime options: unknown key {0:?} (ARCH reads ShimCgroup, IoUid, IoGid; see docs/operations.md)")]
     UnknownKey(String),
     #[error("runtime options config file {path}: {reason}")]
@@ -115,7 +118,8 @@ fn refuse(name: &'static str, why: &'static str) -> OptionsError {
     OptionsError::Refused { name, why }
 }
 
-const NO_SYSTEMD: &str = "the shim manages cgroups with cgroupfs only (no systemd cgroup driver yet)";
+const NO_SYSTEMD: &str =
+    "the shim manages cgroups with cgroupfs only (no systemd cgroup driver yet)";
 const NO_RUNC: &str = "ARCH runs containers in-process with libcontainer, not with a runc binary";
 const NO_PIVOT: &str = "containers always pivot_root into their rootfs";
 const NO_KEYRING: &str = "containers always get a new session keyring";

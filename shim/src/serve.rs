@@ -102,7 +102,10 @@ fn reap_on_sigchld(mut signals: Signals) {
 /// Serves the task API on `-socket` until Shutdown lets the shim exit.
 pub fn run(runtime_id: &str, args: &[String]) -> anyhow::Result<()> {
     let flags = containerd_shim::parse(args)?;
-    anyhow::ensure!(!flags.namespace.is_empty(), "shim namespace cannot be empty");
+    anyhow::ensure!(
+        !flags.namespace.is_empty(),
+        "shim namespace cannot be empty"
+    );
     anyhow::ensure!(!flags.socket.is_empty(), "shim socket cannot be empty");
     // Before any child: signals are taken, not defaulted, from here on.
     let signals = Signals::new([SIGTERM, SIGINT, SIGPIPE, SIGCHLD])?;
@@ -151,7 +154,14 @@ mod tests {
         struct Nop;
         impl Task for Nop {}
         let methods = task_methods(Arc::new(Nop));
-        for name in ["Create", "Start", "Delete", "State", "Checkpoint", "Shutdown"] {
+        for name in [
+            "Create",
+            "Start",
+            "Delete",
+            "State",
+            "Checkpoint",
+            "Shutdown",
+        ] {
             assert!(methods.contains_key(&format!("{V3}{name}")), "v3 {name}");
             assert!(methods.contains_key(&format!("{V2}{name}")), "v2 {name}");
         }

@@ -16,7 +16,9 @@ use thiserror::Error;
 pub enum ShimCgroupError {
     #[error("ShimCgroup {0:?}: must be a path without '..'")]
     BadPath(String),
-    #[error("ShimCgroup {path:?}: no such cgroup under {root} (create it first; the shim does not)")]
+    #[error(
+        "ShimCgroup {path:?}: no such cgroup under {root} (create it first; the shim does not)"
+    )]
     Missing { path: String, root: String },
     #[error("ShimCgroup {path:?}: joining {file}: {source}")]
     Join {
@@ -56,7 +58,9 @@ pub fn procs_files(
     let entries = std::fs::read_dir(root).map_err(|_| missing())?;
     for entry in entries.flatten() {
         // cpu -> cpu,cpuacct and the like: the real directory is listed too.
-        let Ok(kind) = entry.file_type() else { continue };
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
         if !kind.is_dir() {
             continue;
         }

@@ -109,7 +109,11 @@ fn pipe(owner: Option<(u32, u32)>) -> io::Result<(File, File)> {
                 Some(nix::unistd::Uid::from_raw(uid)),
                 Some(nix::unistd::Gid::from_raw(gid)),
             )
-            .map_err(|e| io::Error::other(format!("chown of a stdio pipe to {uid}:{gid} (IoUid/IoGid): {e}")))?;
+            .map_err(|e| {
+                io::Error::other(format!(
+                    "chown of a stdio pipe to {uid}:{gid} (IoUid/IoGid): {e}"
+                ))
+            })?;
         }
     }
     Ok((r, w))
@@ -301,7 +305,10 @@ mod tests {
 
     #[test]
     fn pipes_owned_as_asked() {
-        let me = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+        let me = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
         let (r, w) = pipe(Some(me)).unwrap();
         for end in [&r, &w] {
             let m = end.metadata().unwrap();

@@ -26,8 +26,9 @@ impl TaskService {
             )));
         }
         // Refused options fail Create before anything is made.
-        let options = crate::options::parse(req.options.as_ref(), &crate::options::read_config_file)
-            .map_err(|e| ShimError::InvalidArgument(e.to_string()))?;
+        let options =
+            crate::options::parse(req.options.as_ref(), &crate::options::read_config_file)
+                .map_err(|e| ShimError::InvalidArgument(e.to_string()))?;
         let bundle = PathBuf::from(&req.bundle);
         let spec = load_spec(&bundle)?;
         self.arch.arm_faults(&id, &spec)?;

@@ -84,7 +84,9 @@ mod tests {
     #[test]
     fn version_output() {
         assert_eq!(
-            version_of_output("containerd github.com/containerd/containerd 1.7.24~ds1 1.7.24~ds1-6\n"),
+            version_of_output(
+                "containerd github.com/containerd/containerd 1.7.24~ds1 1.7.24~ds1-6\n"
+            ),
             Some("1.7.24~ds1")
         );
         assert_eq!(
