@@ -1,5 +1,5 @@
 # ARCH — see README.md. Every target that touches containers runs as root.
-.PHONY: all build build-test release demo test unit e2e bench lint clean
+.PHONY: all build build-test release demo test unit e2e e2e-matrix bench lint clean
 
 all: build
 
@@ -28,6 +28,12 @@ unit:
 # End-to-end only, against an already running hack/containerd-test.sh instance.
 e2e: build-test
 	ARCH_E2E_ADDRESS=$${ARCH_TEST_DIR:-/run/arch-test}/containerd.sock cargo test -p arch-e2e
+
+# The e2e suite on containerd 1.7, 2.1 and the newest release, one after
+# the other on private instances (hack/e2e-matrix.sh).
+e2e-matrix: build-test
+	ARCH_SHIM_DIR=$${ARCH_SHIM_DIR:-$(CURDIR)/target/debug} \
+	ARCH_CHECKPOINT_ROOT=$${ARCH_CHECKPOINT_ROOT:-/var/lib/arch-test/checkpoint} hack/e2e-matrix.sh
 
 bench:
 	bench/run.sh

@@ -6,7 +6,7 @@
 # 1.7 (the system's), 2.1 (sid) and the newest release (bootstrap protocol),
 # each timed, with its counts in the summary at the end; the other suites
 # (faults, fault points, CRI, Docker) run against 1.7 only.
-#   env: ARCH_E2E_CONTAINERDS       which e2e runs (default "system sid newest")
+#   env: ARCH_E2E_CONTAINERDS      which e2e runs (default "system sid newest")
 #        ARCH_E2E_THREADS          parallel e2e tests (default 4)
 #        ARCH_CRI_TEST_DIR, ARCH_CRI_TEST_ROOT, ARCH_CRI_CHECKPOINT_ROOT
 #                                  the CRI tests' containerd instance
@@ -57,30 +57,10 @@ CRI_ENV=(
 trap 'for c in system sid newest; do ARCH_CONTAINERD=$c hack/containerd-test.sh stop >/dev/null 2>&1 || true; done; env "${CRI_ENV[@]}" hack/containerd-test.sh stop || true; hack/docker-test.sh stop >/dev/null 2>&1 || true' EXIT
 export ARCH_E2E_ADDRESS="$ARCH_TEST_DIR/containerd.sock" ARCH_E2E_CHECKPOINT_ROOT="$ARCH_CHECKPOINT_ROOT"
 
-# run_e2e NAME: the e2e suite against containerd NAME (system|sid|newest) on
-# a fresh private instance; its counts and time go to the summary.
-E2E_FAILED=()
-run_e2e() {
-    local name="$1" t=$SECONDS dir path="$PATH" out ver counts rc=0
-    dir="$(containerd_bin_dir "$name")"
-    [ -z "$dir" ] || path="$dir:$PATH"
-    ver="$(PATH="$path" containerd --version | awk '{print $3}')"
-    log "end-to-end tests: containerd $ver ($name), criu $(criu --version | awk '/^Version/ {print $2}')"
-    # Always a fresh daemon: one left running may have another config or shim.
-    ARCH_CONTAINERD="$name" hack/containerd-test.sh restart >/dev/null
-    rm -rf "$ARCH_CHECKPOINT_ROOT"
-    out="$(mktemp)"
-    PATH="$path" cargo test -p arch-e2e --test e2e -- --test-threads="${ARCH_E2E_THREADS:-4}" 2>&1 | tee "$out" || rc=$?
-    ARCH_CONTAINERD="$name" hack/containerd-test.sh stop
-    counts="$(grep -E '^test result:' "$out" | tail -n1 | grep -oE '[0-9]+ passed; [0-9]+ failed' | tr ';' ',')"
-    rm -f "$out"
-    SUMMARY+=("e2e containerd $ver ($name): ${counts:-no test result} in $((SECONDS - t))s")
-    [ "$rc" = 0 ] || E2E_FAILED+=("$name")
-}
-for c in ${ARCH_E2E_CONTAINERDS:-system sid newest}; do
-    run_e2e "$c"
-done
-[ ${#E2E_FAILED[@]} = 0 ] || { printf '[test] %s\n' "${SUMMARY[@]}" >&2; echo "[test] e2e failed on: ${E2E_FAILED[*]}" >&2; exit 1; }
+t=$SECONDS
+log "end-to-end tests against containerd 1.7, 2.1 and the newest (hack/e2e-matrix.sh)"
+hack/e2e-matrix.sh
+stage "e2e on every containerd" $t
 
 hack/containerd-test.sh restart
 t=$SECONDS
