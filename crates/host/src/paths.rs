@@ -24,6 +24,12 @@ pub fn dump_slot_dir() -> PathBuf {
     Path::new(STATE_ROOT).join("dump-slots")
 }
 
+/// What each containerd binary said its version was, for shim starts
+/// (keyed by the binary's path, inode, size and mtime).
+pub fn containerd_versions_dir() -> PathBuf {
+    Path::new(STATE_ROOT).join("containerd-versions")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -32,6 +38,7 @@ mod tests {
             super::state_root("ns"),
             super::console_dir(),
             super::dump_slot_dir(),
+            super::containerd_versions_dir(),
         ] {
             assert!(p.starts_with(super::STATE_ROOT), "{}", p.display());
         }

@@ -4,11 +4,15 @@
 //! containerd 2.3+ says its version in the BootstrapParams. Before 2.3 the
 //! legacy start looks the same from 1.7 to 2.2 (flags, environment,
 //! options), so the shim asks the binary containerd named with
-//! `-publish-binary`: `containerd --version` (a few ms, once per shim).
+//! `-publish-binary`: `containerd --version`, once per binary (the answer
+//! is kept under /run/containerd-arch, keyed by the binary's path, inode,
+//! size and mtime, so an upgraded containerd is asked again).
 //! Whatever cannot be told is answered with v2, which every containerd
 //! accepts; the shim serves both APIs on its socket either way.
 
-use std::path::Path;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// The task API containerd 1.x speaks.
@@ -67,6 +71,40 @@ pub fn for_binary(binary: &str) -> i32 {
         .unwrap_or(TASK_API_V2)
 }
 
+/// The cache entry for `binary` as it is now, if it can be stat'ed.
+fn cache_entry(cache_dir: &Path, binary: &str) -> Option<PathBuf> {
+    let m = std::fs::metadata(binary).ok()?;
+    let mut h = DefaultHasher::new();
+    (binary, m.ino(), m.size(), m.mtime(), m.mtime_nsec()).hash(&mut h);
+    Some(cache_dir.join(format!("{:016x}", h.finish())))
+}
+
+/// [`for_binary`], remembered in `cache_dir` per binary.
+pub fn for_binary_cached(binary: &str, cache_dir: &Path) -> i32 {
+    let entry = Path::new(binary)
+        .is_absolute()
+        .then(|| cache_entry(cache_dir, binary))
+        .flatten();
+    if let Some(entry) = &entry {
+        let cached = std::fs::read_to_string(entry).ok();
+        if let Some(v) = cached.and_then(|t| t.trim().parse().ok()) {
+            return v;
+        }
+    }
+    let v = for_binary(binary);
+    if let Some(entry) = entry {
+        // Best effort: a failed write only means asking again next time.
+        let tmp = entry.with_extension(format!("tmp{}", std::process::id()));
+        let written = std::fs::create_dir_all(cache_dir)
+            .and_then(|_| std::fs::write(&tmp, v.to_string()))
+            .and_then(|_| std::fs::rename(&tmp, &entry));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +141,39 @@ mod tests {
         assert_eq!(for_binary("/nonexistent/containerd"), TASK_API_V2);
         // A binary that prints no containerd version.
         assert_eq!(for_binary("/bin/true"), TASK_API_V2);
+    }
+
+    #[test]
+    fn answer_cached_per_binary() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let bin = d.path().join("containerd");
+        let script = |version: &str| {
+            std::fs::write(
+                &bin,
+                format!(
+                    "#!/bin/sh\necho containerd github.com/containerd/containerd {version} x\n"
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        script("1.7.24");
+        let cache = d.path().join("cache");
+        let b = bin.to_str().unwrap();
+        assert_eq!(for_binary_cached(b, &cache), TASK_API_V2);
+        let entry = cache_entry(&cache, b).unwrap();
+        assert_eq!(std::fs::read_to_string(&entry).unwrap(), "2");
+        // Served from the cache: the binary is not asked again.
+        std::fs::write(&entry, "3").unwrap();
+        assert_eq!(for_binary_cached(b, &cache), TASK_API_V3);
+        // Another binary at the same path (an upgrade) is asked again.
+        std::fs::remove_file(&bin).unwrap();
+        script("v2.1.9+unknown");
+        assert_eq!(for_binary_cached(b, &cache), TASK_API_V3);
+        assert_eq!(
+            std::fs::read_to_string(cache_entry(&cache, b).unwrap()).unwrap(),
+            "3"
+        );
     }
 }

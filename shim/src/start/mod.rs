@@ -68,7 +68,10 @@ pub fn run(args: &[String]) -> Result<(), StartError> {
     let version = match req.protocol {
         Protocol::Bootstrap => api_version::for_version(&req.opts.containerd_version)
             .unwrap_or(api_version::TASK_API_V3),
-        Protocol::Legacy => api_version::for_binary(&req.opts.publish_binary),
+        Protocol::Legacy => api_version::for_binary_cached(
+            &req.opts.publish_binary,
+            &arch_host::paths::containerd_versions_dir(),
+        ),
     };
     if let Some(cgroup) = &opts.shim_cgroup {
         let root = std::path::Path::new(CGROUP_ROOT);
