@@ -1,5 +1,5 @@
 # ARCH — see README.md. Every target that touches containers runs as root.
-.PHONY: all build build-test release demo test unit e2e conformance bench lint clean
+.PHONY: all build build-test release demo test unit e2e e2e-matrix conformance bench lint clean
 
 all: build
 
@@ -34,6 +34,12 @@ e2e: build-test
 # (docs/conformance.md); results in results/conformance.
 conformance:
 	hack/conformance.sh
+
+# The e2e suite on containerd 1.7, 2.1 and the newest release, one after
+# the other on private instances (hack/e2e-matrix.sh).
+e2e-matrix: build-test
+	ARCH_SHIM_DIR=$${ARCH_SHIM_DIR:-$(CURDIR)/target/debug} \
+	ARCH_CHECKPOINT_ROOT=$${ARCH_CHECKPOINT_ROOT:-/var/lib/arch-test/checkpoint} hack/e2e-matrix.sh
 
 bench:
 	bench/run.sh

@@ -20,6 +20,12 @@
 #     ARCH_TEST_NO_IMPORT=1  skip the image import on start
 #     ARCH_TEST_LOG_LEVEL    containerd log level (default info)
 #     ARCH_TEST_KEEP_CONTAINERS=1  don't delete leftover tasks/containers on start
+#     ARCH_CONTAINERD  which containerd runs (and whose ctr this script uses):
+#                      system (default: containerd on PATH, 1.7 from trixie),
+#                      sid    (2.1.x unpacked in /opt/arch-containerd/sid),
+#                      newest (the newest release, go-installed in
+#                              /opt/arch-containerd/newest); see install-deps.sh.
+#                      `env` prints the PATH that selects the same binaries.
 # bounce: restart only the daemon, leaving shims and containers running.
 # stop: kills all tasks of this instance, deletes their containers, stops
 #       containerd (TERM, KILL after 10 s), kills leftover shims of this
@@ -31,6 +37,15 @@ HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HACK_DIR/lib.sh"
 log() { echo "[hack] $*" >&2; }
 die() { echo "[hack] ERROR: $*" >&2; exit 1; }
+
+# The containerd to run: its bin dir goes first on PATH (containerd, ctr,
+# and for the daemon containerd-shim-runc-v2 where the prefix has one).
+CONTAINERD_BIN_DIR="$(containerd_bin_dir "${ARCH_CONTAINERD:-system}")" || exit 1
+if [ -n "$CONTAINERD_BIN_DIR" ]; then
+    [ -x "$CONTAINERD_BIN_DIR/containerd" ] && [ -x "$CONTAINERD_BIN_DIR/ctr" ] ||
+        die "ARCH_CONTAINERD=${ARCH_CONTAINERD}: no containerd/ctr in $CONTAINERD_BIN_DIR (run hack/install-deps.sh)"
+    export PATH="$CONTAINERD_BIN_DIR:$PATH"
+fi
 
 TEST_DIR="${ARCH_TEST_DIR:-/run/arch-test}"
 ROOT="${ARCH_TEST_ROOT:-/var/lib/arch-test/containerd}"
@@ -51,6 +66,18 @@ running_pid() { daemon_pid "$PIDF" "$CONFIG"; }
 
 major_version() {
     containerd --version | awk '{print $3}' | sed -E 's/^v//; s/[^0-9].*$//'
+}
+
+minor_version() {
+    containerd --version | awk '{print $3}' | sed -E 's/^v//; s/^[0-9]+\.//; s/[^0-9].*$//'
+}
+
+# containerd 2.3+ tells shims where to put their sockets (BootstrapParams
+# socket_dir): this instance's own directory, not the host's /run/containerd/s.
+shim_socket_config() {
+    if [ "$(major_version)" -gt 2 ] || { [ "$(major_version)" = 2 ] && [ "$(minor_version)" -ge 3 ]; }; then
+        printf '\n[plugins."io.containerd.shim.v1.manager"]\n  socket_dir = "%s"\n' "$TEST_DIR/s"
+    fi
 }
 
 write_config() {
@@ -85,6 +112,7 @@ $(cri_disabled io.containerd.grpc.v1.cri io.containerd.cri.v1.images io.containe
   [[plugins."io.containerd.transfer.v1.local".unpack_config]]
     platform = "linux/amd64"
     snapshotter = "overlayfs"
+$(shim_socket_config)
 EOF
         [ "$CRI" != 1 ] || write_cri_config 3
     else
@@ -176,6 +204,7 @@ EOF
 }
 
 print_env() {
+    [ -z "$CONTAINERD_BIN_DIR" ] || echo "export PATH=$CONTAINERD_BIN_DIR:\$PATH"
     echo "export CONTAINERD_ADDRESS=$SOCK"
     echo "export CONTAINERD_NAMESPACE=$NS"
     echo "export CONTAINERD_SNAPSHOTTER=overlayfs"

@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # Install the ARCH test rig on a fresh Debian 12 (bookworm) host. Run as root.
 #
-#   ARCH_CONTAINERD_SUITE=trixie (default) -> containerd 1.7.x from trixie
-#   ARCH_CONTAINERD_SUITE=sid              -> containerd 2.x from sid
+# Three containerds, side by side (hack/containerd-test.sh ARCH_CONTAINERD=):
+#   system -> containerd 1.7.x from trixie, the package, in /usr/bin
+#   sid    -> containerd 2.1.x from sid, its .deb unpacked (never installed)
+#             into $ARCH_CONTAINERD_PREFIX/sid (default /opt/arch-containerd)
+#   newest -> the newest containerd release (2.3+: the bootstrap protocol),
+#             built with `go install` of its module into
+#             $ARCH_CONTAINERD_PREFIX/newest/bin; ARCH_CONTAINERD_NEWEST
+#             (default: the module's latest release) picks another version
 #   ARCH_CRIU_WORKDIR (default /var/cache/arch-hack/criu) -> CRIU build dir
 #   ARCH_CRIU_FORCE_BUILD=1                -> rebuild CRIU even if it works
 #
 # Apt mirrors are never hard-coded: the URIs of the bookworm stanza in
-# /etc/apt/sources.list.d/debian.sources are reused for the extra suites,
-# which are pinned at priority 100 so nothing else gets upgraded.
+# /etc/apt/sources.list.d/debian.sources are reused for the extra suites.
+# trixie is pinned at priority 100 (nothing else gets upgraded), sid at 50
+# (below any installed package: apt never installs or upgrades from it;
+# only its containerd .deb is downloaded and unpacked).
 set -euo pipefail
 
 log() { echo "[hack] $*" >&2; }
@@ -16,12 +24,13 @@ die() { echo "[hack] ERROR: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root"
 
-SUITE="${ARCH_CONTAINERD_SUITE:-trixie}"
-case "$SUITE" in trixie|sid) ;; *) die "ARCH_CONTAINERD_SUITE must be trixie or sid";; esac
+[ -z "${ARCH_CONTAINERD_SUITE:-}" ] || die "ARCH_CONTAINERD_SUITE is gone: every containerd is installed side by side (ARCH_CONTAINERD=system|sid|newest selects one)"
 CRIU_WORKDIR="${ARCH_CRIU_WORKDIR:-/var/cache/arch-hack/criu}"
 DEBIAN_SOURCES=/etc/apt/sources.list.d/debian.sources
 export DEBIAN_FRONTEND=noninteractive
 APT_Q=(-q -o Dpkg::Use-Pty=0 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=300)
+# shellcheck source=hack/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ---------------------------------------------------------------- apt sources
 # Print "URIS<TAB>SIGNED_BY<TAB>COMPONENTS" of the deb822 stanza whose Suites
@@ -42,8 +51,8 @@ bookworm_stanza() {
     }' "$DEBIAN_SOURCES"
 }
 
-add_suite() { # add_suite SUITE -> writes arch-SUITE.sources + pin; returns 0 if changed
-    local suite="$1" line uris sb src pref tmp changed=1
+add_suite() { # add_suite SUITE PRIORITY -> writes arch-SUITE.sources + pin; returns 0 if changed
+    local suite="$1" prio="$2" line uris sb src pref tmp changed=1
     [ -r "$DEBIAN_SOURCES" ] || die "$DEBIAN_SOURCES not found (need deb822 sources)"
     line="$(bookworm_stanza)"
     [ -n "$line" ] || die "no stanza with Suites: bookworm in $DEBIAN_SOURCES"
@@ -56,35 +65,25 @@ add_suite() { # add_suite SUITE -> writes arch-SUITE.sources + pin; returns 0 if
     printf 'Types: deb deb-src\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: %s\n' \
         "$uris" "$suite" "$sb" >"$tmp"
     if ! cmp -s "$tmp" "$src" 2>/dev/null; then install -m 0644 "$tmp" "$src"; changed=0; fi
-    printf 'Package: *\nPin: release n=%s\nPin-Priority: 100\n' "$suite" >"$tmp"
+    printf 'Package: *\nPin: release n=%s\nPin-Priority: %s\n' "$suite" "$prio" >"$tmp"
     if ! cmp -s "$tmp" "$pref" 2>/dev/null; then install -m 0644 "$tmp" "$pref"; changed=0; fi
     rm -f "$tmp"
-    log "apt source for $suite: $src (pinned 100 in $pref)"
+    log "apt source for $suite: $src (pinned $prio in $pref)"
     return $changed
 }
 
 t0=$SECONDS
 need_update=1
-add_suite trixie && need_update=0
-if [ "$SUITE" = sid ]; then
-    add_suite sid && need_update=0
-elif [ -e /etc/apt/sources.list.d/arch-sid.sources ] || [ -e /etc/apt/preferences.d/arch-sid ]; then
-    # With sid and the installed trixie version both at priority 100 the
-    # higher sid version would become the upgrade candidate: drop sid.
-    log "removing sid apt source (ARCH_CONTAINERD_SUITE=trixie)"
-    rm -f /etc/apt/sources.list.d/arch-sid.sources /etc/apt/preferences.d/arch-sid
-    need_update=0
-fi
+add_suite trixie 100 && need_update=0
+add_suite sid 50 && need_update=0
 # Always refresh on first run of the day-ish: cheap compared to a stale index.
-if [ $need_update = 0 ] || [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*trixie*Packages*' -mmin -720 2>/dev/null)" ]; then
+if [ $need_update = 0 ] || [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*sid*Packages*' -mmin -720 2>/dev/null)" ]; then
     log "apt-get update"
     apt-get "${APT_Q[@]}" update >/dev/null
 fi
 
 # ------------------------------------------------------- keep services quiet
 # Prevent maintainer scripts from starting daemons (containerd) during install.
-# shellcheck source=hack/lib.sh
-. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 quiet_services
 
 # ---------------------------------------------------------- base packages
@@ -108,6 +107,7 @@ apt-get "${APT_Q[@]}" install -y --no-install-recommends "${BASE_PKGS[@]}" >/dev
 # target-release priority and tries to upgrade libc6, systemd, apt, python3...
 # "containerd/trixie" selects only that package's version; its deps
 # (runc >= 0.1.0, libc6 >= 2.34) are satisfied from bookworm.
+SUITE=trixie
 log "installing containerd/$SUITE (no recommends, keep bookworm runc)"
 sim="$(apt-get -s install -y --no-install-recommends --allow-downgrades "containerd/$SUITE" 2>&1)" || { echo "$sim" >&2; die "containerd simulation failed"; }
 if echo "$sim" | grep -E '^Inst (libc6|libc-bin|base-files|runc) ' | grep -vE '\(1\.1\.5' | grep -q .; then
@@ -137,6 +137,59 @@ done
 for b in containerd ctr containerd-shim-runc-v2 runc; do
     command -v "$b" >/dev/null || die "$b missing after install"
 done
+
+# ------------------------------------------------- containerd 2.1 (sid)
+# The .deb unpacked into a private prefix: the 1.7 package stays the
+# system's containerd. Re-unpacked only when sid has another version.
+SID_DIR="$ARCH_CONTAINERD_PREFIX/sid"
+tc=$SECONDS
+sid_version="$(apt-cache show containerd/sid 2>/dev/null | awk '/^Version:/ {print $2; exit}')"
+[ -n "$sid_version" ] || die "no containerd in sid (apt source arch-sid.sources)"
+if [ "$(cat "$SID_DIR/.deb-version" 2>/dev/null)" != "$sid_version" ] || [ ! -x "$SID_DIR/usr/bin/containerd" ]; then
+    debs=/var/cache/arch-hack/debs
+    mkdir -p "$debs"; chmod 0755 "$debs"
+    rm -f "$debs"/containerd_*.deb
+    (cd "$debs" && apt-get -q download "containerd/sid" >"$debs/download.log" 2>&1) ||
+        { cat "$debs/download.log" >&2; die "could not download containerd/sid"; }
+    rm -rf "$SID_DIR.tmp"; mkdir -p "$SID_DIR.tmp"
+    dpkg-deb -x "$debs"/containerd_*.deb "$SID_DIR.tmp"
+    echo "$sid_version" >"$SID_DIR.tmp/.deb-version"
+    rm -rf "$SID_DIR"; mv "$SID_DIR.tmp" "$SID_DIR"
+    log "containerd $sid_version (sid) unpacked in $SID_DIR in $((SECONDS - tc))s"
+fi
+"$SID_DIR/usr/bin/containerd" --version >/dev/null || die "$SID_DIR/usr/bin/containerd does not run"
+
+# ------------------------------------------- containerd newest (go install)
+# The newest release, which Debian does not package yet: the ordinary
+# `go install` of its module (the Go toolchain on this machine is needed).
+NEWEST_DIR="$ARCH_CONTAINERD_PREFIX/newest"
+NEWEST_MOD=github.com/containerd/containerd/v2
+command -v go >/dev/null || die "go not found: the newest containerd is built with go install"
+tc=$SECONDS
+newest="${ARCH_CONTAINERD_NEWEST:-}"
+if [ -z "$newest" ]; then
+    newest="$(go list -m -f '{{.Version}}' "$NEWEST_MOD@latest" 2>/dev/null)" || newest=""
+fi
+have="$(cat "$NEWEST_DIR/.version" 2>/dev/null || true)"
+if [ -z "$newest" ]; then
+    # No answer about the latest release: a build already here will do.
+    [ -n "$have" ] && [ -x "$NEWEST_DIR/bin/containerd" ] ||
+        die "cannot resolve $NEWEST_MOD@latest and no build in $NEWEST_DIR"
+    log "WARNING: cannot resolve $NEWEST_MOD@latest; keeping containerd $have"
+    newest="$have"
+fi
+if [ "$have" != "$newest" ] || [ ! -x "$NEWEST_DIR/bin/containerd" ] || [ ! -x "$NEWEST_DIR/bin/ctr" ]; then
+    log "containerd $newest: go install (a few minutes on a cold module cache)"
+    rm -rf "$NEWEST_DIR"; mkdir -p "$NEWEST_DIR/bin"
+    # no_btrfs: the btrfs snapshotter needs libbtrfs headers, and no test uses it.
+    GOBIN="$NEWEST_DIR/bin" GOFLAGS="${GOFLAGS:-} -buildvcs=false -tags=no_btrfs" \
+        go install "$NEWEST_MOD/cmd/containerd@$newest" "$NEWEST_MOD/cmd/ctr@$newest" \
+        >"/var/cache/arch-hack/go-install-containerd.log" 2>&1 ||
+        { tail -n 30 /var/cache/arch-hack/go-install-containerd.log >&2; die "go install of containerd $newest failed"; }
+    echo "$newest" >"$NEWEST_DIR/.version"
+    log "containerd $newest built in $NEWEST_DIR in $((SECONDS - tc))s"
+fi
+"$NEWEST_DIR/bin/containerd" --version >/dev/null || die "$NEWEST_DIR/bin/containerd does not run"
 
 # --------------------------------------------------------------------- CRIU
 criu_ok() { # criu_ok BIN
@@ -187,6 +240,8 @@ fi
 # ------------------------------------------------------------------ summary
 log "done in $((SECONDS - t0))s"
 echo "containerd: $(containerd --version 2>/dev/null | awk '{print $3}') ($(command -v containerd))"
+echo "  sid:      $("$SID_DIR/usr/bin/containerd" --version | awk '{print $3}') ($SID_DIR/usr/bin)"
+echo "  newest:   $("$NEWEST_DIR/bin/containerd" --version | awk '{print $3}') ($NEWEST_DIR/bin)"
 echo "ctr:        $(ctr --version 2>/dev/null | awk '{print $3}')"
 echo "shim:       $(command -v containerd-shim-runc-v2)"
 echo "runc:       $(runc --version 2>/dev/null | awk 'NR==1 {print $3}') ($(command -v runc))"

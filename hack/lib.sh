@@ -24,3 +24,18 @@ quiet_services() {
     fi
     trap 'if [ "$QUIET_POLICY_ADDED" = 1 ]; then rm -f "$QUIET_POLICY_RC"; fi' EXIT
 }
+
+# Where hack/install-deps.sh puts the containerd 2.x builds beside the
+# system's 1.7 (never on the default PATH).
+ARCH_CONTAINERD_PREFIX="${ARCH_CONTAINERD_PREFIX:-/opt/arch-containerd}"
+
+# containerd_bin_dir NAME: the bin dir of containerd NAME (system|sid|newest);
+# empty for system (whatever is on PATH).
+containerd_bin_dir() {
+    case "$1" in
+        system|"") echo "" ;;
+        sid) echo "$ARCH_CONTAINERD_PREFIX/sid/usr/bin" ;;
+        newest) echo "$ARCH_CONTAINERD_PREFIX/newest/bin" ;;
+        *) echo "[hack] ERROR: ARCH_CONTAINERD must be system, sid or newest (got $1)" >&2; return 1 ;;
+    esac
+}

@@ -7,12 +7,16 @@ mod exits;
 mod lifecycle;
 mod mountinfo;
 mod mounts;
+mod options;
 mod process;
 mod runtime_impl;
 mod seams;
+mod serve;
 mod service;
 mod shim;
+mod shim_cgroup;
 mod spawning;
+mod start;
 mod stats;
 mod stdio;
 mod task;
@@ -35,8 +39,10 @@ const REVISION: &str = match option_env!("ARCH_GIT_REVISION") {
 enum Mode {
     Version,
     Info,
-    /// `start` or `delete`: short-lived, no containers are created.
-    Action,
+    /// `start`: spawn the daemon and tell containerd where it listens.
+    Start,
+    /// `delete`: clean up after a dead shim.
+    Delete,
     Serve,
 }
 
@@ -54,7 +60,8 @@ fn mode(args: &[String]) -> Mode {
     while let Some(arg) = iter.next() {
         let Some(flag) = arg.strip_prefix('-') else {
             return match arg.as_str() {
-                "start" | "delete" => Mode::Action,
+                "start" => Mode::Start,
+                "delete" => Mode::Delete,
                 _ => Mode::Serve,
             };
         };
@@ -110,12 +117,21 @@ fn main() {
                 std::process::exit(1);
             }
         }
-        Mode::Action => containerd_shim::run::<shim::ArchShim>(RUNTIME_ID, None),
+        Mode::Start => {
+            if let Err(e) = start::run(&args) {
+                eprintln!("{RUNTIME_ID}: {e}");
+                std::process::exit(1);
+            }
+        }
+        Mode::Delete => containerd_shim::run::<shim::ArchShim>(RUNTIME_ID, None),
         Mode::Serve => {
             limit_malloc_arenas();
             // Before any thread exists: every later fork happens in the zygote.
             arch_runtime::init_zygote();
-            containerd_shim::run::<shim::ArchShim>(RUNTIME_ID, None)
+            if let Err(e) = serve::run(RUNTIME_ID, &args) {
+                eprintln!("{RUNTIME_ID}: {e:#}");
+                std::process::exit(1);
+            }
         }
     }
 }
@@ -142,11 +158,11 @@ mod tests {
                 "/run/c.sock",
                 "start"
             ]),
-            Mode::Action
+            Mode::Start
         );
         assert_eq!(
             m(&["-namespace", "default", "-id", "c1", "delete"]),
-            Mode::Action
+            Mode::Delete
         );
         assert_eq!(
             m(&["-namespace", "default", "-id", "c1", "-socket", "unix:///s"]),
@@ -154,7 +170,7 @@ mod tests {
         );
         assert_eq!(
             m(&["-namespace=default", "-id=c1", "-debug", "delete"]),
-            Mode::Action
+            Mode::Delete
         );
         assert_eq!(
             m(&["-namespace", "start", "-id", "c1"]),

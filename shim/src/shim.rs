@@ -1,5 +1,5 @@
-//! The shim process's lifecycle: `start` (spawn the daemon), `delete`
-//! (clean up after a dead shim) and serving the task service.
+//! The shim process's lifecycle: `delete` (clean up after a dead shim)
+//! and the task service the daemon serves (serve.rs); `start` is start/.
 
 use std::path::PathBuf;
 
@@ -10,8 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use arch_runtime::Runtime;
 use containerd_shim::api::DeleteResponse;
 use containerd_shim::publisher::RemotePublisher;
-use containerd_shim::util::write_address;
-use containerd_shim::{spawn, Config, Error, ExitSignal, Flags, Shim, StartOpts};
+use containerd_shim::{Config, Error, ExitSignal, Flags, Shim, StartOpts};
 
 use crate::events::EventSender;
 use crate::mounts::HostMounts;
@@ -45,12 +44,10 @@ impl Shim for ArchShim {
         }
     }
 
-    fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
-        // One shim per container: the grouping key is the container id.
-        let grouping = opts.id.clone();
-        let (_pid, address) = spawn(opts, &grouping, Vec::new())?;
-        write_address(&address)?;
-        Ok(address)
+    /// Never called: `start` is the start module's (BootstrapParams,
+    /// runtime options, the task API version per containerd).
+    fn start_shim(&mut self, _opts: StartOpts) -> containerd_shim::Result<String> {
+        Err(Error::Other("start is handled by the start module".into()))
     }
 
     /// Called by containerd when the shim died: kill what is left of the

@@ -27,6 +27,9 @@ pub struct StdioPaths {
     pub stdout: String,
     pub stderr: String,
     pub terminal: bool,
+    /// Owner (uid, gid) of the pipes the shim makes: the runtime options'
+    /// IoUid/IoGid, so a non-root process can reopen /dev/stdout.
+    pub io_owner: Option<(u32, u32)>,
 }
 
 /// The shim's side of a process's streams, alive while the process is.
@@ -95,9 +98,25 @@ fn recv_fd(sock: RawFd) -> io::Result<File> {
     Err(io::Error::other("console socket: no descriptor received"))
 }
 
-fn pipe() -> io::Result<(File, File)> {
+fn pipe(owner: Option<(u32, u32)>) -> io::Result<(File, File)> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
-    Ok((File::from(r), File::from(w)))
+    let (r, w) = (File::from(r), File::from(w));
+    if let Some((uid, gid)) = owner {
+        // Both ends, as runc's shim does: one inode, but be explicit.
+        for end in [&r, &w] {
+            nix::unistd::fchown(
+                end.as_raw_fd(),
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            )
+            .map_err(|e| {
+                io::Error::other(format!(
+                    "chown of a stdio pipe to {uid}:{gid} (IoUid/IoGid): {e}"
+                ))
+            })?;
+        }
+    }
+    Ok((r, w))
 }
 
 fn dev_null(write: bool) -> io::Result<OwnedFd> {
@@ -188,7 +207,7 @@ pub fn setup_pipes(paths: &StdioPaths) -> io::Result<(Stdio, IoHandles)> {
     let stdin = wire(if paths.stdin.is_empty() {
         dev_null(false)?
     } else {
-        let (r, w) = pipe()?;
+        let (r, w) = pipe(paths.io_owner)?;
         *io.stdin.lock().unwrap() = Some(w);
         stdin_thread(paths.stdin.clone(), io.stdin.clone())?;
         r.into()
@@ -197,7 +216,7 @@ pub fn setup_pipes(paths: &StdioPaths) -> io::Result<(Stdio, IoHandles)> {
         Ok(wire(if path.is_empty() {
             dev_null(true)?
         } else {
-            let (r, w) = pipe()?;
+            let (r, w) = pipe(paths.io_owner)?;
             io.outputs
                 .push(copy_thread(name, r, open_fifo_write(path.clone()))?);
             w.into()
@@ -276,5 +295,30 @@ impl IoHandles {
                 let _ = handle.join();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn pipes_owned_as_asked() {
+        let me = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
+        let (r, w) = pipe(Some(me)).unwrap();
+        for end in [&r, &w] {
+            let m = end.metadata().unwrap();
+            assert_eq!((m.uid(), m.gid()), me);
+        }
+        if me.0 == 0 {
+            let (r, _w) = pipe(Some((4321, 4322))).unwrap();
+            let m = r.metadata().unwrap();
+            assert_eq!((m.uid(), m.gid()), (4321, 4322));
+        }
+        assert!(pipe(None).is_ok());
     }
 }

@@ -30,6 +30,12 @@ pub fn periodic_slot_dir() -> PathBuf {
     Path::new(STATE_ROOT).join("periodic-slots")
 }
 
+/// What each containerd binary said its version was, for shim starts
+/// (keyed by the binary's path, inode, size and mtime).
+pub fn containerd_versions_dir() -> PathBuf {
+    Path::new(STATE_ROOT).join("containerd-versions")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -39,6 +45,7 @@ mod tests {
             super::console_dir(),
             super::dump_slot_dir(),
             super::periodic_slot_dir(),
+            super::containerd_versions_dir(),
         ] {
             assert!(p.starts_with(super::STATE_ROOT), "{}", p.display());
         }

@@ -25,6 +25,10 @@ impl TaskService {
                 "container {id} already exists"
             )));
         }
+        // Refused options fail Create before anything is made.
+        let options =
+            crate::options::parse(req.options.as_ref(), &crate::options::read_config_file)
+                .map_err(|e| ShimError::InvalidArgument(e.to_string()))?;
         let bundle = PathBuf::from(&req.bundle);
         let spec = load_spec(&bundle)?;
         self.arch.arm_faults(&id, &spec)?;
@@ -49,6 +53,7 @@ impl TaskService {
             stdout: req.stdout.clone(),
             stderr: req.stderr.clone(),
             terminal: req.terminal,
+            io_owner: options.io_owner,
         };
         let init = Arc::new(Process::new("", paths.clone()));
         let created = (|| -> Result<(i32, Option<PendingRestore>)> {

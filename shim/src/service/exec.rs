@@ -40,6 +40,8 @@ impl TaskService {
             stdout: req.stdout.clone(),
             stderr: req.stderr.clone(),
             terminal: req.terminal,
+            // The container's IoUid/IoGid (runtime options at Create).
+            io_owner: c.init().stdio.io_owner,
         };
         let process = c.add_exec(Process::new(&req.exec_id, stdio))?;
         let path = c.exec_spec_path(&process.exec_id);

@@ -2,6 +2,7 @@
 //! Run through `make test` (hack/test.sh), which starts the private containerd.
 
 mod archive;
+mod bootstrap;
 mod checkpoint;
 mod cleanup;
 mod containerd_checkpoint;
@@ -14,5 +15,6 @@ mod lifecycle;
 mod parity;
 mod periodic;
 mod restore;
+mod runtime_options;
 mod scale;
 mod terminal;

@@ -106,10 +106,16 @@ fn init_stdio(c: &Ctr, id: &str) -> String {
 }
 
 fn assert_terminal(c: &Ctr, id: &str) {
-    let fds = init_stdio(c, id);
-    let lines: Vec<&str> = fds.lines().collect();
+    // The workload's `echo … > /tmp/count` points the shell's own stdout
+    // at the file for an instant: look again when a read lands there.
+    let mut fds = String::new();
+    let terminal = wait_until(Duration::from_secs(5), || {
+        fds = init_stdio(c, id);
+        let lines: Vec<&str> = fds.lines().collect();
+        lines.len() == 2 && lines.iter().all(|l| l.starts_with("/dev/pts/"))
+    });
     assert!(
-        lines.len() == 2 && lines.iter().all(|l| l.starts_with("/dev/pts/")),
+        terminal,
         "the init's stdin and stdout are a terminal: {fds:?}"
     );
 }
