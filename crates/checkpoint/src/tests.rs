@@ -121,6 +121,14 @@ fn request(r: &Rig) -> DumpRequest {
     }
 }
 
+/// The default chain over the fake dumper, with no open descriptors.
+fn chain(r: &Rig, dumper: &FakeDumper, req: DumpRequest) -> crate::Result<crate::DumpOutcome> {
+    run_dump_chain(
+        &default_steps(),
+        DumpContext::new(req, &r.store, dumper, &FakeProcs(vec![])),
+    )
+}
+
 fn ns_entries(r: &Rig) -> Vec<String> {
     std::fs::read_dir(r.store.root().join("default"))
         .map(|d| {
@@ -181,12 +189,7 @@ fn a_successful_chain_commits_a_valid_image() {
 fn a_failed_dump_leaves_nothing_and_quotes_criu() {
     let r = rig();
     let dumper = FakeDumper::new(vec![10], Some("Some file locks are hold"));
-    let err = run_dump_chain(
-        &default_steps(),
-        DumpContext::new(request(&r), &r.store, &dumper, &FakeProcs(vec![])),
-    )
-    .unwrap_err()
-    .to_string();
+    let err = chain(&r, &dumper, request(&r)).unwrap_err().to_string();
     assert!(err.contains("file locks"), "{err}");
     assert!(r.store.open("default", "job").is_err());
     assert!(ns_entries(&r).is_empty(), "left: {:?}", ns_entries(&r));
@@ -215,12 +218,7 @@ fn unsupported_descriptors_are_refused_before_dumping() {
 fn a_container_without_processes_is_not_dumped() {
     let r = rig();
     let dumper = FakeDumper::new(vec![], None);
-    let err = run_dump_chain(
-        &default_steps(),
-        DumpContext::new(request(&r), &r.store, &dumper, &FakeProcs(vec![])),
-    )
-    .unwrap_err()
-    .to_string();
+    let err = chain(&r, &dumper, request(&r)).unwrap_err().to_string();
     assert!(err.contains("no running process"), "{err}");
 }
 
@@ -228,19 +226,11 @@ fn a_container_without_processes_is_not_dumped() {
 fn a_new_checkpoint_replaces_the_previous_one() {
     let r = rig();
     let dumper = FakeDumper::new(vec![10], None);
-    run_dump_chain(
-        &default_steps(),
-        DumpContext::new(request(&r), &r.store, &dumper, &FakeProcs(vec![])),
-    )
-    .unwrap();
+    chain(&r, &dumper, request(&r)).unwrap();
     std::fs::write(r.upper.join("tmp/count"), b"99\n").unwrap();
     let mut req = request(&r);
     req.container_id = "c2".into();
-    run_dump_chain(
-        &default_steps(),
-        DumpContext::new(req, &r.store, &dumper, &FakeProcs(vec![])),
-    )
-    .unwrap();
+    chain(&r, &dumper, req).unwrap();
     assert_eq!(
         r.store
             .open("default", "job")
@@ -303,11 +293,7 @@ fn a_fault_after_publishing_does_not_undo_the_commit() {
         r.store.root(),
     )
     .unwrap();
-    run_dump_chain(
-        &default_steps(),
-        DumpContext::new(req, &r.store, &dumper, &FakeProcs(vec![])),
-    )
-    .expect("published is committed");
+    chain(&r, &dumper, req).expect("published is committed");
     r.store.open("default", "job").unwrap();
 }
 
@@ -318,11 +304,7 @@ fn the_chain_passes_the_catalogued_points_in_order() {
     let mut req = request(&r);
     req.container_id = "trace-chain".into();
     arch_faults::start_trace(&req.container_id);
-    run_dump_chain(
-        &default_steps(),
-        DumpContext::new(req, &r.store, &dumper, &FakeProcs(vec![])),
-    )
-    .unwrap();
+    chain(&r, &dumper, req).unwrap();
     // A fake dumper runs no CRIU: its notify points are CRIU's to pass.
     let want: Vec<String> = arch_faults::points::checkpoint()
         .into_iter()
@@ -337,11 +319,7 @@ fn the_chain_passes_the_catalogued_points_in_order() {
 fn a_stop_checkpoint_keeps_the_processes_frozen_until_the_commit() {
     let r = rig();
     let dumper = FakeDumper::new(vec![10], None);
-    run_dump_chain(
-        &default_steps(),
-        DumpContext::new(request(&r), &r.store, &dumper, &FakeProcs(vec![])),
-    )
-    .unwrap();
+    chain(&r, &dumper, request(&r)).unwrap();
     assert_eq!(dumper.effects(), ["freeze", "dump", "kill"]);
 }
 
@@ -352,10 +330,7 @@ fn a_failure_after_the_dump_thaws_the_processes_and_kills_nothing() {
     std::fs::remove_dir_all(&r.upper).unwrap();
     std::fs::write(&r.upper, b"not a directory").unwrap();
     let dumper = FakeDumper::new(vec![10], None);
-    let err = run_dump_chain(
-        &default_steps(),
-        DumpContext::new(request(&r), &r.store, &dumper, &FakeProcs(vec![])),
-    );
+    let err = chain(&r, &dumper, request(&r));
     assert!(err.is_err());
     assert_eq!(dumper.effects(), ["freeze", "dump", "thaw"]);
     assert!(ns_entries(&r).is_empty());
@@ -365,19 +340,12 @@ fn a_failure_after_the_dump_thaws_the_processes_and_kills_nothing() {
 fn a_failed_dump_thaws_too_and_leave_running_thaws_after_the_rootfs_diff() {
     let r = rig();
     let dumper = FakeDumper::new(vec![10], Some("boom"));
-    let _ = run_dump_chain(
-        &default_steps(),
-        DumpContext::new(request(&r), &r.store, &dumper, &FakeProcs(vec![])),
-    );
+    let _ = chain(&r, &dumper, request(&r));
     assert_eq!(dumper.effects(), ["freeze", "dump", "thaw"]);
     let dumper = FakeDumper::new(vec![10], None);
     let mut req = request(&r);
     req.leave_running = true;
-    run_dump_chain(
-        &default_steps(),
-        DumpContext::new(req, &r.store, &dumper, &FakeProcs(vec![])),
-    )
-    .unwrap();
+    chain(&r, &dumper, req).unwrap();
     assert_eq!(
         dumper.effects(),
         ["freeze", "dump", "thaw"],
@@ -391,10 +359,6 @@ fn a_paused_container_is_dumped_as_it_is_and_stays_paused() {
     let dumper = FakeDumper::new(vec![10], None);
     let mut req = request(&r);
     (req.leave_running, req.paused) = (true, true);
-    run_dump_chain(
-        &default_steps(),
-        DumpContext::new(req, &r.store, &dumper, &FakeProcs(vec![])),
-    )
-    .unwrap();
+    chain(&r, &dumper, req).unwrap();
     assert_eq!(dumper.effects(), ["dump"]);
 }

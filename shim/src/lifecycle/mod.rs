@@ -95,12 +95,7 @@ impl Arch {
     /// invalid opt-in, or an opt-in on a host whose configuration is
     /// broken, fails Create.
     pub fn identify(&self, id: &str, spec: &Spec) -> Result<Option<ArchIdentity>> {
-        let env = spec
-            .process()
-            .as_ref()
-            .and_then(|p| p.env().clone())
-            .unwrap_or_default();
-        let annotations = spec.annotations().clone().unwrap_or_default();
+        let (env, annotations) = env_and_annotations(spec);
         let identity = arch_identity(&env, &annotations, &self.namespace, id)
             .map_err(|e| ShimError::InvalidArgument(format!("container {id}: {e}")))?;
         if identity.is_some() {
@@ -116,12 +111,7 @@ impl Arch {
     /// The periodic checkpoint interval an ARCH container asks for (None
     /// without `ARCH_INTERVAL`); an invalid one fails Create.
     pub fn interval(&self, id: &str, spec: &Spec) -> Result<Option<Duration>> {
-        let env = spec
-            .process()
-            .as_ref()
-            .and_then(|p| p.env().clone())
-            .unwrap_or_default();
-        let annotations = spec.annotations().clone().unwrap_or_default();
+        let (env, annotations) = env_and_annotations(spec);
         periodic_interval(&env, &annotations, self.config()?.min_interval)
             .map_err(|e| ShimError::InvalidArgument(format!("container {id}: {e}")))
     }
@@ -152,4 +142,15 @@ impl Arch {
     fn store(&self) -> Result<ImageStore> {
         Ok(ImageStore::new(&self.config()?.checkpoint_root))
     }
+}
+
+/// Where a container asks for ARCH things: its process environment and
+/// its annotations.
+fn env_and_annotations(spec: &Spec) -> (Vec<String>, std::collections::HashMap<String, String>) {
+    let env = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.env().clone())
+        .unwrap_or_default();
+    (env, spec.annotations().clone().unwrap_or_default())
 }

@@ -25,9 +25,9 @@ fn profile_file(id: &str) -> PathBuf {
     path
 }
 
-fn run_with_profile(c: &Ctr, id: &str, extra: &[&str]) -> Container {
-    let profile = profile_file(id);
-    // CAP_SYS_ADMIN: without the filter, sethostname would succeed.
+/// A `sleep 600` container with CAP_SYS_ADMIN (without a filter,
+/// sethostname would succeed) and the `extra` ctr flags.
+fn run_sys_admin(c: &Ctr, id: &str, extra: &[&str]) -> Container {
     let mut args = vec![
         "run",
         "-d",
@@ -36,11 +36,22 @@ fn run_with_profile(c: &Ctr, id: &str, extra: &[&str]) -> Container {
         "--cap-add",
         "CAP_SYS_ADMIN",
     ];
-    args.extend(["--seccomp", "--seccomp-profile", profile.to_str().unwrap()]);
     args.extend_from_slice(extra);
     args.extend([arch_e2e::IMAGE, id, "sleep", "600"]);
     let r = c.run(&args);
     assert_eq!(r.code, 0, "ctr run: {}", r.stderr);
+    guard(c, id)
+}
+
+fn run_with_profile(c: &Ctr, id: &str, extra: &[&str]) -> Container {
+    let profile = profile_file(id);
+    let mut args = vec!["--seccomp", "--seccomp-profile", profile.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run_sys_admin(c, id, &args)
+}
+
+/// Removes the container when the test ends, however it ends.
+fn guard(c: &Ctr, id: &str) -> Container {
     Container {
         ctr: c.clone(),
         id: id.to_string(),
@@ -109,23 +120,7 @@ fn exec_gets_the_containers_seccomp_filter_with_and_without_no_new_privileges() 
 fn exec_without_a_profile_runs_unfiltered_as_under_runc() {
     let c = ctr();
     let id = unique_id("noseccomp");
-    let r = c.run(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        "--cap-add",
-        "CAP_SYS_ADMIN",
-        arch_e2e::IMAGE,
-        &id,
-        "sleep",
-        "600",
-    ]);
-    assert_eq!(r.code, 0, "ctr run: {}", r.stderr);
-    let _ct = Container {
-        ctr: c.clone(),
-        id: id.clone(),
-    };
+    let _ct = run_sys_admin(&c, &id, &[]);
     let out = exec_probe(&c, &id, "p", &[]);
     assert!(
         out.starts_with("seccomp=0 ") && out.contains("sethostname=allowed"),
@@ -166,10 +161,7 @@ impl ConfigRun {
         let r = c.run(&["run", "-d", "--runtime", RUNTIME, "--config", config, id]);
         assert_eq!(r.code, 0, "ctr run --config: {}", r.stderr);
         assert!(self.rootfs.path().exists());
-        Container {
-            ctr: c.clone(),
-            id: id.to_string(),
-        }
+        guard(c, id)
     }
 }
 

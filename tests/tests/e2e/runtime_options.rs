@@ -18,6 +18,26 @@ fn config_file(name: &str, body: &str) -> PathBuf {
     path
 }
 
+/// `ctr run --rm` of `true` with the runtime options in `config`; the
+/// container record is removed whatever happened.
+fn run_once_with(c: &Ctr, id: &str, config: &Path) -> arch_e2e::Run {
+    let config = config.to_str().unwrap();
+    let args = [
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--runtime-config-path",
+        config,
+        IMAGE,
+        id,
+        "true",
+    ];
+    let r = c.run(&args);
+    let _ = c.run(&["container", "rm", id]);
+    r
+}
+
 fn run_detached_with(c: &Ctr, id: &str, config: &Path, cmd: &[&str]) -> Container {
     let config = config.to_str().unwrap();
     let mut args = vec![
@@ -139,18 +159,7 @@ fn missing_shim_cgroup_fails_the_start_with_its_name() {
     let c = ctr();
     let id = unique_id("nocg");
     let config = config_file(&id, "ShimCgroup = \"/arch-e2e-no-such-cgroup\"\n");
-    let r = c.run(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNTIME,
-        "--runtime-config-path",
-        config.to_str().unwrap(),
-        IMAGE,
-        &id,
-        "true",
-    ]);
-    let _ = c.run(&["container", "rm", &id]);
+    let r = run_once_with(&c, &id, &config);
     assert_ne!(r.code, 0, "{}", r.stdout);
     assert!(
         r.stderr.contains("arch-e2e-no-such-cgroup") && r.stderr.contains("no such cgroup"),
@@ -227,18 +236,7 @@ fn refused_options_fail_with_their_names() {
     ] {
         let id = unique_id("refused");
         let config = config_file(&id, body);
-        let r = c.run(&[
-            "run",
-            "--rm",
-            "--runtime",
-            RUNTIME,
-            "--runtime-config-path",
-            config.to_str().unwrap(),
-            IMAGE,
-            &id,
-            "true",
-        ]);
-        let _ = c.run(&["container", "rm", &id]);
+        let r = run_once_with(&c, &id, &config);
         assert_ne!(r.code, 0, "{body}: {}", r.stdout);
         for w in words {
             assert!(r.stderr.contains(w), "{body}: no {w:?} in {}", r.stderr);
