@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use arch_faults::points;
-use arch_image::{CgroupVersion, CommitInfo, Image, ImageStore, Staging};
+use arch_image::{CgroupVersion, CommitInfo, Image, ImageStore, ProfileDigest, Staging};
 
 use crate::error::{CheckpointError, Result};
 use crate::policy::ArchIdentity;
@@ -55,6 +55,8 @@ pub struct DumpRequest {
     /// The overlay upperdir holding the container's filesystem changes.
     pub upperdir: Option<PathBuf>,
     pub leave_running: bool,
+    /// The container's security profile, recorded in the manifest.
+    pub profile: ProfileDigest,
 }
 
 pub struct DumpContext<'a> {
@@ -81,6 +83,7 @@ impl<'a> DumpContext<'a> {
             kernel: String::new(),
             arch: String::new(),
             cgroup_version: CgroupVersion::V1,
+            profile: req.profile.clone(),
         };
         Self {
             req,

@@ -9,6 +9,7 @@ mod config;
 mod error;
 mod policy;
 mod procfs;
+mod profile;
 mod restore;
 mod slots;
 mod steps;
@@ -20,6 +21,10 @@ pub use config::{default_max_concurrent_dumps, ArchConfig, Mode, CONFIG_ENV, DEF
 pub use error::{CheckpointError, Result};
 pub use policy::{arch_identity, ArchIdentity};
 pub use procfs::{HostProcs, ProcessView};
+pub use profile::{
+    compare_profiles, security_profile, ProfileContext, ProfileMismatch, IMAGE_NAME_ANNOTATION,
+    PROFILE_FIELDS, SANDBOX_ID_ANNOTATION, SANDBOX_NAMESPACE_ANNOTATION, SANDBOX_UID_ANNOTATION,
+};
 pub use restore::{apply_rootfs, check_compatible, HostFacts};
 pub use slots::{DumpSlots, Slot};
 pub use steps::{criu_log_errors, default_steps};

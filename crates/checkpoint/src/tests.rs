@@ -82,6 +82,10 @@ fn request(r: &Rig) -> DumpRequest {
         bundle: r.bundle.clone(),
         upperdir: Some(r.upper.clone()),
         leave_running: false,
+        profile: arch_image::ProfileDigest {
+            digest: "0".repeat(64),
+            fields: Default::default(),
+        },
     }
 }
 

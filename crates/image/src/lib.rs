@@ -22,10 +22,14 @@ mod store;
 
 pub use claim::Claim;
 pub use error::{Error, Result};
-pub use ident::{validate_key, validate_namespace, MAX_KEY_LEN, MAX_NAMESPACE_LEN};
+pub use ident::{
+    scope_name, validate_key, validate_namespace, MAX_KEY_LEN, MAX_KUBERNETES_NAMESPACE_LEN,
+    MAX_NAMESPACE_LEN, SCOPE_SEP,
+};
 pub use image::Image;
 pub use manifest::{
-    CgroupVersion, CommitInfo, FileEntry, Manifest, Status, Timestamp, FORMAT_VERSION,
+    CgroupVersion, CommitInfo, FileEntry, Manifest, ProfileDigest, Status, Timestamp,
+    FORMAT_VERSION,
 };
 pub use staging::{Observer, ObserverError, Staging, COMMIT_PHASES};
 pub use store::{ImageRef, ImageStore, StaleTemp, StaleWhy};

@@ -65,6 +65,7 @@ impl Staging {
             kernel: info.kernel,
             arch: info.arch,
             cgroup_version: info.cgroup_version,
+            profile: info.profile,
             status: Status::Committed,
             failure: None,
         };

@@ -95,6 +95,24 @@ impl ImageStore {
         Image::load(dir, ns, key)
     }
 
+    /// The manifest of the committed image for `ns`/`key`, checked for
+    /// shape only (the files are not hashed): enough to decide whether the
+    /// image is this container's before touching it.
+    pub fn manifest(&self, ns: &str, key: &str) -> Result<crate::Manifest> {
+        let dir = self.image_dir(ns, key)?;
+        match fs::symlink_metadata(&dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound {
+                namespace: ns.into(),
+                key: key.into(),
+            }),
+            Err(e) => Err(io_err("stat", &dir)(e)),
+            Ok(m) if !m.file_type().is_dir() => Err(Error::UnexpectedFileType {
+                path: dir.display().to_string(),
+            }),
+            Ok(_) => read_manifest(&dir),
+        }
+    }
+
     /// All committed image directories (not validated), sorted. Sidecars
     /// are skipped because their names are not valid keys.
     pub fn list(&self) -> Result<Vec<ImageRef>> {

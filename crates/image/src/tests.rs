@@ -16,6 +16,10 @@ fn info() -> CommitInfo {
         kernel: "6.8.0".into(),
         arch: "x86_64".into(),
         cgroup_version: CgroupVersion::V2,
+        profile: ProfileDigest {
+            digest: "ab".repeat(32),
+            fields: BTreeMap::from([("user".into(), "cd".repeat(32))]),
+        },
     }
 }
 
@@ -165,17 +169,21 @@ fn future_version_names_both() {
         e,
         Error::UnsupportedVersion {
             found: 7,
-            supported: 1
+            supported: 2
         }
     ));
     let msg = e.to_string();
-    assert!(msg.contains('7') && msg.contains('1'), "{msg}");
+    assert!(msg.contains('7') && msg.contains('2'), "{msg}");
 }
 
 #[test]
 fn wrong_types_and_unknown_fields_rejected() {
-    let cases: [(&str, serde_json::Value); 4] = [
-        ("format_version", "1".into()),
+    let cases: [(&str, serde_json::Value); 5] = [
+        ("format_version", "2".into()),
+        (
+            "profile",
+            serde_json::json!({"digest": "not hex", "fields": {}}),
+        ),
         ("total_size", "big".into()),
         ("status", "weird".into()),
         ("surprise", true.into()),

@@ -75,6 +75,7 @@ impl Arch {
             bundle: c.bundle().to_path_buf(),
             upperdir: state.upperdir.clone(),
             leave_running: dump.leave_running,
+            profile: state.profile.clone(),
         };
         let started = Instant::now();
         let outcome = checkpoint_into_store(&store, cfg, &*self.runtime, req, dump.clone());

@@ -22,8 +22,8 @@ mod stop;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arch_checkpoint::{arch_identity, ArchConfig, ArchIdentity, CheckpointError};
-use arch_image::ImageStore;
+use arch_checkpoint::{arch_identity, ArchConfig, ArchIdentity, CheckpointError, ProfileContext};
+use arch_image::{ImageStore, ProfileDigest};
 use arch_runtime::oci_spec::runtime::Spec;
 
 use crate::error::{Result, ShimError};
@@ -39,16 +39,32 @@ pub struct ArchState {
     pub upperdir: Option<PathBuf>,
     /// One stop-checkpoint at a time; the exit waits for it.
     pub gate: Arc<StopGate>,
+    /// The security profile from the spec at Create: recorded in the
+    /// images this container writes, compared with the image it restores.
+    pub profile: ProfileDigest,
 }
 
 impl ArchState {
-    pub fn new(identity: ArchIdentity, upperdir: Option<PathBuf>) -> Self {
+    pub fn new(identity: ArchIdentity, upperdir: Option<PathBuf>, profile: ProfileDigest) -> Self {
         ArchState {
             identity,
             upperdir,
             gate: Arc::new(StopGate::default()),
+            profile,
         }
     }
+}
+
+/// The security profile of the container `id` whose spec is `spec`;
+/// `layers` names its image when the spec does not (see arch-checkpoint).
+pub fn security_profile(id: &str, spec: &Spec, layers: Option<String>) -> Result<ProfileDigest> {
+    let json = serde_json::to_value(spec)
+        .map_err(|e| ShimError::Internal(format!("{id}: the spec does not serialize: {e}")))?;
+    let ctx = ProfileContext {
+        container_id: id.to_string(),
+        layers,
+    };
+    Ok(arch_checkpoint::security_profile(&json, &ctx))
 }
 
 pub struct Arch {

@@ -6,7 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use arch_checkpoint::{apply_rootfs, check_compatible, CheckpointError, HostFacts, Mode};
+use arch_checkpoint::{
+    apply_rootfs, check_compatible, compare_profiles, CheckpointError, HostFacts, Mode,
+    ProfileMismatch,
+};
 use arch_faults::{points, FaultError};
 use arch_image::{Claim, Image, ImageStore};
 use arch_records::Outcome;
@@ -49,6 +52,8 @@ pub enum StagingError {
     Incompatible(CheckpointError),
     #[error("rootfs diff: {0}")]
     RootfsDiff(CheckpointError),
+    #[error(transparent)]
+    Profile(#[from] ProfileMismatch),
 }
 
 impl Arch {
@@ -65,6 +70,22 @@ impl Arch {
             .unwrap_or(false);
         if !has_image {
             return None;
+        }
+        // An image of another profile is not this container's to take:
+        // it starts fresh and leaves the image where it is.
+        if let Ok(m) = store.manifest(ns, key) {
+            if let Err(e) = compare_profiles(&m.profile, &target.state.profile) {
+                log::warn!(
+                    "{id}: not restoring {ns}/{key} (checkpointed from {}): {e}; starting fresh, the image is left in place",
+                    m.container_id
+                );
+                let reason = format!("{e} (field {})", e.field);
+                record(
+                    store.root(),
+                    restore_record(identity, id, Outcome::Fallback, 0, 0, Some(reason)),
+                );
+                return None;
+            }
         }
         let claim = if cfg.mode == Mode::NetworkFs {
             let owner = format!("{}:{}:{id}", arch_host::hostname(), std::process::id());
@@ -99,6 +120,7 @@ impl Arch {
             return Err(StagingError::NoLayer(t.rootfs.path.clone()));
         }
         let image = store.open(ns, key)?;
+        compare_profiles(&image.manifest().profile, &t.state.profile)?;
         // A terminal cannot become pipes or the reverse: refuse before the
         // rootfs is touched.
         arch_runtime::check_image_stdio(t.id, &image.criu_dir(), t.terminal)?;

@@ -114,6 +114,7 @@ impl Arch {
             bundle: c.bundle().to_path_buf(),
             upperdir: state.upperdir.clone(),
             leave_running: false,
+            profile: state.profile.clone(),
         };
         let id = c.id().to_string();
         let spawned = std::thread::Builder::new()

@@ -36,10 +36,15 @@ impl TaskService {
                 .map_err(|e| ShimError::Internal(e.to_string()))?;
         }
         // Only ARCH containers need to know where their changes land.
-        let arch = identity.map(|identity| {
-            let upperdir = rootfs.upperdir(&*self.mounts, &id);
-            ArchState::new(identity, upperdir)
-        });
+        let arch = match identity {
+            Some(identity) => {
+                let upperdir = rootfs.upperdir(&*self.mounts, &id);
+                let profile = crate::lifecycle::security_profile(&id, &spec, rootfs.layers())
+                    .inspect_err(|_| self.discard(&id, &rootfs))?;
+                Some(ArchState::new(identity, upperdir, profile))
+            }
+            None => None,
+        };
         let paths = StdioPaths {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),

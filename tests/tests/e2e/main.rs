@@ -13,3 +13,4 @@ mod lifecycle;
 mod restore;
 mod scale;
 mod terminal;
+mod trust;

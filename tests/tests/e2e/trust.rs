@@ -1,0 +1,148 @@
+//! Issue 13's attacks on the image store, tried through containerd: each
+//! one must fail, leave the victim's image as it was, and say why.
+
+use std::time::Duration;
+
+use arch_e2e::{ctr, unique_id, wait_until, Ctr};
+use arch_image::ImageStore;
+use arch_records::{Operation, Outcome};
+
+/// Remembers a boot id: the same after a restore, new after a fresh start.
+const WORKLOAD: &str = "boot=$(cat /proc/sys/kernel/random/uuid); \
+    while true; do echo $boot > /tmp/boot; sleep 0.1; done";
+
+const SANDBOX_NS: &str = "io.kubernetes.cri.sandbox-namespace";
+
+fn store() -> ImageStore {
+    ImageStore::new(arch_e2e::checkpoint_root())
+}
+
+fn boot_of(c: &Ctr, id: &str) -> String {
+    let mut value = String::new();
+    wait_until(Duration::from_secs(10), || {
+        let r = c.run(&[
+            "task",
+            "exec",
+            "--exec-id",
+            &unique_id("rd"),
+            id,
+            "cat",
+            "/tmp/boot",
+        ]);
+        value = r.stdout.trim().to_string();
+        !value.is_empty()
+    });
+    value
+}
+
+/// Runs the workload as `key` with extra `ctr run` flags until it wrote its
+/// boot id; returns the container id and that boot id.
+fn run(c: &Ctr, key: &str, extra: &[&str]) -> (String, String) {
+    let id = unique_id("trust");
+    let r = c.run_arch_with("-d", &id, Some(key), extra, &["sh", "-c", WORKLOAD]);
+    assert_eq!(r.code, 0, "ctr run {id}: {}", r.stderr);
+    let boot = boot_of(c, &id);
+    (id, boot)
+}
+
+/// Stops (checkpoints) and removes container `id`.
+fn stop(c: &Ctr, id: &str) {
+    assert_eq!(c.run(&["task", "kill", id]).code, 0);
+    c.wait_status(id, "STOPPED");
+    c.run(&["task", "rm", "-f", id]);
+    c.run(&["container", "rm", id]);
+}
+
+fn remove(c: &Ctr, id: &str) {
+    c.run(&["task", "kill", "-s", "KILL", id]);
+    c.wait_status(id, "STOPPED");
+    c.run(&["task", "rm", "-f", id]);
+    c.run(&["container", "rm", id]);
+}
+
+fn fallback_reasons(key: &str) -> Vec<String> {
+    arch_e2e::records_for(store().root(), key)
+        .into_iter()
+        .filter(|r| r.op == Operation::Restore && r.outcome == Outcome::Fallback)
+        .filter_map(|r| r.error)
+        .collect()
+}
+
+/// §1: under CRI every pod shares containerd's `k8s.io`; a pod of another
+/// Kubernetes namespace that sets the same key never sees the image.
+#[test]
+fn a_pod_of_another_kubernetes_namespace_cannot_take_an_image() {
+    let c = ctr();
+    let key = unique_id("victim");
+    let team_a = format!("{SANDBOX_NS}=team-a");
+    let team_b = format!("{SANDBOX_NS}=team-b");
+    let (victim, _) = run(&c, &key, &["--annotation", &team_a]);
+    stop(&c, &victim);
+    let scope_a = format!("{}+team-a", c.namespace);
+    store()
+        .open(&scope_a, &key)
+        .expect("the image is scoped to team-a");
+    assert!(
+        store().open(&c.namespace, &key).is_err(),
+        "nothing under the bare containerd namespace"
+    );
+
+    let (thief, thief_boot) = run(&c, &key, &["--annotation", &team_b]);
+    remove(&c, &thief);
+    store()
+        .open(&scope_a, &key)
+        .expect("team-a's image is untouched by team-b's container");
+
+    let (owner, owner_boot) = run(&c, &key, &["--annotation", &team_a]);
+    assert_ne!(owner_boot, thief_boot);
+    remove(&c, &owner);
+    assert!(
+        store().open(&scope_a, &key).is_err(),
+        "team-a's own container restored (consumed) it"
+    );
+    let restored = arch_e2e::records_for(store().root(), &key)
+        .into_iter()
+        .filter(|r| r.op == Operation::Restore && r.outcome == Outcome::Ok)
+        .map(|r| r.container_id)
+        .collect::<Vec<_>>();
+    assert_eq!(restored, vec![owner], "only the owner restored");
+}
+
+/// §1: a container that asks for more (or other) privileges than the one
+/// that was checkpointed starts fresh; the record names the field and the
+/// image stays for its owner.
+#[test]
+fn a_container_with_another_security_profile_starts_fresh() {
+    let c = ctr();
+    let key = unique_id("profile");
+    let (victim, victim_boot) = run(&c, &key, &[]);
+    stop(&c, &victim);
+
+    for (extra, field) in [
+        (
+            &["--mount", "type=bind,src=/root,dst=/host,options=rbind:ro"][..],
+            "mounts",
+        ),
+        (&["--cap-add", "CAP_SYS_ADMIN"][..], "capabilities"),
+        (&["--user", "1234:1234"][..], "user"),
+        (&["--seccomp"][..], "seccomp"),
+    ] {
+        let (thief, thief_boot) = run(&c, &key, extra);
+        assert_ne!(thief_boot, victim_boot, "{extra:?} was not restored");
+        remove(&c, &thief);
+        store()
+            .open(&c.namespace, &key)
+            .unwrap_or_else(|e| panic!("{extra:?}: the image must stay in place: {e}"));
+        let reasons = fallback_reasons(&key);
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains(&format!("differs in {field}"))),
+            "{extra:?}: a record names {field}: {reasons:?}"
+        );
+    }
+
+    let (owner, owner_boot) = run(&c, &key, &[]);
+    assert_eq!(owner_boot, victim_boot, "the owner's profile restores");
+    remove(&c, &owner);
+}
