@@ -26,6 +26,8 @@ pub enum Kind {
     Removing,
     /// `@claim`: a network-fs restore claim (a file).
     Claim,
+    /// `@taken-`: an image a restorer took (being restored).
+    Taken,
 }
 
 impl Kind {
@@ -42,6 +44,7 @@ impl Kind {
             w if w.starts_with("tmp-") => Kind::Staging,
             w if w.starts_with("old-") => Kind::Old,
             w if w.starts_with("rm-") => Kind::Removing,
+            w if w.starts_with("taken-") => Kind::Taken,
             _ => return None,
         };
         Some((key, kind))
@@ -93,6 +96,7 @@ impl Entry {
             (Kind::Old, _) => "old",
             (Kind::Removing, _) => "removing",
             (Kind::Claim, _) => "claim",
+            (Kind::Taken, _) => "taken",
         }
     }
 

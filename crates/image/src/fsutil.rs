@@ -70,9 +70,110 @@ pub(crate) fn replace_file(path: &Path, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Opens the directory `rel` beneath `base` without following any symlink
+/// on the way and without leaving `base` (`openat2` with
+/// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`; kernels before 5.6 fall back to
+/// an `O_NOFOLLOW` open of each component, which is as strict).
+pub(crate) fn open_dir_beneath(base: &Path, rel: &str) -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let base_fd = File::open(base).map_err(io_err("open", base))?;
+    let path = base.join(rel);
+    let c_rel = std::ffi::CString::new(rel).map_err(|_| crate::Error::UnsafePath {
+        path: rel.into(),
+        reason: "contains NUL",
+    })?;
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS;
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            base_fd.as_raw_fd(),
+            c_rel.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    let fd = if fd >= 0 {
+        fd as i32
+    } else if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        // Old kernel: one component at a time, none a symlink.
+        let mut cur = base_fd.as_raw_fd();
+        let mut owned: Option<OwnedFd> = None;
+        for part in rel.split('/') {
+            let c = std::ffi::CString::new(part).expect("checked above");
+            let fd = unsafe {
+                libc::openat(
+                    cur,
+                    c.as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                )
+            };
+            if fd < 0 {
+                return Err(beneath_err(&path, std::io::Error::last_os_error()));
+            }
+            let next = unsafe { OwnedFd::from_raw_fd(fd) };
+            cur = next.as_raw_fd();
+            owned = Some(next);
+        }
+        return owned.ok_or_else(|| crate::Error::UnsafePath {
+            path: rel.into(),
+            reason: "empty path",
+        });
+    } else {
+        return Err(beneath_err(&path, std::io::Error::last_os_error()));
+    };
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn beneath_err(path: &Path, e: std::io::Error) -> crate::Error {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::EXDEV) | Some(libc::ENOTDIR) => crate::Error::UnsafePath {
+            path: path.display().to_string(),
+            reason: "a symlink or not a directory (the checkpoint root is walked without following links)",
+        },
+        _ => io_err("open", path)(e),
+    }
+}
+
+/// Opens an existing regular file for reading without following a symlink
+/// in its last component, and without blocking on a FIFO or device that was
+/// swapped in after a check: the type is checked on the open descriptor.
+pub(crate) fn open_regular(path: &Path) -> Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => crate::Error::UnsafePath {
+                path: path.display().to_string(),
+                reason: "symlink",
+            },
+            _ => io_err("open", path)(e),
+        })?;
+    let meta = f.metadata().map_err(io_err("stat", path))?;
+    if !meta.file_type().is_file() {
+        return Err(crate::Error::UnexpectedFileType {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(f)
+}
+
+/// Up to `max` bytes of a regular file (see [`open_regular`]); None if it
+/// is larger.
+pub(crate) fn read_bounded(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
+    let mut buf = Vec::new();
+    open_regular(path)?
+        .take(max + 1)
+        .read_to_end(&mut buf)
+        .map_err(io_err("read", path))?;
+    Ok((buf.len() as u64 <= max).then_some(buf))
+}
+
 /// Size and lower-case hex sha256 of a file.
 pub(crate) fn hash_file(path: &Path) -> Result<(u64, String)> {
-    let mut f = File::open(path).map_err(io_err("open", path))?;
+    let mut f = open_regular(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut size = 0u64;

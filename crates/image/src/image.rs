@@ -3,12 +3,12 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{io_err, Error, Result};
-use crate::fsutil::hash_file;
+use crate::fsutil::{hash_file, read_bounded};
 use crate::manifest::Manifest;
+use crate::sign::{Trust, MAX_SIGNATURE_BYTES, SIGNATURE};
 
 /// Largest manifest we will read; a real one is a few KiB. Guards memory
 /// against a hostile or corrupted file.
@@ -47,9 +47,13 @@ impl Image {
         Image { dir, manifest }
     }
 
-    /// Read and fully validate the image in `dir`, expected to be `ns`/`key`.
-    pub(crate) fn load(dir: PathBuf, ns: &str, key: &str) -> Result<Image> {
-        let manifest = read_manifest(&dir)?;
+    /// Read and fully validate the image in `dir`, expected to be `ns`/`key`:
+    /// the signature first (as `trust` demands), then the manifest, then
+    /// every file against it.
+    pub(crate) fn load(dir: PathBuf, ns: &str, key: &str, trust: &Trust) -> Result<Image> {
+        let bytes = read_manifest_bytes(&dir)?;
+        verify_signature(&dir, &bytes, trust)?;
+        let manifest = Manifest::parse(&bytes, &dir.join(crate::MANIFEST))?;
         if manifest.namespace != ns || manifest.key != key {
             return Err(Error::InvalidManifest {
                 field: "namespace/key",
@@ -64,35 +68,49 @@ impl Image {
     }
 }
 
-/// Read manifest.json from `dir`, refusing symlinks and oversized files.
-pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest> {
+/// manifest.sig against the manifest's bytes: a bad signature is always
+/// refused; a missing one unless `trust` allows unsigned images.
+fn verify_signature(dir: &Path, manifest: &[u8], trust: &Trust) -> Result<()> {
+    let path = dir.join(SIGNATURE);
+    let sig =
+        match fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            _ => Some(read_bounded(&path, MAX_SIGNATURE_BYTES)?.ok_or_else(|| {
+                Error::BadSignature {
+                    reason: format!("{SIGNATURE} is too large"),
+                }
+            })?),
+        };
+    match (&trust.key, sig) {
+        (Some(key), Some(sig)) => key.verify(manifest, &sig),
+        (None, Some(_)) if !trust.allow_unsigned => Err(Error::BadSignature {
+            reason: "this host has no key to verify it with".into(),
+        }),
+        (_, None) if !trust.allow_unsigned => Err(Error::Unsigned),
+        _ => Ok(()),
+    }
+}
+
+fn read_manifest_bytes(dir: &Path) -> Result<Vec<u8>> {
     let path = dir.join(crate::MANIFEST);
-    let meta = match fs::symlink_metadata(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    if let Err(e) = fs::symlink_metadata(&path) {
+        if e.kind() == std::io::ErrorKind::NotFound {
             return Err(Error::MissingFile {
                 path: crate::MANIFEST.into(),
-            })
+            });
         }
-        r => r.map_err(io_err("stat", &path))?,
-    };
-    if !meta.file_type().is_file() {
-        return Err(Error::UnexpectedFileType {
-            path: crate::MANIFEST.into(),
-        });
     }
-    let mut buf = Vec::new();
-    fs::File::open(&path)
-        .map_err(io_err("open", &path))?
-        .take(MAX_MANIFEST_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(io_err("read", &path))?;
-    if buf.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err(Error::InvalidManifest {
-            field: "manifest.json",
-            reason: "too large".into(),
-        });
-    }
-    Manifest::parse(&buf, &path)
+    read_bounded(&path, MAX_MANIFEST_BYTES)?.ok_or_else(|| Error::InvalidManifest {
+        field: "manifest.json",
+        reason: "too large".into(),
+    })
+}
+
+/// Read manifest.json from `dir`, refusing symlinks, FIFOs, devices and
+/// oversized files (no signature check: for inspection and bookkeeping).
+pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let bytes = read_manifest_bytes(dir)?;
+    Manifest::parse(&bytes, &dir.join(crate::MANIFEST))
 }
 
 /// Check every listed file (no symlink on the way, size, sha256), then make
@@ -162,7 +180,7 @@ fn check_unlisted(dir: &Path, prefix: &str, listed: &BTreeSet<&str>) -> Result<(
         if ft.is_dir() {
             check_unlisted(&ent.path(), &rel, listed)?;
         } else if ft.is_file() {
-            if rel != crate::MANIFEST && !listed.contains(rel.as_str()) {
+            if rel != crate::MANIFEST && rel != SIGNATURE && !listed.contains(rel.as_str()) {
                 return Err(Error::UnlistedFile { path: rel });
             }
         } else {

@@ -7,7 +7,7 @@
 //! `@`, a character no valid key may contain, so they can never collide with
 //! a real image and `list()` needs no guessing. Forms used:
 //! `{key}@tmp-{rand}`, `{key}@old-{rand}`, `{key}@restored`,
-//! `{key}@failed-{secs}-{rand}`, `{key}@claim`.
+//! `{key}@failed-{secs}-{rand}`, `{key}@claim`, `{key}@taken-{owner}-{rand}`.
 //!
 //! Files are written 0600 and directories 0700: images hold process memory.
 
@@ -17,8 +17,10 @@ mod fsutil;
 mod ident;
 mod image;
 mod manifest;
+mod sign;
 mod staging;
 mod store;
+mod taken;
 
 pub use claim::Claim;
 pub use error::{Error, Result};
@@ -31,8 +33,10 @@ pub use manifest::{
     CgroupVersion, CommitInfo, FileEntry, Manifest, ProfileDigest, Status, Timestamp,
     FORMAT_VERSION,
 };
+pub use sign::{SigningKey, Trust, MIN_KEY_LEN, SIGNATURE, SIGNATURE_ALG};
 pub use staging::{Observer, ObserverError, Staging, COMMIT_PHASES};
 pub use store::{ImageRef, ImageStore, StaleTemp, StaleWhy};
+pub use taken::Taken;
 
 /// Manifest file name inside an image directory.
 pub const MANIFEST: &str = "manifest.json";

@@ -11,7 +11,7 @@ use arch_checkpoint::{
     ProfileMismatch,
 };
 use arch_faults::{points, FaultError};
-use arch_image::{Claim, Image, ImageStore};
+use arch_image::{Claim, Image, ImageStore, Taken};
 use arch_records::Outcome;
 use arch_runtime::{RuntimeError, Stdio};
 
@@ -21,7 +21,11 @@ use crate::mounts::Rootfs;
 
 /// A restore staged by Create and carried out by Start.
 pub struct StagedRestore {
+    /// The validated image, read from `taken`'s directory.
     pub image: Image,
+    /// The image, taken for this container alone; dropped unused (the
+    /// container deleted before Start), it goes back under its key.
+    pub taken: Taken,
     /// The container-side ends of the new stdio pipes (none for a
     /// terminal: CRIU makes a new one at Start).
     pub stdio: Stdio,
@@ -57,10 +61,11 @@ pub enum StagingError {
 }
 
 impl Arch {
-    /// Finds, claims, validates and stages the image of `target`. None
-    /// means a fresh start (no image, or one that cannot be used: that one
-    /// is moved aside and the reason logged and recorded).
-    pub fn stage_restore(&self, target: &RestoreTarget) -> Option<(Image, Option<Claim>)> {
+    /// Finds, takes, validates and stages the image of `target`. None
+    /// means a fresh start (no image, one of another profile, one another
+    /// container took first, or one that cannot be used: that one is moved
+    /// aside and the reason logged and recorded).
+    pub fn stage_restore(&self, target: &RestoreTarget) -> Option<(Image, Taken, Option<Claim>)> {
         let (store, cfg) = (self.store().ok()?, self.config().ok()?);
         let (id, identity) = (target.id, &target.state.identity);
         let (ns, key) = (&identity.namespace, &identity.key);
@@ -75,15 +80,7 @@ impl Arch {
         // it starts fresh and leaves the image where it is.
         if let Ok(m) = store.manifest(ns, key) {
             if let Err(e) = compare_profiles(&m.profile, &target.state.profile) {
-                log::warn!(
-                    "{id}: not restoring {ns}/{key} (checkpointed from {}): {e}; starting fresh, the image is left in place",
-                    m.container_id
-                );
-                let reason = format!("{e} (field {})", e.field);
-                record(
-                    store.root(),
-                    restore_record(identity, id, Outcome::Fallback, 0, 0, Some(reason)),
-                );
+                self.refuse_profile(&store, target, &m.container_id, &e);
                 return None;
             }
         }
@@ -101,16 +98,56 @@ impl Arch {
         } else {
             None
         };
-        match self.stage(&store, target) {
-            Ok(image) => Some((image, claim)),
+        // Exactly once: the rename makes the image this container's alone,
+        // and what is validated below is what CRIU reads at Start.
+        let taken = match store.take(ns, key) {
+            Ok(t) => t,
             Err(e) => {
-                self.fall_back(&store, target, &e.to_string());
+                log::warn!(
+                    "{id}: image {ns}/{key} was taken by another restore ({e}); starting fresh"
+                );
+                return None;
+            }
+        };
+        log::info!("{id}: took {ns}/{key} as {}", taken.dir().display());
+        match self.stage(&taken, target) {
+            Ok(image) => Some((image, taken, claim)),
+            Err(StagingError::Profile(e)) => {
+                // Swapped for another container's image since the check.
+                self.refuse_profile(&store, target, "another container", &e);
+                if let Err(e) = taken.put_back() {
+                    log::error!("{id}: putting back {ns}/{key}: {e}");
+                }
+                None
+            }
+            Err(e) => {
+                self.fall_back(&store, taken, target, &e.to_string());
                 None
             }
         }
     }
 
-    fn stage(&self, store: &ImageStore, t: &RestoreTarget) -> Result<Image, StagingError> {
+    fn refuse_profile(
+        &self,
+        store: &ImageStore,
+        t: &RestoreTarget,
+        from: &str,
+        e: &ProfileMismatch,
+    ) {
+        let (id, identity) = (t.id, &t.state.identity);
+        log::warn!(
+            "{id}: not restoring {}/{} (checkpointed from {from}): {e}; starting fresh, the image is left in place",
+            identity.namespace,
+            identity.key
+        );
+        let reason = format!("{e} (field {})", e.field);
+        record(
+            store.root(),
+            restore_record(identity, id, Outcome::Fallback, 0, 0, Some(reason)),
+        );
+    }
+
+    fn stage(&self, taken: &Taken, t: &RestoreTarget) -> Result<Image, StagingError> {
         let (ns, key) = (&t.state.identity.namespace, &t.state.identity.key);
         arch_faults::hit(t.id, points::RESTORE_STAGING)?;
         // Changes must land in the container's own layer: a snapshot the
@@ -119,7 +156,7 @@ impl Arch {
         if !t.rootfs.shim_mounted() && t.state.upperdir.is_none() {
             return Err(StagingError::NoLayer(t.rootfs.path.clone()));
         }
-        let image = store.open(ns, key)?;
+        let image = taken.open()?;
         compare_profiles(&image.manifest().profile, &t.state.profile)?;
         // A terminal cannot become pipes or the reverse: refuse before the
         // rootfs is touched.
@@ -136,7 +173,13 @@ impl Arch {
 
     /// Keeps a failed image aside for inspection, records why, and puts
     /// the rootfs back the way the snapshot had it.
-    pub(super) fn fall_back(&self, store: &ImageStore, t: &RestoreTarget, reason: &str) {
+    pub(super) fn fall_back(
+        &self,
+        store: &ImageStore,
+        taken: Taken,
+        t: &RestoreTarget,
+        reason: &str,
+    ) {
         let (id, identity) = (t.id, &t.state.identity);
         log::error!(
             "{id}: cannot restore {}/{}: {reason}; starting fresh",
@@ -145,7 +188,7 @@ impl Arch {
         );
         let rec = restore_record(identity, id, Outcome::Fallback, 0, 0, Some(reason.into()));
         record(store.root(), rec);
-        match store.mark_failed(&identity.namespace, &identity.key, reason) {
+        match taken.fail(reason) {
             Ok(aside) => {
                 // The bundle goes away with the task: keep CRIU's story with the image.
                 let log = t.bundle.join("restore-work/restore.log");

@@ -146,3 +146,44 @@ fn a_container_with_another_security_profile_starts_fresh() {
     assert_eq!(owner_boot, victim_boot, "the owner's profile restores");
     remove(&c, &owner);
 }
+
+/// §4: two containers created at once with one key: the image is taken by
+/// a rename, so exactly one restores (in `basic` mode too), and nothing is
+/// left taken.
+#[test]
+fn two_containers_created_at_once_restore_an_image_exactly_once() {
+    let c = ctr();
+    let key = unique_id("once");
+    let (first, first_boot) = run(&c, &key, &[]);
+    stop(&c, &first);
+    store().open(&c.namespace, &key).expect("committed image");
+
+    let ids = [unique_id("twin"), unique_id("twin")];
+    let runs = arch_e2e::parallel(&ids, 2, |id| {
+        c.run_arch_with("-d", id, Some(&key), &[], &["sh", "-c", WORKLOAD])
+    });
+    for (id, r) in ids.iter().zip(&runs) {
+        assert_eq!(r.code, 0, "ctr run {id}: {}", r.stderr);
+    }
+    let boots: Vec<String> = ids.iter().map(|id| boot_of(&c, id)).collect();
+    for id in &ids {
+        remove(&c, id);
+    }
+    let continued = boots.iter().filter(|b| **b == first_boot).count();
+    assert_eq!(continued, 1, "exactly one continues the process: {boots:?}");
+    let restores: Vec<_> = arch_e2e::records_for(store().root(), &key)
+        .into_iter()
+        .filter(|r| r.op == Operation::Restore)
+        .collect();
+    assert_eq!(
+        restores.iter().filter(|r| r.outcome == Outcome::Ok).count(),
+        1,
+        "one restore recorded: {restores:?}"
+    );
+    let entries = arch_e2e::image_entries(&c.namespace, &key);
+    assert!(
+        entries.iter().any(|n| n.ends_with("@restored"))
+            && !entries.iter().any(|n| n.contains("@taken-") || *n == key),
+        "retired once, nothing left taken: {entries:?}"
+    );
+}
