@@ -176,10 +176,9 @@ pub fn scan(store: &ImageStore) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
+/// Bounded, never through a link, never blocking on a FIFO.
 fn read_manifest(dir: &Path) -> std::result::Result<Manifest, String> {
-    let path = dir.join(arch_image::MANIFEST);
-    let bytes = fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
-    Manifest::parse(&bytes, &path).map_err(|e| e.to_string())
+    arch_image::read_manifest(dir).map_err(|e| e.to_string())
 }
 
 /// Total size of regular files under `path` (symlinks not followed).

@@ -15,9 +15,13 @@ mod slots;
 mod steps;
 #[cfg(test)]
 mod tests;
+mod trust;
 
 pub use chain::{run_dump_chain, DumpContext, DumpOutcome, DumpRequest, Dumper, Step};
-pub use config::{default_max_concurrent_dumps, ArchConfig, Mode, CONFIG_ENV, DEFAULT_CONFIG_PATH};
+pub use config::{
+    default_max_concurrent_dumps, ArchConfig, Mode, CONFIG_ENV, DEFAULT_CONFIG_PATH,
+    DEFAULT_HOST_KEY,
+};
 pub use error::{CheckpointError, Result};
 pub use policy::{arch_identity, ArchIdentity};
 pub use procfs::{HostProcs, ProcessView};
@@ -28,3 +32,4 @@ pub use profile::{
 pub use restore::{apply_rootfs, check_compatible, HostFacts};
 pub use slots::{DumpSlots, Slot};
 pub use steps::{criu_log_errors, default_steps};
+pub use trust::load_trust;

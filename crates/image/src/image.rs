@@ -108,7 +108,7 @@ fn read_manifest_bytes(dir: &Path) -> Result<Vec<u8>> {
 
 /// Read manifest.json from `dir`, refusing symlinks, FIFOs, devices and
 /// oversized files (no signature check: for inspection and bookkeeping).
-pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest> {
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     let bytes = read_manifest_bytes(dir)?;
     Manifest::parse(&bytes, &dir.join(crate::MANIFEST))
 }

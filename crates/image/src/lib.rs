@@ -28,7 +28,7 @@ pub use ident::{
     scope_name, validate_key, validate_namespace, MAX_KEY_LEN, MAX_KUBERNETES_NAMESPACE_LEN,
     MAX_NAMESPACE_LEN, SCOPE_SEP,
 };
-pub use image::Image;
+pub use image::{read_manifest, Image};
 pub use manifest::{
     CgroupVersion, CommitInfo, FileEntry, Manifest, ProfileDigest, Status, Timestamp,
     FORMAT_VERSION,

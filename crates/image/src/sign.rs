@@ -112,7 +112,7 @@ impl SigningKey {
     }
 
     /// The signature file's content for `manifest` (manifest.json's bytes).
-    pub(crate) fn sign(&self, manifest: &[u8]) -> Vec<u8> {
+    pub fn sign(&self, manifest: &[u8]) -> Vec<u8> {
         let sig = SignatureFile {
             alg: SIGNATURE_ALG.into(),
             key_id: self.id.clone(),

@@ -20,10 +20,13 @@ mod staging;
 mod stop;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use arch_checkpoint::{arch_identity, ArchConfig, ArchIdentity, CheckpointError, ProfileContext};
-use arch_image::{ImageStore, ProfileDigest};
+use arch_checkpoint::{
+    arch_identity, load_trust, ArchConfig, ArchIdentity, CheckpointError, ProfileContext,
+    DEFAULT_HOST_KEY,
+};
+use arch_image::{ImageStore, ProfileDigest, Trust};
 use arch_runtime::oci_spec::runtime::Spec;
 
 use crate::error::{Result, ShimError};
@@ -73,6 +76,9 @@ pub struct Arch {
     config: std::result::Result<ArchConfig, CheckpointError>,
     runtime: Arc<dyn ContainerRuntime>,
     mounts: Arc<dyn RootfsMounts>,
+    /// The signing key and unsigned-image policy, loaded (in basic mode
+    /// the host key made) by the first ARCH container.
+    trust: OnceLock<std::result::Result<Trust, String>>,
 }
 
 impl Arch {
@@ -90,7 +96,19 @@ impl Arch {
             config,
             runtime,
             mounts,
+            trust: OnceLock::new(),
         }
+    }
+
+    /// The host's trust in its root; an error fails ARCH containers only.
+    fn trust(&self) -> Result<&Trust> {
+        let cfg = self.config()?;
+        self.trust
+            .get_or_init(|| {
+                load_trust(cfg, std::path::Path::new(DEFAULT_HOST_KEY)).map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| ShimError::FailedPrecondition(e.clone()))
     }
 
     /// Whether a new container is opted in, and under which identity. An
@@ -107,6 +125,11 @@ impl Arch {
             .map_err(|e| ShimError::InvalidArgument(format!("container {id}: {e}")))?;
         if identity.is_some() {
             if let Err(e) = &self.config {
+                return Err(ShimError::FailedPrecondition(format!(
+                    "container {id} asks for ARCH, but {e}"
+                )));
+            }
+            if let Err(e) = self.trust() {
                 return Err(ShimError::FailedPrecondition(format!(
                     "container {id} asks for ARCH, but {e}"
                 )));
@@ -138,7 +161,10 @@ impl Arch {
             .map_err(|e| ShimError::FailedPrecondition(e.to_string()))
     }
 
+    /// The checkpoint root, signing what it writes and verifying what it
+    /// reads with the host's key.
     fn store(&self) -> Result<ImageStore> {
-        Ok(ImageStore::new(&self.config()?.checkpoint_root))
+        let root = &self.config()?.checkpoint_root;
+        Ok(ImageStore::new(root).with_trust(self.trust()?.clone()))
     }
 }

@@ -193,7 +193,9 @@ impl Arch {
                 // The bundle goes away with the task: keep CRIU's story with the image.
                 let log = t.bundle.join("restore-work/restore.log");
                 if log.exists() {
-                    let _ = std::fs::copy(&log, aside.join("restore.log"));
+                    if let Err(e) = keep_log(&log, &aside.join("restore.log")) {
+                        log::warn!("{id}: restore.log not kept with the image: {e}");
+                    }
                 }
                 log::warn!("{id}: image kept for inspection at {}", aside.display())
             }
@@ -213,5 +215,46 @@ impl Arch {
                 t.rootfs.path.display()
             );
         }
+    }
+}
+
+/// Copies CRIU's log into the image set aside. The image directory is on
+/// the untrusted root: a `restore.log` planted there (a symlink to
+/// /etc/shadow, say) is never opened, the copy only ever creates a new file.
+fn keep_log(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut src = std::fs::File::open(from)?;
+    let mut dst = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(to)?;
+    std::io::copy(&mut src, &mut dst)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_log;
+
+    #[test]
+    fn a_planted_restore_log_link_is_never_written_through() {
+        let tmp = tempfile::tempdir().unwrap();
+        let victim = tmp.path().join("shadow");
+        std::fs::write(&victim, b"root:*:19000::::::\n").unwrap();
+        let log = tmp.path().join("criu.log");
+        std::fs::write(&log, b"Error (criu/cr-restore.c): boom\n").unwrap();
+        let aside = tmp.path().join("image@failed-1-abc");
+        std::fs::create_dir(&aside).unwrap();
+        std::os::unix::fs::symlink(&victim, aside.join("restore.log")).unwrap();
+        assert!(keep_log(&log, &aside.join("restore.log")).is_err());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"root:*:19000::::::\n");
+        std::fs::remove_file(aside.join("restore.log")).unwrap();
+        keep_log(&log, &aside.join("restore.log")).unwrap();
+        assert_eq!(
+            std::fs::read(aside.join("restore.log")).unwrap(),
+            std::fs::read(&log).unwrap()
+        );
     }
 }

@@ -187,3 +187,124 @@ fn two_containers_created_at_once_restore_an_image_exactly_once() {
         "retired once, nothing left taken: {entries:?}"
     );
 }
+
+/// §2: whoever can write the root but has no fleet key cannot plant an
+/// image: a forged one (files changed, hashes resealed, no new signature)
+/// and an unsigned one both start fresh, and say why.
+#[test]
+fn forged_and_unsigned_images_are_refused() {
+    let c = ctr();
+    for (case, want) in [
+        ("forged", "bad image signature"),
+        ("unsigned", "not signed"),
+    ] {
+        let key = unique_id(case);
+        let (victim, victim_boot) = run(&c, &key, &[]);
+        stop(&c, &victim);
+        let dir = store().image_dir(&c.namespace, &key).unwrap();
+        assert!(
+            dir.join(arch_image::SIGNATURE).exists(),
+            "images are signed"
+        );
+        let sig = std::fs::read(dir.join(arch_image::SIGNATURE)).unwrap();
+        // The forger's change, resealed (which re-signs with the real key)...
+        std::fs::write(dir.join("config.json"), b"{\"forged\": true}").unwrap();
+        arch_e2e::reseal(&dir, "config.json");
+        match case {
+            // ...but without the key, the old signature is all they have.
+            "forged" => std::fs::write(dir.join(arch_image::SIGNATURE), &sig).unwrap(),
+            _ => std::fs::remove_file(dir.join(arch_image::SIGNATURE)).unwrap(),
+        }
+        let (planted, boot) = run(&c, &key, &[]);
+        assert_ne!(boot, victim_boot, "{case}: started fresh");
+        remove(&c, &planted);
+        let reasons = fallback_reasons(&key);
+        assert!(
+            reasons.iter().any(|r| r.contains(want)),
+            "{case}: recorded {want:?}: {reasons:?}"
+        );
+    }
+}
+
+/// §2: a `{root}/{scope}` symlink (here to a directory standing in for
+/// /root) is never followed: the checkpoint fails, nothing lands there.
+#[test]
+fn a_scope_symlink_in_the_root_is_never_followed() {
+    let c = ctr();
+    let key = unique_id("nslink");
+    let target = std::env::temp_dir().join(unique_id("fake-root"));
+    std::fs::create_dir_all(&target).unwrap();
+    let scope = format!("{}+{}", c.namespace, key.to_ascii_lowercase());
+    let link = arch_e2e::checkpoint_root().join(&scope);
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let ann = format!("{SANDBOX_NS}={}", key.to_ascii_lowercase());
+    let (id, _) = run(&c, &key, &["--annotation", &ann]);
+    assert_eq!(c.run(&["task", "kill", &id]).code, 0);
+    // The checkpoint fails and the stop signal is delivered; sh as pid 1
+    // ignores SIGTERM, so the container is then killed.
+    wait_until(Duration::from_secs(20), || {
+        arch_e2e::records_for(store().root(), &key)
+            .iter()
+            .any(|r| r.op == Operation::Checkpoint)
+    });
+    remove(&c, &id);
+    let written: Vec<_> = std::fs::read_dir(&target).unwrap().flatten().collect();
+    let _ = std::fs::remove_file(&link);
+    let _ = std::fs::remove_dir_all(&target);
+    assert!(written.is_empty(), "written through the link: {written:?}");
+    let failed = arch_e2e::records_for(store().root(), &key)
+        .into_iter()
+        .filter(|r| r.op == Operation::Checkpoint && r.outcome == Outcome::Failed)
+        .filter_map(|r| r.error)
+        .collect::<Vec<_>>();
+    assert!(
+        failed.iter().any(|e| e.contains("symlink")),
+        "the failed checkpoint says why: {failed:?}"
+    );
+}
+
+/// §2: an image whose manifest.json is a FIFO or a link to /dev/zero, or
+/// that holds a `restore.log` link to a host file, neither hangs Create nor
+/// reaches outside the image.
+#[test]
+fn hostile_files_in_an_image_neither_hang_nor_escape() {
+    let c = ctr();
+    let canary = std::env::temp_dir().join(unique_id("shadow"));
+    std::fs::write(&canary, b"root:*:19000:0:99999:7:::\n").unwrap();
+    for case in ["fifo", "dev-zero", "restore-log"] {
+        let key = unique_id(case);
+        let (victim, _) = run(&c, &key, &[]);
+        stop(&c, &victim);
+        let dir = store().image_dir(&c.namespace, &key).unwrap();
+        let manifest = dir.join(arch_image::MANIFEST);
+        match case {
+            "fifo" => {
+                std::fs::remove_file(&manifest).unwrap();
+                let p = std::ffi::CString::new(manifest.to_str().unwrap()).unwrap();
+                assert_eq!(unsafe { libc::mkfifo(p.as_ptr(), 0o600) }, 0);
+            }
+            "dev-zero" => {
+                std::fs::remove_file(&manifest).unwrap();
+                std::os::unix::fs::symlink("/dev/zero", &manifest).unwrap();
+            }
+            _ => std::os::unix::fs::symlink(&canary, dir.join("restore.log")).unwrap(),
+        }
+        let started = std::time::Instant::now();
+        let (planted, _) = run(&c, &key, &[]);
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{case}: Create did not hang"
+        );
+        remove(&c, &planted);
+        assert!(
+            !fallback_reasons(&key).is_empty(),
+            "{case}: a fresh start, recorded"
+        );
+    }
+    assert_eq!(
+        std::fs::read(&canary).unwrap(),
+        b"root:*:19000:0:99999:7:::\n",
+        "the host file is untouched"
+    );
+    let _ = std::fs::remove_file(&canary);
+}

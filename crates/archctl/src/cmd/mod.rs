@@ -65,6 +65,12 @@ pub fn run(cli: Cli) -> Result<i32> {
 
 /// Print rows as a left-aligned table with two-space gaps.
 pub(crate) fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    // Cells come from the untrusted root (names, manifest fields).
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| crate::escape::printable(c)).collect())
+        .collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {

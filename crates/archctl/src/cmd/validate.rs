@@ -37,7 +37,7 @@ pub fn run(store: &ImageStore, ids: &[ImageId]) -> Result<i32> {
             }
             Err(e) => {
                 failed += 1;
-                println!("FAILED  {id}: {e}");
+                println!("FAILED  {id}: {}", crate::escape::printable(&e.to_string()));
             }
         }
         progress.tick(i + 1);
