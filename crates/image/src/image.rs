@@ -70,7 +70,7 @@ impl Image {
 
 /// manifest.sig against the manifest's bytes: a bad signature is always
 /// refused; a missing one unless `trust` allows unsigned images.
-fn verify_signature(dir: &Path, manifest: &[u8], trust: &Trust) -> Result<()> {
+pub(crate) fn verify_signature(dir: &Path, manifest: &[u8], trust: &Trust) -> Result<()> {
     let path = dir.join(SIGNATURE);
     let sig =
         match fs::symlink_metadata(&path) {
@@ -91,7 +91,7 @@ fn verify_signature(dir: &Path, manifest: &[u8], trust: &Trust) -> Result<()> {
     }
 }
 
-fn read_manifest_bytes(dir: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_manifest_bytes(dir: &Path) -> Result<Vec<u8>> {
     let path = dir.join(crate::MANIFEST);
     if let Err(e) = fs::symlink_metadata(&path) {
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -140,7 +140,7 @@ fn verify_files(dir: &Path, m: &Manifest) -> Result<()> {
 
 /// Walk `rel` under `dir` component by component with lstat, so a symlink
 /// planted anywhere in the image can't redirect a read outside it.
-fn resolve_no_symlinks(dir: &Path, rel: &str) -> Result<PathBuf> {
+pub(crate) fn resolve_no_symlinks(dir: &Path, rel: &str) -> Result<PathBuf> {
     let mut cur = dir.to_path_buf();
     let parts: Vec<&str> = rel.split('/').collect();
     for (i, part) in parts.iter().enumerate() {
@@ -166,7 +166,7 @@ fn resolve_no_symlinks(dir: &Path, rel: &str) -> Result<PathBuf> {
     Ok(cur)
 }
 
-fn check_unlisted(dir: &Path, prefix: &str, listed: &BTreeSet<&str>) -> Result<()> {
+pub(crate) fn check_unlisted(dir: &Path, prefix: &str, listed: &BTreeSet<&str>) -> Result<()> {
     for ent in fs::read_dir(dir).map_err(io_err("read dir", dir))? {
         let ent = ent.map_err(io_err("read dir", dir))?;
         let name = ent.file_name();

@@ -15,7 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::{io_err, Error, Result};
-use crate::fsutil::{fsync, owner_tag, rand_suffix, write_new};
+use crate::fsutil::{fsync, mkdir_all, mkdir_new, open_regular, owner_tag, rand_suffix, write_new};
 use crate::image::Image;
 use crate::manifest::{Status, Timestamp};
 use crate::store::{set_status, ImageStore, FAILURE_REASON_FILE};
@@ -91,6 +91,61 @@ impl Taken {
         Image::load(self.dir.clone(), &self.namespace, &self.key, &self.trust)
     }
 
+    /// Verifies the taken image into `dest`, a new private directory on
+    /// this host's own disk, and returns the copy: every listed file is
+    /// read once from the taken image (no link followed, no FIFO opened),
+    /// hashed as it is copied, and compared with the signed manifest. What
+    /// CRIU reads at Start is then exactly what was verified here, whatever
+    /// another host writes into the shared root in between.
+    pub fn verify_into(&self, dest: &Path) -> Result<Image> {
+        let bytes = crate::image::read_manifest_bytes(&self.dir)?;
+        crate::image::verify_signature(&self.dir, &bytes, &self.trust)?;
+        let manifest = crate::Manifest::parse(&bytes, &self.dir.join(crate::MANIFEST))?;
+        if manifest.namespace != self.namespace || manifest.key != self.key {
+            return Err(Error::InvalidManifest {
+                field: "namespace/key",
+                reason: format!(
+                    "manifest says {}/{}, directory is {}/{}",
+                    manifest.namespace, manifest.key, self.namespace, self.key
+                ),
+            });
+        }
+        // Nothing unlisted (a planted link, a FIFO) either, as for open().
+        let listed = manifest.files.iter().map(|f| f.path.as_str()).collect();
+        crate::image::check_unlisted(&self.dir, "", &listed)?;
+        mkdir_new(dest)?;
+        let copied = (|| {
+            for f in &manifest.files {
+                let src = crate::image::resolve_no_symlinks(&self.dir, &f.path)?;
+                let to = dest.join(&f.path);
+                if let Some(parent) = to.parent() {
+                    mkdir_all(parent)?;
+                }
+                let (size, sha256) = copy_hashed(&src, &to)?;
+                if size != f.size {
+                    return Err(Error::SizeMismatch {
+                        path: f.path.clone(),
+                        expected: f.size,
+                        actual: size,
+                    });
+                }
+                if sha256 != f.sha256 {
+                    return Err(Error::ChecksumMismatch {
+                        path: f.path.clone(),
+                        expected: f.sha256.clone(),
+                        actual: sha256,
+                    });
+                }
+            }
+            write_new(&dest.join(crate::MANIFEST), &bytes)
+        })();
+        if let Err(e) = copied {
+            let _ = fs::remove_dir_all(dest);
+            return Err(e);
+        }
+        Ok(Image::new(dest.to_path_buf(), manifest))
+    }
+
     fn sidecar(&self, what: &str) -> PathBuf {
         self.ns_dir.join(format!("{}{SEP}{what}", self.key))
     }
@@ -156,4 +211,33 @@ impl Drop for Taken {
             }
         }
     }
+}
+
+/// Copies `from` to a new 0600 file `to`, returning the size and sha256 of
+/// the bytes written (read once: what was hashed is what was copied).
+fn copy_hashed(from: &Path, to: &Path) -> Result<(u64, String)> {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut src = open_regular(from)?;
+    let mut dst = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(crate::fsutil::FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(to)
+        .map_err(io_err("create", to))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = src.read(&mut buf).map_err(io_err("read", from))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        dst.write_all(&buf[..n]).map_err(io_err("write", to))?;
+        size += n as u64;
+    }
+    Ok((size, hex::encode(h.finalize())))
 }

@@ -632,3 +632,26 @@ fn a_manifest_that_is_a_fifo_or_a_link_to_dev_zero_neither_hangs_nor_escapes() {
         assert_eq!(refused, (true, true), "{kind}");
     }
 }
+
+#[test]
+fn a_verified_copy_is_what_restore_reads_whatever_the_root_does_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = signed_store(&tmp.path().join("root"), 1, false);
+    commit_into(&store, "ns", "k");
+    let taken = store.take("ns", "k").unwrap();
+    let local = tmp.path().join("local");
+    let image = taken.verify_into(&local).unwrap();
+    assert_eq!(image.dir(), local.as_path());
+    // Another host rewrites a page file in the shared root after the check.
+    fs::write(taken.dir().join("criu/pages-1.img"), vec![0u8; 100]).unwrap();
+    assert_eq!(
+        fs::read(image.criu_dir().join("pages-1.img")).unwrap(),
+        vec![7u8; 100],
+        "the copy holds what was verified"
+    );
+    // A file changed before the copy is refused, and no copy is left.
+    let again = tmp.path().join("again");
+    let e = taken.verify_into(&again).unwrap_err();
+    assert!(matches!(e, Error::ChecksumMismatch { .. }), "{e}");
+    assert!(!again.exists());
+}

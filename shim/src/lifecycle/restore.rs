@@ -48,6 +48,7 @@ impl Arch {
         let work_dir = c.bundle().join("restore-work");
         let StagedRestore {
             image,
+            local,
             taken,
             stdio,
             claim,
@@ -112,6 +113,7 @@ impl Arch {
         if let Some(claim) = claim {
             let _ = claim.release();
         }
+        drop(local);
         Ok(pid)
     }
 

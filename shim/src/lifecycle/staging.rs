@@ -19,10 +19,66 @@ use super::records::{record, restore_record};
 use super::{Arch, ArchState};
 use crate::mounts::Rootfs;
 
+/// Where verified copies of images are kept between Create and Start: the
+/// host's own disk, never the (possibly shared) checkpoint root.
+pub const LOCAL_RESTORE_DIR: &str = "/var/lib/containerd-arch/restore";
+
+/// The host-local, verified copy of a taken image that CRIU reads;
+/// removed when dropped (after Start, or when the restore is abandoned).
+pub struct LocalCopy(PathBuf);
+
+impl LocalCopy {
+    fn new(id: &str) -> std::io::Result<LocalCopy> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(LOCAL_RESTORE_DIR)?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
+        remove_dead_copies();
+        Ok(LocalCopy(
+            Path::new(LOCAL_RESTORE_DIR).join(format!("{}-{nanos:09}-{id}", std::process::id())),
+        ))
+    }
+}
+
+/// Copies whose shim died (`{pid}-…` of a process that is gone) between
+/// Create and Start.
+fn remove_dead_copies() {
+    let Ok(entries) = std::fs::read_dir(LOCAL_RESTORE_DIR) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            log::info!("removing the restore copy {name} of a shim that is gone");
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+impl Drop for LocalCopy {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                log::warn!("removing the restore copy {}: {e}", self.0.display());
+            }
+        }
+    }
+}
+
 /// A restore staged by Create and carried out by Start.
 pub struct StagedRestore {
-    /// The validated image, read from `taken`'s directory.
+    /// The validated image: a host-local copy of `taken`, verified as it
+    /// was copied, which is what CRIU reads.
     pub image: Image,
+    pub local: LocalCopy,
     /// The image, taken for this container alone; dropped unused (the
     /// container deleted before Start), it goes back under its key.
     pub taken: Taken,
@@ -58,6 +114,8 @@ pub enum StagingError {
     RootfsDiff(CheckpointError),
     #[error(transparent)]
     Profile(#[from] ProfileMismatch),
+    #[error("making a local restore copy: {0}")]
+    LocalCopy(std::io::Error),
 }
 
 impl Arch {
@@ -65,7 +123,10 @@ impl Arch {
     /// means a fresh start (no image, one of another profile, one another
     /// container took first, or one that cannot be used: that one is moved
     /// aside and the reason logged and recorded).
-    pub fn stage_restore(&self, target: &RestoreTarget) -> Option<(Image, Taken, Option<Claim>)> {
+    pub fn stage_restore(
+        &self,
+        target: &RestoreTarget,
+    ) -> Option<(Image, LocalCopy, Taken, Option<Claim>)> {
         let (store, cfg) = (self.store().ok()?, self.config().ok()?);
         let (id, identity) = (target.id, &target.state.identity);
         let (ns, key) = (&identity.namespace, &identity.key);
@@ -111,7 +172,7 @@ impl Arch {
         };
         log::info!("{id}: took {ns}/{key} as {}", taken.dir().display());
         match self.stage(&taken, target) {
-            Ok(image) => Some((image, taken, claim)),
+            Ok((image, local)) => Some((image, local, taken, claim)),
             Err(StagingError::Profile(e)) => {
                 // Swapped for another container's image since the check.
                 self.refuse_profile(&store, target, "another container", &e);
@@ -147,7 +208,7 @@ impl Arch {
         );
     }
 
-    fn stage(&self, taken: &Taken, t: &RestoreTarget) -> Result<Image, StagingError> {
+    fn stage(&self, taken: &Taken, t: &RestoreTarget) -> Result<(Image, LocalCopy), StagingError> {
         let (ns, key) = (&t.state.identity.namespace, &t.state.identity.key);
         arch_faults::hit(t.id, points::RESTORE_STAGING)?;
         // Changes must land in the container's own layer: a snapshot the
@@ -156,7 +217,10 @@ impl Arch {
         if !t.rootfs.shim_mounted() && t.state.upperdir.is_none() {
             return Err(StagingError::NoLayer(t.rootfs.path.clone()));
         }
-        let image = taken.open()?;
+        // What CRIU reads at Start is what is verified here: a copy on this
+        // host's disk, whatever is written into the root in between.
+        let local = LocalCopy::new(t.id).map_err(StagingError::LocalCopy)?;
+        let image = taken.verify_into(&local.0)?;
         compare_profiles(&image.manifest().profile, &t.state.profile)?;
         // A terminal cannot become pipes or the reverse: refuse before the
         // rootfs is touched.
@@ -168,7 +232,7 @@ impl Arch {
         let stats = apply_rootfs(&image, &t.rootfs.path).map_err(StagingError::RootfsDiff)?;
         arch_faults::hit(t.id, points::RESTORE_ROOTFS_APPLIED)?;
         log::info!("{}: applied rootfs diff of {ns}/{key}: {stats:?}", t.id);
-        Ok(image)
+        Ok((image, local))
     }
 
     /// Keeps a failed image aside for inspection, records why, and puts

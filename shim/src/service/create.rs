@@ -142,7 +142,7 @@ impl TaskService {
             rootfs,
             terminal: paths.terminal,
         };
-        let Some((image, taken, claim)) = self.arch.stage_restore(&target) else {
+        let Some((image, local, taken, claim)) = self.arch.stage_restore(&target) else {
             return Ok(None);
         };
         let (stdio, io) = if paths.terminal {
@@ -155,6 +155,7 @@ impl TaskService {
         Ok(Some((
             StagedRestore {
                 image,
+                local,
                 taken,
                 stdio,
                 claim,

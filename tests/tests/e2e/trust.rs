@@ -308,3 +308,61 @@ fn hostile_files_in_an_image_neither_hang_nor_escape() {
     );
     let _ = std::fs::remove_file(&canary);
 }
+
+/// §2: what CRIU reads at Start is what was verified at Create, even if
+/// the root is rewritten in between: every page file of the taken image is
+/// zeroed while the shim waits after staging (a `pause` fault), and the
+/// restore still continues the process, from the shim's verified copy.
+#[test]
+fn pages_rewritten_between_create_and_start_are_not_what_criu_reads() {
+    let c = ctr();
+    let key = unique_id("between");
+    let (victim, victim_boot) = run(&c, &key, &[]);
+    stop(&c, &victim);
+    let ns_dir = arch_e2e::checkpoint_root().join(&c.namespace);
+    let id = unique_id("trust");
+    let pause = "io.arch.test.fault=restore:rootfs-applied=pause".to_string();
+    let zeroed = std::thread::scope(|s| {
+        let creating = s.spawn(|| {
+            c.run_arch_with(
+                "-d",
+                &id,
+                Some(&key),
+                &["--annotation", &pause],
+                &["sh", "-c", WORKLOAD],
+            )
+        });
+        let mut zeroed = 0;
+        wait_until(Duration::from_secs(20), || {
+            let taken = std::fs::read_dir(&ns_dir).unwrap().flatten().find(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{key}@taken-"))
+            });
+            let Some(taken) = taken else { return false };
+            // Give the copy time to finish: the shim pauses 3 s after it.
+            std::thread::sleep(Duration::from_millis(1000));
+            for f in std::fs::read_dir(taken.path().join("criu"))
+                .unwrap()
+                .flatten()
+            {
+                if f.file_name().to_string_lossy().starts_with("pages-") {
+                    let len = f.metadata().unwrap().len() as usize;
+                    std::fs::write(f.path(), vec![0u8; len]).unwrap();
+                    zeroed += 1;
+                }
+            }
+            true
+        });
+        let r = creating.join().unwrap();
+        assert_eq!(r.code, 0, "ctr run {id}: {}", r.stderr);
+        zeroed
+    });
+    assert!(zeroed > 0, "the taken image's page files were rewritten");
+    assert_eq!(
+        boot_of(&c, &id),
+        victim_boot,
+        "restored from the verified copy, not the rewritten pages"
+    );
+    remove(&c, &id);
+}
