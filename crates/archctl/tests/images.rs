@@ -263,3 +263,51 @@ fn hostile_manifests_are_read_bounded_and_printed_escaped() {
         assert!(!status.success(), "{kind}: refused");
     }
 }
+
+/// validate --key verifies signatures: a signed image passes, a tampered
+/// or unsigned one fails, naming why.
+#[test]
+fn validate_with_a_key_checks_signatures() {
+    use std::os::unix::fs::PermissionsExt;
+    let r = Root::new();
+    let key_file = r.dir.path().join("fleet.key");
+    fs::write(&key_file, [9u8; 32]).unwrap();
+    fs::set_permissions(&key_file, fs::Permissions::from_mode(0o600)).unwrap();
+    let signed = arch_image::ImageStore::new(r.path()).with_trust(arch_image::Trust {
+        key: Some(std::sync::Arc::new(
+            arch_image::SigningKey::from_file(&key_file).unwrap(),
+        )),
+        allow_unsigned: false,
+    });
+    let st = signed.begin("default", "signed").unwrap();
+    fs::write(st.path().join("config.json"), b"{}").unwrap();
+    let info = {
+        // The same facts the helper commits with.
+        let dir = r.image("default", "unsigned", 10);
+        let m = arch_image::read_manifest(&dir).unwrap();
+        arch_image::CommitInfo {
+            container_id: m.container_id,
+            durations_ms: m.durations_ms,
+            criu_version: m.criu_version,
+            kernel: m.kernel,
+            arch: m.arch,
+            cgroup_version: m.cgroup_version,
+            profile: m.profile,
+        }
+    };
+    st.commit(info).unwrap();
+    let k = key_file.to_str().unwrap();
+    let out = ok(r.run(&["validate", "--key", k, "default/signed"]));
+    assert!(out.contains("ok      default/signed"), "{out}");
+    let out = stdout(&r.run(&["validate", "--key", k, "default/unsigned"]));
+    assert!(out.contains("not signed"), "{out}");
+    let m = signed
+        .image_dir("default", "signed")
+        .unwrap()
+        .join("manifest.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&m).unwrap()).unwrap();
+    v["kernel"] = "forged".into();
+    fs::write(&m, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    let out = stdout(&r.run(&["validate", "--key", k, "default/signed"]));
+    assert!(out.contains("bad image signature"), "{out}");
+}

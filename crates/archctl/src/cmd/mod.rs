@@ -37,7 +37,10 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Ls { json, all, tag } => ls::run(&store, json, all, tag.as_deref()),
         Command::Inspect { image, json } => inspect::run(&store, &image, json),
-        Command::Validate { images } => validate::run(&store, &images),
+        Command::Validate { images, key } => {
+            let store = validate::with_key(store, key.as_deref())?;
+            validate::run(&store, &images)
+        }
         Command::Rm { images } => rm::run(&store, &images),
         Command::Gc {
             older_than,
