@@ -3,10 +3,11 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{io_err, Error, Result};
-use crate::fsutil::{hash_file, read_bounded};
+use crate::fsutil::{hash_open, open_file_beneath};
 use crate::manifest::Manifest;
 use crate::sign::{Trust, MAX_SIGNATURE_BYTES, SIGNATURE};
 
@@ -71,16 +72,12 @@ impl Image {
 /// manifest.sig against the manifest's bytes: a bad signature is always
 /// refused; a missing one unless `trust` allows unsigned images.
 pub(crate) fn verify_signature(dir: &Path, manifest: &[u8], trust: &Trust) -> Result<()> {
-    let path = dir.join(SIGNATURE);
-    let sig =
-        match fs::symlink_metadata(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            _ => Some(read_bounded(&path, MAX_SIGNATURE_BYTES)?.ok_or_else(|| {
-                Error::BadSignature {
-                    reason: format!("{SIGNATURE} is too large"),
-                }
-            })?),
-        };
+    let sig = match read_beneath(dir, SIGNATURE, MAX_SIGNATURE_BYTES) {
+        Err(Error::MissingFile { .. }) => None,
+        r => Some(r?.ok_or_else(|| Error::BadSignature {
+            reason: format!("{SIGNATURE} is too large"),
+        })?),
+    };
     match (&trust.key, sig) {
         (Some(key), Some(sig)) => key.verify(manifest, &sig),
         (None, Some(_)) if !trust.allow_unsigned => Err(Error::BadSignature {
@@ -92,18 +89,21 @@ pub(crate) fn verify_signature(dir: &Path, manifest: &[u8], trust: &Trust) -> Re
 }
 
 pub(crate) fn read_manifest_bytes(dir: &Path) -> Result<Vec<u8>> {
-    let path = dir.join(crate::MANIFEST);
-    if let Err(e) = fs::symlink_metadata(&path) {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            return Err(Error::MissingFile {
-                path: crate::MANIFEST.into(),
-            });
-        }
-    }
-    read_bounded(&path, MAX_MANIFEST_BYTES)?.ok_or_else(|| Error::InvalidManifest {
+    read_beneath(dir, crate::MANIFEST, MAX_MANIFEST_BYTES)?.ok_or_else(|| Error::InvalidManifest {
         field: "manifest.json",
         reason: "too large".into(),
     })
+}
+
+/// Up to `max` bytes of the regular file `name` in `dir` (neither `dir`
+/// nor `name` a link; a FIFO or device refused); None if larger.
+fn read_beneath(dir: &Path, name: &str, max: u64) -> Result<Option<Vec<u8>>> {
+    let mut buf = Vec::new();
+    open_file_beneath(dir, name)?
+        .take(max + 1)
+        .read_to_end(&mut buf)
+        .map_err(io_err("read", dir.join(name)))?;
+    Ok((buf.len() as u64 <= max).then_some(buf))
 }
 
 /// Read manifest.json from `dir`, refusing symlinks, FIFOs, devices and
@@ -117,8 +117,9 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
 /// sure nothing unlisted sits in the directory.
 fn verify_files(dir: &Path, m: &Manifest) -> Result<()> {
     for f in &m.files {
-        let path = resolve_no_symlinks(dir, &f.path)?;
-        let (size, sha) = hash_file(&path)?;
+        // Opened beneath the image directory: no link on the way, no FIFO.
+        let file = open_file_beneath(dir, &f.path)?;
+        let (size, sha) = hash_open(file, &dir.join(&f.path))?;
         if size != f.size {
             return Err(Error::SizeMismatch {
                 path: f.path.clone(),
@@ -136,34 +137,6 @@ fn verify_files(dir: &Path, m: &Manifest) -> Result<()> {
     }
     let listed: BTreeSet<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
     check_unlisted(dir, "", &listed)
-}
-
-/// Walk `rel` under `dir` component by component with lstat, so a symlink
-/// planted anywhere in the image can't redirect a read outside it.
-pub(crate) fn resolve_no_symlinks(dir: &Path, rel: &str) -> Result<PathBuf> {
-    let mut cur = dir.to_path_buf();
-    let parts: Vec<&str> = rel.split('/').collect();
-    for (i, part) in parts.iter().enumerate() {
-        cur.push(part);
-        let meta = match fs::symlink_metadata(&cur) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::MissingFile { path: rel.into() })
-            }
-            r => r.map_err(io_err("stat", &cur))?,
-        };
-        let ft = meta.file_type();
-        if ft.is_symlink() {
-            return Err(Error::UnsafePath {
-                path: rel.into(),
-                reason: "symlink component",
-            });
-        }
-        let last = i + 1 == parts.len();
-        if (last && !ft.is_file()) || (!last && !ft.is_dir()) {
-            return Err(Error::UnexpectedFileType { path: rel.into() });
-        }
-    }
-    Ok(cur)
 }
 
 pub(crate) fn check_unlisted(dir: &Path, prefix: &str, listed: &BTreeSet<&str>) -> Result<()> {

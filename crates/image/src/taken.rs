@@ -15,7 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::{io_err, Error, Result};
-use crate::fsutil::{fsync, mkdir_all, mkdir_new, open_regular, owner_tag, rand_suffix, write_new};
+use crate::fsutil::{fsync, mkdir_all, mkdir_new, owner_tag, rand_suffix, write_new};
 use crate::image::Image;
 use crate::manifest::{Status, Timestamp};
 use crate::store::{set_status, ImageStore, FAILURE_REASON_FILE};
@@ -116,12 +116,12 @@ impl Taken {
         mkdir_new(dest)?;
         let copied = (|| {
             for f in &manifest.files {
-                let src = crate::image::resolve_no_symlinks(&self.dir, &f.path)?;
+                let src = crate::fsutil::open_file_beneath(&self.dir, &f.path)?;
                 let to = dest.join(&f.path);
                 if let Some(parent) = to.parent() {
                     mkdir_all(parent)?;
                 }
-                let (size, sha256) = copy_hashed(&src, &to)?;
+                let (size, sha256) = copy_hashed(src, &self.dir.join(&f.path), &to)?;
                 if size != f.size {
                     return Err(Error::SizeMismatch {
                         path: f.path.clone(),
@@ -215,11 +215,10 @@ impl Drop for Taken {
 
 /// Copies `from` to a new 0600 file `to`, returning the size and sha256 of
 /// the bytes written (read once: what was hashed is what was copied).
-fn copy_hashed(from: &Path, to: &Path) -> Result<(u64, String)> {
+fn copy_hashed(mut src: fs::File, from: &Path, to: &Path) -> Result<(u64, String)> {
     use sha2::{Digest, Sha256};
     use std::io::{Read, Write};
     use std::os::unix::fs::OpenOptionsExt;
-    let mut src = open_regular(from)?;
     let mut dst = fs::OpenOptions::new()
         .write(true)
         .create_new(true)

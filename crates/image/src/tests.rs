@@ -655,3 +655,22 @@ fn a_verified_copy_is_what_restore_reads_whatever_the_root_does_later() {
     assert!(matches!(e, Error::ChecksumMismatch { .. }), "{e}");
     assert!(!again.exists());
 }
+
+#[test]
+fn an_image_directory_swapped_for_a_link_after_the_take_is_not_read() {
+    let (t, store) = committed("ns", "k");
+    let taken = store.take("ns", "k").unwrap();
+    let elsewhere = t.path().join("elsewhere");
+    fs::rename(taken.dir(), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, taken.dir()).unwrap();
+    let e = taken.verify_into(&t.path().join("copy")).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::UnsafePath { .. } | Error::Io { .. } | Error::UnexpectedFileType { .. }
+        ),
+        "{e}"
+    );
+    assert!(!t.path().join("copy").exists());
+    std::mem::forget(taken);
+}
