@@ -63,6 +63,18 @@ impl Rootfs {
     }
 }
 
+impl Rootfs {
+    /// The image's layers as containerd sent them (the overlay lowerdirs),
+    /// None for a rootfs the engine mounted or a plain directory.
+    pub fn layers(&self) -> Option<String> {
+        self.mounts
+            .iter()
+            .filter(|m| m.type_ == "overlay")
+            .flat_map(|m| m.options.iter())
+            .find_map(|o| o.strip_prefix("lowerdir=").map(str::to_string))
+    }
+}
+
 /// The overlay upperdir among the rootfs mounts containerd sent.
 fn request_upperdir(mounts: &[Mount]) -> Option<PathBuf> {
     mounts

@@ -407,7 +407,29 @@ pub fn reseal(dir: &Path, rel: &str) {
         .map(|f| f["size"].as_u64().unwrap())
         .sum();
     m["total_size"] = total.into();
-    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let bytes = serde_json::to_vec_pretty(&m).unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    // Signed again with the shims' key, so the damage reaches the steps
+    // after the signature check (as it would for a holder of the key).
+    let sig = dir.join(arch_image::SIGNATURE);
+    if sig.exists() {
+        std::fs::write(&sig, signing_key().sign(&bytes)).unwrap();
+    }
+}
+
+/// The key the test shims sign with: `ARCH_SIGNING_KEY_FILE` as given to
+/// containerd, else the host key basic mode makes (made here if need be).
+pub fn signing_key_path() -> std::path::PathBuf {
+    let path = std::env::var("ARCH_SIGNING_KEY_FILE")
+        .unwrap_or_else(|_| arch_checkpoint::DEFAULT_HOST_KEY.to_string());
+    let cfg = arch_checkpoint::ArchConfig::default();
+    arch_checkpoint::load_trust(&cfg, Path::new(&path)).expect("the test signing key");
+    path.into()
+}
+
+/// The shims' signing key (see [`signing_key_path`]).
+pub fn signing_key() -> arch_image::SigningKey {
+    arch_image::SigningKey::from_file(&signing_key_path()).expect("the test signing key")
 }
 
 /// A tiny private (0700) tmpfs mounted over `dir` until dropped: a disk

@@ -330,7 +330,9 @@ fn containers_stopped_at_once_all_commit_or_fail_cleanly() {
 
 fn bounce(env: &[(&str, &str)]) {
     let mut cmd = Command::new(repo().join("hack/containerd-test.sh"));
-    cmd.arg("bounce").env_remove("ARCH_MODE");
+    cmd.arg("bounce")
+        .env_remove("ARCH_MODE")
+        .env_remove("ARCH_SIGNING_KEY_FILE");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -344,7 +346,11 @@ fn bounce(env: &[(&str, &str)]) {
 /// another host means this one starts fresh and leaves the image alone.
 #[test]
 fn network_fs_claims_keep_an_image_to_one_restorer() {
-    bounce(&[("ARCH_MODE", "network-fs")]);
+    let key = arch_e2e::signing_key_path();
+    bounce(&[
+        ("ARCH_MODE", "network-fs"),
+        ("ARCH_SIGNING_KEY_FILE", key.to_str().unwrap()),
+    ]);
     let c = ctr();
     let key = unique_id("nfs");
     let first = unique_id("nfs-a");

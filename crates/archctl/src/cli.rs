@@ -44,6 +44,11 @@ pub enum Command {
     Validate {
         #[arg(value_name = "NS/KEY")]
         images: Vec<ImageId>,
+        /// Verify signatures with this fleet key file (default: the host
+        /// configuration's signing_key_file, if it names one); unsigned
+        /// images then fail unless the configuration allows them.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
     },
     /// Remove images.
     Rm {

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod cmd;
 pub mod error;
+pub mod escape;
 pub mod metrics;
 pub mod parse;
 pub mod progress;

@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             // The library's errors already carry their causes in Display.
-            let msg = e.to_string().replace('\n', "; ");
+            let msg = archctl::escape::printable(&e.to_string().replace('\n', "; "));
             eprintln!("archctl: {msg}");
             ExitCode::from(1)
         }

@@ -26,6 +26,8 @@ pub enum Kind {
     Removing,
     /// `@claim`: a network-fs restore claim (a file).
     Claim,
+    /// `@taken-`: an image a restorer took (being restored).
+    Taken,
 }
 
 impl Kind {
@@ -42,6 +44,7 @@ impl Kind {
             w if w.starts_with("tmp-") => Kind::Staging,
             w if w.starts_with("old-") => Kind::Old,
             w if w.starts_with("rm-") => Kind::Removing,
+            w if w.starts_with("taken-") => Kind::Taken,
             _ => return None,
         };
         Some((key, kind))
@@ -93,6 +96,7 @@ impl Entry {
             (Kind::Old, _) => "old",
             (Kind::Removing, _) => "removing",
             (Kind::Claim, _) => "claim",
+            (Kind::Taken, _) => "taken",
         }
     }
 
@@ -172,10 +176,9 @@ pub fn scan(store: &ImageStore) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
+/// Bounded, never through a link, never blocking on a FIFO.
 fn read_manifest(dir: &Path) -> std::result::Result<Manifest, String> {
-    let path = dir.join(arch_image::MANIFEST);
-    let bytes = fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
-    Manifest::parse(&bytes, &path).map_err(|e| e.to_string())
+    arch_image::read_manifest(dir).map_err(|e| e.to_string())
 }
 
 /// Total size of regular files under `path` (symlinks not followed).

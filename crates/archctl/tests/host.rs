@@ -170,6 +170,56 @@ fn metrics_serve_answers_get_and_404() {
     assert!(head.contains(&format!("Content-Length: {}", body.len())));
 }
 
+/// Issue 13 §2: one slow client (connected, sending nothing) must not hold
+/// up the others.
+#[test]
+fn a_slow_metrics_client_does_not_block_the_others() {
+    let r = Root::new();
+    r.image("default", "a", 10);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_archctl"))
+        .args([
+            "--root",
+            r.path().to_str().unwrap(),
+            "metrics",
+            "--serve",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("archctl: serving metrics on http://")
+        .and_then(|s| s.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    write!(slow, "GET /met").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let took = started.elapsed();
+    // The slow one is cut off at the deadline, not left hanging.
+    slow.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let cut = slow.read_to_end(&mut rest);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
+    assert!(took < Duration::from_secs(2), "answered in {took:?}");
+    assert!(cut.is_ok(), "the slow client was disconnected: {cut:?}");
+}
+
 #[test]
 fn serve_404_for_other_paths() {
     let r = Root::new();

@@ -201,3 +201,113 @@ fn long_operations_show_progress_on_a_terminal_only() {
     let shown = on_a_terminal(&r, "gc --keep 0");
     assert!(shown.contains("gc: removed 3/3"), "{shown}");
 }
+
+/// The root is untrusted: a manifest field with terminal escapes is
+/// printed escaped, and a manifest that is a FIFO or a link to /dev/zero
+/// neither hangs archctl nor is followed.
+#[test]
+fn hostile_manifests_are_read_bounded_and_printed_escaped() {
+    let r = Root::new();
+    r.image("default", "evil", 10);
+    let p = r
+        .store
+        .image_dir("default", "evil")
+        .unwrap()
+        .join("manifest.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+    v["container_id"] = "x\u{1b}]0;pwned\u{7}\u{1b}[2J".into();
+    fs::write(&p, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    for args in [&["ls"][..], &["inspect", "default/evil"][..]] {
+        let out = r.run(args);
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(!text.contains('\u{1b}'), "{args:?}: a raw escape: {text:?}");
+        assert!(text.contains("\\u{1b}"), "{args:?}: shown escaped: {text}");
+    }
+    for kind in ["fifo", "zero"] {
+        let r = Root::new();
+        r.image("default", "trap", 10);
+        let p = r
+            .store
+            .image_dir("default", "trap")
+            .unwrap()
+            .join("manifest.json");
+        fs::remove_file(&p).unwrap();
+        if kind == "fifo" {
+            let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        } else {
+            std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+        }
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_archctl"))
+            .args([
+                "--root",
+                r.path().to_str().unwrap(),
+                "inspect",
+                "default/trap",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{kind}: archctl inspect hung");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(!status.success(), "{kind}: refused");
+    }
+}
+
+/// validate --key verifies signatures: a signed image passes, a tampered
+/// or unsigned one fails, naming why.
+#[test]
+fn validate_with_a_key_checks_signatures() {
+    use std::os::unix::fs::PermissionsExt;
+    let r = Root::new();
+    let key_file = r.dir.path().join("fleet.key");
+    fs::write(&key_file, [9u8; 32]).unwrap();
+    fs::set_permissions(&key_file, fs::Permissions::from_mode(0o600)).unwrap();
+    let signed = arch_image::ImageStore::new(r.path()).with_trust(arch_image::Trust {
+        key: Some(std::sync::Arc::new(
+            arch_image::SigningKey::from_file(&key_file).unwrap(),
+        )),
+        allow_unsigned: false,
+    });
+    let st = signed.begin("default", "signed").unwrap();
+    fs::write(st.path().join("config.json"), b"{}").unwrap();
+    let info = {
+        // The same facts the helper commits with.
+        let dir = r.image("default", "unsigned", 10);
+        let m = arch_image::read_manifest(&dir).unwrap();
+        arch_image::CommitInfo {
+            container_id: m.container_id,
+            durations_ms: m.durations_ms,
+            criu_version: m.criu_version,
+            kernel: m.kernel,
+            arch: m.arch,
+            cgroup_version: m.cgroup_version,
+            profile: m.profile,
+        }
+    };
+    st.commit(info).unwrap();
+    let k = key_file.to_str().unwrap();
+    let out = ok(r.run(&["validate", "--key", k, "default/signed"]));
+    assert!(out.contains("ok      default/signed"), "{out}");
+    let out = stdout(&r.run(&["validate", "--key", k, "default/unsigned"]));
+    assert!(out.contains("not signed"), "{out}");
+    let m = signed
+        .image_dir("default", "signed")
+        .unwrap()
+        .join("manifest.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&m).unwrap()).unwrap();
+    v["kernel"] = "forged".into();
+    fs::write(&m, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    let out = stdout(&r.run(&["validate", "--key", k, "default/signed"]));
+    assert!(out.contains("bad image signature"), "{out}");
+}

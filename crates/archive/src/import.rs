@@ -149,6 +149,7 @@ pub fn import(
         kernel: manifest.kernel.clone(),
         arch: manifest.arch.clone(),
         cgroup_version: manifest.cgroup_version,
+        profile: manifest.profile.clone(),
     };
     Ok(staging.commit(info)?)
 }

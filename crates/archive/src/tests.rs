@@ -25,6 +25,10 @@ fn image(root: &Path, key: &str) -> Image {
             kernel: "6.18".into(),
             arch: "x86_64".into(),
             cgroup_version: CgroupVersion::V1,
+            profile: arch_image::ProfileDigest {
+                digest: "0".repeat(64),
+                fields: Default::default(),
+            },
         })
         .unwrap()
 }

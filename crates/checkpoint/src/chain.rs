@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use arch_faults::points;
-use arch_image::{CgroupVersion, CommitInfo, Image, ImageStore, Staging};
+use arch_image::{CgroupVersion, CommitInfo, Image, ImageStore, ProfileDigest, Staging};
 
 use crate::error::{CheckpointError, Result};
 use crate::policy::ArchIdentity;
@@ -76,6 +76,8 @@ pub struct DumpRequest {
     /// The container was paused by its user: it is dumped as it is and
     /// stays paused (unless the checkpoint ends it).
     pub paused: bool,
+    /// The container's security profile, recorded in the manifest.
+    pub profile: ProfileDigest,
 }
 
 pub struct DumpContext<'a> {
@@ -104,6 +106,7 @@ impl<'a> DumpContext<'a> {
             kernel: String::new(),
             arch: String::new(),
             cgroup_version: CgroupVersion::V1,
+            profile: req.profile.clone(),
         };
         Self {
             req,

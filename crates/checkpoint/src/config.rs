@@ -37,12 +37,23 @@ pub struct ArchConfig {
     /// free is skipped (and counted), so periodic dumps never pile up in
     /// front of the stop-checkpoints that share the dump slots.
     pub max_periodic_dumps: usize,
+    /// The fleet key that signs and verifies images (a file, 0600). Required
+    /// in network-fs mode; in basic mode the host's own key
+    /// ([`DEFAULT_HOST_KEY`]) is used, and made, when none is named.
+    pub signing_key_file: Option<PathBuf>,
+    /// Restore images without a signature (basic mode only; never the
+    /// default). A bad signature is refused regardless.
+    pub allow_unsigned: bool,
 }
 
 /// Half the dump slots: the other half stays free for stop-checkpoints.
 pub fn default_max_periodic_dumps() -> usize {
     (default_max_concurrent_dumps() / 2).max(1)
 }
+
+/// The host's own signing key in basic mode when the configuration names
+/// none: created (32 random bytes, 0600) by the first shim that needs it.
+pub const DEFAULT_HOST_KEY: &str = "/var/lib/containerd-arch/host.key";
 
 /// Four dumps per CPU: CRIU waits on the disk as much as it computes, so a
 /// few per core keep both busy, while hundreds at once (a spot interruption
@@ -61,6 +72,8 @@ impl Default for ArchConfig {
             max_concurrent_dumps: default_max_concurrent_dumps(),
             min_interval: Duration::from_secs(1),
             max_periodic_dumps: default_max_periodic_dumps(),
+            signing_key_file: None,
+            allow_unsigned: false,
         }
     }
 }
@@ -75,6 +88,8 @@ struct FileConfig {
     max_concurrent_dumps: Option<usize>,
     min_interval_secs: Option<u64>,
     max_periodic_dumps: Option<usize>,
+    signing_key_file: Option<String>,
+    allow_unsigned: Option<bool>,
 }
 
 fn config_err(origin: &str, reason: impl Into<String>) -> CheckpointError {
@@ -134,6 +149,17 @@ fn parse_root(v: &str, origin: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
+fn parse_key_path(v: &str, origin: &str) -> Result<PathBuf> {
+    let p = PathBuf::from(v);
+    if !p.is_absolute() {
+        return Err(config_err(
+            origin,
+            format!("signing_key_file {v:?} must be an absolute path"),
+        ));
+    }
+    Ok(p)
+}
+
 fn parse_dump_limit(n: usize, origin: &str) -> Result<usize> {
     match n {
         1..=1024 => Ok(n),
@@ -160,7 +186,8 @@ fn env_number<T: std::str::FromStr>(v: &str, origin: &str) -> Result<T> {
 impl ArchConfig {
     /// Defaults, then the file (`$ARCH_CONFIG` or the default path, if it
     /// exists), then `ARCH_CHECKPOINT_ROOT`, `ARCH_MODE`, `ARCH_STOP_SIGNAL`,
-    /// `ARCH_KILL_DEADLINE_SECS`, `ARCH_MAX_CONCURRENT_DUMPS` from the
+    /// `ARCH_KILL_DEADLINE_SECS`, `ARCH_MAX_CONCURRENT_DUMPS`,
+    /// `ARCH_SIGNING_KEY_FILE`, `ARCH_ALLOW_UNSIGNED` from the
     /// environment.
     pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let path = env(CONFIG_ENV)
@@ -208,7 +235,43 @@ impl ArchConfig {
             let origin = "ARCH_MAX_PERIODIC_DUMPS";
             cfg.max_periodic_dumps = parse_dump_limit(env_number(&v, origin)?, origin)?;
         }
+        if let Some(v) = env("ARCH_SIGNING_KEY_FILE") {
+            cfg.signing_key_file = Some(parse_key_path(&v, "ARCH_SIGNING_KEY_FILE")?);
+        }
+        if let Some(v) = env("ARCH_ALLOW_UNSIGNED") {
+            cfg.allow_unsigned = match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" => false,
+                _ => {
+                    return Err(config_err(
+                        "ARCH_ALLOW_UNSIGNED",
+                        format!("{v:?}: use true or false"),
+                    ))
+                }
+            };
+        }
+        cfg.check_trust("the configuration")?;
         Ok(cfg)
+    }
+
+    /// network-fs: the root is shared with other hosts, so every image must
+    /// be signed with the fleet key, which the configuration must name.
+    fn check_trust(&self, origin: &str) -> Result<()> {
+        if self.mode == Mode::NetworkFs {
+            if self.allow_unsigned {
+                return Err(config_err(
+                    origin,
+                    "allow_unsigned cannot be used in network-fs mode: a shared root is not trusted",
+                ));
+            }
+            if self.signing_key_file.is_none() {
+                return Err(config_err(
+                    origin,
+                    "network-fs mode needs signing_key_file (ARCH_SIGNING_KEY_FILE): the fleet key that signs images",
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub fn from_process_env() -> Result<Self> {
@@ -241,6 +304,12 @@ impl ArchConfig {
         if let Some(v) = file.max_periodic_dumps {
             cfg.max_periodic_dumps = parse_dump_limit(v, &origin)?;
         }
+        if let Some(v) = file.signing_key_file {
+            cfg.signing_key_file = Some(parse_key_path(&v, &origin)?);
+        }
+        if let Some(v) = file.allow_unsigned {
+            cfg.allow_unsigned = v;
+        }
         Ok(cfg)
     }
 }
@@ -270,7 +339,7 @@ mod tests {
     fn file_then_env() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "checkpoint_root = \"/srv/ckpt\"\nmode = \"network-fs\"\nstop_signal = \"SIGUSR1\"\nkill_deadline_secs = 5\nmax_concurrent_dumps = 3\nmin_interval_secs = 10\nmax_periodic_dumps = 2\n").unwrap();
+        std::fs::write(&file, "checkpoint_root = \"/srv/ckpt\"\nmode = \"network-fs\"\nsigning_key_file = \"/etc/arch/fleet.key\"\nstop_signal = \"SIGUSR1\"\nkill_deadline_secs = 5\nmax_concurrent_dumps = 3\nmin_interval_secs = 10\nmax_periodic_dumps = 2\n").unwrap();
         let f = file.to_str().unwrap();
         let cfg = load(&[("ARCH_CONFIG", f)]).unwrap();
         assert_eq!(cfg.checkpoint_root, PathBuf::from("/srv/ckpt"));
@@ -288,6 +357,35 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.checkpoint_root, PathBuf::from("/mnt/efs"));
         assert_eq!(cfg.stop_signal, libc::SIGINT);
+    }
+
+    #[test]
+    fn network_fs_needs_a_key_and_never_allows_unsigned() {
+        let e = load(&[("ARCH_MODE", "network-fs")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("signing_key_file"), "{e}");
+        let e = load(&[
+            ("ARCH_MODE", "network-fs"),
+            ("ARCH_SIGNING_KEY_FILE", "/etc/arch/fleet.key"),
+            ("ARCH_ALLOW_UNSIGNED", "true"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("allow_unsigned"), "{e}");
+        let cfg = load(&[
+            ("ARCH_MODE", "network-fs"),
+            ("ARCH_SIGNING_KEY_FILE", "/etc/arch/fleet.key"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.signing_key_file, Some("/etc/arch/fleet.key".into()));
+        assert!(!cfg.allow_unsigned, "never unsigned by default");
+        assert!(
+            load(&[("ARCH_ALLOW_UNSIGNED", "1")])
+                .unwrap()
+                .allow_unsigned
+        );
+        assert!(load(&[("ARCH_SIGNING_KEY_FILE", "rel.key")]).is_err());
     }
 
     #[test]

@@ -10,21 +10,28 @@ mod error;
 mod interval;
 mod policy;
 mod procfs;
+mod profile;
 mod restore;
 mod slots;
 mod steps;
 #[cfg(test)]
 mod tests;
+mod trust;
 
 pub use chain::{run_dump_chain, DumpContext, DumpOutcome, DumpRequest, Dumper, Step};
 pub use config::{
     default_max_concurrent_dumps, default_max_periodic_dumps, ArchConfig, Mode, CONFIG_ENV,
-    DEFAULT_CONFIG_PATH,
+    DEFAULT_CONFIG_PATH, DEFAULT_HOST_KEY,
 };
 pub use error::{CheckpointError, Result};
 pub use interval::{parse_interval, periodic_interval, INTERVAL_ANNOTATION, INTERVAL_ENV};
 pub use policy::{arch_identity, ArchIdentity};
 pub use procfs::{HostProcs, ProcessView};
+pub use profile::{
+    compare_profiles, security_profile, ProfileContext, ProfileMismatch, IMAGE_NAME_ANNOTATION,
+    PROFILE_FIELDS, SANDBOX_ID_ANNOTATION, SANDBOX_NAMESPACE_ANNOTATION, SANDBOX_UID_ANNOTATION,
+};
 pub use restore::{apply_rootfs, check_compatible, HostFacts};
 pub use slots::{DumpSlots, Slot};
 pub use steps::{criu_log_errors, default_steps};
+pub use trust::load_trust;

@@ -63,13 +63,19 @@ pub fn arch_identity(
     };
     arch_image::validate_key(&key)
         .map_err(|e| CheckpointError::Policy(format!("{origin}: {e}")))?;
-    arch_image::validate_namespace(namespace).map_err(|e| {
+    // The scope: what the workload cannot set. The containerd namespace is
+    // the shim's own; under CRI, containerd writes the pod's Kubernetes
+    // namespace into the spec, after any annotations the pod passed on.
+    let kubernetes = annotations
+        .get(crate::profile::SANDBOX_NAMESPACE_ANNOTATION)
+        .map(String::as_str);
+    let scope = arch_image::scope_name(namespace, kubernetes).map_err(|e| {
         CheckpointError::Policy(format!(
-            "namespace {namespace:?} cannot hold ARCH images: {e}"
+            "namespace {namespace:?} (kubernetes namespace {kubernetes:?}) cannot hold ARCH images: {e}"
         ))
     })?;
     Ok(Some(ArchIdentity {
-        namespace: namespace.to_string(),
+        namespace: scope,
         key,
     }))
 }
@@ -152,6 +158,21 @@ mod tests {
             let e = id(&["ARCH_ENABLE=1", bad], &[]);
             assert!(e.is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn cri_containers_are_scoped_to_their_kubernetes_namespace() {
+        let key = ["ARCH_ENABLE=1", "ARCH_KEY=job"];
+        let a = id(&key, &[("io.kubernetes.cri.sandbox-namespace", "team-a")])
+            .unwrap()
+            .unwrap();
+        let b = id(&key, &[("io.kubernetes.cri.sandbox-namespace", "team-b")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.namespace, "default+team-a");
+        assert_ne!(a.namespace, b.namespace, "same key, other pods' namespace");
+        let e = id(&key, &[("io.kubernetes.cri.sandbox-namespace", "../x")]).unwrap_err();
+        assert!(e.to_string().contains("kubernetes namespace"), "{e}");
     }
 
     #[test]

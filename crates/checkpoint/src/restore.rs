@@ -90,8 +90,9 @@ mod tests {
             CgroupVersion::Hybrid => "hybrid",
         };
         format!(
-            r#"{{"format_version":1,"namespace":"ns","key":"k","container_id":"c","created_at":{{"secs":1,"nanos":0}},
-"durations_ms":{{}},"total_size":0,"files":[],"criu_version":"{criu}","kernel":"6.1","arch":"{arch}","cgroup_version":"{cg}","status":"committed"}}"#
+            r#"{{"format_version":2,"namespace":"ns","key":"k","container_id":"c","created_at":{{"secs":1,"nanos":0}},
+"durations_ms":{{}},"total_size":0,"files":[],"criu_version":"{criu}","kernel":"6.1","arch":"{arch}","cgroup_version":"{cg}","profile":{{"digest":"{zero}","fields":{{}}}},"status":"committed"}}"#,
+            zero = "0".repeat(64)
         )
     }
 

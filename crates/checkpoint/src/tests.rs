@@ -118,6 +118,10 @@ fn request(r: &Rig) -> DumpRequest {
         upperdir: Some(r.upper.clone()),
         leave_running: false,
         paused: false,
+        profile: arch_image::ProfileDigest {
+            digest: "0".repeat(64),
+            fields: Default::default(),
+        },
     }
 }
 

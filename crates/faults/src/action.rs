@@ -18,18 +18,25 @@ pub enum Action {
     /// written until ENOSPC, `{root}/.arch-fault-fill`); the operation goes
     /// on. Only sensible on a small filesystem the test mounted there.
     FillDisk,
+    /// The operation waits 3 s there, then goes on: a window for a test to
+    /// act in (e.g. rewrite the root between a restore's Create and Start).
+    Pause,
 }
+
+/// How long a `pause` action waits.
+pub const PAUSE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The file a `fill-disk` action writes, for the test to remove.
 pub const FILL_FILE: &str = ".arch-fault-fill";
 
 impl Action {
-    pub const ALL: [Action; 5] = [
+    pub const ALL: [Action; 6] = [
         Action::Error,
         Action::Crash,
         Action::RemoveRoot,
         Action::KillCriu,
         Action::FillDisk,
+        Action::Pause,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,6 +46,7 @@ impl Action {
             Action::RemoveRoot => "remove-root",
             Action::KillCriu => "kill-criu",
             Action::FillDisk => "fill-disk",
+            Action::Pause => "pause",
         }
     }
 
@@ -62,6 +70,7 @@ impl Action {
                 crate::criu::kill_criu_children();
             }
             Action::FillDisk => fill(&root.join(FILL_FILE)),
+            Action::Pause => std::thread::sleep(PAUSE),
         }
     }
 }

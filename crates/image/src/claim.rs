@@ -57,6 +57,7 @@ impl ImageStore {
                 reason: "must be non-empty, one line",
             });
         }
+        self.checked_ns(ns)?;
         let image = self.image_dir(ns, key)?;
         let ns_dir = image
             .parent()

@@ -72,6 +72,15 @@ pub enum Error {
     /// Another owner (host) holds the exclusive claim on this image.
     #[error("image is already claimed by {owner:?} ({path})")]
     AlreadyClaimed { owner: String, path: PathBuf },
+    /// The signing key file cannot be used.
+    #[error("signing key {0}")]
+    BadKey(String),
+    /// The image has no manifest.sig and this host requires one.
+    #[error("the image is not signed (no manifest.sig) and this host requires signed images")]
+    Unsigned,
+    /// manifest.sig does not verify against manifest.json.
+    #[error("bad image signature: {reason}")]
+    BadSignature { reason: String },
     /// A commit observer stopped the commit at one of its phases (the
     /// reliability suite's fault points).
     #[error("commit stopped at {point}: {source}")]

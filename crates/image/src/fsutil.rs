@@ -70,9 +70,151 @@ pub(crate) fn replace_file(path: &Path, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Opens `rel` beneath the directory `base` with `flags`, following no
+/// symlink on the way and never leaving `base` (`openat2` with
+/// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`; kernels before 5.6 fall back to
+/// an `O_NOFOLLOW` open of each component, which is as strict).
+fn openat_beneath(base: &Path, rel: &str, flags: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // The base itself is not followed either (an image directory swapped
+    // for a link after it was checked).
+    let base_fd = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(base)?;
+    let c_rel =
+        std::ffi::CString::new(rel).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let flags = flags | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = flags as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS;
+    // SAFETY: openat2 with a valid dirfd, a NUL-terminated path and an
+    // open_how of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            base_fd.as_raw_fd(),
+            c_rel.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: a descriptor the kernel just gave us.
+        return Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::ENOSYS) {
+        return Err(err);
+    }
+    // Old kernel: one component at a time, none a symlink.
+    let parts: Vec<&str> = rel.split('/').collect();
+    let mut cur: Option<OwnedFd> = None;
+    for (i, part) in parts.iter().enumerate() {
+        if matches!(*part, "" | "." | "..") {
+            return Err(std::io::Error::from_raw_os_error(libc::EXDEV));
+        }
+        let c = std::ffi::CString::new(*part).expect("no NUL: checked above");
+        let last = i + 1 == parts.len();
+        let f = if last {
+            flags
+        } else {
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW
+        };
+        let dirfd = cur.as_ref().map_or(base_fd.as_raw_fd(), |d| d.as_raw_fd());
+        // SAFETY: openat on a descriptor we hold.
+        let fd = unsafe { libc::openat(dirfd, c.as_ptr(), f) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor the kernel just gave us.
+        cur = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+    cur.ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// The directory `rel` beneath `base`, never through a symlink.
+pub(crate) fn open_dir_beneath(base: &Path, rel: &str) -> Result<std::os::fd::OwnedFd> {
+    openat_beneath(base, rel, libc::O_RDONLY | libc::O_DIRECTORY)
+        .map_err(|e| beneath_err(&base.join(rel), e))
+}
+
+/// The regular file `rel` (as listed in a manifest) beneath the image
+/// directory `dir`: no symlink anywhere on the way, no FIFO or device
+/// (opened non-blocking, the type checked on the descriptor).
+pub(crate) fn open_file_beneath(dir: &Path, rel: &str) -> Result<File> {
+    let fd = openat_beneath(dir, rel, libc::O_RDONLY | libc::O_NONBLOCK).map_err(|e| {
+        match e.raw_os_error() {
+            Some(libc::ENOENT) => crate::Error::MissingFile { path: rel.into() },
+            Some(libc::ELOOP) | Some(libc::EXDEV) => crate::Error::UnsafePath {
+                path: rel.into(),
+                reason: "symlink component",
+            },
+            Some(libc::ENOTDIR) => crate::Error::UnexpectedFileType { path: rel.into() },
+            _ => io_err("open", dir.join(rel))(e),
+        }
+    })?;
+    let f = File::from(fd);
+    let meta = f.metadata().map_err(io_err("stat", dir.join(rel)))?;
+    if !meta.file_type().is_file() {
+        return Err(crate::Error::UnexpectedFileType { path: rel.into() });
+    }
+    Ok(f)
+}
+
+/// Size and sha256 of an open file, read to its end.
+pub(crate) fn hash_open(mut f: File, path: &Path) -> Result<(u64, String)> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(io_err("read", path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, hex::encode(h.finalize())))
+}
+
+fn beneath_err(path: &Path, e: std::io::Error) -> crate::Error {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::EXDEV) | Some(libc::ENOTDIR) => crate::Error::UnsafePath {
+            path: path.display().to_string(),
+            reason: "a symlink or not a directory (the checkpoint root is walked without following links)",
+        },
+        _ => io_err("open", path)(e),
+    }
+}
+
+/// Opens an existing regular file for reading without following a symlink
+/// in its last component, and without blocking on a FIFO or device that was
+/// swapped in after a check: the type is checked on the open descriptor.
+pub(crate) fn open_regular(path: &Path) -> Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => crate::Error::UnsafePath {
+                path: path.display().to_string(),
+                reason: "symlink",
+            },
+            _ => io_err("open", path)(e),
+        })?;
+    let meta = f.metadata().map_err(io_err("stat", path))?;
+    if !meta.file_type().is_file() {
+        return Err(crate::Error::UnexpectedFileType {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(f)
+}
+
 /// Size and lower-case hex sha256 of a file.
 pub(crate) fn hash_file(path: &Path) -> Result<(u64, String)> {
-    let mut f = File::open(path).map_err(io_err("open", path))?;
+    let mut f = open_regular(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut size = 0u64;

@@ -14,9 +14,43 @@ pub fn validate_key(key: &str) -> Result<()> {
     validate("key", key, MAX_KEY_LEN)
 }
 
-/// Validate a containerd namespace: 1–76 of `[A-Za-z0-9_.-]`, never `.`/`..`.
+/// Kubernetes caps namespace names (DNS labels) at 63 characters.
+pub const MAX_KUBERNETES_NAMESPACE_LEN: usize = 63;
+
+/// Separates the containerd namespace from the Kubernetes namespace in a
+/// scope name. Neither containerd nor Kubernetes allows it in a namespace,
+/// so `k8s.io+team-a` can never be a plain containerd namespace.
+pub const SCOPE_SEP: char = '+';
+
+/// Validate a scope, the first directory level under the root: a
+/// containerd namespace (1–76 of `[A-Za-z0-9_.-]`, never `.`/`..`), or
+/// `{containerd namespace}+{kubernetes namespace}` for CRI containers.
 pub fn validate_namespace(ns: &str) -> Result<()> {
-    validate("namespace", ns, MAX_NAMESPACE_LEN)
+    match ns.split_once(SCOPE_SEP) {
+        None => validate("namespace", ns, MAX_NAMESPACE_LEN),
+        Some((containerd, kubernetes)) => {
+            validate("namespace", containerd, MAX_NAMESPACE_LEN)?;
+            validate(
+                "kubernetes namespace",
+                kubernetes,
+                MAX_KUBERNETES_NAMESPACE_LEN,
+            )
+        }
+    }
+}
+
+/// The scope an image belongs to: what a workload cannot choose. The
+/// containerd namespace is the shim's own; under CRI the Kubernetes
+/// namespace is the one containerd wrote into the spec.
+pub fn scope_name(containerd_ns: &str, kubernetes_ns: Option<&str>) -> Result<String> {
+    validate("namespace", containerd_ns, MAX_NAMESPACE_LEN)?;
+    match kubernetes_ns {
+        None => Ok(containerd_ns.to_string()),
+        Some(k) => {
+            validate("kubernetes namespace", k, MAX_KUBERNETES_NAMESPACE_LEN)?;
+            Ok(format!("{containerd_ns}{SCOPE_SEP}{k}"))
+        }
+    }
 }
 
 /// A hostile value, kept short enough for a one-line error.
@@ -91,5 +125,21 @@ mod tests {
         }
         assert!(validate_namespace(&"n".repeat(77)).is_err());
         assert!(validate_namespace("..").is_err());
+    }
+
+    #[test]
+    fn kubernetes_scopes_never_collide_with_plain_namespaces() {
+        assert_eq!(scope_name("k8s.io", None).unwrap(), "k8s.io");
+        let scoped = scope_name("k8s.io", Some("team-a")).unwrap();
+        assert_eq!(scoped, "k8s.io+team-a");
+        validate_namespace(&scoped).unwrap();
+        for bad in ["k8s.io+", "+team", "a+b+c", "k8s.io+..", "k8s.io+a/b"] {
+            assert!(validate_namespace(bad).is_err(), "{bad}");
+        }
+        assert!(scope_name("k8s.io", Some("../x")).is_err());
+        assert!(
+            scope_name("a+b", None).is_err(),
+            "no + in a containerd namespace"
+        );
     }
 }

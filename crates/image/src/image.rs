@@ -7,8 +7,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{io_err, Error, Result};
-use crate::fsutil::hash_file;
+use crate::fsutil::{hash_open, open_file_beneath};
 use crate::manifest::Manifest;
+use crate::sign::{Trust, MAX_SIGNATURE_BYTES, SIGNATURE};
 
 /// Largest manifest we will read; a real one is a few KiB. Guards memory
 /// against a hostile or corrupted file.
@@ -47,9 +48,13 @@ impl Image {
         Image { dir, manifest }
     }
 
-    /// Read and fully validate the image in `dir`, expected to be `ns`/`key`.
-    pub(crate) fn load(dir: PathBuf, ns: &str, key: &str) -> Result<Image> {
-        let manifest = read_manifest(&dir)?;
+    /// Read and fully validate the image in `dir`, expected to be `ns`/`key`:
+    /// the signature first (as `trust` demands), then the manifest, then
+    /// every file against it.
+    pub(crate) fn load(dir: PathBuf, ns: &str, key: &str, trust: &Trust) -> Result<Image> {
+        let bytes = read_manifest_bytes(&dir)?;
+        verify_signature(&dir, &bytes, trust)?;
+        let manifest = Manifest::parse(&bytes, &dir.join(crate::MANIFEST))?;
         if manifest.namespace != ns || manifest.key != key {
             return Err(Error::InvalidManifest {
                 field: "namespace/key",
@@ -64,43 +69,57 @@ impl Image {
     }
 }
 
-/// Read manifest.json from `dir`, refusing symlinks and oversized files.
-pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest> {
-    let path = dir.join(crate::MANIFEST);
-    let meta = match fs::symlink_metadata(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::MissingFile {
-                path: crate::MANIFEST.into(),
-            })
-        }
-        r => r.map_err(io_err("stat", &path))?,
+/// manifest.sig against the manifest's bytes: a bad signature is always
+/// refused; a missing one unless `trust` allows unsigned images.
+pub(crate) fn verify_signature(dir: &Path, manifest: &[u8], trust: &Trust) -> Result<()> {
+    let sig = match read_beneath(dir, SIGNATURE, MAX_SIGNATURE_BYTES) {
+        Err(Error::MissingFile { .. }) => None,
+        r => Some(r?.ok_or_else(|| Error::BadSignature {
+            reason: format!("{SIGNATURE} is too large"),
+        })?),
     };
-    if !meta.file_type().is_file() {
-        return Err(Error::UnexpectedFileType {
-            path: crate::MANIFEST.into(),
-        });
+    match (&trust.key, sig) {
+        (Some(key), Some(sig)) => key.verify(manifest, &sig),
+        (None, Some(_)) if !trust.allow_unsigned => Err(Error::BadSignature {
+            reason: "this host has no key to verify it with".into(),
+        }),
+        (_, None) if !trust.allow_unsigned => Err(Error::Unsigned),
+        _ => Ok(()),
     }
+}
+
+pub(crate) fn read_manifest_bytes(dir: &Path) -> Result<Vec<u8>> {
+    read_beneath(dir, crate::MANIFEST, MAX_MANIFEST_BYTES)?.ok_or_else(|| Error::InvalidManifest {
+        field: "manifest.json",
+        reason: "too large".into(),
+    })
+}
+
+/// Up to `max` bytes of the regular file `name` in `dir` (neither `dir`
+/// nor `name` a link; a FIFO or device refused); None if larger.
+fn read_beneath(dir: &Path, name: &str, max: u64) -> Result<Option<Vec<u8>>> {
     let mut buf = Vec::new();
-    fs::File::open(&path)
-        .map_err(io_err("open", &path))?
-        .take(MAX_MANIFEST_BYTES + 1)
+    open_file_beneath(dir, name)?
+        .take(max + 1)
         .read_to_end(&mut buf)
-        .map_err(io_err("read", &path))?;
-    if buf.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err(Error::InvalidManifest {
-            field: "manifest.json",
-            reason: "too large".into(),
-        });
-    }
-    Manifest::parse(&buf, &path)
+        .map_err(io_err("read", dir.join(name)))?;
+    Ok((buf.len() as u64 <= max).then_some(buf))
+}
+
+/// Read manifest.json from `dir`, refusing symlinks, FIFOs, devices and
+/// oversized files (no signature check: for inspection and bookkeeping).
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let bytes = read_manifest_bytes(dir)?;
+    Manifest::parse(&bytes, &dir.join(crate::MANIFEST))
 }
 
 /// Check every listed file (no symlink on the way, size, sha256), then make
 /// sure nothing unlisted sits in the directory.
 fn verify_files(dir: &Path, m: &Manifest) -> Result<()> {
     for f in &m.files {
-        let path = resolve_no_symlinks(dir, &f.path)?;
-        let (size, sha) = hash_file(&path)?;
+        // Opened beneath the image directory: no link on the way, no FIFO.
+        let file = open_file_beneath(dir, &f.path)?;
+        let (size, sha) = hash_open(file, &dir.join(&f.path))?;
         if size != f.size {
             return Err(Error::SizeMismatch {
                 path: f.path.clone(),
@@ -120,35 +139,7 @@ fn verify_files(dir: &Path, m: &Manifest) -> Result<()> {
     check_unlisted(dir, "", &listed)
 }
 
-/// Walk `rel` under `dir` component by component with lstat, so a symlink
-/// planted anywhere in the image can't redirect a read outside it.
-fn resolve_no_symlinks(dir: &Path, rel: &str) -> Result<PathBuf> {
-    let mut cur = dir.to_path_buf();
-    let parts: Vec<&str> = rel.split('/').collect();
-    for (i, part) in parts.iter().enumerate() {
-        cur.push(part);
-        let meta = match fs::symlink_metadata(&cur) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::MissingFile { path: rel.into() })
-            }
-            r => r.map_err(io_err("stat", &cur))?,
-        };
-        let ft = meta.file_type();
-        if ft.is_symlink() {
-            return Err(Error::UnsafePath {
-                path: rel.into(),
-                reason: "symlink component",
-            });
-        }
-        let last = i + 1 == parts.len();
-        if (last && !ft.is_file()) || (!last && !ft.is_dir()) {
-            return Err(Error::UnexpectedFileType { path: rel.into() });
-        }
-    }
-    Ok(cur)
-}
-
-fn check_unlisted(dir: &Path, prefix: &str, listed: &BTreeSet<&str>) -> Result<()> {
+pub(crate) fn check_unlisted(dir: &Path, prefix: &str, listed: &BTreeSet<&str>) -> Result<()> {
     for ent in fs::read_dir(dir).map_err(io_err("read dir", dir))? {
         let ent = ent.map_err(io_err("read dir", dir))?;
         let name = ent.file_name();
@@ -162,7 +153,7 @@ fn check_unlisted(dir: &Path, prefix: &str, listed: &BTreeSet<&str>) -> Result<(
         if ft.is_dir() {
             check_unlisted(&ent.path(), &rel, listed)?;
         } else if ft.is_file() {
-            if rel != crate::MANIFEST && !listed.contains(rel.as_str()) {
+            if rel != crate::MANIFEST && rel != SIGNATURE && !listed.contains(rel.as_str()) {
                 return Err(Error::UnlistedFile { path: rel });
             }
         } else {

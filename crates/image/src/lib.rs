@@ -7,7 +7,7 @@
 //! `@`, a character no valid key may contain, so they can never collide with
 //! a real image and `list()` needs no guessing. Forms used:
 //! `{key}@tmp-{rand}`, `{key}@old-{rand}`, `{key}@restored`,
-//! `{key}@failed-{secs}-{rand}`, `{key}@claim`.
+//! `{key}@failed-{secs}-{rand}`, `{key}@claim`, `{key}@taken-{owner}-{rand}`.
 //!
 //! Files are written 0600 and directories 0700: images hold process memory.
 
@@ -17,18 +17,26 @@ mod fsutil;
 mod ident;
 mod image;
 mod manifest;
+mod sign;
 mod staging;
 mod store;
+mod taken;
 
 pub use claim::Claim;
 pub use error::{Error, Result};
-pub use ident::{validate_key, validate_namespace, MAX_KEY_LEN, MAX_NAMESPACE_LEN};
-pub use image::Image;
-pub use manifest::{
-    CgroupVersion, CommitInfo, FileEntry, Manifest, Status, Timestamp, FORMAT_VERSION,
+pub use ident::{
+    scope_name, validate_key, validate_namespace, MAX_KEY_LEN, MAX_KUBERNETES_NAMESPACE_LEN,
+    MAX_NAMESPACE_LEN, SCOPE_SEP,
 };
+pub use image::{read_manifest, Image};
+pub use manifest::{
+    CgroupVersion, CommitInfo, FileEntry, Manifest, ProfileDigest, Status, Timestamp,
+    FORMAT_VERSION,
+};
+pub use sign::{SigningKey, Trust, MIN_KEY_LEN, SIGNATURE, SIGNATURE_ALG};
 pub use staging::{Observer, ObserverError, Staging, COMMIT_PHASES};
 pub use store::{ImageRef, ImageStore, StaleTemp, StaleWhy};
+pub use taken::Taken;
 
 /// Manifest file name inside an image directory.
 pub const MANIFEST: &str = "manifest.json";

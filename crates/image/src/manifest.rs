@@ -12,8 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// The manifest format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The manifest format this build writes and reads. Version 2 added the
+/// security profile (and scope names with a Kubernetes namespace); a
+/// version 1 image has no profile to check, so it is refused.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Lifecycle state recorded in the manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +64,19 @@ pub struct FileEntry {
     pub sha256: String,
 }
 
+/// The security profile of the checkpointed container, as digests: one per
+/// field (so a mismatch can name the field) and one over all of them.
+/// arch-checkpoint's `profile` module computes it from the OCI spec.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileDigest {
+    /// Lower-case hex sha256 over every field's name and digest.
+    pub digest: String,
+    /// Field name (`image`, `user`, `capabilities`, ...) → lower-case hex
+    /// sha256 of its canonical form.
+    pub fields: BTreeMap<String, String>,
+}
+
 /// Facts about the checkpointing host and container, supplied by the caller
 /// at commit time; the store fills in identity, files, sizes and times.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +88,8 @@ pub struct CommitInfo {
     pub kernel: String,
     pub arch: String,
     pub cgroup_version: CgroupVersion,
+    /// The container's security profile; a restore needs the same one.
+    pub profile: ProfileDigest,
 }
 
 /// The parsed manifest.json.
@@ -92,6 +109,8 @@ pub struct Manifest {
     pub kernel: String,
     pub arch: String,
     pub cgroup_version: CgroupVersion,
+    /// The checkpointed container's security profile.
+    pub profile: ProfileDigest,
     pub status: Status,
     /// Why the image was set aside (only for `Status::Failed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,6 +174,14 @@ impl Manifest {
             total = total
                 .checked_add(f.size)
                 .ok_or_else(|| invalid("total_size", "overflow".into()))?;
+        }
+        let hex64 =
+            |s: &str| s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !hex64(&self.profile.digest) || !self.profile.fields.values().all(|d| hex64(d)) {
+            return Err(invalid(
+                "profile",
+                "digests must be 64 lower-case hex digits".into(),
+            ));
         }
         if total != self.total_size {
             return Err(invalid(

@@ -21,6 +21,8 @@ pub struct Staging {
     pub(crate) ns_dir: PathBuf,
     pub(crate) namespace: String,
     pub(crate) key: String,
+    /// Signs the manifest (manifest.sig) when the host has a key.
+    pub(crate) signing_key: Option<std::sync::Arc<crate::SigningKey>>,
     pub(crate) done: bool,
 }
 
@@ -65,10 +67,15 @@ impl Staging {
             kernel: info.kernel,
             arch: info.arch,
             cgroup_version: info.cgroup_version,
+            profile: info.profile,
             status: Status::Committed,
             failure: None,
         };
-        write_new(&self.dir.join(crate::MANIFEST), &manifest.to_json())?;
+        let json = manifest.to_json();
+        write_new(&self.dir.join(crate::MANIFEST), &json)?;
+        if let Some(key) = &self.signing_key {
+            write_new(&self.dir.join(crate::SIGNATURE), &key.sign(&json))?;
+        }
         fsync(&self.dir)?;
         phase(observe, points::COMMIT_SEALED)?;
         self.publish(observe)?;
@@ -177,7 +184,7 @@ fn seal_tree(dir: &Path, prefix: &str, out: &mut Vec<FileEntry>) -> Result<()> {
         if ft.is_dir() {
             seal_tree(&path, &rel, out)?;
         } else if ft.is_file() {
-            if rel == crate::MANIFEST {
+            if rel == crate::MANIFEST || rel == crate::SIGNATURE {
                 return Err(Error::UnsafePath {
                     path: rel,
                     reason: "manifest.json is written by commit",

@@ -1,6 +1,7 @@
 //! `ImageStore`: the checkpoint root and the operations on images in it.
 
 use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -11,6 +12,7 @@ use crate::fsutil::{
 use crate::ident::{validate_key, validate_namespace};
 use crate::image::{read_manifest, Image};
 use crate::manifest::{Status, Timestamp};
+use crate::sign::Trust;
 use crate::staging::Staging;
 use crate::SIDECAR_SEP as SEP;
 
@@ -28,12 +30,32 @@ pub struct ImageRef {
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     root: PathBuf,
+    trust: Trust,
 }
 
 impl ImageStore {
     /// A store rooted at `root`; nothing is created until first write.
+    /// It writes unsigned images and reads unsigned ones (tools, tests):
+    /// the shim uses [`ImageStore::with_trust`].
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        ImageStore { root: root.into() }
+        ImageStore {
+            root: root.into(),
+            trust: Trust::inspect_only(),
+        }
+    }
+
+    /// The same root, signing and verifying as `trust` says.
+    pub fn with_trust(mut self, trust: Trust) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    pub(crate) fn checked_ns(&self, ns: &str) -> Result<PathBuf> {
+        self.checked_ns_dir(ns)
+    }
+
+    pub(crate) fn trust(&self) -> &Trust {
+        &self.trust
     }
 
     /// The checkpoint root.
@@ -51,6 +73,20 @@ impl ImageStore {
         Ok(self.root.join(ns))
     }
 
+    /// The scope directory, checked to be a real directory beneath the
+    /// root: a `{root}/{ns}` symlink (to /root, say) is refused rather than
+    /// followed. NotFound passes: there is nothing to follow yet.
+    fn checked_ns_dir(&self, ns: &str) -> Result<PathBuf> {
+        let dir = self.ns_dir(ns)?;
+        match crate::fsutil::open_dir_beneath(&self.root, ns) {
+            Ok(_) => Ok(dir),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(dir)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn sidecar(&self, ns: &str, key: &str, what: &str) -> Result<PathBuf> {
         Ok(self
             .ns_dir(ns)?
@@ -60,8 +96,15 @@ impl ImageStore {
     /// Start writing a new image in a 0700 staging dir next to its final place.
     pub fn begin(&self, ns: &str, key: &str) -> Result<Staging> {
         let final_dir = self.image_dir(ns, key)?;
+        mkdir_all(&self.root)?;
         let ns_dir = self.ns_dir(ns)?;
-        mkdir_all(&ns_dir)?;
+        match fs::DirBuilder::new().mode(0o700).create(&ns_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(io_err("create dir", &ns_dir)(e))
+            }
+            _ => {}
+        }
+        self.checked_ns_dir(ns)?;
         let dir = self.sidecar(ns, key, &format!("tmp-{}-{}", owner_tag(), rand_suffix()))?;
         mkdir_new(&dir)?;
         Ok(Staging {
@@ -70,12 +113,14 @@ impl ImageStore {
             ns_dir,
             namespace: ns.to_string(),
             key: key.to_string(),
+            signing_key: self.trust.key.clone(),
             done: false,
         })
     }
 
     /// Read and fully validate the committed image for `ns`/`key`.
     pub fn open(&self, ns: &str, key: &str) -> Result<Image> {
+        self.checked_ns_dir(ns)?;
         let dir = self.image_dir(ns, key)?;
         match fs::symlink_metadata(&dir) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -92,7 +137,26 @@ impl ImageStore {
             }
             Ok(_) => {}
         }
-        Image::load(dir, ns, key)
+        Image::load(dir, ns, key, &self.trust)
+    }
+
+    /// The manifest of the committed image for `ns`/`key`, checked for
+    /// shape only (the files are not hashed): enough to decide whether the
+    /// image is this container's before touching it.
+    pub fn manifest(&self, ns: &str, key: &str) -> Result<crate::Manifest> {
+        self.checked_ns_dir(ns)?;
+        let dir = self.image_dir(ns, key)?;
+        match fs::symlink_metadata(&dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound {
+                namespace: ns.into(),
+                key: key.into(),
+            }),
+            Err(e) => Err(io_err("stat", &dir)(e)),
+            Ok(m) if !m.file_type().is_dir() => Err(Error::UnexpectedFileType {
+                path: dir.display().to_string(),
+            }),
+            Ok(_) => read_manifest(&dir),
+        }
     }
 
     /// All committed image directories (not validated), sorted. Sidecars
@@ -168,15 +232,22 @@ impl ImageStore {
                 };
                 let path = ent.path();
                 let is_tmp = what.starts_with("tmp-");
-                let why = if is_tmp && writer_is_dead(what) {
+                let taken = what.strip_prefix(crate::taken::TAKEN);
+                let writer_gone = (is_tmp && writer_is_dead(&what["tmp-".len()..]))
+                    || taken.is_some_and(writer_is_dead);
+                let why = if writer_gone {
                     StaleWhy::WriterGone
                 } else if (is_tmp || what.starts_with("old-")) && old_enough(&path, min_age) {
+                    // A taken image is never judged by age: its mtime is
+                    // its commit's, and a restorer on another host may be
+                    // using it right now.
                     StaleWhy::Old
                 } else {
                     continue;
                 };
-                // A replaced image whose replacement never landed is the
-                // image: it goes back into its slot.
+                // A replaced image whose replacement never landed, or one
+                // taken by a restorer that died, is the image: it goes back
+                // into its slot.
                 let slot = ns_path.join(key);
                 let restore =
                     !is_tmp && validate_key(key).is_ok() && fs::symlink_metadata(&slot).is_err();
@@ -231,9 +302,10 @@ fn checked_key(key: &str) -> Result<&str> {
     validate_key(key).map(|_| key)
 }
 
-/// `tmp-{boot}-{pid}-{rand}` written on this boot by a process that is gone.
+/// `{boot}-{pid}-{rand}` (after `tmp-` or `taken-`): written on this boot
+/// by a process that is gone.
 fn writer_is_dead(what: &str) -> bool {
-    let mut parts = what.trim_start_matches("tmp-").split('-');
+    let mut parts = what.split('-');
     let (Some(boot), Some(pid)) = (parts.next(), parts.next()) else {
         return false;
     };
@@ -262,7 +334,7 @@ fn old_enough(path: &Path, min_age: Duration) -> bool {
     }
 }
 
-fn set_status(dir: &Path, status: Status, failure: Option<&str>) -> Result<()> {
+pub(crate) fn set_status(dir: &Path, status: Status, failure: Option<&str>) -> Result<()> {
     let mut m = read_manifest(dir)?;
     m.status = status;
     m.failure = failure.map(str::to_string);

@@ -16,6 +16,10 @@ fn info() -> CommitInfo {
         kernel: "6.8.0".into(),
         arch: "x86_64".into(),
         cgroup_version: CgroupVersion::V2,
+        profile: ProfileDigest {
+            digest: "ab".repeat(32),
+            fields: BTreeMap::from([("user".into(), "cd".repeat(32))]),
+        },
     }
 }
 
@@ -165,17 +169,21 @@ fn future_version_names_both() {
         e,
         Error::UnsupportedVersion {
             found: 7,
-            supported: 1
+            supported: 2
         }
     ));
     let msg = e.to_string();
-    assert!(msg.contains('7') && msg.contains('1'), "{msg}");
+    assert!(msg.contains('7') && msg.contains('2'), "{msg}");
 }
 
 #[test]
 fn wrong_types_and_unknown_fields_rejected() {
-    let cases: [(&str, serde_json::Value); 4] = [
-        ("format_version", "1".into()),
+    let cases: [(&str, serde_json::Value); 5] = [
+        ("format_version", "2".into()),
+        (
+            "profile",
+            serde_json::json!({"digest": "not hex", "fields": {}}),
+        ),
         ("total_size", "big".into()),
         ("status", "weird".into()),
         ("surprise", true.into()),
@@ -448,4 +456,221 @@ fn a_huge_hostile_key_makes_a_short_error() {
     let e = validate_key(&"k".repeat(100_000)).unwrap_err().to_string();
     assert!(e.len() < 200, "{} bytes: {e}", e.len());
     assert!(e.contains("100000 bytes") && e.contains("too long"), "{e}");
+}
+
+#[test]
+fn of_many_racing_restorers_exactly_one_takes_the_image() {
+    let (_t, store) = committed("ns", "k");
+    let barrier = std::sync::Barrier::new(8);
+    let taken: Vec<Taken> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    store.take("ns", "k")
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().unwrap().ok())
+            .collect()
+    });
+    assert_eq!(taken.len(), 1, "exactly one restorer takes the image");
+    let t = taken.into_iter().next().unwrap();
+    assert!(matches!(store.take("ns", "k"), Err(Error::NotFound { .. })));
+    assert!(store.open("ns", "k").is_err(), "nothing left under the key");
+    let image = t.open().expect("the taken image validates");
+    assert_eq!(
+        image.dir(),
+        t.dir(),
+        "CRIU reads the directory that was checked"
+    );
+    let restored = t.retire().unwrap();
+    assert!(restored.ends_with("k@restored"));
+    assert_eq!(
+        crate::image::read_manifest(&restored).unwrap().status,
+        Status::Restored
+    );
+}
+
+#[test]
+fn an_unused_taken_image_goes_back_and_a_failed_one_aside() {
+    let (_t, store) = committed("ns", "k");
+    drop(store.take("ns", "k").unwrap());
+    store
+        .open("ns", "k")
+        .expect("dropped undecided: back under its key");
+    let t = store.take("ns", "k").unwrap();
+    t.put_back().unwrap();
+    let failed = store.take("ns", "k").unwrap().fail("criu said no").unwrap();
+    assert!(failed.join(store::FAILURE_REASON_FILE).exists());
+    assert!(store.open("ns", "k").is_err());
+}
+
+#[test]
+fn a_dead_restorers_taken_image_is_put_back_by_cleanup() {
+    let (_t, store) = committed("ns", "k");
+    let t = store.take("ns", "k").unwrap();
+    // As if the restorer died: its name says another (dead) pid took it.
+    let dead = t.dir().with_file_name(format!(
+        "k@taken-{}-99999999-0123456789abcdef",
+        crate::fsutil::boot_tag()
+    ));
+    fs::rename(t.dir(), &dead).unwrap();
+    std::mem::forget(t);
+    assert_eq!(
+        store
+            .cleanup_stale_temps(Duration::from_secs(3600))
+            .unwrap(),
+        1
+    );
+    store
+        .open("ns", "k")
+        .expect("put back for the next restore");
+    // A live restorer's is left alone, however old the image.
+    let live = store.take("ns", "k").unwrap();
+    assert_eq!(store.cleanup_stale_temps(Duration::ZERO).unwrap(), 0);
+    assert!(live.dir().exists());
+}
+
+fn signed_store(root: &Path, key: u8, allow_unsigned: bool) -> ImageStore {
+    ImageStore::new(root).with_trust(Trust {
+        key: Some(std::sync::Arc::new(
+            SigningKey::from_bytes(&[key; 32]).unwrap(),
+        )),
+        allow_unsigned,
+    })
+}
+
+fn commit_into(store: &ImageStore, ns: &str, key: &str) {
+    let st = store.begin(ns, key).unwrap();
+    fs::create_dir(st.path().join(CRIU_DIR)).unwrap();
+    fs::write(st.path().join("criu/pages-1.img"), vec![7u8; 100]).unwrap();
+    fs::write(st.path().join(ROOTFS_DIFF), b"tar").unwrap();
+    st.commit(info()).unwrap();
+}
+
+#[test]
+fn signed_images_verify_and_tampered_or_unsigned_ones_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let store = signed_store(&root, 1, false);
+    commit_into(&store, "ns", "k");
+    let dir = store.image_dir("ns", "k").unwrap();
+    assert!(dir.join(SIGNATURE).exists());
+    store.open("ns", "k").expect("a signed image verifies");
+    assert!(
+        signed_store(&root, 2, false).open("ns", "k").is_err(),
+        "another fleet's key does not verify it"
+    );
+    // A forger who rewrites a file and reseals the manifest's hashes.
+    fs::write(dir.join("criu/pages-1.img"), vec![6u8; 100]).unwrap();
+    rewrite_manifest(&dir, |v| {
+        let data = vec![6u8; 100];
+        use sha2::Digest;
+        v["files"][1]["sha256"] = hex::encode(sha2::Sha256::digest(&data)).into();
+    });
+    let e = store.open("ns", "k").unwrap_err();
+    assert!(matches!(e, Error::BadSignature { .. }), "{e}");
+    // Without the signature: refused unless unsigned images are allowed.
+    fs::remove_file(dir.join(SIGNATURE)).unwrap();
+    let e = store.open("ns", "k").unwrap_err();
+    assert!(matches!(e, Error::Unsigned), "{e}");
+    let e = signed_store(&root, 1, true).open("ns", "k").unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::ChecksumMismatch { .. } | Error::InvalidManifest { .. }
+        ),
+        "allowed unsigned, the hashes still count: {e}"
+    );
+}
+
+#[test]
+fn a_namespace_symlink_out_of_the_root_is_never_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let elsewhere = tmp.path().join("elsewhere");
+    fs::create_dir_all(&root).unwrap();
+    fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, root.join("ns")).unwrap();
+    let store = ImageStore::new(&root);
+    let e = store.begin("ns", "k").unwrap_err();
+    assert!(matches!(e, Error::UnsafePath { .. }), "{e}");
+    assert!(store.open("ns", "k").is_err());
+    assert!(store.take("ns", "k").is_err());
+    assert!(store.claim("ns", "k", "me").is_err());
+    assert_eq!(
+        fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "nothing written through the link"
+    );
+}
+
+#[test]
+fn a_manifest_that_is_a_fifo_or_a_link_to_dev_zero_neither_hangs_nor_escapes() {
+    for kind in ["fifo", "zero"] {
+        let (_t, store) = committed("ns", "k");
+        let dir = store.image_dir("ns", "k").unwrap();
+        let m = dir.join(MANIFEST);
+        fs::remove_file(&m).unwrap();
+        if kind == "fifo" {
+            let c = std::ffi::CString::new(m.to_str().unwrap()).unwrap();
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        } else {
+            std::os::unix::fs::symlink("/dev/zero", &m).unwrap();
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s = store.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send((s.open("ns", "k").is_err(), s.manifest("ns", "k").is_err()));
+        });
+        let refused = rx
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| panic!("{kind}: reading the manifest hung"));
+        assert_eq!(refused, (true, true), "{kind}");
+    }
+}
+
+#[test]
+fn a_verified_copy_is_what_restore_reads_whatever_the_root_does_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = signed_store(&tmp.path().join("root"), 1, false);
+    commit_into(&store, "ns", "k");
+    let taken = store.take("ns", "k").unwrap();
+    let local = tmp.path().join("local");
+    let image = taken.verify_into(&local).unwrap();
+    assert_eq!(image.dir(), local.as_path());
+    // Another host rewrites a page file in the shared root after the check.
+    fs::write(taken.dir().join("criu/pages-1.img"), vec![0u8; 100]).unwrap();
+    assert_eq!(
+        fs::read(image.criu_dir().join("pages-1.img")).unwrap(),
+        vec![7u8; 100],
+        "the copy holds what was verified"
+    );
+    // A file changed before the copy is refused, and no copy is left.
+    let again = tmp.path().join("again");
+    let e = taken.verify_into(&again).unwrap_err();
+    assert!(matches!(e, Error::ChecksumMismatch { .. }), "{e}");
+    assert!(!again.exists());
+}
+
+#[test]
+fn an_image_directory_swapped_for_a_link_after_the_take_is_not_read() {
+    let (t, store) = committed("ns", "k");
+    let taken = store.take("ns", "k").unwrap();
+    let elsewhere = t.path().join("elsewhere");
+    fs::rename(taken.dir(), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, taken.dir()).unwrap();
+    let e = taken.verify_into(&t.path().join("copy")).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::UnsafePath { .. } | Error::Io { .. } | Error::UnexpectedFileType { .. }
+        ),
+        "{e}"
+    );
+    assert!(!t.path().join("copy").exists());
+    std::mem::forget(taken);
 }

@@ -93,6 +93,22 @@ pub fn append(root: &Path, host: &str, record: &Record) -> Result<()> {
         .mode(0o700)
         .create(&dir)
         .map_err(io(format!("creating {}", dir.display())))?;
+    // The root is not trusted: a records directory or file that is a
+    // symlink (to /etc, /etc/shadow) is refused, never written through.
+    let not_ours = |what: &Path| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} is a symlink or not a regular file/directory",
+                what.display()
+            ),
+        )
+    };
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) if m.file_type().is_dir() => {}
+        Ok(_) => return Err(io(format!("checking {}", dir.display()))(not_ours(&dir))),
+        Err(e) => return Err(io(format!("checking {}", dir.display()))(e)),
+    }
     let safe_host: String = host
         .chars()
         .map(|c| {
@@ -108,9 +124,17 @@ pub fn append(root: &Path, host: &str, record: &Record) -> Result<()> {
         .append(true)
         .create(true)
         .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(&path)
         .map_err(io(format!("opening {}", path.display())))?;
+    if !file
+        .metadata()
+        .map_err(io(format!("checking {}", path.display())))?
+        .file_type()
+        .is_file()
+    {
+        return Err(io(format!("checking {}", path.display()))(not_ours(&path)));
+    }
     let mut line = serde_json::to_vec(record).expect("records serialise");
     line.push(b'\n');
     let _lock = Flock::exclusive(&file).map_err(io(format!("locking {}", path.display())))?;
@@ -247,5 +271,21 @@ mod tests {
             .collect();
         assert_eq!(names.len(), 1);
         assert!(!dir.path().parent().unwrap().join("evil.jsonl").exists());
+    }
+
+    #[test]
+    fn a_planted_symlink_is_never_written_through() {
+        let tmp = tempfile::tempdir().unwrap();
+        let victim = tmp.path().join("shadow");
+        std::fs::write(&victim, b"root:x:0\n").unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(records_dir(&root)).unwrap();
+        std::os::unix::fs::symlink(&victim, records_dir(&root).join("h.jsonl")).unwrap();
+        assert!(append(&root, "h", &rec(1)).is_err());
+        let root2 = tmp.path().join("root2");
+        std::fs::create_dir_all(&root2).unwrap();
+        std::os::unix::fs::symlink(tmp.path(), records_dir(&root2)).unwrap();
+        assert!(append(&root2, "shadow", &rec(1)).is_err());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"root:x:0\n");
     }
 }

@@ -104,6 +104,7 @@ impl Arch {
             upperdir: state.upperdir.clone(),
             leave_running: dump.leave_running,
             paused,
+            profile: state.profile.clone(),
         };
         let started = Instant::now();
         let outcome = checkpoint_into_store(&store, cfg, &*self.runtime, req, dump.clone());

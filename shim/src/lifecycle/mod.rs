@@ -21,13 +21,14 @@ mod staging;
 mod stop;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arch_checkpoint::{
-    arch_identity, periodic_interval, ArchConfig, ArchIdentity, CheckpointError,
+    arch_identity, load_trust, periodic_interval, ArchConfig, ArchIdentity, CheckpointError,
+    ProfileContext, DEFAULT_HOST_KEY,
 };
-use arch_image::ImageStore;
+use arch_image::{ImageStore, ProfileDigest, Trust};
 use arch_runtime::oci_spec::runtime::Spec;
 
 use crate::error::{Result, ShimError};
@@ -44,6 +45,9 @@ pub struct ArchState {
     pub upperdir: Option<PathBuf>,
     /// One stop-checkpoint at a time; the exit waits for it.
     pub gate: Arc<StopGate>,
+    /// The security profile from the spec at Create: recorded in the
+    /// images this container writes, compared with the image it restores.
+    pub profile: ProfileDigest,
     /// `ARCH_INTERVAL`, if the container asked for periodic checkpoints.
     pub interval: Option<Duration>,
     pub periodic: Periodic,
@@ -53,16 +57,30 @@ impl ArchState {
     pub fn new(
         identity: ArchIdentity,
         upperdir: Option<PathBuf>,
+        profile: ProfileDigest,
         interval: Option<Duration>,
     ) -> Self {
         ArchState {
             identity,
             upperdir,
             gate: Arc::new(StopGate::default()),
+            profile,
             interval,
             periodic: Periodic::default(),
         }
     }
+}
+
+/// The security profile of the container `id` whose spec is `spec`;
+/// `layers` names its image when the spec does not (see arch-checkpoint).
+pub fn security_profile(id: &str, spec: &Spec, layers: Option<String>) -> Result<ProfileDigest> {
+    let json = serde_json::to_value(spec)
+        .map_err(|e| ShimError::Internal(format!("{id}: the spec does not serialize: {e}")))?;
+    let ctx = ProfileContext {
+        container_id: id.to_string(),
+        layers,
+    };
+    Ok(arch_checkpoint::security_profile(&json, &ctx))
 }
 
 pub struct Arch {
@@ -71,6 +89,9 @@ pub struct Arch {
     config: std::result::Result<ArchConfig, CheckpointError>,
     runtime: Arc<dyn ContainerRuntime>,
     mounts: Arc<dyn RootfsMounts>,
+    /// The signing key and unsigned-image policy, loaded (in basic mode
+    /// the host key made) by the first ARCH container.
+    trust: OnceLock<std::result::Result<Trust, String>>,
 }
 
 impl Arch {
@@ -88,7 +109,19 @@ impl Arch {
             config,
             runtime,
             mounts,
+            trust: OnceLock::new(),
         }
+    }
+
+    /// The host's trust in its root; an error fails ARCH containers only.
+    fn trust(&self) -> Result<&Trust> {
+        let cfg = self.config()?;
+        self.trust
+            .get_or_init(|| {
+                load_trust(cfg, std::path::Path::new(DEFAULT_HOST_KEY)).map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| ShimError::FailedPrecondition(e.clone()))
     }
 
     /// Whether a new container is opted in, and under which identity. An
@@ -100,6 +133,11 @@ impl Arch {
             .map_err(|e| ShimError::InvalidArgument(format!("container {id}: {e}")))?;
         if identity.is_some() {
             if let Err(e) = &self.config {
+                return Err(ShimError::FailedPrecondition(format!(
+                    "container {id} asks for ARCH, but {e}"
+                )));
+            }
+            if let Err(e) = self.trust() {
                 return Err(ShimError::FailedPrecondition(format!(
                     "container {id} asks for ARCH, but {e}"
                 )));
@@ -139,8 +177,11 @@ impl Arch {
             .map_err(|e| ShimError::FailedPrecondition(e.to_string()))
     }
 
+    /// The checkpoint root, signing what it writes and verifying what it
+    /// reads with the host's key.
     fn store(&self) -> Result<ImageStore> {
-        Ok(ImageStore::new(&self.config()?.checkpoint_root))
+        let root = &self.config()?.checkpoint_root;
+        Ok(ImageStore::new(root).with_trust(self.trust()?.clone()))
     }
 }
 

@@ -130,6 +130,7 @@ impl Arch {
                                 upperdir: state.upperdir.clone(),
                                 leave_running: true,
                                 paused: false,
+                                profile: state.profile.clone(),
                             };
                             let started = Instant::now();
                             let outcome = checkpoint_into_store(

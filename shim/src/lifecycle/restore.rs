@@ -48,6 +48,8 @@ impl Arch {
         let work_dir = c.bundle().join("restore-work");
         let StagedRestore {
             image,
+            local,
+            taken,
             stdio,
             claim,
         } = staged;
@@ -90,7 +92,7 @@ impl Arch {
                     store.root(),
                     restore_record(identity, id, Outcome::Ok, ms, bytes, None),
                 );
-                if let Err(e) = store.retire(&identity.namespace, &identity.key) {
+                if let Err(e) = taken.retire() {
                     log::error!("{id}: could not retire the restored image: {e}");
                 }
                 pid
@@ -104,13 +106,14 @@ impl Arch {
                     rootfs: c.rootfs(),
                     terminal,
                 };
-                self.fall_back(&store, &target, &reason);
+                self.fall_back(&store, taken, &target, &reason);
                 self.fresh_start(c, stdio, register)?
             }
         };
         if let Some(claim) = claim {
             let _ = claim.release();
         }
+        drop(local);
         Ok(pid)
     }
 

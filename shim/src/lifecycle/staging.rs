@@ -6,9 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
-use arch_checkpoint::{apply_rootfs, check_compatible, CheckpointError, HostFacts, Mode};
+use arch_checkpoint::{
+    apply_rootfs, check_compatible, compare_profiles, CheckpointError, HostFacts, Mode,
+    ProfileMismatch,
+};
 use arch_faults::{points, FaultError};
-use arch_image::{Claim, Image, ImageStore};
+use arch_image::{Claim, Image, ImageStore, Taken};
 use arch_records::Outcome;
 use arch_runtime::{RuntimeError, Stdio};
 
@@ -16,9 +19,69 @@ use super::records::{record, restore_record};
 use super::{Arch, ArchState};
 use crate::mounts::Rootfs;
 
+/// Where verified copies of images are kept between Create and Start: the
+/// host's own disk, never the (possibly shared) checkpoint root.
+pub const LOCAL_RESTORE_DIR: &str = "/var/lib/containerd-arch/restore";
+
+/// The host-local, verified copy of a taken image that CRIU reads;
+/// removed when dropped (after Start, or when the restore is abandoned).
+pub struct LocalCopy(PathBuf);
+
+impl LocalCopy {
+    fn new(id: &str) -> std::io::Result<LocalCopy> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(LOCAL_RESTORE_DIR)?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
+        remove_dead_copies();
+        Ok(LocalCopy(
+            Path::new(LOCAL_RESTORE_DIR).join(format!("{}-{nanos:09}-{id}", std::process::id())),
+        ))
+    }
+}
+
+/// Copies whose shim died (`{pid}-…` of a process that is gone) between
+/// Create and Start.
+fn remove_dead_copies() {
+    let Ok(entries) = std::fs::read_dir(LOCAL_RESTORE_DIR) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            log::info!("removing the restore copy {name} of a shim that is gone");
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+impl Drop for LocalCopy {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                log::warn!("removing the restore copy {}: {e}", self.0.display());
+            }
+        }
+    }
+}
+
 /// A restore staged by Create and carried out by Start.
 pub struct StagedRestore {
+    /// The validated image: a host-local copy of `taken`, verified as it
+    /// was copied, which is what CRIU reads.
     pub image: Image,
+    pub local: LocalCopy,
+    /// The image, taken for this container alone; dropped unused (the
+    /// container deleted before Start), it goes back under its key.
+    pub taken: Taken,
     /// The container-side ends of the new stdio pipes (none for a
     /// terminal: CRIU makes a new one at Start).
     pub stdio: Stdio,
@@ -49,13 +112,21 @@ pub enum StagingError {
     Incompatible(CheckpointError),
     #[error("rootfs diff: {0}")]
     RootfsDiff(CheckpointError),
+    #[error(transparent)]
+    Profile(#[from] ProfileMismatch),
+    #[error("making a local restore copy: {0}")]
+    LocalCopy(std::io::Error),
 }
 
 impl Arch {
-    /// Finds, claims, validates and stages the image of `target`. None
-    /// means a fresh start (no image, or one that cannot be used: that one
-    /// is moved aside and the reason logged and recorded).
-    pub fn stage_restore(&self, target: &RestoreTarget) -> Option<(Image, Option<Claim>)> {
+    /// Finds, takes, validates and stages the image of `target`. None
+    /// means a fresh start (no image, one of another profile, one another
+    /// container took first, or one that cannot be used: that one is moved
+    /// aside and the reason logged and recorded).
+    pub fn stage_restore(
+        &self,
+        target: &RestoreTarget,
+    ) -> Option<(Image, LocalCopy, Taken, Option<Claim>)> {
         let (store, cfg) = (self.store().ok()?, self.config().ok()?);
         let (id, identity) = (target.id, &target.state.identity);
         let (ns, key) = (&identity.namespace, &identity.key);
@@ -65,6 +136,14 @@ impl Arch {
             .unwrap_or(false);
         if !has_image {
             return None;
+        }
+        // An image of another profile is not this container's to take:
+        // it starts fresh and leaves the image where it is.
+        if let Ok(m) = store.manifest(ns, key) {
+            if let Err(e) = compare_profiles(&m.profile, &target.state.profile) {
+                self.refuse_profile(&store, target, &m.container_id, &e);
+                return None;
+            }
         }
         let claim = if cfg.mode == Mode::NetworkFs {
             let owner = format!("{}:{}:{id}", arch_host::hostname(), std::process::id());
@@ -80,16 +159,56 @@ impl Arch {
         } else {
             None
         };
-        match self.stage(&store, target) {
-            Ok(image) => Some((image, claim)),
+        // Exactly once: the rename makes the image this container's alone,
+        // and what is validated below is what CRIU reads at Start.
+        let taken = match store.take(ns, key) {
+            Ok(t) => t,
             Err(e) => {
-                self.fall_back(&store, target, &e.to_string());
+                log::warn!(
+                    "{id}: image {ns}/{key} was taken by another restore ({e}); starting fresh"
+                );
+                return None;
+            }
+        };
+        log::info!("{id}: took {ns}/{key} as {}", taken.dir().display());
+        match self.stage(&taken, target) {
+            Ok((image, local)) => Some((image, local, taken, claim)),
+            Err(StagingError::Profile(e)) => {
+                // Swapped for another container's image since the check.
+                self.refuse_profile(&store, target, "another container", &e);
+                if let Err(e) = taken.put_back() {
+                    log::error!("{id}: putting back {ns}/{key}: {e}");
+                }
+                None
+            }
+            Err(e) => {
+                self.fall_back(&store, taken, target, &e.to_string());
                 None
             }
         }
     }
 
-    fn stage(&self, store: &ImageStore, t: &RestoreTarget) -> Result<Image, StagingError> {
+    fn refuse_profile(
+        &self,
+        store: &ImageStore,
+        t: &RestoreTarget,
+        from: &str,
+        e: &ProfileMismatch,
+    ) {
+        let (id, identity) = (t.id, &t.state.identity);
+        log::warn!(
+            "{id}: not restoring {}/{} (checkpointed from {from}): {e}; starting fresh, the image is left in place",
+            identity.namespace,
+            identity.key
+        );
+        let reason = format!("{e} (field {})", e.field);
+        record(
+            store.root(),
+            restore_record(identity, id, Outcome::Fallback, 0, 0, Some(reason)),
+        );
+    }
+
+    fn stage(&self, taken: &Taken, t: &RestoreTarget) -> Result<(Image, LocalCopy), StagingError> {
         let (ns, key) = (&t.state.identity.namespace, &t.state.identity.key);
         arch_faults::hit(t.id, points::RESTORE_STAGING)?;
         // Changes must land in the container's own layer: a snapshot the
@@ -98,7 +217,11 @@ impl Arch {
         if !t.rootfs.shim_mounted() && t.state.upperdir.is_none() {
             return Err(StagingError::NoLayer(t.rootfs.path.clone()));
         }
-        let image = store.open(ns, key)?;
+        // What CRIU reads at Start is what is verified here: a copy on this
+        // host's disk, whatever is written into the root in between.
+        let local = LocalCopy::new(t.id).map_err(StagingError::LocalCopy)?;
+        let image = taken.verify_into(&local.0)?;
+        compare_profiles(&image.manifest().profile, &t.state.profile)?;
         // A terminal cannot become pipes or the reverse: refuse before the
         // rootfs is touched.
         arch_runtime::check_image_stdio(t.id, &image.criu_dir(), t.terminal)?;
@@ -109,12 +232,18 @@ impl Arch {
         let stats = apply_rootfs(&image, &t.rootfs.path).map_err(StagingError::RootfsDiff)?;
         arch_faults::hit(t.id, points::RESTORE_ROOTFS_APPLIED)?;
         log::info!("{}: applied rootfs diff of {ns}/{key}: {stats:?}", t.id);
-        Ok(image)
+        Ok((image, local))
     }
 
     /// Keeps a failed image aside for inspection, records why, and puts
     /// the rootfs back the way the snapshot had it.
-    pub(super) fn fall_back(&self, store: &ImageStore, t: &RestoreTarget, reason: &str) {
+    pub(super) fn fall_back(
+        &self,
+        store: &ImageStore,
+        taken: Taken,
+        t: &RestoreTarget,
+        reason: &str,
+    ) {
         let (id, identity) = (t.id, &t.state.identity);
         log::error!(
             "{id}: cannot restore {}/{}: {reason}; starting fresh",
@@ -123,12 +252,14 @@ impl Arch {
         );
         let rec = restore_record(identity, id, Outcome::Fallback, 0, 0, Some(reason.into()));
         record(store.root(), rec);
-        match store.mark_failed(&identity.namespace, &identity.key, reason) {
+        match taken.fail(reason) {
             Ok(aside) => {
                 // The bundle goes away with the task: keep CRIU's story with the image.
                 let log = t.bundle.join("restore-work/restore.log");
                 if log.exists() {
-                    let _ = std::fs::copy(&log, aside.join("restore.log"));
+                    if let Err(e) = keep_log(&log, &aside.join("restore.log")) {
+                        log::warn!("{id}: restore.log not kept with the image: {e}");
+                    }
                 }
                 log::warn!("{id}: image kept for inspection at {}", aside.display())
             }
@@ -148,5 +279,46 @@ impl Arch {
                 t.rootfs.path.display()
             );
         }
+    }
+}
+
+/// Copies CRIU's log into the image set aside. The image directory is on
+/// the untrusted root: a `restore.log` planted there (a symlink to
+/// /etc/shadow, say) is never opened, the copy only ever creates a new file.
+fn keep_log(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut src = std::fs::File::open(from)?;
+    let mut dst = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(to)?;
+    std::io::copy(&mut src, &mut dst)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_log;
+
+    #[test]
+    fn a_planted_restore_log_link_is_never_written_through() {
+        let tmp = tempfile::tempdir().unwrap();
+        let victim = tmp.path().join("shadow");
+        std::fs::write(&victim, b"root:*:19000::::::\n").unwrap();
+        let log = tmp.path().join("criu.log");
+        std::fs::write(&log, b"Error (criu/cr-restore.c): boom\n").unwrap();
+        let aside = tmp.path().join("image@failed-1-abc");
+        std::fs::create_dir(&aside).unwrap();
+        std::os::unix::fs::symlink(&victim, aside.join("restore.log")).unwrap();
+        assert!(keep_log(&log, &aside.join("restore.log")).is_err());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"root:*:19000::::::\n");
+        std::fs::remove_file(aside.join("restore.log")).unwrap();
+        keep_log(&log, &aside.join("restore.log")).unwrap();
+        assert_eq!(
+            std::fs::read(aside.join("restore.log")).unwrap(),
+            std::fs::read(&log).unwrap()
+        );
     }
 }

@@ -117,6 +117,7 @@ impl Arch {
             upperdir: state.upperdir.clone(),
             leave_running: false,
             paused: false,
+            profile: state.profile.clone(),
         };
         let id = c.id().to_string();
         let container = c.clone();

@@ -44,10 +44,15 @@ impl TaskService {
             Some(_) => self.arch.interval(&id, &spec)?,
             None => None,
         };
-        let arch = identity.map(|identity| {
-            let upperdir = rootfs.upperdir(&*self.mounts, &id);
-            ArchState::new(identity, upperdir, interval)
-        });
+        let arch = match identity {
+            Some(identity) => {
+                let upperdir = rootfs.upperdir(&*self.mounts, &id);
+                let profile = crate::lifecycle::security_profile(&id, &spec, rootfs.layers())
+                    .inspect_err(|_| self.discard(&id, &rootfs))?;
+                Some(ArchState::new(identity, upperdir, profile, interval))
+            }
+            None => None,
+        };
         let paths = StdioPaths {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -146,7 +151,7 @@ impl TaskService {
             rootfs,
             terminal: paths.terminal,
         };
-        let Some((image, claim)) = self.arch.stage_restore(&target) else {
+        let Some((image, local, taken, claim)) = self.arch.stage_restore(&target) else {
             return Ok(None);
         };
         let (stdio, io) = if paths.terminal {
@@ -159,6 +164,8 @@ impl TaskService {
         Ok(Some((
             StagedRestore {
                 image,
+                local,
+                taken,
                 stdio,
                 claim,
             },

@@ -18,3 +18,4 @@ mod restore;
 mod runtime_options;
 mod scale;
 mod terminal;
+mod trust;

@@ -6,9 +6,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use arch_archive::{ImportLimits, ImportTarget};
+use arch_checkpoint::{load_trust, ArchConfig, DEFAULT_HOST_KEY};
 use arch_image::ImageStore;
 
-use crate::error::{io_err, Result};
+use crate::error::{io_err, Error, Result};
 use crate::parse::{human_size, ImageId};
 
 fn is_stdio(path: &Path) -> bool {
@@ -67,6 +68,11 @@ pub fn import(
     key: Option<String>,
 ) -> Result<i32> {
     let target = ImportTarget { namespace, key };
+    // The imported image is committed, and signed, as this host's shims
+    // would: with the host configuration's key, so they trust it.
+    let cfg = ArchConfig::from_process_env().map_err(|e| Error::Config(e.to_string()))?;
+    let trust = load_trust(&cfg, Path::new(DEFAULT_HOST_KEY)).map_err(|e| Error::Config(e.to_string()))?;
+    let store = &ImageStore::new(store.root()).with_trust(trust);
     let limits = ImportLimits::default();
     let started = Instant::now();
     let image = if is_stdio(input) {

@@ -1,18 +1,19 @@
 //! `archctl inspect NS/KEY`: manifest, validity, phase durations and files.
 
-use arch_image::{ImageStore, Manifest};
+use arch_image::ImageStore;
+
+use crate::escape::printable as p;
 use serde_json::json;
 
-use crate::error::{io_err, Result};
+use crate::error::Result;
 use crate::parse::{human_age, human_size, ImageId};
 use crate::store::now_secs;
 use crate::tags;
 
 pub fn run(store: &ImageStore, id: &ImageId, json: bool) -> Result<i32> {
     let dir = super::require_image(store, id)?;
-    let path = dir.join(arch_image::MANIFEST);
-    let bytes = std::fs::read(&path).map_err(io_err("read", &path))?;
-    let m = Manifest::parse(&bytes, &path)?;
+    // Bounded, never through a link, never blocking on a FIFO.
+    let m = arch_image::read_manifest(&dir)?;
     let valid = store
         .open(&id.namespace, &id.key)
         .map(|_| ())
@@ -34,21 +35,21 @@ pub fn run(store: &ImageStore, id: &ImageId, json: bool) -> Result<i32> {
     let cgroup = serde_json::to_value(m.cgroup_version).expect("json");
     let status = serde_json::to_value(m.status).expect("json");
     println!("image:      {id}");
-    println!("path:       {}", dir.display());
+    println!("path:       {}", p(&dir.display().to_string()));
     println!("status:     {}", status.as_str().unwrap_or("?"));
     match &valid {
         Ok(()) => println!("valid:      yes"),
-        Err(e) => println!("valid:      NO: {e}"),
+        Err(e) => println!("valid:      NO: {}", p(e)),
     }
     if let Some(f) = &m.failure {
-        println!("failure:    {f}");
+        println!("failure:    {}", p(f));
     }
-    println!("container:  {}", m.container_id);
+    println!("container:  {}", p(&m.container_id));
     println!("created:    {} ({age} ago)", m.created_at.secs);
     println!("format:     {}", m.format_version);
-    println!("criu:       {}", m.criu_version);
-    println!("kernel:     {}", m.kernel);
-    println!("arch:       {}", m.arch);
+    println!("criu:       {}", p(&m.criu_version));
+    println!("kernel:     {}", p(&m.kernel));
+    println!("arch:       {}", p(&m.arch));
     println!("cgroup:     {}", cgroup.as_str().unwrap_or("?"));
     println!(
         "size:       {} ({} bytes)",
@@ -60,13 +61,13 @@ pub fn run(store: &ImageStore, id: &ImageId, json: bool) -> Result<i32> {
         if tags.is_empty() {
             "-".into()
         } else {
-            tags.join(",")
+            p(&tags.join(","))
         }
     );
     println!("durations:");
     let total: u64 = m.durations_ms.values().sum();
     for (phase, ms) in &m.durations_ms {
-        println!("  {phase:<16} {ms:>8} ms");
+        println!("  {:<16} {ms:>8} ms", p(phase));
     }
     println!("  {:<16} {total:>8} ms", "(total)");
     println!("files:");

@@ -20,7 +20,11 @@ pub fn run(store: &ImageStore, json: bool, all: bool, tag: Option<&str>) -> Resu
         .collect();
     for e in &entries {
         if let (Kind::Committed, Err(why)) = (e.kind, &e.manifest) {
-            eprintln!("archctl: warning: {}: {why}", e.id());
+            eprintln!(
+                "archctl: warning: {}: {}",
+                crate::escape::printable(&e.id()),
+                crate::escape::printable(why)
+            );
         }
     }
     if json {

@@ -38,7 +38,10 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Ls { json, all, tag } => ls::run(&store, json, all, tag.as_deref()),
         Command::Inspect { image, json } => inspect::run(&store, &image, json),
-        Command::Validate { images } => validate::run(&store, &images),
+        Command::Validate { images, key } => {
+            let store = validate::with_key(store, key.as_deref())?;
+            validate::run(&store, &images)
+        }
         Command::Rm { images } => rm::run(&store, &images),
         Command::Gc {
             older_than,
@@ -80,6 +83,12 @@ pub fn run(cli: Cli) -> Result<i32> {
 
 /// Print rows as a left-aligned table with two-space gaps.
 pub(crate) fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    // Cells come from the untrusted root (names, manifest fields).
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| crate::escape::printable(c)).collect())
+        .collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {

@@ -1,10 +1,34 @@
 //! `archctl validate [NS/KEY...]`: full re-verification via ImageStore::open.
 
-use arch_image::ImageStore;
+use std::path::Path;
+use std::sync::Arc;
 
-use crate::error::Result;
+use arch_checkpoint::ArchConfig;
+use arch_image::{ImageStore, SigningKey, Trust};
+
+use crate::error::{Error, Result};
 use crate::parse::{human_size, ImageId};
 use crate::progress::Progress;
+
+/// The store, verifying signatures with `key` or the configured key file;
+/// without either, signatures are not checked (and a note says so).
+pub fn with_key(store: ImageStore, key: Option<&Path>) -> Result<ImageStore> {
+    let cfg = ArchConfig::from_process_env().ok();
+    let file = key
+        .map(Path::to_path_buf)
+        .or_else(|| cfg.as_ref().and_then(|c| c.signing_key_file.clone()));
+    let Some(file) = file else {
+        eprintln!(
+            "archctl: note: signatures not checked (no --key, no signing_key_file configured)"
+        );
+        return Ok(store);
+    };
+    let key = SigningKey::from_file(&file).map_err(|e| Error::Config(e.to_string()))?;
+    Ok(store.with_trust(Trust {
+        key: Some(Arc::new(key)),
+        allow_unsigned: cfg.is_some_and(|c| c.allow_unsigned),
+    }))
+}
 
 pub fn run(store: &ImageStore, ids: &[ImageId]) -> Result<i32> {
     let targets: Vec<ImageId> = if ids.is_empty() {
@@ -37,7 +61,7 @@ pub fn run(store: &ImageStore, ids: &[ImageId]) -> Result<i32> {
             }
             Err(e) => {
                 failed += 1;
-                println!("FAILED  {id}: {e}");
+                println!("FAILED  {id}: {}", crate::escape::printable(&e.to_string()));
             }
         }
         progress.tick(i + 1);

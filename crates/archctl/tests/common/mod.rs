@@ -42,6 +42,10 @@ impl Root {
             kernel: "6.8.0".into(),
             arch: "x86_64".into(),
             cgroup_version: CgroupVersion::V2,
+            profile: arch_image::ProfileDigest {
+                digest: "0".repeat(64),
+                fields: Default::default(),
+            },
         };
         st.commit(info).unwrap().dir().to_path_buf()
     }

@@ -1,0 +1,242 @@
+//! Taking an image for a restore. The image directory is renamed to a name
+//! of the restorer's own, `{key}@taken-{boot}-{pid}-{rand}`: a rename is
+//! atomic (on local disks and on NFS/EFS), so of two restorers racing for
+//! one image exactly one gets it, in `basic` mode too, and the one that
+//! gets it validates and restores the very directory it holds: nobody can
+//! swap another image in under the key between the check and CRIU.
+//!
+//! A taken image ends retired (`@restored`, after a restore), failed
+//! (`@failed-…`, kept for inspection) or put back under its key (the
+//! restore did not happen, e.g. the container was deleted before Start).
+//! A restorer that died leaves `@taken-`, which stale-temp cleanup puts
+//! back once its process is gone (or, from another host, once it is old).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::{io_err, Error, Result};
+use crate::fsutil::{fsync, mkdir_all, mkdir_new, owner_tag, rand_suffix, write_new};
+use crate::image::Image;
+use crate::manifest::{Status, Timestamp};
+use crate::store::{set_status, ImageStore, FAILURE_REASON_FILE};
+use crate::SIDECAR_SEP as SEP;
+
+/// The sidecar kind of a taken image.
+pub(crate) const TAKEN: &str = "taken-";
+
+/// An image this process took for a restore. Dropping it undecided puts it
+/// back under its key (if that is still free).
+#[derive(Debug)]
+pub struct Taken {
+    dir: PathBuf,
+    ns_dir: PathBuf,
+    namespace: String,
+    key: String,
+    trust: crate::Trust,
+    done: bool,
+}
+
+impl ImageStore {
+    /// Takes the committed image of `ns`/`key` by renaming it to a name of
+    /// this process's own. [`Error::NotFound`] when there is none, or when
+    /// another restorer took it first.
+    pub fn take(&self, ns: &str, key: &str) -> Result<Taken> {
+        self.checked_ns(ns)?;
+        let src = self.image_dir(ns, key)?;
+        let ns_dir = src.parent().expect("image dir has a parent").to_path_buf();
+        let dir = ns_dir.join(format!(
+            "{key}{SEP}{TAKEN}{}-{}",
+            owner_tag(),
+            rand_suffix()
+        ));
+        let meta = fs::symlink_metadata(&src).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound {
+                namespace: ns.into(),
+                key: key.into(),
+            },
+            _ => io_err("stat", &src)(e),
+        })?;
+        if !meta.file_type().is_dir() {
+            return Err(Error::UnexpectedFileType {
+                path: src.display().to_string(),
+            });
+        }
+        fs::rename(&src, &dir).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound {
+                namespace: ns.into(),
+                key: key.into(),
+            },
+            _ => io_err("rename", &src)(e),
+        })?;
+        fsync(&ns_dir)?;
+        Ok(Taken {
+            dir,
+            ns_dir,
+            namespace: ns.into(),
+            key: key.into(),
+            trust: self.trust().clone(),
+            done: false,
+        })
+    }
+}
+
+impl Taken {
+    /// Where the taken image is now.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reads and fully validates the taken image (the one CRIU will read).
+    pub fn open(&self) -> Result<Image> {
+        Image::load(self.dir.clone(), &self.namespace, &self.key, &self.trust)
+    }
+
+    /// Verifies the taken image into `dest`, a new private directory on
+    /// this host's own disk, and returns the copy: every listed file is
+    /// read once from the taken image (no link followed, no FIFO opened),
+    /// hashed as it is copied, and compared with the signed manifest. What
+    /// CRIU reads at Start is then exactly what was verified here, whatever
+    /// another host writes into the shared root in between.
+    pub fn verify_into(&self, dest: &Path) -> Result<Image> {
+        let bytes = crate::image::read_manifest_bytes(&self.dir)?;
+        crate::image::verify_signature(&self.dir, &bytes, &self.trust)?;
+        let manifest = crate::Manifest::parse(&bytes, &self.dir.join(crate::MANIFEST))?;
+        if manifest.namespace != self.namespace || manifest.key != self.key {
+            return Err(Error::InvalidManifest {
+                field: "namespace/key",
+                reason: format!(
+                    "manifest says {}/{}, directory is {}/{}",
+                    manifest.namespace, manifest.key, self.namespace, self.key
+                ),
+            });
+        }
+        // Nothing unlisted (a planted link, a FIFO) either, as for open().
+        let listed = manifest.files.iter().map(|f| f.path.as_str()).collect();
+        crate::image::check_unlisted(&self.dir, "", &listed)?;
+        mkdir_new(dest)?;
+        let copied = (|| {
+            for f in &manifest.files {
+                let src = crate::fsutil::open_file_beneath(&self.dir, &f.path)?;
+                let to = dest.join(&f.path);
+                if let Some(parent) = to.parent() {
+                    mkdir_all(parent)?;
+                }
+                let (size, sha256) = copy_hashed(src, &self.dir.join(&f.path), &to)?;
+                if size != f.size {
+                    return Err(Error::SizeMismatch {
+                        path: f.path.clone(),
+                        expected: f.size,
+                        actual: size,
+                    });
+                }
+                if sha256 != f.sha256 {
+                    return Err(Error::ChecksumMismatch {
+                        path: f.path.clone(),
+                        expected: f.sha256.clone(),
+                        actual: sha256,
+                    });
+                }
+            }
+            write_new(&dest.join(crate::MANIFEST), &bytes)
+        })();
+        if let Err(e) = copied {
+            let _ = fs::remove_dir_all(dest);
+            return Err(e);
+        }
+        Ok(Image::new(dest.to_path_buf(), manifest))
+    }
+
+    fn sidecar(&self, what: &str) -> PathBuf {
+        self.ns_dir.join(format!("{}{SEP}{what}", self.key))
+    }
+
+    fn rename_to(&mut self, dest: &Path) -> Result<()> {
+        fs::rename(&self.dir, dest).map_err(io_err("rename", &self.dir))?;
+        self.done = true;
+        fsync(&self.ns_dir)
+    }
+
+    /// After a restore: `{key}@restored` (replacing an older one, so only
+    /// the latest is kept), status `restored`.
+    pub fn retire(mut self) -> Result<PathBuf> {
+        let dest = self.sidecar("restored");
+        if fs::symlink_metadata(&dest).is_ok() {
+            fs::remove_dir_all(&dest).map_err(io_err("remove", &dest))?;
+        }
+        self.rename_to(&dest)?;
+        set_status(&dest, Status::Restored, None)?;
+        Ok(dest)
+    }
+
+    /// After a failed restore: `{key}@failed-{secs}-{rand}` with
+    /// `failure-reason.txt`, status `failed` when the manifest parses.
+    pub fn fail(mut self, reason: &str) -> Result<PathBuf> {
+        let what = format!("failed-{}-{}", Timestamp::now().secs, &rand_suffix()[..8]);
+        let dest = self.sidecar(&what);
+        self.rename_to(&dest)?;
+        write_new(
+            &dest.join(FAILURE_REASON_FILE),
+            format!("{reason}\n").as_bytes(),
+        )?;
+        let _ = set_status(&dest, Status::Failed, Some(reason));
+        Ok(dest)
+    }
+
+    /// Not restored after all: back under its key, unless a newer image
+    /// took the key meanwhile (then this one is stale and removed).
+    pub fn put_back(mut self) -> Result<()> {
+        self.put_back_inner()
+    }
+
+    fn put_back_inner(&mut self) -> Result<()> {
+        self.done = true;
+        let slot = self.ns_dir.join(&self.key);
+        if fs::symlink_metadata(&slot).is_ok() {
+            log::info!(
+                "{}: a newer image took its key; removing it",
+                self.dir.display()
+            );
+            return fs::remove_dir_all(&self.dir).map_err(io_err("remove", &self.dir));
+        }
+        fs::rename(&self.dir, &slot).map_err(io_err("rename", &self.dir))?;
+        fsync(&self.ns_dir)
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Err(e) = self.put_back_inner() {
+                log::warn!("putting back {}: {e}", self.dir.display());
+            }
+        }
+    }
+}
+
+/// Copies `from` to a new 0600 file `to`, returning the size and sha256 of
+/// the bytes written (read once: what was hashed is what was copied).
+fn copy_hashed(mut src: fs::File, from: &Path, to: &Path) -> Result<(u64, String)> {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut dst = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(crate::fsutil::FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(to)
+        .map_err(io_err("create", to))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = src.read(&mut buf).map_err(io_err("read", from))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        dst.write_all(&buf[..n]).map_err(io_err("write", to))?;
+        size += n as u64;
+    }
+    Ok((size, hex::encode(h.finalize())))
+}
