@@ -24,3 +24,9 @@ pub const DELETE_RETRY: Duration = Duration::from_secs(10);
 
 /// How long Shutdown waits for queued events (TaskDelete) to reach containerd.
 pub const EVENTS_FLUSH: Duration = Duration::from_secs(5);
+
+/// How often a checkpoint tries to freeze the container before it gives up
+/// (and the container gets its stop signal), and the pause after the n-th
+/// failed try (n times this).
+pub const FREEZE_ATTEMPTS: u32 = 5;
+pub const FREEZE_BACKOFF: Duration = Duration::from_millis(250);

@@ -2,17 +2,18 @@
 //! shim's runtime, queued for a host-wide dump slot.
 
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use arch_checkpoint::{
     default_steps, run_dump_chain, ArchConfig, DumpContext, DumpOutcome, DumpRequest, DumpSlots,
-    Dumper, HostProcs,
+    Dumper, HostProcs, Slot,
 };
 use arch_image::ImageStore;
 use arch_runtime::{DumpOptions, RuntimeError};
 
 use crate::seams::ContainerRuntime;
-use crate::timeouts::STALE_TEMP_AGE;
+use crate::timeouts::{FREEZE_ATTEMPTS, FREEZE_BACKOFF, STALE_TEMP_AGE};
 
 /// The runtime as the dump chain sees it.
 struct RuntimeDumper<'a> {
@@ -21,6 +22,34 @@ struct RuntimeDumper<'a> {
     base: DumpOptions,
     /// The host-wide limit on dumps at once.
     slots: DumpSlots,
+    /// Held from the freeze to the end of the dump: a container waiting for
+    /// its turn keeps running, and hundreds of stops at once never freeze
+    /// hundreds of cgroups at once (the freezer gave up under that load).
+    slot: Mutex<Option<Slot>>,
+}
+
+impl RuntimeDumper<'_> {
+    /// Takes this dump's slot, waiting for one if all are busy.
+    fn take_slot(&self) {
+        let mut held = self.slot.lock().unwrap();
+        if held.is_some() {
+            return;
+        }
+        let queued = Instant::now();
+        *held = self.slots.acquire();
+        if let Some(s) = held.as_ref() {
+            log::info!(
+                "{}: dump slot {} after {} ms",
+                self.id,
+                s.index,
+                queued.elapsed().as_millis()
+            );
+        }
+    }
+
+    fn release_slot(&self) {
+        self.slot.lock().unwrap().take();
+    }
 }
 
 impl Dumper for RuntimeDumper<'_> {
@@ -39,24 +68,34 @@ impl Dumper for RuntimeDumper<'_> {
             frozen: true,
             ..self.base.clone()
         };
-        let queued = Instant::now();
-        let slot = self.slots.acquire();
-        if let Some(s) = &slot {
-            log::info!(
-                "{}: dump slot {} after {} ms",
-                self.id,
-                s.index,
-                queued.elapsed().as_millis()
-            );
-        }
-        self.runtime.checkpoint(self.id, &opts)
+        self.take_slot();
+        let dumped = self.runtime.checkpoint(self.id, &opts);
+        self.release_slot();
+        dumped
     }
 
     fn freeze(&self) -> Result<(), RuntimeError> {
-        self.runtime.pause(self.id)
+        self.take_slot();
+        // The v1 freezer gives up after about half a second of FREEZING
+        // (libcgroups), which a loaded host can take: try again a few times.
+        let mut frozen = self.runtime.pause(self.id);
+        for attempt in 1..FREEZE_ATTEMPTS {
+            let Err(e) = &frozen else { break };
+            log::warn!(
+                "{}: freezing for the dump (attempt {attempt}): {e}",
+                self.id
+            );
+            std::thread::sleep(FREEZE_BACKOFF * attempt);
+            frozen = self.runtime.pause(self.id);
+        }
+        if frozen.is_err() {
+            self.release_slot();
+        }
+        frozen
     }
 
     fn thaw(&self) -> Result<(), RuntimeError> {
+        self.release_slot();
         self.runtime.resume(self.id)
     }
 
@@ -93,6 +132,7 @@ pub(super) fn checkpoint_into_store(
         id: &id,
         base,
         slots: DumpSlots::new(arch_host::paths::dump_slot_dir(), cfg.max_concurrent_dumps),
+        slot: Mutex::new(None),
     };
     run_dump_chain(
         &default_steps(),

@@ -71,7 +71,8 @@ pub fn import(
     // The imported image is committed, and signed, as this host's shims
     // would: with the host configuration's key, so they trust it.
     let cfg = ArchConfig::from_process_env().map_err(|e| Error::Config(e.to_string()))?;
-    let trust = load_trust(&cfg, Path::new(DEFAULT_HOST_KEY)).map_err(|e| Error::Config(e.to_string()))?;
+    let trust =
+        load_trust(&cfg, Path::new(DEFAULT_HOST_KEY)).map_err(|e| Error::Config(e.to_string()))?;
     let store = &ImageStore::new(store.root()).with_trust(trust);
     let limits = ImportLimits::default();
     let started = Instant::now();
