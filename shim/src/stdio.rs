@@ -5,6 +5,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -164,8 +165,30 @@ fn copy_thread(
         })
 }
 
+/// Opens containerd's FIFO for writing: at once if its reader is there (the
+/// usual case: clients open their end before Create/Exec), else in the copy
+/// thread when the reader comes. Opening at once matters on a loaded host:
+/// a copy thread not yet scheduled when a short process exits would leave
+/// the FIFO unopened, and a client that gives up on an unopened FIFO (ctr
+/// cancels its I/O once the process is deleted) loses the output.
 fn open_fifo_write(path: String) -> impl FnOnce() -> io::Result<File> {
-    move || OpenOptions::new().write(true).open(path)
+    let now = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .and_then(|f| {
+            // Writes block again, as a pipe's should.
+            let flags = nix::fcntl::fcntl(f.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL)?;
+            let flags =
+                nix::fcntl::OFlag::from_bits_truncate(flags) - nix::fcntl::OFlag::O_NONBLOCK;
+            nix::fcntl::fcntl(f.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags))?;
+            Ok(f)
+        });
+    move || match now {
+        Ok(f) => Ok(f),
+        // ENXIO: no reader yet; wait for one.
+        Err(_) => OpenOptions::new().write(true).open(path),
+    }
 }
 
 /// Feeds containerd's stdin FIFO into `sink` until EOF or CloseIO.

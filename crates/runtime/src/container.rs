@@ -74,10 +74,19 @@ impl Runtime {
 }
 
 impl ContainerHandle {
+    /// Starts the init, and returns once it runs the container's program:
+    /// libcontainer only tells it to go, and until its execve the init is
+    /// still a copy of the shim. A checkpoint or pause right after Start
+    /// (ctr and the CRI do both) would otherwise catch that copy, which
+    /// CRIU cannot dump (the shim's binary is not in the container).
     pub fn start(&mut self) -> Result<()> {
         self.inner
             .start()
-            .map_err(RuntimeError::lc(&self.id, "start"))
+            .map_err(RuntimeError::lc(&self.id, "start"))?;
+        if let Some(pid) = self.inner.pid() {
+            wait_for_exec(pid.as_raw(), EXEC_WAIT);
+        }
+        Ok(())
     }
 
     /// Signals the init process, or every process in the cgroup with `all`.
@@ -145,4 +154,23 @@ impl ContainerHandle {
             .map_err(RuntimeError::lc(&self.id, "read config"))?;
         Ok(config.cgroup_path)
     }
+}
+
+/// How long Start waits for the init's execve (a slow exec is not an
+/// error: the init reports its own failure by exiting).
+const EXEC_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits until `pid` no longer runs this process's own binary (it exec'd,
+/// or exited), up to `limit`.
+fn wait_for_exec(pid: i32, limit: std::time::Duration) {
+    let ours = std::fs::read_link("/proc/self/exe").ok();
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        match std::fs::read_link(format!("/proc/{pid}/exe")) {
+            Ok(exe) if Some(&exe) == ours.as_ref() => {}
+            _ => return,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    log::warn!("init {pid} had not exec'd {limit:?} after Start");
 }
