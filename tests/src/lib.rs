@@ -149,6 +149,22 @@ impl Ctr {
         }
     }
 
+    /// A file of container `id`'s rootfs (`rel` below it), read from the
+    /// host. Workloads rewrite their files (truncate, then write): a read
+    /// between the two is empty, so an empty read is retried (5 s).
+    pub fn rootfs_file(&self, id: &str, rel: &str) -> String {
+        let path = self.bundle(id).join("rootfs").join(rel);
+        let mut value = String::new();
+        wait_until(Duration::from_secs(5), || {
+            value = std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            !value.is_empty()
+        });
+        value
+    }
+
     pub fn task_status(&self, id: &str) -> Option<String> {
         let r = self.run(&["task", "ls"]);
         r.stdout.lines().find_map(|l| {

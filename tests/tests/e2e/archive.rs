@@ -3,23 +3,14 @@
 //! root in real use) and restores there.
 
 use std::process::Command;
-use std::time::Duration;
 
-use arch_e2e::{checkpoint_root, ctr, unique_id, wait_until, Ctr};
+use arch_e2e::{checkpoint_root, ctr, unique_id, Ctr};
 
 const WORKLOAD: &str = "boot=$(cat /proc/sys/kernel/random/uuid); i=0; \
     while true; do i=$((i+1)); echo $i > /tmp/count; echo $boot > /tmp/boot; sleep 0.1; done";
 
 fn boot(c: &Ctr, id: &str) -> String {
-    let mut value = String::new();
-    wait_until(Duration::from_secs(5), || {
-        value = std::fs::read_to_string(c.bundle(id).join("rootfs/tmp/boot"))
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        !value.is_empty()
-    });
-    value
+    c.rootfs_file(id, "tmp/boot")
 }
 
 fn archctl_bin() -> String {

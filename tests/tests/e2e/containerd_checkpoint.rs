@@ -15,10 +15,7 @@ const COUNTER: &str = "boot=$$-$RANDOM-$RANDOM; i=0; \
     while true; do i=$((i+1)); echo $i > /tmp/count; echo $boot > /tmp/boot; sleep 0.1; done";
 
 fn read(c: &Ctr, id: &str, file: &str) -> String {
-    std::fs::read_to_string(c.bundle(id).join("rootfs/tmp").join(file))
-        .unwrap_or_default()
-        .trim()
-        .to_string()
+    c.rootfs_file(id, &format!("tmp/{file}"))
 }
 
 fn count(c: &Ctr, id: &str) -> u64 {

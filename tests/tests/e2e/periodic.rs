@@ -12,16 +12,7 @@ const COUNTER: &str = "boot=$(cat /proc/sys/kernel/random/uuid); i=0; \
     while true; do i=$((i+1)); echo $i > /tmp/count; echo $boot > /tmp/boot; sleep 0.1; done";
 
 fn read(c: &Ctr, id: &str, file: &str) -> String {
-    let mut value = String::new();
-    // A read between truncate and write is empty: read again.
-    wait_until(Duration::from_secs(5), || {
-        value = std::fs::read_to_string(c.bundle(id).join("rootfs/tmp").join(file))
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        !value.is_empty()
-    });
-    value
+    c.rootfs_file(id, &format!("tmp/{file}"))
 }
 
 fn count(c: &Ctr, id: &str) -> u64 {
