@@ -3,12 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use libcgroups::common::{
-    create_cgroup_manager, AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt,
-};
+use libcgroups::common::{AnyCgroupManager, CgroupManager, ControllerOpt};
 pub use libcgroups::stats::Stats as CgroupStats;
 use libcontainer::oci_spec::runtime::LinuxResources;
 
+use crate::cgroup_driver::{self, CgroupDriver};
 use crate::error::{Result, RuntimeError};
 
 use arch_host::paths::CGROUP_ROOT;
@@ -16,13 +15,15 @@ use arch_host::paths::CGROUP_ROOT;
 pub struct Cgroup {
     id: String,
     path: PathBuf,
+    driver: CgroupDriver,
 }
 
 impl Cgroup {
-    pub(crate) fn new(id: &str, path: PathBuf) -> Self {
+    pub(crate) fn new(id: &str, path: PathBuf, driver: CgroupDriver) -> Self {
         Self {
             id: id.to_string(),
             path,
+            driver,
         }
     }
 
@@ -31,12 +32,7 @@ impl Cgroup {
     }
 
     fn manager(&self) -> Result<AnyCgroupManager> {
-        create_cgroup_manager(CgroupConfig {
-            cgroup_path: self.path.clone(),
-            systemd_cgroup: false,
-            container_name: self.id.clone(),
-        })
-        .map_err(|e| self.err(e))
+        cgroup_driver::manager(&self.id, &self.path, self.driver)
     }
 
     pub fn stats(&self) -> Result<CgroupStats> {
@@ -61,8 +57,8 @@ impl Cgroup {
     /// Calls `on_oom` each time the kernel's OOM killer acts in this cgroup,
     /// from a thread that ends when the cgroup is removed.
     pub fn watch_oom(&self, on_oom: impl Fn() + Send + 'static) -> Result<()> {
-        let rel = self.path.strip_prefix("/").unwrap_or(&self.path);
-        let v1 = Path::new(CGROUP_ROOT).join("memory").join(rel);
+        let rel = cgroup_driver::cgroup_dir(&self.path, self.driver);
+        let v1 = Path::new(CGROUP_ROOT).join("memory").join(&rel);
         if v1.join("memory.oom_control").exists() {
             let efd = v1_oom_eventfd(&v1).map_err(|e| self.err(format!("oom eventfd: {e}")))?;
             self.oom_thread()
@@ -70,7 +66,7 @@ impl Cgroup {
                 .map_err(|e| self.err(format!("oom watch thread: {e}")))?;
             return Ok(());
         }
-        let v2 = Path::new(CGROUP_ROOT).join(rel).join("memory.events");
+        let v2 = Path::new(CGROUP_ROOT).join(&rel).join("memory.events");
         if v2.exists() {
             self.oom_thread()
                 .spawn(move || v2_oom_loop(v2, on_oom))

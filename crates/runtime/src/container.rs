@@ -6,6 +6,7 @@ use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::signal::Signal;
 
 use crate::cgroup::Cgroup;
+use crate::cgroup_driver::CgroupDriver;
 use crate::dump::DumpOptions;
 use crate::error::{Result, RuntimeError};
 use crate::exec_security::ExecSecurity;
@@ -129,6 +130,7 @@ impl ContainerHandle {
             .inner
             .spec()
             .map_err(RuntimeError::lc(&self.id, "read config"))?;
-        Ok(Cgroup::new(&self.id, config.cgroup_path))
+        let driver = CgroupDriver::from_systemd(self.inner.systemd());
+        Ok(Cgroup::new(&self.id, config.cgroup_path, driver))
     }
 }
