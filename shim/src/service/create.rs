@@ -8,6 +8,7 @@ use containerd_shim::api::{self, Status};
 use containerd_shim::protos::events::task::{TaskCreate, TaskIO, TaskOOM, TaskStart};
 use containerd_shim::protos::topics;
 
+use super::runtime_options::cgroup_driver;
 use super::{load_spec, TaskService};
 use crate::container::{Container, PendingRestore};
 use crate::error::{io_err, Result, ShimError};
@@ -27,6 +28,7 @@ impl TaskService {
         }
         let bundle = PathBuf::from(&req.bundle);
         let spec = load_spec(&bundle)?;
+        let cgroup_driver = cgroup_driver(&req, &spec)?;
         self.arch.arm_faults(&id, &spec)?;
         let identity = self.arch.identify(&id, &spec)?;
         let rootfs = Rootfs::new(&bundle, &spec, &req.rootfs);
@@ -67,7 +69,7 @@ impl TaskService {
                 }
             }
             let (pid, io) = spawn_with_stdio(&paths, |console, stdio| {
-                create_container(&*self.runtime, &id, &bundle, console, stdio)
+                create_container(&*self.runtime, &id, &bundle, cgroup_driver, console, stdio)
             })?;
             init.set_io(io);
             Ok((pid, None))
@@ -79,14 +81,10 @@ impl TaskService {
                 return Err(e);
             }
         };
-        let container = Arc::new(Container::new(
-            &id,
-            &bundle,
-            rootfs,
-            init.clone(),
-            arch,
-            staged,
-        ));
+        let container = Arc::new(
+            Container::new(&id, &bundle, rootfs, init.clone(), arch, staged)
+                .with_cgroup_driver(cgroup_driver),
+        );
         self.containers
             .lock()
             .unwrap()
