@@ -430,9 +430,11 @@ fn a_shim_killed_mid_restore_leaves_nothing_running() {
     );
     let state = Path::new("/run/containerd-arch/arch-test").join(&second);
     let cgroup = Path::new("/sys/fs/cgroup/memory/arch-test").join(&second);
+    let v2 = arch_e2e::cgroup_v2_dir(&second);
     assert!(
         wait_until(Duration::from_secs(20), || !state.exists()
-            && !cgroup.exists()),
+            && !cgroup.exists()
+            && !v2.exists()),
         "containerd's cleanup left state or cgroup behind"
     );
     // The image is either still whole (not consumed) or moved aside.
