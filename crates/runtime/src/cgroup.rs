@@ -1,7 +1,6 @@
 //! The container's cgroup: statistics, pids, resource updates, OOM watching.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use libcgroups::common::{AnyCgroupManager, CgroupManager, ControllerOpt};
 pub use libcgroups::stats::Stats as CgroupStats;
@@ -69,7 +68,9 @@ impl Cgroup {
         let v2 = Path::new(CGROUP_ROOT).join(&rel).join("memory.events");
         if v2.exists() {
             self.oom_thread()
-                .spawn(move || v2_oom_loop(v2, on_oom))
+                .spawn(move || {
+                    let _ = crate::oom_v2::watch(v2, on_oom);
+                })
                 .map_err(|e| self.err(format!("oom watch thread: {e}")))?;
         }
         Ok(())
@@ -107,22 +108,5 @@ fn v1_oom_loop(mut efd: std::fs::File, dir: PathBuf, on_oom: impl Fn()) {
             return;
         }
         on_oom();
-    }
-}
-
-fn v2_oom_loop(events: PathBuf, on_oom: impl Fn()) {
-    let read_count = || -> Option<u64> {
-        let text = std::fs::read_to_string(&events).ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("oom_kill "))
-            .and_then(|v| v.trim().parse().ok())
-    };
-    let mut seen = read_count().unwrap_or(0);
-    while let Some(count) = read_count() {
-        if count > seen {
-            seen = count;
-            on_oom();
-        }
-        std::thread::sleep(Duration::from_millis(500));
     }
 }

@@ -20,6 +20,7 @@ mod image_stdio;
 mod libcontainer_spec;
 mod namespaces;
 mod notify;
+mod oom_v2;
 mod proc_tree;
 mod restore;
 mod restore_target;
