@@ -26,6 +26,8 @@ export ARCH_CHECKPOINT_ROOT=/var/lib/arch-vm/checkpoint ARCH_SHIM_DIR="$PWD/targ
 export ARCH_TEST_IMAGE_TAR="$PWD/target/arch-vm/arch-test-busybox.oci.tar"
 export ARCH_E2E_ADDRESS="$ARCH_TEST_DIR/containerd.sock" ARCH_E2E_CHECKPOINT_ROOT="$ARCH_CHECKPOINT_ROOT"
 export RUST_BACKTRACE=1
+# TCG emulates the CPU: waits for a state (a checkpoint committing) take longer.
+export ARCH_E2E_TIME_SCALE="${ARCH_E2E_TIME_SCALE:-5}"
 summary=()
 fail=0
 counts() { # the "test result" line of a libtest run -> "P passed, F failed"

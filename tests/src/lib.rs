@@ -274,8 +274,19 @@ impl Drop for Container {
     }
 }
 
+/// `ARCH_E2E_TIME_SCALE` (default 1): how many times longer the waits for
+/// a state may take on a slow machine (the VM suite emulates its CPU).
+pub fn time_scale() -> u32 {
+    std::env::var("ARCH_E2E_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(1)
+}
+
+/// Polls `f` until it holds or `limit` (times [`time_scale`]) passed.
 pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
+    let end = Instant::now() + limit * time_scale();
     while Instant::now() < end {
         if f() {
             return true;

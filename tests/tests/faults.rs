@@ -407,7 +407,7 @@ fn a_shim_killed_mid_restore_leaves_nothing_running() {
     };
     let start = Instant::now();
     let mut killed = false;
-    while start.elapsed() < Duration::from_secs(20) && !killed {
+    while start.elapsed() < Duration::from_secs(20) * arch_e2e::time_scale() && !killed {
         // restore-work/ appears just before CRIU starts restoring.
         if c.bundle(&second).join("restore-work").exists() && !criu_pids().is_empty() {
             std::thread::sleep(Duration::from_millis(300));
