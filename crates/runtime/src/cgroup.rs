@@ -35,7 +35,18 @@ impl Cgroup {
     }
 
     pub fn stats(&self) -> Result<CgroupStats> {
-        self.manager()?.stats().map_err(|e| self.err(e))
+        let manager = self.manager()?;
+        match manager.stats() {
+            Ok(stats) => Ok(stats),
+            // A systemd scope lacks hugetlb's files (see v2_controllers).
+            Err(e) if self.driver.is_systemd() => {
+                let rel = cgroup_driver::cgroup_dir(&self.path, self.driver);
+                crate::v2_controllers::enable_down_to(Path::new(CGROUP_ROOT), &rel, "hugetlb")
+                    .map_err(|why| self.err(format!("{e} (enabling hugetlb: {why})")))?;
+                manager.stats().map_err(|e| self.err(e))
+            }
+            Err(e) => Err(self.err(e)),
+        }
     }
 
     pub fn pids(&self) -> Result<Vec<i32>> {

@@ -25,6 +25,7 @@ mod proc_tree;
 mod restore;
 mod restore_target;
 mod spawn;
+mod v2_controllers;
 
 pub use cgroup::{Cgroup, CgroupStats};
 pub use cgroup_driver::{cgroup_dir, is_systemd_path, CgroupDriver};
