@@ -31,7 +31,7 @@ export ARCH_E2E_TIME_SCALE="${ARCH_E2E_TIME_SCALE:-5}"
 summary=()
 fail=0
 counts() { # the "test result" line of a libtest run -> "P passed, F failed"
-    sed -n 's/^test result: [A-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 passed, \2 failed/p' "$1" | tail -n 1
+    sed -n 's/^test result: [A-Za-z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 passed, \2 failed/p' "$1" | tail -n 1
 }
 for driver in "$@"; do
     case "$driver" in
