@@ -1,5 +1,5 @@
 # ARCH — see README.md. Every target that touches containers runs as root.
-.PHONY: all build build-test release demo test unit e2e e2e-matrix conformance bench lint clean
+.PHONY: all build build-test release demo test test-vm unit e2e e2e-matrix conformance bench lint clean
 
 all: build
 
@@ -21,6 +21,11 @@ demo:
 # One command: the whole suite, as CI runs it.
 test:
 	hack/test.sh
+
+# The e2e subset on cgroup v2 (cgroupfs and systemd drivers) in a QEMU
+# guest: this host's cgroup mounts stay untouched. See hack/vm/.
+test-vm:
+	hack/vm/test-vm.sh
 
 unit:
 	cargo test --workspace --exclude arch-e2e

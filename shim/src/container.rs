@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use arch_runtime::CgroupDriver;
+
 use crate::error::{Result, ShimError};
 use crate::lifecycle::{ArchState, StagedRestore};
 use crate::mounts::Rootfs;
@@ -29,6 +31,9 @@ pub struct Container {
     execs: Mutex<HashMap<String, Arc<Process>>>,
     arch: Option<ArchState>,
     pending: Mutex<Option<PendingRestore>>,
+    /// Who manages the container's cgroup, chosen at Create; a restore or
+    /// a fallback start uses it too.
+    cgroup_driver: CgroupDriver,
 }
 
 impl Container {
@@ -48,7 +53,17 @@ impl Container {
             execs: Mutex::new(HashMap::new()),
             arch,
             pending: Mutex::new(pending),
+            cgroup_driver: CgroupDriver::default(),
         }
+    }
+
+    pub fn with_cgroup_driver(mut self, driver: CgroupDriver) -> Self {
+        self.cgroup_driver = driver;
+        self
+    }
+
+    pub fn cgroup_driver(&self) -> CgroupDriver {
+        self.cgroup_driver
     }
 
     pub fn id(&self) -> &str {

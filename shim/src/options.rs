@@ -50,6 +50,9 @@ pub struct RuntimeOptions {
     /// Owner of the stdio pipes the shim makes (runc's `IoUid`/`IoGid`);
     /// None when both are 0 (root, what the shim creates anyway).
     pub io_owner: Option<(u32, u32)>,
+    /// runc's `SystemdCgroup = true` (None otherwise): which cgroup driver
+    /// Create uses (see service/runtime_options.rs).
+    pub systemd_cgroup: Option<bool>,
 }
 
 impl RuntimeOptions {
@@ -57,6 +60,7 @@ impl RuntimeOptions {
         RuntimeOptions {
             shim_cgroup: (!shim_cgroup.is_empty()).then(|| shim_cgroup.to_string()),
             io_owner: (io_uid != 0 || io_gid != 0).then_some((io_uid, io_gid)),
+            systemd_cgroup: None,
         }
     }
 }
@@ -118,8 +122,6 @@ fn refuse(name: &'static str, why: &'static str) -> OptionsError {
     OptionsError::Refused { name, why }
 }
 
-const NO_SYSTEMD: &str =
-    "the shim manages cgroups with cgroupfs only (no systemd cgroup driver yet)";
 const NO_RUNC: &str = "ARCH runs containers in-process with libcontainer, not with a runc binary";
 const NO_PIVOT: &str = "containers always pivot_root into their rootfs";
 const NO_KEYRING: &str = "containers always get a new session keyring";
@@ -128,9 +130,6 @@ const NO_TASK_API: &str = "the shim serves the task API on its own socket only";
 /// runc's options: honour ShimCgroup, IoUid, IoGid; CRIU paths belong to
 /// checkpoint/restore requests; refuse the rest when set.
 fn from_runc(o: &RuncOptions) -> Result<RuntimeOptions, OptionsError> {
-    if o.systemd_cgroup {
-        return Err(refuse("SystemdCgroup", NO_SYSTEMD));
-    }
     if !o.binary_name.is_empty() {
         return Err(refuse("BinaryName", NO_RUNC));
     }
@@ -147,7 +146,12 @@ fn from_runc(o: &RuncOptions) -> Result<RuntimeOptions, OptionsError> {
     if !o.task_api_address.is_empty() || o.task_api_version != 0 {
         return Err(refuse("TaskApiAddress/TaskApiVersion", NO_TASK_API));
     }
-    Ok(RuntimeOptions::new(&o.shim_cgroup, o.io_uid, o.io_gid))
+    Ok(RuntimeOptions {
+        // Only `true` says something: false is also what options that never
+        // mention it decode to, and then the cgroupsPath's form decides.
+        systemd_cgroup: o.systemd_cgroup.then_some(true),
+        ..RuntimeOptions::new(&o.shim_cgroup, o.io_uid, o.io_gid)
+    })
 }
 
 /// The TOML form (CRI's options table, ctr's --runtime-config-path file),
@@ -318,13 +322,6 @@ mod tests {
         let cases: Vec<(RuncOptions, &str)> = vec![
             (
                 RuncOptions {
-                    systemd_cgroup: true,
-                    ..Default::default()
-                },
-                "SystemdCgroup",
-            ),
-            (
-                RuncOptions {
                     binary_name: "crun".into(),
                     ..Default::default()
                 },
@@ -393,8 +390,12 @@ mod tests {
 
     #[test]
     fn toml_refusals_and_typos() {
-        let err = parse(Some(&generic_any("", "SystemdCgroup = true\n")), &no_file).unwrap_err();
-        assert_eq!(err, refuse("SystemdCgroup", NO_SYSTEMD));
+        let systemd = parse(Some(&generic_any("", "SystemdCgroup = true\n")), &no_file).unwrap();
+        assert_eq!(
+            systemd.systemd_cgroup,
+            Some(true),
+            "the systemd driver is honoured"
+        );
         let err = parse(Some(&generic_any("", "ShimCgroupp = \"/x\"\n")), &no_file).unwrap_err();
         assert_eq!(err, OptionsError::UnknownKey("ShimCgroupp".into()));
         assert!(err.to_string().contains("ShimCgroupp"));

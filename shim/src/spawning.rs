@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use arch_runtime::{CreateRequest, Stdio};
+use arch_runtime::{CgroupDriver, CreateRequest, Stdio};
 
 use crate::error::{io_err, Result, ShimError};
 use crate::seams::ContainerRuntime;
@@ -50,6 +50,7 @@ pub fn create_container(
     runtime: &dyn ContainerRuntime,
     id: &str,
     bundle: &Path,
+    cgroup_driver: CgroupDriver,
     console_socket: Option<PathBuf>,
     stdio: Stdio,
 ) -> Result<i32> {
@@ -59,5 +60,6 @@ pub fn create_container(
         state_root: runtime.state_root().to_path_buf(),
         console_socket,
         stdio,
+        cgroup_driver,
     })?)
 }

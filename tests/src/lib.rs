@@ -61,11 +61,66 @@ impl From<Output> for Run {
     }
 }
 
+/// The systemd slice the tests' containers go to when
+/// `ARCH_E2E_SYSTEMD_SLICE` is set (the systemd cgroup driver run).
+pub fn systemd_slice() -> Option<String> {
+    std::env::var("ARCH_E2E_SYSTEMD_SLICE")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// `ctr run` arguments with `--cgroup slice:arch-test:ID` added when the
+/// tests run under the systemd driver (ctr sends no runtime options to a
+/// non-runc runtime: the cgroupsPath's form selects the driver).
+fn with_cgroup_arg(args: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let Some(slice) = systemd_slice() else {
+        return out;
+    };
+    if args.first() != Some(&"run") || args.contains(&"--cgroup") {
+        return out;
+    }
+    if let Some(id) = args
+        .iter()
+        .position(|a| *a == IMAGE)
+        .and_then(|i| args.get(i + 1))
+    {
+        out.splice(
+            1..1,
+            ["--cgroup".to_string(), format!("{slice}:arch-test:{id}")],
+        );
+    }
+    out
+}
+
+/// The container's cgroup v2 directory: `/sys/fs/cgroup/arch-test/ID`
+/// (ctr's cgroupsPath), or its systemd scope under the driver run.
+pub fn cgroup_v2_dir(id: &str) -> std::path::PathBuf {
+    let root = Path::new("/sys/fs/cgroup");
+    match systemd_slice() {
+        Some(slice) => root
+            .join(slice_dir(&slice))
+            .join(format!("arch-test-{id}.scope")),
+        None => root.join("arch-test").join(id),
+    }
+}
+
+/// `a-b.slice` is `a.slice/a-b.slice` in the cgroup tree.
+fn slice_dir(slice: &str) -> std::path::PathBuf {
+    let mut dir = std::path::PathBuf::new();
+    let mut acc = String::new();
+    for part in slice.trim_end_matches(".slice").split('-') {
+        dir.push(format!("{acc}{part}.slice"));
+        acc = format!("{acc}{part}-");
+    }
+    dir
+}
+
 impl Ctr {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new("ctr");
         c.args(["--address", &self.address, "--namespace", &self.namespace]);
-        c.args(args);
+        c.args(with_cgroup_arg(args));
         c.stdin(Stdio::null());
         c
     }
@@ -235,8 +290,19 @@ impl Drop for Container {
     }
 }
 
+/// `ARCH_E2E_TIME_SCALE` (default 1): how many times longer the waits for
+/// a state may take on a slow machine (the VM suite emulates its CPU).
+pub fn time_scale() -> u32 {
+    std::env::var("ARCH_E2E_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(1)
+}
+
+/// Polls `f` until it holds or `limit` (times [`time_scale`]) passed.
 pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
+    let end = Instant::now() + limit * time_scale();
     while Instant::now() < end {
         if f() {
             return true;

@@ -1,14 +1,12 @@
 //! The container's cgroup: statistics, pids, resource updates, OOM watching.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use libcgroups::common::{
-    create_cgroup_manager, AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt,
-};
+use libcgroups::common::{AnyCgroupManager, CgroupManager, ControllerOpt};
 pub use libcgroups::stats::Stats as CgroupStats;
 use libcontainer::oci_spec::runtime::LinuxResources;
 
+use crate::cgroup_driver::{self, CgroupDriver};
 use crate::error::{Result, RuntimeError};
 
 use arch_host::paths::CGROUP_ROOT;
@@ -16,13 +14,15 @@ use arch_host::paths::CGROUP_ROOT;
 pub struct Cgroup {
     id: String,
     path: PathBuf,
+    driver: CgroupDriver,
 }
 
 impl Cgroup {
-    pub(crate) fn new(id: &str, path: PathBuf) -> Self {
+    pub(crate) fn new(id: &str, path: PathBuf, driver: CgroupDriver) -> Self {
         Self {
             id: id.to_string(),
             path,
+            driver,
         }
     }
 
@@ -31,16 +31,22 @@ impl Cgroup {
     }
 
     fn manager(&self) -> Result<AnyCgroupManager> {
-        create_cgroup_manager(CgroupConfig {
-            cgroup_path: self.path.clone(),
-            systemd_cgroup: false,
-            container_name: self.id.clone(),
-        })
-        .map_err(|e| self.err(e))
+        cgroup_driver::manager(&self.id, &self.path, self.driver)
     }
 
     pub fn stats(&self) -> Result<CgroupStats> {
-        self.manager()?.stats().map_err(|e| self.err(e))
+        let manager = self.manager()?;
+        match manager.stats() {
+            Ok(stats) => Ok(stats),
+            // A systemd scope lacks hugetlb's files (see v2_controllers).
+            Err(e) if self.driver.is_systemd() => {
+                let rel = cgroup_driver::cgroup_dir(&self.path, self.driver);
+                crate::v2_controllers::enable_down_to(Path::new(CGROUP_ROOT), &rel, "hugetlb")
+                    .map_err(|why| self.err(format!("{e} (enabling hugetlb: {why})")))?;
+                manager.stats().map_err(|e| self.err(e))
+            }
+            Err(e) => Err(self.err(e)),
+        }
     }
 
     pub fn pids(&self) -> Result<Vec<i32>> {
@@ -61,8 +67,8 @@ impl Cgroup {
     /// Calls `on_oom` each time the kernel's OOM killer acts in this cgroup,
     /// from a thread that ends when the cgroup is removed.
     pub fn watch_oom(&self, on_oom: impl Fn() + Send + 'static) -> Result<()> {
-        let rel = self.path.strip_prefix("/").unwrap_or(&self.path);
-        let v1 = Path::new(CGROUP_ROOT).join("memory").join(rel);
+        let rel = cgroup_driver::cgroup_dir(&self.path, self.driver);
+        let v1 = Path::new(CGROUP_ROOT).join("memory").join(&rel);
         if v1.join("memory.oom_control").exists() {
             let efd = v1_oom_eventfd(&v1).map_err(|e| self.err(format!("oom eventfd: {e}")))?;
             self.oom_thread()
@@ -70,10 +76,12 @@ impl Cgroup {
                 .map_err(|e| self.err(format!("oom watch thread: {e}")))?;
             return Ok(());
         }
-        let v2 = Path::new(CGROUP_ROOT).join(rel).join("memory.events");
+        let v2 = Path::new(CGROUP_ROOT).join(&rel).join("memory.events");
         if v2.exists() {
             self.oom_thread()
-                .spawn(move || v2_oom_loop(v2, on_oom))
+                .spawn(move || {
+                    let _ = crate::oom_v2::watch(v2, on_oom);
+                })
                 .map_err(|e| self.err(format!("oom watch thread: {e}")))?;
         }
         Ok(())
@@ -111,22 +119,5 @@ fn v1_oom_loop(mut efd: std::fs::File, dir: PathBuf, on_oom: impl Fn()) {
             return;
         }
         on_oom();
-    }
-}
-
-fn v2_oom_loop(events: PathBuf, on_oom: impl Fn()) {
-    let read_count = || -> Option<u64> {
-        let text = std::fs::read_to_string(&events).ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("oom_kill "))
-            .and_then(|v| v.trim().parse().ok())
-    };
-    let mut seen = read_count().unwrap_or(0);
-    while let Some(count) = read_count() {
-        if count > seen {
-            seen = count;
-            on_oom();
-        }
-        std::thread::sleep(Duration::from_millis(500));
     }
 }

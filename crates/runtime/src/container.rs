@@ -6,6 +6,7 @@ use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::signal::Signal;
 
 use crate::cgroup::Cgroup;
+use crate::cgroup_driver::CgroupDriver;
 use crate::dump::DumpOptions;
 use crate::error::{Result, RuntimeError};
 use crate::exec_security::ExecSecurity;
@@ -126,7 +127,10 @@ impl ContainerHandle {
             reason: "the container has no init pid".into(),
         })?;
         let freezer = match opts.frozen {
-            true => Some(crate::dump::freezer_dir(&self.cgroup_path()?)),
+            true => Some(crate::dump::freezer_dir(
+                &self.cgroup_path()?,
+                CgroupDriver::from_systemd(self.inner.systemd()),
+            )),
             false => None,
         };
         crate::dump::dump(
@@ -144,7 +148,8 @@ impl ContainerHandle {
     }
 
     pub fn cgroup(&self) -> Result<Cgroup> {
-        Ok(Cgroup::new(&self.id, self.cgroup_path()?))
+        let driver = CgroupDriver::from_systemd(self.inner.systemd());
+        Ok(Cgroup::new(&self.id, self.cgroup_path()?, driver))
     }
 
     fn cgroup_path(&self) -> Result<PathBuf> {

@@ -46,11 +46,14 @@ fn open_dir(path: &Path) -> Result<File> {
     File::open(path).map_err(RuntimeError::io(format!("opening {}", path.display())))
 }
 
-/// The freezer directory of a cgroup path: the v1 freezer hierarchy, or the
-/// unified one on v2.
-pub(crate) fn freezer_dir(cgroup_path: &Path) -> PathBuf {
+/// The freezer directory of a container's cgroup path under its driver:
+/// in the v1 freezer hierarchy, or the unified one on v2.
+pub(crate) fn freezer_dir(
+    cgroup_path: &Path,
+    driver: crate::cgroup_driver::CgroupDriver,
+) -> PathBuf {
     let root = Path::new(arch_host::paths::CGROUP_ROOT);
-    let rel = cgroup_path.strip_prefix("/").unwrap_or(cgroup_path);
+    let rel = crate::cgroup_driver::cgroup_dir(cgroup_path, driver);
     match arch_host::cgroup_version(root) {
         arch_host::CgroupVersion::V2 => root.join(rel),
         _ => root.join("freezer").join(rel),

@@ -8,6 +8,7 @@
 //! fork (start, kill, pause, delete, cgroup reads, CRIU) run in the shim itself.
 
 mod cgroup;
+mod cgroup_driver;
 mod cgroup_v1;
 mod container;
 mod criu;
@@ -19,12 +20,15 @@ mod image_stdio;
 mod libcontainer_spec;
 mod namespaces;
 mod notify;
+mod oom_v2;
 mod proc_tree;
 mod restore;
 mod restore_target;
 mod spawn;
+mod v2_controllers;
 
 pub use cgroup::{Cgroup, CgroupStats};
+pub use cgroup_driver::{cgroup_dir, is_systemd_path, CgroupDriver};
 pub use container::{ContainerHandle, Runtime};
 pub use criu::criu_version;
 pub use dump::DumpOptions;

@@ -4,12 +4,16 @@
 //! learns (the restored pid) travel through thread-locals, scoped by
 //! [`Session`].
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use arch_faults::{points, ThreadScope};
 
+/// Run at CRIU's pre-restore notify with CRIU's pid; an error aborts.
+type PreRestore = Box<dyn FnMut(i32) -> std::result::Result<(), String>>;
+
 thread_local! {
     static RESTORED_PID: Cell<i32> = const { Cell::new(0) };
+    static PRE_RESTORE: RefCell<Option<PreRestore>> = const { RefCell::new(None) };
 }
 
 /// One CRIU request's notify state on this thread; cleared on drop.
@@ -28,10 +32,58 @@ impl Session {
         }
     }
 
+    /// `hook` runs at CRIU's pre-restore notify, after CRIU read the
+    /// images and before it forks the first restored process, with CRIU's
+    /// pid; an error makes CRIU abort the restore.
+    pub(crate) fn before_restore(
+        &self,
+        hook: impl FnMut(i32) -> std::result::Result<(), String> + 'static,
+    ) {
+        PRE_RESTORE.set(Some(Box::new(hook)));
+    }
+
     /// The pid CRIU reported at post-restore (0 if none).
     pub(crate) fn restored_pid(&self) -> i32 {
         RESTORED_PID.get()
     }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        PRE_RESTORE.set(None);
+    }
+}
+
+/// The CRIU worker this thread spawned (rust-criu spawns it from the
+/// thread that makes the request, where the notify callback runs too).
+fn criu_child_of_this_thread() -> Option<i32> {
+    let children = std::fs::read_to_string("/proc/thread-self/children").ok()?;
+    children
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == "criu")
+        })
+}
+
+fn run_pre_restore() -> i32 {
+    PRE_RESTORE.with_borrow_mut(|hook| {
+        let Some(hook) = hook.as_mut() else {
+            return 0;
+        };
+        let Some(pid) = criu_child_of_this_thread() else {
+            log::error!("pre-restore: CRIU is not a child of the restoring thread");
+            return -1;
+        };
+        match hook(pid) {
+            Ok(()) => 0,
+            Err(e) => {
+                log::error!("pre-restore: {e}");
+                -1
+            }
+        }
+    })
 }
 
 /// Ends the CRIU worker of a failed request. rust-criu gives up on a
@@ -52,6 +104,9 @@ fn on_notify(
 ) -> i32 {
     if script == "post-restore" {
         RESTORED_PID.set(notify.pid());
+    }
+    if script == "pre-restore" && run_pre_restore() != 0 {
+        return -1;
     }
     // Each notify is a fault point "criu:<script>"; failing it makes CRIU
     // abort the request and roll back, as a failing hook script would.

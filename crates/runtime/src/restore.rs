@@ -12,6 +12,7 @@ use arch_faults::points;
 use libcontainer::oci_spec::runtime::Spec;
 use nix::unistd::Pid;
 
+use crate::cgroup_driver::CgroupDriver;
 use crate::cgroup_v1::ThreadCgroup;
 use crate::container::Runtime;
 use crate::criu::set_cloexec;
@@ -37,6 +38,8 @@ pub struct RestoreRequest<'a> {
     /// The new container has a terminal: CRIU gives the restored process a
     /// new pty and hands its master to the caller.
     pub terminal: bool,
+    /// Who manages the new container's cgroup.
+    pub cgroup_driver: CgroupDriver,
 }
 
 /// A restored container's init.
@@ -103,18 +106,23 @@ impl Runtime {
         // The new spec's cgroup is applied by the runtime, not from the image.
         criu.cgroups_mode(rust_criu::CgMode::IGNORE);
         criu.set_link_remap(true);
-        // The container exists (state + cgroup) before CRIU runs, and CRIU is
-        // spawned from a thread inside that cgroup, so the restored tree is
-        // born in it: if the shim dies mid-restore, containerd's cleanup
+        // The container exists (state) before CRIU runs, and CRIU joins its
+        // cgroup at pre-restore, before it forks the tree (on cgroup v1 it
+        // is even spawned from a thread inside it), so the restored tree is
+        // born there: if the shim dies mid-restore, containerd's cleanup
         // (the delete action) finds and kills every restored process.
         // The tree is also born in the namespaces it joins (the new pod's).
         let joined = JoinedNamespaces::of(&spec).map_err(namespaces_err(id))?;
-        let cgroup_path = self.prepare_restore_target(id, &req.bundle, &spec)?;
+        let target = self.prepare_restore_target(id, &req.bundle, &spec, req.cgroup_driver)?;
         let restored = joined
             .run(|| {
                 // CRIU calls back on this thread: the notify session lives here.
                 let notify = Session::begin(&mut criu, id);
-                let _inside = ThreadCgroup::enter(&cgroup_path);
+                let join = target.clone();
+                notify
+                    .before_restore(move |criu_pid| join.join(criu_pid).map_err(|e| e.to_string()));
+                let _inside =
+                    (!target.driver.is_systemd()).then(|| ThreadCgroup::enter(&target.path));
                 criu.restore().map(|()| notify.restored_pid())
             })
             .map_err(namespaces_err(id))
@@ -135,14 +143,14 @@ impl Runtime {
         let pid = match restored {
             Ok(pid) if pid > 0 => pid,
             Ok(_) => {
-                self.remove_restore_target(id, &cgroup_path);
+                self.remove_restore_target(&target);
                 return Err(RuntimeError::Restore {
                     id: id.to_string(),
                     reason: "CRIU did not report the restored pid",
                 });
             }
             Err(e) => {
-                self.remove_restore_target(id, &cgroup_path);
+                self.remove_restore_target(&target);
                 return Err(e);
             }
         };
@@ -156,14 +164,14 @@ impl Runtime {
                 (None, true) => Err(RuntimeError::NoTerminal { id: id.to_string() }),
                 _ => Ok(()),
             })
-            .and_then(|_| self.adopt(id, &req.bundle, &spec, pid));
+            .and_then(|_| self.adopt(&target, &req.bundle, pid));
         if let Err(e) = adopted {
             // CRIU succeeded but the container cannot be managed: remove it
             // entirely, so the caller can fall back to a fresh start.
             for p in process_tree(pid) {
                 let _ = nix::sys::signal::kill(Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
             }
-            self.remove_restore_target(id, &cgroup_path);
+            self.remove_restore_target(&target);
             return Err(e);
         }
         Ok(Restored { pid, pty_master })

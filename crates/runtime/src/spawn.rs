@@ -8,6 +8,7 @@ use libcontainer::syscall::syscall::SyscallType;
 use serde::{Deserialize, Serialize};
 use zygote::{WireFd, Zygote};
 
+use crate::cgroup_driver::CgroupDriver;
 use crate::error::{Result, RuntimeError};
 use crate::exec_security::{ExecSecurity, SecuredExecutor};
 
@@ -48,6 +49,9 @@ pub struct CreateRequest {
     pub state_root: PathBuf,
     pub console_socket: Option<PathBuf>,
     pub stdio: Stdio,
+    /// Who manages the container's cgroup (libcontainer records it in the
+    /// container's state: exec, stats and delete follow it).
+    pub cgroup_driver: CgroupDriver,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -93,7 +97,7 @@ fn zygote_create(req: CreateRequest) -> std::result::Result<i32, String> {
     .validate_id()
     .map_err(|e| e.to_string())?
     .as_init(&req.bundle)
-    .with_systemd(false)
+    .with_systemd(req.cgroup_driver.is_systemd())
     .with_detach(true)
     .as_sibling(true)
     .build()

@@ -66,6 +66,7 @@ impl Arch {
                 stdio.stderr.as_deref(),
             ],
             terminal,
+            cgroup_driver: c.cgroup_driver(),
         });
         let store = self.store()?;
         let identity = &state.identity;
@@ -138,8 +139,16 @@ impl Arch {
     /// pipes, for the others, were made at Create).
     fn fresh_start(&self, c: &Container, stdio: Stdio, register: impl FnOnce(i32)) -> Result<i32> {
         let (id, init) = (c.id(), c.init());
-        let create =
-            |console, stdio| create_container(&*self.runtime, id, c.bundle(), console, stdio);
+        let create = |console, stdio| {
+            create_container(
+                &*self.runtime,
+                id,
+                c.bundle(),
+                c.cgroup_driver(),
+                console,
+                stdio,
+            )
+        };
         let pid = if init.stdio.terminal {
             let (pid, io) = spawn_with_stdio(&init.stdio, create)?;
             init.set_io(io);

@@ -120,6 +120,7 @@ impl TaskService {
                     stdio.stderr.as_deref(),
                 ],
                 terminal: init.stdio.terminal,
+                cgroup_driver: c.cgroup_driver(),
             })
             .map_err(|e| {
                 let why = arch_checkpoint::criu_log_errors(&work_dir.join("restore.log"));

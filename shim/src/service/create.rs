@@ -8,6 +8,7 @@ use containerd_shim::api::{self, Status};
 use containerd_shim::protos::events::task::{TaskCreate, TaskIO, TaskOOM, TaskStart};
 use containerd_shim::protos::topics;
 
+use super::runtime_options::cgroup_driver;
 use super::{load_spec, TaskService};
 use crate::container::{Container, PendingRestore};
 use crate::error::{io_err, Result, ShimError};
@@ -31,6 +32,7 @@ impl TaskService {
                 .map_err(|e| ShimError::InvalidArgument(e.to_string()))?;
         let bundle = PathBuf::from(&req.bundle);
         let spec = load_spec(&bundle)?;
+        let cgroup_driver = cgroup_driver(options.systemd_cgroup, &spec);
         self.arch.arm_faults(&id, &spec)?;
         let identity = self.arch.identify(&id, &spec)?;
         let rootfs = Rootfs::new(&bundle, &spec, &req.rootfs);
@@ -81,7 +83,7 @@ impl TaskService {
                 }
             }
             let (pid, io) = spawn_with_stdio(&paths, |console, stdio| {
-                create_container(&*self.runtime, &id, &bundle, console, stdio)
+                create_container(&*self.runtime, &id, &bundle, cgroup_driver, console, stdio)
             })?;
             init.set_io(io);
             Ok((pid, None))
@@ -93,14 +95,10 @@ impl TaskService {
                 return Err(e);
             }
         };
-        let container = Arc::new(Container::new(
-            &id,
-            &bundle,
-            rootfs,
-            init.clone(),
-            arch,
-            staged,
-        ));
+        let container = Arc::new(
+            Container::new(&id, &bundle, rootfs, init.clone(), arch, staged)
+                .with_cgroup_driver(cgroup_driver),
+        );
         self.containers
             .lock()
             .unwrap()

@@ -8,6 +8,7 @@ mod checkpoint_restore;
 mod control;
 mod create;
 mod exec;
+mod runtime_options;
 mod teardown;
 #[cfg(test)]
 mod tests;

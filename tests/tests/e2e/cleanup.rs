@@ -25,6 +25,8 @@ fn delete_leaves_no_mounts_cgroups_state_or_shim() {
             .join(&id);
         assert!(!dir.exists(), "cgroup left: {}", dir.display());
     }
+    let v2 = arch_e2e::cgroup_v2_dir(&id);
+    assert!(!v2.exists(), "cgroup left: {}", v2.display());
     assert!(
         !Path::new("/run/containerd-arch/arch-test")
             .join(&id)

@@ -29,7 +29,7 @@ fn pause_and_resume() {
     let state = std::fs::read_to_string(format!(
         "/sys/fs/cgroup/freezer/arch-test/{id}/freezer.state"
     ))
-    .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/arch-test/{id}/cgroup.freeze")))
+    .or_else(|_| std::fs::read_to_string(arch_e2e::cgroup_v2_dir(&id).join("cgroup.freeze")))
     .unwrap();
     assert!(
         state.trim() == "FROZEN" || state.trim() == "1",
