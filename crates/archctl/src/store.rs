@@ -146,7 +146,13 @@ pub fn scan(store: &ImageStore) -> Result<Vec<Entry>> {
             let Some((key, kind)) = Kind::of(&name) else {
                 continue;
             };
-            let meta = fs::symlink_metadata(ent.path()).map_err(io_err("stat", ent.path()))?;
+            let meta = match fs::symlink_metadata(ent.path()) {
+                Ok(m) => m,
+                // Renamed or removed since readdir (a shim committing,
+                // taking or retiring it): not there any more.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("stat", ent.path())(e)),
+            };
             if meta.is_dir() == (kind == Kind::Claim) {
                 continue; // images are real dirs; claims are files
             }

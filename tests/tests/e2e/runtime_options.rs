@@ -230,7 +230,6 @@ fn without_io_uid_a_non_root_process_cannot_reopen_stdout() {
 fn refused_options_fail_with_their_names() {
     let c = ctr();
     for (body, words) in [
-        ("SystemdCgroup = true\n", ["SystemdCgroup", "not supported"]),
         ("BinaryName = \"crun\"\n", ["BinaryName", "not supported"]),
         ("ShimCgroupp = \"/x\"\n", ["ShimCgroupp", "unknown key"]),
     ] {
