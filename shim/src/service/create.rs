@@ -32,7 +32,10 @@ impl TaskService {
                 .map_err(|e| ShimError::InvalidArgument(e.to_string()))?;
         let bundle = PathBuf::from(&req.bundle);
         let spec = load_spec(&bundle)?;
-        let cgroup_driver = cgroup_driver(options.systemd_cgroup, &spec);
+        let unified =
+            arch_host::cgroup_version(std::path::Path::new(arch_host::paths::CGROUP_ROOT))
+                == arch_host::CgroupVersion::V2;
+        let cgroup_driver = cgroup_driver(options.systemd_cgroup, &spec, unified);
         self.arch.arm_faults(&id, &spec)?;
         let identity = self.arch.identify(&id, &spec)?;
         let rootfs = Rootfs::new(&bundle, &spec, &req.rootfs);
