@@ -214,19 +214,7 @@ pub(crate) fn open_regular(path: &Path) -> Result<File> {
 
 /// Size and lower-case hex sha256 of a file.
 pub(crate) fn hash_file(path: &Path) -> Result<(u64, String)> {
-    let mut f = open_regular(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(io_err("read", path))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((size, hex::encode(h.finalize())))
+    hash_open(open_regular(path)?, path)
 }
 
 /// Random suffix for sidecar names; uniqueness, not secrecy, is the goal.
