@@ -18,6 +18,7 @@ mod shim_cgroup;
 mod spawning;
 mod start;
 mod stats;
+mod stdin_feed;
 mod stdio;
 mod task;
 mod timeouts;

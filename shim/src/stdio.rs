@@ -10,12 +10,14 @@ use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use arch_runtime::Stdio;
 use arch_runtime::WireFd;
+
+use crate::stdin_feed::StdinFeed;
 
 fn wire(fd: OwnedFd) -> WireFd<OwnedFd> {
     WireFd::new(fd)
@@ -36,8 +38,8 @@ pub struct StdioPaths {
 /// The shim's side of a process's streams, alive while the process is.
 #[derive(Default)]
 pub struct IoHandles {
-    /// Write end of the stdin pipe (or the pty master); dropping it is CloseIO.
-    stdin: Arc<Mutex<Option<File>>>,
+    /// The copy into the stdin pipe (or the pty master); CloseIO ends it.
+    stdin: Option<StdinFeed>,
     /// The pty master, for ResizePty.
     console: Option<Arc<File>>,
     /// Copy threads from the container to containerd, joined on exit.
@@ -191,37 +193,6 @@ fn open_fifo_write(path: String) -> impl FnOnce() -> io::Result<File> {
     }
 }
 
-/// Feeds containerd's stdin FIFO into `sink` until EOF or CloseIO.
-fn stdin_thread(path: String, sink: Arc<Mutex<Option<File>>>) -> io::Result<()> {
-    std::thread::Builder::new()
-        .name("copy-stdin".into())
-        .spawn(move || {
-            let mut fifo = match OpenOptions::new().read(true).open(&path) {
-                Ok(f) => f,
-                Err(e) => {
-                    log::warn!("stdin fifo {path}: {e}");
-                    sink.lock().unwrap().take();
-                    return;
-                }
-            };
-            let mut buf = vec![0u8; 32 * 1024];
-            loop {
-                let n = match fifo.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                let mut guard = sink.lock().unwrap();
-                let Some(w) = guard.as_mut() else { return };
-                if w.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-            // The client closed stdin: the process sees EOF.
-            sink.lock().unwrap().take();
-        })?;
-    Ok(())
-}
-
 /// Prepares pipes for a non-terminal process; returns the container's ends
 /// and the shim's handles (copy threads start at once: they only block until
 /// containerd's side of each FIFO is open).
@@ -231,8 +202,7 @@ pub fn setup_pipes(paths: &StdioPaths) -> io::Result<(Stdio, IoHandles)> {
         dev_null(false)?
     } else {
         let (r, w) = pipe(paths.io_owner)?;
-        *io.stdin.lock().unwrap() = Some(w);
-        stdin_thread(paths.stdin.clone(), io.stdin.clone())?;
+        io.stdin = Some(StdinFeed::start(paths.stdin.clone(), w)?);
         r.into()
     });
     let mut output = |path: &String, name: &str| -> io::Result<WireFd<OwnedFd>> {
@@ -265,8 +235,7 @@ pub fn attach_console(paths: &StdioPaths, master: File) -> io::Result<IoHandles>
         ..Default::default()
     };
     if !paths.stdin.is_empty() {
-        *io.stdin.lock().unwrap() = Some(master.try_clone()?);
-        stdin_thread(paths.stdin.clone(), io.stdin.clone())?;
+        io.stdin = Some(StdinFeed::start(paths.stdin.clone(), master.try_clone()?)?);
     }
     if !paths.stdout.is_empty() {
         let reader = master.try_clone()?;
@@ -281,7 +250,9 @@ pub fn attach_console(paths: &StdioPaths, master: File) -> io::Result<IoHandles>
 
 impl IoHandles {
     pub fn close_stdin(&self) {
-        self.stdin.lock().unwrap().take();
+        if let Some(feed) = &self.stdin {
+            feed.close();
+        }
     }
 
     pub fn resize(&self, width: u32, height: u32) -> io::Result<()> {

@@ -1,0 +1,192 @@
+//! containerd's stdin FIFO → a process's stdin (a pipe, or the pty master).
+//!
+//! CloseIO means "the client has written everything", not "drop what is in
+//! flight": `ctr run` sends it as soon as its own stdin ends, racing its last
+//! write into the FIFO. Dropping the process's stdin on CloseIO therefore lost
+//! input now and then (`wc -l` counted 0 lines). Instead CloseIO wakes the
+//! copy thread, which drains what the FIFO still holds and only then closes
+//! the process's stdin.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Mutex;
+
+/// The shim's handle on one process's stdin copy.
+#[derive(Default)]
+pub struct StdinFeed {
+    /// Write end of the wake-up pipe; dropping it is CloseIO. Dropping the
+    /// feed (the process is gone) closes it too, so the thread never outlives
+    /// the process waiting on a client that keeps the FIFO open.
+    close: Mutex<Option<OwnedFd>>,
+}
+
+impl StdinFeed {
+    /// Starts copying `fifo_path` into `sink` on a thread of its own.
+    pub fn start(fifo_path: String, sink: File) -> io::Result<Self> {
+        let (wake, close) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+        std::thread::Builder::new()
+            .name("copy-stdin".into())
+            .spawn(move || {
+                // Non-blocking open: a FIFO opens for reading at once, and
+                // poll reports nothing until a writer has come.
+                match OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(&fifo_path)
+                {
+                    Ok(fifo) => feed(fifo, wake, sink),
+                    Err(e) => log::warn!("stdin fifo {fifo_path}: {e}"),
+                }
+                // `sink` drops here: the process sees EOF.
+            })?;
+        Ok(Self {
+            close: Mutex::new(Some(close)),
+        })
+    }
+
+    /// CloseIO: deliver what the client already wrote, then EOF.
+    pub fn close(&self) {
+        self.close.lock().unwrap().take();
+    }
+}
+
+/// Copies until the writer leaves (EOF) or, once woken by CloseIO, until the
+/// FIFO is empty.
+fn feed(mut fifo: File, wake: OwnedFd, mut sink: impl Write) {
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut closing = false;
+    loop {
+        if !closing {
+            match wait_readable(&fifo, &wake) {
+                Ok(Ready { fifo: ready, closed }) => {
+                    closing = closed;
+                    if !ready && !closing {
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    log::warn!("stdin poll: {e}");
+                    return;
+                }
+            }
+        }
+        match fifo.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if sink.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if closing {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+struct Ready {
+    fifo: bool,
+    closed: bool,
+}
+
+fn wait_readable(fifo: &File, wake: &OwnedFd) -> io::Result<Ready> {
+    let mut fds = [
+        libc::pollfd {
+            fd: fifo.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake.as_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: `fds` is a valid array of two pollfd for the whole call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if n >= 0 {
+            return Ok(Ready {
+                fifo: fds[0].revents != 0,
+                closed: fds[1].revents != 0,
+            });
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn fifo(dir: &tempfile::TempDir) -> String {
+        let p = dir.path().join("stdin");
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+
+    fn read_all(mut r: File) -> Vec<u8> {
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn close_io_racing_the_last_write_still_delivers_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = fifo(&dir);
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let feed = StdinFeed::start(path.clone(), File::from(w)).unwrap();
+        // The client's writer stays open, as ctr's does while it sends CloseIO.
+        let mut client = OpenOptions::new().write(true).open(&path).unwrap();
+        client.write_all(b"one\ntwo\nthree\n").unwrap();
+        feed.close();
+        assert_eq!(read_all(File::from(r)), b"one\ntwo\nthree\n");
+        drop(client);
+    }
+
+    #[test]
+    fn writer_leaving_is_eof() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = fifo(&dir);
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let _feed = StdinFeed::start(path.clone(), File::from(w)).unwrap();
+        let mut client = OpenOptions::new().write(true).open(&path).unwrap();
+        client.write_all(b"data").unwrap();
+        drop(client);
+        assert_eq!(read_all(File::from(r)), b"data");
+    }
+
+    #[test]
+    fn close_io_with_an_idle_open_writer_is_eof() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = fifo(&dir);
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let feed = StdinFeed::start(path.clone(), File::from(w)).unwrap();
+        let _client = OpenOptions::new().write(true).open(&path).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        feed.close();
+        assert_eq!(read_all(File::from(r)), b"");
+    }
+
+    #[test]
+    fn close_io_before_any_writer_is_eof() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = fifo(&dir);
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let feed = StdinFeed::start(path, File::from(w)).unwrap();
+        drop(feed);
+        assert_eq!(read_all(File::from(r)), b"");
+    }
+}
