@@ -61,7 +61,10 @@ fn feed(mut fifo: File, wake: OwnedFd, mut sink: impl Write) {
     loop {
         if !closing {
             match wait_readable(&fifo, &wake) {
-                Ok(Ready { fifo: ready, closed }) => {
+                Ok(Ready {
+                    fifo: ready,
+                    closed,
+                }) => {
                     closing = closed;
                     if !ready && !closing {
                         continue;

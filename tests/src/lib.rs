@@ -220,6 +220,20 @@ impl Ctr {
         value
     }
 
+    /// A file inside running container `id`, read with `cat` in an exec
+    /// (what the process sees, not the rootfs: /tmp may be a tmpfs). An empty
+    /// read - the workload between truncate and write - is retried for 10 s.
+    pub fn exec_file(&self, id: &str, path: &str) -> String {
+        let mut value = String::new();
+        wait_until(Duration::from_secs(10), || {
+            let exec_id = unique_id("rd");
+            let r = self.run(&["task", "exec", "--exec-id", &exec_id, id, "cat", path]);
+            value = r.stdout.trim().to_string();
+            !value.is_empty()
+        });
+        value
+    }
+
     pub fn task_status(&self, id: &str) -> Option<String> {
         let r = self.run(&["task", "ls"]);
         r.stdout.lines().find_map(|l| {

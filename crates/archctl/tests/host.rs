@@ -10,6 +10,47 @@ use std::time::Duration;
 use arch_records::{Operation, Outcome, Record};
 use common::*;
 
+/// `archctl metrics --serve` on an ephemeral port, killed when dropped.
+struct MetricsServer {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl MetricsServer {
+    fn start(r: &Root) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_archctl"))
+            .args([
+                "--root",
+                r.path().to_str().unwrap(),
+                "metrics",
+                "--serve",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("archctl: serving metrics on http://")
+            .and_then(|s| s.strip_suffix("/metrics"))
+            .unwrap_or_else(|| panic!("{line}"))
+            .to_string();
+        Self { child, addr }
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn record(op: Operation, outcome: Outcome, ms: u64, bytes: u64) -> Record {
     Record {
         time: arch_records::now_secs(),
@@ -124,28 +165,8 @@ fn metrics_counts_records_from_concurrent_writers() {
 fn metrics_serve_answers_get_and_404() {
     let r = Root::new();
     r.image("default", "a", 10);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_archctl"))
-        .args([
-            "--root",
-            r.path().to_str().unwrap(),
-            "metrics",
-            "--serve",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("archctl: serving metrics on http://")
-        .and_then(|s| s.strip_suffix("/metrics"))
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_string();
+    let server = MetricsServer::start(&r);
+    let addr = server.addr.clone();
     let get = |path: &str| {
         let mut s = TcpStream::connect(&addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -155,8 +176,7 @@ fn metrics_serve_answers_get_and_404() {
         resp
     };
     let resp = get("/metrics");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
     assert!(
         resp.contains("Content-Type: text/plain; version=0.0.4"),
@@ -176,28 +196,8 @@ fn metrics_serve_answers_get_and_404() {
 fn a_slow_metrics_client_does_not_block_the_others() {
     let r = Root::new();
     r.image("default", "a", 10);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_archctl"))
-        .args([
-            "--root",
-            r.path().to_str().unwrap(),
-            "metrics",
-            "--serve",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("archctl: serving metrics on http://")
-        .and_then(|s| s.strip_suffix("/metrics"))
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_string();
+    let server = MetricsServer::start(&r);
+    let addr = server.addr.clone();
     let mut slow = TcpStream::connect(&addr).unwrap();
     write!(slow, "GET /met").unwrap();
     std::thread::sleep(Duration::from_millis(200));
@@ -213,8 +213,7 @@ fn a_slow_metrics_client_does_not_block_the_others() {
         .unwrap();
     let mut rest = Vec::new();
     let cut = slow.read_to_end(&mut rest);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
     assert!(took < Duration::from_secs(2), "answered in {took:?}");
     assert!(cut.is_ok(), "the slow client was disconnected: {cut:?}");
@@ -223,26 +222,8 @@ fn a_slow_metrics_client_does_not_block_the_others() {
 #[test]
 fn serve_404_for_other_paths() {
     let r = Root::new();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_archctl"))
-        .args([
-            "--root",
-            r.path().to_str().unwrap(),
-            "metrics",
-            "--serve",
-            "127.0.0.1:0",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .trim_start_matches("archctl: serving metrics on http://")
-        .trim_end_matches("/metrics")
-        .to_string();
+    let server = MetricsServer::start(&r);
+    let addr = server.addr.clone();
     let mut responses = Vec::new();
     for req in [
         "GET / HTTP/1.1\r\n\r\n",
@@ -255,8 +236,7 @@ fn serve_404_for_other_paths() {
         s.read_to_string(&mut resp).unwrap();
         responses.push(resp);
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     for resp in responses {
         assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
     }

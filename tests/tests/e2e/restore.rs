@@ -24,34 +24,10 @@ fn start(c: &Ctr, id: &str, key: &str) -> arch_e2e::Container {
     c.start_arch(id, Some(key), WORKLOAD)
 }
 
-fn read(c: &Ctr, id: &str, path: &str) -> String {
-    let r = c.run(&[
-        "task",
-        "exec",
-        "--exec-id",
-        &unique_id("rd"),
-        id,
-        "cat",
-        path,
-    ]);
-    r.stdout.trim().to_string()
-}
-
-/// The workload rewrites its files; a read can land between truncate and
-/// write, so an empty read is retried.
-fn read_settled(c: &Ctr, id: &str, path: &str) -> String {
-    let mut value = String::new();
-    wait_until(Duration::from_secs(5), || {
-        value = read(c, id, path);
-        !value.is_empty()
-    });
-    value
-}
-
 /// The workload's counter; a read between truncate and write is retried
 /// (it would read as 0 and look like a counter that restarted).
 fn count(c: &Ctr, id: &str) -> u64 {
-    read_settled(c, id, "/tmp/count").parse().unwrap_or(0)
+    c.exec_file(id, "/tmp/count").parse().unwrap_or(0)
 }
 
 /// Runs the workload until it counted a little, stops it (checkpoint),
@@ -60,7 +36,7 @@ fn run_and_stop(c: &Ctr, key: &str) -> (String, u64) {
     let id = unique_id("first");
     let ct = start(c, &id, key);
     assert!(wait_until(Duration::from_secs(10), || count(c, &id) >= 5));
-    let boot = read_settled(c, &id, "/tmp/boot");
+    let boot = c.exec_file(&id, "/tmp/boot");
     let seen = count(c, &id);
     // Only the checkpointed rootfs has this file: a rolled-back one must not.
     let r = c.run(&[
@@ -86,13 +62,13 @@ fn sidecars(c: &Ctr, key: &str) -> Vec<String> {
 
 fn assert_restored(c: &Ctr, id: &str, key: &str, boot: &str, seen: u64) {
     assert_eq!(
-        read_settled(c, id, "/tmp/boot"),
+        c.exec_file(id, "/tmp/boot"),
         boot,
         "the process tree was restored, not restarted"
     );
     assert!(count(c, id) >= seen, "the counter continued from {seen}");
     assert_eq!(
-        read(c, id, "/data/file"),
+        c.exec_file(id, "/data/file"),
         "kept",
         "files written before the stop are kept"
     );
@@ -120,15 +96,12 @@ fn assert_restored(c: &Ctr, id: &str, key: &str, boot: &str, seen: u64) {
 }
 
 fn assert_fresh(c: &Ctr, id: &str, key: &str, boot: &str) {
-    assert!(wait_until(Duration::from_secs(10), || read(
-        c,
-        id,
-        "/tmp/boot"
-    )
-    .len()
+    assert!(wait_until(Duration::from_secs(10), || c
+        .exec_file(id, "/tmp/boot")
+        .len()
         > 10));
     assert_ne!(
-        read_settled(c, id, "/tmp/boot"),
+        c.exec_file(id, "/tmp/boot"),
         boot,
         "fell back to a fresh start"
     );
@@ -186,7 +159,7 @@ fn same_container_id_is_restored_too() {
     let id = unique_id("same");
     let ct = start(&c, &id, &key);
     assert!(wait_until(Duration::from_secs(10), || count(&c, &id) >= 5));
-    let (boot, seen) = (read_settled(&c, &id, "/tmp/boot"), count(&c, &id));
+    let (boot, seen) = (c.exec_file(&id, "/tmp/boot"), count(&c, &id));
     assert_eq!(c.run(&["task", "kill", &id]).code, 0);
     c.wait_status(&id, "STOPPED");
     drop(ct);
@@ -229,18 +202,15 @@ fn an_image_is_restored_only_once() {
     let id = unique_id("second");
     {
         let _ct = start(&c, &id, &key); // restored, then SIGKILLed: no new checkpoint
-        assert_eq!(read_settled(&c, &id, "/tmp/boot"), boot);
+        assert_eq!(c.exec_file(&id, "/tmp/boot"), boot);
     }
     let id3 = unique_id("third");
     let _ct = start(&c, &id3, &key);
-    assert!(wait_until(Duration::from_secs(10), || read(
-        &c,
-        &id3,
-        "/tmp/boot"
-    )
-    .len()
+    assert!(wait_until(Duration::from_secs(10), || c
+        .exec_file(&id3, "/tmp/boot")
+        .len()
         > 10));
-    assert_ne!(read_settled(&c, &id3, "/tmp/boot"), boot);
+    assert_ne!(c.exec_file(&id3, "/tmp/boot"), boot);
 }
 
 // ---- bad images ----

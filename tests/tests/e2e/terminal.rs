@@ -80,18 +80,8 @@ fn exec(c: &Ctr, id: &str, cmd: &[&str]) -> Run {
     c.run(&args)
 }
 
-/// A file the workload rewrites; a read between truncate and write is retried.
-fn read(c: &Ctr, id: &str, path: &str) -> String {
-    let mut value = String::new();
-    wait_until(Duration::from_secs(5), || {
-        value = exec(c, id, &["cat", path]).stdout.trim().to_string();
-        !value.is_empty()
-    });
-    value
-}
-
 fn count(c: &Ctr, id: &str) -> u64 {
-    read(c, id, "/tmp/count").parse().unwrap_or(0)
+    c.exec_file(id, "/tmp/count").parse().unwrap_or(0)
 }
 
 /// What the init has as stdin and stdout.
@@ -145,7 +135,7 @@ fn run_and_stop(c: &Ctr, key: &str) -> (String, u64) {
     let ct = start_tty(c, &id, key);
     assert_terminal(c, &id);
     assert!(wait_until(Duration::from_secs(10), || count(c, &id) >= 5));
-    let boot = read(c, &id, "/tmp/boot");
+    let boot = c.exec_file(&id, "/tmp/boot");
     let seen = count(c, &id);
     assert_eq!(c.run(&["task", "kill", &id]).code, 0);
     c.wait_status(&id, "STOPPED");
@@ -188,7 +178,7 @@ fn terminal_container_is_restored_with_a_new_terminal() {
     let (boot, seen) = run_and_stop(&c, &key);
     let ticks = attach_and_watch(&c, &key, &[], |id| {
         assert_eq!(
-            read(&c, id, "/tmp/boot"),
+            c.exec_file(id, "/tmp/boot"),
             boot,
             "the process tree was restored, not restarted"
         );
@@ -222,14 +212,11 @@ fn failed_terminal_restore_starts_fresh_with_a_terminal() {
     let (boot, _) = run_and_stop(&c, &key);
     let fault = "io.arch.test.fault=criu:orphan-pts-master=error";
     let ticks = attach_and_watch(&c, &key, &["--annotation", fault], |id| {
-        assert!(wait_until(Duration::from_secs(10), || read(
-            &c,
-            id,
-            "/tmp/boot"
-        )
-        .len()
+        assert!(wait_until(Duration::from_secs(10), || c
+            .exec_file(id, "/tmp/boot")
+            .len()
             > 10));
-        assert_ne!(read(&c, id, "/tmp/boot"), boot, "started fresh");
+        assert_ne!(c.exec_file(id, "/tmp/boot"), boot, "started fresh");
         assert_terminal(&c, id);
         assert_resizes(&c, id);
     });
@@ -254,20 +241,17 @@ fn pipes_image_into_a_terminal_container_starts_fresh() {
     let first = unique_id("pipes");
     let ct = c.start_arch(&first, Some(&key), WORKLOAD);
     assert!(wait_until(Duration::from_secs(10), || count(&c, &first) >= 3));
-    let boot = read(&c, &first, "/tmp/boot");
+    let boot = c.exec_file(&first, "/tmp/boot");
     assert_eq!(c.run(&["task", "kill", &first]).code, 0);
     c.wait_status(&first, "STOPPED");
     drop(ct);
     store().open(&c.namespace, &key).expect("committed image");
     attach_and_watch(&c, &key, &[], |id| {
-        assert!(wait_until(Duration::from_secs(10), || read(
-            &c,
-            id,
-            "/tmp/boot"
-        )
-        .len()
+        assert!(wait_until(Duration::from_secs(10), || c
+            .exec_file(id, "/tmp/boot")
+            .len()
             > 10));
-        assert_ne!(read(&c, id, "/tmp/boot"), boot, "started fresh");
+        assert_ne!(c.exec_file(id, "/tmp/boot"), boot, "started fresh");
         assert_terminal(&c, id);
     });
     let recs = arch_e2e::records_for(store().root(), &key);

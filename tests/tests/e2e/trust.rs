@@ -17,31 +17,13 @@ fn store() -> ImageStore {
     ImageStore::new(arch_e2e::checkpoint_root())
 }
 
-fn boot_of(c: &Ctr, id: &str) -> String {
-    let mut value = String::new();
-    wait_until(Duration::from_secs(10), || {
-        let r = c.run(&[
-            "task",
-            "exec",
-            "--exec-id",
-            &unique_id("rd"),
-            id,
-            "cat",
-            "/tmp/boot",
-        ]);
-        value = r.stdout.trim().to_string();
-        !value.is_empty()
-    });
-    value
-}
-
 /// Runs the workload as `key` with extra `ctr run` flags until it wrote its
 /// boot id; returns the container id and that boot id.
 fn run(c: &Ctr, key: &str, extra: &[&str]) -> (String, String) {
     let id = unique_id("trust");
     let r = c.run_arch_with("-d", &id, Some(key), extra, &["sh", "-c", WORKLOAD]);
     assert_eq!(r.code, 0, "ctr run {id}: {}", r.stderr);
-    let boot = boot_of(c, &id);
+    let boot = c.exec_file(&id, "/tmp/boot");
     (id, boot)
 }
 
@@ -165,7 +147,7 @@ fn two_containers_created_at_once_restore_an_image_exactly_once() {
     for (id, r) in ids.iter().zip(&runs) {
         assert_eq!(r.code, 0, "ctr run {id}: {}", r.stderr);
     }
-    let boots: Vec<String> = ids.iter().map(|id| boot_of(&c, id)).collect();
+    let boots: Vec<String> = ids.iter().map(|id| c.exec_file(id, "/tmp/boot")).collect();
     for id in &ids {
         remove(&c, id);
     }
@@ -360,7 +342,7 @@ fn pages_rewritten_between_create_and_start_are_not_what_criu_reads() {
     });
     assert!(zeroed > 0, "the taken image's page files were rewritten");
     assert_eq!(
-        boot_of(&c, &id),
+        c.exec_file(&id, "/tmp/boot"),
         victim_boot,
         "restored from the verified copy, not the rewritten pages"
     );
