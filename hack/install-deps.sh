@@ -191,6 +191,9 @@ if [ "$have" != "$newest" ] || [ ! -x "$NEWEST_DIR/bin/containerd" ] || [ ! -x "
 fi
 "$NEWEST_DIR/bin/containerd" --version >/dev/null || die "$NEWEST_DIR/bin/containerd does not run"
 
+# ------------------------------------------- checkpointctl (trixie, private)
+"$(dirname "${BASH_SOURCE[0]}")/install-checkpointctl.sh"
+
 # --------------------------------------------------------------------- CRIU
 criu_ok() { # criu_ok BIN
     local v
@@ -247,4 +250,5 @@ echo "shim:       $(command -v containerd-shim-runc-v2)"
 echo "runc:       $(runc --version 2>/dev/null | awk 'NR==1 {print $3}') ($(command -v runc))"
 echo "criu:       $(criu --version 2>/dev/null | awk '/^Version:/ {print $2}') ($(command -v criu)); criu check: $(criu check 2>&1 | tail -n1)"
 echo "iptables:   $(iptables --version 2>/dev/null)"
+echo "checkpointctl: $(cat "${ARCH_CHECKPOINTCTL_PREFIX:-/opt/arch-checkpointctl}/.deb-version" 2>/dev/null)"
 echo "busybox:    $(/bin/busybox 2>/dev/null | head -n1 || true)"

@@ -123,6 +123,11 @@ pub enum Command {
         /// Land it under this key instead of the archive's.
         #[arg(long, value_name = "KEY")]
         key: Option<String>,
+        /// Import an archive that is unsigned or signed with a key this host
+        /// does not have (another host's basic-mode key, CRI-O): you vouch for
+        /// it. Its files are still checked against its manifest.
+        #[arg(long)]
+        allow_unsigned: bool,
     },
     /// Prometheus text metrics from records and the store.
     Metrics {

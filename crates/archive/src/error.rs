@@ -25,6 +25,10 @@ pub enum ArchiveError {
     /// The content does not match the manifest.
     #[error("archive entry {entry:?} does not match the manifest: {reason}")]
     Mismatch { entry: String, reason: String },
+    /// The manifest's signature is bad, or missing where this host requires
+    /// one (`archctl import --allow-unsigned` overrides a missing one).
+    #[error("the archive's signature is refused: {0}")]
+    Signature(#[source] arch_image::Error),
     #[error("{0} exceeds the import limit")]
     TooLarge(String),
     #[error("{path}: {reason}")]

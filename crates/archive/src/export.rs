@@ -6,7 +6,9 @@ use arch_image::Image;
 use serde::Serialize;
 
 use crate::error::{io, ArchiveError, Result};
-use crate::layout::{entry_name, ARCH_MANIFEST, CONFIG_DUMP, DELETED_FILES};
+use crate::layout::{
+    entry_name, ARCH_MANIFEST, ARCH_SIGNATURE, CHECKPOINT_DIR, CONFIG_DUMP, DELETED_FILES,
+};
 
 /// What was written.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +41,13 @@ pub fn export(image: &Image, out: impl Write, level: i32) -> Result<ExportStats>
     let encoder = zstd::Encoder::new(counted, level).map_err(io("starting zstd"))?;
     let mut tar = tar::Builder::new(encoder);
     let mtime = manifest.created_at.secs;
-    let time = format!("{}", manifest.created_at.secs);
-    append(&mut tar, ARCH_MANIFEST, &manifest.to_json(), mtime)?;
+    let time = rfc3339(manifest.created_at.secs);
+    // The manifest as stored, so its signature still verifies on import.
+    let (manifest_bytes, signature) = image.signed_manifest()?;
+    append(&mut tar, ARCH_MANIFEST, &manifest_bytes, mtime)?;
+    if let Some(sig) = signature {
+        append(&mut tar, ARCH_SIGNATURE, &sig, mtime)?;
+    }
     let dump = ConfigDump {
         id: &manifest.container_id,
         name: &manifest.key,
@@ -51,6 +58,14 @@ pub fn export(image: &Image, out: impl Write, level: i32) -> Result<ExportStats>
     let dump = serde_json::to_vec_pretty(&dump).expect("config.dump serialises");
     append(&mut tar, CONFIG_DUMP, &dump, mtime)?;
     append(&mut tar, DELETED_FILES, b"[]", mtime)?;
+    // checkpointctl looks for the directory's own entry, not just its files.
+    let mut dir = tar::Header::new_gnu();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_mode(0o700);
+    dir.set_mtime(mtime);
+    dir.set_size(0);
+    tar.append_data(&mut dir, format!("{CHECKPOINT_DIR}/"), std::io::empty())
+        .map_err(io("archiving the checkpoint directory"))?;
     let mut stats = ExportStats::default();
     for file in &manifest.files {
         let name = entry_name(&file.path).ok_or_else(|| ArchiveError::Entry {
@@ -70,6 +85,13 @@ pub fn export(image: &Image, out: impl Write, level: i32) -> Result<ExportStats>
     counted.inner.flush().map_err(io("flushing the archive"))?;
     stats.archive_bytes = counted.bytes;
     Ok(stats)
+}
+
+/// CRI-O writes Go's time.Time: RFC 3339, which checkpointctl parses.
+fn rfc3339(secs: u64) -> String {
+    chrono::DateTime::from_timestamp(secs as i64, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn header(size: u64, mtime: u64) -> tar::Header {

@@ -9,7 +9,9 @@ use arch_image::{CommitInfo, FileEntry, Image, ImageStore, Manifest, CRIU_DIR};
 use sha2::{Digest, Sha256};
 
 use crate::error::{io, ArchiveError, Result};
-use crate::layout::{image_path, ARCH_MANIFEST, CHECKPOINT_DIR, CONFIG_DUMP, DELETED_FILES};
+use crate::layout::{
+    image_path, ARCH_MANIFEST, ARCH_SIGNATURE, CHECKPOINT_DIR, CONFIG_DUMP, DELETED_FILES,
+};
 
 /// Bounds on what an import accepts, so a hostile archive cannot fill the
 /// disk or memory before it is refused.
@@ -35,6 +37,11 @@ impl Default for ImportLimits {
 pub struct ImportTarget {
     pub namespace: Option<String>,
     pub key: Option<String>,
+    /// The operator vouches for the archive (`archctl import
+    /// --allow-unsigned`): its signature is not checked - it may be missing or
+    /// made with another host's key. Every file is still checked against the
+    /// archive's manifest, and the image is signed with this host's key.
+    pub skip_signature: bool,
 }
 
 /// Imports the archive read from `input` into `store`; nothing lands unless
@@ -47,8 +54,8 @@ pub fn import(
 ) -> Result<Image> {
     let decoder = zstd::Decoder::new(input).map_err(corrupt)?;
     let mut archive = tar::Archive::new(decoder);
-    let mut entries = archive.entries().map_err(corrupt)?;
-    let manifest = {
+    let mut entries = archive.entries().map_err(corrupt)?.peekable();
+    let (manifest, manifest_bytes) = {
         let mut first = entries
             .next()
             .ok_or_else(|| ArchiveError::Manifest("the archive is empty".into()))?
@@ -60,9 +67,24 @@ pub fn import(
             )));
         }
         let bytes = read_small(&mut first, &name, limits)?;
-        Manifest::parse(&bytes, Path::new(ARCH_MANIFEST))
-            .map_err(|e| ArchiveError::Manifest(e.to_string()))?
+        let manifest = Manifest::parse(&bytes, Path::new(ARCH_MANIFEST))
+            .map_err(|e| ArchiveError::Manifest(e.to_string()))?;
+        (manifest, bytes)
     };
+    // The signature, if any, is second: checked before anything is written.
+    let signature = match entries.peek() {
+        Some(Ok(e)) if entry_name(e).is_ok_and(|n| n == ARCH_SIGNATURE) => {
+            let mut e = entries.next().expect("peeked").map_err(corrupt)?;
+            Some(read_small(&mut e, ARCH_SIGNATURE, limits)?)
+        }
+        _ => None,
+    };
+    if !target.skip_signature {
+        store
+            .trust()
+            .check(&manifest_bytes, signature.as_deref())
+            .map_err(ArchiveError::Signature)?;
+    }
     if manifest.total_size > limits.max_total {
         return Err(ArchiveError::TooLarge(format!(
             "an image of {} bytes",

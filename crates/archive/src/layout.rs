@@ -5,6 +5,9 @@ use arch_image::{CONFIG, CRIU_DIR, ROOTFS_DIFF};
 
 /// ARCH's manifest, the archive's first entry.
 pub const ARCH_MANIFEST: &str = "arch-manifest.json";
+/// The manifest's signature (the image's `manifest.sig`), second when the
+/// image is signed.
+pub const ARCH_SIGNATURE: &str = "arch-manifest.sig";
 /// CRIU images (an image's `criu/`).
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 /// The OCI runtime spec (an image's `config.json`).

@@ -18,4 +18,6 @@ mod tests;
 pub use error::{ArchiveError, Result};
 pub use export::{export, ExportStats};
 pub use import::{import, ImportLimits, ImportTarget};
-pub use layout::{ARCH_MANIFEST, CHECKPOINT_DIR, CONFIG_DUMP, DELETED_FILES, SPEC_DUMP};
+pub use layout::{
+    ARCH_MANIFEST, ARCH_SIGNATURE, CHECKPOINT_DIR, CONFIG_DUMP, DELETED_FILES, SPEC_DUMP,
+};

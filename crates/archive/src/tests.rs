@@ -6,7 +6,10 @@ use arch_image::{CgroupVersion, CommitInfo, Image, ImageStore};
 use crate::*;
 
 fn image(root: &Path, key: &str) -> Image {
-    let store = ImageStore::new(root);
+    image_in(&ImageStore::new(root), key)
+}
+
+fn image_in(store: &ImageStore, key: &str) -> Image {
     let staging = store.begin("ns", key).unwrap();
     std::fs::create_dir(staging.path().join("criu")).unwrap();
     std::fs::write(staging.path().join("criu/pages-1.img"), vec![7u8; 300_000]).unwrap();
@@ -59,6 +62,7 @@ fn an_exported_image_imports_elsewhere_unchanged() {
     let target = ImportTarget {
         namespace: Some("other".into()),
         key: Some("moved".into()),
+        ..Default::default()
     };
     let imported = import(
         &ImageStore::new(b.path()),
@@ -100,6 +104,38 @@ fn the_layout_is_the_cri_o_one_with_the_manifest_first() {
         "deleted.files",
     ] {
         assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+    }
+}
+
+/// What `checkpointctl show` needs: the `checkpoint/` directory's own entry,
+/// and config.dump times as RFC 3339 (it parses them as Go's time.Time).
+#[test]
+fn checkpointctl_finds_its_directory_and_parses_the_times() {
+    let a = tempfile::tempdir().unwrap();
+    let archive = exported(a.path());
+    let mut tar = tar::Archive::new(zstd::Decoder::new(&archive[..]).unwrap());
+    let mut dir_first = None;
+    let mut config = None;
+    for (i, e) in tar.entries().unwrap().enumerate() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().display().to_string();
+        if e.header().entry_type().is_dir() && name.trim_end_matches('/') == CHECKPOINT_DIR {
+            dir_first.get_or_insert(i);
+        }
+        if name.starts_with("checkpoint/") && !e.header().entry_type().is_dir() {
+            assert!(dir_first.is_some(), "{name} before its directory");
+        }
+        if name == CONFIG_DUMP {
+            let mut text = String::new();
+            e.read_to_string(&mut text).unwrap();
+            config = Some(serde_json::from_str::<serde_json::Value>(&text).unwrap());
+        }
+    }
+    assert!(dir_first.is_some(), "no checkpoint/ directory entry");
+    let config = config.unwrap();
+    for field in ["createdTime", "checkpointedTime"] {
+        let t = config[field].as_str().unwrap();
+        chrono::DateTime::parse_from_rfc3339(t).unwrap_or_else(|e| panic!("{field} {t}: {e}"));
     }
 }
 
@@ -164,6 +200,12 @@ fn rewritten(archive: &[u8], edit: impl Fn(String, Vec<u8>) -> Entries) -> Vec<u
     for e in tar.entries().unwrap() {
         let mut e = e.unwrap();
         let name = e.path().unwrap().display().to_string();
+        if e.header().entry_type().is_dir() {
+            // Directory entries pass through; the cases edit files.
+            let h = e.header().clone();
+            out.append(&h, std::io::empty()).unwrap();
+            continue;
+        }
         let mut data = Vec::new();
         e.read_to_end(&mut data).unwrap();
         for (name, kind, data) in edit(name, data) {
@@ -325,4 +367,91 @@ fn hostile_entries_are_refused_and_land_nothing() {
         };
         assert!(msg.contains(expect), "{what}: {msg}");
     }
+}
+
+fn signed(root: &Path, key: u8, allow_unsigned: bool) -> ImageStore {
+    ImageStore::new(root).with_trust(arch_image::Trust {
+        key: Some(std::sync::Arc::new(
+            arch_image::SigningKey::from_bytes(&[key; 32]).unwrap(),
+        )),
+        allow_unsigned,
+    })
+}
+
+fn export_of(image: &Image) -> Vec<u8> {
+    let mut out = Vec::new();
+    export(image, &mut out, 1).unwrap();
+    out
+}
+
+/// Issue 16 §2: an archive carries the image's signature; an importing host
+/// with the fleet key verifies it before anything lands.
+#[test]
+fn a_signed_image_imports_only_where_its_signature_verifies() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let archive = export_of(&image_in(&signed(a.path(), 1, false), "job"));
+    let import_into = |store: &ImageStore, archive: &[u8]| {
+        import(store, archive, &Default::default(), &Default::default())
+    };
+
+    let other_key = import_into(&signed(b.path(), 2, false), &archive).unwrap_err();
+    assert!(
+        matches!(other_key, ArchiveError::Signature(_)),
+        "{other_key}"
+    );
+    assert!(
+        other_key.to_string().contains("signed with key"),
+        "{other_key}"
+    );
+    assert!(leftovers(b.path()).is_empty());
+
+    let forged = rewritten(&archive, |n, mut d| {
+        if n == ARCH_MANIFEST {
+            let text = String::from_utf8(d).unwrap();
+            d = text.replacen("\"c1\"", "\"c2\"", 1).into_bytes();
+        }
+        vec![(n, tar::EntryType::Regular, d)]
+    });
+    let e = import_into(&signed(b.path(), 1, false), &forged).unwrap_err();
+    assert!(
+        e.to_string().contains("does not match its signature"),
+        "{e}"
+    );
+    assert!(leftovers(b.path()).is_empty());
+
+    let unsigned = rewritten(&archive, |n, d| {
+        if n == ARCH_SIGNATURE {
+            vec![]
+        } else {
+            vec![(n, tar::EntryType::Regular, d)]
+        }
+    });
+    let e = import_into(&signed(b.path(), 1, false), &unsigned).unwrap_err();
+    assert!(
+        matches!(e, ArchiveError::Signature(arch_image::Error::Unsigned)),
+        "{e}"
+    );
+    import_into(&signed(b.path(), 1, true), &unsigned).expect("unsigned allowed by choice");
+    let vouched = ImportTarget {
+        key: Some("vouched".into()),
+        skip_signature: true,
+        ..Default::default()
+    };
+    import(
+        &signed(b.path(), 2, false),
+        &archive[..],
+        &vouched,
+        &Default::default(),
+    )
+    .expect("another host's signature, vouched for by the operator");
+    signed(b.path(), 2, false)
+        .open("ns", "vouched")
+        .expect("re-signed with this host's key");
+
+    let c = tempfile::tempdir().unwrap();
+    let imported = import_into(&signed(c.path(), 1, false), &archive).unwrap();
+    assert_eq!(imported.manifest().container_id, "c1");
+    signed(c.path(), 1, false)
+        .open("ns", "job")
+        .expect("re-signed on commit");
 }

@@ -28,6 +28,13 @@ impl Image {
         &self.dir
     }
     /// The validated manifest.
+    /// manifest.json and manifest.sig as stored, for carrying the image
+    /// elsewhere with its signature (an archive): the signature covers these
+    /// exact bytes, not a re-serialisation of [`Image::manifest`].
+    pub fn signed_manifest(&self) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
+        Ok((read_manifest_bytes(&self.dir)?, read_signature(&self.dir)?))
+    }
+
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
@@ -69,22 +76,18 @@ impl Image {
     }
 }
 
-/// manifest.sig against the manifest's bytes: a bad signature is always
-/// refused; a missing one unless `trust` allows unsigned images.
+/// manifest.sig against the manifest's bytes (see [`Trust::check`]).
 pub(crate) fn verify_signature(dir: &Path, manifest: &[u8], trust: &Trust) -> Result<()> {
-    let sig = match read_beneath(dir, SIGNATURE, MAX_SIGNATURE_BYTES) {
-        Err(Error::MissingFile { .. }) => None,
-        r => Some(r?.ok_or_else(|| Error::BadSignature {
+    trust.check(manifest, read_signature(dir)?.as_deref())
+}
+
+/// manifest.sig's bytes, None if the image has none.
+fn read_signature(dir: &Path) -> Result<Option<Vec<u8>>> {
+    match read_beneath(dir, SIGNATURE, MAX_SIGNATURE_BYTES) {
+        Err(Error::MissingFile { .. }) => Ok(None),
+        r => Ok(Some(r?.ok_or_else(|| Error::BadSignature {
             reason: format!("{SIGNATURE} is too large"),
-        })?),
-    };
-    match (&trust.key, sig) {
-        (Some(key), Some(sig)) => key.verify(manifest, &sig),
-        (None, Some(_)) if !trust.allow_unsigned => Err(Error::BadSignature {
-            reason: "this host has no key to verify it with".into(),
-        }),
-        (_, None) if !trust.allow_unsigned => Err(Error::Unsigned),
-        _ => Ok(()),
+        })?)),
     }
 }
 

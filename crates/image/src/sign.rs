@@ -166,6 +166,20 @@ pub struct Trust {
 }
 
 impl Trust {
+    /// A manifest's signature (None: there is none) against this policy: a
+    /// bad signature is always refused; a missing one unless unsigned images
+    /// are allowed.
+    pub fn check(&self, manifest: &[u8], sig: Option<&[u8]>) -> Result<()> {
+        match (&self.key, sig) {
+            (Some(key), Some(sig)) => key.verify(manifest, sig),
+            (None, Some(_)) if !self.allow_unsigned => Err(Error::BadSignature {
+                reason: "this host has no key to verify it with".into(),
+            }),
+            (_, None) if !self.allow_unsigned => Err(Error::Unsigned),
+            _ => Ok(()),
+        }
+    }
+
     /// No key, unsigned images accepted: for tools that only inspect.
     pub fn inspect_only() -> Trust {
         Trust {

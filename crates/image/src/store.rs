@@ -54,7 +54,8 @@ impl ImageStore {
         self.checked_ns_dir(ns)
     }
 
-    pub(crate) fn trust(&self) -> &Trust {
+    /// What this store demands of the images it reads.
+    pub fn trust(&self) -> &Trust {
         &self.trust
     }
 

@@ -89,3 +89,55 @@ fn a_tampered_archive_is_refused_and_lands_nothing() {
         "nothing lands"
     );
 }
+
+fn checkpointctl_bin() -> String {
+    std::env::var("ARCH_E2E_CHECKPOINTCTL")
+        .unwrap_or_else(|_| "/opt/arch-checkpointctl/bin/checkpointctl".to_string())
+}
+
+/// Issue 16 §2: the archive is the Kubernetes/CRI-O checkpoint layout, so
+/// the ecosystem's reader, checkpointctl (trixie's, installed by
+/// hack/install-checkpointctl.sh), shows it.
+#[test]
+fn checkpointctl_shows_an_exported_archive() {
+    let bin = checkpointctl_bin();
+    assert!(
+        std::path::Path::new(&bin).exists(),
+        "{bin} missing: run hack/install-deps.sh (it runs hack/install-checkpointctl.sh)"
+    );
+    let c = ctr();
+    let (id, key) = (unique_id("cpctl"), unique_id("cpctlkey"));
+    let ct = c.start_arch(&id, Some(&key), WORKLOAD);
+    boot(&c, &id);
+    assert_eq!(c.run(&["task", "kill", &id]).code, 0);
+    c.wait_status(&id, "STOPPED");
+    drop(ct);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("job.tar.zst");
+    let root = checkpoint_root();
+    let out = Command::new(archctl_bin())
+        .args(["--root", root.to_str().unwrap(), "export"])
+        .arg(format!("{}/{key}", c.namespace))
+        .arg("-o")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = Command::new(&bin).arg("show").arg(&file).output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "checkpointctl show: {stdout}{stderr}");
+    // checkpointctl shows IDs cut to 12 characters, as docker does.
+    let short_id = &id[..id.len().min(12)];
+    for want in [short_id, "io.containerd.arch.v1", "containerd"] {
+        assert!(stdout.contains(want), "{want} in {stdout}");
+    }
+}

@@ -75,7 +75,15 @@ pub fn run(cli: Cli) -> Result<i32> {
             input,
             namespace,
             key,
-        } => archive::import(&store, &input, namespace, key),
+            allow_unsigned,
+        } => {
+            let target = arch_archive::ImportTarget {
+                namespace,
+                key,
+                skip_signature: allow_unsigned,
+            };
+            archive::import(&store, &input, target)
+        }
         Command::Metrics { serve } => metrics::run(&store, serve.as_deref()),
         Command::Check { .. } => unreachable!("handled above"),
     }
