@@ -9,6 +9,7 @@ use arch_image::{CommitInfo, FileEntry, Image, ImageStore, Manifest, CRIU_DIR};
 use sha2::{Digest, Sha256};
 
 use crate::error::{io, ArchiveError, Result};
+use crate::foreign::{import_foreign, ForeignFacts};
 use crate::layout::{
     image_path, ARCH_MANIFEST, ARCH_SIGNATURE, CHECKPOINT_DIR, CONFIG_DUMP, DELETED_FILES,
 };
@@ -44,28 +45,39 @@ pub struct ImportTarget {
     pub skip_signature: bool,
 }
 
-/// Imports the archive read from `input` into `store`; nothing lands unless
-/// every entry matched the archive's manifest.
+/// Imports the archive read from `input` (zstd-compressed, as `archctl
+/// export` writes it, or a plain tar, as the kubelet does) into `store`;
+/// nothing lands unless every entry matched the archive's manifest. An
+/// archive without ARCH's manifest (CRI-O's layout) imports only with
+/// `foreign` facts, `skip_signature` and both a namespace and a key.
 pub fn import(
     store: &ImageStore,
     input: impl Read,
     target: &ImportTarget,
     limits: &ImportLimits,
+    foreign: Option<&ForeignFacts<'_>>,
 ) -> Result<Image> {
-    let decoder = zstd::Decoder::new(input).map_err(corrupt)?;
-    let mut archive = tar::Archive::new(decoder);
+    let mut archive = tar::Archive::new(decompressed(input)?);
     let mut entries = archive.entries().map_err(corrupt)?.peekable();
     let (manifest, manifest_bytes) = {
-        let mut first = entries
-            .next()
-            .ok_or_else(|| ArchiveError::Manifest("the archive is empty".into()))?
-            .map_err(corrupt)?;
-        let name = entry_name(&first)?;
+        let first = entries
+            .peek()
+            .ok_or_else(|| ArchiveError::Manifest("the archive is empty".into()))?;
+        let name = match first {
+            Ok(e) => entry_name(e)?,
+            Err(e) => return Err(ArchiveError::Corrupt(e.to_string())),
+        };
         if name != ARCH_MANIFEST {
-            return Err(ArchiveError::Manifest(format!(
-                "the first entry is {name:?}, not {ARCH_MANIFEST}"
-            )));
+            return match (foreign, &target.namespace, &target.key) {
+                (Some(facts), Some(ns), Some(key)) if target.skip_signature => {
+                    import_foreign(store, entries, (ns, key), limits, facts)
+                }
+                _ => Err(ArchiveError::Manifest(format!(
+                    "the first entry is {name:?}, not {ARCH_MANIFEST}; a CRI-O or kubelet checkpoint archive imports with --allow-unsigned --namespace NS --key KEY"
+                ))),
+            };
         }
+        let mut first = entries.next().expect("peeked").map_err(corrupt)?;
         let bytes = read_small(&mut first, &name, limits)?;
         let manifest = Manifest::parse(&bytes, Path::new(ARCH_MANIFEST))
             .map_err(|e| ArchiveError::Manifest(e.to_string()))?;
@@ -176,11 +188,26 @@ pub fn import(
     Ok(staging.commit(info)?)
 }
 
-fn corrupt(e: std::io::Error) -> ArchiveError {
+/// zstd (what `archctl export` and Podman write) or a plain tar (the
+/// kubelet's checkpoint archives), told apart by zstd's magic number.
+fn decompressed<'a>(input: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
+    const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+    let mut input = std::io::BufReader::new(input);
+    let head = std::io::BufRead::fill_buf(&mut input).map_err(corrupt)?;
+    if head.len() >= 4 && head[..4] == ZSTD_MAGIC {
+        Ok(Box::new(
+            zstd::Decoder::with_buffer(input).map_err(corrupt)?,
+        ))
+    } else {
+        Ok(Box::new(input))
+    }
+}
+
+pub(crate) fn corrupt(e: std::io::Error) -> ArchiveError {
     ArchiveError::Corrupt(e.to_string())
 }
 
-fn refused(entry: &str, reason: String) -> ArchiveError {
+pub(crate) fn refused(entry: &str, reason: String) -> ArchiveError {
     ArchiveError::Entry {
         entry: entry.to_string(),
         reason,
@@ -188,7 +215,7 @@ fn refused(entry: &str, reason: String) -> ArchiveError {
 }
 
 /// The entry's name, if it is a plain relative path (no `..`, no root).
-fn entry_name<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String> {
+pub(crate) fn entry_name<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String> {
     let raw = entry.path_bytes();
     let name = String::from_utf8_lossy(&raw).into_owned();
     let path = Path::new(&name);
@@ -199,7 +226,7 @@ fn entry_name<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String> {
     Ok(name)
 }
 
-fn read_small<R: Read>(
+pub(crate) fn read_small<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     name: &str,
     limits: &ImportLimits,
@@ -218,7 +245,7 @@ fn read_small<R: Read>(
 
 /// Writes an entry to `dir/rel` (a new file; `criu/` made as needed) and
 /// returns the sha256 of what was written.
-fn write_checked<R: Read>(
+pub(crate) fn write_checked<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     dir: &Path,
     rel: &str,

@@ -69,6 +69,7 @@ fn an_exported_image_imports_elsewhere_unchanged() {
         &archive[..],
         &target,
         &Default::default(),
+        None,
     )
     .unwrap();
     let original = ImageStore::new(a.path()).open("ns", "job").unwrap();
@@ -149,6 +150,7 @@ fn a_truncated_archive_lands_nothing() {
             &archive[..cut],
             &Default::default(),
             &Default::default(),
+            None,
         );
         assert!(err.is_err(), "cut at {cut} accepted");
         assert!(leftovers(b.path()).is_empty(), "{:?}", leftovers(b.path()));
@@ -164,6 +166,7 @@ fn an_existing_image_is_not_overwritten() {
         &archive[..],
         &Default::default(),
         &Default::default(),
+        None,
     )
     .unwrap_err();
     assert!(err.to_string().contains("exists"), "{err}");
@@ -182,6 +185,7 @@ fn an_image_over_the_limit_is_refused_before_anything_is_written() {
         &archive[..],
         &Default::default(),
         &limits,
+        None,
     )
     .unwrap_err();
     assert!(matches!(err, ArchiveError::TooLarge(_)), "{err}");
@@ -232,6 +236,7 @@ fn refused(archive: Vec<u8>, what: &str) -> String {
         &archive[..],
         &Default::default(),
         &Default::default(),
+        None,
     )
     .map(|_| ())
     .expect_err(what);
@@ -391,7 +396,13 @@ fn a_signed_image_imports_only_where_its_signature_verifies() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let archive = export_of(&image_in(&signed(a.path(), 1, false), "job"));
     let import_into = |store: &ImageStore, archive: &[u8]| {
-        import(store, archive, &Default::default(), &Default::default())
+        import(
+            store,
+            archive,
+            &Default::default(),
+            &Default::default(),
+            None,
+        )
     };
 
     let other_key = import_into(&signed(b.path(), 2, false), &archive).unwrap_err();
@@ -442,6 +453,7 @@ fn a_signed_image_imports_only_where_its_signature_verifies() {
         &archive[..],
         &vouched,
         &Default::default(),
+        None,
     )
     .expect("another host's signature, vouched for by the operator");
     signed(b.path(), 2, false)
@@ -454,4 +466,199 @@ fn a_signed_image_imports_only_where_its_signature_verifies() {
     signed(c.path(), 1, false)
         .open("ns", "job")
         .expect("re-signed on commit");
+}
+
+/// A plain tar as the kubelet (through CRI-O) writes a checkpoint archive.
+fn cri_o_archive(extra: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut dir = tar::Header::new_gnu();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_mode(0o755);
+    dir.set_size(0);
+    b.append_data(&mut dir, "checkpoint/", std::io::empty())
+        .unwrap();
+    let files: Vec<(&str, tar::EntryType, &[u8])> = vec![
+        (
+            "config.dump",
+            tar::EntryType::Regular,
+            br#"{"id":"abc123","name":"counter"}"#,
+        ),
+        (
+            "spec.dump",
+            tar::EntryType::Regular,
+            br#"{"ociVersion":"1.0.2"}"#,
+        ),
+        ("checkpoint/inventory.img", tar::EntryType::Regular, b"inv"),
+        (
+            "checkpoint/pages-1.img",
+            tar::EntryType::Regular,
+            &[9u8; 4096],
+        ),
+        ("stats-dump", tar::EntryType::Regular, b"{}"),
+        ("bind.mounts", tar::EntryType::Regular, b"[]"),
+    ];
+    for (name, kind, data) in files.into_iter().chain(extra.iter().copied()) {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(0o600);
+        h.set_size(data.len() as u64);
+        if kind == tar::EntryType::Symlink {
+            h.set_link_name("/etc/shadow").unwrap();
+            h.set_size(0);
+        }
+        b.append_data(&mut h, name, data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn profile_of(version: &str, id: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(format!("{version}-{id}")))
+}
+
+fn facts() -> ForeignFacts<'static> {
+    ForeignFacts {
+        profile: &|spec, id| arch_image::ProfileDigest {
+            digest: profile_of(spec["ociVersion"].as_str().unwrap(), id),
+            fields: Default::default(),
+        },
+        arch: "x86_64".into(),
+        cgroup_version: CgroupVersion::V1,
+        criu_version: "4.1.1".into(),
+        kernel: "6.18".into(),
+    }
+}
+
+fn vouched(key: &str) -> ImportTarget {
+    ImportTarget {
+        namespace: Some("k8s.io".into()),
+        key: Some(key.into()),
+        skip_signature: true,
+    }
+}
+
+/// Issue 16 §2: an archive in the kubelet/CRI-O layout, without ARCH's
+/// manifest, imports when the operator vouches for it and names its place.
+#[test]
+fn a_cri_o_archive_imports_when_vouched_for() {
+    let b = tempfile::tempdir().unwrap();
+    let store = signed(b.path(), 1, false);
+    let archive = cri_o_archive(&[]);
+    let not_vouched = ImportTarget {
+        skip_signature: false,
+        ..vouched("job")
+    };
+    let e = import(
+        &store,
+        &archive[..],
+        &not_vouched,
+        &Default::default(),
+        Some(&facts()),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("--allow-unsigned"), "{e}");
+    assert!(leftovers(b.path()).is_empty());
+
+    let image = import(
+        &store,
+        &archive[..],
+        &vouched("job"),
+        &Default::default(),
+        Some(&facts()),
+    )
+    .unwrap();
+    let m = image.manifest();
+    assert_eq!((m.namespace.as_str(), m.key.as_str()), ("k8s.io", "job"));
+    assert_eq!(m.container_id, "abc123");
+    assert_eq!(
+        m.profile.digest,
+        profile_of("1.0.2", "abc123"),
+        "the profile of spec.dump's container"
+    );
+    let paths: Vec<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
+    for want in [
+        "criu/inventory.img",
+        "criu/pages-1.img",
+        "config.json",
+        "rootfs-diff.tar",
+    ] {
+        assert!(paths.contains(&want), "{want} in {paths:?}");
+    }
+    assert!(
+        !paths
+            .iter()
+            .any(|p| p.contains("stats") || p.contains("bind")),
+        "{paths:?}"
+    );
+    store
+        .open("k8s.io", "job")
+        .expect("committed and signed by this host");
+}
+
+#[test]
+fn hostile_cri_o_archives_land_nothing() {
+    let regular = tar::EntryType::Regular;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "symlink",
+            cri_o_archive(&[("rootfs-diff.tar", tar::EntryType::Symlink, b"")]),
+            "only regular files",
+        ),
+        (
+            "nested",
+            cri_o_archive(&[("volumes/data/x", regular, b"x")]),
+            "not a file of a checkpoint archive",
+        ),
+        (
+            "deletions",
+            cri_o_archive(&[("deleted.files", regular, br#"["/etc/passwd"]"#)]),
+            "not supported",
+        ),
+        (
+            "duplicate",
+            cri_o_archive(&[("checkpoint/pages-1.img", regular, b"again")]),
+            "a second entry",
+        ),
+    ];
+    for (what, archive, expect) in cases {
+        let b = tempfile::tempdir().unwrap();
+        let e = import(
+            &ImageStore::new(b.path()),
+            &archive[..],
+            &vouched("job"),
+            &Default::default(),
+            Some(&facts()),
+        )
+        .map(|_| ())
+        .unwrap_err();
+        assert!(e.to_string().contains(expect), "{what}: {e}");
+        assert!(
+            leftovers(b.path()).is_empty(),
+            "{what}: {:?}",
+            leftovers(b.path())
+        );
+    }
+    // No CRIU inventory: not a checkpoint at all.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(2);
+    h.set_mode(0o600);
+    b.append_data(&mut h, "spec.dump", &b"{}"[..]).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_size(2);
+    h.set_mode(0o600);
+    b.append_data(&mut h, "config.dump", &b"{}"[..]).unwrap();
+    let archive = b.into_inner().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let e = import(
+        &ImageStore::new(root.path()),
+        &archive[..],
+        &vouched("job"),
+        &Default::default(),
+        Some(&facts()),
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert!(e.to_string().contains("inventory.img"), "{e}");
+    assert!(leftovers(root.path()).is_empty());
 }

@@ -141,3 +141,86 @@ fn checkpointctl_shows_an_exported_archive() {
         assert!(stdout.contains(want), "{want} in {stdout}");
     }
 }
+
+/// The kubelet's layout of the same job: a plain tar, no ARCH manifest or
+/// signature (what `kubectl checkpoint` leaves in /var/lib/kubelet/checkpoints).
+fn as_kubelet_archive(exported: &std::path::Path, out: &std::path::Path) {
+    let input = std::fs::File::open(exported).unwrap();
+    let mut archive = tar::Archive::new(zstd::Decoder::new(input).unwrap());
+    let mut builder = tar::Builder::new(std::fs::File::create(out).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        if name.starts_with("arch-manifest") {
+            continue;
+        }
+        let mut header = entry.header().clone();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        builder.append_data(&mut header, &name, &data[..]).unwrap();
+    }
+    builder.finish().unwrap();
+}
+
+/// Issue 16 §2: a checkpoint archive in the kubelet/CRI-O layout imports,
+/// only when the operator vouches for it (it carries no signature).
+#[test]
+fn a_kubelet_layout_archive_imports_when_vouched_for() {
+    let c = ctr();
+    let (id, key, landed) = (unique_id("kubelet"), unique_id("kkey"), unique_id("kland"));
+    let ct = c.start_arch(&id, Some(&key), WORKLOAD);
+    boot(&c, &id);
+    assert_eq!(c.run(&["task", "kill", &id]).code, 0);
+    c.wait_status(&id, "STOPPED");
+    drop(ct);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (exported, kubelet) = (dir.path().join("job.tar.zst"), dir.path().join("job.tar"));
+    let root = checkpoint_root().display().to_string();
+    let archctl = |args: &[&str]| {
+        Command::new(archctl_bin())
+            .args(["--root", &root])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ns_key = format!("{}/{key}", c.namespace);
+    let out = archctl(&["export", &ns_key, "-o", exported.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    as_kubelet_archive(&exported, &kubelet);
+
+    let import = |extra: &[&str]| {
+        let mut args = vec![
+            "import",
+            kubelet.to_str().unwrap(),
+            "--namespace",
+            c.namespace.as_str(),
+            "--key",
+            landed.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        archctl(&args)
+    };
+    let refused = import(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "an unsigned archive imported without --allow-unsigned"
+    );
+    assert!(stderr.contains("--allow-unsigned"), "{stderr}");
+
+    let out = import(&["--allow-unsigned"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("imported"), "{stderr}");
+    let shown = archctl(&["inspect", &format!("{}/{landed}", c.namespace)]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains(&id),
+        "the container id from config.dump: {shown}"
+    );
+}

@@ -5,8 +5,10 @@ use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;
 use std::time::Instant;
 
-use arch_archive::{ImportLimits, ImportTarget};
-use arch_checkpoint::{load_trust, ArchConfig, DEFAULT_HOST_KEY};
+use arch_archive::{ForeignFacts, ImportLimits, ImportTarget};
+use arch_checkpoint::{
+    load_trust, security_profile, ArchConfig, HostFacts, ProfileContext, DEFAULT_HOST_KEY,
+};
 use arch_image::ImageStore;
 
 use crate::error::{io_err, Error, Result};
@@ -72,13 +74,26 @@ pub fn import(store: &ImageStore, input: &Path, target: ImportTarget) -> Result<
         load_trust(&cfg, Path::new(DEFAULT_HOST_KEY)).map_err(|e| Error::Config(e.to_string()))?;
     let store = &ImageStore::new(store.root()).with_trust(trust);
     let limits = ImportLimits::default();
+    let foreign = foreign_facts(&target);
     let started = Instant::now();
     let image = if is_stdio(input) {
         let stdin = std::io::stdin().lock();
-        arch_archive::import(store, BufReader::new(stdin), &target, &limits)?
+        arch_archive::import(
+            store,
+            BufReader::new(stdin),
+            &target,
+            &limits,
+            foreign.as_ref(),
+        )?
     } else {
         let file = std::fs::File::open(input).map_err(io_err("open", input))?;
-        arch_archive::import(store, BufReader::new(file), &target, &limits)?
+        arch_archive::import(
+            store,
+            BufReader::new(file),
+            &target,
+            &limits,
+            foreign.as_ref(),
+        )?
     };
     let m = image.manifest();
     let secs = started.elapsed().as_secs_f64().max(1e-6);
@@ -90,4 +105,26 @@ pub fn import(store: &ImageStore, input: &Path, target: ImportTarget) -> Result<
         m.total_size as f64 / secs / 1e6
     );
     Ok(0)
+}
+
+/// This host's facts for an archive without ARCH's manifest (CRI-O's
+/// layout), which can import only when vouched for and named.
+fn foreign_facts(target: &ImportTarget) -> Option<ForeignFacts<'static>> {
+    if !target.skip_signature || target.namespace.is_none() || target.key.is_none() {
+        return None;
+    }
+    let host = HostFacts::detect(super::check::criu_version().unwrap_or_default());
+    Some(ForeignFacts {
+        profile: &|spec, id| {
+            let ctx = ProfileContext {
+                container_id: id.to_string(),
+                layers: None,
+            };
+            security_profile(spec, &ctx)
+        },
+        arch: host.arch,
+        cgroup_version: host.cgroup_version,
+        criu_version: host.criu_version,
+        kernel: host.kernel,
+    })
 }

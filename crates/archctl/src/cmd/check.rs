@@ -168,7 +168,7 @@ pub fn root_state(root: &Path) -> (Level, String) {
     }
 }
 
-fn find_in_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
@@ -180,7 +180,7 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
 }
 
 /// Run with a deadline; Ok((success, stdout+stderr)) or Err(reason).
-fn run_cmd(bin: &Path, args: &[&str]) -> std::result::Result<(bool, String), String> {
+pub(crate) fn run_cmd(bin: &Path, args: &[&str]) -> std::result::Result<(bool, String), String> {
     let mut child = Command::new(bin)
         .args(args)
         .stdin(Stdio::null())
@@ -205,6 +205,17 @@ fn run_cmd(bin: &Path, args: &[&str]) -> std::result::Result<(bool, String), Str
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     Ok((out.status.success(), text))
+}
+
+/// The installed CRIU's version ("4.1.1"), from `criu --version`.
+pub(crate) fn criu_version() -> Option<String> {
+    let (ok, out) = run_cmd(&find_in_path("criu")?, &["--version"]).ok()?;
+    ok.then(|| {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix("Version:"))
+            .map(|v| v.trim().to_string())
+    })
+    .flatten()
 }
 
 fn version_of(out: &str) -> String {
