@@ -18,7 +18,7 @@ use std::io::Read;
 use arch_image::{CgroupVersion, CommitInfo, Image, ImageStore, ProfileDigest};
 
 use crate::error::{ArchiveError, Result};
-use crate::import::{corrupt, entry_name, read_small, refused, write_checked, ImportLimits};
+use crate::import::{corrupt, file_name, read_small, refused, write_checked, ImportLimits};
 use crate::layout::{image_path, CHECKPOINT_DIR, CONFIG_DUMP, DELETED_FILES, SPEC_DUMP};
 
 /// What the importing host supplies for an archive without ARCH's manifest.
@@ -57,17 +57,9 @@ pub(crate) fn import_foreign<'a, R: Read + 'a>(
     let (mut spec, mut container_id) = (None, None);
     for entry in entries {
         let mut entry = entry.map_err(corrupt)?;
-        let name = entry_name(&entry)?;
-        let kind = entry.header().entry_type();
-        if kind.is_dir() && name.trim_end_matches('/') == CHECKPOINT_DIR {
+        let Some(name) = file_name(&entry)? else {
             continue;
-        }
-        if !kind.is_file() {
-            return Err(refused(
-                &name,
-                format!("a {kind:?} entry; only regular files are allowed"),
-            ));
-        }
+        };
         if !seen.insert(name.clone()) {
             return Err(refused(&name, "a second entry with this name".into()));
         }

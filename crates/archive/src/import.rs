@@ -120,17 +120,9 @@ pub fn import(
     let mut seen = BTreeSet::new();
     for entry in entries {
         let mut entry = entry.map_err(corrupt)?;
-        let name = entry_name(&entry)?;
-        let kind = entry.header().entry_type();
-        if kind.is_dir() && name.trim_end_matches('/') == CHECKPOINT_DIR {
+        let Some(name) = file_name(&entry)? else {
             continue;
-        }
-        if !kind.is_file() {
-            return Err(refused(
-                &name,
-                format!("a {kind:?} entry; only regular files are allowed"),
-            ));
-        }
+        };
         if name == CONFIG_DUMP {
             read_small(&mut entry, &name, limits)?;
             continue;
@@ -212,6 +204,23 @@ pub(crate) fn refused(entry: &str, reason: String) -> ArchiveError {
         entry: entry.to_string(),
         reason,
     }
+}
+
+/// A regular file's name; None for the `checkpoint/` directory's own
+/// entry; any other kind (links, devices, other directories) is refused.
+pub(crate) fn file_name<R: Read>(entry: &tar::Entry<'_, R>) -> Result<Option<String>> {
+    let name = entry_name(entry)?;
+    let kind = entry.header().entry_type();
+    if kind.is_dir() && name.trim_end_matches('/') == CHECKPOINT_DIR {
+        return Ok(None);
+    }
+    if !kind.is_file() {
+        return Err(refused(
+            &name,
+            format!("a {kind:?} entry; only regular files are allowed"),
+        ));
+    }
+    Ok(Some(name))
 }
 
 /// The entry's name, if it is a plain relative path (no `..`, no root).

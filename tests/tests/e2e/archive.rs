@@ -13,6 +13,17 @@ fn boot(c: &Ctr, id: &str) -> String {
     c.rootfs_file(id, "tmp/boot")
 }
 
+/// Runs the workload as `id` under `key` and stops it, which checkpoints
+/// it; returns its boot id.
+fn checkpoint_job(c: &Ctr, id: &str, key: &str) -> String {
+    let ct = c.start_arch(id, Some(key), WORKLOAD);
+    let boot = boot(c, id);
+    assert_eq!(c.run(&["task", "kill", id]).code, 0);
+    c.wait_status(id, "STOPPED");
+    drop(ct);
+    boot
+}
+
 fn archctl_bin() -> String {
     std::env::var("ARCH_E2E_ARCHCTL").unwrap_or_else(|_| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug/archctl").to_string()
@@ -23,11 +34,7 @@ fn archctl_bin() -> String {
 fn an_exported_job_imports_under_a_new_name_and_restores() {
     let c = ctr();
     let (id, key, moved) = (unique_id("exp"), unique_id("expkey"), unique_id("moved"));
-    let ct = c.start_arch(&id, Some(&key), WORKLOAD);
-    let before = boot(&c, &id);
-    assert_eq!(c.run(&["task", "kill", &id]).code, 0);
-    c.wait_status(&id, "STOPPED");
-    drop(ct);
+    let before = checkpoint_job(&c, &id, &key);
 
     let root = checkpoint_root();
     let (bin, root) = (archctl_bin(), root.display().to_string());
@@ -53,11 +60,7 @@ fn an_exported_job_imports_under_a_new_name_and_restores() {
 fn a_tampered_archive_is_refused_and_lands_nothing() {
     let c = ctr();
     let (id, key) = (unique_id("tamper"), unique_id("tkey"));
-    let ct = c.start_arch(&id, Some(&key), WORKLOAD);
-    boot(&c, &id);
-    assert_eq!(c.run(&["task", "kill", &id]).code, 0);
-    c.wait_status(&id, "STOPPED");
-    drop(ct);
+    checkpoint_job(&c, &id, &key);
     let root = checkpoint_root();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("job.tar.zst");
@@ -107,11 +110,7 @@ fn checkpointctl_shows_an_exported_archive() {
     );
     let c = ctr();
     let (id, key) = (unique_id("cpctl"), unique_id("cpctlkey"));
-    let ct = c.start_arch(&id, Some(&key), WORKLOAD);
-    boot(&c, &id);
-    assert_eq!(c.run(&["task", "kill", &id]).code, 0);
-    c.wait_status(&id, "STOPPED");
-    drop(ct);
+    checkpoint_job(&c, &id, &key);
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("job.tar.zst");
@@ -168,11 +167,7 @@ fn as_kubelet_archive(exported: &std::path::Path, out: &std::path::Path) {
 fn a_kubelet_layout_archive_imports_when_vouched_for() {
     let c = ctr();
     let (id, key, landed) = (unique_id("kubelet"), unique_id("kkey"), unique_id("kland"));
-    let ct = c.start_arch(&id, Some(&key), WORKLOAD);
-    boot(&c, &id);
-    assert_eq!(c.run(&["task", "kill", &id]).code, 0);
-    c.wait_status(&id, "STOPPED");
-    drop(ct);
+    checkpoint_job(&c, &id, &key);
 
     let dir = tempfile::tempdir().unwrap();
     let (exported, kubelet) = (dir.path().join("job.tar.zst"), dir.path().join("job.tar"));
