@@ -70,6 +70,16 @@ cargo test -p arch-e2e --test faults -- --test-threads=1 --nocapture
 stage "faults (containerd 1.7)" $t
 
 t=$SECONDS
+log "fault tests again on the newest containerd (2.x: task API v3, the bootstrap protocol), with its own ctr"
+hack/containerd-test.sh stop
+ARCH_CONTAINERD=newest hack/containerd-test.sh restart
+PATH="$(containerd_bin_dir newest):$PATH" ARCH_CONTAINERD=newest \
+    cargo test -p arch-e2e --test faults -- --test-threads=1 --nocapture
+ARCH_CONTAINERD=newest hack/containerd-test.sh stop
+hack/containerd-test.sh restart
+stage "faults (containerd newest)" $t
+
+t=$SECONDS
 log "fault-point sweep (every point of a checkpoint and a restore; one case removes the checkpoint root)"
 cargo test -p arch-e2e --test fault_points -- --test-threads=1 --nocapture
 stage "fault-point sweep (containerd 1.7)" $t
