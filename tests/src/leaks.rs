@@ -23,6 +23,9 @@ pub struct Task {
     pub comm: String,
     /// `pid:[…]` of its pid namespace (empty if unreadable).
     pub pid_ns: String,
+    /// In a pid namespace below ours (`NSpid` in /proc/PID/status has more
+    /// than one pid; readable even where the ns link is not).
+    pub nested: bool,
     /// The cgroup path of each hierarchy (`/proc/PID/cgroup`'s last field).
     pub cgroups: Vec<String>,
 }
@@ -53,6 +56,11 @@ fn read_task(pid: i32) -> Option<Task> {
     let pid_ns = std::fs::read_link(format!("/proc/{pid}/ns/pid"))
         .map(|l| l.display().to_string())
         .unwrap_or_default();
+    let nested = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .is_some_and(|pids| pids.split_whitespace().count() > 1);
     let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .unwrap_or_default()
         .lines()
@@ -64,6 +72,7 @@ fn read_task(pid: i32) -> Option<Task> {
         state,
         comm,
         pid_ns,
+        nested,
         cgroups,
     })
 }
@@ -81,24 +90,15 @@ pub fn tasks() -> Vec<Task> {
         .unwrap_or_default()
 }
 
-fn host_pid_ns() -> String {
-    std::fs::read_link("/proc/1/ns/pid")
-        .map(|l| l.display().to_string())
-        .unwrap_or_default()
-}
-
-/// Whether `t` is an orphan, given the host's pid namespace.
-pub fn is_orphan(t: &Task, host_ns: &str) -> bool {
-    t.ppid == 1 && ((!t.pid_ns.is_empty() && t.pid_ns != host_ns) || t.comm == "criu")
+/// Whether `t` is an orphan. The tests run in the host's pid namespace,
+/// so "another pid namespace" is one nested below theirs.
+pub fn is_orphan(t: &Task) -> bool {
+    t.ppid == 1 && (t.nested || t.comm == "criu")
 }
 
 /// Orphaned container tasks and CRIU workers, now.
 pub fn orphans() -> Vec<Task> {
-    let host = host_pid_ns();
-    tasks()
-        .into_iter()
-        .filter(|t| is_orphan(t, &host))
-        .collect()
+    tasks().into_iter().filter(is_orphan).collect()
 }
 
 /// Whether `t` is in the cgroup of container `id` (ctr's default cgroup
@@ -180,26 +180,26 @@ impl Drop for LeakCheck {
 mod tests {
     use super::*;
 
-    fn task(ppid: i32, comm: &str, ns: &str, cgroup: &str) -> Task {
+    fn task(ppid: i32, comm: &str, nested: bool, cgroup: &str) -> Task {
         Task {
             pid: 100,
             ppid,
             state: 'S',
             comm: comm.into(),
-            pid_ns: ns.into(),
+            pid_ns: String::new(),
+            nested,
             cgroups: vec![cgroup.into()],
         }
     }
 
     #[test]
     fn orphans_are_found_by_namespace_and_parent_not_by_name() {
-        let host = "pid:[1]";
         // An init stuck in exit: no name worth matching, the root cgroup.
-        assert!(is_orphan(&task(1, "", "pid:[2]", "/"), host));
-        assert!(is_orphan(&task(1, "criu", host, "/"), host));
-        assert!(!is_orphan(&task(1, "sshd", host, "/"), host));
+        assert!(is_orphan(&task(1, "", true, "/")));
+        assert!(is_orphan(&task(1, "criu", false, "/")));
+        assert!(!is_orphan(&task(1, "sshd", false, "/")));
         assert!(
-            !is_orphan(&task(4242, "sh", "pid:[2]", "/arch-test/c"), host),
+            !is_orphan(&task(4242, "sh", true, "/arch-test/c")),
             "a container init under its shim"
         );
     }
@@ -207,23 +207,23 @@ mod tests {
     #[test]
     fn the_cgroup_names_the_container() {
         assert!(in_cgroup_of(
-            &task(9, "sh", "", "/arch-test/fp-1-2"),
+            &task(9, "sh", false, "/arch-test/fp-1-2"),
             "fp-1-2"
         ));
         assert!(in_cgroup_of(
-            &task(9, "sh", "", "/system.slice/arch-fp-1-2.scope"),
+            &task(9, "sh", false, "/system.slice/arch-fp-1-2.scope"),
             "fp-1-2"
         ));
         assert!(!in_cgroup_of(
-            &task(9, "sh", "", "/arch-test/fp-1-22"),
+            &task(9, "sh", false, "/arch-test/fp-1-22"),
             "fp-1-2"
         ));
-        assert!(!in_cgroup_of(&task(9, "sh", "", "/"), "fp-1-2"));
+        assert!(!in_cgroup_of(&task(9, "sh", false, "/"), "fp-1-2"));
     }
 
     #[test]
     fn this_process_is_no_orphan() {
         let me = read_task(std::process::id() as i32).unwrap();
-        assert!(!is_orphan(&me, &host_pid_ns()), "{me}");
+        assert!(!me.nested && !is_orphan(&me), "{me}");
     }
 }
