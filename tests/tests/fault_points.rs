@@ -170,6 +170,8 @@ fn must_commit(point: &str, action: &str) -> Option<bool> {
 
 fn checkpoint_case(c: &Ctr, point: &str, action: &str) -> Result<(), String> {
     let (id, key) = (unique_id("fp"), unique_id("fpk"));
+    // Names a leftover (a leak report shows ids and keys) after its case.
+    eprintln!("checkpoint {point}={action}: container {id}, key {key}");
     let armed = fault(point, action);
     let result = (|| {
         start_counting(c, &id, &key, Some(&armed), 3)?;
@@ -308,6 +310,7 @@ fn next_checkpoint_commits(c: &Ctr, action: &str, point: &str) -> String {
 fn restore_case(c: &Ctr, point: &str, action: &str) -> Result<(), String> {
     let key = unique_id("frk");
     let (first, second, third) = (unique_id("fra"), unique_id("frb"), unique_id("frc"));
+    eprintln!("restore {point}={action}: containers {first} {second} {third}, key {key}");
     let armed = fault(point, action);
     let result = (|| {
         start_counting(c, &first, &key, None, AT_CHECKPOINT)?;
