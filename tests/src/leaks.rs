@@ -28,6 +28,8 @@ pub struct Task {
     pub nested: bool,
     /// The cgroup path of each hierarchy (`/proc/PID/cgroup`'s last field).
     pub cgroups: Vec<String>,
+    /// The command line, spaces for NULs (empty for a task stuck in exit).
+    pub cmdline: String,
 }
 
 impl std::fmt::Display for Task {
@@ -66,6 +68,9 @@ fn read_task(pid: i32) -> Option<Task> {
         .lines()
         .filter_map(|l| l.splitn(3, ':').nth(2).map(str::to_string))
         .collect();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default();
     Some(Task {
         pid,
         ppid,
@@ -74,6 +79,7 @@ fn read_task(pid: i32) -> Option<Task> {
         pid_ns,
         nested,
         cgroups,
+        cmdline,
     })
 }
 
@@ -91,14 +97,28 @@ pub fn tasks() -> Vec<Task> {
 }
 
 /// Whether `t` is an orphan. The tests run in the host's pid namespace,
-/// so "another pid namespace" is one nested below theirs.
-pub fn is_orphan(t: &Task) -> bool {
-    t.ppid == 1 && (t.nested || t.comm == "criu")
+/// so "another pid namespace" is one nested below theirs. `root` is this
+/// rig's checkpoint root: a CRIU whose command line (`criu: dump --rpc -t
+/// PID -D DIR`) names an images directory elsewhere is another rig's on a
+/// shared host, not this suite's.
+pub fn is_orphan(t: &Task, root: Option<&str>) -> bool {
+    let criu_of_ours = || {
+        t.comm == "criu"
+            && match (root, t.cmdline.split_once(" -D ")) {
+                (Some(root), Some((_, dir))) => dir.starts_with(root),
+                _ => true,
+            }
+    };
+    t.ppid == 1 && (t.nested || criu_of_ours())
 }
 
 /// Orphaned container tasks and CRIU workers, now.
 pub fn orphans() -> Vec<Task> {
-    tasks().into_iter().filter(is_orphan).collect()
+    let root = std::env::var("ARCH_E2E_CHECKPOINT_ROOT").ok();
+    tasks()
+        .into_iter()
+        .filter(|t| is_orphan(t, root.as_deref()))
+        .collect()
 }
 
 /// Whether `t` is in the cgroup of container `id` (ctr's default cgroup
@@ -189,19 +209,24 @@ mod tests {
             pid_ns: String::new(),
             nested,
             cgroups: vec![cgroup.into()],
+            cmdline: String::new(),
         }
     }
 
     #[test]
     fn orphans_are_found_by_namespace_and_parent_not_by_name() {
         // An init stuck in exit: no name worth matching, the root cgroup.
-        assert!(is_orphan(&task(1, "", true, "/")));
-        assert!(is_orphan(&task(1, "criu", false, "/")));
-        assert!(!is_orphan(&task(1, "sshd", false, "/")));
+        assert!(is_orphan(&task(1, "", true, "/"), None));
+        assert!(is_orphan(&task(1, "criu", false, "/"), Some("/r")));
+        assert!(!is_orphan(&task(1, "sshd", false, "/"), None));
         assert!(
-            !is_orphan(&task(4242, "sh", true, "/arch-test/c")),
+            !is_orphan(&task(4242, "sh", true, "/arch-test/c"), None),
             "a container init under its shim"
         );
+        let mut criu = task(1, "criu", false, "/");
+        criu.cmdline = "criu: dump --rpc -t 7 -D /r/ns/k@tmp-1/criu".into();
+        assert!(is_orphan(&criu, Some("/r")));
+        assert!(!is_orphan(&criu, Some("/other")), "another rig's");
     }
 
     #[test]
@@ -224,6 +249,6 @@ mod tests {
     #[test]
     fn this_process_is_no_orphan() {
         let me = read_task(std::process::id() as i32).unwrap();
-        assert!(!me.nested && !is_orphan(&me), "{me}");
+        assert!(!me.nested && !is_orphan(&me, None), "{me}");
     }
 }
