@@ -47,8 +47,11 @@ fn a_crashed_shim_is_cleaned_up_by_containerd() {
     assert!(wait_until(Duration::from_secs(20), || c
         .task_status(&id)
         .is_none_or(|s| s == "STOPPED")));
+    // The task reads STOPPED once containerd saw the exit; its cleanup
+    // (the delete action, which unmounts) may still be running.
     assert!(
-        mounts_containing(&id).is_empty(),
+        wait_until(Duration::from_secs(10), || mounts_containing(&id)
+            .is_empty()),
         "mounts left: {:?}",
         mounts_containing(&id)
     );
