@@ -112,12 +112,32 @@ pub fn is_orphan(t: &Task, root: Option<&str>) -> bool {
     t.ppid == 1 && (t.nested || criu_of_ours())
 }
 
-/// Orphaned container tasks and CRIU workers, now.
+/// The container init a CRIU dumps (`-t PID` in its command line) when
+/// that CRIU is another rig's (its images directory is outside `root`).
+fn dumped_by_another_rig(t: &Task, root: &str) -> Option<i32> {
+    let (_, dir) = t.cmdline.split_once(" -D ")?;
+    if t.comm != "criu" || dir.starts_with(root) {
+        return None;
+    }
+    let (_, after) = t.cmdline.split_once(" -t ")?;
+    after.split_whitespace().next()?.parse().ok()
+}
+
+/// Orphaned container tasks and CRIU workers, now. On a shared host,
+/// another rig's leak (a CRIU of its root, and the init that CRIU holds)
+/// is not this suite's.
 pub fn orphans() -> Vec<Task> {
     let root = std::env::var("ARCH_E2E_CHECKPOINT_ROOT").ok();
-    tasks()
-        .into_iter()
-        .filter(|t| is_orphan(t, root.as_deref()))
+    let all = tasks();
+    let theirs: Vec<i32> = match &root {
+        Some(root) => all
+            .iter()
+            .filter_map(|t| dumped_by_another_rig(t, root))
+            .collect(),
+        None => Vec::new(),
+    };
+    all.into_iter()
+        .filter(|t| is_orphan(t, root.as_deref()) && !theirs.contains(&t.pid))
         .collect()
 }
 
@@ -227,6 +247,8 @@ mod tests {
         criu.cmdline = "criu: dump --rpc -t 7 -D /r/ns/k@tmp-1/criu".into();
         assert!(is_orphan(&criu, Some("/r")));
         assert!(!is_orphan(&criu, Some("/other")), "another rig's");
+        assert_eq!(dumped_by_another_rig(&criu, "/other"), Some(7));
+        assert_eq!(dumped_by_another_rig(&criu, "/r"), None);
     }
 
     #[test]
