@@ -1,5 +1,6 @@
 //! containerd-shim-arch-v1: the ARCH runtime (io.containerd.arch.v1).
 
+mod console;
 mod container;
 mod error;
 mod events;
@@ -103,6 +104,8 @@ fn limit_malloc_arenas() {
 }
 
 fn main() {
+    // Run as CRIU's launcher, this becomes CRIU (see arch-runtime).
+    arch_runtime::criu_launcher_main();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match mode(&args) {
         Mode::Version => {

@@ -4,12 +4,8 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -44,61 +40,6 @@ pub struct IoHandles {
     console: Option<Arc<File>>,
     /// Copy threads from the container to containerd, joined on exit.
     outputs: Vec<JoinHandle<()>>,
-}
-
-/// A console socket that receives the pty master from the container's init.
-pub struct ConsoleSocket {
-    pub path: PathBuf,
-    listener: UnixListener,
-}
-
-static CONSOLE_SEQ: AtomicU64 = AtomicU64::new(0);
-
-impl ConsoleSocket {
-    pub fn new() -> io::Result<Self> {
-        let dir = arch_host::paths::console_dir();
-        std::fs::create_dir_all(&dir)?;
-        let n = CONSOLE_SEQ.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("{}-{n}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path)?;
-        Ok(Self { path, listener })
-    }
-
-    /// Waits (bounded) for the pty master on a thread, so the caller can
-    /// create the process meanwhile.
-    pub fn receive_master(self) -> io::Result<mpsc::Receiver<io::Result<File>>> {
-        let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("console-accept".into())
-            .spawn(move || {
-                let res = self
-                    .listener
-                    .accept()
-                    .and_then(|(stream, _)| recv_fd(stream.as_raw_fd()));
-                let _ = std::fs::remove_file(&self.path);
-                let _ = tx.send(res);
-            })?;
-        Ok(rx)
-    }
-}
-
-fn recv_fd(sock: RawFd) -> io::Result<File> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut buf = [0u8; 4096];
-    let mut iov = [io::IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(io::Error::from)?;
-    for c in msg.cmsgs().map_err(io::Error::from)? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(&fd) = fds.first() {
-                // SAFETY: the kernel just installed this descriptor for us.
-                return Ok(unsafe { File::from_raw_fd(fd) });
-            }
-        }
-    }
-    Err(io::Error::other("console socket: no descriptor received"))
 }
 
 fn pipe(owner: Option<(u32, u32)>) -> io::Result<(File, File)> {

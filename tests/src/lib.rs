@@ -6,6 +6,7 @@
 pub mod canary;
 pub mod cri;
 pub mod docker;
+pub mod leaks;
 pub mod shim_client;
 
 use std::path::Path;

@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use arch_e2e::{
-    checkpoint_root, ctr, image_entries, mounts_containing, parallel, pid_alive, records_for,
-    shim_pids, unique_id, wait_until, workload_pids, Ctr,
+    checkpoint_root, ctr, image_entries, leaks, mounts_containing, parallel, pid_alive,
+    records_for, shim_pids, unique_id, wait_until, workload_pids, Ctr,
 };
 use arch_faults::points;
 use arch_image::{Error as ImageError, ImageStore};
@@ -74,6 +74,8 @@ fn nothing_left(c: &Ctr, id: &str, key: &str) -> Result<(), String> {
     if !wait_until(Duration::from_secs(10), || shim_pids(id).is_empty()) {
         return Err(format!("shim left running: {:?}", shim_pids(id)));
     }
+    // By cgroup, not by environment: a task stuck in exit has none.
+    leaks::nothing_in_cgroup_of(id, Duration::from_secs(20))?;
     match mounts_containing(id).as_slice() {
         [] => Ok(()),
         left => Err(format!("mounts left: {left:?}")),
@@ -168,6 +170,8 @@ fn must_commit(point: &str, action: &str) -> Option<bool> {
 
 fn checkpoint_case(c: &Ctr, point: &str, action: &str) -> Result<(), String> {
     let (id, key) = (unique_id("fp"), unique_id("fpk"));
+    // Names a leftover (a leak report shows ids and keys) after its case.
+    eprintln!("checkpoint {point}={action}: container {id}, key {key}");
     let armed = fault(point, action);
     let result = (|| {
         start_counting(c, &id, &key, Some(&armed), 3)?;
@@ -215,8 +219,14 @@ fn recorded_at(key: &str, op: Operation, outcome: Outcome, point: &str) -> Resul
     }
 }
 
-fn report(failures: Vec<String>, cases: usize) {
-    let failures: Vec<String> = failures.into_iter().filter(|f| !f.is_empty()).collect();
+/// Fails the test with every case's failure, and with any task the cases
+/// leaked (orphaned container tasks or CRIU workers that were not there
+/// before, `leaks_before`).
+fn report(failures: Vec<String>, cases: usize, leaks_before: &[i32]) {
+    let mut failures: Vec<String> = failures.into_iter().filter(|f| !f.is_empty()).collect();
+    if let Err(e) = leaks::no_new_orphans(leaks_before, Duration::from_secs(30)) {
+        failures.push(e);
+    }
     eprintln!("{cases} fault cases, {} failed", failures.len());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -224,6 +234,7 @@ fn report(failures: Vec<String>, cases: usize) {
 #[test]
 fn every_checkpoint_fault_point_fails_cleanly_or_commits_whole() {
     let c = ctr();
+    let before = leaks::baseline();
     let points = points::checkpoint();
     let cases: Vec<(&str, &str)> = points
         .iter()
@@ -232,7 +243,7 @@ fn every_checkpoint_fault_point_fails_cleanly_or_commits_whole() {
     let results = parallel(&cases, 4, |(p, a)| {
         checkpoint_case(&c, p, a).err().unwrap_or_default()
     });
-    report(results, cases.len());
+    report(results, cases.len(), &before);
 }
 
 /// The checkpoint root removed at each point (one at a time: the root is
@@ -240,6 +251,7 @@ fn every_checkpoint_fault_point_fails_cleanly_or_commits_whole() {
 #[test]
 fn the_checkpoint_root_removed_at_any_point_is_survived() {
     let c = ctr();
+    let before = leaks::baseline();
     let mut failures = Vec::new();
     let points = points::checkpoint();
     for point in &points {
@@ -250,7 +262,7 @@ fn the_checkpoint_root_removed_at_any_point_is_survived() {
         );
         failures.push(next_checkpoint_commits(&c, "remove-root", point));
     }
-    report(failures, points.len());
+    report(failures, points.len(), &before);
 }
 
 /// The root's filesystem filled up at each point (a small tmpfs over the
@@ -259,6 +271,7 @@ fn the_checkpoint_root_removed_at_any_point_is_survived() {
 #[test]
 fn a_disk_filling_up_at_any_point_is_survived() {
     let c = ctr();
+    let before = leaks::baseline();
     let _disk = arch_e2e::Tmpfs::mount(checkpoint_root(), "32m");
     let filler = checkpoint_root().join(".arch-fault-fill");
     let mut failures = Vec::new();
@@ -275,7 +288,7 @@ fn a_disk_filling_up_at_any_point_is_survived() {
         let _ = std::fs::remove_file(&filler);
         failures.push(next_checkpoint_commits(&c, "fill-disk", point));
     }
-    report(failures, points.len());
+    report(failures, points.len(), &before);
 }
 
 /// The next operation after a fault: a plain checkpoint must commit into a
@@ -297,6 +310,7 @@ fn next_checkpoint_commits(c: &Ctr, action: &str, point: &str) -> String {
 fn restore_case(c: &Ctr, point: &str, action: &str) -> Result<(), String> {
     let key = unique_id("frk");
     let (first, second, third) = (unique_id("fra"), unique_id("frb"), unique_id("frc"));
+    eprintln!("restore {point}={action}: containers {first} {second} {third}, key {key}");
     let armed = fault(point, action);
     let result = (|| {
         start_counting(c, &first, &key, None, AT_CHECKPOINT)?;
@@ -403,6 +417,7 @@ fn crashed(c: &Ctr, id: &str, next: &str, key: &str, code: i32) -> Result<(), St
 #[test]
 fn every_restore_fault_point_falls_back_or_fails_clearly() {
     let c = ctr();
+    let before = leaks::baseline();
     // CRIU can only be killed while it runs: at its own notify points.
     let points = points::restore();
     let cases: Vec<(&str, &str)> = points
@@ -418,5 +433,5 @@ fn every_restore_fault_point_falls_back_or_fails_clearly() {
     let results = parallel(&cases, 4, |(p, a)| {
         restore_case(&c, p, a).err().unwrap_or_default()
     });
-    report(results, cases.len());
+    report(results, cases.len(), &before);
 }

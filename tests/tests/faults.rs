@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use arch_e2e::{
-    ctr, mounts_containing, parallel, pid_alive, shim_pids, unique_id, wait_until, workload_pids,
+    ctr, leaks, mounts_containing, parallel, pid_alive, shim_pids, unique_id, wait_until,
+    workload_pids,
 };
 use arch_image::ImageStore;
 
@@ -30,6 +31,7 @@ fn entries_for(ns_dir: &Path, key: &str) -> Vec<String> {
 
 #[test]
 fn a_crashed_shim_is_cleaned_up_by_containerd() {
+    let _leaks = leaks::LeakCheck::start();
     let c = ctr();
     let id = unique_id("crash");
     let ct = c.start_detached(&id, &["sleep", "600"]);
@@ -45,8 +47,11 @@ fn a_crashed_shim_is_cleaned_up_by_containerd() {
     assert!(wait_until(Duration::from_secs(20), || c
         .task_status(&id)
         .is_none_or(|s| s == "STOPPED")));
+    // The task reads STOPPED once containerd saw the exit; its cleanup
+    // (the delete action, which unmounts) may still be running.
     assert!(
-        mounts_containing(&id).is_empty(),
+        wait_until(Duration::from_secs(10), || mounts_containing(&id)
+            .is_empty()),
         "mounts left: {:?}",
         mounts_containing(&id)
     );
@@ -80,6 +85,7 @@ fn nix_kill(pid: i32) -> bool {
 
 #[test]
 fn containerd_restart_keeps_running_containers() {
+    let _leaks = leaks::LeakCheck::start();
     let c = ctr();
     let plain = unique_id("keep");
     let _p = c.start_detached(&plain, &["sleep", "600"]);
@@ -141,6 +147,7 @@ fn containerd_restart_keeps_running_containers() {
 
 #[test]
 fn a_full_disk_fails_the_checkpoint_cleanly() {
+    let _leaks = leaks::LeakCheck::start();
     let mut c = ctr();
     c.namespace = "arch-fault".into();
     let st = Command::new(repo().join("hack/import-test-image.sh"))
@@ -192,6 +199,7 @@ fn criu_pids() -> Vec<i32> {
 
 #[test]
 fn killing_criu_mid_dump_commits_nothing() {
+    let _leaks = leaks::LeakCheck::start();
     let c = ctr();
     let (id, key) = (unique_id("killcriu"), unique_id("ckey"));
     let ct = c.start_arch(
@@ -228,6 +236,7 @@ fn killing_criu_mid_dump_commits_nothing() {
 
 #[test]
 fn a_shim_killed_mid_checkpoint_leaves_no_temporaries() {
+    let _leaks = leaks::LeakCheck::start();
     let c = ctr();
     let (id, key) = (unique_id("shimdie"), unique_id("skey"));
     let ct = c.start_arch(&id, Some(&key), "memtouch 1024");
@@ -265,6 +274,7 @@ fn a_shim_killed_mid_checkpoint_leaves_no_temporaries() {
 /// A spot interruption: every container gets SIGTERM at once.
 #[test]
 fn containers_stopped_at_once_all_commit_or_fail_cleanly() {
+    let _leaks = leaks::LeakCheck::start();
     let n: usize = std::env::var("ARCH_E2E_LOAD")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -346,6 +356,7 @@ fn bounce(env: &[(&str, &str)]) {
 /// another host means this one starts fresh and leaves the image alone.
 #[test]
 fn network_fs_claims_keep_an_image_to_one_restorer() {
+    let _leaks = leaks::LeakCheck::start();
     let key = arch_e2e::signing_key_path();
     bounce(&[
         ("ARCH_MODE", "network-fs"),
@@ -394,6 +405,7 @@ fn network_fs_claims_keep_an_image_to_one_restorer() {
 
 #[test]
 fn a_shim_killed_mid_restore_leaves_nothing_running() {
+    let _leaks = leaks::LeakCheck::start();
     let c = ctr();
     let key = unique_id("rkill");
     let first = unique_id("rk-a");
@@ -457,6 +469,7 @@ fn a_shim_killed_mid_restore_leaves_nothing_running() {
 /// re-created with its key restores from its last periodic checkpoint.
 #[test]
 fn a_killed_shim_and_restarted_containerd_restore_from_the_periodic_image() {
+    let _leaks = leaks::LeakCheck::start();
     const COUNTER: &str = "boot=$(cat /proc/sys/kernel/random/uuid); i=0; \
         while true; do i=$((i+1)); echo $i > /tmp/count; echo $boot > /tmp/boot; sleep 0.1; done";
     let c = ctr();

@@ -12,7 +12,8 @@ pub enum Action {
     /// The whole checkpoint root disappears (an operator's `rm -rf`, a
     /// lost network mount); the operation goes on.
     RemoveRoot,
-    /// Every CRIU process the shim started is SIGKILLed; the operation goes on.
+    /// The CRIU worker of the request at this point (a notify runs on the
+    /// thread that started it) is SIGKILLed; the operation goes on.
     KillCriu,
     /// The checkpoint root's filesystem is filled up (a file of zeros
     /// written until ENOSPC, `{root}/.arch-fault-fill`); the operation goes
@@ -67,7 +68,7 @@ impl Action {
                 }
             }
             Action::KillCriu => {
-                crate::criu::kill_criu_children();
+                crate::criu::kill_criu_of_this_thread();
             }
             Action::FillDisk => fill(&root.join(FILL_FILE)),
             Action::Pause => std::thread::sleep(PAUSE),

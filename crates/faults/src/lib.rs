@@ -22,7 +22,7 @@ mod scope;
 use std::path::Path;
 
 pub use action::{Action, FILL_FILE};
-pub use criu::kill_criu_children;
+pub use criu::kill_criu_of_this_thread;
 pub use scope::{hit_in_thread_scope, ThreadScope};
 
 /// The annotation that arms a fault for one container.

@@ -7,7 +7,7 @@ use crate::error::{Result, RuntimeError};
 /// The installed CRIU's version, e.g. "4.1.1" (CRIU answers over its RPC,
 /// which also proves it can run).
 pub fn criu_version() -> Result<String> {
-    let mut criu = rust_criu::Criu::new().map_err(RuntimeError::CriuUnavailable)?;
+    let mut criu = crate::criu_launch::new_criu().map_err(RuntimeError::CriuUnavailable)?;
     let v = criu
         .get_criu_version()
         .map_err(RuntimeError::CriuUnavailable)?;

@@ -14,7 +14,7 @@ use crate::criu_mounts::{set_external_mounts, Phase};
 use crate::error::{Result, RuntimeError};
 use crate::image_stdio::DESCRIPTORS;
 use crate::namespaces::JoinedNamespaces;
-use crate::notify::{end_failed_request, Session};
+use crate::notify::{end_if_failed, Session};
 
 /// What a CRIU dump may take along, as containerd's CheckpointOptions says.
 #[derive(Clone, Debug, Default)]
@@ -92,7 +92,7 @@ pub(crate) fn dump(
     let path = opts.image_dir.join(DESCRIPTORS);
     std::fs::write(&path, json).map_err(RuntimeError::io(format!("writing {}", path.display())))?;
 
-    let mut criu = rust_criu::Criu::new().map_err(RuntimeError::CriuUnavailable)?;
+    let mut criu = crate::criu_launch::new_criu().map_err(RuntimeError::CriuUnavailable)?;
     set_external_mounts(&mut criu, &spec, Phase::Dump);
     let images = open_dir(&opts.image_dir)?;
     criu.set_images_dir_fd(images.as_raw_fd());
@@ -132,14 +132,11 @@ pub(crate) fn dump(
         })?
         .run(|| {
             let _notify = Session::begin(&mut criu, id);
-            criu.dump()
+            end_if_failed(criu.dump())
         })
         .map_err(|source| RuntimeError::Namespaces {
             id: id.to_string(),
             source,
         })?
-        .map_err(|e| {
-            end_failed_request();
-            RuntimeError::criu(id, "dump")(e)
-        })
+        .map_err(RuntimeError::criu(id, "dump"))
 }

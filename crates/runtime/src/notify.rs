@@ -86,15 +86,20 @@ fn run_pre_restore() -> i32 {
     })
 }
 
-/// Ends the CRIU worker of a failed request. rust-criu gives up on a
-/// refused notify without waiting for CRIU, and CRIU inherited its own
-/// copy of the RPC socket, so it never sees the shim hang up: it would wait
-/// forever, still holding the container's processes seized.
-pub(crate) fn end_failed_request() {
-    let n = arch_faults::kill_criu_children();
-    if n > 0 {
-        log::warn!("killed {n} CRIU worker(s) left by a failed request");
+/// A CRIU request's result, its worker ended if it failed. rust-criu gives
+/// up on a refused notify without waiting for CRIU, and CRIU inherited its
+/// own copy of the RPC socket, so it never sees the shim hang up: it would
+/// wait forever, still holding the container's processes seized. Must run
+/// on the thread that made the request (its worker is that thread's child:
+/// only it is ended, never another request's).
+pub(crate) fn end_if_failed<T, E>(result: std::result::Result<T, E>) -> std::result::Result<T, E> {
+    if result.is_err() {
+        let n = arch_faults::kill_criu_of_this_thread();
+        if n > 0 {
+            log::warn!("killed the CRIU worker left by a failed request");
+        }
     }
+    result
 }
 
 fn on_notify(

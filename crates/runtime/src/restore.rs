@@ -20,7 +20,7 @@ use crate::criu_mounts::{set_external_mounts, Phase};
 use crate::error::{Result, RuntimeError};
 use crate::image_stdio::{read_descriptors, stdio_matches};
 use crate::namespaces::JoinedNamespaces;
-use crate::notify::{end_failed_request, Session};
+use crate::notify::{end_if_failed, Session};
 use crate::proc_tree::process_tree;
 
 pub struct RestoreRequest<'a> {
@@ -73,7 +73,7 @@ impl Runtime {
         let descriptors = read_descriptors(id, &req.images_dir)?;
         stdio_matches(id, &descriptors, req.terminal)?;
 
-        let mut criu = rust_criu::Criu::new().map_err(RuntimeError::CriuUnavailable)?;
+        let mut criu = crate::criu_launch::new_criu().map_err(RuntimeError::CriuUnavailable)?;
         // The pty slave the process had is "orphaned" (its master was the
         // old shim's): CRIU makes a new pair, gives the slave to the
         // process and sends the master back (the "orphan-pts-master" notify).
@@ -123,15 +123,10 @@ impl Runtime {
                     .before_restore(move |criu_pid| join.join(criu_pid).map_err(|e| e.to_string()));
                 let _inside =
                     (!target.driver.is_systemd()).then(|| ThreadCgroup::enter(&target.path));
-                criu.restore().map(|()| notify.restored_pid())
+                end_if_failed(criu.restore()).map(|()| notify.restored_pid())
             })
             .map_err(namespaces_err(id))
-            .and_then(|r| {
-                r.map_err(|e| {
-                    end_failed_request();
-                    RuntimeError::criu(id, "restore")(e)
-                })
-            });
+            .and_then(|r| r.map_err(RuntimeError::criu(id, "restore")));
         for fd in req.stdio.iter().flatten() {
             set_cloexec(fd, true)?;
         }

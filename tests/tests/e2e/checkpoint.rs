@@ -81,6 +81,25 @@ fn stop_signal_commits_a_valid_image_with_the_rootfs_changes() {
     assert_eq!(mode(&image.criu_dir().join("dump.log")), 0o600);
 }
 
+/// `ctr task kill --all` with the stop signal stops the container the ARCH
+/// way too: a checkpoint, then the exit (issue 13 §5). The counter's shell
+/// is its pid namespace's init and has no TERM trap: delivered, the signal
+/// would leave it running.
+#[test]
+fn the_stop_signal_to_all_processes_checkpoints() {
+    let c = ctr();
+    let (id, key) = (unique_id("stopall"), unique_id("key"));
+    let _ct = c.start_arch(&id, Some(&key), COUNTER);
+    assert!(wait_until(Duration::from_secs(10), || count(&c, &id, "n") >= 5));
+    let r = c.run(&["task", "kill", "--all", &id]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    c.wait_status(&id, "STOPPED");
+    let image = store()
+        .open(&c.namespace, &key)
+        .expect("kill --all checkpointed: a committed image");
+    assert_eq!(image.manifest().container_id, id);
+}
+
 #[test]
 fn the_annotation_opts_in_and_the_key_defaults_to_the_container_id() {
     let c = ctr();

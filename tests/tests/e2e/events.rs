@@ -2,7 +2,89 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::Duration;
 
-use arch_e2e::{ctr, unique_id};
+use arch_e2e::{assert_restore_recorded, checkpoint_root, ctr, unique_id, wait_until, Ctr};
+use arch_image::ImageStore;
+use arch_records::Outcome;
+
+/// The `/tasks/…` topics `ctr events` printed for container `cid`.
+fn topics(out: &str, cid: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| {
+            l.contains(&format!("\"{cid}\"")) || l.contains(&format!("\"container_id\":\"{cid}\""))
+        })
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("/tasks/"))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// `ctr events` until `until` returns, then what it printed.
+fn events_during(c: &Ctr, until: impl FnOnce()) -> String {
+    let mut events = c
+        .command(&["events"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    until();
+    std::thread::sleep(Duration::from_millis(500));
+    events.kill().unwrap();
+    let mut out = String::new();
+    events
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let _ = events.wait();
+    out
+}
+
+fn remove(c: &Ctr, id: &str) {
+    let _ = c.run(&["task", "kill", "-s", "SIGKILL", id]);
+    let _ = c.run(&["task", "rm", "-f", id]);
+    let _ = c.run(&["container", "rm", id]);
+}
+
+/// A restored container is watched for OOM kills like a fresh one
+/// (issue 13 §5): its workload, restored, eats past its memory limit and
+/// containerd hears `/tasks/oom`.
+#[test]
+fn a_restored_container_reports_its_oom_kill() {
+    let c = ctr();
+    let key = unique_id("oomkey");
+    let (first, second) = (unique_id("oomfirst"), unique_id("oomrest"));
+    let limit = ["--memory-limit", "67108864"];
+    // Idles until /tmp/hog exists, then holds 300 MB in a shell variable.
+    let hog = "while [ ! -e /tmp/hog ]; do sleep 0.1; done; \
+               x=$(head -c 300000000 /dev/zero | tr '\\0' a); echo ${#x}";
+    let r = c.run_arch_with("-d", &first, Some(&key), &limit, &["sh", "-c", hog]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(c.run(&["task", "kill", &first]).code, 0);
+    c.wait_status(&first, "STOPPED");
+    remove(&c, &first);
+    ImageStore::new(checkpoint_root())
+        .open(&c.namespace, &key)
+        .expect("the first container checkpointed");
+    let out = events_during(&c, || {
+        let r = c.run_arch_with("-d", &second, Some(&key), &limit, &["sh", "-c", hog]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_restore_recorded(&checkpoint_root(), &key, Outcome::Ok);
+        let rootfs = c.bundle(&second).join("rootfs");
+        std::fs::write(rootfs.join("tmp/hog"), "").unwrap();
+        wait_until(Duration::from_secs(30), || {
+            c.task_status(&second).as_deref() != Some("RUNNING")
+        });
+    });
+    remove(&c, &second);
+    assert!(
+        topics(&out, &second).iter().any(|t| t == "/tasks/oom"),
+        "no /tasks/oom for the restored {second}\n{out}"
+    );
+}
 
 #[test]
 fn lifecycle_events_are_published() {
@@ -39,19 +121,7 @@ fn lifecycle_events_are_published() {
         .read_to_string(&mut out)
         .unwrap();
     let _ = events.wait();
-    let topics_for = |cid: &str| -> Vec<String> {
-        out.lines()
-            .filter(|l| {
-                l.contains(&format!("\"{cid}\""))
-                    || l.contains(&format!("\"container_id\":\"{cid}\""))
-            })
-            .filter_map(|l| {
-                l.split_whitespace()
-                    .find(|w| w.starts_with("/tasks/"))
-                    .map(str::to_string)
-            })
-            .collect()
-    };
+    let topics_for = |cid: &str| topics(&out, cid);
     let got = topics_for(&id);
     for want in [
         "/tasks/create",

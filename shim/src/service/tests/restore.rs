@@ -33,6 +33,39 @@ fn a_new_container_with_the_key_is_restored_at_start() {
     assert_eq!(r.wait("c2"), 0);
 }
 
+/// The restored init is known to the exit index as soon as CRIU returns,
+/// before the bookkeeping (the record, retiring the image) that may be
+/// slow on a network filesystem: an early exit is matched at once.
+#[test]
+fn the_restored_init_is_registered_before_the_bookkeeping() {
+    let r = Rig::new();
+    r.checkpointed("c1", "job");
+    r.create("c2", Some("job"));
+    let c = r.service.container("c2").unwrap();
+    let Some(crate::container::PendingRestore::Arch(staged)) = c.take_pending() else {
+        panic!("no restore staged");
+    };
+    let mut at_register = None;
+    let pid = r
+        .service
+        .arch
+        .start_restore(&c, *staged, |pid| {
+            at_register = Some((pid, restores(&r).len(), r.entries()));
+        })
+        .unwrap();
+    let (registered, records, entries) = at_register.expect("registered");
+    assert_eq!(registered, pid);
+    assert_eq!(
+        records, 0,
+        "the restore was recorded before its init was registered"
+    );
+    assert!(
+        !entries.iter().any(|e| e.ends_with("@restored")),
+        "the image was retired before the init was registered: {entries:?}"
+    );
+    assert_eq!(restores(&r).len(), 1, "recorded afterwards");
+}
+
 #[test]
 fn a_failed_restore_rolls_back_and_starts_fresh() {
     let r = Rig::new();
