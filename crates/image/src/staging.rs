@@ -24,7 +24,15 @@ pub struct Staging {
     /// Signs the manifest (manifest.sig) when the host has a key.
     pub(crate) signing_key: Option<std::sync::Arc<crate::SigningKey>>,
     pub(crate) done: bool,
+    /// Touches the directory while it is being written, so a cleaner on
+    /// another host judges it by its writer's life, not by how long the
+    /// dump takes (stale-temp cleanup).
+    pub(crate) heartbeat: Option<crate::lease::Heartbeat>,
 }
+
+/// How often a staging directory is touched while it is written: well
+/// under any stale-temp age (the shim uses 10 minutes).
+pub const STAGING_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Staging {
     /// Directory to write image files into (criu/, rootfs-diff.tar, ...).
@@ -78,6 +86,8 @@ impl Staging {
         }
         fsync(&self.dir)?;
         phase(observe, points::COMMIT_SEALED)?;
+        // The directory is renamed next: its heartbeat is over.
+        drop(self.heartbeat.take());
         self.publish(observe)?;
         self.done = true;
         Ok(Image::new(self.final_dir.clone(), manifest))
@@ -87,15 +97,22 @@ impl Staging {
     /// happened: later trouble (the directory fsync, removing a previous
     /// image) is logged, not returned, since a caller told "failed" would
     /// treat a visible, valid image as lost.
-    fn publish(&self, observe: Observer) -> Result<()> {
+    fn publish(&mut self, observe: Observer) -> Result<()> {
         let rename = |from: &Path, to: &Path| fs::rename(from, to).map_err(io_err("rename", from));
         let old = if fs::symlink_metadata(&self.final_dir).is_ok() {
-            let old = self.ns_dir.join(format!(
-                "{}{}old-{}",
-                self.key,
-                crate::SIDECAR_SEP,
-                rand_suffix()
-            ));
+            // `@old-{tag}` pairs with this `@tmp-{tag}`: while both exist
+            // the replacement has not landed (cleanup puts the old image
+            // back); once the staging name is gone it has, and the old
+            // image is never brought back.
+            let tag = self
+                .dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.split_once("@tmp-"))
+                .map_or_else(rand_suffix, |(_, tag)| tag.to_string());
+            let old = self
+                .ns_dir
+                .join(format!("{}{}old-{tag}", self.key, crate::SIDECAR_SEP,));
             rename(&self.final_dir, &old)?;
             Some(old)
         } else {
@@ -108,7 +125,11 @@ impl Staging {
         if let Err(e) = replacing.and_then(|_| rename(&self.dir, &self.final_dir)) {
             // Put the previous image back so a failed commit loses nothing.
             if let Some(old) = &old {
-                let _ = fs::rename(old, &self.final_dir);
+                if let Err(back) = fs::rename(old, &self.final_dir) {
+                    // Keep the pair: cleanup puts the old image back.
+                    log::error!("{}: putting the old image back: {back}", old.display());
+                    self.done = true;
+                }
             }
             return Err(e);
         }
@@ -155,6 +176,7 @@ fn phase(observe: Observer, point: &'static str) -> Result<()> {
 
 impl Drop for Staging {
     fn drop(&mut self) {
+        drop(self.heartbeat.take());
         if !self.done {
             let _ = fs::remove_dir_all(&self.dir);
         }

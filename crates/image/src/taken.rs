@@ -13,10 +13,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::error::{io_err, Error, Result};
 use crate::fsutil::{fsync, mkdir_all, mkdir_new, owner_tag, rand_suffix, write_new};
 use crate::image::Image;
+use crate::lease::{lease_path, Lease};
 use crate::manifest::{Status, Timestamp};
 use crate::store::{set_status, ImageStore, FAILURE_REASON_FILE};
 use crate::SIDECAR_SEP as SEP;
@@ -33,6 +35,8 @@ pub struct Taken {
     namespace: String,
     key: String,
     trust: crate::Trust,
+    /// network-fs: the lease beside it, touched until the image is decided.
+    lease: Option<Lease>,
     done: bool,
 }
 
@@ -41,14 +45,24 @@ impl ImageStore {
     /// this process's own. [`Error::NotFound`] when there is none, or when
     /// another restorer took it first.
     pub fn take(&self, ns: &str, key: &str) -> Result<Taken> {
+        self.take_inner(ns, key, None)
+    }
+
+    /// [`ImageStore::take`] for a shared root: a lease file
+    /// `{key}@lease-{tag}` is created first and touched every quarter of
+    /// `lease` until the image is decided, so that another host gives the
+    /// image back to the next restorer only once this process stopped
+    /// touching it (see lease.rs). `owner` is written into the lease.
+    pub fn take_leased(&self, ns: &str, key: &str, owner: &str, lease: Duration) -> Result<Taken> {
+        self.take_inner(ns, key, Some((owner, lease)))
+    }
+
+    fn take_inner(&self, ns: &str, key: &str, lease: Option<(&str, Duration)>) -> Result<Taken> {
         self.checked_ns(ns)?;
         let src = self.image_dir(ns, key)?;
         let ns_dir = src.parent().expect("image dir has a parent").to_path_buf();
-        let dir = ns_dir.join(format!(
-            "{key}{SEP}{TAKEN}{}-{}",
-            owner_tag(),
-            rand_suffix()
-        ));
+        let tag = format!("{}-{}", owner_tag(), rand_suffix());
+        let dir = ns_dir.join(format!("{key}{SEP}{TAKEN}{tag}"));
         let meta = fs::symlink_metadata(&src).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound {
                 namespace: ns.into(),
@@ -61,6 +75,12 @@ impl ImageStore {
                 path: src.display().to_string(),
             });
         }
+        // The lease exists before the taken image does: a reclaimer never
+        // sees a taken image of a live restorer without its lease.
+        let lease = match lease {
+            Some((owner, d)) => Some(Lease::acquire(lease_path(&ns_dir, key, &tag), owner, d)?),
+            None => None,
+        };
         fs::rename(&src, &dir).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound {
                 namespace: ns.into(),
@@ -75,6 +95,7 @@ impl ImageStore {
             namespace: ns.into(),
             key: key.into(),
             trust: self.trust().clone(),
+            lease,
             done: false,
         })
     }
@@ -84,6 +105,19 @@ impl Taken {
     /// Where the taken image is now.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether this process still holds the image: false once a lease
+    /// was lost (another host judged it expired and took the image back),
+    /// or the taken directory is gone. Checked right before CRIU runs.
+    pub fn still_held(&self) -> Result<()> {
+        let lost = self.lease.as_ref().is_some_and(|l| !l.beat());
+        if lost || fs::symlink_metadata(&self.dir).is_err() {
+            return Err(Error::LeaseLost {
+                path: self.dir.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// Reads and fully validates the taken image (the one CRIU will read).
@@ -151,9 +185,22 @@ impl Taken {
     }
 
     fn rename_to(&mut self, dest: &Path) -> Result<()> {
-        fs::rename(&self.dir, dest).map_err(io_err("rename", &self.dir))?;
+        fs::rename(&self.dir, dest).map_err(|e| self.rename_err(e))?;
         self.done = true;
+        self.lease = None;
         fsync(&self.ns_dir)
+    }
+
+    /// A taken image that vanished was reclaimed by another host after our
+    /// lease expired: say so rather than "no such file".
+    fn rename_err(&self, e: std::io::Error) -> Error {
+        if e.kind() == std::io::ErrorKind::NotFound && self.lease.is_some() {
+            Error::LeaseLost {
+                path: self.dir.clone(),
+            }
+        } else {
+            io_err("rename", &self.dir)(e)
+        }
     }
 
     /// After a restore: `{key}@restored` (replacing an older one, so only
@@ -198,7 +245,8 @@ impl Taken {
             );
             return fs::remove_dir_all(&self.dir).map_err(io_err("remove", &self.dir));
         }
-        fs::rename(&self.dir, &slot).map_err(io_err("rename", &self.dir))?;
+        fs::rename(&self.dir, &slot).map_err(|e| self.rename_err(e))?;
+        self.lease = None;
         fsync(&self.ns_dir)
     }
 }
