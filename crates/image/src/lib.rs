@@ -57,3 +57,5 @@ pub(crate) const SIDECAR_SEP: char = '@';
 mod tests;
 #[cfg(test)]
 mod tests_cleanup;
+#[cfg(test)]
+mod tests_swap;

@@ -2,15 +2,13 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::error::{io_err, Error, Result};
-use crate::fsutil::{
-    boot_tag, mkdir_all, mkdir_new, owner_tag, rand_suffix, replace_file, write_new,
-};
+use crate::fsutil::{boot_tag, mkdir_all, owner_tag, rand_suffix, replace_file, write_new};
 use crate::ident::{validate_key, validate_namespace};
 use crate::image::{read_manifest, Image};
 use crate::lease::{changed_at, expired, FsClock, ProbeClock, LEASE};
@@ -135,26 +133,39 @@ impl ImageStore {
             }
             _ => {}
         }
-        self.checked_ns_dir(ns)?;
-        let dir = self.sidecar(ns, key, &format!("tmp-{}-{}", owner_tag(), rand_suffix()))?;
-        mkdir_new(&dir)?;
-        let heartbeat = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&dir)
+        // Everything below goes through descriptors held from here: a
+        // scope or staging directory swapped for a symlink meanwhile
+        // cannot redirect a write (the checkpoint fails instead).
+        let ns_held = crate::fsutil::HeldDir::beneath(&self.root, ns)?;
+        let name = format!(
+            "{}{SEP}tmp-{}-{}",
+            checked_key(key)?,
+            owner_tag(),
+            rand_suffix()
+        );
+        let held = ns_held.mkdir_new(&name)?;
+        let heartbeat = held
+            .try_clone()
             .map(|f| {
-                crate::lease::Heartbeat::start(dir.clone(), f, crate::staging::STAGING_HEARTBEAT)
+                crate::lease::Heartbeat::start(
+                    ns_held.path().join(&name),
+                    f,
+                    crate::staging::STAGING_HEARTBEAT,
+                )
             })
             .ok();
         Ok(Staging {
-            dir,
+            dir: held.path().to_path_buf(),
+            name,
             final_dir,
-            ns_dir,
+            ns_dir: ns_held.path().to_path_buf(),
             namespace: ns.to_string(),
             key: key.to_string(),
             signing_key: self.trust.key.clone(),
             done: false,
             heartbeat,
+            held,
+            ns_held,
         })
     }
 

@@ -320,7 +320,7 @@ fn stale_temp_cleanup_and_old_recovery() {
     let (_t, store) = committed("ns", "k");
     let ns = store.root().join("ns");
     let st = store.begin("ns", "k").unwrap();
-    let tmp_path = st.path().to_path_buf();
+    let tmp_path = ns.join(st.name());
     std::mem::forget(st); // simulate a crash: Drop never runs
                           // A live writer's temp is kept, however old.
     assert_eq!(store.cleanup_stale_temps(Duration::ZERO).unwrap(), 0);
