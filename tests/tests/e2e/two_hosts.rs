@@ -20,6 +20,10 @@ const LEASE_SECS: &str = "2";
 const WORKLOAD: &str = "boot=$(cat /proc/sys/kernel/random/uuid); \
     while true; do echo $boot > /tmp/boot; sleep 0.1; done";
 const PAUSE: &str = "io.arch.test.fault=restore:rootfs-applied=pause";
+/// Outside CRI an image's identity is its layer chain, whose paths are
+/// each containerd's own snapshot directories: they differ between hosts,
+/// so a restore on another host needs the image named, as CRI names it.
+const IMAGE_NAME: &str = "io.kubernetes.cri.image-name=localhost/arch-test/busybox:latest";
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -137,7 +141,13 @@ fn boot_of(c: &Ctr, id: &str) -> String {
 
 /// Runs WORKLOAD under `key`; its boot uuid.
 fn run(c: &Ctr, id: &str, key: &str) -> String {
-    let r = c.run_arch_with("-d", id, Some(key), &[], &["sh", "-c", WORKLOAD]);
+    let r = c.run_arch_with(
+        "-d",
+        id,
+        Some(key),
+        &["--annotation", IMAGE_NAME],
+        &["sh", "-c", WORKLOAD],
+    );
     assert_eq!(r.code, 0, "ctr run {id}: {}", r.stderr);
     boot_of(c, id)
 }
@@ -184,7 +194,7 @@ fn two_hosts_on_one_network_fs_root_restore_once_and_take_back_a_dead_claim() {
                 "-d",
                 &restorer,
                 Some(&key),
-                &["--annotation", PAUSE],
+                &["--annotation", PAUSE, "--annotation", IMAGE_NAME],
                 &["sh", "-c", WORKLOAD],
             )
         });
@@ -230,7 +240,7 @@ fn two_hosts_on_one_network_fs_root_restore_once_and_take_back_a_dead_claim() {
                 "-d",
                 &restorer,
                 Some(&key),
-                &["--annotation", PAUSE],
+                &["--annotation", PAUSE, "--annotation", IMAGE_NAME],
                 &["sh", "-c", WORKLOAD],
             )
         });
