@@ -9,6 +9,8 @@
 //! - A claimer that died mid-restore (host A's containerd and the shim
 //!   SIGKILLed during the pause: nobody on A cleans up) keeps the image
 //!   taken until its lease expires; then host B restores it.
+//! - Both hosts creating a container with one key at once: exactly one
+//!   restores.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -112,7 +114,8 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        self.hack("purge");
+        // A failed test keeps the host's logs (containerd.log, the shims').
+        self.hack(if std::thread::panicking() { "stop" } else { "purge" });
     }
 }
 
@@ -265,6 +268,32 @@ fn two_hosts_on_one_network_fs_root_restore_once_and_take_back_a_dead_claim() {
         run(&b.ctr, &again, &key),
         first_boot,
         "host B restored the image once the dead claimer's lease expired"
+    );
+    let left = entries(&shared, &key);
+    assert!(
+        has(&left, "@restored") && !has(&left, "@taken-") && !has(&left, "@lease-"),
+        "{left:?}"
+    );
+    // Host A comes back.
+    a.hack("stop");
+    a.hack("start");
+
+    // Both hosts create a container with one key at once: exactly one
+    // restores.
+    let key = unique_id("lease-twins");
+    let first = unique_id("hosta");
+    let first_boot = run(&a.ctr, &first, &key);
+    checkpoint(&a.ctr, &first);
+    let (ida, idb) = (unique_id("hosta"), unique_id("hostb"));
+    let boots = std::thread::scope(|s| {
+        let on_a = s.spawn(|| run(&a.ctr, &ida, &key));
+        let on_b = s.spawn(|| run(&b.ctr, &idb, &key));
+        [on_a.join().unwrap(), on_b.join().unwrap()]
+    });
+    assert_eq!(
+        boots.iter().filter(|b| **b == first_boot).count(),
+        1,
+        "exactly one host continues the process: {boots:?}"
     );
     let left = entries(&shared, &key);
     assert!(
