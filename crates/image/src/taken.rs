@@ -229,6 +229,8 @@ impl Taken {
     /// After a restore: `{key}@restored` (replacing an older one, so only
     /// the latest is kept), status `restored`.
     pub fn retire(mut self) -> Result<PathBuf> {
+        // Given back after a lost lease: keep the previous retired image.
+        self.still_held()?;
         let (dest, shown) = self.sidecar("restored");
         if fs::symlink_metadata(&dest).is_ok() {
             fs::remove_dir_all(&dest).map_err(io_err("remove", &shown))?;

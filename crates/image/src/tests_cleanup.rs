@@ -207,10 +207,7 @@ fn a_dead_claimers_taken_image_goes_back_after_the_lease() {
             .unwrap(),
         1
     );
-    assert_eq!(
-        config_of(&store.open("ns", "k").unwrap().dir().to_path_buf()),
-        b"v1"
-    );
+    assert_eq!(config_of(store.open("ns", "k").unwrap().dir()), b"v1");
     assert!(
         !lease.exists() && !taken.exists(),
         "lease and taken name gone"

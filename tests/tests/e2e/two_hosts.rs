@@ -115,7 +115,11 @@ impl Host {
 impl Drop for Host {
     fn drop(&mut self) {
         // A failed test keeps the host's logs (containerd.log, the shims').
-        self.hack(if std::thread::panicking() { "stop" } else { "purge" });
+        self.hack(if std::thread::panicking() {
+            "stop"
+        } else {
+            "purge"
+        });
     }
 }
 
