@@ -289,3 +289,13 @@ fn a_decided_taken_image_removes_its_lease() {
         .collect();
     assert_eq!(names, ["k@restored"]);
 }
+
+#[test]
+fn the_probe_clock_reads_the_filesystems_time_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let now = ProbeClock.now(tmp.path()).unwrap();
+    let here = SystemTime::now();
+    let skew = here.duration_since(now).unwrap_or_else(|e| e.duration());
+    assert!(skew < Duration::from_secs(5), "{skew:?}");
+    assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
