@@ -74,7 +74,10 @@ impl Shim for ArchShim {
         HostMounts.unmount(&self.bundle.join("rootfs"));
         // A checkpoint this shim was writing when it died is no use to anyone.
         if let Ok(cfg) = arch_checkpoint::ArchConfig::from_process_env() {
-            let store = arch_image::ImageStore::new(&cfg.checkpoint_root);
+            let mut store = arch_image::ImageStore::new(&cfg.checkpoint_root);
+            if cfg.mode == arch_checkpoint::Mode::NetworkFs {
+                store = store.with_lease(cfg.claim_lease);
+            }
             if let Err(e) = store.cleanup_stale_temps(timeouts::STALE_TEMP_AGE) {
                 log::warn!("cleaning checkpoint temporaries: {e}");
             }

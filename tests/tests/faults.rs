@@ -352,10 +352,10 @@ fn bounce(env: &[(&str, &str)]) {
     );
 }
 
-/// network-fs mode: a restore first claims the image; a claim held by
-/// another host means this one starts fresh and leaves the image alone.
+/// network-fs mode: a restore takes the image with a lease; an image
+/// another (live) restorer holds is left alone: this one starts fresh.
 #[test]
-fn network_fs_claims_keep_an_image_to_one_restorer() {
+fn network_fs_leases_keep_an_image_to_one_restorer() {
     let _leaks = leaks::LeakCheck::start();
     let key = arch_e2e::signing_key_path();
     bounce(&[
@@ -375,18 +375,28 @@ fn network_fs_claims_keep_an_image_to_one_restorer() {
     c.wait_status(&first, "STOPPED");
     drop(ct);
     let store = ImageStore::new(root());
-    let claim = store
-        .claim("arch-test", &key, "other-host:1:elsewhere")
-        .expect("claim as another host");
+    // Another restorer, alive (this process), holds it with a short lease
+    // that its heartbeat keeps fresh.
+    let held = store
+        .take_leased(
+            "arch-test",
+            &key,
+            "other-host:1:elsewhere",
+            Duration::from_secs(2),
+        )
+        .expect("take as another restorer");
+    std::thread::sleep(Duration::from_secs(3));
 
     let second = unique_id("nfs-b");
     let ct2 = c.start_arch(&second, Some(&key), "while true; do sleep 0.1; done");
     c.wait_status(&second, "RUNNING");
-    store
-        .open("arch-test", &key)
-        .expect("the claimed image is left for its claimant");
+    assert!(
+        held.dir().exists(),
+        "the held image is left for its restorer: {:?}",
+        arch_e2e::image_entries("arch-test", &key)
+    );
     drop(ct2);
-    claim.release().unwrap();
+    held.put_back().unwrap();
 
     let third = unique_id("nfs-c");
     let _ct3 = c.start_arch(&third, Some(&key), "while true; do sleep 0.1; done");
@@ -394,11 +404,13 @@ fn network_fs_claims_keep_an_image_to_one_restorer() {
     let entries = arch_e2e::image_entries("arch-test", &key);
     assert!(
         entries.iter().any(|e| e.ends_with("@restored")),
-        "restored once the claim was gone: {entries:?}"
+        "restored once the image was given back: {entries:?}"
     );
     assert!(
-        !entries.iter().any(|e| e.ends_with("@claim")),
-        "the restorer's claim is released: {entries:?}"
+        !entries
+            .iter()
+            .any(|e| e.contains("@lease-") || e.contains("@taken-")),
+        "the restorer's lease is removed: {entries:?}"
     );
     bounce(&[]);
 }

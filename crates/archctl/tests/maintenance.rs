@@ -160,12 +160,7 @@ pub fn record(
 fn gc_dry_run_predicts_dead_writers_and_restored_images() {
     let r = Root::new();
     let st = r.store.begin("default", "w").unwrap();
-    let live = st
-        .path()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
+    let live = st.name().to_string();
     let dead_pid = {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
@@ -175,11 +170,19 @@ fn gc_dry_run_predicts_dead_writers_and_restored_images() {
     // `{key}@tmp-{boot}-{pid}-{rand}`, the writer now a dead process.
     let parts: Vec<&str> = live.splitn(4, '-').collect();
     let dead = format!("{}-{}-{dead_pid}-{}", parts[0], parts[1], parts[3]);
-    fs::rename(st.path(), r.path().join("default").join(&dead)).unwrap();
+    fs::rename(
+        r.path().join("default").join(&live),
+        r.path().join("default").join(&dead),
+    )
+    .unwrap();
     std::mem::forget(st);
+    // A replace that crashed between its renames: `@old-{tag}` beside the
+    // replacement's `@tmp-{tag}`, the writer dead.
+    let tag = format!("{}-{dead_pid}-{}", parts[1], parts[3]);
     let img = r.image("default", "o", 10);
-    let old = r.path().join("default/o@old-1234");
+    let old = r.path().join(format!("default/o@old-{tag}"));
     fs::rename(&img, &old).unwrap();
+    fs::create_dir(r.path().join(format!("default/o@tmp-{tag}"))).unwrap();
     let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
     fs::File::open(&old).unwrap().set_modified(past).unwrap();
 
@@ -188,12 +191,18 @@ fn gc_dry_run_predicts_dead_writers_and_restored_images() {
         out.contains(&format!("would clean default/{dead} (its writer is gone)")),
         "{out}"
     );
-    assert!(out.contains("would restore default/o@old-1234"), "{out}");
+    assert!(
+        out.contains(&format!("would restore default/o@old-{tag}")),
+        "{out}"
+    );
     assert!(r.path().join("default").join(&dead).exists() && old.exists());
 
     let out = ok(r.run(&["gc"]));
     assert!(out.contains(&format!("cleaned default/{dead}")), "{out}");
-    assert!(out.contains("restored default/o@old-1234"), "{out}");
+    assert!(
+        out.contains(&format!("restored default/o@old-{tag}")),
+        "{out}"
+    );
     assert!(!r.path().join("default").join(&dead).exists());
     r.store
         .open("default", "o")

@@ -44,6 +44,9 @@ pub struct ArchConfig {
     /// Restore images without a signature (basic mode only; never the
     /// default). A bad signature is refused regardless.
     pub allow_unsigned: bool,
+    /// network-fs: how long a restorer's lease on a taken image lasts
+    /// without a heartbeat before another host gives the image back.
+    pub claim_lease: Duration,
 }
 
 /// Half the dump slots: the other half stays free for stop-checkpoints.
@@ -74,6 +77,7 @@ impl Default for ArchConfig {
             max_periodic_dumps: default_max_periodic_dumps(),
             signing_key_file: None,
             allow_unsigned: false,
+            claim_lease: DEFAULT_CLAIM_LEASE,
         }
     }
 }
@@ -90,6 +94,7 @@ struct FileConfig {
     max_periodic_dumps: Option<usize>,
     signing_key_file: Option<String>,
     allow_unsigned: Option<bool>,
+    claim_lease_secs: Option<u64>,
 }
 
 fn config_err(origin: &str, reason: impl Into<String>) -> CheckpointError {
@@ -177,6 +182,21 @@ fn parse_min_interval(secs: u64, origin: &str) -> Result<Duration> {
     }
 }
 
+/// A minute: a restorer touches its lease every 15 s, so a few missed
+/// touches (a slow NFS server) never lose it, and an image whose restorer
+/// died waits about a minute for the next one.
+pub const DEFAULT_CLAIM_LEASE: Duration = Duration::from_secs(60);
+
+fn parse_claim_lease(secs: u64, origin: &str) -> Result<Duration> {
+    match secs {
+        2..=86400 => Ok(Duration::from_secs(secs)),
+        _ => Err(config_err(
+            origin,
+            format!("claim_lease_secs {secs}: must be between 2 and 86400"),
+        )),
+    }
+}
+
 fn env_number<T: std::str::FromStr>(v: &str, origin: &str) -> Result<T> {
     v.trim()
         .parse()
@@ -187,7 +207,7 @@ impl ArchConfig {
     /// Defaults, then the file (`$ARCH_CONFIG` or the default path, if it
     /// exists), then `ARCH_CHECKPOINT_ROOT`, `ARCH_MODE`, `ARCH_STOP_SIGNAL`,
     /// `ARCH_KILL_DEADLINE_SECS`, `ARCH_MAX_CONCURRENT_DUMPS`,
-    /// `ARCH_SIGNING_KEY_FILE`, `ARCH_ALLOW_UNSIGNED` from the
+    /// `ARCH_SIGNING_KEY_FILE`, `ARCH_ALLOW_UNSIGNED`, `ARCH_CLAIM_LEASE_SECS` from the
     /// environment.
     pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let path = env(CONFIG_ENV)
@@ -250,6 +270,10 @@ impl ArchConfig {
                 }
             };
         }
+        if let Some(v) = env("ARCH_CLAIM_LEASE_SECS") {
+            let origin = "ARCH_CLAIM_LEASE_SECS";
+            cfg.claim_lease = parse_claim_lease(env_number(&v, origin)?, origin)?;
+        }
         cfg.check_trust("the configuration")?;
         Ok(cfg)
     }
@@ -310,6 +334,9 @@ impl ArchConfig {
         if let Some(v) = file.allow_unsigned {
             cfg.allow_unsigned = v;
         }
+        if let Some(v) = file.claim_lease_secs {
+            cfg.claim_lease = parse_claim_lease(v, &origin)?;
+        }
         Ok(cfg)
     }
 }
@@ -333,13 +360,14 @@ mod tests {
         assert_eq!(cfg.checkpoint_root, PathBuf::from("/checkpoint"));
         assert_eq!(cfg.mode, Mode::Basic);
         assert_eq!(cfg.stop_signal, libc::SIGTERM);
+        assert_eq!(cfg.claim_lease, DEFAULT_CLAIM_LEASE);
     }
 
     #[test]
     fn file_then_env() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "checkpoint_root = \"/srv/ckpt\"\nmode = \"network-fs\"\nsigning_key_file = \"/etc/arch/fleet.key\"\nstop_signal = \"SIGUSR1\"\nkill_deadline_secs = 5\nmax_concurrent_dumps = 3\nmin_interval_secs = 10\nmax_periodic_dumps = 2\n").unwrap();
+        std::fs::write(&file, "checkpoint_root = \"/srv/ckpt\"\nmode = \"network-fs\"\nsigning_key_file = \"/etc/arch/fleet.key\"\nstop_signal = \"SIGUSR1\"\nkill_deadline_secs = 5\nmax_concurrent_dumps = 3\nmin_interval_secs = 10\nmax_periodic_dumps = 2\nclaim_lease_secs = 30\n").unwrap();
         let f = file.to_str().unwrap();
         let cfg = load(&[("ARCH_CONFIG", f)]).unwrap();
         assert_eq!(cfg.checkpoint_root, PathBuf::from("/srv/ckpt"));
@@ -349,6 +377,7 @@ mod tests {
         assert_eq!(cfg.max_concurrent_dumps, 3);
         assert_eq!(cfg.min_interval, Duration::from_secs(10));
         assert_eq!(cfg.max_periodic_dumps, 2);
+        assert_eq!(cfg.claim_lease, Duration::from_secs(30));
         let cfg = load(&[
             ("ARCH_CONFIG", f),
             ("ARCH_CHECKPOINT_ROOT", "/mnt/efs"),
@@ -402,6 +431,8 @@ mod tests {
             ("ARCH_MIN_INTERVAL_SECS", "0"),
             ("ARCH_MIN_INTERVAL_SECS", "soon"),
             ("ARCH_MAX_PERIODIC_DUMPS", "0"),
+            ("ARCH_CLAIM_LEASE_SECS", "1"),
+            ("ARCH_CLAIM_LEASE_SECS", "soon"),
         ] {
             let e = load(&[(k, v)]).unwrap_err().to_string();
             assert!(e.contains(k), "{k}={v}: {e}");

@@ -72,6 +72,10 @@ pub enum Error {
     /// Another owner (host) holds the exclusive claim on this image.
     #[error("image is already claimed by {owner:?} ({path})")]
     AlreadyClaimed { owner: String, path: PathBuf },
+    /// A taken image's lease expired (this restorer stopped touching it for
+    /// longer than the lease) and another host gave the image back.
+    #[error("lost the lease on {path}: another host judged it expired and took the image back")]
+    LeaseLost { path: PathBuf },
     /// The signing key file cannot be used.
     #[error("signing key {0}")]
     BadKey(String),

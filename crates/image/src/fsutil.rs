@@ -217,6 +217,10 @@ pub(crate) fn hash_file(path: &Path) -> Result<(u64, String)> {
     hash_open(open_regular(path)?, path)
 }
 
+/// Test builds only (fault injection): this host's boot id, as another
+/// machine's would be.
+pub const BOOT_ID_ENV: &str = "ARCH_TEST_BOOT_ID";
+
 /// Random suffix for sidecar names; uniqueness, not secrecy, is the goal.
 /// Who is writing a staging dir: this boot of this host, and this process.
 /// A cleaner on the same boot can tell a dead writer's leftovers at once.
@@ -225,7 +229,13 @@ pub(crate) fn owner_tag() -> String {
 }
 
 pub(crate) fn boot_tag() -> String {
-    let id = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    // The two-host tests run two containerds on one machine: in builds
+    // with fault injection (tests only) a containerd can play another
+    // machine, whose boot id differs, through its environment.
+    let id = match std::env::var(BOOT_ID_ENV) {
+        Ok(id) if arch_faults::ENABLED => id,
+        _ => fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default(),
+    };
     let tag: String = id
         .chars()
         .filter(|c| c.is_ascii_hexdigit())
@@ -240,4 +250,79 @@ pub(crate) fn boot_tag() -> String {
 
 pub(crate) fn rand_suffix() -> String {
     format!("{:016x}", fastrand::u64(..))
+}
+
+/// A directory held open (`O_DIRECTORY|O_NOFOLLOW`), reached by writers
+/// through its descriptor's `/proc/self/fd/N` path: whatever is renamed
+/// or swapped for a symlink under the root meanwhile, every path below
+/// [`HeldDir::path`] resolves in this very directory. Valid while held;
+/// never hand the path to anything that outlives it.
+#[derive(Debug)]
+pub(crate) struct HeldDir {
+    fd: std::os::fd::OwnedFd,
+    path: std::path::PathBuf,
+}
+
+impl HeldDir {
+    fn new(fd: std::os::fd::OwnedFd) -> HeldDir {
+        use std::os::fd::AsRawFd;
+        let path = std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        HeldDir { fd, path }
+    }
+
+    /// The directory `rel` beneath `base`, no symlink on the way.
+    pub(crate) fn beneath(base: &Path, rel: &str) -> Result<HeldDir> {
+        Ok(HeldDir::new(open_dir_beneath(base, rel)?))
+    }
+
+    /// The held directory, as a path that resolves through the descriptor.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A new 0700 directory `name` in this one (`mkdirat`), held.
+    pub(crate) fn mkdir_new(&self, name: &str) -> Result<HeldDir> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let shown = self.path.join(name);
+        let c = std::ffi::CString::new(name).map_err(|_| crate::Error::UnsafePath {
+            path: name.into(),
+            reason: "NUL in a name",
+        })?;
+        // SAFETY: mkdirat/openat on a descriptor we hold, a NUL-terminated name.
+        if unsafe { libc::mkdirat(self.fd.as_raw_fd(), c.as_ptr(), DIR_MODE) } != 0 {
+            return Err(io_err("create dir", &shown)(std::io::Error::last_os_error()));
+        }
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let fd = unsafe { libc::openat(self.fd.as_raw_fd(), c.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(io_err("open", &shown)(std::io::Error::last_os_error()));
+        }
+        // SAFETY: a descriptor the kernel just gave us.
+        let held = HeldDir::new(unsafe { OwnedFd::from_raw_fd(fd) });
+        // Exactly 0700, whatever the umask.
+        if unsafe { libc::fchmod(held.fd.as_raw_fd(), DIR_MODE) } != 0 {
+            return Err(io_err("chmod", &shown)(std::io::Error::last_os_error()));
+        }
+        Ok(held)
+    }
+
+    /// Whether the entry `name` of this directory is `other` (not a link or
+    /// another directory swapped in under the name).
+    pub(crate) fn holds(&self, name: &str, other: &HeldDir) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (
+            fs::symlink_metadata(self.path.join(name)),
+            fs::metadata(&other.path),
+        ) {
+            (Ok(named), Ok(held)) => {
+                named.file_type().is_dir() && named.dev() == held.dev() && named.ino() == held.ino()
+            }
+            _ => false,
+        }
+    }
+
+    /// A second descriptor of the directory (for a heartbeat).
+    pub(crate) fn try_clone(&self) -> std::io::Result<File> {
+        Ok(File::from(self.fd.try_clone()?))
+    }
 }

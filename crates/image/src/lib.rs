@@ -7,7 +7,8 @@
 //! `@`, a character no valid key may contain, so they can never collide with
 //! a real image and `list()` needs no guessing. Forms used:
 //! `{key}@tmp-{rand}`, `{key}@old-{rand}`, `{key}@restored`,
-//! `{key}@failed-{secs}-{rand}`, `{key}@claim`, `{key}@taken-{owner}-{rand}`.
+//! `{key}@failed-{secs}-{rand}`, `{key}@claim`, `{key}@taken-{owner}-{rand}`,
+//! `{key}@lease-{owner}-{rand}` (the lease of that taken image, network-fs).
 //!
 //! Files are written 0600 and directories 0700: images hold process memory.
 
@@ -16,6 +17,7 @@ mod error;
 mod fsutil;
 mod ident;
 mod image;
+mod lease;
 mod manifest;
 mod sign;
 mod staging;
@@ -29,6 +31,7 @@ pub use ident::{
     MAX_NAMESPACE_LEN, SCOPE_SEP,
 };
 pub use image::{read_manifest, Image};
+pub use lease::{FsClock, Lease, ProbeClock, DEFAULT_LEASE};
 pub use manifest::{
     CgroupVersion, CommitInfo, FileEntry, Manifest, ProfileDigest, Status, Timestamp,
     FORMAT_VERSION,
@@ -52,3 +55,7 @@ pub(crate) const SIDECAR_SEP: char = '@';
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cleanup;
+#[cfg(test)]
+mod tests_swap;

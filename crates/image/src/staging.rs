@@ -9,27 +9,53 @@ use std::path::{Path, PathBuf};
 use arch_faults::points;
 
 use crate::error::{io_err, Error, Result};
-use crate::fsutil::{fsync, hash_file, rand_suffix, set_mode, write_new, DIR_MODE, FILE_MODE};
+use crate::fsutil::{
+    fsync, hash_file, rand_suffix, set_mode, write_new, HeldDir, DIR_MODE, FILE_MODE,
+};
 use crate::image::Image;
 use crate::manifest::{CommitInfo, FileEntry, Manifest, Status, Timestamp, FORMAT_VERSION};
 
-/// A temporary image directory, `{root}/{ns}/{key}@tmp-{rand}`.
+/// A temporary image directory, `{root}/{ns}/{key}@tmp-{rand}`. It and
+/// its scope directory are held open: `path()` and every write, rename
+/// and removal of the commit go through those descriptors.
 #[derive(Debug)]
 pub struct Staging {
+    /// The held staging directory's `/proc/self/fd/N` path.
     pub(crate) dir: PathBuf,
+    /// Its name in the scope directory.
+    pub(crate) name: String,
+    /// The image's name path under the root (what readers open).
     pub(crate) final_dir: PathBuf,
+    /// The held scope directory's `/proc/self/fd/N` path.
     pub(crate) ns_dir: PathBuf,
     pub(crate) namespace: String,
     pub(crate) key: String,
     /// Signs the manifest (manifest.sig) when the host has a key.
     pub(crate) signing_key: Option<std::sync::Arc<crate::SigningKey>>,
     pub(crate) done: bool,
+    /// Touches the directory while it is being written, so a cleaner on
+    /// another host judges it by its writer's life, not by how long the
+    /// dump takes (stale-temp cleanup).
+    pub(crate) heartbeat: Option<crate::lease::Heartbeat>,
+    pub(crate) held: HeldDir,
+    pub(crate) ns_held: HeldDir,
 }
 
+/// How often a staging directory is touched while it is written: well
+/// under any stale-temp age (the shim uses 10 minutes).
+pub const STAGING_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Staging {
-    /// Directory to write image files into (criu/, rootfs-diff.tar, ...).
+    /// Directory to write image files into (criu/, rootfs-diff.tar, ...):
+    /// a `/proc/self/fd/N` path of the held directory, valid while this
+    /// `Staging` lives, for this process only.
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// The staging directory's name in its scope directory.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Seal and publish the image.
@@ -78,6 +104,8 @@ impl Staging {
         }
         fsync(&self.dir)?;
         phase(observe, points::COMMIT_SEALED)?;
+        // The directory is renamed next: its heartbeat is over.
+        drop(self.heartbeat.take());
         self.publish(observe)?;
         self.done = true;
         Ok(Image::new(self.final_dir.clone(), manifest))
@@ -87,16 +115,24 @@ impl Staging {
     /// happened: later trouble (the directory fsync, removing a previous
     /// image) is logged, not returned, since a caller told "failed" would
     /// treat a visible, valid image as lost.
-    fn publish(&self, observe: Observer) -> Result<()> {
+    fn publish(&mut self, observe: Observer) -> Result<()> {
         let rename = |from: &Path, to: &Path| fs::rename(from, to).map_err(io_err("rename", from));
-        let old = if fs::symlink_metadata(&self.final_dir).is_ok() {
-            let old = self.ns_dir.join(format!(
-                "{}{}old-{}",
-                self.key,
-                crate::SIDECAR_SEP,
-                rand_suffix()
-            ));
-            rename(&self.final_dir, &old)?;
+        let final_dir = self.ns_dir.join(&self.key);
+        let old = if fs::symlink_metadata(&final_dir).is_ok() {
+            // `@old-{tag}` pairs with this `@tmp-{tag}`: while both exist
+            // the replacement has not landed (cleanup puts the old image
+            // back); once the staging name is gone it has, and the old
+            // image is never brought back.
+            let tag = self
+                .dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.split_once("@tmp-"))
+                .map_or_else(rand_suffix, |(_, tag)| tag.to_string());
+            let old = self
+                .ns_dir
+                .join(format!("{}{}old-{tag}", self.key, crate::SIDECAR_SEP,));
+            rename(&final_dir, &old)?;
             Some(old)
         } else {
             None
@@ -105,10 +141,24 @@ impl Staging {
             Some(_) => phase(observe, points::COMMIT_REPLACING),
             None => Ok(()),
         };
-        if let Err(e) = replacing.and_then(|_| rename(&self.dir, &self.final_dir)) {
+        let staged = self.ns_dir.join(&self.name);
+        let final_dir = self.ns_dir.join(&self.key);
+        let swapped = || Error::UnsafePath {
+            path: self.final_dir.display().to_string(),
+            reason: "the staging directory was swapped for another entry during the checkpoint",
+        };
+        let checked = replacing.and_then(|_| match self.ns_held.holds(&self.name, &self.held) {
+            true => Ok(()),
+            false => Err(swapped()),
+        });
+        if let Err(e) = checked.and_then(|_| rename(&staged, &final_dir)) {
             // Put the previous image back so a failed commit loses nothing.
             if let Some(old) = &old {
-                let _ = fs::rename(old, &self.final_dir);
+                if let Err(back) = fs::rename(old, self.ns_dir.join(&self.key)) {
+                    // Keep the pair: cleanup puts the old image back.
+                    log::error!("{}: putting the old image back: {back}", old.display());
+                    self.done = true;
+                }
             }
             return Err(e);
         }
@@ -155,8 +205,11 @@ fn phase(observe: Observer, point: &'static str) -> Result<()> {
 
 impl Drop for Staging {
     fn drop(&mut self) {
+        drop(self.heartbeat.take());
         if !self.done {
-            let _ = fs::remove_dir_all(&self.dir);
+            // By name in the held scope directory: a link swapped in for
+            // the staging directory is unlinked, never followed.
+            let _ = fs::remove_dir_all(self.ns_dir.join(&self.name));
         }
     }
 }

@@ -1,16 +1,17 @@
 //! `ImageStore`: the checkpoint root and the operations on images in it.
 
+use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::error::{io_err, Error, Result};
-use crate::fsutil::{
-    boot_tag, mkdir_all, mkdir_new, owner_tag, rand_suffix, replace_file, write_new,
-};
+use crate::fsutil::{boot_tag, mkdir_all, owner_tag, rand_suffix, replace_file, write_new};
 use crate::ident::{validate_key, validate_namespace};
 use crate::image::{read_manifest, Image};
+use crate::lease::{changed_at, expired, FsClock, ProbeClock, LEASE};
 use crate::manifest::{Status, Timestamp};
 use crate::sign::Trust;
 use crate::staging::Staging;
@@ -31,6 +32,19 @@ pub struct ImageRef {
 pub struct ImageStore {
     root: PathBuf,
     trust: Trust,
+    /// network-fs: taken images whose lease is older than this go back.
+    lease: Option<Duration>,
+    clock: Clock,
+}
+
+/// The clock that judges ages on the root: the file server's.
+#[derive(Clone)]
+struct Clock(Arc<dyn FsClock>);
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FsClock")
+    }
 }
 
 impl ImageStore {
@@ -41,7 +55,22 @@ impl ImageStore {
         ImageStore {
             root: root.into(),
             trust: Trust::inspect_only(),
+            lease: None,
+            clock: Clock(Arc::new(ProbeClock)),
         }
+    }
+
+    /// Taken images (of restorers on other hosts) whose lease was not
+    /// touched for `lease` are given back by the stale-temp cleanup.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// Judges ages with `clock` (tests: a fake one).
+    pub fn with_clock(mut self, clock: Arc<dyn FsClock>) -> Self {
+        self.clock = Clock(clock);
+        self
     }
 
     /// The same root, signing and verifying as `trust` says.
@@ -105,17 +134,39 @@ impl ImageStore {
             }
             _ => {}
         }
-        self.checked_ns_dir(ns)?;
-        let dir = self.sidecar(ns, key, &format!("tmp-{}-{}", owner_tag(), rand_suffix()))?;
-        mkdir_new(&dir)?;
+        // Everything below goes through descriptors held from here: a
+        // scope or staging directory swapped for a symlink meanwhile
+        // cannot redirect a write (the checkpoint fails instead).
+        let ns_held = crate::fsutil::HeldDir::beneath(&self.root, ns)?;
+        let name = format!(
+            "{}{SEP}tmp-{}-{}",
+            checked_key(key)?,
+            owner_tag(),
+            rand_suffix()
+        );
+        let held = ns_held.mkdir_new(&name)?;
+        let heartbeat = held
+            .try_clone()
+            .map(|f| {
+                crate::lease::Heartbeat::start(
+                    ns_held.path().join(&name),
+                    f,
+                    crate::staging::STAGING_HEARTBEAT,
+                )
+            })
+            .ok();
         Ok(Staging {
-            dir,
+            dir: held.path().to_path_buf(),
+            name,
             final_dir,
-            ns_dir,
+            ns_dir: ns_held.path().to_path_buf(),
             namespace: ns.to_string(),
             key: key.to_string(),
             signing_key: self.trust.key.clone(),
             done: false,
+            heartbeat,
+            held,
+            ns_held,
         })
     }
 
@@ -217,61 +268,192 @@ impl ImageStore {
         crate::fsutil::fsync(&self.ns_dir(ns)?)
     }
 
-    /// What `cleanup_stale_temps(min_age)` would do now, without doing it:
-    /// staging dirs whose writer is gone (this boot, process dead) or older
-    /// than `min_age` (younger ones may belong to a checkpoint still running,
-    /// possibly on another host), and `@old-` dirs left by a crash
-    /// mid-replace older than `min_age`.
+    /// What `cleanup_stale_temps(min_age)` would do now, without doing it.
+    /// Ages are judged by the root's own clock (a probe file's mtime), never
+    /// this host's. The rules:
+    ///
+    /// - `@tmp-` (a checkpoint being written): stale when its writer is a
+    ///   dead process of this boot, or, written elsewhere, when its
+    ///   directory (touched by the writer's heartbeat) is older than
+    ///   `min_age`. A live writer of this boot is never judged by age.
+    /// - `@old-{tag}` (an image being replaced by `@tmp-{tag}`): when that
+    ///   staging directory is still there and stale, the replacement never
+    ///   landed and the old image goes back into its empty slot, unless a
+    ///   newer image of the key was taken, restored or failed since it was
+    ///   moved aside; without it (the replacement landed), it is removed
+    ///   once stale, never brought back.
+    /// - `@taken-{tag}`: back into its slot when its restorer is a dead
+    ///   process of this boot, or, with a lease configured, when its lease
+    ///   `@lease-{tag}` was not touched for longer than the lease. Never by
+    ///   the image's age.
     pub fn stale_temps(&self, min_age: Duration) -> Result<Vec<StaleTemp>> {
         let mut out = Vec::new();
         for (namespace, ns_path) in valid_subdirs(&self.root, validate_namespace)? {
-            for ent in fs::read_dir(&ns_path).map_err(io_err("read dir", &ns_path))? {
-                let ent = ent.map_err(io_err("read dir", &ns_path))?;
-                let name = ent.file_name().to_string_lossy().into_owned();
-                let Some((key, what)) = name.split_once(SEP) else {
-                    continue;
-                };
-                let path = ent.path();
-                let is_tmp = what.starts_with("tmp-");
-                let taken = what.strip_prefix(crate::taken::TAKEN);
-                let writer_gone = (is_tmp && writer_is_dead(&what["tmp-".len()..]))
-                    || taken.is_some_and(writer_is_dead);
-                let why = if writer_gone {
-                    StaleWhy::WriterGone
-                } else if (is_tmp || what.starts_with("old-")) && old_enough(&path, min_age) {
-                    // A taken image is never judged by age: its mtime is
-                    // its commit's, and a restorer on another host may be
-                    // using it right now.
-                    StaleWhy::Old
-                } else {
-                    continue;
-                };
-                // A replaced image whose replacement never landed, or one
-                // taken by a restorer that died, is the image: it goes back
-                // into its slot.
-                let slot = ns_path.join(key);
-                let restore =
-                    !is_tmp && validate_key(key).is_ok() && fs::symlink_metadata(&slot).is_err();
-                out.push(StaleTemp {
-                    namespace: namespace.clone(),
-                    name,
-                    path,
-                    why,
-                    restore_to: restore.then_some(slot),
-                });
-            }
+            self.stale_in(&namespace, &ns_path, None, min_age, &mut out)?;
         }
         Ok(out)
     }
 
+    /// `stale_temps` for one key (a restore looking for its image).
+    pub fn stale_temps_of(&self, ns: &str, key: &str, min_age: Duration) -> Result<Vec<StaleTemp>> {
+        let ns_path = self.checked_ns_dir(ns)?;
+        checked_key(key)?;
+        let mut out = Vec::new();
+        if ns_path.is_dir() {
+            self.stale_in(ns, &ns_path, Some(key), min_age, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn stale_in(
+        &self,
+        namespace: &str,
+        ns_path: &Path,
+        only_key: Option<&str>,
+        min_age: Duration,
+        out: &mut Vec<StaleTemp>,
+    ) -> Result<()> {
+        let mut names = Vec::new();
+        for ent in fs::read_dir(ns_path).map_err(io_err("read dir", ns_path))? {
+            let ent = ent.map_err(io_err("read dir", ns_path))?;
+            if let Ok(name) = ent.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        let present: HashSet<&str> = names.iter().map(String::as_str).collect();
+        // The root's "now", probed once and only when an age is needed.
+        let mut now = None;
+        let mut fs_now = |this: &Self| -> Option<SystemTime> {
+            if now.is_none() {
+                now = this.clock.0.now(ns_path).ok();
+            }
+            now
+        };
+        let mut older =
+            |this: &Self, path: &Path, age: Duration| match (changed_at(path), fs_now(this)) {
+                (Some(t), Some(now)) => expired(t, now, age) || (age.is_zero() && t >= now),
+                _ => false,
+            };
+        for name in &names {
+            let Some((key, what)) = name.split_once(SEP) else {
+                continue;
+            };
+            if only_key.is_some_and(|k| k != key) {
+                continue;
+            }
+            let path = ns_path.join(name);
+            let slot = ns_path.join(key);
+            let slot_free = validate_key(key).is_ok() && fs::symlink_metadata(&slot).is_err();
+            let sidecar = |kind: &str, tag: &str| format!("{key}{SEP}{kind}{tag}");
+            let mut push = |why, restore_to: Option<PathBuf>, lease: Option<PathBuf>| {
+                out.push(StaleTemp {
+                    namespace: namespace.to_string(),
+                    name: name.clone(),
+                    path: path.clone(),
+                    why,
+                    restore_to,
+                    lease,
+                })
+            };
+            if let Some(tag) = what.strip_prefix("tmp-") {
+                if let Some(why) = writer_stale(tag, || older(self, &path, min_age)) {
+                    push(why, None, None);
+                }
+            } else if let Some(tag) = what.strip_prefix("old-") {
+                let tmp = sidecar("tmp-", tag);
+                let why = if present.contains(tmp.as_str()) {
+                    let tmp_path = ns_path.join(&tmp);
+                    writer_stale(tag, || older(self, &tmp_path, min_age))
+                } else {
+                    writer_stale(tag, || older(self, &path, min_age))
+                };
+                let Some(why) = why else { continue };
+                // Only a replacement that never landed makes this the
+                // newest image, and only if nothing newer of the key was
+                // taken, restored or failed since it was moved aside.
+                let newer = changed_at(&path).is_none_or(|aside| {
+                    names.iter().any(|n| {
+                        n.split_once(SEP).is_some_and(|(k, w)| {
+                            k == key
+                                && (w == "restored"
+                                    || w.starts_with("taken-")
+                                    || w.starts_with("failed-"))
+                                && changed_at(&ns_path.join(n)).is_none_or(|t| t > aside)
+                        })
+                    })
+                });
+                let back = present.contains(tmp.as_str()) && slot_free && !newer;
+                push(why, back.then(|| slot.clone()), None);
+            } else if let Some(tag) = what.strip_prefix(crate::taken::TAKEN) {
+                let lease = ns_path.join(sidecar(LEASE, tag));
+                let why = if writer_is_dead(tag) {
+                    Some(StaleWhy::WriterGone)
+                } else if writer_alive_here(tag) {
+                    None
+                } else if let Some(d) = self.lease {
+                    // No lease file: judged by when the image was taken.
+                    let judged = if lease.exists() { &lease } else { &path };
+                    older(self, judged, d).then_some(StaleWhy::LeaseExpired)
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    let lease = lease.exists().then_some(lease);
+                    push(why, slot_free.then(|| slot.clone()), lease);
+                }
+            } else if let Some(tag) = what.strip_prefix(LEASE) {
+                // A lease whose taken image is gone (its restorer died
+                // between the two, or before removing it).
+                if present.contains(sidecar(crate::taken::TAKEN, tag).as_str()) {
+                    continue;
+                }
+                let why = match self.lease {
+                    _ if writer_is_dead(tag) => Some(StaleWhy::WriterGone),
+                    _ if writer_alive_here(tag) => None,
+                    Some(d) => older(self, &path, d).then_some(StaleWhy::LeaseExpired),
+                    None => older(self, &path, min_age).then_some(StaleWhy::Old),
+                };
+                if let Some(why) = why {
+                    push(why, None, None);
+                }
+            } else if key.is_empty() && what.starts_with("clock-") {
+                // A clock probe whose prober died before removing it.
+                if older(self, &path, min_age) {
+                    push(StaleWhy::Old, None, None);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Carries out `stale_temps(min_age)`: stale staging dirs removed,
-    /// `@old-` dirs restored to an empty slot or removed. Returns how many.
+    /// `@old-` and `@taken-` images restored to an empty slot or removed.
+    /// Returns how many. One that another cleaner handled first is skipped.
     pub fn cleanup_stale_temps(&self, min_age: Duration) -> Result<usize> {
-        let stale = self.stale_temps(min_age)?;
+        self.carry_out(self.stale_temps(min_age)?)
+    }
+
+    /// `cleanup_stale_temps` for one key.
+    pub fn cleanup_stale_temps_of(&self, ns: &str, key: &str, min_age: Duration) -> Result<usize> {
+        self.carry_out(self.stale_temps_of(ns, key, min_age)?)
+    }
+
+    fn carry_out(&self, stale: Vec<StaleTemp>) -> Result<usize> {
+        let gone = |r: std::io::Result<()>, op, path: &Path| match r {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(op, path)(e)),
+            _ => Ok(()),
+        };
         for t in &stale {
             match &t.restore_to {
-                Some(slot) => fs::rename(&t.path, slot).map_err(io_err("rename", &t.path))?,
-                None => fs::remove_dir_all(&t.path).map_err(io_err("remove", &t.path))?,
+                Some(slot) => {
+                    log::info!("{}: {:?}; back under its key", t.path.display(), t.why);
+                    gone(fs::rename(&t.path, slot), "rename", &t.path)?
+                }
+                None if t.path.is_dir() => gone(fs::remove_dir_all(&t.path), "remove", &t.path)?,
+                None => gone(fs::remove_file(&t.path), "remove", &t.path)?,
+            }
+            if let Some(lease) = &t.lease {
+                gone(fs::remove_file(lease), "remove", lease)?;
             }
         }
         Ok(stale.len())
@@ -285,6 +467,9 @@ pub enum StaleWhy {
     WriterGone,
     /// Older than the age limit.
     Old,
+    /// A taken image (or a lease) whose lease was not touched for longer
+    /// than the lease duration: its restorer on another host is gone.
+    LeaseExpired,
 }
 
 /// A temporary that cleanup would remove, or restore into its slot.
@@ -295,8 +480,10 @@ pub struct StaleTemp {
     pub name: String,
     pub path: PathBuf,
     pub why: StaleWhy,
-    /// Set for an `@old-` image that goes back into its empty slot.
+    /// Set for an `@old-` or `@taken-` image that goes back into its empty slot.
     pub restore_to: Option<PathBuf>,
+    /// The lease file of a `@taken-` image, removed with it.
+    pub lease: Option<PathBuf>,
 }
 
 fn checked_key(key: &str) -> Result<&str> {
@@ -316,21 +503,36 @@ fn writer_is_dead(what: &str) -> bool {
     boot == boot_tag() && !process_alive(pid)
 }
 
+/// `{boot}-{pid}-…` of a process of this boot that is still running.
+fn writer_alive_here(what: &str) -> bool {
+    let mut parts = what.split('-');
+    match (
+        parts.next(),
+        parts.next().and_then(|p| p.parse::<u32>().ok()),
+    ) {
+        (Some(boot), Some(pid)) => boot == boot_tag() && process_alive(pid),
+        _ => false,
+    }
+}
+
+/// A writer's temporary is stale when the writer is a dead process of this
+/// boot, or, not a live one of this boot, when `old()` says so.
+fn writer_stale(tag: &str, old: impl FnOnce() -> bool) -> Option<StaleWhy> {
+    if writer_is_dead(tag) {
+        Some(StaleWhy::WriterGone)
+    } else if !writer_alive_here(tag) && old() {
+        Some(StaleWhy::Old)
+    } else {
+        None
+    }
+}
+
 /// A zombie is dead too: its parent may be slow to reap it.
 fn process_alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => stat
             .rsplit_once(')')
             .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => false,
-    }
-}
-
-fn old_enough(path: &Path, min_age: Duration) -> bool {
-    let mtime = fs::symlink_metadata(path).and_then(|m| m.modified());
-    match mtime.map(|t| SystemTime::now().duration_since(t)) {
-        Ok(Ok(age)) => age >= min_age,
-        Ok(Err(_)) => min_age.is_zero(), // mtime in the future: only if forced
         Err(_) => false,
     }
 }

@@ -13,10 +13,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::error::{io_err, Error, Result};
 use crate::fsutil::{fsync, mkdir_all, mkdir_new, owner_tag, rand_suffix, write_new};
 use crate::image::Image;
+use crate::lease::{lease_path, Lease};
 use crate::manifest::{Status, Timestamp};
 use crate::store::{set_status, ImageStore, FAILURE_REASON_FILE};
 use crate::SIDECAR_SEP as SEP;
@@ -28,12 +30,23 @@ pub(crate) const TAKEN: &str = "taken-";
 /// back under its key (if that is still free).
 #[derive(Debug)]
 pub struct Taken {
+    /// The taken image's name path under the root (for logs and callers).
     dir: PathBuf,
+    /// Its name in the scope directory.
+    name: String,
+    /// The held scope directory's `/proc/self/fd/N` path: every rename,
+    /// write and removal goes through it, so a scope directory swapped for
+    /// a symlink meanwhile cannot redirect them.
     ns_dir: PathBuf,
     namespace: String,
     key: String,
     trust: crate::Trust,
+    /// network-fs: the lease beside it, touched until the image is decided.
+    lease: Option<Lease>,
     done: bool,
+    /// Kept open for `ns_dir`; declared last, so it is closed after the
+    /// lease (whose file is named through it) is removed.
+    _ns_held: crate::fsutil::HeldDir,
 }
 
 impl ImageStore {
@@ -41,14 +54,27 @@ impl ImageStore {
     /// this process's own. [`Error::NotFound`] when there is none, or when
     /// another restorer took it first.
     pub fn take(&self, ns: &str, key: &str) -> Result<Taken> {
+        self.take_inner(ns, key, None)
+    }
+
+    /// [`ImageStore::take`] for a shared root: a lease file
+    /// `{key}@lease-{tag}` is created first and touched every quarter of
+    /// `lease` until the image is decided, so that another host gives the
+    /// image back to the next restorer only once this process stopped
+    /// touching it (see lease.rs). `owner` is written into the lease.
+    pub fn take_leased(&self, ns: &str, key: &str, owner: &str, lease: Duration) -> Result<Taken> {
+        self.take_inner(ns, key, Some((owner, lease)))
+    }
+
+    fn take_inner(&self, ns: &str, key: &str, lease: Option<(&str, Duration)>) -> Result<Taken> {
         self.checked_ns(ns)?;
         let src = self.image_dir(ns, key)?;
         let ns_dir = src.parent().expect("image dir has a parent").to_path_buf();
-        let dir = ns_dir.join(format!(
-            "{key}{SEP}{TAKEN}{}-{}",
-            owner_tag(),
-            rand_suffix()
-        ));
+        let tag = format!("{}-{}", owner_tag(), rand_suffix());
+        let name = format!("{key}{SEP}{TAKEN}{tag}");
+        let dir = ns_dir.join(&name);
+        let ns_held = crate::fsutil::HeldDir::beneath(self.root(), ns)?;
+        let (src, ns_dir) = (ns_held.path().join(key), ns_held.path().to_path_buf());
         let meta = fs::symlink_metadata(&src).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound {
                 namespace: ns.into(),
@@ -61,7 +87,13 @@ impl ImageStore {
                 path: src.display().to_string(),
             });
         }
-        fs::rename(&src, &dir).map_err(|e| match e.kind() {
+        // The lease exists before the taken image does: a reclaimer never
+        // sees a taken image of a live restorer without its lease.
+        let lease = match lease {
+            Some((owner, d)) => Some(Lease::acquire(lease_path(&ns_dir, key, &tag), owner, d)?),
+            None => None,
+        };
+        fs::rename(&src, ns_dir.join(&name)).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound {
                 namespace: ns.into(),
                 key: key.into(),
@@ -71,10 +103,13 @@ impl ImageStore {
         fsync(&ns_dir)?;
         Ok(Taken {
             dir,
+            name,
             ns_dir,
+            _ns_held: ns_held,
             namespace: ns.into(),
             key: key.into(),
             trust: self.trust().clone(),
+            lease,
             done: false,
         })
     }
@@ -84,6 +119,19 @@ impl Taken {
     /// Where the taken image is now.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether this process still holds the image: false once a lease
+    /// was lost (another host judged it expired and took the image back),
+    /// or the taken directory is gone. Checked right before CRIU runs.
+    pub fn still_held(&self) -> Result<()> {
+        let lost = self.lease.as_ref().is_some_and(|l| !l.beat());
+        if lost || fs::symlink_metadata(self.held()).is_err() {
+            return Err(Error::LeaseLost {
+                path: self.dir.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// Reads and fully validates the taken image (the one CRIU will read).
@@ -98,8 +146,9 @@ impl Taken {
     /// CRIU reads at Start is then exactly what was verified here, whatever
     /// another host writes into the shared root in between.
     pub fn verify_into(&self, dest: &Path) -> Result<Image> {
-        let bytes = crate::image::read_manifest_bytes(&self.dir)?;
-        crate::image::verify_signature(&self.dir, &bytes, &self.trust)?;
+        let held = self.held();
+        let bytes = crate::image::read_manifest_bytes(&held)?;
+        crate::image::verify_signature(&held, &bytes, &self.trust)?;
         let manifest = crate::Manifest::parse(&bytes, &self.dir.join(crate::MANIFEST))?;
         if manifest.namespace != self.namespace || manifest.key != self.key {
             return Err(Error::InvalidManifest {
@@ -112,11 +161,11 @@ impl Taken {
         }
         // Nothing unlisted (a planted link, a FIFO) either, as for open().
         let listed = manifest.files.iter().map(|f| f.path.as_str()).collect();
-        crate::image::check_unlisted(&self.dir, "", &listed)?;
+        crate::image::check_unlisted(&held, "", &listed)?;
         mkdir_new(dest)?;
         let copied = (|| {
             for f in &manifest.files {
-                let src = crate::fsutil::open_file_beneath(&self.dir, &f.path)?;
+                let src = crate::fsutil::open_file_beneath(&held, &f.path)?;
                 let to = dest.join(&f.path);
                 if let Some(parent) = to.parent() {
                     mkdir_all(parent)?;
@@ -146,40 +195,63 @@ impl Taken {
         Ok(Image::new(dest.to_path_buf(), manifest))
     }
 
-    fn sidecar(&self, what: &str) -> PathBuf {
-        self.ns_dir.join(format!("{}{SEP}{what}", self.key))
+    /// The taken image through the held scope directory.
+    fn held(&self) -> PathBuf {
+        self.ns_dir.join(&self.name)
+    }
+
+    /// `{key}@{what}`: its path through the held scope directory, and its
+    /// name path under the root (for callers; valid after this is gone).
+    fn sidecar(&self, what: &str) -> (PathBuf, PathBuf) {
+        let name = format!("{}{SEP}{what}", self.key);
+        (self.ns_dir.join(&name), self.dir.with_file_name(&name))
     }
 
     fn rename_to(&mut self, dest: &Path) -> Result<()> {
-        fs::rename(&self.dir, dest).map_err(io_err("rename", &self.dir))?;
+        fs::rename(self.held(), dest).map_err(|e| self.rename_err(e))?;
         self.done = true;
+        self.lease = None;
         fsync(&self.ns_dir)
+    }
+
+    /// A taken image that vanished was reclaimed by another host after our
+    /// lease expired: say so rather than "no such file".
+    fn rename_err(&self, e: std::io::Error) -> Error {
+        if e.kind() == std::io::ErrorKind::NotFound && self.lease.is_some() {
+            Error::LeaseLost {
+                path: self.dir.clone(),
+            }
+        } else {
+            io_err("rename", &self.dir)(e)
+        }
     }
 
     /// After a restore: `{key}@restored` (replacing an older one, so only
     /// the latest is kept), status `restored`.
     pub fn retire(mut self) -> Result<PathBuf> {
-        let dest = self.sidecar("restored");
+        // Given back after a lost lease: keep the previous retired image.
+        self.still_held()?;
+        let (dest, shown) = self.sidecar("restored");
         if fs::symlink_metadata(&dest).is_ok() {
-            fs::remove_dir_all(&dest).map_err(io_err("remove", &dest))?;
+            fs::remove_dir_all(&dest).map_err(io_err("remove", &shown))?;
         }
         self.rename_to(&dest)?;
         set_status(&dest, Status::Restored, None)?;
-        Ok(dest)
+        Ok(shown)
     }
 
     /// After a failed restore: `{key}@failed-{secs}-{rand}` with
     /// `failure-reason.txt`, status `failed` when the manifest parses.
     pub fn fail(mut self, reason: &str) -> Result<PathBuf> {
         let what = format!("failed-{}-{}", Timestamp::now().secs, &rand_suffix()[..8]);
-        let dest = self.sidecar(&what);
+        let (dest, shown) = self.sidecar(&what);
         self.rename_to(&dest)?;
         write_new(
             &dest.join(FAILURE_REASON_FILE),
             format!("{reason}\n").as_bytes(),
         )?;
         let _ = set_status(&dest, Status::Failed, Some(reason));
-        Ok(dest)
+        Ok(shown)
     }
 
     /// Not restored after all: back under its key, unless a newer image
@@ -196,9 +268,10 @@ impl Taken {
                 "{}: a newer image took its key; removing it",
                 self.dir.display()
             );
-            return fs::remove_dir_all(&self.dir).map_err(io_err("remove", &self.dir));
+            return fs::remove_dir_all(self.held()).map_err(io_err("remove", &self.dir));
         }
-        fs::rename(&self.dir, &slot).map_err(io_err("rename", &self.dir))?;
+        fs::rename(self.held(), &slot).map_err(|e| self.rename_err(e))?;
+        self.lease = None;
         fsync(&self.ns_dir)
     }
 }

@@ -320,183 +320,28 @@ fn stale_temp_cleanup_and_old_recovery() {
     let (_t, store) = committed("ns", "k");
     let ns = store.root().join("ns");
     let st = store.begin("ns", "k").unwrap();
-    let tmp_path = st.path().to_path_buf();
+    let tmp_path = ns.join(st.name());
     std::mem::forget(st); // simulate a crash: Drop never runs
-                          // Young temps are kept (may be a live checkpoint on another host).
+                          // A live writer's temp is kept, however old.
+    assert_eq!(store.cleanup_stale_temps(Duration::ZERO).unwrap(), 0);
+    assert!(tmp_path.exists());
+    // Crash mid-replace by a writer that is gone: the image moved to
+    // @old-{tag} beside its replacement @tmp-{tag}, nothing renamed in.
+    let tag = format!("{}-99999999-0123456789abcdef", crate::fsutil::boot_tag());
+    let dead_tmp = ns.join(format!("k@tmp-{tag}"));
+    fs::rename(&tmp_path, &dead_tmp).unwrap();
+    fs::rename(ns.join("k"), ns.join(format!("k@old-{tag}"))).unwrap();
     assert_eq!(
         store
             .cleanup_stale_temps(Duration::from_secs(3600))
             .unwrap(),
-        0
+        2
     );
-    assert!(tmp_path.exists());
-    // Crash mid-replace: image moved to @old- and nothing renamed in.
-    fs::rename(ns.join("k"), ns.join("k@old-1234")).unwrap();
-    assert_eq!(store.cleanup_stale_temps(Duration::ZERO).unwrap(), 2);
-    assert!(!tmp_path.exists());
+    assert!(!dead_tmp.exists());
     store
         .open("ns", "k")
         .expect("old image restored into place");
     assert_eq!(store.list().unwrap().len(), 1);
-}
-
-#[test]
-fn retire_and_mark_failed() {
-    let (_t, store) = committed("ns", "k");
-    let retired = store.retire("ns", "k").unwrap();
-    assert!(retired.ends_with("k@restored"));
-    assert!(matches!(store.open("ns", "k"), Err(Error::NotFound { .. })));
-    let m = crate::image::read_manifest(&retired).unwrap();
-    assert_eq!(m.status, Status::Restored);
-    assert!(store.list().unwrap().is_empty(), "sidecars are not listed");
-    assert!(matches!(
-        store.retire("ns", "k"),
-        Err(Error::NotFound { .. })
-    ));
-
-    let (_t, store) = committed("ns", "k");
-    fs::write(
-        store.image_dir("ns", "k").unwrap().join(MANIFEST),
-        b"garbage",
-    )
-    .unwrap();
-    let failed = store.mark_failed("ns", "k", "checksum mismatch").unwrap();
-    let name = failed.file_name().unwrap().to_string_lossy().into_owned();
-    assert!(name.starts_with("k@failed-"), "{name}");
-    let reason = fs::read_to_string(failed.join(crate::store::FAILURE_REASON_FILE)).unwrap();
-    assert_eq!(reason, "checksum mismatch\n");
-}
-
-#[test]
-fn claim_is_exclusive() {
-    let (_t, store) = committed("ns", "k");
-    let c = store.claim("ns", "k", "host-a:42").unwrap();
-    assert_eq!(mode(c.path()), 0o600);
-    match store.claim("ns", "k", "host-b:7") {
-        Err(Error::AlreadyClaimed { owner, .. }) => assert_eq!(owner, "host-a:42"),
-        other => panic!("expected AlreadyClaimed, got {other:?}"),
-    }
-    store.claim("ns", "other", "host-b:7").unwrap(); // other keys unaffected
-    c.release().unwrap();
-    let c2 = store.claim("ns", "k", "host-b:7").unwrap();
-    let path = c2.path().to_path_buf();
-    drop(c2);
-    assert!(!path.exists(), "drop releases");
-    assert!(store.claim("ns", "k", "two\nlines").is_err());
-}
-
-/// Stages a one-file image for `key` whose payload is `payload`.
-fn staged(store: &ImageStore, key: &str, payload: &[u8]) -> Staging {
-    let st = store.begin("default", key).unwrap();
-    fs::write(st.path().join(CONFIG), payload).unwrap();
-    st
-}
-
-fn stop_at(
-    point: &'static str,
-) -> impl FnMut(&'static str) -> std::result::Result<(), crate::ObserverError> {
-    move |p| {
-        if p == point {
-            Err("injected".into())
-        } else {
-            Ok(())
-        }
-    }
-}
-
-fn entries(store: &ImageStore) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(store.root().join("default"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    v.sort();
-    v
-}
-
-#[test]
-fn commit_reports_its_phases_in_order() {
-    let (_t, store) = committed("default", "k");
-    let mut seen = Vec::new();
-    staged(&store, "k", b"v2")
-        .commit_observed(info(), &mut |p| {
-            seen.push(p);
-            Ok(())
-        })
-        .unwrap();
-    assert_eq!(seen, COMMIT_PHASES);
-}
-
-#[test]
-fn a_commit_stopped_before_publishing_leaves_the_previous_image() {
-    for point in ["commit:sealed", "commit:replacing"] {
-        let (_t, store) = committed("default", "k");
-        let err = staged(&store, "k", b"v2")
-            .commit_observed(info(), &mut stop_at(point))
-            .unwrap_err();
-        assert!(matches!(err, Error::CommitStopped { .. }), "{point}: {err}");
-        let img = store.open("default", "k").unwrap();
-        assert_eq!(fs::read(img.dir().join(CONFIG)).unwrap(), b"{}", "{point}");
-        assert_eq!(entries(&store), ["k"], "{point}: nothing else left");
-    }
-}
-
-#[test]
-fn a_published_commit_stands_whatever_follows() {
-    let (_t, store) = committed("default", "k");
-    staged(&store, "k", b"v2")
-        .commit_observed(info(), &mut stop_at("commit:published"))
-        .expect("a visible image is a committed image");
-    let img = store.open("default", "k").unwrap();
-    assert_eq!(fs::read(img.dir().join(CONFIG)).unwrap(), b"v2");
-    assert_eq!(entries(&store), ["k"]);
-}
-
-#[test]
-fn a_huge_hostile_key_makes_a_short_error() {
-    let e = validate_key(&"k".repeat(100_000)).unwrap_err().to_string();
-    assert!(e.len() < 200, "{} bytes: {e}", e.len());
-    assert!(e.contains("100000 bytes") && e.contains("too long"), "{e}");
-}
-
-#[test]
-fn of_many_racing_restorers_exactly_one_takes_the_image() {
-    let (_t, store) = committed("ns", "k");
-    let barrier = std::sync::Barrier::new(8);
-    let taken: Vec<Taken> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..8)
-            .map(|_| {
-                s.spawn(|| {
-                    barrier.wait();
-                    store.take("ns", "k")
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().unwrap().ok())
-            .collect()
-    });
-    assert_eq!(taken.len(), 1, "exactly one restorer takes the image");
-    let t = taken.into_iter().next().unwrap();
-    assert!(matches!(store.take("ns", "k"), Err(Error::NotFound { .. })));
-    assert!(store.open("ns", "k").is_err(), "nothing left under the key");
-    let image = t.open().expect("the taken image validates");
-    assert_eq!(
-        image.dir(),
-        t.dir(),
-        "CRIU reads the directory that was checked"
-    );
-    let restored = t.retire().unwrap();
-    assert!(restored.ends_with("k@restored"));
-    assert_eq!(
-        crate::image::read_manifest(&restored).unwrap().status,
-        Status::Restored
-    );
-}
-
-#[test]
-fn an_unused_taken_image_goes_back_and_a_failed_one_aside() {
-    let (_t, store) = committed("ns", "k");
     drop(store.take("ns", "k").unwrap());
     store
         .open("ns", "k")

@@ -180,8 +180,12 @@ impl Arch {
     /// The checkpoint root, signing what it writes and verifying what it
     /// reads with the host's key.
     fn store(&self) -> Result<ImageStore> {
-        let root = &self.config()?.checkpoint_root;
-        Ok(ImageStore::new(root).with_trust(self.trust()?.clone()))
+        let cfg = self.config()?;
+        let store = ImageStore::new(&cfg.checkpoint_root).with_trust(self.trust()?.clone());
+        Ok(match cfg.mode {
+            arch_checkpoint::Mode::NetworkFs => store.with_lease(cfg.claim_lease),
+            arch_checkpoint::Mode::Basic => store,
+        })
     }
 }
 

@@ -51,23 +51,31 @@ impl Arch {
             local,
             taken,
             stdio,
-            claim,
         } = staged;
         let terminal = init.stdio.terminal;
-        let restored = self.runtime.restore(RestoreRequest {
-            id: id.to_string(),
-            bundle: c.bundle().to_path_buf(),
-            rootfs: c.rootfs().path.clone(),
-            images_dir: image.criu_dir(),
-            work_dir: work_dir.clone(),
-            stdio: [
-                stdio.stdin.as_deref(),
-                stdio.stdout.as_deref(),
-                stdio.stderr.as_deref(),
-            ],
-            terminal,
-            cgroup_driver: c.cgroup_driver(),
-        });
+        // On a shared root another host gives the image back once our
+        // lease expired (a stall longer than the lease): then it may be
+        // restored there, and must not be here too.
+        let restored = match taken.still_held() {
+            Err(e) => Err(e.to_string()),
+            Ok(()) => self
+                .runtime
+                .restore(RestoreRequest {
+                    id: id.to_string(),
+                    bundle: c.bundle().to_path_buf(),
+                    rootfs: c.rootfs().path.clone(),
+                    images_dir: image.criu_dir(),
+                    work_dir: work_dir.clone(),
+                    stdio: [
+                        stdio.stdin.as_deref(),
+                        stdio.stdout.as_deref(),
+                        stdio.stderr.as_deref(),
+                    ],
+                    terminal,
+                    cgroup_driver: c.cgroup_driver(),
+                })
+                .map_err(|e| e.to_string()),
+        };
         let store = self.store()?;
         let identity = &state.identity;
         let pid = match restored {
@@ -111,9 +119,6 @@ impl Arch {
                 self.fresh_start(c, stdio, register)?
             }
         };
-        if let Some(claim) = claim {
-            let _ = claim.release();
-        }
         drop(local);
         Ok(pid)
     }

@@ -11,7 +11,7 @@ use arch_checkpoint::{
     ProfileMismatch,
 };
 use arch_faults::{points, FaultError};
-use arch_image::{Claim, Image, ImageStore, Taken};
+use arch_image::{Image, ImageStore, Taken};
 use arch_records::Outcome;
 use arch_runtime::{RuntimeError, Stdio};
 
@@ -85,7 +85,6 @@ pub struct StagedRestore {
     /// The container-side ends of the new stdio pipes (none for a
     /// terminal: CRIU makes a new one at Start).
     pub stdio: Stdio,
-    pub claim: Option<Claim>,
 }
 
 /// What Create knows about a container it may restore.
@@ -123,13 +122,19 @@ impl Arch {
     /// means a fresh start (no image, one of another profile, one another
     /// container took first, or one that cannot be used: that one is moved
     /// aside and the reason logged and recorded).
-    pub fn stage_restore(
-        &self,
-        target: &RestoreTarget,
-    ) -> Option<(Image, LocalCopy, Taken, Option<Claim>)> {
+    pub fn stage_restore(&self, target: &RestoreTarget) -> Option<(Image, LocalCopy, Taken)> {
         let (store, cfg) = (self.store().ok()?, self.config().ok()?);
         let (id, identity) = (target.id, &target.state.identity);
         let (ns, key) = (&identity.namespace, &identity.key);
+        if cfg.mode == Mode::NetworkFs {
+            // A restorer (on any host) that stopped touching its lease is
+            // gone: its taken image goes back under the key first.
+            match store.cleanup_stale_temps_of(ns, key, crate::timeouts::STALE_TEMP_AGE) {
+                Ok(0) => {}
+                Ok(n) => log::info!("{id}: gave back {n} stale temporaries of {ns}/{key}"),
+                Err(e) => log::warn!("{id}: cleaning stale temporaries of {ns}/{key}: {e}"),
+            }
+        }
         let has_image = store
             .image_dir(ns, key)
             .map(|d| d.join(arch_image::MANIFEST).exists())
@@ -145,23 +150,16 @@ impl Arch {
                 return None;
             }
         }
-        let claim = if cfg.mode == Mode::NetworkFs {
-            let owner = format!("{}:{}:{id}", arch_host::hostname(), std::process::id());
-            match store.claim(ns, key, &owner) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    log::warn!(
-                        "{id}: image {ns}/{key} is being restored elsewhere ({e}); starting fresh"
-                    );
-                    return None;
-                }
-            }
-        } else {
-            None
-        };
         // Exactly once: the rename makes the image this container's alone,
-        // and what is validated below is what CRIU reads at Start.
-        let taken = match store.take(ns, key) {
+        // and what is validated below is what CRIU reads at Start. On a
+        // shared root a lease says this restorer is alive.
+        let taken = if cfg.mode == Mode::NetworkFs {
+            let owner = format!("{}:{}:{id}", arch_host::hostname(), std::process::id());
+            store.take_leased(ns, key, &owner, cfg.claim_lease)
+        } else {
+            store.take(ns, key)
+        };
+        let taken = match taken {
             Ok(t) => t,
             Err(e) => {
                 log::warn!(
@@ -172,7 +170,7 @@ impl Arch {
         };
         log::info!("{id}: took {ns}/{key} as {}", taken.dir().display());
         match self.stage(&taken, target) {
-            Ok((image, local)) => Some((image, local, taken, claim)),
+            Ok((image, local)) => Some((image, local, taken)),
             Err(StagingError::Profile(e)) => {
                 // Swapped for another container's image since the check.
                 self.refuse_profile(&store, target, "another container", &e);

@@ -152,7 +152,7 @@ impl TaskService {
             rootfs,
             terminal: paths.terminal,
         };
-        let Some((image, local, taken, claim)) = self.arch.stage_restore(&target) else {
+        let Some((image, local, taken)) = self.arch.stage_restore(&target) else {
             return Ok(None);
         };
         let (stdio, io) = if paths.terminal {
@@ -168,7 +168,6 @@ impl TaskService {
                 local,
                 taken,
                 stdio,
-                claim,
             },
             io,
         )))

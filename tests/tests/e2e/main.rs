@@ -19,3 +19,4 @@ mod runtime_options;
 mod scale;
 mod terminal;
 mod trust;
+mod two_hosts;

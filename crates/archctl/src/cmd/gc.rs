@@ -104,9 +104,11 @@ pub fn run(store: &ImageStore, o: &Options) -> Result<i32> {
     }
     for t in &temps {
         let what = match (&t.restore_to, t.why) {
-            (Some(_), _) => "restored: its replacement never landed",
+            (Some(_), StaleWhy::LeaseExpired) => "restored: its restorer's lease expired",
+            (Some(_), _) => "restored: its replacement never landed or its restorer is gone",
             (None, StaleWhy::WriterGone) => "its writer is gone",
             (None, StaleWhy::Old) => "stale",
+            (None, StaleWhy::LeaseExpired) => "its restorer's lease expired",
         };
         let verb = match (o.dry_run, t.restore_to.is_some()) {
             (true, true) => "would restore",

@@ -1,0 +1,310 @@
+//! §4 exactly once on a shared root: two "hosts" — two private containerds
+//! of their own (own state, own containerd root, each with the boot id of
+//! another machine, as test builds allow) — on one checkpoint root in
+//! `network-fs` mode with one fleet key and a 2 s claim lease.
+//!
+//! - A live claimer never loses its image: host A holds a taken image
+//!   longer than the lease (a 3 s `pause` fault after staging) while host B
+//!   creates a container with the same key; B starts fresh, A restores.
+//! - A claimer that died mid-restore (host A's containerd and the shim
+//!   SIGKILLed during the pause: nobody on A cleans up) keeps the image
+//!   taken until its lease expires; then host B restores it.
+//! - Both hosts creating a container with one key at once: exactly one
+//!   restores.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use arch_e2e::{shim_pids, unique_id, wait_until, Ctr};
+
+const LEASE_SECS: &str = "2";
+const WORKLOAD: &str = "boot=$(cat /proc/sys/kernel/random/uuid); \
+    while true; do echo $boot > /tmp/boot; sleep 0.1; done";
+const PAUSE: &str = "io.arch.test.fault=restore:rootfs-applied=pause";
+/// Outside CRI an image's identity is its layer chain, whose paths are
+/// each containerd's own snapshot directories: they differ between hosts,
+/// so a restore on another host needs the image named, as CRI names it.
+const IMAGE_NAME: &str = "io.kubernetes.cri.image-name=localhost/arch-test/busybox:latest";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Where this suite's own directories go: beside the suite's containerd
+/// state (tmpfs) and checkpoint root (disk), never the defaults.
+fn bases() -> (PathBuf, PathBuf) {
+    let addr = std::env::var("ARCH_E2E_ADDRESS").expect("ARCH_E2E_ADDRESS (run through make test)");
+    let run = Path::new(&addr).parent().unwrap().with_extension("hosts");
+    let disk = arch_e2e::checkpoint_root().with_extension("hosts");
+    (run, disk)
+}
+
+/// One "host": a private containerd whose shims share the root.
+struct Host {
+    env: Vec<(String, String)>,
+    ctr: Ctr,
+    dir: PathBuf,
+}
+
+impl Host {
+    fn start(name: &str, boot_id: &str, shared_root: &Path) -> Host {
+        let (run, disk) = bases();
+        let dir = run.join(name);
+        let env = vec![
+            ("ARCH_TEST_DIR".into(), dir.display().to_string()),
+            (
+                "ARCH_TEST_ROOT".into(),
+                disk.join(name).join("containerd").display().to_string(),
+            ),
+            (
+                "ARCH_CHECKPOINT_ROOT".into(),
+                shared_root.display().to_string(),
+            ),
+            ("ARCH_MODE".into(), "network-fs".into()),
+            (
+                "ARCH_SIGNING_KEY_FILE".into(),
+                arch_e2e::signing_key_path().display().to_string(),
+            ),
+            ("ARCH_CLAIM_LEASE_SECS".into(), LEASE_SECS.into()),
+            ("ARCH_TEST_BOOT_ID".into(), boot_id.into()),
+        ];
+        let host = Host {
+            ctr: Ctr {
+                address: dir.join("containerd.sock").display().to_string(),
+                namespace: "arch-test".into(),
+            },
+            env,
+            dir,
+        };
+        host.hack("purge");
+        host.hack("start");
+        host
+    }
+
+    fn hack(&self, action: &str) {
+        let mut cmd = Command::new(repo().join("hack/containerd-test.sh"));
+        cmd.arg(action).env_remove("ARCH_TEST_CRI");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "containerd-test.sh {action}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The host dies: its containerd first (so nothing on it cleans up
+    /// after the shim), then the shim serving `id`.
+    fn die_serving(&self, id: &str) {
+        let pid = std::fs::read_to_string(self.dir.join("containerd.pid")).unwrap();
+        assert!(kill9(pid.trim().parse().unwrap()), "containerd {pid}");
+        let shims = shim_pids(id);
+        assert!(!shims.is_empty(), "no shim serves {id}");
+        for pid in shims {
+            kill9(pid);
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // A failed test keeps the host's logs (containerd.log, the shims').
+        self.hack(if std::thread::panicking() {
+            "stop"
+        } else {
+            "purge"
+        });
+    }
+}
+
+fn kill9(pid: i32) -> bool {
+    // SAFETY: kill(2) on a pid we found.
+    unsafe { libc::kill(pid, libc::SIGKILL) == 0 }
+}
+
+fn boot_of(c: &Ctr, id: &str) -> String {
+    let mut value = String::new();
+    wait_until(Duration::from_secs(10), || {
+        let r = c.run(&[
+            "task",
+            "exec",
+            "--exec-id",
+            &unique_id("rd"),
+            id,
+            "cat",
+            "/tmp/boot",
+        ]);
+        value = r.stdout.trim().to_string();
+        r.code == 0 && !value.is_empty()
+    });
+    value
+}
+
+/// Runs WORKLOAD under `key`; its boot uuid.
+fn run(c: &Ctr, id: &str, key: &str) -> String {
+    let r = c.run_arch_with(
+        "-d",
+        id,
+        Some(key),
+        &["--annotation", IMAGE_NAME],
+        &["sh", "-c", WORKLOAD],
+    );
+    assert_eq!(r.code, 0, "ctr run {id}: {}", r.stderr);
+    boot_of(c, id)
+}
+
+fn checkpoint(c: &Ctr, id: &str) {
+    assert_eq!(c.run(&["task", "kill", id]).code, 0);
+    c.wait_status(id, "STOPPED");
+    c.run(&["task", "rm", "-f", id]);
+    c.run(&["container", "rm", id]);
+}
+
+fn entries(root: &Path, key: &str) -> Vec<String> {
+    std::fs::read_dir(root.join("arch-test"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n == key || n.starts_with(&format!("{key}@")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn has(entries: &[String], kind: &str) -> bool {
+    entries.iter().any(|n| n.contains(kind))
+}
+
+#[test]
+fn two_hosts_on_one_network_fs_root_restore_once_and_take_back_a_dead_claim() {
+    let (_, disk) = bases();
+    let shared = disk.join("checkpoint");
+    let _ = std::fs::remove_dir_all(&shared);
+    let a = Host::start("a", "a11ce0000000", &shared);
+    let b = Host::start("b", "b0b000000000", &shared);
+
+    // A live claimer holds its image longer than the lease and keeps it.
+    let key = unique_id("lease-live");
+    let first = unique_id("hosta");
+    let first_boot = run(&a.ctr, &first, &key);
+    checkpoint(&a.ctr, &first);
+    let (restorer, other) = (unique_id("hosta"), unique_id("hostb"));
+    let other_boot = std::thread::scope(|s| {
+        let creating = s.spawn(|| {
+            a.ctr.run_arch_with(
+                "-d",
+                &restorer,
+                Some(&key),
+                &["--annotation", PAUSE, "--annotation", IMAGE_NAME],
+                &["sh", "-c", WORKLOAD],
+            )
+        });
+        assert!(
+            wait_until(Duration::from_secs(20), || has(
+                &entries(&shared, &key),
+                "@taken-"
+            )),
+            "host A never took the image: {:?}",
+            entries(&shared, &key)
+        );
+        // Past the lease, while A still holds the image (3 s pause).
+        std::thread::sleep(Duration::from_millis(2200));
+        let other_boot = run(&b.ctr, &other, &key);
+        let r = creating.join().unwrap();
+        assert_eq!(r.code, 0, "ctr run {restorer}: {}", r.stderr);
+        other_boot
+    });
+    assert_ne!(
+        other_boot, first_boot,
+        "host B must start fresh: A holds the image"
+    );
+    assert_eq!(
+        boot_of(&a.ctr, &restorer),
+        first_boot,
+        "host A, whose lease was live, restored"
+    );
+    let left = entries(&shared, &key);
+    assert!(
+        has(&left, "@restored") && !has(&left, "@taken-") && !has(&left, "@lease-"),
+        "retired once, no lease left: {left:?}"
+    );
+
+    // A claimer killed mid-restore: the image comes back after the lease.
+    let key = unique_id("lease-dead");
+    let first = unique_id("hosta");
+    let first_boot = run(&a.ctr, &first, &key);
+    checkpoint(&a.ctr, &first);
+    let restorer = unique_id("hosta");
+    std::thread::scope(|s| {
+        let creating = s.spawn(|| {
+            a.ctr.run_arch_with(
+                "-d",
+                &restorer,
+                Some(&key),
+                &["--annotation", PAUSE, "--annotation", IMAGE_NAME],
+                &["sh", "-c", WORKLOAD],
+            )
+        });
+        assert!(
+            wait_until(Duration::from_secs(20), || has(
+                &entries(&shared, &key),
+                "@taken-"
+            )),
+            "host A never took the image"
+        );
+        a.die_serving(&restorer);
+        let _ = creating.join();
+    });
+    let left = entries(&shared, &key);
+    assert!(
+        has(&left, "@taken-") && has(&left, "@lease-") && !left.contains(&key),
+        "the dead claimer's image stays taken until its lease expires: {left:?}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let again = unique_id("hostb");
+    assert_eq!(
+        run(&b.ctr, &again, &key),
+        first_boot,
+        "host B restored the image once the dead claimer's lease expired"
+    );
+    let left = entries(&shared, &key);
+    assert!(
+        has(&left, "@restored") && !has(&left, "@taken-") && !has(&left, "@lease-"),
+        "{left:?}"
+    );
+    // Host A comes back.
+    a.hack("stop");
+    a.hack("start");
+
+    // Both hosts create a container with one key at once: exactly one
+    // restores.
+    let key = unique_id("lease-twins");
+    let first = unique_id("hosta");
+    let first_boot = run(&a.ctr, &first, &key);
+    checkpoint(&a.ctr, &first);
+    let (ida, idb) = (unique_id("hosta"), unique_id("hostb"));
+    let boots = std::thread::scope(|s| {
+        let on_a = s.spawn(|| run(&a.ctr, &ida, &key));
+        let on_b = s.spawn(|| run(&b.ctr, &idb, &key));
+        [on_a.join().unwrap(), on_b.join().unwrap()]
+    });
+    assert_eq!(
+        boots.iter().filter(|b| **b == first_boot).count(),
+        1,
+        "exactly one host continues the process: {boots:?}"
+    );
+    let left = entries(&shared, &key);
+    assert!(
+        has(&left, "@restored") && !has(&left, "@taken-") && !has(&left, "@lease-"),
+        "{left:?}"
+    );
+    drop(b);
+    drop(a);
+    let _ = std::fs::remove_dir_all(&shared);
+}
