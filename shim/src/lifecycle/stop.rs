@@ -121,6 +121,9 @@ impl Arch {
         };
         let id = c.id().to_string();
         let container = c.clone();
+        // Taken before the thread starts: a Delete that follows at once
+        // already sees the commit coming.
+        let commit = self.in_flight.begin(c.id());
         let spawned = std::thread::Builder::new()
             .name(format!("stop-{id}"))
             .spawn(move || {
@@ -154,6 +157,7 @@ impl Arch {
                     }
                 }
                 gate.end(committed);
+                drop(commit);
             });
         if let Err(e) = spawned {
             state.gate.end(false);

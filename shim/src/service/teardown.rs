@@ -27,6 +27,16 @@ impl TaskService {
                 req.id
             )));
         }
+        if req.exec_id.is_empty() {
+            // The exit may have been reported before its stop-checkpoint
+            // committed (the kill deadline passed); removing the cgroup and
+            // the rootfs now would cut the commit short and lose the image.
+            if let Some(state) = c.arch() {
+                state.periodic.stop();
+            }
+            self.arch
+                .await_commits(Some(&req.id), timeouts::COMMIT_WAIT);
+        }
         self.exits.lock().unwrap().forget(pid);
         process.close_io();
         let exit_status = exit.as_ref().map_or(0, |e| e.code);
@@ -64,6 +74,9 @@ impl TaskService {
 
     pub fn shutdown(&self, _req: api::ShutdownRequest) -> Result<()> {
         if self.containers.lock().unwrap().is_empty() {
+            // Only after a Delete that gave up waiting: the shim's exit
+            // would kill the commit mid-write.
+            self.arch.await_commits(None, timeouts::COMMIT_WAIT);
             self.events.flush(timeouts::EVENTS_FLUSH);
             self.exit_signal.signal();
         }
