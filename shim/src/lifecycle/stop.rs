@@ -197,10 +197,10 @@ fn deliver(
         }
         return;
     }
-    let pid = init.pid();
-    if pid > 0 && init.state().status != Status::STOPPED {
-        if let Err(e) = runtime.signal(pid, signal) {
-            log::warn!("{id}: delivering signal {signal} to {pid}: {e}");
+    let Some(target) = init.target() else { return };
+    if init.state().status != Status::STOPPED {
+        if let Err(e) = runtime.signal(&target, signal) {
+            log::warn!("{id}: delivering signal {signal} to {}: {e}", target.pid());
         }
     }
 }

@@ -95,12 +95,17 @@ impl TaskService {
     /// (or at once, if the reaper saw it exit already).
     fn register(&self, container_id: &str, process: &Arc<Process>, pid: i32) {
         process.set_created(pid);
+        // Pinned before its exit can be matched: while it is unmatched the
+        // shim's child cannot have been reaped and its pid reused unseen.
+        process.pin(arch_runtime::ProcessRef::pin(pid));
         let owner = Owner {
             container_id: container_id.to_string(),
             process: process.clone(),
         };
         let early = self.exits.lock().unwrap().register(pid, owner);
         if let Some((owner, code)) = early {
+            // Reaped already: whatever holds the pid now is someone else.
+            process.pin(arch_runtime::ProcessRef::gone(pid));
             self.process_exited(owner, pid, code);
         }
     }

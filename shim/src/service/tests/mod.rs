@@ -5,6 +5,7 @@
 mod create;
 mod exits;
 mod restore;
+mod signals;
 mod stop;
 mod stubs;
 mod teardown;
