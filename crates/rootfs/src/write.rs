@@ -64,10 +64,13 @@ pub fn write_diff(upperdir: &Path, out: impl Write) -> Result<DiffStats> {
 }
 
 #[cfg(test)]
+type Hook = Box<dyn FnMut(&Path)>;
+
+#[cfg(test)]
 thread_local! {
     /// Called with each entry's relative path after it was looked at and
     /// before it is opened: the tests swap things in here.
-    pub(crate) static BEFORE_OPEN: std::cell::RefCell<Option<Box<dyn FnMut(&Path)>>> =
+    pub(crate) static BEFORE_OPEN: std::cell::RefCell<Option<Hook>> =
         std::cell::RefCell::new(None);
 }
 
