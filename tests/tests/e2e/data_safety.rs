@@ -195,3 +195,47 @@ fn an_arch_container_on_the_native_snapshotter_is_refused() {
         r.stderr
     );
 }
+
+/// A container that ends while its periodic checkpoint is committing (the
+/// commit held 3 s by a `pause` fault): `ctr run --rm` deletes the task
+/// and containerd shuts the shim down at once. Delete and Shutdown wait
+/// for the commit; before, they removed the container and ended the shim
+/// mid-commit, and the image was lost.
+#[test]
+fn a_delete_mid_commit_waits_for_the_image() {
+    let c = ctr();
+    let (id, key) = (unique_id("midcommit"), unique_id("midkey"));
+    let pause = format!("{}=commit:sealed=pause", arch_faults::ANNOTATION);
+    let started = std::time::Instant::now();
+    // The first tick (1 s) dumps and then pauses 3 s in its commit; the
+    // workload exits at 2 s, mid-commit.
+    let r = c.run_arch_with(
+        "--rm",
+        &id,
+        Some(&key),
+        &["--env", "ARCH_INTERVAL=1s", "--annotation", &pause],
+        &["sleep", "2"],
+    );
+    let took = started.elapsed();
+    assert_eq!(r.code, 0, "ctr run: {}", r.stderr);
+    let root = checkpoint_root();
+    let ns_dir = root.join(&c.namespace);
+    let entries: Vec<String> = std::fs::read_dir(&ns_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&key))
+        .collect();
+    assert_eq!(entries, [key.clone()], "committed, no temporary left");
+    let recs = records_for(&root, &key);
+    assert!(
+        recs.iter().any(|r| r.op == Operation::Checkpoint
+            && r.trigger == "periodic"
+            && r.outcome == Outcome::Ok),
+        "the periodic commit completed: {recs:?}"
+    );
+    assert!(
+        took >= Duration::from_secs(3),
+        "the task was deleted before its commit ended ({took:?})"
+    );
+}
