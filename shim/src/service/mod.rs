@@ -95,8 +95,10 @@ impl TaskService {
     /// (or at once, if the reaper saw it exit already).
     fn register(&self, container_id: &str, process: &Arc<Process>, pid: i32) {
         process.set_created(pid);
-        // Pinned before its exit can be matched: while it is unmatched the
-        // shim's child cannot have been reaped and its pid reused unseen.
+        // Pinned now, so a later Kill reaches this process or nobody. If the
+        // reaper collected it already, the pin finds nothing, or a newcomer
+        // that is not the shim's child (see ProcessRef::pin), or the early
+        // exit below turns it to `gone`.
         process.pin(arch_runtime::ProcessRef::pin(pid));
         let owner = Owner {
             container_id: container_id.to_string(),

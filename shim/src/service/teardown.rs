@@ -28,9 +28,10 @@ impl TaskService {
             )));
         }
         if req.exec_id.is_empty() {
-            // The exit may have been reported before its stop-checkpoint
-            // committed (the kill deadline passed); removing the cgroup and
-            // the rootfs now would cut the commit short and lose the image.
+            // The exit may have been reported while an image is still being
+            // written (a periodic commit when the workload ended, a stop
+            // commit past the kill deadline); removing the cgroup and the
+            // rootfs, then the shim, now would cut it short and lose it.
             if let Some(state) = c.arch() {
                 state.periodic.stop();
             }
