@@ -41,11 +41,13 @@ fn diff_entries(c: &Ctr, key: &str) -> Vec<String> {
     names.unwrap_or_else(|| panic!("no readable rootfs diff for {key}"))
 }
 
-fn remove(c: &Ctr, id: &str) {
-    c.run(&["task", "kill", "-s", "KILL", id]);
-    c.wait_status(id, "STOPPED");
-    c.run(&["task", "rm", "-f", id]);
-    c.run(&["container", "rm", id]);
+/// Force-removes container `id` when dropped, also when the test fails
+/// (a periodic container left running fills the root for later suites).
+fn guard(c: &Ctr, id: &str) -> arch_e2e::Container {
+    arch_e2e::Container {
+        ctr: c.clone(),
+        id: id.to_string(),
+    }
 }
 
 /// The container swaps /d between a directory of its own and a symlink to
@@ -68,6 +70,7 @@ fn a_symlink_swapped_in_a_loop_gets_no_host_file_into_the_image() {
         &["--env", "ARCH_INTERVAL=1s"],
         &["sh", "-c", swapper],
     );
+    let ct = guard(&c, &id);
     assert_eq!(r.code, 0, "ctr run: {}", r.stderr);
     let root = checkpoint_root();
     let mut seen = Vec::new();
@@ -92,7 +95,7 @@ fn a_symlink_swapped_in_a_loop_gets_no_host_file_into_the_image() {
         }
         seen.len() >= 5
     });
-    remove(&c, &id);
+    drop(ct);
     assert!(
         enough,
         "five periodic checkpoints in 60 s: {:?}",
@@ -113,6 +116,7 @@ fn a_file_capability_survives_checkpoint_and_restore() {
     let first = unique_id("cap");
     let workload = "[ -e /capfile ] || echo x > /capfile; while true; do sleep 0.1; done";
     let r = c.run_arch("-d", &first, Some(&key), &["sh", "-c", workload]);
+    let first_ct = guard(&c, &first);
     assert_eq!(r.code, 0, "ctr run: {}", r.stderr);
     assert_eq!(c.rootfs_file(&first, "capfile"), "x");
     let host_path = c.bundle(&first).join("rootfs/capfile");
@@ -128,8 +132,7 @@ fn a_file_capability_survives_checkpoint_and_restore() {
     );
     assert_eq!(c.run(&["task", "kill", &first]).code, 0);
     c.wait_status(&first, "STOPPED");
-    c.run(&["task", "rm", "-f", &first]);
-    c.run(&["container", "rm", &first]);
+    drop(first_ct);
     let pax = Command::new("tar")
         .args(["--xattrs", "--xattrs-include=*", "-tvvf"])
         .arg(diff_of(&c, &key))
@@ -138,6 +141,7 @@ fn a_file_capability_survives_checkpoint_and_restore() {
     assert!(pax.status.success());
     let second = unique_id("cap");
     let r = c.run_arch("-d", &second, Some(&key), &["sh", "-c", workload]);
+    let second_ct = guard(&c, &second);
     assert_eq!(r.code, 0, "ctr run: {}", r.stderr);
     assert_restore_recorded(&checkpoint_root(), &key, Outcome::Ok);
     let got = Command::new("getcap")
@@ -145,7 +149,7 @@ fn a_file_capability_survives_checkpoint_and_restore() {
         .output()
         .unwrap();
     let shown = String::from_utf8_lossy(&got.stdout).to_string();
-    remove(&c, &second);
+    drop(second_ct);
     assert!(
         shown.contains("cap_net_raw"),
         "capability lost: getcap says {shown:?}; tar: {}",
