@@ -44,22 +44,28 @@ impl Rootfs {
 
     /// The overlay upperdir that collects the container's changes: from the
     /// request's mounts, or the mount table for an engine-mounted rootfs.
-    /// None for a plain directory, whose changes cannot be told apart.
-    pub fn upperdir(&self, host: &dyn RootfsMounts, id: &str) -> Option<PathBuf> {
+    /// An error says why there is none: a snapshotter without layers of its
+    /// own (`native`: a bind of a full copy), a plain directory, a mount
+    /// that is not an overlay. Its changes cannot be told apart from the
+    /// image's files then, so an ARCH container cannot be created on it.
+    pub fn upperdir(&self, host: &dyn RootfsMounts) -> Result<PathBuf, String> {
         if self.shim_mounted() {
-            return request_upperdir(&self.mounts);
+            return request_upperdir(&self.mounts).ok_or_else(|| {
+                let kinds: Vec<&str> = self.mounts.iter().map(|m| m.type_.as_str()).collect();
+                format!(
+                    "the snapshotter's mounts ({}) have no overlay upperdir (a snapshotter such as `native` keeps no layer of changes)",
+                    kinds.join(", ")
+                )
+            });
         }
-        match host.engine_upperdir(&self.path) {
-            Ok(upper) => Some(upper),
-            Err(NoUpperdir::NotMounted) => None,
-            Err(why) => {
-                log::warn!(
-                    "{id}: rootfs {} has no usable overlay upperdir ({why:?}): its filesystem changes are not checkpointed",
-                    self.path.display()
-                );
-                None
+        host.engine_upperdir(&self.path).map_err(|why| match why {
+            NoUpperdir::NotMounted => "it is a plain directory, not an overlay mount".to_string(),
+            NoUpperdir::NotOverlay(fs) => format!("it is a {fs} mount, not an overlay"),
+            NoUpperdir::Unknown(Some(dir)) => {
+                format!("its overlay's upperdir {dir} is relative (unknown from here)")
             }
-        }
+            NoUpperdir::Unknown(None) => "its overlay has no upperdir (read-only)".to_string(),
+        })
     }
 }
 
@@ -176,7 +182,7 @@ mod tests {
         let r = Rootfs::new(Path::new("/b"), &spec("rootfs"), &[m]);
         assert_eq!(r.path, Path::new("/b/rootfs"));
         assert!(r.shim_mounted());
-        assert_eq!(r.upperdir(&HostMounts, "c"), Some(PathBuf::from("/u/fs")));
+        assert_eq!(r.upperdir(&HostMounts), Ok(PathBuf::from("/u/fs")));
         assert_eq!(request_upperdir(&[]), None);
     }
 
@@ -189,7 +195,18 @@ mod tests {
         // A plain directory, mounted by nobody: no changes to collect.
         let dir = tempfile::tempdir().unwrap();
         let r = Rootfs::new(dir.path(), &spec("rootfs"), &[]);
-        assert_eq!(r.upperdir(&HostMounts, "c"), None);
+        let why = r.upperdir(&HostMounts).unwrap_err();
+        assert!(why.contains("plain directory"), "{why}");
+        // The native snapshotter: a bind of a full copy, no layer of changes.
+        let bind = Mount {
+            type_: "bind".into(),
+            source: "/var/lib/containerd/native/snapshots/7".into(),
+            options: vec!["rbind".into(), "rw".into()],
+            ..Default::default()
+        };
+        let r = Rootfs::new(dir.path(), &spec("rootfs"), &[bind]);
+        let why = r.upperdir(&HostMounts).unwrap_err();
+        assert!(why.contains("(bind) have no overlay upperdir"), "{why}");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! One process of a task (the init or an exec) as containerd sees it.
 
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
 
+use arch_runtime::ProcessRef;
 use containerd_shim::api::Status;
 
 use crate::stdio::{IoHandles, StdioPaths};
@@ -26,6 +27,9 @@ pub struct Process {
     state: Mutex<ProcessState>,
     exited: Condvar,
     io: Mutex<Option<IoHandles>>,
+    /// The process as signals reach it (a pidfd): never a later process
+    /// that got its pid after it was reaped.
+    target: Mutex<Option<Arc<ProcessRef>>>,
 }
 
 impl Process {
@@ -40,6 +44,7 @@ impl Process {
             }),
             exited: Condvar::new(),
             io: Mutex::new(None),
+            target: Mutex::new(None),
         }
     }
 
@@ -49,6 +54,16 @@ impl Process {
 
     pub fn pid(&self) -> i32 {
         self.state().pid
+    }
+
+    /// How signals reach the process from now on.
+    pub fn pin(&self, target: ProcessRef) {
+        *self.target.lock().unwrap() = Some(Arc::new(target));
+    }
+
+    /// The process to signal; None before it has a pid.
+    pub fn target(&self) -> Option<Arc<ProcessRef>> {
+        self.target.lock().unwrap().clone()
     }
 
     pub fn set_io(&self, io: IoHandles) {

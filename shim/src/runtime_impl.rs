@@ -5,10 +5,10 @@ use std::path::Path;
 
 use arch_runtime::oci_spec::runtime::LinuxResources;
 use arch_runtime::{
-    CgroupStats, CreateRequest, DumpOptions, ExecRequest, RestoreRequest, Restored, Result, Runtime,
+    CgroupStats, CreateRequest, DumpOptions, ExecRequest, ProcessRef, RestoreRequest, Restored,
+    Result, Runtime,
 };
 use nix::sys::signal::Signal;
-use nix::unistd::Pid;
 
 use crate::seams::ContainerRuntime;
 
@@ -30,9 +30,9 @@ impl ContainerRuntime for Libcontainer {
     fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
         self.0.load(id)?.kill(signal, all)
     }
-    fn signal(&self, pid: i32, signal: i32) -> nix::Result<()> {
-        let sig = Signal::try_from(signal)?;
-        nix::sys::signal::kill(Pid::from_raw(pid), sig)
+    fn signal(&self, target: &ProcessRef, signal: i32) -> nix::Result<()> {
+        Signal::try_from(signal)?;
+        target.signal(signal)
     }
     fn pause(&self, id: &str) -> Result<()> {
         self.0.load(id)?.pause()

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use arch_runtime::oci_spec::runtime::LinuxResources;
 use arch_runtime::{
-    CgroupStats, CreateRequest, DumpOptions, ExecRequest, RestoreRequest, Restored, Result,
+    CgroupStats, CreateRequest, DumpOptions, ExecRequest, ProcessRef, RestoreRequest, Restored,
+    Result,
 };
 use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::types::mount::Mount;
@@ -27,8 +28,9 @@ pub trait ContainerRuntime: Send + Sync {
     fn exec(&self, req: ExecRequest) -> Result<i32>;
     /// Signals the init, or every process of the container with `all`.
     fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()>;
-    /// Signals one process the shim started.
-    fn signal(&self, pid: i32, signal: i32) -> nix::Result<()>;
+    /// Signals one process the shim started, through its pidfd (ESRCH
+    /// once it is gone, even if its pid was reused).
+    fn signal(&self, target: &ProcessRef, signal: i32) -> nix::Result<()>;
     fn pause(&self, id: &str) -> Result<()>;
     fn resume(&self, id: &str) -> Result<()>;
     /// Kills what is left and removes the cgroup and the state.

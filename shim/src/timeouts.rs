@@ -22,6 +22,12 @@ pub const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
 /// SIGKILLed processes are still leaving its cgroup.
 pub const DELETE_RETRY: Duration = Duration::from_secs(10);
 
+/// How long Delete and Shutdown wait for a checkpoint that is still
+/// writing its image (its exit was reported once the kill deadline passed):
+/// long enough for a large image on a slow disk, shorter than
+/// STALE_TEMP_AGE so the temporary it writes is never judged abandoned.
+pub const COMMIT_WAIT: Duration = Duration::from_secs(300);
+
 /// How long Shutdown waits for queued events (TaskDelete) to reach containerd.
 pub const EVENTS_FLUSH: Duration = Duration::from_secs(5);
 

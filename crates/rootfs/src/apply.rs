@@ -14,6 +14,7 @@ use tar::EntryType;
 
 use crate::error::{io_err, EntryError as E, Error, Result};
 use crate::sys::{self, Meta};
+use crate::xattr;
 use crate::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 
 /// Resource limits for [`apply_diff`]; a corrupted or hostile archive must
@@ -49,6 +50,8 @@ pub struct ApplyStats {
     pub deletions: u64,
     pub opaque_dirs: u64,
     pub bytes: u64,
+    /// Extended attributes set.
+    pub xattrs: u64,
 }
 
 /// Apply a diff written by [`crate::write_diff`] into `rootfs`.
@@ -90,6 +93,7 @@ pub fn apply_diff(tar: impl Read, rootfs: &Path, limits: Limits) -> Result<Apply
                 limit: limits.max_total,
             }));
         }
+        let xattrs = entry_xattrs(&mut entry).map_err(fail)?;
         let h = entry.header();
         let meta = Meta {
             owner: as_root
@@ -102,6 +106,7 @@ pub fn apply_diff(tar: impl Read, rootfs: &Path, limits: Limits) -> Result<Apply
         let ctx = Ctx {
             root: root.as_fd(),
             meta,
+            xattrs,
             stats: &mut st,
             dir_times: &mut dir_times,
         };
@@ -119,6 +124,8 @@ pub fn apply_diff(tar: impl Read, rootfs: &Path, limits: Limits) -> Result<Apply
 struct Ctx<'a> {
     root: BorrowedFd<'a>,
     meta: Meta,
+    /// Extended attributes to set (files and directories only).
+    xattrs: Vec<(CString, Vec<u8>)>,
     stats: &'a mut ApplyStats,
     dir_times: &'a mut Vec<(Vec<CString>, u64)>,
 }
@@ -153,12 +160,21 @@ fn apply_entry<R: Read>(c: Ctx, entry: &mut tar::Entry<R>) -> std::result::Resul
     }
     let dir = walk(c.root, parents, true)?.expect("created");
     let (d, m) = (dir.as_fd(), &c.meta);
+    let settable = matches!(
+        etype,
+        EntryType::Regular | EntryType::Continuous | EntryType::Directory
+    );
+    if let (false, Some((name, _))) = (settable, c.xattrs.first()) {
+        return Err(E::Xattr(name.to_string_lossy().into_owned()));
+    }
     match etype {
         EntryType::Regular | EntryType::Continuous => {
             clear_slot(d, last, false)?;
             let mut f = File::from(sys::create_file_at(d, last)?);
             c.stats.bytes += io::copy(entry, &mut f)?;
             sys::set_meta_fd(f.as_fd(), m)?;
+            // After chown and the content: both clear security.capability.
+            c.stats.xattrs += set_xattrs(f.as_fd(), &c.xattrs)?;
             c.stats.files += 1;
         }
         EntryType::Directory => {
@@ -166,7 +182,9 @@ fn apply_entry<R: Read>(c: Ctx, entry: &mut tar::Entry<R>) -> std::result::Resul
             if sys::lstat_at(d, last)?.is_none() {
                 sys::mkdir_at(d, last, 0o700)?;
             }
-            sys::set_meta_fd(sys::open_dir_at(d, last)?.as_fd(), m)?;
+            let sub = sys::open_dir_at(d, last)?;
+            sys::set_meta_fd(sub.as_fd(), m)?;
+            c.stats.xattrs += set_xattrs(sub.as_fd(), &c.xattrs)?;
             c.dir_times.push((parts.clone(), m.mtime));
             c.stats.dirs += 1;
         }
@@ -208,6 +226,39 @@ fn apply_entry<R: Read>(c: Ctx, entry: &mut tar::Entry<R>) -> std::result::Resul
         other => return Err(E::UnsupportedType(format!("{other:?}"))),
     }
     Ok(())
+}
+
+/// The extended attributes an entry's PAX records carry; one a diff never
+/// keeps (trusted.*, overlay's own) refuses the archive.
+fn entry_xattrs<R: Read>(
+    entry: &mut tar::Entry<R>,
+) -> std::result::Result<Vec<(CString, Vec<u8>)>, E> {
+    let mut out = Vec::new();
+    let Some(exts) = entry.pax_extensions()? else {
+        return Ok(out);
+    };
+    for ext in exts {
+        let ext = ext?;
+        let Some(name) = ext.key_bytes().strip_prefix(xattr::PAX_PREFIX.as_bytes()) else {
+            continue;
+        };
+        let shown = String::from_utf8_lossy(name).into_owned();
+        if !xattr::kept(&shown) || std::str::from_utf8(name).is_err() {
+            return Err(E::Xattr(shown));
+        }
+        let c = CString::new(name).map_err(|_| E::Xattr(shown))?;
+        out.push((c, ext.value_bytes().to_vec()));
+    }
+    Ok(out)
+}
+
+fn set_xattrs(fd: BorrowedFd, xattrs: &[(CString, Vec<u8>)]) -> io::Result<u64> {
+    for (name, value) in xattrs {
+        xattr::set(fd, name, value).map_err(|e| {
+            io::Error::new(e.kind(), format!("setting {}: {e}", name.to_string_lossy()))
+        })?;
+    }
+    Ok(xattrs.len() as u64)
 }
 
 /// Split a tar path into plain components. `.` and empty parts (from "./x"

@@ -25,6 +25,11 @@ pub enum Error {
     /// encoding; writing it would turn it into a deletion on apply.
     #[error("upperdir entry {path} uses reserved whiteout prefix .wh.")]
     ReservedName { path: PathBuf },
+    /// An upperdir entry changed between being looked at and being opened
+    /// (a directory swapped for a symlink, a file for another): the diff is
+    /// not taken rather than archive something else.
+    #[error("upperdir entry {path} changed while it was archived (swapped for a link?)")]
+    Changed { path: PathBuf },
     /// A tar entry was refused or failed to apply.
     #[error("tar entry {entry:?}: {kind}")]
     Entry { entry: String, kind: EntryError },
@@ -59,6 +64,8 @@ pub enum EntryError {
     TooManyEntries { limit: u64 },
     #[error("invalid whiteout name")]
     BadWhiteout,
+    #[error("extended attribute {0:?} is not one a diff keeps, or not on a file or directory")]
+    Xattr(String),
     #[error("missing link name")]
     MissingLinkName,
     #[error("{0}")]

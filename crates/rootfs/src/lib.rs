@@ -11,6 +11,9 @@
 //! processes entries in order, so an opaque marker clears what the target
 //! held before, and the directory's own entries (which follow) survive.
 //!
+//! Files and directories keep their `security.*` and `user.*` extended
+//! attributes (`security.capability`), as PAX `SCHILY.xattr.` records.
+//!
 //! `apply_diff` is meant for the new container's *merged* rootfs (or an
 //! empty upperdir): deletions are real removals there, which overlayfs turns
 //! into its own whiteouts.
@@ -19,6 +22,7 @@ mod apply;
 mod error;
 mod sys;
 mod write;
+mod xattr;
 
 pub use apply::{apply_diff, ApplyStats, Limits};
 pub use error::{EntryError, Error, Result};
@@ -31,3 +35,5 @@ pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_walk;

@@ -212,3 +212,40 @@ pub fn clear_dir(dir: BorrowedFd) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Open a file for reading, refusing symlinks; O_NONBLOCK so a FIFO
+/// swapped in never blocks (its type is checked on the descriptor).
+pub fn open_read_at(dir: BorrowedFd, name: &CStr) -> io::Result<OwnedFd> {
+    let fl =
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
+    // SAFETY: valid fd and C string.
+    owned(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), fl) })
+}
+
+/// fstat of an open descriptor.
+pub fn fstat(fd: BorrowedFd) -> io::Result<libc::stat> {
+    // SAFETY: zeroed stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and out pointer.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok(st)
+}
+
+/// The target of the symlink `name` in `dir`.
+pub fn readlink_at(dir: BorrowedFd, name: &CStr) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    // SAFETY: valid fd, C string and buffer with its true length.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}

@@ -97,6 +97,7 @@ impl Arch {
         let id = c.id();
         // Never beside a periodic checkpoint of the same container.
         let _periodic = state.periodic.exclusive();
+        let _commit = self.in_flight.begin(id);
         let req = DumpRequest {
             identity: state.identity.clone(),
             container_id: id.to_string(),

@@ -14,6 +14,7 @@
 
 mod checkpoint_rpc;
 mod dump;
+mod inflight;
 mod periodic;
 mod records;
 mod restore;
@@ -34,6 +35,7 @@ use arch_runtime::oci_spec::runtime::Spec;
 use crate::error::{Result, ShimError};
 use crate::seams::{ContainerRuntime, RootfsMounts};
 
+pub use inflight::InFlight;
 pub use periodic::Periodic;
 pub use staging::{RestoreTarget, StagedRestore};
 pub use stop::{StopAction, StopGate};
@@ -92,6 +94,8 @@ pub struct Arch {
     /// The signing key and unsigned-image policy, loaded (in basic mode
     /// the host key made) by the first ARCH container.
     trust: OnceLock<std::result::Result<Trust, String>>,
+    /// Checkpoints writing an image now: Delete and Shutdown wait for them.
+    in_flight: Arc<InFlight>,
 }
 
 impl Arch {
@@ -110,6 +114,7 @@ impl Arch {
             runtime,
             mounts,
             trust: OnceLock::new(),
+            in_flight: Arc::new(InFlight::default()),
         }
     }
 
@@ -168,6 +173,30 @@ impl Arch {
             &root,
         )
         .map_err(|e| ShimError::InvalidArgument(e.to_string()))
+    }
+
+    /// Waits (up to `limit`) for the checkpoints of `id` (None: of every
+    /// container) still writing an image, so Delete and Shutdown never cut
+    /// a commit short; true if none is left.
+    pub fn await_commits(&self, id: Option<&str>, limit: Duration) -> bool {
+        if !self.in_flight.busy(id) {
+            return true;
+        }
+        let who = id.unwrap_or("the shim");
+        log::info!("{who}: waiting up to {limit:?} for a checkpoint to commit");
+        let started = std::time::Instant::now();
+        let done = self.in_flight.wait(id, limit);
+        if done {
+            log::info!(
+                "{who}: checkpoint committed after {:?}; going on",
+                started.elapsed()
+            );
+        } else {
+            log::error!(
+                "{who}: a checkpoint is still committing after {limit:?}; going on without it"
+            );
+        }
+        done
     }
 
     /// The configuration, for ARCH containers (whose Create checked it).

@@ -92,6 +92,7 @@ impl Arch {
             return;
         };
         let (cfg, runtime, c2) = (cfg.clone(), self.runtime.clone(), c.clone());
+        let in_flight = self.in_flight.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("periodic-{}", c.id()))
             .spawn(move || {
@@ -123,6 +124,7 @@ impl Arch {
                     }
                     match slots.try_acquire() {
                         Ok(Some(_slot)) => {
+                            let _commit = in_flight.begin(id);
                             let req = DumpRequest {
                                 identity: state.identity.clone(),
                                 container_id: id.to_string(),

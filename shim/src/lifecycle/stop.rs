@@ -121,6 +121,9 @@ impl Arch {
         };
         let id = c.id().to_string();
         let container = c.clone();
+        // Taken before the thread starts: a Delete that follows at once
+        // already sees the commit coming.
+        let commit = self.in_flight.begin(c.id());
         let spawned = std::thread::Builder::new()
             .name(format!("stop-{id}"))
             .spawn(move || {
@@ -154,6 +157,7 @@ impl Arch {
                     }
                 }
                 gate.end(committed);
+                drop(commit);
             });
         if let Err(e) = spawned {
             state.gate.end(false);
@@ -193,10 +197,10 @@ fn deliver(
         }
         return;
     }
-    let pid = init.pid();
-    if pid > 0 && init.state().status != Status::STOPPED {
-        if let Err(e) = runtime.signal(pid, signal) {
-            log::warn!("{id}: delivering signal {signal} to {pid}: {e}");
+    let Some(target) = init.target() else { return };
+    if init.state().status != Status::STOPPED {
+        if let Err(e) = runtime.signal(&target, signal) {
+            log::warn!("{id}: delivering signal {signal} to {}: {e}", target.pid());
         }
     }
 }

@@ -33,10 +33,11 @@ impl TaskService {
             let st = process.state();
             (st.pid, st.status == Status::STOPPED)
         };
-        if stopped || pid <= 0 {
-            return Err(ShimError::NotFound("process already finished".into()));
-        }
-        match self.runtime.signal(pid, signal) {
+        let target = match process.target() {
+            Some(t) if !stopped && pid > 0 => t,
+            _ => return Err(ShimError::NotFound("process already finished".into())),
+        };
+        match self.runtime.signal(&target, signal) {
             Ok(()) => Ok(()),
             Err(nix::errno::Errno::ESRCH) => {
                 Err(ShimError::NotFound("process already finished".into()))

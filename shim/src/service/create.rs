@@ -51,10 +51,19 @@ impl TaskService {
         };
         let arch = match identity {
             Some(identity) => {
-                let upperdir = rootfs.upperdir(&*self.mounts, &id);
+                // Without a layer of its own the container's changes cannot
+                // be told apart: refuse now rather than checkpoint an empty
+                // diff and restore memory onto files it never wrote.
+                let upperdir = rootfs.upperdir(&*self.mounts).map_err(|why| {
+                    self.discard(&id, &rootfs);
+                    ShimError::FailedPrecondition(format!(
+                        "container {id} asks for ARCH, but its rootfs {} has no overlay upperdir to checkpoint: {why}; use an overlay snapshotter (overlayfs)",
+                        rootfs.path.display()
+                    ))
+                })?;
                 let profile = crate::lifecycle::security_profile(&id, &spec, rootfs.layers())
                     .inspect_err(|_| self.discard(&id, &rootfs))?;
-                Some(ArchState::new(identity, upperdir, profile, interval))
+                Some(ArchState::new(identity, Some(upperdir), profile, interval))
             }
             None => None,
         };

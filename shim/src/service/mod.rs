@@ -95,12 +95,19 @@ impl TaskService {
     /// (or at once, if the reaper saw it exit already).
     fn register(&self, container_id: &str, process: &Arc<Process>, pid: i32) {
         process.set_created(pid);
+        // Pinned now, so a later Kill reaches this process or nobody. If the
+        // reaper collected it already, the pin finds nothing, or a newcomer
+        // that is not the shim's child (see ProcessRef::pin), or the early
+        // exit below turns it to `gone`.
+        process.pin(arch_runtime::ProcessRef::pin(pid));
         let owner = Owner {
             container_id: container_id.to_string(),
             process: process.clone(),
         };
         let early = self.exits.lock().unwrap().register(pid, owner);
         if let Some((owner, code)) = early {
+            // Reaped already: whatever holds the pid now is someone else.
+            process.pin(arch_runtime::ProcessRef::gone(pid));
             self.process_exited(owner, pid, code);
         }
     }

@@ -27,6 +27,17 @@ impl TaskService {
                 req.id
             )));
         }
+        if req.exec_id.is_empty() {
+            // The exit may have been reported while an image is still being
+            // written (a periodic commit when the workload ended, a stop
+            // commit past the kill deadline); removing the cgroup and the
+            // rootfs, then the shim, now would cut it short and lose it.
+            if let Some(state) = c.arch() {
+                state.periodic.stop();
+            }
+            self.arch
+                .await_commits(Some(&req.id), timeouts::COMMIT_WAIT);
+        }
         self.exits.lock().unwrap().forget(pid);
         process.close_io();
         let exit_status = exit.as_ref().map_or(0, |e| e.code);
@@ -64,6 +75,9 @@ impl TaskService {
 
     pub fn shutdown(&self, _req: api::ShutdownRequest) -> Result<()> {
         if self.containers.lock().unwrap().is_empty() {
+            // Only after a Delete that gave up waiting: the shim's exit
+            // would kill the commit mid-write.
+            self.arch.await_commits(None, timeouts::COMMIT_WAIT);
             self.events.flush(timeouts::EVENTS_FLUSH);
             self.exit_signal.signal();
         }

@@ -7,6 +7,7 @@ mod checkpoint;
 mod cleanup;
 mod containerd_checkpoint;
 mod control;
+mod data_safety;
 mod errors;
 mod events;
 mod exec;

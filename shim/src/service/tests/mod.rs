@@ -2,10 +2,13 @@
 //! the request flows — exits, stop-checkpoints, restores and their
 //! fallbacks, records — without root, containers or CRIU.
 
+mod create;
 mod exits;
 mod restore;
+mod signals;
 mod stop;
 mod stubs;
+mod teardown;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,7 +70,7 @@ impl Rig {
     }
 
     /// A bundle whose process opts in to ARCH under `key` (None: plain).
-    fn bundle(&self, id: &str, key: Option<&str>) -> PathBuf {
+    pub fn bundle(&self, id: &str, key: Option<&str>) -> PathBuf {
         let bundle = self.dir.path().join("bundles").join(id);
         std::fs::create_dir_all(&bundle).unwrap();
         let env = match key {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use arch_runtime::oci_spec::runtime::LinuxResources;
 use arch_runtime::{
-    CgroupStats, CreateRequest, DumpOptions, ExecRequest, RestoreRequest, Restored, Result,
-    RuntimeError,
+    CgroupStats, CreateRequest, DumpOptions, ExecRequest, ProcessRef, RestoreRequest, Restored,
+    Result, RuntimeError,
 };
 use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::types::mount::Mount;
@@ -46,6 +46,10 @@ pub struct Script {
     pub dump_gate: Option<Receiver<()>>,
     /// A restore fails.
     pub restore_fails: bool,
+    /// The next create returns this pid (a real child of the test).
+    pub create_pid: Option<i32>,
+    /// Signals really go through the process's pin (pidfd).
+    pub real_signals: bool,
 }
 
 #[derive(Default)]
@@ -94,6 +98,9 @@ impl ContainerRuntime for StubRuntime {
     }
     fn create(&self, req: CreateRequest) -> Result<i32> {
         self.call(Call::Create(req.id.clone()));
+        if let Some(pid) = self.script.lock().unwrap().create_pid.take() {
+            return Ok(pid);
+        }
         Ok(self.new_pid(&req.id))
     }
     fn start(&self, id: &str) -> Result<()> {
@@ -108,8 +115,11 @@ impl ContainerRuntime for StubRuntime {
         self.call(Call::Kill(id.to_string(), signal, all));
         Ok(())
     }
-    fn signal(&self, pid: i32, signal: i32) -> nix::Result<()> {
-        self.call(Call::Signal(pid, signal));
+    fn signal(&self, target: &ProcessRef, signal: i32) -> nix::Result<()> {
+        self.call(Call::Signal(target.pid(), signal));
+        if self.script.lock().unwrap().real_signals {
+            return target.signal(signal);
+        }
         Ok(())
     }
     fn pause(&self, id: &str) -> Result<()> {
