@@ -70,14 +70,26 @@ impl Rootfs {
 }
 
 impl Rootfs {
-    /// The image's layers as containerd sent them (the overlay lowerdirs),
-    /// None for a rootfs the engine mounted or a plain directory.
-    pub fn layers(&self) -> Option<String> {
-        self.mounts
+    /// The image, by the content of the layers containerd sent (the overlay
+    /// lowerdirs), the same on every host that unpacked it; None when the
+    /// spec names the image itself (CRI), for a rootfs the engine mounted,
+    /// or a plain directory.
+    pub fn image_identity(&self, spec: &Spec) -> Option<String> {
+        let named = spec
+            .annotations()
+            .as_ref()
+            .is_some_and(|a| a.contains_key(arch_checkpoint::IMAGE_NAME_ANNOTATION));
+        if named {
+            return None;
+        }
+        let lowerdirs = self
+            .mounts
             .iter()
             .filter(|m| m.type_ == "overlay")
             .flat_map(|m| m.options.iter())
-            .find_map(|o| o.strip_prefix("lowerdir=").map(str::to_string))
+            .find_map(|o| o.strip_prefix("lowerdir="))?;
+        let cache = arch_host::paths::layer_ids_dir();
+        Some(arch_checkpoint::layers_identity(lowerdirs, Some(&cache)))
     }
 }
 

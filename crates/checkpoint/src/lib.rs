@@ -8,6 +8,7 @@ mod chain;
 mod config;
 mod error;
 mod interval;
+mod layer_identity;
 mod policy;
 mod procfs;
 mod profile;
@@ -25,6 +26,7 @@ pub use config::{
 };
 pub use error::{CheckpointError, Result};
 pub use interval::{parse_interval, periodic_interval, INTERVAL_ANNOTATION, INTERVAL_ENV};
+pub use layer_identity::layers_identity;
 pub use policy::{arch_identity, ArchIdentity};
 pub use procfs::{HostProcs, ProcessView};
 pub use profile::{

@@ -36,6 +36,12 @@ pub fn containerd_versions_dir() -> PathBuf {
     Path::new(STATE_ROOT).join("containerd-versions")
 }
 
+/// Content identities of image layers, cached per layer directory (keyed by
+/// its path, device, inode and ctime): a layer is walked once per boot.
+pub fn layer_ids_dir() -> PathBuf {
+    Path::new(STATE_ROOT).join("layer-ids")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -43,6 +49,7 @@ mod tests {
         for p in [
             super::state_root("ns"),
             super::console_dir(),
+            super::layer_ids_dir(),
             super::dump_slot_dir(),
             super::periodic_slot_dir(),
             super::containerd_versions_dir(),

@@ -61,8 +61,9 @@ impl TaskService {
                         rootfs.path.display()
                     ))
                 })?;
-                let profile = crate::lifecycle::security_profile(&id, &spec, rootfs.layers())
-                    .inspect_err(|_| self.discard(&id, &rootfs))?;
+                let profile =
+                    crate::lifecycle::security_profile(&id, &spec, rootfs.image_identity(&spec))
+                        .inspect_err(|_| self.discard(&id, &rootfs))?;
                 Some(ArchState::new(identity, Some(upperdir), profile, interval))
             }
             None => None,

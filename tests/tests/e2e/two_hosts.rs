@@ -22,9 +22,9 @@ const LEASE_SECS: &str = "2";
 const WORKLOAD: &str = "boot=$(cat /proc/sys/kernel/random/uuid); \
     while true; do echo $boot > /tmp/boot; sleep 0.1; done";
 const PAUSE: &str = "io.arch.test.fault=restore:rootfs-applied=pause";
-/// Outside CRI an image's identity is its layer chain, whose paths are
-/// each containerd's own snapshot directories: they differ between hosts,
-/// so a restore on another host needs the image named, as CRI names it.
+/// How CRI names the image (the shared-root cases run as CRI would; the
+/// move without a shared root runs as plain containerd: the image is then
+/// known by its layers' content, the same on both hosts).
 const IMAGE_NAME: &str = "io.kubernetes.cri.image-name=localhost/arch-test/busybox:latest";
 
 fn repo() -> PathBuf {
@@ -128,35 +128,15 @@ fn kill9(pid: i32) -> bool {
     unsafe { libc::kill(pid, libc::SIGKILL) == 0 }
 }
 
-fn boot_of(c: &Ctr, id: &str) -> String {
-    let mut value = String::new();
-    wait_until(Duration::from_secs(10), || {
-        let r = c.run(&[
-            "task",
-            "exec",
-            "--exec-id",
-            &unique_id("rd"),
-            id,
-            "cat",
-            "/tmp/boot",
-        ]);
-        value = r.stdout.trim().to_string();
-        r.code == 0 && !value.is_empty()
-    });
-    value
+/// Runs WORKLOAD under `key`, the image named as CRI names it; its boot uuid.
+fn run(c: &Ctr, id: &str, key: &str) -> String {
+    run_with(c, id, key, &["--annotation", IMAGE_NAME])
 }
 
-/// Runs WORKLOAD under `key`; its boot uuid.
-fn run(c: &Ctr, id: &str, key: &str) -> String {
-    let r = c.run_arch_with(
-        "-d",
-        id,
-        Some(key),
-        &["--annotation", IMAGE_NAME],
-        &["sh", "-c", WORKLOAD],
-    );
+fn run_with(c: &Ctr, id: &str, key: &str, extra: &[&str]) -> String {
+    let r = c.run_arch_with("-d", id, Some(key), extra, &["sh", "-c", WORKLOAD]);
     assert_eq!(r.code, 0, "ctr run {id}: {}", r.stderr);
-    boot_of(c, id)
+    c.exec_file(id, "/tmp/boot")
 }
 
 fn checkpoint(c: &Ctr, id: &str) {
@@ -225,7 +205,7 @@ fn two_hosts_on_one_network_fs_root_restore_once_and_take_back_a_dead_claim() {
         "host B must start fresh: A holds the image"
     );
     assert_eq!(
-        boot_of(&a.ctr, &restorer),
+        a.ctr.exec_file(&restorer, "/tmp/boot"),
         first_boot,
         "host A, whose lease was live, restored"
     );
@@ -307,4 +287,59 @@ fn two_hosts_on_one_network_fs_root_restore_once_and_take_back_a_dead_claim() {
     drop(b);
     drop(a);
     let _ = std::fs::remove_dir_all(&shared);
+}
+
+fn archctl(root: &Path, args: &[&str]) -> std::process::Output {
+    let bin = std::env::var("ARCH_E2E_ARCHCTL")
+        .unwrap_or_else(|_| repo().join("target/debug/archctl").display().to_string());
+    Command::new(bin)
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env("ARCH_SIGNING_KEY_FILE", arch_e2e::signing_key_path())
+        .output()
+        .unwrap()
+}
+
+/// Issue 16 §3, no shared root: stop on A, `archctl export | archctl
+/// import` into B's root, create on B: the job continues there. Plain
+/// containerd, no image name: the image is compared by its layers'
+/// content, which both hosts unpacked into snapshot directories of their own.
+#[test]
+fn a_job_moves_to_a_host_without_a_shared_root() {
+    let (_, disk) = bases();
+    let (root_a, root_b) = (disk.join("root-a"), disk.join("root-b"));
+    for r in [&root_a, &root_b] {
+        let _ = std::fs::remove_dir_all(r);
+    }
+    let a = Host::start("move-a", "a11ce0000001", &root_a);
+    let b = Host::start("move-b", "b0b000000001", &root_b);
+
+    let key = unique_id("move");
+    let first = unique_id("hosta");
+    let first_boot = run_with(&a.ctr, &first, &key, &[]);
+    checkpoint(&a.ctr, &first);
+
+    let (image, archive) = (format!("arch-test/{key}"), disk.join("move.tar.zst"));
+    let archive = archive.to_str().unwrap();
+    let out = archctl(&root_a, &["export", &image, "-o", archive]);
+    assert!(
+        out.status.success(),
+        "export: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = archctl(&root_b, &["import", archive]);
+    assert!(
+        out.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let moved = unique_id("hostb");
+    assert_eq!(
+        run_with(&b.ctr, &moved, &key, &[]),
+        first_boot,
+        "host B continued the job from A's image"
+    );
+    let _ = std::fs::remove_file(archive);
 }

@@ -34,7 +34,13 @@ pub fn run(cli: Cli) -> Result<i32> {
     if let Command::Check { address } = &cli.command {
         return check::run(cli.root.as_deref(), address.as_deref());
     }
-    let store = open_root(&resolve_root(cli.root.as_deref())?)?;
+    let root = resolve_root(cli.root.as_deref())?;
+    let store = match &cli.command {
+        // An import may be the first thing a new host's root sees (no ARCH
+        // container ran there yet): the store makes the root, 0700.
+        Command::Import { .. } if !root.exists() => arch_image::ImageStore::new(&root),
+        _ => open_root(&root)?,
+    };
     match cli.command {
         Command::Ls { json, all, tag } => ls::run(&store, json, all, tag.as_deref()),
         Command::Inspect { image, json } => inspect::run(&store, &image, json),
