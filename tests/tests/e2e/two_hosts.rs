@@ -11,6 +11,8 @@
 //!   taken until its lease expires; then host B restores it.
 //! - Both hosts creating a container with one key at once: exactly one
 //!   restores.
+//! - Without a shared root (issue 16 §3): stop on A, `archctl export`, `archctl
+//!   import` into B's own root, create on B: the job continues there.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
