@@ -407,9 +407,15 @@ pub fn checkpoint_root() -> std::path::PathBuf {
         .expect("ARCH_E2E_CHECKPOINT_ROOT is not set: run through `make test` (hack/test.sh)")
 }
 
-/// Names in `{root}/{ns}/` that belong to `key`: the image and its sidecars.
+/// Names in the suite's `{root}/{ns}/` that belong to `key`: the image and
+/// its sidecars.
 pub fn image_entries(ns: &str, key: &str) -> Vec<String> {
-    std::fs::read_dir(checkpoint_root().join(ns))
+    entries_in(&checkpoint_root(), ns, key)
+}
+
+/// Names in `{root}/{ns}/` that belong to `key`.
+pub fn entries_in(root: &Path, ns: &str, key: &str) -> Vec<String> {
+    std::fs::read_dir(root.join(ns))
         .map(|d| {
             d.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::*;
 
-fn info() -> CommitInfo {
+pub(crate) fn info() -> CommitInfo {
     CommitInfo {
         container_id: "c1".into(),
         durations_ms: BTreeMap::from([("dump".into(), 12), ("rootfs".into(), 3)]),

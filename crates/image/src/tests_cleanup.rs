@@ -3,7 +3,6 @@
 //! taken image goes back only when its restorer's lease expired, judged by
 //! the root's clock (a fake one here).
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -11,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::fsutil::boot_tag;
 use crate::lease::{changed_at, Lease};
+use crate::tests::info;
 use crate::*;
 
 /// The root's clock, set by the test.
@@ -24,21 +24,6 @@ impl FsClock for FakeClock {
 
 fn clock_at(t: SystemTime) -> Arc<FakeClock> {
     Arc::new(FakeClock(Mutex::new(t)))
-}
-
-fn info() -> CommitInfo {
-    CommitInfo {
-        container_id: "c1".into(),
-        durations_ms: BTreeMap::new(),
-        criu_version: "4.1".into(),
-        kernel: "6.8.0".into(),
-        arch: "x86_64".into(),
-        cgroup_version: CgroupVersion::V2,
-        profile: ProfileDigest {
-            digest: "ab".repeat(32),
-            fields: BTreeMap::new(),
-        },
-    }
 }
 
 fn commit(store: &ImageStore, key: &str, payload: &[u8]) {

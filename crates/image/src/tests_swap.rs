@@ -2,26 +2,11 @@
 //! directory. A writer on the root swapping a directory for a symlink in
 //! the middle of a checkpoint (or a restore's retire) redirects nothing.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
+use crate::tests::info;
 use crate::*;
-
-fn info() -> CommitInfo {
-    CommitInfo {
-        container_id: "c1".into(),
-        durations_ms: BTreeMap::new(),
-        criu_version: "4.1".into(),
-        kernel: "6.8.0".into(),
-        arch: "x86_64".into(),
-        cgroup_version: CgroupVersion::V2,
-        profile: ProfileDigest {
-            digest: "ab".repeat(32),
-            fields: BTreeMap::new(),
-        },
-    }
-}
 
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)

@@ -149,14 +149,25 @@ fn checkpoint(c: &Ctr, id: &str) {
 }
 
 fn entries(root: &Path, key: &str) -> Vec<String> {
-    std::fs::read_dir(root.join("arch-test"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n == key || n.starts_with(&format!("{key}@")))
-                .collect()
-        })
-        .unwrap_or_default()
+    arch_e2e::entries_in(root, "arch-test", key)
+}
+
+/// Creates `id` under `key` on a host whose restore pauses 3 s after
+/// staging (holding the image taken): run on a thread of its own.
+fn restore_paused(c: &Ctr, id: &str, key: &str) -> arch_e2e::Run {
+    let extra = ["--annotation", PAUSE, "--annotation", IMAGE_NAME];
+    c.run_arch_with("-d", id, Some(key), &extra, &["sh", "-c", WORKLOAD])
+}
+
+fn wait_taken(shared: &Path, key: &str) {
+    assert!(
+        wait_until(Duration::from_secs(20), || has(
+            &entries(shared, key),
+            "@taken-"
+        )),
+        "host A never took the image: {:?}",
+        entries(shared, key)
+    );
 }
 
 fn has(entries: &[String], kind: &str) -> bool {
@@ -178,23 +189,8 @@ fn two_hosts_on_one_network_fs_root_restore_once_and_take_back_a_dead_claim() {
     checkpoint(&a.ctr, &first);
     let (restorer, other) = (unique_id("hosta"), unique_id("hostb"));
     let other_boot = std::thread::scope(|s| {
-        let creating = s.spawn(|| {
-            a.ctr.run_arch_with(
-                "-d",
-                &restorer,
-                Some(&key),
-                &["--annotation", PAUSE, "--annotation", IMAGE_NAME],
-                &["sh", "-c", WORKLOAD],
-            )
-        });
-        assert!(
-            wait_until(Duration::from_secs(20), || has(
-                &entries(&shared, &key),
-                "@taken-"
-            )),
-            "host A never took the image: {:?}",
-            entries(&shared, &key)
-        );
+        let creating = s.spawn(|| restore_paused(&a.ctr, &restorer, &key));
+        wait_taken(&shared, &key);
         // Past the lease, while A still holds the image (3 s pause).
         std::thread::sleep(Duration::from_millis(2200));
         let other_boot = run(&b.ctr, &other, &key);
@@ -224,22 +220,8 @@ fn two_hosts_on_one_network_fs_root_restore_once_and_take_back_a_dead_claim() {
     checkpoint(&a.ctr, &first);
     let restorer = unique_id("hosta");
     std::thread::scope(|s| {
-        let creating = s.spawn(|| {
-            a.ctr.run_arch_with(
-                "-d",
-                &restorer,
-                Some(&key),
-                &["--annotation", PAUSE, "--annotation", IMAGE_NAME],
-                &["sh", "-c", WORKLOAD],
-            )
-        });
-        assert!(
-            wait_until(Duration::from_secs(20), || has(
-                &entries(&shared, &key),
-                "@taken-"
-            )),
-            "host A never took the image"
-        );
+        let creating = s.spawn(|| restore_paused(&a.ctr, &restorer, &key));
+        wait_taken(&shared, &key);
         a.die_serving(&restorer);
         let _ = creating.join();
     });
