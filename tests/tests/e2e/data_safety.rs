@@ -230,7 +230,11 @@ fn a_delete_mid_commit_waits_for_the_image() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with(&key))
         .collect();
-    assert_eq!(entries, [key.clone()], "committed, no temporary left");
+    assert_eq!(
+        entries,
+        std::slice::from_ref(&key),
+        "committed, no temporary left"
+    );
     let recs = records_for(&root, &key);
     assert!(
         recs.iter().any(|r| r.op == Operation::Checkpoint
