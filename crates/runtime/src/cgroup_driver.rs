@@ -60,6 +60,27 @@ pub fn is_systemd_path(path: &str) -> bool {
         && (slice.is_empty() || slice.ends_with(".slice"))
 }
 
+/// Makes the parent directories of a cgroupfs container's cgroup on a
+/// cgroup v2 host (`root` is the v2 mount). libcgroups creates each level
+/// with "exists? else mkdir": two containers created at once under a parent
+/// that does not exist yet race, and the loser's Create fails with EEXIST
+/// (`failed to create dir /sys/fs/cgroup/arch-test: File exists`, seen in
+/// the cgroup v2 VM suite). `create_dir_all` takes a concurrent mkdir in its
+/// stride, so libcgroups is left only the container's own level. Nothing to
+/// do for systemd (the scope is systemd's) or cgroup v1.
+pub fn prepare_parents(cgroups_path: &Path, driver: CgroupDriver, root: &Path) -> Result<()> {
+    if driver.is_systemd() || !root.join("cgroup.controllers").exists() {
+        return Ok(());
+    }
+    let dir = root.join(cgroup_dir(cgroups_path, driver));
+    match dir.parent() {
+        Some(parent) if parent != root => std::fs::create_dir_all(parent).map_err(
+            RuntimeError::io(format!("creating the parent cgroups of {}", dir.display())),
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// The container's cgroup directory relative to the cgroup root: the path
 /// itself for cgroupfs; for systemd, the scope (or slice) under its
 /// expanded parent slice, as systemd's system manager places it
@@ -154,5 +175,39 @@ mod tests {
         assert_eq!(CgroupDriver::choose(None, sd), CgroupDriver::Systemd);
         assert_eq!(CgroupDriver::choose(None, fs), CgroupDriver::Cgroupfs);
         assert_eq!(CgroupDriver::choose(None, None), CgroupDriver::Cgroupfs);
+    }
+
+    #[test]
+    fn the_parents_of_a_cgroupfs_cgroup_exist_before_libcgroups_runs() {
+        let v2 = tempfile::tempdir().unwrap();
+        std::fs::write(v2.path().join("cgroup.controllers"), "cpu memory").unwrap();
+        let path = Path::new("/arch-test/nested/c1");
+        // Racing creators: every one succeeds (libcgroups' own mkdir failed).
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| prepare_parents(path, CgroupDriver::Cgroupfs, v2.path()).unwrap());
+            }
+        });
+        assert!(v2.path().join("arch-test/nested").is_dir());
+        assert!(
+            !v2.path().join("arch-test/nested/c1").exists(),
+            "the container's own level is libcgroups'"
+        );
+        let v1 = tempfile::tempdir().unwrap();
+        prepare_parents(path, CgroupDriver::Cgroupfs, v1.path()).unwrap();
+        assert!(
+            !v1.path().join("arch-test").exists(),
+            "nothing on cgroup v1"
+        );
+        prepare_parents(
+            Path::new("system.slice:arch:c1"),
+            CgroupDriver::Systemd,
+            v2.path(),
+        )
+        .unwrap();
+        assert!(
+            !v2.path().join("system.slice").exists(),
+            "nothing under systemd"
+        );
     }
 }

@@ -43,6 +43,11 @@ impl Runtime {
             self.state_root.display()
         )))?;
         libcontainer_spec::normalise_bundle(&req.bundle)?;
+        let spec = libcontainer_spec::read_json(&req.bundle.join("config.json"))?;
+        if let Some(path) = spec["linux"]["cgroupsPath"].as_str() {
+            let root = Path::new(arch_host::paths::CGROUP_ROOT);
+            crate::cgroup_driver::prepare_parents(Path::new(path), req.cgroup_driver, root)?;
+        }
         spawn::create(req)
     }
 
