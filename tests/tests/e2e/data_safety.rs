@@ -60,9 +60,12 @@ fn guard(c: &Ctr, id: &str) -> arch_e2e::Container {
 fn a_symlink_swapped_in_a_loop_gets_no_host_file_into_the_image() {
     let c = ctr();
     let (id, key) = (unique_id("swap"), unique_id("swapkey"));
-    // /d is nearly always there (a rename swaps it): the walk meets it.
+    // /d is nearly always there, as a directory or as the link, each held
+    // a moment: the walk meets it. (Without the sleeps a freeze tended to
+    // land in the same gap every time - five checkpoints in CI all missed
+    // /d.)
     let swapper = "while true; do mkdir /d2; echo mine > /d2/own; rm -rf /d; mv /d2 /d; \
-        ln -s /etc /l2; rm -rf /d; mv /l2 /d; done";
+        sleep 0.2; ln -s /etc /l2; rm -rf /d; mv /l2 /d; sleep 0.2; done";
     let r = c.run_arch_with(
         "-d",
         &id,
