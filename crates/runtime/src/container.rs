@@ -42,8 +42,7 @@ impl Runtime {
             "creating state root {}",
             self.state_root.display()
         )))?;
-        libcontainer_spec::normalise_bundle(&req.bundle)?;
-        let spec = libcontainer_spec::read_json(&req.bundle.join("config.json"))?;
+        let spec = libcontainer_spec::normalise_bundle(&req.bundle)?;
         if let Some(path) = spec["linux"]["cgroupsPath"].as_str() {
             let root = Path::new(arch_host::paths::CGROUP_ROOT);
             crate::cgroup_driver::prepare_parents(Path::new(path), req.cgroup_driver, root)?;
@@ -95,13 +94,22 @@ impl ContainerHandle {
         Ok(())
     }
 
-    /// Signals the init process, or every process in the cgroup with `all`.
+    /// Signals the init process, or every process in the cgroup with `all`
+    /// (through pidfds or `cgroup.kill`, never by pid: see kill_all).
     pub fn kill(&mut self, signal: i32, all: bool) -> Result<()> {
         let sig = Signal::try_from(signal)
             .map_err(|e| RuntimeError::InvalidSpec(format!("signal {signal}: {e}")))?;
+        if all {
+            return self.signal_all(signal);
+        }
         self.inner
             .kill(sig, all)
             .map_err(RuntimeError::lc(&self.id, "kill"))
+    }
+
+    fn signal_all(&self, signal: i32) -> Result<()> {
+        let driver = CgroupDriver::from_systemd(self.inner.systemd());
+        crate::kill_all::signal_cgroup(&self.id, &self.cgroup_path()?, driver, signal)
     }
 
     pub fn pause(&mut self) -> Result<()> {
@@ -117,7 +125,14 @@ impl ContainerHandle {
     }
 
     /// Kills whatever is left and removes the cgroups and the state directory.
+    /// The kill is ours (see kill_all): libcontainer's own, which it would
+    /// run on a live container, kill(2)s by pid. Once the cgroup is empty
+    /// its kill finds no pid to signal.
     pub fn delete(&mut self) -> Result<()> {
+        if let Err(e) = self.signal_all(libc::SIGKILL) {
+            log::warn!("{}: kill before delete: {e}", self.id);
+        }
+        self.wait_cgroup_empty(CGROUP_EMPTY_WAIT);
         self.inner
             .delete(true)
             .map_err(RuntimeError::lc(&self.id, "delete"))
@@ -157,6 +172,23 @@ impl ContainerHandle {
         Ok(Cgroup::new(&self.id, self.cgroup_path()?, driver))
     }
 
+    fn wait_cgroup_empty(&self, limit: std::time::Duration) {
+        let Ok(cgroup) = self.cgroup() else { return };
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            match cgroup.pids() {
+                Ok(pids) if !pids.is_empty() => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                _ => return,
+            }
+        }
+        log::warn!(
+            "{}: processes left in the cgroup {limit:?} after SIGKILL",
+            self.id
+        );
+    }
+
     fn cgroup_path(&self) -> Result<PathBuf> {
         let config = self
             .inner
@@ -165,6 +197,10 @@ impl ContainerHandle {
         Ok(config.cgroup_path)
     }
 }
+
+/// How long Delete waits for killed processes to leave the cgroup (a
+/// task in uninterruptible sleep, e.g. on a dead NFS server, may not).
+const CGROUP_EMPTY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long Start waits for the init's execve (a slow exec is not an
 /// error: the init reports its own failure by exiting).

@@ -18,6 +18,7 @@ mod dump;
 mod error;
 mod exec_security;
 mod image_stdio;
+mod kill_all;
 mod libcontainer_spec;
 mod namespaces;
 mod notify;

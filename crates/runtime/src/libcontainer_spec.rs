@@ -92,18 +92,20 @@ pub fn normalise_process(process: &mut Value) -> bool {
 /// Rewrites `bundle/config.json` in place if it needs normalising. In place,
 /// because everything that reads the spec later (libcontainer's exec, the
 /// dump, hooks given the bundle) must read the same one.
-pub fn normalise_bundle(bundle: &Path) -> Result<()> {
+/// Returns the spec as written.
+pub fn normalise_bundle(bundle: &Path) -> Result<Value> {
     let path = bundle.join("config.json");
     rewrite_json(&path, normalise_spec)
 }
 
-/// Reads a JSON file, applies `edit`, and writes it back if `edit` changed it.
-pub fn rewrite_json(path: &Path, edit: impl FnOnce(&mut Value) -> bool) -> Result<()> {
+/// Reads a JSON file, applies `edit`, and writes it back if `edit` changed
+/// it; returns the value as it now is.
+pub fn rewrite_json(path: &Path, edit: impl FnOnce(&mut Value) -> bool) -> Result<Value> {
     let mut value = read_json(path)?;
     if edit(&mut value) {
         write_json(path, &value)?;
     }
-    Ok(())
+    Ok(value)
 }
 
 pub fn read_json(path: &Path) -> Result<Value> {

@@ -10,7 +10,6 @@ use std::path::PathBuf;
 
 use arch_faults::points;
 use libcontainer::oci_spec::runtime::Spec;
-use nix::unistd::Pid;
 
 use crate::cgroup_driver::CgroupDriver;
 use crate::cgroup_v1::ThreadCgroup;
@@ -21,7 +20,6 @@ use crate::error::{Result, RuntimeError};
 use crate::image_stdio::{read_descriptors, stdio_matches};
 use crate::namespaces::JoinedNamespaces;
 use crate::notify::{end_if_failed, Session};
-use crate::proc_tree::process_tree;
 
 pub struct RestoreRequest<'a> {
     pub id: String,
@@ -163,9 +161,15 @@ impl Runtime {
         if let Err(e) = adopted {
             // CRIU succeeded but the container cannot be managed: remove it
             // entirely, so the caller can fall back to a fresh start.
-            for p in process_tree(pid) {
-                let _ = nix::sys::signal::kill(Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+            // The tree was born in its cgroup: kill it there (not by pids
+            // read from /proc, which may be reused), and the init (the
+            // shim's child, CRIU's rst_sibling) through its pidfd.
+            let killed =
+                crate::kill_all::signal_cgroup(id, &target.path, target.driver, libc::SIGKILL);
+            if let Err(kill) = killed {
+                log::warn!("{id}: killing the restored tree: {kill}");
             }
+            let _ = crate::pidfd::ProcessRef::pin(pid).signal(libc::SIGKILL);
             self.remove_restore_target(&target);
             return Err(e);
         }
