@@ -71,17 +71,10 @@ impl Rootfs {
 
 impl Rootfs {
     /// The image, by the content of the layers containerd sent (the overlay
-    /// lowerdirs), the same on every host that unpacked it; None when the
-    /// spec names the image itself (CRI), for a rootfs the engine mounted,
-    /// or a plain directory.
-    pub fn image_identity(&self, spec: &Spec) -> Option<String> {
-        let named = spec
-            .annotations()
-            .as_ref()
-            .is_some_and(|a| a.contains_key(arch_checkpoint::IMAGE_NAME_ANNOTATION));
-        if named {
-            return None;
-        }
+    /// lowerdirs), the same on every host that unpacked it; None for a
+    /// rootfs the engine mounted, or a plain directory. Under CRI too: the
+    /// image name alone would match a tag moved to a new digest.
+    pub fn image_identity(&self) -> Option<String> {
         let lowerdirs = self
             .mounts
             .iter()

@@ -167,13 +167,15 @@ fn string_set(v: &Value) -> Value {
     json!(set)
 }
 
-/// The image by name under CRI, else by its layers; empty when neither is
-/// known (an engine-mounted rootfs outside CRI).
+/// The image by its layers' content, and by name too under CRI: a tag
+/// moved to another digest has other layers, so it is another image.
+/// Empty when neither is known (an engine-mounted rootfs outside CRI).
 fn image(annotations: &Value, ctx: &ProfileContext) -> Value {
-    if let Some(name) = annotations[IMAGE_NAME_ANNOTATION].as_str() {
-        return json!({ "name": name });
+    let layers = ctx.layers.as_deref().unwrap_or_default();
+    match annotations[IMAGE_NAME_ANNOTATION].as_str() {
+        Some(name) => json!({ "name": name, "layers": layers }),
+        None => json!({ "layers": layers }),
     }
-    json!({ "layers": ctx.layers.as_deref().unwrap_or_default() })
 }
 
 fn user(u: &Value) -> Value {
@@ -533,6 +535,13 @@ mod tests {
         let e = compare_profiles(
             &security_profile(&cri, &ctx("c-1")),
             &security_profile(&cri2, &ctx("c-1")),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "image");
+        // The same name on other layers: the tag moved to a new digest.
+        let e = compare_profiles(
+            &security_profile(&cri, &ctx("c-1")),
+            &security_profile(&cri, &other_layers),
         )
         .unwrap_err();
         assert_eq!(e.field, "image");

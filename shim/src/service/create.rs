@@ -62,7 +62,7 @@ impl TaskService {
                     ))
                 })?;
                 let profile =
-                    crate::lifecycle::security_profile(&id, &spec, rootfs.image_identity(&spec))
+                    crate::lifecycle::security_profile(&id, &spec, rootfs.image_identity())
                         .inspect_err(|_| self.discard(&id, &rootfs))?;
                 Some(ArchState::new(identity, Some(upperdir), profile, interval))
             }
