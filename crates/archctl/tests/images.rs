@@ -179,6 +179,7 @@ fn on_a_terminal(r: &Root, args: &str) -> String {
     );
     let o = std::process::Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
+        .env("ARCH_CONFIG", common::test_config())
         .output()
         .expect("script(1) from util-linux");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
@@ -297,9 +298,9 @@ fn validate_with_a_key_checks_signatures() {
     };
     st.commit(info).unwrap();
     let k = key_file.to_str().unwrap();
-    let out = ok(r.run(&["validate", "--key", k, "default/signed"]));
+    let out = ok(r.run_strict(&["validate", "--key", k, "default/signed"]));
     assert!(out.contains("ok      default/signed"), "{out}");
-    let out = stdout(&r.run(&["validate", "--key", k, "default/unsigned"]));
+    let out = stdout(&r.run_strict(&["validate", "--key", k, "default/unsigned"]));
     assert!(out.contains("not signed"), "{out}");
     let m = signed
         .image_dir("default", "signed")
@@ -308,6 +309,6 @@ fn validate_with_a_key_checks_signatures() {
     let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&m).unwrap()).unwrap();
     v["kernel"] = "forged".into();
     fs::write(&m, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
-    let out = stdout(&r.run(&["validate", "--key", k, "default/signed"]));
+    let out = stdout(&r.run_strict(&["validate", "--key", k, "default/signed"]));
     assert!(out.contains("bad image signature"), "{out}");
 }
