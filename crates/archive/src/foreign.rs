@@ -18,7 +18,9 @@ use std::io::Read;
 use arch_image::{CgroupVersion, CommitInfo, Image, ImageStore, ProfileDigest};
 
 use crate::error::{ArchiveError, Result};
-use crate::import::{corrupt, file_name, read_small, refused, write_checked, ImportLimits};
+use crate::import::{
+    corrupt, file_name, read_small, refuse_existing, refused, write_checked, ImportLimits,
+};
 use crate::layout::{image_path, CHECKPOINT_DIR, CONFIG_DUMP, DELETED_FILES, SPEC_DUMP};
 
 /// What the importing host supplies for an archive without ARCH's manifest.
@@ -46,12 +48,7 @@ pub(crate) fn import_foreign<'a, R: Read + 'a>(
     limits: &ImportLimits,
     facts: &ForeignFacts<'_>,
 ) -> Result<Image> {
-    if store.open(ns, key).is_ok() {
-        return Err(refused(
-            &format!("{ns}/{key}"),
-            "an image with this name exists; remove it first (archctl rm)".into(),
-        ));
-    }
+    refuse_existing(store, ns, key)?;
     let staging = store.begin(ns, key)?;
     let (mut seen, mut total) = (BTreeSet::new(), 0u64);
     let (mut spec, mut container_id) = (None, None);

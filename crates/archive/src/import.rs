@@ -105,12 +105,7 @@ pub fn import(
     }
     let ns = target.namespace.as_deref().unwrap_or(&manifest.namespace);
     let key = target.key.as_deref().unwrap_or(&manifest.key);
-    if store.open(ns, key).is_ok() {
-        return Err(ArchiveError::Entry {
-            entry: format!("{ns}/{key}"),
-            reason: "an image with this name exists; remove it first (archctl rm)".into(),
-        });
-    }
+    refuse_existing(store, ns, key)?;
     let staging = store.begin(ns, key)?;
     let expected: BTreeMap<&str, &FileEntry> = manifest
         .files
@@ -192,6 +187,17 @@ fn decompressed<'a>(input: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
         ))
     } else {
         Ok(Box::new(input))
+    }
+}
+
+/// An import never replaces an image: the operator removes it first.
+pub(crate) fn refuse_existing(store: &ImageStore, ns: &str, key: &str) -> Result<()> {
+    match store.open(ns, key) {
+        Ok(_) => Err(refused(
+            &format!("{ns}/{key}"),
+            "an image with this name exists; remove it first (archctl rm)".into(),
+        )),
+        Err(_) => Ok(()),
     }
 }
 
