@@ -34,8 +34,12 @@ for name in ${ARCH_E2E_CONTAINERDS:-system sid newest}; do
     rm -rf "$ARCH_CHECKPOINT_ROOT"
     # Always a fresh daemon: one left running may have another config or shim.
     ARCH_CONTAINERD="$name" hack/containerd-test.sh restart >/dev/null
-    out="$(mktemp)"
+    out="$(mktemp)" leaks="$(mktemp)"
+    cargo run -q -p arch-e2e --bin arch-leaks -- baseline "$leaks"
     PATH="$path" cargo test -p arch-e2e --test e2e -- --test-threads="${ARCH_E2E_THREADS:-4}" 2>&1 | tee "$out" || rc=$?
+    # The tests run in parallel: the suite as a whole answers for leaks.
+    cargo run -q -p arch-e2e --bin arch-leaks -- check "$leaks" || rc=1
+    rm -f "$leaks"
     ARCH_CONTAINERD="$name" hack/containerd-test.sh stop
     counts="$(grep -E '^test result:' "$out" | tail -n1 | grep -oE '[0-9]+ passed; [0-9]+ failed' | tr ';' ',' || true)"
     rm -f "$out"

@@ -113,6 +113,10 @@ impl PodSpec {
         }
     }
 
+    fn cgroup_parent(&self) -> String {
+        format!("/arch-cri/pod{}", self.uid)
+    }
+
     fn config(&self) -> cri::PodSandboxConfig {
         cri::PodSandboxConfig {
             metadata: Some(cri::PodSandboxMetadata {
@@ -123,7 +127,7 @@ impl PodSpec {
             }),
             log_directory: self.log_directory.display().to_string(),
             linux: Some(cri::LinuxPodSandboxConfig {
-                cgroup_parent: format!("/arch-cri/pod{}", self.uid),
+                cgroup_parent: self.cgroup_parent(),
                 security_context: Some(cri::LinuxSandboxSecurityContext {
                     namespace_options: Some(Self::namespaces()),
                     ..Default::default()
@@ -351,5 +355,18 @@ impl Drop for Pod<'_> {
             eprintln!("removing pod {}: {s}", self.id);
         }
         let _ = std::fs::remove_dir_all(&self.spec.log_directory);
+        // The pod's parent cgroup is the kubelet's to make and remove, not
+        // the runtime's (runc leaves it too): remove it as the kubelet does.
+        remove_cgroup_everywhere(&self.spec.cgroup_parent());
+    }
+}
+
+/// Removes the empty cgroup `rel` from every hierarchy (v1 or v2).
+fn remove_cgroup_everywhere(rel: &str) {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let rel = rel.trim_start_matches('/');
+    let _ = std::fs::remove_dir(root.join(rel));
+    for hierarchy in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let _ = std::fs::remove_dir(hierarchy.path().join(rel));
     }
 }

@@ -318,6 +318,12 @@ fn containers_stopped_at_once_all_commit_or_fail_cleanly() {
         match store.open("arch-test", key) {
             Ok(_) => committed += 1,
             Err(e) => {
+                // A CI failure must carry its reason: the containerd log
+                // is rotated by the next suite's restart.
+                eprintln!(
+                    "{key}: not committed ({e}); records: {:?}",
+                    arch_e2e::records_for(&root(), key)
+                );
                 let left = arch_e2e::image_entries("arch-test", key);
                 assert!(
                     left.is_empty(),

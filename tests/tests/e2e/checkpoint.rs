@@ -290,6 +290,8 @@ fn archctl_reads_what_the_shim_wrote() {
     let name = format!("{}/{key}", c.namespace);
     let v = arch_e2e::archctl(&root, &["validate", &name]);
     assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    // Basic mode: the shim signed with the host key; archctl checks with it.
+    assert!(!v.stderr.contains("not checked"), "{}", v.stderr);
     let i = arch_e2e::archctl(&root, &["inspect", &name, "--json"]);
     assert_eq!(i.code, 0, "{}", i.stderr);
     assert!(
