@@ -208,3 +208,40 @@ fn gc_dry_run_predicts_dead_writers_and_restored_images() {
         .open("default", "o")
         .expect("the replaced image is back");
 }
+
+/// network-fs mode: an image another host's restorer took, whose lease
+/// has not been renewed for longer than `claim_lease_secs`, goes back
+/// under its key (that restorer died). A live lease keeping its image is
+/// the image crate's unit test `a_live_claimer_never_loses_its_image`.
+#[test]
+fn gc_gives_back_an_image_whose_restorers_lease_expired() {
+    let r = Root::new();
+    r.image("default", "job", 10);
+    // As another host (another boot id) names its claim and its lease.
+    let other = "0000feedface-4242-0123456789abcdef";
+    let taken = r.path().join(format!("default/job@taken-{other}"));
+    let lease = r.path().join(format!("default/job@lease-{other}"));
+    fs::rename(r.path().join("default/job"), &taken).unwrap();
+    fs::write(&lease, b"other-host:1:c\n").unwrap();
+    let key = r.dir.path().join("fleet.key");
+    fs::write(&key, [9u8; 32]).unwrap();
+    let config = r.dir.path().join("network-fs.toml");
+    fs::write(
+        &config,
+        format!(
+            "mode = \"network-fs\"\nsigning_key_file = \"{}\"\nclaim_lease_secs = 2\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let root = r.path().to_str().unwrap();
+    // Leases are judged by change time, which only time moves.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    // Basic mode has no leases: a taken image is never given back by age.
+    let out = ok(r.run(&["gc"]));
+    assert!(taken.exists(), "basic mode gave it back: {out}");
+    let out = ok(archctl_with(&config, &["--root", root, "gc"]));
+    assert!(out.contains("lease expired"), "{out}");
+    assert!(r.path().join("default/job").exists(), "given back: {out}");
+    assert!(!taken.exists() && !lease.exists(), "{out}");
+}

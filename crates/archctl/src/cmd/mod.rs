@@ -14,7 +14,7 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
-use arch_checkpoint::ArchConfig;
+use arch_checkpoint::{ArchConfig, Mode};
 
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Result};
@@ -30,6 +30,16 @@ pub fn resolve_root(root: Option<&Path>) -> Result<PathBuf> {
     }
 }
 
+/// In network-fs mode, images taken by a restorer on another host are
+/// judged by its lease (as the shims judge them): `gc` gives back one whose
+/// lease expired. Elsewhere a taken image is never given back by age.
+fn with_host_lease(store: arch_image::ImageStore) -> arch_image::ImageStore {
+    match ArchConfig::from_process_env() {
+        Ok(cfg) if cfg.mode == Mode::NetworkFs => store.with_lease(cfg.claim_lease),
+        _ => store,
+    }
+}
+
 pub fn run(cli: Cli) -> Result<i32> {
     if let Command::Check { address } = &cli.command {
         return check::run(cli.root.as_deref(), address.as_deref());
@@ -41,6 +51,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Import { .. } if !root.exists() => arch_image::ImageStore::new(&root),
         _ => open_root(&root)?,
     };
+    let store = with_host_lease(store);
     match cli.command {
         Command::Ls { json, all, tag } => ls::run(&store, json, all, tag.as_deref()),
         Command::Inspect { image, json } => inspect::run(&store, &image, json),
