@@ -109,7 +109,10 @@ impl Step for PrepareDir {
         ctx.staging = Some(staging);
         fs::create_dir(dir.join(CRIU_DIR)).map_err(io("creating criu/"))?;
         let spec = ctx.req.bundle.join(CONFIG);
-        fs::copy(&spec, dir.join(CONFIG)).map_err(io(format!("copying {}", spec.display())))?;
+        let mut to = staged_file(ctx, CONFIG, self.name())?;
+        fs::File::open(&spec)
+            .and_then(|mut from| std::io::copy(&mut from, &mut to))
+            .map_err(io(format!("copying {}", spec.display())))?;
         Ok(())
     }
 }
@@ -161,8 +164,7 @@ impl Step for RootfsDiff {
         "rootfs"
     }
     fn run(&self, ctx: &mut DumpContext) -> Result<()> {
-        let out = ctx.staging_dir(self.name())?.join(ROOTFS_DIFF);
-        let file = fs::File::create(&out).map_err(io("creating rootfs-diff.tar"))?;
+        let file = staged_file(ctx, ROOTFS_DIFF, self.name())?;
         match &ctx.req.upperdir {
             Some(upper) => {
                 let stats = arch_rootfs::write_diff(upper, file)?;
@@ -181,6 +183,15 @@ impl Step for RootfsDiff {
         }
         Ok(())
     }
+}
+
+/// A new file in the staging directory (see `Staging::create_file`).
+fn staged_file(ctx: &DumpContext, name: &str, step: &'static str) -> Result<fs::File> {
+    let staging = ctx.staging.as_ref().ok_or(CheckpointError::Step {
+        step,
+        reason: "no staging directory (PrepareDir did not run)".into(),
+    })?;
+    Ok(staging.create_file(name)?)
 }
 
 fn tar_empty(file: fs::File) -> Result<()> {

@@ -188,35 +188,6 @@ fn beneath_err(path: &Path, e: std::io::Error) -> crate::Error {
     }
 }
 
-/// Opens an existing regular file for reading without following a symlink
-/// in its last component, and without blocking on a FIFO or device that was
-/// swapped in after a check: the type is checked on the open descriptor.
-pub(crate) fn open_regular(path: &Path) -> Result<File> {
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => crate::Error::UnsafePath {
-                path: path.display().to_string(),
-                reason: "symlink",
-            },
-            _ => io_err("open", path)(e),
-        })?;
-    let meta = f.metadata().map_err(io_err("stat", path))?;
-    if !meta.file_type().is_file() {
-        return Err(crate::Error::UnexpectedFileType {
-            path: path.display().to_string(),
-        });
-    }
-    Ok(f)
-}
-
-/// Size and lower-case hex sha256 of a file.
-pub(crate) fn hash_file(path: &Path) -> Result<(u64, String)> {
-    hash_open(open_regular(path)?, path)
-}
-
 /// Test builds only (fault injection): this host's boot id, as another
 /// machine's would be.
 pub const BOOT_ID_ENV: &str = "ARCH_TEST_BOOT_ID";
@@ -304,6 +275,27 @@ impl HeldDir {
             return Err(io_err("chmod", &shown)(std::io::Error::last_os_error()));
         }
         Ok(held)
+    }
+
+    /// A new 0600 file `name` in this directory, for writing: `O_EXCL`
+    /// and `O_NOFOLLOW`, so an entry planted under the name (a symlink to
+    /// a host file) fails the create instead of being written through.
+    pub(crate) fn create_new(&self, name: &str) -> Result<File> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let shown = self.path.join(name);
+        let c = std::ffi::CString::new(name).map_err(|_| crate::Error::UnsafePath {
+            path: name.into(),
+            reason: "NUL in a name",
+        })?;
+        let flags =
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: openat on a descriptor we hold, a NUL-terminated name.
+        let fd = unsafe { libc::openat(self.fd.as_raw_fd(), c.as_ptr(), flags, FILE_MODE) };
+        if fd < 0 {
+            return Err(io_err("create", &shown)(std::io::Error::last_os_error()));
+        }
+        // SAFETY: a descriptor the kernel just gave us.
+        Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
     /// Whether the entry `name` of this directory is `other` (not a link or

@@ -3,15 +3,14 @@
 //! see complete images. Dropping an uncommitted `Staging` deletes it, which
 //! is how a failed checkpoint "leaves nothing behind".
 
-use std::fs;
+use std::fs::{self, File};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 
 use arch_faults::points;
 
 use crate::error::{io_err, Error, Result};
-use crate::fsutil::{
-    fsync, hash_file, rand_suffix, set_mode, write_new, HeldDir, DIR_MODE, FILE_MODE,
-};
+use crate::fsutil::{fsync, hash_open, rand_suffix, write_new, HeldDir, DIR_MODE, FILE_MODE};
 use crate::image::Image;
 use crate::manifest::{CommitInfo, FileEntry, Manifest, Status, Timestamp, FORMAT_VERSION};
 
@@ -53,6 +52,13 @@ impl Staging {
         &self.dir
     }
 
+    /// A new file `name` directly in the staging directory, created with
+    /// `O_EXCL|O_NOFOLLOW` through the held descriptor (never through
+    /// something planted under the name).
+    pub fn create_file(&self, name: &str) -> Result<File> {
+        self.held.create_new(name)
+    }
+
     /// The staging directory's name in its scope directory.
     pub fn name(&self) -> &str {
         &self.name
@@ -78,7 +84,8 @@ impl Staging {
     /// stops the commit as a failed commit would.
     pub fn commit_observed(mut self, info: CommitInfo, observe: Observer) -> Result<Image> {
         let mut files = Vec::new();
-        seal_tree(&self.dir, "", &mut files)?;
+        let top = self.held.try_clone().map_err(io_err("dup", &self.dir))?;
+        seal_tree(&top, &self.dir, "", &mut files)?;
         files.sort_by(|a, b| a.path.cmp(&b.path));
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
@@ -216,10 +223,16 @@ impl Drop for Staging {
 
 /// Recursively fix modes, hash + fsync files, fsync dirs (children first so
 /// a directory's fsync covers entries that are themselves durable).
-fn seal_tree(dir: &Path, prefix: &str, out: &mut Vec<FileEntry>) -> Result<()> {
-    set_mode(dir, DIR_MODE)?;
-    for ent in fs::read_dir(dir).map_err(io_err("read dir", dir))? {
-        let ent = ent.map_err(io_err("read dir", dir))?;
+///
+/// Everything goes through descriptors opened with `O_NOFOLLOW` beneath the
+/// held staging directory, and modes are set with `fchmod`: an entry
+/// swapped for a symlink while the tree is sealed (another host on a
+/// network root) fails the commit; no chmod, read or fsync follows it.
+fn seal_tree(dir: &File, shown: &Path, prefix: &str, out: &mut Vec<FileEntry>) -> Result<()> {
+    fchmod(dir, DIR_MODE, shown)?;
+    let listed = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    for ent in fs::read_dir(&listed).map_err(io_err("read dir", shown))? {
+        let ent = ent.map_err(io_err("read dir", shown))?;
         let name = ent
             .file_name()
             .into_string()
@@ -228,14 +241,15 @@ fn seal_tree(dir: &Path, prefix: &str, out: &mut Vec<FileEntry>) -> Result<()> {
                 reason: "file name is not UTF-8",
             })?;
         let rel = if prefix.is_empty() {
-            name
+            name.clone()
         } else {
             format!("{prefix}/{name}")
         };
-        let path = ent.path();
+        let path = shown.join(&name);
         let ft = ent.file_type().map_err(io_err("stat", &path))?;
         if ft.is_dir() {
-            seal_tree(&path, &rel, out)?;
+            let sub = open_beneath(dir, &name, libc::O_DIRECTORY, &rel)?;
+            seal_tree(&sub, &path, &rel, out)?;
         } else if ft.is_file() {
             if rel == crate::MANIFEST || rel == crate::SIGNATURE {
                 return Err(Error::UnsafePath {
@@ -244,22 +258,28 @@ fn seal_tree(dir: &Path, prefix: &str, out: &mut Vec<FileEntry>) -> Result<()> {
                 });
             }
             crate::manifest::check_rel_path(&rel)?;
-            set_mode(&path, FILE_MODE)?;
+            let file = open_beneath(dir, &name, libc::O_NONBLOCK, &rel)?;
+            let meta = file.metadata().map_err(io_err("stat", &path))?;
+            if !meta.file_type().is_file() {
+                return Err(Error::UnexpectedFileType { path: rel });
+            }
+            fchmod(&file, FILE_MODE, &path)?;
+            let for_sync = file.try_clone().map_err(io_err("dup", &path))?;
             // The disk writes the file back while the CPU hashes it: for a
             // page file of GiBs the two take about as long each.
             let (hashed, synced) = std::thread::scope(|s| {
                 let sync = std::thread::Builder::new()
                     .name("commit-fsync".into())
-                    .spawn_scoped(s, || fsync(&path));
-                let hashed = hash_file(&path);
+                    .spawn_scoped(s, || for_sync.sync_all());
+                let hashed = hash_open(file, &path);
                 let synced = match sync {
                     Ok(t) => t.join().expect("the fsync thread does not panic"),
                     // No thread to spare: sync here, after hashing.
-                    Err(_) => fsync(&path),
+                    Err(_) => for_sync.sync_all(),
                 };
                 (hashed, synced)
             });
-            synced?;
+            synced.map_err(io_err("fsync", &path))?;
             let (size, sha256) = hashed?;
             out.push(FileEntry {
                 path: rel,
@@ -271,5 +291,35 @@ fn seal_tree(dir: &Path, prefix: &str, out: &mut Vec<FileEntry>) -> Result<()> {
             return Err(Error::UnexpectedFileType { path: rel });
         }
     }
-    fsync(dir)
+    dir.sync_all().map_err(io_err("fsync", shown))
+}
+
+/// `name` in `dir`, opened read-only without following a symlink.
+fn open_beneath(dir: &File, name: &str, flags: i32, rel: &str) -> Result<File> {
+    let c = std::ffi::CString::new(name).map_err(|_| Error::UnsafePath {
+        path: rel.into(),
+        reason: "NUL in a name",
+    })?;
+    let flags = flags | libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: openat on a descriptor we hold, a NUL-terminated name.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
+                Error::UnexpectedFileType { path: rel.into() }
+            }
+            _ => io_err("open", Path::new(rel))(e),
+        });
+    }
+    // SAFETY: a descriptor the kernel just gave us.
+    Ok(File::from(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+}
+
+fn fchmod(f: &File, mode: u32, shown: &Path) -> Result<()> {
+    // SAFETY: fchmod on a descriptor we hold.
+    match unsafe { libc::fchmod(f.as_raw_fd(), mode) } {
+        0 => Ok(()),
+        _ => Err(io_err("chmod", shown)(std::io::Error::last_os_error())),
+    }
 }
