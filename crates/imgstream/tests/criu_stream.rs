@@ -226,3 +226,53 @@ fn a_damaged_image_fails_the_restore() {
     );
     assert!(e.to_string().contains("pages-1.img"), "{e}");
 }
+
+/// A tiny tmpfs as the store: the capture hits a real ENOSPC mid-dump.
+struct TinyTmpfs(tempfile::TempDir);
+
+impl TinyTmpfs {
+    fn mount(bytes: usize) -> Self {
+        let d = tempfile::tempdir().unwrap();
+        let target = std::ffi::CString::new(d.path().to_str().unwrap()).unwrap();
+        let opts = std::ffi::CString::new(format!("size={bytes},mode=0700")).unwrap();
+        let r = unsafe { libc::mount(c"tmpfs".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, opts.as_ptr().cast()) };
+        assert_eq!(r, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
+        TinyTmpfs(d)
+    }
+}
+
+impl Drop for TinyTmpfs {
+    fn drop(&mut self) {
+        let target = std::ffi::CString::new(self.0.path().to_str().unwrap()).unwrap();
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// The streamer failing mid-dump (its disk full) fails CRIU's dump, the
+/// process keeps running, and nothing stays in the store.
+#[test]
+fn a_full_store_fails_the_dump_and_the_process_runs_on() {
+    prerequisites();
+    let work = tempfile::tempdir().unwrap();
+    let counter = work.path().join("count");
+    let mut child = spawn_counter(&counter);
+    let pid = child.id() as i32;
+    let images = tempfile::tempdir().unwrap();
+    let tiny = TinyTmpfs::mount(256 << 10); // the counter's pages are ~2.5 MiB
+    let store: Arc<dyn Store> = Arc::new(DirStore::open_path(tiny.0.path()).unwrap());
+    let cap = Capture::start(images.path(), store, Codec::None).unwrap();
+    let st = criu(&["dump", "--stream", "-t", &pid.to_string(), "-o", "dump.log"], images.path());
+    let e = cap.finish().unwrap_err();
+    let running = alive(pid);
+    let before = count(&counter);
+    if running {
+        wait_for(|| count(&counter) > before + 3, "the counter to go on after the failed dump");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    eprintln!("capture: {e}\nCRIU: {}", log_tail(images.path(), "dump.log"));
+    assert!(!st.success(), "CRIU's dump must fail when the streamer does");
+    assert!(running, "a failed dump leaves the process running");
+    assert!(e.to_string().contains("No space left"), "{e}");
+    assert_eq!(fs::read_dir(tiny.0.path()).unwrap().count(), 0, "nothing half-written stays");
+}
