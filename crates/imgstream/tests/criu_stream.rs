@@ -235,7 +235,15 @@ impl TinyTmpfs {
         let d = tempfile::tempdir().unwrap();
         let target = std::ffi::CString::new(d.path().to_str().unwrap()).unwrap();
         let opts = std::ffi::CString::new(format!("size={bytes},mode=0700")).unwrap();
-        let r = unsafe { libc::mount(c"tmpfs".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, opts.as_ptr().cast()) };
+        let r = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                opts.as_ptr().cast(),
+            )
+        };
         assert_eq!(r, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
         TinyTmpfs(d)
     }
@@ -261,18 +269,34 @@ fn a_full_store_fails_the_dump_and_the_process_runs_on() {
     let tiny = TinyTmpfs::mount(256 << 10); // the counter's pages are ~2.5 MiB
     let store: Arc<dyn Store> = Arc::new(DirStore::open_path(tiny.0.path()).unwrap());
     let cap = Capture::start(images.path(), store, Codec::None).unwrap();
-    let st = criu(&["dump", "--stream", "-t", &pid.to_string(), "-o", "dump.log"], images.path());
+    let st = criu(
+        &["dump", "--stream", "-t", &pid.to_string(), "-o", "dump.log"],
+        images.path(),
+    );
     let e = cap.finish().unwrap_err();
     let running = alive(pid);
     let before = count(&counter);
     if running {
-        wait_for(|| count(&counter) > before + 3, "the counter to go on after the failed dump");
+        wait_for(
+            || count(&counter) > before + 3,
+            "the counter to go on after the failed dump",
+        );
     }
     let _ = child.kill();
     let _ = child.wait();
-    eprintln!("capture: {e}\nCRIU: {}", log_tail(images.path(), "dump.log"));
-    assert!(!st.success(), "CRIU's dump must fail when the streamer does");
+    eprintln!(
+        "capture: {e}\nCRIU: {}",
+        log_tail(images.path(), "dump.log")
+    );
+    assert!(
+        !st.success(),
+        "CRIU's dump must fail when the streamer does"
+    );
     assert!(running, "a failed dump leaves the process running");
     assert!(e.to_string().contains("No space left"), "{e}");
-    assert_eq!(fs::read_dir(tiny.0.path()).unwrap().count(), 0, "nothing half-written stays");
+    assert_eq!(
+        fs::read_dir(tiny.0.path()).unwrap().count(),
+        0,
+        "nothing half-written stays"
+    );
 }
