@@ -8,9 +8,11 @@
 //! sha256) before its first byte goes to CRIU; a file that fails gets an
 //! empty pipe (CRIU's magic check fails on it) and the connection is
 //! closed, so CRIU's next request fails too. The file is then decoded
-//! again into the pipe, hashed again, and its last chunk is held back
-//! until that second pass matched too (the store is private, so a
-//! mismatch there means the disk changed under us). `finish` returns the
+//! again into the pipe, its stored bytes hashed again (decoding is
+//! deterministic), and its last chunk is held back until that second
+//! digest matched too (the store is private, so a mismatch there means
+//! the disk changed under us). With codec `none` the stored bytes are the
+//! original ones and one digest serves both. `finish` returns the
 //! first error: the caller must then treat the restore as failed (and kill
 //! CRIU if it is still running), whatever CRIU says.
 
@@ -188,9 +190,22 @@ fn serve_file(rec: &FileRecord, pipe_fd: OwnedFd, store: &dyn Store) -> Result<(
             name: name.into(),
             source,
         })?;
+    // Stored bytes are the original ones: one digest covers both, if the
+    // record agrees with itself.
+    let plain = codec == Codec::None;
+    if plain && (rec.original_sha256 != rec.stored_sha256 || rec.original_size != rec.stored_size) {
+        return Err(StreamError::OriginalDigest {
+            name: name.into(),
+            expected: rec.original_sha256.clone(),
+            found: rec.stored_sha256.clone(),
+        });
+    }
     // First pass: nothing reaches CRIU before the whole file checked out.
-    let (stored, original) = decode(&mut file, codec, name, &mut io::sink())?;
-    check(rec, stored, original)?;
+    let (stored, original) = decode(&mut file, codec, name, &mut io::sink(), !plain)?;
+    check_stored(rec, stored)?;
+    if let Some(original) = original {
+        check_original(rec, original)?;
+    }
     file.seek(SeekFrom::Start(0))
         .map_err(|source| StreamError::Store {
             name: name.into(),
@@ -198,8 +213,10 @@ fn serve_file(rec: &FileRecord, pipe_fd: OwnedFd, store: &dyn Store) -> Result<(
         })?;
     pipe::enlarge(&pipe_fd);
     let mut out = HoldLast::new(File::from(pipe_fd));
-    let (stored, original) = decode(&mut file, codec, name, &mut out)?;
-    if check(rec, stored, original).is_err() {
+    // Second pass: decoding is deterministic, so the same stored bytes give
+    // the original bytes pass one checked; only the stored ones are hashed.
+    let (stored, _) = decode(&mut file, codec, name, &mut out, false)?;
+    if check_stored(rec, stored).is_err() {
         return Err(StreamError::Changed { name: name.into() });
     }
     out.release().map_err(|source| StreamError::PipeWrite {
@@ -208,19 +225,21 @@ fn serve_file(rec: &FileRecord, pipe_fd: OwnedFd, store: &dyn Store) -> Result<(
     })
 }
 
-/// Decodes `file` into `out`; returns the stored and the original counts.
+/// Decodes `file` into `out`; returns the stored count, and the original
+/// one when asked.
 fn decode(
     file: &mut File,
     codec: Codec,
     name: &str,
     out: &mut impl Write,
-) -> Result<(Counted, Counted)> {
+    hash_original: bool,
+) -> Result<(Counted, Option<Counted>)> {
     let dec_err = |source| StreamError::Decompress {
         name: name.into(),
         source,
     };
     let mut src = Source::new(codec, HashingReader::new(&mut *file)).map_err(dec_err)?;
-    let mut original = Counted::new();
+    let mut original = hash_original.then(Counted::new);
     let mut buf = vec![0u8; pipe::CHUNK];
     loop {
         let n = match src.read(&mut buf) {
@@ -229,7 +248,9 @@ fn decode(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(dec_err(e)),
         };
-        original.update(&buf[..n]);
+        if let Some(o) = original.as_mut() {
+            o.update(&buf[..n]);
+        }
         out.write_all(&buf[..n])
             .map_err(|source| StreamError::PipeWrite {
                 name: name.into(),
@@ -245,7 +266,7 @@ fn decode(
     Ok((rest.count, original))
 }
 
-fn check(rec: &FileRecord, stored: Counted, original: Counted) -> Result<()> {
+fn check_stored(rec: &FileRecord, stored: Counted) -> Result<()> {
     let name = rec.name.clone();
     if stored.size != rec.stored_size {
         return Err(StreamError::StoredSize {
@@ -262,6 +283,11 @@ fn check(rec: &FileRecord, stored: Counted, original: Counted) -> Result<()> {
             found,
         });
     }
+    Ok(())
+}
+
+fn check_original(rec: &FileRecord, original: Counted) -> Result<()> {
+    let name = rec.name.clone();
     if original.size != rec.original_size {
         return Err(StreamError::OriginalSize {
             name,

@@ -189,16 +189,19 @@ fn damaged_stored_files_never_reach_criu() {
 /// decode to (a manifest and a store that disagree) is refused too.
 #[test]
 fn original_digest_is_checked() {
-    let d = tempfile::tempdir().unwrap();
-    let mut recs = capture(d.path(), ZSTD);
-    recs.iter_mut()
-        .for_each(|r| r.original_sha256 = "00".repeat(32));
-    let (got, report) = read_back(d.path(), recs, &["inventory.img"]);
-    assert_eq!(got[0].as_deref(), Some(&[][..]));
-    assert!(matches!(
-        report.unwrap_err(),
-        StreamError::OriginalDigest { .. }
-    ));
+    for codec in [ZSTD, Codec::None] {
+        let d = tempfile::tempdir().unwrap();
+        let mut recs = capture(d.path(), codec);
+        recs.iter_mut()
+            .for_each(|r| r.original_sha256 = "00".repeat(32));
+        let (got, report) = read_back(d.path(), recs, &["inventory.img"]);
+        assert_eq!(got[0].as_deref(), Some(&[][..]), "{codec:?}");
+        let e = report.unwrap_err();
+        assert!(
+            matches!(e, StreamError::OriginalDigest { .. }),
+            "{codec:?}: {e}"
+        );
+    }
 }
 
 /// A store that fills up after `room` bytes, as a full disk does.
