@@ -74,8 +74,8 @@ fn main() {
             }),
         ),
     ];
-    println!("| mode | run | dump s | MiB/s (original) | original MiB | stored MiB | ratio | restore s | load avg |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| mode | run | dump s | MiB/s (original) | + sha256 after (plain) s | original MiB | stored MiB | ratio | restore s | load avg |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in 1..=repeats {
         for (label, codec) in &modes {
             let dir = base.join(format!("{}-{r}", label.replace(' ', "_")));
@@ -86,9 +86,10 @@ fn main() {
             let orig = m.original as f64 / (1u64 << 20) as f64;
             let stored = m.stored as f64 / (1u64 << 20) as f64;
             println!(
-                "| {label} | {r} | {:.2} | {:.0} | {orig:.0} | {stored:.0} | {:.2} | {:.2} | {} |",
+                "| {label} | {r} | {:.2} | {:.0} | {} | {orig:.0} | {stored:.0} | {:.2} | {:.2} | {} |",
                 m.dump.as_secs_f64(),
                 orig / m.dump.as_secs_f64(),
+                m.hash.map(|h| format!("{:.2}", h.as_secs_f64())).unwrap_or_else(|| "-".into()),
                 stored / orig,
                 m.restore.as_secs_f64(),
                 loadavg()
@@ -100,6 +101,8 @@ fn main() {
 
 struct Measure {
     dump: Duration,
+    /// Plain dumps: hashing the images afterwards, as the shim's commit does.
+    hash: Option<Duration>,
     restore: Duration,
     original: u64,
     stored: u64,
@@ -146,6 +149,11 @@ fn run(dir: &Path, mib: u64, codec: Option<Codec>) -> Measure {
         }
     };
     let dump = t.elapsed();
+    let hash = records.is_none().then(|| {
+        let t = Instant::now();
+        hash_dir(&images);
+        t.elapsed()
+    });
     child.wait().unwrap();
     let t = Instant::now();
     match records {
@@ -160,6 +168,7 @@ fn run(dir: &Path, mib: u64, codec: Option<Codec>) -> Measure {
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     Measure {
         dump,
+        hash,
         restore,
         original,
         stored,
@@ -189,6 +198,15 @@ fn sync_dir(dir: &Path) {
             .unwrap();
     }
     std::fs::File::open(dir).unwrap().sync_all().unwrap();
+}
+
+fn hash_dir(dir: &Path) {
+    use sha2::Digest;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let mut h = sha2::Sha256::new();
+        std::io::copy(&mut std::fs::File::open(e.unwrap().path()).unwrap(), &mut h).unwrap();
+        std::hint::black_box(h.finalize());
+    }
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
