@@ -180,10 +180,8 @@ fn dump_and_restore_through_the_streamer() {
     let before = count(&d.counter);
     let total: u64 = d.records.iter().map(|r| r.original_size).sum();
     let stored: u64 = d.records.iter().map(|r| r.stored_size).sum();
-    eprintln!(
-        "captured {} files, {total} bytes, stored {stored}",
-        d.records.len()
-    );
+    let order: Vec<_> = d.records.iter().map(|r| r.name.as_str()).collect();
+    eprintln!("captured {total} bytes, stored {stored}, in CRIU's order: {order:?}");
     assert!(stored < total, "zstd stored {stored} of {total}");
     let (st, report) = restore(&d);
     assert!(
