@@ -106,16 +106,16 @@ fn run(socket: Socket, stop: &AtomicBool, shared: Arc<Shared>) -> Result<Vec<Fil
                 .unwrap_or_else(|p| p.into_inner())
                 .take();
             match first {
-                None => {
-                    shared
-                        .store
-                        .sync_dir()
-                        .map_err(|source| StreamError::Store {
+                None => match shared.store.sync_dir() {
+                    Ok(()) => Ok(records),
+                    Err(source) => Err(cleanup(
+                        &shared,
+                        StreamError::Store {
                             name: ".".into(),
                             source,
-                        })?;
-                    Ok(records)
-                }
+                        },
+                    )),
+                },
                 Some(e) => Err(cleanup(&shared, e)),
             }
         }
@@ -137,8 +137,12 @@ fn serve_connection(
     let result = loop {
         // A worker's failure ends the connection: CRIU's next request or
         // write then fails instead of dumping into a capture already lost.
-        if !wait_readable(&conn, stop, &shared.failed)? {
-            break Ok(());
+        // Errors break out (never `?`): the workers already started must be
+        // joined before their files are removed.
+        match wait_readable(&conn, stop, &shared.failed) {
+            Ok(true) => {}
+            Ok(false) => break Ok(()),
+            Err(e) => break Err(e),
         }
         let req = match wire::read_request(&mut conn) {
             Ok(Some(r)) => r,
