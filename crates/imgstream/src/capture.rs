@@ -9,8 +9,9 @@
 //! error and removes every file this capture created.
 //!
 //! What the protocol cannot tell: a pipe's EOF is the only end of a file,
-//! so CRIU dying mid-file looks like a short file. The records are only
-//! valid together with CRIU's own success (its exit status).
+//! so CRIU dying mid-file looks like a short file. A capture without
+//! `inventory.img` (written last by a dump) fails; past that, the records
+//! are only valid together with CRIU's own success (its exit status).
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -28,6 +29,9 @@ use crate::listener::{wait_readable, Socket};
 use crate::record::FileRecord;
 use crate::store::{valid_name, Store};
 use crate::{pipe, wire};
+
+/// The image CRIU writes last in a dump.
+const INVENTORY: &str = "inventory.img";
 
 /// A capture in progress. Start it before CRIU, `finish` it after CRIU exited.
 pub struct Capture {
@@ -106,6 +110,12 @@ fn run(socket: Socket, stop: &AtomicBool, shared: Arc<Shared>) -> Result<Vec<Fil
                 .unwrap_or_else(|p| p.into_inner())
                 .take();
             match first {
+                // CRIU writes inventory.img after everything else of a
+                // dump (cr-dump.c, cr_dump_tasks): without it CRIU died or
+                // failed before the end, whatever the pipes' EOFs said.
+                None if !records.iter().any(|r| r.name == INVENTORY) => {
+                    Err(cleanup(&shared, StreamError::Incomplete))
+                }
                 None => match shared.store.sync_dir() {
                     Ok(()) => Ok(records),
                     Err(source) => Err(cleanup(

@@ -72,6 +72,9 @@ pub enum StreamError {
     #[error("{name}: unknown codec {codec:?} in the record")]
     UnknownCodec { name: String, codec: String },
 
+    #[error("CRIU never sent inventory.img, which a dump writes last: the dump did not finish")]
+    Incomplete,
+
     #[error("a streamer worker panicked on {0}")]
     Panicked(String),
 }

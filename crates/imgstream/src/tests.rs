@@ -345,3 +345,18 @@ fn criu_that_never_connects() {
     let serve = Serve::start(d.path(), store(d.path()), vec![]).unwrap();
     assert!(matches!(serve.finish(), Err(StreamError::NoConnection)));
 }
+
+/// CRIU killed before the end of its dump: every pipe ended, but the
+/// inventory (written last) never came.
+#[test]
+fn a_dump_without_inventory_is_incomplete() {
+    let d = tempfile::tempdir().unwrap();
+    let cap = Capture::start(d.path(), store(d.path()), ZSTD).unwrap();
+    let mut criu = FakeCriu::connect(d.path(), CAPTURE_SOCKET);
+    criu.open_write("pages-1.img")
+        .write_all(&data(4, 1 << 20))
+        .unwrap();
+    drop(criu);
+    assert!(matches!(cap.finish(), Err(StreamError::Incomplete)));
+    assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0);
+}

@@ -298,3 +298,114 @@ fn a_full_store_fails_the_dump_and_the_process_runs_on() {
         "nothing half-written stays"
     );
 }
+
+/// A store that stops in the first write of the pages file until told to
+/// go on, so CRIU can be killed in the middle of its dump.
+struct Stalling {
+    inner: DirStore,
+    reached: Arc<std::sync::atomic::AtomicBool>,
+    go: Arc<std::sync::atomic::AtomicBool>,
+}
+
+struct StallingFile {
+    inner: Box<dyn arch_imgstream::StoredFile>,
+    reached: Arc<std::sync::atomic::AtomicBool>,
+    go: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::io::Write for StallingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.reached.store(true, SeqCst);
+        while !self.go.load(SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl arch_imgstream::StoredFile for StallingFile {
+    fn sync_all(&mut self) -> std::io::Result<()> {
+        self.inner.sync_all()
+    }
+}
+
+impl Store for Stalling {
+    fn create(&self, name: &str) -> std::io::Result<Box<dyn arch_imgstream::StoredFile>> {
+        let inner = self.inner.create(name)?;
+        if !name.starts_with("pages-") {
+            return Ok(inner);
+        }
+        Ok(Box::new(StallingFile {
+            inner,
+            reached: self.reached.clone(),
+            go: self.go.clone(),
+        }))
+    }
+    fn open(&self, name: &str) -> std::io::Result<fs::File> {
+        self.inner.open(name)
+    }
+    fn remove(&self, name: &str) -> std::io::Result<()> {
+        self.inner.remove(name)
+    }
+    fn sync_dir(&self) -> std::io::Result<()> {
+        self.inner.sync_dir()
+    }
+}
+
+/// CRIU killed mid-dump: every pipe just ends, which the protocol cannot
+/// tell from a finished file; the capture still fails, as the inventory
+/// (written last) never came, and keeps nothing.
+#[test]
+fn criu_killed_mid_dump_fails_the_capture() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    prerequisites();
+    let work = tempfile::tempdir().unwrap();
+    let mut child = spawn_counter(&work.path().join("count"));
+    let images = tempfile::tempdir().unwrap();
+    let stored = tempfile::tempdir().unwrap();
+    let (reached, go) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let store = Stalling {
+        inner: DirStore::open_path(stored.path()).unwrap(),
+        reached: reached.clone(),
+        go: go.clone(),
+    };
+    let cap = Capture::start(images.path(), Arc::new(store), Codec::None).unwrap();
+    let mut criu = Command::new(CRIU)
+        .args([
+            "dump",
+            "--stream",
+            "-t",
+            &child.id().to_string(),
+            "-o",
+            "dump.log",
+            "-v4",
+            "-D",
+        ])
+        .arg(images.path())
+        .spawn()
+        .unwrap();
+    wait_for(|| reached.load(SeqCst), "CRIU to send pages");
+    criu.kill().unwrap();
+    let st = criu.wait().unwrap();
+    go.store(true, SeqCst);
+    let r = cap.finish();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!st.success());
+    assert!(
+        matches!(r, Err(arch_imgstream::StreamError::Incomplete)),
+        "{r:?}"
+    );
+    assert_eq!(
+        fs::read_dir(stored.path()).unwrap().count(),
+        0,
+        "nothing stays"
+    );
+}
