@@ -1,0 +1,262 @@
+//! The dump side: accepts CRIU's connection on `streamer-capture.sock` and
+//! stores each file as it arrives, one worker thread per file (CRIU writes
+//! some files interleaved, e.g. pagemap and pages, so one file must never
+//! wait for another). Per file: sha256 of the original bytes → codec →
+//! sha256 of the stored bytes → a new file in the store, fsync'd.
+//!
+//! A failure closes that file's pipe and the connection, so CRIU's next
+//! write or request breaks and the dump fails; `finish` returns the first
+//! error and removes every file this capture created.
+//!
+//! What the protocol cannot tell: a pipe's EOF is the only end of a file,
+//! so CRIU dying mid-file looks like a short file. A capture without
+//! `inventory.img` (written last by a dump) fails; past that, the records
+//! are only valid together with CRIU's own success (its exit status).
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+
+use crate::codec::{Codec, Sink};
+use crate::error::{Result, StreamError};
+use crate::hashing::{Counted, HashingWriter};
+use crate::listener::{wait_readable, Socket};
+use crate::record::FileRecord;
+use crate::store::{valid_name, Store};
+use crate::{pipe, wire};
+
+/// The image CRIU writes last in a dump.
+const INVENTORY: &str = "inventory.img";
+
+/// A capture in progress. Start it before CRIU, `finish` it after CRIU exited.
+pub struct Capture {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Result<Vec<FileRecord>>>,
+}
+
+struct Shared {
+    store: Arc<dyn Store>,
+    codec: Codec,
+    /// Set by the first failure: stops taking requests.
+    failed: AtomicBool,
+    first_error: Mutex<Option<StreamError>>,
+    /// Stored names this capture created, for removal on failure.
+    created: Mutex<Vec<String>>,
+}
+
+impl Shared {
+    fn fail(&self, e: StreamError) {
+        self.failed.store(true, Ordering::SeqCst);
+        let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            *first = Some(e);
+        }
+    }
+}
+
+impl Capture {
+    /// Binds `images_dir/streamer-capture.sock` (CRIU's `-D`) and starts
+    /// waiting for CRIU. Stored files go to `store`, which may be another
+    /// directory than `images_dir`.
+    pub fn start(images_dir: &Path, store: Arc<dyn Store>, codec: Codec) -> Result<Self> {
+        let socket = Socket::bind(images_dir, wire::CAPTURE_SOCKET)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared {
+            store,
+            codec,
+            failed: AtomicBool::new(false),
+            first_error: Mutex::new(None),
+            created: Mutex::new(Vec::new()),
+        });
+        let stop2 = stop.clone();
+        let thread = thread::Builder::new()
+            .name("imgstream-capture".into())
+            .spawn(move || run(socket, &stop2, shared))
+            .map_err(StreamError::Socket)?;
+        Ok(Capture { stop, thread })
+    }
+
+    /// Call once CRIU has exited: waits for the connection's end and every
+    /// file, then returns the records, in the order CRIU sent the files.
+    pub fn finish(self) -> Result<Vec<FileRecord>> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread
+            .join()
+            .map_err(|_| StreamError::Panicked("the capture".into()))?
+    }
+}
+
+fn run(socket: Socket, stop: &AtomicBool, shared: Arc<Shared>) -> Result<Vec<FileRecord>> {
+    let outcome = serve_connection(&socket, stop, &shared);
+    drop(socket);
+    match outcome {
+        Ok(workers) => {
+            let mut records = Vec::with_capacity(workers.len());
+            for (name, w) in workers {
+                match w.join() {
+                    Ok(Some(r)) => records.push(r),
+                    Ok(None) => {} // its error is recorded
+                    Err(_) => shared.fail(StreamError::Panicked(name)),
+                }
+            }
+            let first = shared
+                .first_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            match first {
+                // CRIU writes inventory.img after everything else of a
+                // dump (cr-dump.c, cr_dump_tasks): without it CRIU died or
+                // failed before the end, whatever the pipes' EOFs said.
+                None if !records.iter().any(|r| r.name == INVENTORY) => {
+                    Err(cleanup(&shared, StreamError::Incomplete))
+                }
+                None => match shared.store.sync_dir() {
+                    Ok(()) => Ok(records),
+                    Err(source) => Err(cleanup(
+                        &shared,
+                        StreamError::Store {
+                            name: ".".into(),
+                            source,
+                        },
+                    )),
+                },
+                Some(e) => Err(cleanup(&shared, e)),
+            }
+        }
+        Err(e) => Err(cleanup(&shared, e)),
+    }
+}
+
+/// Reads requests until CRIU closes the connection; returns the workers.
+fn serve_connection(
+    socket: &Socket,
+    stop: &AtomicBool,
+    shared: &Arc<Shared>,
+) -> Result<Vec<(String, JoinHandle<Option<FileRecord>>)>> {
+    let mut workers = Vec::new();
+    let Some(mut conn) = socket.accept(stop)? else {
+        return Err(StreamError::NoConnection);
+    };
+    let mut seen = HashSet::new();
+    let result = loop {
+        // A worker's failure ends the connection: CRIU's next request or
+        // write then fails instead of dumping into a capture already lost.
+        // Errors break out (never `?`): the workers already started must be
+        // joined before their files are removed.
+        match wait_readable(&conn, stop, &shared.failed) {
+            Ok(true) => {}
+            Ok(false) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+        let req = match wire::read_request(&mut conn) {
+            Ok(Some(r)) => r,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        let name = req.filename;
+        if !valid_name(&name) {
+            break Err(StreamError::BadName(name));
+        }
+        if !seen.insert(name.clone()) {
+            break Err(StreamError::Duplicate(name));
+        }
+        let pipe = match wire::recv_pipe(&conn) {
+            Ok(p) => p,
+            Err(e) => break Err(e),
+        };
+        let sh = shared.clone();
+        let n2 = name.clone();
+        let w = thread::Builder::new()
+            .name(format!("imgstream-{}", workers.len()))
+            .spawn(move || {
+                // Only the first failure is kept: it is the cause, the
+                // others follow from it.
+                capture_file(&n2, pipe, &sh).map_err(|e| sh.fail(e)).ok()
+            })
+            .map_err(StreamError::Socket);
+        match w {
+            Ok(w) => workers.push((name, w)),
+            Err(e) => break Err(e),
+        }
+    };
+    drop(conn);
+    if let Err(e) = result {
+        shared.fail(e);
+    }
+    Ok(workers)
+}
+
+fn capture_file(name: &str, pipe_fd: OwnedFd, shared: &Shared) -> Result<FileRecord> {
+    pipe::enlarge(&pipe_fd);
+    let codec = shared.codec;
+    let stored_name = codec.stored_name(name);
+    let store_err = |source| StreamError::Store {
+        name: name.to_string(),
+        source,
+    };
+    let file = shared.store.create(&stored_name).map_err(store_err)?;
+    shared
+        .created
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(stored_name.clone());
+    let mut sink =
+        Sink::new(codec, HashingWriter::new(file)).map_err(|source| StreamError::Compress {
+            name: name.to_string(),
+            source,
+        })?;
+    let mut pipe = File::from(pipe_fd);
+    let mut original = Counted::new();
+    let mut buf = vec![0u8; pipe::CHUNK];
+    loop {
+        if shared.failed.load(Ordering::SeqCst) {
+            // Another file failed: stop reading, so CRIU's writes break.
+            return Err(StreamError::Protocol(format!(
+                "{name}: abandoned after another file failed"
+            )));
+        }
+        let n = match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(StreamError::PipeRead {
+                    name: name.to_string(),
+                    source,
+                })
+            }
+        };
+        original.update(&buf[..n]);
+        sink.write_all(&buf[..n]).map_err(store_err)?;
+    }
+    drop(pipe);
+    let (mut file, stored) = sink.finish().map_err(store_err)?.into_parts();
+    file.sync_all().map_err(store_err)?;
+    Ok(FileRecord {
+        name: name.to_string(),
+        stored_name,
+        original_size: original.size,
+        original_sha256: original.hex(),
+        stored_size: stored.size,
+        stored_sha256: stored.hex(),
+        codec: codec.name().to_string(),
+        level: codec.level(),
+    })
+}
+
+/// Removes what this capture stored: nothing half-written stays behind.
+fn cleanup(shared: &Shared, e: StreamError) -> StreamError {
+    let created = std::mem::take(&mut *shared.created.lock().unwrap_or_else(|p| p.into_inner()));
+    for n in created {
+        if let Err(err) = shared.store.remove(&n) {
+            log::warn!("imgstream: removing {n} after a failed capture: {err}");
+        }
+    }
+    e
+}

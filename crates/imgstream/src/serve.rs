@@ -1,0 +1,341 @@
+//! The restore side: answers CRIU's requests on `streamer-serve.sock` from
+//! a store a capture filled, one worker thread per file.
+//!
+//! CRIU must never read bad bytes, and a pipe has no way to say "error":
+//! its EOF reads as the end of the file, and a protobuf image cut at an
+//! entry boundary would pass as a shorter one. So each file is checked in
+//! full first (stored size and sha256, then decoded: original size and
+//! sha256) before its first byte goes to CRIU; a file that fails gets an
+//! empty pipe (CRIU's magic check fails on it) and the connection is
+//! closed, so CRIU's next request fails too. The file is then decoded
+//! again into the pipe, its stored bytes hashed again (decoding is
+//! deterministic), and its last chunk is held back until that second
+//! digest matched too (the store is private, so a mismatch there means
+//! the disk changed under us). With codec `none` the stored bytes are the
+//! original ones and one digest serves both. `finish` returns the
+//! first error: the caller must then treat the restore as failed (and kill
+//! CRIU if it is still running), whatever CRIU says.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+
+use crate::codec::{self, Codec, Source};
+use crate::error::{Result, StreamError};
+use crate::hashing::{Counted, HashingReader};
+use crate::listener::{wait_readable, Socket};
+use crate::record::FileRecord;
+use crate::store::{valid_name, Store};
+use crate::{pipe, wire};
+
+/// What CRIU asked for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ServeReport {
+    /// Files sent in full, in the order CRIU asked.
+    pub served: Vec<String>,
+    /// Files CRIU asked for that the capture does not have (answered "no").
+    pub absent: Vec<String>,
+}
+
+pub struct Serve {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Result<ServeReport>>,
+}
+
+struct Shared {
+    store: Arc<dyn Store>,
+    failed: AtomicBool,
+    first_error: Mutex<Option<StreamError>>,
+}
+
+impl Shared {
+    fn fail(&self, e: StreamError) {
+        self.failed.store(true, Ordering::SeqCst);
+        let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            *first = Some(e);
+        }
+    }
+}
+
+impl Serve {
+    /// Binds `images_dir/streamer-serve.sock` (CRIU's `-D`) and serves the
+    /// files `records` list from `store`.
+    pub fn start(
+        images_dir: &Path,
+        store: Arc<dyn Store>,
+        records: Vec<FileRecord>,
+    ) -> Result<Self> {
+        let socket = Socket::bind(images_dir, wire::SERVE_SOCKET)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let shared = Arc::new(Shared {
+            store,
+            failed: AtomicBool::new(false),
+            first_error: Mutex::new(None),
+        });
+        let by_name: HashMap<String, FileRecord> =
+            records.into_iter().map(|r| (r.name.clone(), r)).collect();
+        let thread = thread::Builder::new()
+            .name("imgstream-serve".into())
+            .spawn(move || run(socket, &stop2, shared, by_name))
+            .map_err(StreamError::Socket)?;
+        Ok(Serve { stop, thread })
+    }
+
+    /// Call once CRIU has exited.
+    pub fn finish(self) -> Result<ServeReport> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread
+            .join()
+            .map_err(|_| StreamError::Panicked("the serve".into()))?
+    }
+}
+
+fn run(
+    socket: Socket,
+    stop: &AtomicBool,
+    shared: Arc<Shared>,
+    records: HashMap<String, FileRecord>,
+) -> Result<ServeReport> {
+    let mut report = ServeReport::default();
+    let Some(mut conn) = socket.accept(stop)? else {
+        return Err(StreamError::NoConnection);
+    };
+    let mut workers = Vec::new();
+    loop {
+        match wait_readable(&conn, stop, &shared.failed) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                shared.fail(e);
+                break;
+            }
+        }
+        let name = match wire::read_request(&mut conn) {
+            Ok(Some(r)) => r.filename,
+            Ok(None) => break,
+            Err(e) => {
+                shared.fail(e);
+                break;
+            }
+        };
+        let Some(rec) = records.get(&name).filter(|_| valid_name(&name)) else {
+            report.absent.push(name);
+            if let Err(e) = wire::write_reply(&mut conn, false) {
+                shared.fail(e);
+                break;
+            }
+            continue;
+        };
+        let pipe = wire::write_reply(&mut conn, true).and_then(|_| wire::recv_pipe(&conn));
+        let pipe = match pipe {
+            Ok(p) => p,
+            Err(e) => {
+                shared.fail(e);
+                break;
+            }
+        };
+        let (rec, sh) = (rec.clone(), shared.clone());
+        let w = thread::Builder::new()
+            .name(format!("imgstream-serve-{}", workers.len()))
+            .spawn(move || {
+                serve_file(&rec, pipe, sh.store.as_ref())
+                    .map_err(|e| sh.fail(e))
+                    .is_ok()
+            });
+        match w {
+            Ok(w) => workers.push((name, w)),
+            Err(e) => {
+                shared.fail(StreamError::Socket(e));
+                break;
+            }
+        }
+    }
+    drop(conn);
+    drop(socket);
+    for (name, w) in workers {
+        match w.join() {
+            Ok(true) => report.served.push(name),
+            Ok(false) => {}
+            Err(_) => shared.fail(StreamError::Panicked(name)),
+        }
+    }
+    let first = shared
+        .first_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    match first {
+        None => Ok(report),
+        Some(e) => Err(e),
+    }
+}
+
+fn serve_file(rec: &FileRecord, pipe_fd: OwnedFd, store: &dyn Store) -> Result<()> {
+    let name = rec.name.as_str();
+    let codec =
+        codec::from_record(&rec.codec, rec.level).ok_or_else(|| StreamError::UnknownCodec {
+            name: name.into(),
+            codec: rec.codec.clone(),
+        })?;
+    let mut file = store
+        .open(&rec.stored_name)
+        .map_err(|source| StreamError::Store {
+            name: name.into(),
+            source,
+        })?;
+    // Stored bytes are the original ones: one digest covers both, if the
+    // record agrees with itself.
+    let plain = codec == Codec::None;
+    if plain && (rec.original_sha256 != rec.stored_sha256 || rec.original_size != rec.stored_size) {
+        return Err(StreamError::OriginalDigest {
+            name: name.into(),
+            expected: rec.original_sha256.clone(),
+            found: rec.stored_sha256.clone(),
+        });
+    }
+    // First pass: nothing reaches CRIU before the whole file checked out.
+    let (stored, original) = decode(&mut file, codec, name, &mut io::sink(), !plain)?;
+    check_stored(rec, stored)?;
+    if let Some(original) = original {
+        check_original(rec, original)?;
+    }
+    file.seek(SeekFrom::Start(0))
+        .map_err(|source| StreamError::Store {
+            name: name.into(),
+            source,
+        })?;
+    pipe::enlarge(&pipe_fd);
+    let mut out = HoldLast::new(File::from(pipe_fd));
+    // Second pass: decoding is deterministic, so the same stored bytes give
+    // the original bytes pass one checked; only the stored ones are hashed.
+    let (stored, _) = decode(&mut file, codec, name, &mut out, false)?;
+    if check_stored(rec, stored).is_err() {
+        return Err(StreamError::Changed { name: name.into() });
+    }
+    out.release().map_err(|source| StreamError::PipeWrite {
+        name: name.into(),
+        source,
+    })
+}
+
+/// Decodes `file` into `out`; returns the stored count, and the original
+/// one when asked.
+fn decode(
+    file: &mut File,
+    codec: Codec,
+    name: &str,
+    out: &mut impl Write,
+    hash_original: bool,
+) -> Result<(Counted, Option<Counted>)> {
+    let dec_err = |source| StreamError::Decompress {
+        name: name.into(),
+        source,
+    };
+    let mut src = Source::new(codec, HashingReader::new(&mut *file)).map_err(dec_err)?;
+    let mut original = hash_original.then(Counted::new);
+    let mut buf = vec![0u8; pipe::CHUNK];
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(dec_err(e)),
+        };
+        if let Some(o) = original.as_mut() {
+            o.update(&buf[..n]);
+        }
+        out.write_all(&buf[..n])
+            .map_err(|source| StreamError::PipeWrite {
+                name: name.into(),
+                source,
+            })?;
+    }
+    // Bytes after the last frame still count for the stored digest.
+    let mut rest = src.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(|source| StreamError::Store {
+        name: name.into(),
+        source,
+    })?;
+    Ok((rest.count, original))
+}
+
+fn check_stored(rec: &FileRecord, stored: Counted) -> Result<()> {
+    let name = rec.name.clone();
+    if stored.size != rec.stored_size {
+        return Err(StreamError::StoredSize {
+            name,
+            expected: rec.stored_size,
+            found: stored.size,
+        });
+    }
+    let found = stored.hex();
+    if found != rec.stored_sha256 {
+        return Err(StreamError::StoredDigest {
+            name,
+            expected: rec.stored_sha256.clone(),
+            found,
+        });
+    }
+    Ok(())
+}
+
+fn check_original(rec: &FileRecord, original: Counted) -> Result<()> {
+    let name = rec.name.clone();
+    if original.size != rec.original_size {
+        return Err(StreamError::OriginalSize {
+            name,
+            expected: rec.original_size,
+            found: original.size,
+        });
+    }
+    let found = original.hex();
+    if found != rec.original_sha256 {
+        return Err(StreamError::OriginalDigest {
+            name,
+            expected: rec.original_sha256.clone(),
+            found,
+        });
+    }
+    Ok(())
+}
+
+/// Writes everything but the last chunk until `release`: a file that fails
+/// its second check never reaches CRIU whole.
+struct HoldLast<W: Write> {
+    inner: W,
+    held: Vec<u8>,
+}
+
+impl<W: Write> HoldLast<W> {
+    fn new(inner: W) -> Self {
+        HoldLast {
+            inner,
+            held: Vec::new(),
+        }
+    }
+
+    fn release(mut self) -> io::Result<()> {
+        self.inner.write_all(&self.held)?;
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Write for HoldLast<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write_all(&self.held)?;
+        self.held.clear();
+        self.held.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
