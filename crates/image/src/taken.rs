@@ -54,7 +54,7 @@ impl ImageStore {
     /// this process's own. [`Error::NotFound`] when there is none, or when
     /// another restorer took it first.
     pub fn take(&self, ns: &str, key: &str) -> Result<Taken> {
-        self.take_inner(ns, key, None)
+        self.take_inner(ns, key, key, None)
     }
 
     /// [`ImageStore::take`] for a shared root: a lease file
@@ -63,10 +63,41 @@ impl ImageStore {
     /// image back to the next restorer only once this process stopped
     /// touching it (see lease.rs). `owner` is written into the lease.
     pub fn take_leased(&self, ns: &str, key: &str, owner: &str, lease: Duration) -> Result<Taken> {
-        self.take_inner(ns, key, Some((owner, lease)))
+        self.take_inner(ns, key, key, Some((owner, lease)))
     }
 
-    fn take_inner(&self, ns: &str, key: &str, lease: Option<(&str, Duration)>) -> Result<Taken> {
+    /// Takes the newest older generation of `ns`/`key` (see
+    /// generations.rs) as [`ImageStore::take`] or, with `lease`,
+    /// [`ImageStore::take_leased`] takes the current image. Only a
+    /// restorer whose own newer image of the key turned out bad calls
+    /// this: one that found no image under the key (another restorer has
+    /// it) never falls back to the older ones. None when there is none
+    /// left; one another process took or removed first is skipped.
+    pub fn take_generation(
+        &self,
+        ns: &str,
+        key: &str,
+        lease: Option<(&str, Duration)>,
+    ) -> Result<Option<Taken>> {
+        for g in self.generations(ns, key)? {
+            match self.take_inner(ns, key, &g.name, lease) {
+                Ok(t) => return Ok(Some(t)),
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Takes `from` (the key's image, or one of its generations) in the
+    /// scope directory as this process's own `{key}@taken-{tag}`.
+    fn take_inner(
+        &self,
+        ns: &str,
+        key: &str,
+        from: &str,
+        lease: Option<(&str, Duration)>,
+    ) -> Result<Taken> {
         self.checked_ns(ns)?;
         let src = self.image_dir(ns, key)?;
         let ns_dir = src.parent().expect("image dir has a parent").to_path_buf();
@@ -74,7 +105,7 @@ impl ImageStore {
         let name = format!("{key}{SEP}{TAKEN}{tag}");
         let dir = ns_dir.join(&name);
         let ns_held = crate::fsutil::HeldDir::beneath(self.root(), ns)?;
-        let (src, ns_dir) = (ns_held.path().join(key), ns_held.path().to_path_buf());
+        let (src, ns_dir) = (ns_held.path().join(from), ns_held.path().to_path_buf());
         let meta = fs::symlink_metadata(&src).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound {
                 namespace: ns.into(),
@@ -237,6 +268,14 @@ impl Taken {
         }
         self.rename_to(&dest)?;
         set_status(&dest, Status::Restored, None)?;
+        // The key's older generations are older state of the run this
+        // restore continues: never to be restored after it.
+        let restored = crate::image::read_manifest(&dest)?.created_at;
+        match crate::generations::retire_up_to(&self.ns_dir, &self.key, restored) {
+            Ok(0) => {}
+            Ok(n) => log::info!("{}: retired {n} older generations", shown.display()),
+            Err(e) => log::warn!("{}: retiring older generations: {e}", shown.display()),
+        }
         Ok(shown)
     }
 

@@ -1,4 +1,5 @@
-//! `archctl rm NS/KEY...`: checks every image first, then removes them.
+//! `archctl rm NS/KEY...`: checks every image first, then removes them,
+//! each with its older generations.
 
 use arch_image::ImageStore;
 
@@ -19,6 +20,11 @@ pub fn run(store: &ImageStore, ids: &[ImageId]) -> Result<i32> {
     }
     for id in ids {
         remove_entry(&store.root().join(&id.namespace), &id.key)?;
+        // The key's older generations are its images too.
+        let gens = store.remove_generations(&id.namespace, &id.key)?;
+        if gens > 0 {
+            println!("removed {gens} older generations of {id}");
+        }
         tags::update(store.root(), |t| (t.forget(&id.to_string()), ()))?;
         println!("removed {id}");
     }
