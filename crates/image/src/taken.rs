@@ -40,6 +40,8 @@ pub struct Taken {
     ns_dir: PathBuf,
     namespace: String,
     key: String,
+    /// What it was taken from: `{key}` or an older generation's name.
+    origin: String,
     trust: crate::Trust,
     /// network-fs: the lease beside it, touched until the image is decided.
     lease: Option<Lease>,
@@ -139,6 +141,7 @@ impl ImageStore {
             _ns_held: ns_held,
             namespace: ns.into(),
             key: key.into(),
+            origin: from.into(),
             trust: self.trust().clone(),
             lease,
             done: false,
@@ -150,6 +153,12 @@ impl Taken {
     /// Where the taken image is now.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The name it was taken from in its scope directory: the key (the
+    /// newest image) or an older generation's `{key}@gen-…`.
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// Whether this process still holds the image: false once a lease
