@@ -61,4 +61,6 @@ mod tests;
 #[cfg(test)]
 mod tests_cleanup;
 #[cfg(test)]
+mod tests_generations;
+#[cfg(test)]
 mod tests_swap;

@@ -37,7 +37,7 @@ pub struct ImageStore {
     clock: Clock,
     /// Images kept per key, the current one included (host configuration
     /// `generations`; 1 keeps only the newest).
-    generations: usize,
+    pub(crate) generations: usize,
 }
 
 /// The clock that judges ages on the root: the file server's.
