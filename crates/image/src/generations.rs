@@ -93,7 +93,7 @@ pub(crate) fn generations_in(ns_dir: &Path, key: &str) -> Result<Vec<Generation>
             });
         }
     }
-    out.sort_by(|a, b| order(&b.created_at).cmp(&order(&a.created_at)));
+    out.sort_by_key(|g| std::cmp::Reverse(order(&g.created_at)));
     Ok(out)
 }
 

@@ -1,0 +1,156 @@
+//! Older generations (issue 16 §1): a host keeping `generations = 2`
+//! (set in its config file, `ARCH_CONFIG`) restores a container whose
+//! newest periodic image is corrupt from the one before it, instead of
+//! starting it fresh, and records the fallback.
+//!
+//! It runs on a private containerd of its own (as two_hosts does): the
+//! host configuration is containerd's, and the suite's must stay as CI
+//! set it.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use arch_e2e::{records_for, unique_id, wait_until, Ctr};
+use arch_records::{Operation, Outcome};
+
+use crate::two_hosts::{bases, Host};
+
+/// Counts ten times a second into /tmp/count; remembers its boot (new
+/// after a fresh start, the same after a restore).
+const COUNTER: &str = "boot=$(cat /proc/sys/kernel/random/uuid); i=0; \
+    while true; do i=$((i+1)); echo $i > /tmp/count; echo $boot > /tmp/boot; sleep 0.1; done";
+
+fn run(c: &Ctr, id: &str, key: &str, interval: &str) {
+    let env = format!("ARCH_INTERVAL={interval}");
+    let r = c.run_arch_with(
+        "-d",
+        id,
+        Some(key),
+        &["--env", &env],
+        &["sh", "-c", COUNTER],
+    );
+    assert_eq!(r.code, 0, "ctr run {id}: {}", r.stderr);
+}
+
+fn entries(root: &Path, key: &str) -> Vec<String> {
+    arch_e2e::entries_in(root, "arch-test", key)
+}
+
+/// The biggest CRIU pages file of the image at `dir`.
+fn pages_file(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir.join("criu"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pages-"))
+        .max_by_key(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .map(|e| e.path())
+        .unwrap_or_else(|| panic!("no pages file in {}", dir.display()))
+}
+
+/// Flips the first bytes of `path` in place (size unchanged).
+fn corrupt(path: &Path) {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut head = [0u8; 64];
+    let n = f.read(&mut head).unwrap();
+    assert!(n > 0, "{} is empty", path.display());
+    for b in &mut head[..n] {
+        *b ^= 0xff;
+    }
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.write_all(&head[..n]).unwrap();
+    f.sync_all().unwrap();
+}
+
+#[test]
+fn a_corrupt_newest_image_falls_back_to_the_generation_before() {
+    let (_, disk) = bases();
+    let root = disk.join("generations-checkpoint");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&disk).unwrap();
+    let config = disk.join("generations.toml");
+    std::fs::write(&config, "generations = 2\n").unwrap();
+    let host = Host::with_env("gens", &root, &[("ARCH_CONFIG", config.to_str().unwrap())]);
+    let c = &host.ctr;
+
+    let (first, key) = (unique_id("gens"), unique_id("genkey"));
+    run(c, &first, &key, "2s");
+    let periodic_ok = || {
+        records_for(&root, &key)
+            .iter()
+            .filter(|r| {
+                r.op == Operation::Checkpoint && r.trigger == "periodic" && r.outcome == Outcome::Ok
+            })
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || periodic_ok() >= 3),
+        "three periodic checkpoints within 60 s: {:?}",
+        records_for(&root, &key)
+    );
+    let boot = c.rootfs_file(&first, "tmp/boot");
+    // A crash: SIGKILL, no final checkpoint; nothing writes images after.
+    assert_eq!(c.run(&["task", "kill", "-s", "SIGKILL", &first]).code, 0);
+    c.wait_status(&first, "STOPPED");
+    c.run(&["task", "rm", "-f", &first]);
+    c.run(&["container", "rm", &first]);
+    let left = entries(&root, &key);
+    let gens: Vec<_> = left.iter().filter(|n| n.contains("@gen-")).collect();
+    assert!(
+        left.contains(&key) && gens.len() == 1,
+        "the newest image and one older generation: {left:?}"
+    );
+    let older = gens[0].clone();
+    corrupt(&pages_file(&root.join("arch-test").join(&key)));
+
+    let second = unique_id("gens2");
+    run(c, &second, &key, "1h");
+    c.wait_status(&second, "RUNNING");
+    assert_eq!(
+        c.exec_file(&second, "/tmp/boot"),
+        boot,
+        "restored from the older generation, not started fresh"
+    );
+    let counted: u64 = c.exec_file(&second, "/tmp/count").parse().unwrap_or(0);
+    assert!(counted > 0, "the counter continues");
+
+    let restores: Vec<_> = records_for(&root, &key)
+        .into_iter()
+        .filter(|r| r.op == Operation::Restore)
+        .collect();
+    let fallback = restores
+        .iter()
+        .find(|r| r.outcome == Outcome::Fallback)
+        .unwrap_or_else(|| panic!("no fallback recorded: {restores:?}"));
+    let why = fallback.error.clone().unwrap_or_default();
+    assert!(
+        why.contains("falling back to older generation") && why.contains(&older),
+        "the record names the fallback: {why}"
+    );
+    let ok = restores
+        .iter()
+        .find(|r| r.outcome == Outcome::Ok)
+        .unwrap_or_else(|| panic!("no restore recorded: {restores:?}"));
+    assert!(
+        ok.error.as_deref().is_some_and(|e| e.contains(&older)),
+        "the restore names its generation: {ok:?}"
+    );
+    let left = entries(&root, &key);
+    assert!(
+        left.iter().any(|n| n.contains("@failed-"))
+            && left.iter().any(|n| n.ends_with("@restored"))
+            && !left
+                .iter()
+                .any(|n| n.contains("@gen-") || n.contains("@taken-"))
+            && !left.contains(&key),
+        "the bad image kept aside, the older one retired, nothing left to restore: {left:?}"
+    );
+    c.run(&["task", "kill", "-s", "SIGKILL", &second]);
+    c.wait_status(&second, "STOPPED");
+    c.run(&["task", "rm", "-f", &second]);
+    c.run(&["container", "rm", &second]);
+}
