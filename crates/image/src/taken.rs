@@ -81,6 +81,11 @@ impl ImageStore {
         key: &str,
         lease: Option<(&str, Duration)>,
     ) -> Result<Option<Taken>> {
+        // A host keeping one image never reaches for older ones, even
+        // those a host that kept more left behind.
+        if self.generations < 2 {
+            return Ok(None);
+        }
         for g in self.generations(ns, key)? {
             match self.take_inner(ns, key, &g.name, lease) {
                 Ok(t) => return Ok(Some(t)),

@@ -140,6 +140,11 @@ fn a_restorer_falls_back_to_older_generations_newest_first() {
     let newest = store.take("ns", "k").unwrap();
     assert_eq!(newest.origin(), "k");
     newest.fail("pages: checksum mismatch").unwrap();
+    let one = ImageStore::new(tmp.path());
+    assert!(
+        one.take_generation("ns", "k", None).unwrap().is_none(),
+        "a host keeping one image never falls back"
+    );
     let b = store.take_generation("ns", "k", None).unwrap().unwrap();
     assert!(is_generation(b.origin().split_once('@').unwrap().1));
     assert_eq!(payload(b.dir()), "b");
