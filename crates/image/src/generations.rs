@@ -10,15 +10,16 @@
 //! a generation with a temporary, a claim or a retiree.
 //!
 //! The set belongs to the key: once one of them (or the newest image) has
-//! been restored, every generation committed at or before it is retired,
-//! by the restorer and, should it die first, by stale-temp cleanup. Older
-//! state never comes back after newer state was restored.
+//! been restored, every generation that existed then is retired, by the
+//! restorer and, should it die first, by stale-temp cleanup. Older state
+//! never comes back after newer state was restored.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::{io_err, Result};
 use crate::ident::validate_key;
+use crate::lease::changed_at;
 use crate::manifest::Timestamp;
 use crate::store::ImageStore;
 use crate::SIDECAR_SEP as SEP;
@@ -116,28 +117,37 @@ pub(crate) fn keep_newest(ns_dir: &Path, key: &str, keep: usize) -> Result<usize
     Ok(extra)
 }
 
-/// Retires the generations of `key` committed at or before `restored`
-/// (the commit time of the image just restored): they are older state of
-/// the run that restore continued. Returns how many went.
-pub(crate) fn retire_up_to(ns_dir: &Path, key: &str, restored: Timestamp) -> Result<usize> {
+/// Whether the generation `name` of `key` is older state than the key's
+/// `@restored` image: it became a generation before that restore (its
+/// restorer retires such ones, or died before it could). Judged by the
+/// root's own clock (the entries' change times, set by the file server,
+/// as for `@old-`), never by the writers' clocks, which may differ
+/// between hosts: a generation of the run that restore started becomes
+/// one at its second commit, at least an interval later.
+fn superseded_name(ns_dir: &Path, key: &str, name: &str) -> bool {
+    let restored = ns_dir.join(format!("{key}{SEP}restored"));
+    match (changed_at(&ns_dir.join(name)), changed_at(&restored)) {
+        (Some(generation), Some(restored)) => generation <= restored,
+        _ => false,
+    }
+}
+
+/// `superseded_name` for the sidecar `what` (the part after `@`).
+pub(crate) fn superseded(ns_dir: &Path, key: &str, what: &str) -> bool {
+    is_generation(what) && superseded_name(ns_dir, key, &format!("{key}{SEP}{what}"))
+}
+
+/// Retires the generations of `key` that are older state than its
+/// `@restored` image (see `superseded`). Returns how many went.
+pub(crate) fn retire_superseded(ns_dir: &Path, key: &str) -> Result<usize> {
     let mut n = 0;
     for g in generations_in(ns_dir, key)? {
-        if order(&g.created_at) <= order(&restored) {
+        if superseded_name(ns_dir, key, &g.name) {
             remove(&g)?;
             n += 1;
         }
     }
     Ok(n)
-}
-
-/// Whether the generation `what` of `key` is older state than the key's
-/// `@restored` image (a restorer that died before retiring it).
-pub(crate) fn superseded(ns_dir: &Path, key: &str, what: &str) -> bool {
-    let Some(at) = parse_gen(what) else {
-        return false;
-    };
-    let restored = ns_dir.join(format!("{key}{SEP}restored"));
-    crate::image::read_manifest(&restored).is_ok_and(|m| order(&at) <= order(&m.created_at))
 }
 
 impl ImageStore {

@@ -284,8 +284,7 @@ impl Taken {
         set_status(&dest, Status::Restored, None)?;
         // The key's older generations are older state of the run this
         // restore continues: never to be restored after it.
-        let restored = crate::image::read_manifest(&dest)?.created_at;
-        match crate::generations::retire_up_to(&self.ns_dir, &self.key, restored) {
+        match crate::generations::retire_superseded(&self.ns_dir, &self.key) {
             Ok(0) => {}
             Ok(n) => log::info!("{}: retired {n} older generations", shown.display()),
             Err(e) => log::warn!("{}: retiring older generations: {e}", shown.display()),
