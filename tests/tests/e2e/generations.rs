@@ -1,7 +1,8 @@
 //! Older generations (issue 16 §1): a host keeping `generations = 2`
 //! (set in its config file, `ARCH_CONFIG`) restores a container whose
-//! newest periodic image is corrupt from the one before it, instead of
-//! starting it fresh, and records the fallback.
+//! newest periodic image is bad - corrupt on disk (refused at Create), or
+//! refused by CRIU (at Start) - from the one before it, instead of
+//! starting it fresh, and records the fallback; in network-fs mode too.
 //!
 //! It runs on a private containerd of its own (as two_hosts does): the
 //! host configuration is containerd's, and the suite's must stay as CI
@@ -21,15 +22,11 @@ use crate::two_hosts::{bases, Host};
 const COUNTER: &str = "boot=$(cat /proc/sys/kernel/random/uuid); i=0; \
     while true; do i=$((i+1)); echo $i > /tmp/count; echo $boot > /tmp/boot; sleep 0.1; done";
 
-fn run(c: &Ctr, id: &str, key: &str, interval: &str) {
+fn run(c: &Ctr, id: &str, key: &str, interval: &str, extra: &[&str]) {
     let env = format!("ARCH_INTERVAL={interval}");
-    let r = c.run_arch_with(
-        "-d",
-        id,
-        Some(key),
-        &["--env", &env],
-        &["sh", "-c", COUNTER],
-    );
+    let mut args = vec!["--env", env.as_str()];
+    args.extend_from_slice(extra);
+    let r = c.run_arch_with("-d", id, Some(key), &args, &["sh", "-c", COUNTER]);
     assert_eq!(r.code, 0, "ctr run {id}: {}", r.stderr);
 }
 
@@ -66,19 +63,54 @@ fn corrupt(path: &Path) {
     f.sync_all().unwrap();
 }
 
+/// How the newest image is made unusable.
+#[derive(Clone, Copy, PartialEq)]
+enum Break {
+    /// A pages file flipped on disk: its sha256 no longer matches (Create).
+    Pages,
+    /// CRIU's restore fails once (an injected error at its pre-restore
+    /// notify, which fires once): the image checks out, CRIU refuses (Start).
+    Criu,
+}
+
+const CRIU_FAILS_ONCE: &str = "io.arch.test.fault=criu:pre-restore=error";
+
 #[test]
 fn a_corrupt_newest_image_falls_back_to_the_generation_before() {
+    falls_back("gens", &[], Break::Pages);
+}
+
+#[test]
+fn a_failed_criu_restore_falls_back_to_the_generation_before() {
+    falls_back("gens-criu", &[], Break::Criu);
+}
+
+/// On a shared root the restorer takes the older generation under a lease
+/// too, and leaves none behind.
+#[test]
+fn network_fs_falls_back_to_the_generation_before_under_a_lease() {
+    let env = [("ARCH_MODE", "network-fs"), ("ARCH_CLAIM_LEASE_SECS", "2")];
+    falls_back("gens-nfs", &env, Break::Pages);
+}
+
+/// A host `name` keeping two generations (its config file), settings
+/// `env` besides: a counter checkpointed every 2 s is killed, its newest
+/// image broken as `how` says, and the re-created container continues
+/// from the image before it.
+fn falls_back(name: &str, env: &[(&str, &str)], how: Break) {
     let (_, disk) = bases();
-    let root = disk.join("generations-checkpoint");
+    let root = disk.join(format!("{name}-checkpoint"));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&disk).unwrap();
-    let config = disk.join("generations.toml");
+    let config = disk.join(format!("{name}.toml"));
     std::fs::write(&config, "generations = 2\n").unwrap();
-    let host = Host::with_env("gens", &root, &[("ARCH_CONFIG", config.to_str().unwrap())]);
+    let mut env = env.to_vec();
+    env.push(("ARCH_CONFIG", config.to_str().unwrap()));
+    let host = Host::with_env(name, &root, &env);
     let c = &host.ctr;
 
-    let (first, key) = (unique_id("gens"), unique_id("genkey"));
-    run(c, &first, &key, "2s");
+    let (first, key) = (unique_id(name), unique_id("genkey"));
+    run(c, &first, &key, "2s", &[]);
     let periodic_ok = || {
         records_for(&root, &key)
             .iter()
@@ -105,10 +137,16 @@ fn a_corrupt_newest_image_falls_back_to_the_generation_before() {
         "the newest image and one older generation: {left:?}"
     );
     let older = gens[0].clone();
-    corrupt(&pages_file(&root.join("arch-test").join(&key)));
+    let extra: &[&str] = match how {
+        Break::Pages => {
+            corrupt(&pages_file(&root.join("arch-test").join(&key)));
+            &[]
+        }
+        Break::Criu => &["--annotation", CRIU_FAILS_ONCE],
+    };
 
-    let second = unique_id("gens2");
-    run(c, &second, &key, "1h");
+    let second = unique_id(name);
+    run(c, &second, &key, "1h", extra);
     c.wait_status(&second, "RUNNING");
     assert_eq!(
         c.exec_file(&second, "/tmp/boot"),
@@ -131,6 +169,11 @@ fn a_corrupt_newest_image_falls_back_to_the_generation_before() {
         why.contains("falling back to older generation") && why.contains(&older),
         "the record names the fallback: {why}"
     );
+    let cause = match how {
+        Break::Pages => "sha256",
+        Break::Criu => "restore",
+    };
+    assert!(why.contains(cause), "the reason is kept: {why}");
     let ok = restores
         .iter()
         .find(|r| r.outcome == Outcome::Ok)
@@ -145,7 +188,7 @@ fn a_corrupt_newest_image_falls_back_to_the_generation_before() {
             && left.iter().any(|n| n.ends_with("@restored"))
             && !left
                 .iter()
-                .any(|n| n.contains("@gen-") || n.contains("@taken-"))
+                .any(|n| n.contains("@gen-") || n.contains("@taken-") || n.contains("@lease-"))
             && !left.contains(&key),
         "the bad image kept aside, the older one retired, nothing left to restore: {left:?}"
     );
