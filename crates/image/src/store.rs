@@ -488,7 +488,8 @@ pub enum StaleWhy {
     /// A taken image (or a lease) whose lease was not touched for longer
     /// than the lease duration: its restorer on another host is gone.
     LeaseExpired,
-    /// An older generation committed before the key's restored image.
+    /// An older generation that became one before the key's `@restored`
+    /// image was restored: older state than what was restored.
     Superseded,
 }
 

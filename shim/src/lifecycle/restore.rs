@@ -72,18 +72,14 @@ impl Arch {
                 Ok(r) => break (r, image, taken),
                 Err(e) => {
                     let reason = format!("{e}{}", log_tail(&work_dir.join("restore.log")));
-                    let mut next = self.fall_back(&store, taken, &target, &reason);
-                    loop {
-                        let Some(t) = next.take() else {
+                    let next = self
+                        .fall_back(&store, taken, &target, &reason)
+                        .and_then(|t| self.stage_from(&store, t, &target));
+                    match next {
+                        Some(staged) => (image, local, taken) = staged,
+                        None => {
                             drop(local);
                             return self.fresh_start(c, stdio, register);
-                        };
-                        match self.stage(&t, &target) {
-                            Ok((i, l)) => {
-                                (image, local, taken) = (i, l, t);
-                                break;
-                            }
-                            Err(e) => next = self.fall_back(&store, t, &target, &e.to_string()),
                         }
                     }
                 }

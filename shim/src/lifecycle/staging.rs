@@ -167,7 +167,7 @@ impl Arch {
         } else {
             store.take(ns, key)
         };
-        let mut taken = match taken {
+        let taken = match taken {
             Ok(t) => t,
             Err(e) => {
                 log::warn!(
@@ -177,18 +177,35 @@ impl Arch {
             }
         };
         log::info!("{id}: took {ns}/{key} as {}", taken.dir().display());
+        self.stage_from(&store, taken, target)
+    }
+
+    /// Stages `taken`; if it is bad, sets it aside and stages the key's
+    /// next older generation, and so on. None: a fresh start (nothing left
+    /// to try, or an image of another profile, which is put back).
+    pub(super) fn stage_from(
+        &self,
+        store: &ImageStore,
+        mut taken: Taken,
+        target: &RestoreTarget,
+    ) -> Option<(Image, LocalCopy, Taken)> {
+        let (id, ns, key) = (
+            target.id,
+            &target.state.identity.namespace,
+            &target.state.identity.key,
+        );
         loop {
             match self.stage(&taken, target) {
                 Ok((image, local)) => return Some((image, local, taken)),
                 Err(StagingError::Profile(e)) => {
                     // Swapped for another container's image since the check.
-                    self.refuse_profile(&store, target, "another container", &e);
+                    self.refuse_profile(store, target, "another container", &e);
                     if let Err(e) = taken.put_back() {
                         log::error!("{id}: putting back {ns}/{key}: {e}");
                     }
                     return None;
                 }
-                Err(e) => taken = self.fall_back(&store, taken, target, &e.to_string())?,
+                Err(e) => taken = self.fall_back(store, taken, target, &e.to_string())?,
             }
         }
     }
