@@ -171,7 +171,7 @@ fn falls_back(name: &str, env: &[(&str, &str)], how: Break) {
     );
     let cause = match how {
         Break::Pages => "sha256",
-        Break::Criu => "restore",
+        Break::Criu => "notify",
     };
     assert!(why.contains(cause), "the reason is kept: {why}");
     let ok = restores
