@@ -1,8 +1,11 @@
-//! Older generations (issue 16 §1): a host keeping `generations = 2`
+//! Older generations (issue 16 §1): a host keeping `generations = 3`
 //! (set in its config file, `ARCH_CONFIG`) restores a container whose
 //! newest periodic image is bad - corrupt on disk (refused at Create), or
 //! refused by CRIU (at Start) - from the one before it, instead of
 //! starting it fresh, and records the fallback; in network-fs mode too.
+//! The generation before that is retired by the restore (never restored
+//! later), and the continued job's own checkpoints become the newest and
+//! its generations.
 //!
 //! It runs on a private containerd of its own (as two_hosts does): the
 //! host configuration is containerd's, and the suite's must stay as CI
@@ -93,7 +96,7 @@ fn network_fs_falls_back_to_the_generation_before_under_a_lease() {
     falls_back("gens-nfs", &env, Break::Pages);
 }
 
-/// A host `name` keeping two generations (its config file), settings
+/// A host `name` keeping three images per key (its config file), settings
 /// `env` besides: a counter checkpointed every 2 s is killed, its newest
 /// image broken as `how` says, and the re-created container continues
 /// from the image before it.
@@ -103,7 +106,7 @@ fn falls_back(name: &str, env: &[(&str, &str)], how: Break) {
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&disk).unwrap();
     let config = disk.join(format!("{name}.toml"));
-    std::fs::write(&config, "generations = 2\n").unwrap();
+    std::fs::write(&config, "generations = 3\n").unwrap();
     let mut env = env.to_vec();
     env.push(("ARCH_CONFIG", config.to_str().unwrap()));
     let host = Host::with_env(name, &root, &env);
@@ -131,12 +134,14 @@ fn falls_back(name: &str, env: &[(&str, &str)], how: Break) {
     c.run(&["task", "rm", "-f", &first]);
     c.run(&["container", "rm", &first]);
     let left = entries(&root, &key);
-    let gens: Vec<_> = left.iter().filter(|n| n.contains("@gen-")).collect();
+    let mut gens: Vec<_> = left.iter().filter(|n| n.contains("@gen-")).collect();
     assert!(
-        left.contains(&key) && gens.len() == 1,
-        "the newest image and one older generation: {left:?}"
+        left.contains(&key) && gens.len() == 2,
+        "the newest image and two older generations: {left:?}"
     );
-    let older = gens[0].clone();
+    // Named by commit time, fixed width: the greatest name is the newest.
+    gens.sort();
+    let older = gens[1].clone();
     let extra: &[&str] = match how {
         Break::Pages => {
             corrupt(&pages_file(&root.join("arch-test").join(&key)));
@@ -146,7 +151,7 @@ fn falls_back(name: &str, env: &[(&str, &str)], how: Break) {
     };
 
     let second = unique_id(name);
-    run(c, &second, &key, "1h", extra);
+    run(c, &second, &key, "2s", extra);
     c.wait_status(&second, "RUNNING");
     assert_eq!(
         c.exec_file(&second, "/tmp/boot"),
@@ -189,8 +194,32 @@ fn falls_back(name: &str, env: &[(&str, &str)], how: Break) {
             && !left
                 .iter()
                 .any(|n| n.contains("@gen-") || n.contains("@taken-") || n.contains("@lease-"))
-            && !left.contains(&key),
-        "the bad image kept aside, the older one retired, nothing left to restore: {left:?}"
+            && !left
+                .iter()
+                .any(|n| n.contains("@gen-") && n.as_str() <= older.as_str()),
+        "the bad image kept aside, the older ones retired: {left:?}"
+    );
+    // The job goes on: its checkpoints are the newest, and survive the
+    // cleanup each checkpoint runs (newer than the restored image).
+    let own_commits = || {
+        records_for(&root, &key)
+            .iter()
+            .filter(|r| r.container_id == second && r.outcome == Outcome::Ok)
+            .filter(|r| r.op == Operation::Checkpoint)
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || own_commits() >= 3),
+        "the continued job checkpoints: {:?}",
+        records_for(&root, &key)
+    );
+    let left = entries(&root, &key);
+    let newer: Vec<_> = left.iter().filter(|n| n.contains("@gen-")).collect();
+    assert!(
+        left.contains(&key)
+            && !newer.is_empty()
+            && newer.iter().all(|n| n.as_str() > older.as_str()),
+        "the continued job's own generations, none of the run before: {left:?}"
     );
     c.run(&["task", "kill", "-s", "SIGKILL", &second]);
     c.wait_status(&second, "STOPPED");
