@@ -342,4 +342,12 @@ fn generations_are_listed_inspected_and_removed_with_their_key() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert_eq!(left, ["other"]);
+
+    // A key whose generations are all that is left can be removed too.
+    r.image("default", "job", 10);
+    r.image("default", "job", 20);
+    fs::remove_dir_all(r.path().join("default/job")).unwrap();
+    let out = ok(r.run(&["rm", "default/job"]));
+    assert!(out.contains("removed 1 older generations"), "{out}");
+    assert!(r.store.generations("default", "job").unwrap().is_empty());
 }

@@ -77,7 +77,9 @@ pub fn run(store: &ImageStore, o: &Options) -> Result<i32> {
             remove_entry(&store.root().join(&e.namespace), &e.name)?;
             if e.kind == Kind::Committed {
                 // Its older generations go with it: the set is the key's.
-                store.remove_generations(&e.namespace, &e.key)?;
+                for g in store.generations(&e.namespace, &e.key)? {
+                    remove_entry(&store.root().join(&e.namespace), &g.name)?;
+                }
                 let id = format!("{}/{}", e.namespace, e.key);
                 tags::update(store.root(), |t| (t.forget(&id), ()))?;
             }

@@ -10,7 +10,11 @@ use crate::tags;
 
 pub fn run(store: &ImageStore, ids: &[ImageId]) -> Result<i32> {
     for id in ids {
-        super::require_image(store, id)?;
+        // A key whose older generations are all that is left is removable.
+        let has_generations = !store.generations(&id.namespace, &id.key)?.is_empty();
+        if !has_generations {
+            super::require_image(store, id)?;
+        }
         if is_claimed(store, &id.namespace, &id.key) {
             return Err(Error::Refused(format!(
                 "{id} is claimed by a restore in progress ({}/{}@claim); nothing removed",
@@ -19,11 +23,18 @@ pub fn run(store: &ImageStore, ids: &[ImageId]) -> Result<i32> {
         }
     }
     for id in ids {
-        remove_entry(&store.root().join(&id.namespace), &id.key)?;
-        // The key's older generations are its images too.
-        let gens = store.remove_generations(&id.namespace, &id.key)?;
-        if gens > 0 {
-            println!("removed {gens} older generations of {id}");
+        let ns_dir = store.root().join(&id.namespace);
+        if store.image_dir(&id.namespace, &id.key)?.is_dir() {
+            remove_entry(&ns_dir, &id.key)?;
+        }
+        // The key's older generations are its images too; each is removed
+        // as an image is (renamed aside first).
+        let gens = store.generations(&id.namespace, &id.key)?;
+        for g in &gens {
+            remove_entry(&ns_dir, &g.name)?;
+        }
+        if !gens.is_empty() {
+            println!("removed {} older generations of {id}", gens.len());
         }
         tags::update(store.root(), |t| (t.forget(&id.to_string()), ()))?;
         println!("removed {id}");
