@@ -28,6 +28,8 @@ pub enum Kind {
     Claim,
     /// `@taken-`: an image a restorer took (being restored).
     Taken,
+    /// `@gen-`: an older generation of the key's image (host `generations`).
+    Generation,
 }
 
 impl Kind {
@@ -45,6 +47,7 @@ impl Kind {
             w if w.starts_with("old-") => Kind::Old,
             w if w.starts_with("rm-") => Kind::Removing,
             w if w.starts_with("taken-") => Kind::Taken,
+            w if arch_image::is_generation(w) => Kind::Generation,
             _ => return None,
         };
         Some((key, kind))
@@ -97,6 +100,7 @@ impl Entry {
             (Kind::Removing, _) => "removing",
             (Kind::Claim, _) => "claim",
             (Kind::Taken, _) => "taken",
+            (Kind::Generation, _) => "generation",
         }
     }
 
@@ -157,7 +161,10 @@ pub fn scan(store: &ImageStore) -> Result<Vec<Entry>> {
                 continue; // images are real dirs; claims are files
             }
             let path = ent.path();
-            let manifest = if matches!(kind, Kind::Committed | Kind::Restored | Kind::Failed) {
+            let manifest = if matches!(
+                kind,
+                Kind::Committed | Kind::Restored | Kind::Failed | Kind::Generation
+            ) {
                 read_manifest(&path)
             } else {
                 Err("no manifest".into())

@@ -312,3 +312,43 @@ fn validate_with_a_key_checks_signatures() {
     let out = stdout(&r.run_strict(&["validate", "--key", k, "default/signed"]));
     assert!(out.contains("bad image signature"), "{out}");
 }
+
+#[test]
+fn generations_are_listed_inspected_and_removed_with_their_key() {
+    let mut r = Root::new();
+    r.store = r.store.clone().with_generations(3);
+    for payload in [10, 20, 30] {
+        r.image("default", "job", payload);
+    }
+    r.image("default", "other", 5);
+    let text = ok(r.run(&["ls"]));
+    let gens: Vec<_> = text.lines().filter(|l| l.contains("job@gen-")).collect();
+    assert_eq!(gens.len(), 2, "{text}");
+    assert!(gens.iter().all(|l| l.contains("generation")), "{text}");
+
+    let ins = ok(r.run(&["inspect", "default/job"]));
+    assert!(ins.contains("generations: 2 older"), "{ins}");
+    assert_eq!(ins.matches("valid: yes").count(), 2, "{ins}");
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(r.run(&["inspect", "--json", "default/job"]))).unwrap();
+    let g = j["generations"].as_array().unwrap();
+    assert_eq!(g.len(), 2);
+    assert!(g[0]["name"].as_str().unwrap().starts_with("job@gen-"));
+    assert_eq!(g[0]["valid"], true);
+
+    let out = ok(r.run(&["rm", "default/job"]));
+    assert!(out.contains("removed 2 older generations"), "{out}");
+    let left: Vec<_> = fs::read_dir(r.path().join("default"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left, ["other"]);
+
+    // A key whose generations are all that is left can be removed too.
+    r.image("default", "job", 10);
+    r.image("default", "job", 20);
+    fs::remove_dir_all(r.path().join("default/job")).unwrap();
+    let out = ok(r.run(&["rm", "default/job"]));
+    assert!(out.contains("removed 1 older generations"), "{out}");
+    assert!(r.store.generations("default", "job").unwrap().is_empty());
+}

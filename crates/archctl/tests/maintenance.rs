@@ -245,3 +245,35 @@ fn gc_gives_back_an_image_whose_restorers_lease_expired() {
     assert!(r.path().join("default/job").exists(), "given back: {out}");
     assert!(!taken.exists() && !lease.exists(), "{out}");
 }
+
+#[test]
+fn gc_keeps_a_keys_generations_and_removes_them_with_it_or_once_superseded() {
+    let mut r = Root::new();
+    r.store = r.store.clone().with_generations(3);
+    for payload in [10, 20, 30] {
+        r.image("default", "job", payload);
+    }
+    r.image("default", "sup", 10);
+    r.image("default", "sup", 20);
+    let gens = |key: &str| r.store.generations("default", key).unwrap().len();
+    let out = ok(r.run(&["gc", "--tmp-age", "0s"]));
+    assert_eq!((gens("job"), gens("sup")), (2, 1), "no temporaries\n{out}");
+
+    // "sup" was restored after its generation became one: older state.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    r.store.retire("default", "sup").unwrap();
+    let out = ok(r.run(&["gc", "--tmp-age", "1h", "--dry-run"]));
+    assert!(out.contains("would clean default/sup@gen-"), "{out}");
+    assert!(
+        out.contains("older generation than the image restored"),
+        "{out}"
+    );
+    ok(r.run(&["gc", "--tmp-age", "1h"]));
+    assert_eq!(gens("sup"), 0);
+    assert_eq!(gens("job"), 2, "another key's stay");
+
+    // An image gc removes takes its generations along.
+    let out = ok(r.run(&["gc", "--keep", "0"]));
+    assert!(out.contains("removed default/job"), "{out}");
+    assert_eq!(gens("job"), 0);
+}

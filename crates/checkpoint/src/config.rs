@@ -47,6 +47,9 @@ pub struct ArchConfig {
     /// network-fs: how long a restorer's lease on a taken image lasts
     /// without a heartbeat before another host gives the image back.
     pub claim_lease: Duration,
+    /// Images kept per key, the newest included (1 = the newest only):
+    /// a restore whose newest image is bad falls back to the older ones.
+    pub generations: usize,
 }
 
 /// Half the dump slots: the other half stays free for stop-checkpoints.
@@ -78,6 +81,7 @@ impl Default for ArchConfig {
             signing_key_file: None,
             allow_unsigned: false,
             claim_lease: DEFAULT_CLAIM_LEASE,
+            generations: 1,
         }
     }
 }
@@ -95,6 +99,7 @@ struct FileConfig {
     signing_key_file: Option<String>,
     allow_unsigned: Option<bool>,
     claim_lease_secs: Option<u64>,
+    generations: Option<usize>,
 }
 
 fn config_err(origin: &str, reason: impl Into<String>) -> CheckpointError {
@@ -197,6 +202,20 @@ fn parse_claim_lease(secs: u64, origin: &str) -> Result<Duration> {
     }
 }
 
+/// Most images a host may keep per key (each is a whole checkpoint): the
+/// image store's bound.
+use arch_image::MAX_GENERATIONS;
+
+fn parse_generations(n: usize, origin: &str) -> Result<usize> {
+    match n {
+        1..=MAX_GENERATIONS => Ok(n),
+        _ => Err(config_err(
+            origin,
+            format!("generations {n}: must be between 1 and {MAX_GENERATIONS}"),
+        )),
+    }
+}
+
 fn env_number<T: std::str::FromStr>(v: &str, origin: &str) -> Result<T> {
     v.trim()
         .parse()
@@ -207,8 +226,8 @@ impl ArchConfig {
     /// Defaults, then the file (`$ARCH_CONFIG` or the default path, if it
     /// exists), then `ARCH_CHECKPOINT_ROOT`, `ARCH_MODE`, `ARCH_STOP_SIGNAL`,
     /// `ARCH_KILL_DEADLINE_SECS`, `ARCH_MAX_CONCURRENT_DUMPS`,
-    /// `ARCH_SIGNING_KEY_FILE`, `ARCH_ALLOW_UNSIGNED`, `ARCH_CLAIM_LEASE_SECS` from the
-    /// environment.
+    /// `ARCH_SIGNING_KEY_FILE`, `ARCH_ALLOW_UNSIGNED`, `ARCH_CLAIM_LEASE_SECS`,
+    /// `ARCH_GENERATIONS` from the environment.
     pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let path = env(CONFIG_ENV)
             .map(PathBuf::from)
@@ -274,6 +293,10 @@ impl ArchConfig {
             let origin = "ARCH_CLAIM_LEASE_SECS";
             cfg.claim_lease = parse_claim_lease(env_number(&v, origin)?, origin)?;
         }
+        if let Some(v) = env("ARCH_GENERATIONS") {
+            let origin = "ARCH_GENERATIONS";
+            cfg.generations = parse_generations(env_number(&v, origin)?, origin)?;
+        }
         cfg.check_trust("the configuration")?;
         Ok(cfg)
     }
@@ -337,6 +360,9 @@ impl ArchConfig {
         if let Some(v) = file.claim_lease_secs {
             cfg.claim_lease = parse_claim_lease(v, &origin)?;
         }
+        if let Some(v) = file.generations {
+            cfg.generations = parse_generations(v, &origin)?;
+        }
         Ok(cfg)
     }
 }
@@ -361,13 +387,14 @@ mod tests {
         assert_eq!(cfg.mode, Mode::Basic);
         assert_eq!(cfg.stop_signal, libc::SIGTERM);
         assert_eq!(cfg.claim_lease, DEFAULT_CLAIM_LEASE);
+        assert_eq!(cfg.generations, 1, "the newest image only");
     }
 
     #[test]
     fn file_then_env() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "checkpoint_root = \"/srv/ckpt\"\nmode = \"network-fs\"\nsigning_key_file = \"/etc/arch/fleet.key\"\nstop_signal = \"SIGUSR1\"\nkill_deadline_secs = 5\nmax_concurrent_dumps = 3\nmin_interval_secs = 10\nmax_periodic_dumps = 2\nclaim_lease_secs = 30\n").unwrap();
+        std::fs::write(&file, "checkpoint_root = \"/srv/ckpt\"\nmode = \"network-fs\"\nsigning_key_file = \"/etc/arch/fleet.key\"\nstop_signal = \"SIGUSR1\"\nkill_deadline_secs = 5\nmax_concurrent_dumps = 3\nmin_interval_secs = 10\nmax_periodic_dumps = 2\nclaim_lease_secs = 30\ngenerations = 3\n").unwrap();
         let f = file.to_str().unwrap();
         let cfg = load(&[("ARCH_CONFIG", f)]).unwrap();
         assert_eq!(cfg.checkpoint_root, PathBuf::from("/srv/ckpt"));
@@ -378,6 +405,7 @@ mod tests {
         assert_eq!(cfg.min_interval, Duration::from_secs(10));
         assert_eq!(cfg.max_periodic_dumps, 2);
         assert_eq!(cfg.claim_lease, Duration::from_secs(30));
+        assert_eq!(cfg.generations, 3);
         let cfg = load(&[
             ("ARCH_CONFIG", f),
             ("ARCH_CHECKPOINT_ROOT", "/mnt/efs"),
@@ -433,12 +461,20 @@ mod tests {
             ("ARCH_MAX_PERIODIC_DUMPS", "0"),
             ("ARCH_CLAIM_LEASE_SECS", "1"),
             ("ARCH_CLAIM_LEASE_SECS", "soon"),
+            ("ARCH_GENERATIONS", "0"),
+            ("ARCH_GENERATIONS", "17"),
+            ("ARCH_GENERATIONS", "two"),
         ] {
             let e = load(&[(k, v)]).unwrap_err().to_string();
             assert!(e.contains(k), "{k}={v}: {e}");
         }
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
+        std::fs::write(&file, "generations = 0\n").unwrap();
+        let e = load(&[("ARCH_CONFIG", file.to_str().unwrap())])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("generations 0"), "{e}");
         std::fs::write(&file, "checkpoint_rot = \"/x\"\n").unwrap();
         assert!(load(&[("ARCH_CONFIG", file.to_str().unwrap())])
             .unwrap_err()

@@ -8,13 +8,15 @@
 //! a real image and `list()` needs no guessing. Forms used:
 //! `{key}@tmp-{rand}`, `{key}@old-{rand}`, `{key}@restored`,
 //! `{key}@failed-{secs}-{rand}`, `{key}@claim`, `{key}@taken-{owner}-{rand}`,
-//! `{key}@lease-{owner}-{rand}` (the lease of that taken image, network-fs).
+//! `{key}@lease-{owner}-{rand}` (the lease of that taken image, network-fs),
+//! `{key}@gen-{secs}-{nanos}` (an older generation, see generations.rs).
 //!
 //! Files are written 0600 and directories 0700: images hold process memory.
 
 mod claim;
 mod error;
 mod fsutil;
+mod generations;
 mod ident;
 mod image;
 mod lease;
@@ -26,6 +28,7 @@ mod taken;
 
 pub use claim::Claim;
 pub use error::{Error, Result};
+pub use generations::{is_generation, Generation, MAX_GENERATIONS};
 pub use ident::{
     scope_name, validate_key, validate_namespace, MAX_KEY_LEN, MAX_KUBERNETES_NAMESPACE_LEN,
     MAX_NAMESPACE_LEN, SCOPE_SEP,
@@ -57,5 +60,7 @@ pub(crate) const SIDECAR_SEP: char = '@';
 mod tests;
 #[cfg(test)]
 mod tests_cleanup;
+#[cfg(test)]
+mod tests_generations;
 #[cfg(test)]
 mod tests_swap;

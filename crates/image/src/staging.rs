@@ -31,6 +31,8 @@ pub struct Staging {
     pub(crate) key: String,
     /// Signs the manifest (manifest.sig) when the host has a key.
     pub(crate) signing_key: Option<std::sync::Arc<crate::SigningKey>>,
+    /// Older generations kept beside the new image (host `generations` - 1).
+    pub(crate) keep_older: usize,
     pub(crate) done: bool,
     /// Touches the directory while it is being written, so a cleaner on
     /// another host judges it by its writer's life, not by how long the
@@ -181,12 +183,38 @@ impl Staging {
                 self.final_dir.display()
             );
         }
-        if let Some(old) = old {
-            if let Err(e) = fs::remove_dir_all(&old) {
+        self.keep_or_remove(old.as_deref());
+        Ok(())
+    }
+
+    /// The replaced image becomes the newest older generation (when the
+    /// host keeps any), and generations beyond the limit go; else it is
+    /// removed as before. Trouble is logged: the new image is published.
+    fn keep_or_remove(&self, old: Option<&Path>) {
+        use crate::generations::{gen_name, keep_newest};
+        let kept = old.is_some_and(|old| self.keep_older > 0 && self.keep(old, gen_name));
+        if let (Some(old), false) = (old, kept) {
+            if let Err(e) = fs::remove_dir_all(old) {
                 log::warn!("removing the replaced image {}: {e}", old.display());
             }
         }
-        Ok(())
+        // Also after a host lowered `generations`: never more than asked.
+        if let Err(e) = keep_newest(&self.ns_dir, &self.key, self.keep_older) {
+            log::warn!("{}: pruning generations: {e}", self.final_dir.display());
+        }
+    }
+
+    /// Renames the replaced image to its generation name, named by its own
+    /// commit time: one whose manifest no longer parses would never
+    /// restore, and is not worth keeping.
+    fn keep(&self, old: &Path, name: fn(&str, Timestamp) -> String) -> bool {
+        let kept = crate::image::read_manifest(old)
+            .and_then(|m| {
+                let to = self.ns_dir.join(name(&self.key, m.created_at));
+                fs::rename(old, &to).map_err(io_err("rename", old))
+            })
+            .map_err(|e| log::warn!("{}: not kept as a generation: {e}", old.display()));
+        kept.is_ok()
     }
 }
 

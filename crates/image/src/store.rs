@@ -35,6 +35,9 @@ pub struct ImageStore {
     /// network-fs: taken images whose lease is older than this go back.
     lease: Option<Duration>,
     clock: Clock,
+    /// Images kept per key, the current one included (host configuration
+    /// `generations`; 1 keeps only the newest).
+    pub(crate) generations: usize,
 }
 
 /// The clock that judges ages on the root: the file server's.
@@ -57,7 +60,15 @@ impl ImageStore {
             trust: Trust::inspect_only(),
             lease: None,
             clock: Clock(Arc::new(ProbeClock)),
+            generations: 1,
         }
+    }
+
+    /// Keeps `n` images per key (the current one and `n - 1` older
+    /// generations, see generations.rs); clamped to 1..=MAX_GENERATIONS.
+    pub fn with_generations(mut self, n: usize) -> Self {
+        self.generations = n.clamp(1, crate::generations::MAX_GENERATIONS);
+        self
     }
 
     /// Taken images (of restorers on other hosts) whose lease was not
@@ -163,6 +174,7 @@ impl ImageStore {
             namespace: ns.to_string(),
             key: key.to_string(),
             signing_key: self.trust.key.clone(),
+            keep_older: self.generations - 1,
             done: false,
             heartbeat,
             held,
@@ -416,6 +428,12 @@ impl ImageStore {
                 if let Some(why) = why {
                     push(why, None, None);
                 }
+            } else if what.starts_with(crate::generations::GEN) {
+                // An older generation of a key whose restorer died before
+                // retiring it: older than the state restored since.
+                if crate::generations::superseded(ns_path, key, what) {
+                    push(StaleWhy::Superseded, None, None);
+                }
             } else if key.is_empty() && what.starts_with("clock-") {
                 // A clock probe whose prober died before removing it.
                 if older(self, &path, min_age) {
@@ -470,6 +488,9 @@ pub enum StaleWhy {
     /// A taken image (or a lease) whose lease was not touched for longer
     /// than the lease duration: its restorer on another host is gone.
     LeaseExpired,
+    /// An older generation that became one before the key's `@restored`
+    /// image was restored: older state than what was restored.
+    Superseded,
 }
 
 /// A temporary that cleanup would remove, or restore into its slot.

@@ -40,6 +40,8 @@ pub struct Taken {
     ns_dir: PathBuf,
     namespace: String,
     key: String,
+    /// What it was taken from: `{key}` or an older generation's name.
+    origin: String,
     trust: crate::Trust,
     /// network-fs: the lease beside it, touched until the image is decided.
     lease: Option<Lease>,
@@ -54,7 +56,7 @@ impl ImageStore {
     /// this process's own. [`Error::NotFound`] when there is none, or when
     /// another restorer took it first.
     pub fn take(&self, ns: &str, key: &str) -> Result<Taken> {
-        self.take_inner(ns, key, None)
+        self.take_inner(ns, key, key, None)
     }
 
     /// [`ImageStore::take`] for a shared root: a lease file
@@ -63,10 +65,46 @@ impl ImageStore {
     /// image back to the next restorer only once this process stopped
     /// touching it (see lease.rs). `owner` is written into the lease.
     pub fn take_leased(&self, ns: &str, key: &str, owner: &str, lease: Duration) -> Result<Taken> {
-        self.take_inner(ns, key, Some((owner, lease)))
+        self.take_inner(ns, key, key, Some((owner, lease)))
     }
 
-    fn take_inner(&self, ns: &str, key: &str, lease: Option<(&str, Duration)>) -> Result<Taken> {
+    /// Takes the newest older generation of `ns`/`key` (see
+    /// generations.rs) as [`ImageStore::take`] or, with `lease`,
+    /// [`ImageStore::take_leased`] takes the current image. Only a
+    /// restorer whose own newer image of the key turned out bad calls
+    /// this: one that found no image under the key (another restorer has
+    /// it) never falls back to the older ones. None when there is none
+    /// left; one another process took or removed first is skipped.
+    pub fn take_generation(
+        &self,
+        ns: &str,
+        key: &str,
+        lease: Option<(&str, Duration)>,
+    ) -> Result<Option<Taken>> {
+        // A host keeping one image never reaches for older ones, even
+        // those a host that kept more left behind.
+        if self.generations < 2 {
+            return Ok(None);
+        }
+        for g in self.generations(ns, key)? {
+            match self.take_inner(ns, key, &g.name, lease) {
+                Ok(t) => return Ok(Some(t)),
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Takes `from` (the key's image, or one of its generations) in the
+    /// scope directory as this process's own `{key}@taken-{tag}`.
+    fn take_inner(
+        &self,
+        ns: &str,
+        key: &str,
+        from: &str,
+        lease: Option<(&str, Duration)>,
+    ) -> Result<Taken> {
         self.checked_ns(ns)?;
         let src = self.image_dir(ns, key)?;
         let ns_dir = src.parent().expect("image dir has a parent").to_path_buf();
@@ -74,7 +112,7 @@ impl ImageStore {
         let name = format!("{key}{SEP}{TAKEN}{tag}");
         let dir = ns_dir.join(&name);
         let ns_held = crate::fsutil::HeldDir::beneath(self.root(), ns)?;
-        let (src, ns_dir) = (ns_held.path().join(key), ns_held.path().to_path_buf());
+        let (src, ns_dir) = (ns_held.path().join(from), ns_held.path().to_path_buf());
         let meta = fs::symlink_metadata(&src).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound {
                 namespace: ns.into(),
@@ -108,6 +146,7 @@ impl ImageStore {
             _ns_held: ns_held,
             namespace: ns.into(),
             key: key.into(),
+            origin: from.into(),
             trust: self.trust().clone(),
             lease,
             done: false,
@@ -119,6 +158,12 @@ impl Taken {
     /// Where the taken image is now.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The name it was taken from in its scope directory: the key (the
+    /// newest image) or an older generation's `{key}@gen-…`.
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// Whether this process still holds the image: false once a lease
@@ -237,6 +282,13 @@ impl Taken {
         }
         self.rename_to(&dest)?;
         set_status(&dest, Status::Restored, None)?;
+        // The key's older generations are older state of the run this
+        // restore continues: never to be restored after it.
+        match crate::generations::retire_superseded(&self.ns_dir, &self.key) {
+            Ok(0) => {}
+            Ok(n) => log::info!("{}: retired {n} older generations", shown.display()),
+            Err(e) => log::warn!("{}: retiring older generations: {e}", shown.display()),
+        }
         Ok(shown)
     }
 

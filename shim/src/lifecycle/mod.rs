@@ -210,7 +210,9 @@ impl Arch {
     /// reads with the host's key.
     fn store(&self) -> Result<ImageStore> {
         let cfg = self.config()?;
-        let store = ImageStore::new(&cfg.checkpoint_root).with_trust(self.trust()?.clone());
+        let store = ImageStore::new(&cfg.checkpoint_root)
+            .with_trust(self.trust()?.clone())
+            .with_generations(cfg.generations);
         Ok(match cfg.mode {
             arch_checkpoint::Mode::NetworkFs => store.with_lease(cfg.claim_lease),
             arch_checkpoint::Mode::Basic => store,

@@ -7,6 +7,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::Instant;
 
+use arch_image::{Image, Taken};
 use arch_records::Outcome;
 use arch_runtime::{RestoreRequest, Restored, Stdio};
 
@@ -47,80 +48,104 @@ impl Arch {
         let started = Instant::now();
         let work_dir = c.bundle().join("restore-work");
         let StagedRestore {
-            image,
-            local,
-            taken,
+            mut image,
+            mut local,
+            mut taken,
             stdio,
         } = staged;
         let terminal = init.stdio.terminal;
-        // On a shared root another host gives the image back once our
-        // lease expired (a stall longer than the lease): then it may be
-        // restored there, and must not be here too.
-        let restored = match taken.still_held() {
-            Err(e) => Err(e.to_string()),
-            Ok(()) => self
-                .runtime
-                .restore(RestoreRequest {
-                    id: id.to_string(),
-                    bundle: c.bundle().to_path_buf(),
-                    rootfs: c.rootfs().path.clone(),
-                    images_dir: image.criu_dir(),
-                    work_dir: work_dir.clone(),
-                    stdio: [
-                        stdio.stdin.as_deref(),
-                        stdio.stdout.as_deref(),
-                        stdio.stderr.as_deref(),
-                    ],
-                    terminal,
-                    cgroup_driver: c.cgroup_driver(),
-                })
-                .map_err(|e| e.to_string()),
+        let target = RestoreTarget {
+            id,
+            state,
+            bundle: c.bundle(),
+            rootfs: c.rootfs(),
+            terminal,
         };
         let store = self.store()?;
         let identity = &state.identity;
-        let pid = match restored {
-            Ok(Restored { pid, pty_master }) => {
-                if let Some(master) = pty_master {
-                    self.attach_restored_console(id, init, master);
-                }
-                register(pid);
-                let ms = started.elapsed().as_millis() as u64;
-                log::info!(
-                    "{id}: restored {}/{} (checkpointed from {}) in {ms} ms, pid {pid}{}",
-                    identity.namespace,
-                    identity.key,
-                    image.manifest().container_id,
-                    if terminal {
-                        ", with a new terminal"
-                    } else {
-                        ""
+        // Each failed CRIU restore falls back to the key's next older
+        // generation (staged here as Create stages the newest), and past
+        // the oldest to a fresh start.
+        let (Restored { pid, pty_master }, image, taken) = loop {
+            let restored = self.criu_restore(c, &taken, &image, &stdio, &work_dir);
+            match restored {
+                Ok(r) => break (r, image, taken),
+                Err(e) => {
+                    let reason = format!("{e}{}", log_tail(&work_dir.join("restore.log")));
+                    let next = self
+                        .fall_back(&store, taken, &target, &reason)
+                        .and_then(|t| self.stage_from(&store, t, &target));
+                    match next {
+                        Some(staged) => (image, local, taken) = staged,
+                        None => {
+                            drop(local);
+                            return self.fresh_start(c, stdio, register);
+                        }
                     }
-                );
-                let bytes = image.manifest().total_size;
-                record(
-                    store.root(),
-                    restore_record(identity, id, Outcome::Ok, ms, bytes, None),
-                );
-                if let Err(e) = taken.retire() {
-                    log::error!("{id}: could not retire the restored image: {e}");
                 }
-                pid
-            }
-            Err(e) => {
-                let reason = format!("{e}{}", log_tail(&work_dir.join("restore.log")));
-                let target = RestoreTarget {
-                    id,
-                    state,
-                    bundle: c.bundle(),
-                    rootfs: c.rootfs(),
-                    terminal,
-                };
-                self.fall_back(&store, taken, &target, &reason);
-                self.fresh_start(c, stdio, register)?
             }
         };
+        if let Some(master) = pty_master {
+            self.attach_restored_console(id, init, master);
+        }
+        register(pid);
+        let ms = started.elapsed().as_millis() as u64;
+        log::info!(
+            "{id}: restored {}/{} from {} (checkpointed from {}) in {ms} ms, pid {pid}{}",
+            identity.namespace,
+            identity.key,
+            taken.origin(),
+            image.manifest().container_id,
+            if terminal {
+                ", with a new terminal"
+            } else {
+                ""
+            }
+        );
+        let bytes = image.manifest().total_size;
+        // A restore from an older generation says which one.
+        let from = (taken.origin() != identity.key)
+            .then(|| format!("restored from older generation {}", taken.origin()));
+        record(
+            store.root(),
+            restore_record(identity, id, Outcome::Ok, ms, bytes, from),
+        );
+        if let Err(e) = taken.retire() {
+            log::error!("{id}: could not retire the restored image: {e}");
+        }
         drop(local);
         Ok(pid)
+    }
+
+    /// CRIU restores `c` from `image`, the verified copy of `taken`.
+    fn criu_restore(
+        &self,
+        c: &Container,
+        taken: &Taken,
+        image: &Image,
+        stdio: &Stdio,
+        work_dir: &Path,
+    ) -> std::result::Result<Restored, String> {
+        // On a shared root another host gives the image back once our
+        // lease expired (a stall longer than the lease): then it may be
+        // restored there, and must not be here too.
+        taken.still_held().map_err(|e| e.to_string())?;
+        self.runtime
+            .restore(RestoreRequest {
+                id: c.id().to_string(),
+                bundle: c.bundle().to_path_buf(),
+                rootfs: c.rootfs().path.clone(),
+                images_dir: image.criu_dir(),
+                work_dir: work_dir.to_path_buf(),
+                stdio: [
+                    stdio.stdin.as_deref(),
+                    stdio.stdout.as_deref(),
+                    stdio.stderr.as_deref(),
+                ],
+                terminal: c.init().stdio.terminal,
+                cgroup_driver: c.cgroup_driver(),
+            })
+            .map_err(|e| e.to_string())
     }
 
     /// Serves the restored process's new terminal like a fresh container's

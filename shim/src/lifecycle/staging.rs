@@ -140,6 +140,14 @@ impl Arch {
             .map(|d| d.join(arch_image::MANIFEST).exists())
             .unwrap_or(false);
         if !has_image {
+            // Older generations without a newest image are older state
+            // than a run that is gone (or another restorer's, which took
+            // the newest): never to come back after this fresh start.
+            match store.remove_generations(ns, key) {
+                Ok(0) => {}
+                Ok(n) => log::info!("{id}: no image of {ns}/{key}; retired {n} older generations"),
+                Err(e) => log::warn!("{id}: retiring older generations of {ns}/{key}: {e}"),
+            }
             return None;
         }
         // An image of another profile is not this container's to take:
@@ -154,7 +162,7 @@ impl Arch {
         // and what is validated below is what CRIU reads at Start. On a
         // shared root a lease says this restorer is alive.
         let taken = if cfg.mode == Mode::NetworkFs {
-            let owner = format!("{}:{}:{id}", arch_host::hostname(), std::process::id());
+            let owner = self.lease_owner(id);
             store.take_leased(ns, key, &owner, cfg.claim_lease)
         } else {
             store.take(ns, key)
@@ -169,18 +177,65 @@ impl Arch {
             }
         };
         log::info!("{id}: took {ns}/{key} as {}", taken.dir().display());
-        match self.stage(&taken, target) {
-            Ok((image, local)) => Some((image, local, taken)),
-            Err(StagingError::Profile(e)) => {
-                // Swapped for another container's image since the check.
-                self.refuse_profile(&store, target, "another container", &e);
-                if let Err(e) = taken.put_back() {
-                    log::error!("{id}: putting back {ns}/{key}: {e}");
+        self.stage_from(&store, taken, target)
+    }
+
+    /// Stages `taken`; if it is bad, sets it aside and stages the key's
+    /// next older generation, and so on. None: a fresh start (nothing left
+    /// to try, or an image of another profile, which is put back).
+    pub(super) fn stage_from(
+        &self,
+        store: &ImageStore,
+        mut taken: Taken,
+        target: &RestoreTarget,
+    ) -> Option<(Image, LocalCopy, Taken)> {
+        let (id, ns, key) = (
+            target.id,
+            &target.state.identity.namespace,
+            &target.state.identity.key,
+        );
+        loop {
+            match self.stage(&taken, target) {
+                Ok((image, local)) => return Some((image, local, taken)),
+                Err(StagingError::Profile(e)) => {
+                    // Swapped for another container's image since the check.
+                    self.refuse_profile(store, target, "another container", &e);
+                    if let Err(e) = taken.put_back() {
+                        log::error!("{id}: putting back {ns}/{key}: {e}");
+                    }
+                    return None;
                 }
-                None
+                Err(e) => taken = self.fall_back(store, taken, target, &e.to_string())?,
             }
+        }
+    }
+
+    /// Who holds a lease on a taken image (network-fs).
+    fn lease_owner(&self, id: &str) -> String {
+        format!("{}:{}:{id}", arch_host::hostname(), std::process::id())
+    }
+
+    /// After this restorer's image of the key turned out bad: takes the
+    /// key's next older generation, newest first (host `generations`).
+    /// Only the restorer that failed the newer image gets here, so the
+    /// set of generations stays this key's one restore.
+    pub(super) fn next_generation(&self, store: &ImageStore, t: &RestoreTarget) -> Option<Taken> {
+        let (id, ns, key) = (t.id, &t.state.identity.namespace, &t.state.identity.key);
+        let cfg = self.config().ok()?;
+        let owner = self.lease_owner(id);
+        let lease = (cfg.mode == Mode::NetworkFs).then_some((owner.as_str(), cfg.claim_lease));
+        match store.take_generation(ns, key, lease) {
+            Ok(Some(taken)) => {
+                log::warn!(
+                    "{id}: took the older generation {} of {ns}/{key} as {}",
+                    taken.origin(),
+                    taken.dir().display()
+                );
+                Some(taken)
+            }
+            Ok(None) => None,
             Err(e) => {
-                self.fall_back(&store, taken, target, &e.to_string());
+                log::error!("{id}: taking an older generation of {ns}/{key}: {e}");
                 None
             }
         }
@@ -206,7 +261,11 @@ impl Arch {
         );
     }
 
-    fn stage(&self, taken: &Taken, t: &RestoreTarget) -> Result<(Image, LocalCopy), StagingError> {
+    pub(super) fn stage(
+        &self,
+        taken: &Taken,
+        t: &RestoreTarget,
+    ) -> Result<(Image, LocalCopy), StagingError> {
         let (ns, key) = (&t.state.identity.namespace, &t.state.identity.key);
         arch_faults::hit(t.id, points::RESTORE_STAGING)?;
         // Changes must land in the container's own layer: a snapshot the
@@ -233,23 +292,18 @@ impl Arch {
         Ok((image, local))
     }
 
-    /// Keeps a failed image aside for inspection, records why, and puts
-    /// the rootfs back the way the snapshot had it.
+    /// Keeps a failed image aside for inspection, records why, puts the
+    /// rootfs back the way the snapshot had it, and takes the key's next
+    /// older generation if there is one (None: a fresh start).
     pub(super) fn fall_back(
         &self,
         store: &ImageStore,
         taken: Taken,
         t: &RestoreTarget,
         reason: &str,
-    ) {
+    ) -> Option<Taken> {
         let (id, identity) = (t.id, &t.state.identity);
-        log::error!(
-            "{id}: cannot restore {}/{}: {reason}; starting fresh",
-            identity.namespace,
-            identity.key
-        );
-        let rec = restore_record(identity, id, Outcome::Fallback, 0, 0, Some(reason.into()));
-        record(store.root(), rec);
+        let name = taken.origin().to_string();
         match taken.fail(reason) {
             Ok(aside) => {
                 // The bundle goes away with the task: keep CRIU's story with the image.
@@ -258,6 +312,9 @@ impl Arch {
                     if let Err(e) = keep_log(&log, &aside.join("restore.log")) {
                         log::warn!("{id}: restore.log not kept with the image: {e}");
                     }
+                    // It is this image's: an older generation tried next
+                    // must not be kept with it.
+                    let _ = std::fs::remove_file(&log);
                 }
                 log::warn!("{id}: image kept for inspection at {}", aside.display())
             }
@@ -277,6 +334,25 @@ impl Arch {
                 t.rootfs.path.display()
             );
         }
+        // Onto an older generation only where the rootfs was put back:
+        // an engine-mounted one keeps the bad image's changes.
+        let next = match t.rootfs.shim_mounted() {
+            true => self.next_generation(store, t),
+            false => None,
+        };
+        let then = match &next {
+            Some(g) => format!("falling back to older generation {}", g.origin()),
+            None => "starting fresh".to_string(),
+        };
+        log::error!(
+            "{id}: cannot restore {}/{} ({name}): {reason}; {then}",
+            identity.namespace,
+            identity.key
+        );
+        let reason = format!("{name}: {reason}; {then}");
+        let rec = restore_record(identity, id, Outcome::Fallback, 0, 0, Some(reason));
+        record(store.root(), rec);
+        next
     }
 }
 

@@ -11,6 +11,7 @@ mod data_safety;
 mod errors;
 mod events;
 mod exec;
+mod generations;
 mod io;
 mod lifecycle;
 mod parity;

@@ -38,7 +38,7 @@ fn repo() -> PathBuf {
 
 /// Where this suite's own directories go: beside the suite's containerd
 /// state (tmpfs) and checkpoint root (disk), never the defaults.
-fn bases() -> (PathBuf, PathBuf) {
+pub(crate) fn bases() -> (PathBuf, PathBuf) {
     let addr = std::env::var("ARCH_E2E_ADDRESS").expect("ARCH_E2E_ADDRESS (run through make test)");
     let run = Path::new(&addr).parent().unwrap().with_extension("hosts");
     let disk = arch_e2e::checkpoint_root().with_extension("hosts");
@@ -46,34 +46,43 @@ fn bases() -> (PathBuf, PathBuf) {
 }
 
 /// One "host": a private containerd whose shims share the root.
-struct Host {
+pub(crate) struct Host {
     env: Vec<(String, String)>,
-    ctr: Ctr,
+    pub(crate) ctr: Ctr,
     dir: PathBuf,
 }
 
 impl Host {
     fn start(name: &str, boot_id: &str, shared_root: &Path) -> Host {
+        let env = [
+            ("ARCH_MODE", "network-fs"),
+            ("ARCH_CLAIM_LEASE_SECS", LEASE_SECS),
+            ("ARCH_TEST_BOOT_ID", boot_id),
+        ];
+        Host::with_env(name, shared_root, &env)
+    }
+
+    /// A private containerd named `name` whose shims write to `root`
+    /// with the fleet key, and see `env` (host settings) besides.
+    pub(crate) fn with_env(name: &str, root: &Path, env: &[(&str, &str)]) -> Host {
         let (run, disk) = bases();
         let dir = run.join(name);
-        let env = vec![
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.extend([
             ("ARCH_TEST_DIR".into(), dir.display().to_string()),
             (
                 "ARCH_TEST_ROOT".into(),
                 disk.join(name).join("containerd").display().to_string(),
             ),
-            (
-                "ARCH_CHECKPOINT_ROOT".into(),
-                shared_root.display().to_string(),
-            ),
-            ("ARCH_MODE".into(), "network-fs".into()),
+            ("ARCH_CHECKPOINT_ROOT".into(), root.display().to_string()),
             (
                 "ARCH_SIGNING_KEY_FILE".into(),
                 arch_e2e::signing_key_path().display().to_string(),
             ),
-            ("ARCH_CLAIM_LEASE_SECS".into(), LEASE_SECS.into()),
-            ("ARCH_TEST_BOOT_ID".into(), boot_id.into()),
-        ];
+        ]);
         let host = Host {
             ctr: Ctr {
                 address: dir.join("containerd.sock").display().to_string(),

@@ -76,6 +76,10 @@ pub fn run(store: &ImageStore, o: &Options) -> Result<i32> {
         if !o.dry_run {
             remove_entry(&store.root().join(&e.namespace), &e.name)?;
             if e.kind == Kind::Committed {
+                // Its older generations go with it: the set is the key's.
+                for g in store.generations(&e.namespace, &e.key)? {
+                    remove_entry(&store.root().join(&e.namespace), &g.name)?;
+                }
                 let id = format!("{}/{}", e.namespace, e.key);
                 tags::update(store.root(), |t| (t.forget(&id), ()))?;
             }
@@ -109,6 +113,7 @@ pub fn run(store: &ImageStore, o: &Options) -> Result<i32> {
             (None, StaleWhy::WriterGone) => "its writer is gone",
             (None, StaleWhy::Old) => "stale",
             (None, StaleWhy::LeaseExpired) => "its restorer's lease expired",
+            (_, StaleWhy::Superseded) => "an older generation than the image restored since",
         };
         let verb = match (o.dry_run, t.restore_to.is_some()) {
             (true, true) => "would restore",

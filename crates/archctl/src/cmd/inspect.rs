@@ -19,7 +19,30 @@ pub fn run(store: &ImageStore, id: &ImageId, json: bool) -> Result<i32> {
         .map(|_| ())
         .map_err(|e| e.to_string());
     let tags = tags::load(store.root())?.of(&id.to_string());
+    // Older generations, newest first, each checked like the image.
+    let gens: Vec<_> = store
+        .generations(&id.namespace, &id.key)?
+        .into_iter()
+        .map(|g| {
+            let valid = store
+                .open_generation(&id.namespace, &id.key, &g)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            (g, valid)
+        })
+        .collect();
     if json {
+        let generations: Vec<_> = gens
+            .iter()
+            .map(|(g, valid)| {
+                json!({
+                    "name": g.name,
+                    "created_at": g.created_at,
+                    "valid": valid.is_ok(),
+                    "error": valid.as_ref().err(),
+                })
+            })
+            .collect();
         let v = json!({
             "image": id.to_string(),
             "path": dir,
@@ -27,6 +50,7 @@ pub fn run(store: &ImageStore, id: &ImageId, json: bool) -> Result<i32> {
             "error": valid.as_ref().err(),
             "tags": tags,
             "manifest": m,
+            "generations": generations,
         });
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(0);
@@ -73,6 +97,14 @@ pub fn run(store: &ImageStore, id: &ImageId, json: bool) -> Result<i32> {
     println!("files:");
     for f in &m.files {
         println!("  {:<40} {:>12}  {}", f.path, f.size, f.sha256);
+    }
+    println!("generations: {} older", gens.len());
+    for (g, valid) in &gens {
+        let age = human_age(now_secs().saturating_sub(g.created_at.secs));
+        let valid = valid
+            .as_ref()
+            .map_or_else(|e| format!("NO: {}", p(e)), |_| "yes".into());
+        println!("  {:<40} {age:>8} ago  valid: {valid}", p(&g.name));
     }
     Ok(0)
 }

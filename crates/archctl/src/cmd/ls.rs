@@ -14,7 +14,8 @@ pub fn run(store: &ImageStore, json: bool, all: bool, tag: Option<&str>) -> Resu
     let entries: Vec<_> = scan(store)?
         .into_iter()
         .filter(|e| {
-            e.kind == Kind::Committed || (all && matches!(e.kind, Kind::Restored | Kind::Failed))
+            matches!(e.kind, Kind::Committed | Kind::Generation)
+                || (all && matches!(e.kind, Kind::Restored | Kind::Failed))
         })
         .filter(|e| tag.is_none_or(|t| tags.has(&format!("{}/{}", e.namespace, e.key), t)))
         .collect();

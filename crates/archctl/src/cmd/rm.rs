@@ -1,4 +1,5 @@
-//! `archctl rm NS/KEY...`: checks every image first, then removes them.
+//! `archctl rm NS/KEY...`: checks every image first, then removes them,
+//! each with its older generations.
 
 use arch_image::ImageStore;
 
@@ -9,7 +10,11 @@ use crate::tags;
 
 pub fn run(store: &ImageStore, ids: &[ImageId]) -> Result<i32> {
     for id in ids {
-        super::require_image(store, id)?;
+        // A key whose older generations are all that is left is removable.
+        let has_generations = !store.generations(&id.namespace, &id.key)?.is_empty();
+        if !has_generations {
+            super::require_image(store, id)?;
+        }
         if is_claimed(store, &id.namespace, &id.key) {
             return Err(Error::Refused(format!(
                 "{id} is claimed by a restore in progress ({}/{}@claim); nothing removed",
@@ -18,7 +23,19 @@ pub fn run(store: &ImageStore, ids: &[ImageId]) -> Result<i32> {
         }
     }
     for id in ids {
-        remove_entry(&store.root().join(&id.namespace), &id.key)?;
+        let ns_dir = store.root().join(&id.namespace);
+        if store.image_dir(&id.namespace, &id.key)?.is_dir() {
+            remove_entry(&ns_dir, &id.key)?;
+        }
+        // The key's older generations are its images too; each is removed
+        // as an image is (renamed aside first).
+        let gens = store.generations(&id.namespace, &id.key)?;
+        for g in &gens {
+            remove_entry(&ns_dir, &g.name)?;
+        }
+        if !gens.is_empty() {
+            println!("removed {} older generations of {id}", gens.len());
+        }
         tags::update(store.root(), |t| (t.forget(&id.to_string()), ()))?;
         println!("removed {id}");
     }

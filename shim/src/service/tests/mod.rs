@@ -4,6 +4,7 @@
 
 mod create;
 mod exits;
+mod generations;
 mod restore;
 mod signals;
 mod stop;
@@ -39,15 +40,20 @@ impl Rig {
     }
 
     pub fn with_kill_deadline(kill_deadline: Duration) -> Self {
+        Self::with_config(|c| c.kill_deadline = kill_deadline)
+    }
+
+    /// A rig whose host configuration `set` adjusts.
+    pub fn with_config(set: impl FnOnce(&mut ArchConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let runtime = Arc::new(StubRuntime::default());
         let mounts = Arc::new(StubMounts::default());
         let events = EventLog::new();
-        let config = ArchConfig {
+        let mut config = ArchConfig {
             checkpoint_root: dir.path().join("checkpoint"),
-            kill_deadline,
             ..ArchConfig::default()
         };
+        set(&mut config);
         let service = TaskService::new(ServiceDeps {
             namespace: NS.into(),
             runtime: runtime.clone(),

@@ -46,6 +46,8 @@ pub struct Script {
     pub dump_gate: Option<Receiver<()>>,
     /// A restore fails.
     pub restore_fails: bool,
+    /// This many restores fail, then they succeed.
+    pub restores_failing: usize,
     /// The next create returns this pid (a real child of the test).
     pub create_pid: Option<i32>,
     /// Signals really go through the process's pin (pidfd).
@@ -175,9 +177,12 @@ impl ContainerRuntime for StubRuntime {
     }
     fn restore(&self, req: RestoreRequest) -> Result<Restored> {
         self.call(Call::Restore(req.id.clone()));
-        if self.script.lock().unwrap().restore_fails {
+        let mut script = self.script.lock().unwrap();
+        if script.restore_fails || script.restores_failing > 0 {
+            script.restores_failing = script.restores_failing.saturating_sub(1);
             return Err(failed(&req.id, "criu restore"));
         }
+        drop(script);
         Ok(Restored {
             pid: self.new_pid(&req.id),
             pty_master: None,
