@@ -149,8 +149,26 @@ mod direct {
         std::fs::create_dir_all(&dir).unwrap();
         let long = "k".repeat(4096);
         let ns_dir = arch_e2e::checkpoint_root().join(&c.namespace);
-        let entries = || std::fs::read_dir(&ns_dir).map_or(0, |d| d.count());
-        let before = entries();
+        // Other tests write and remove images in this namespace meanwhile:
+        // only a name that none of them makes counts (theirs are unique_id
+        // keys, `prefix-pid-n`, with sidecar suffixes).
+        let strays = || -> Vec<String> {
+            std::fs::read_dir(&ns_dir)
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                })
+                .into_iter()
+                .flatten()
+                .filter(|name| {
+                    let key = name.split('@').next().unwrap_or_default();
+                    let mut parts = key.rsplitn(3, '-');
+                    let numeric = |p: Option<&str>| p.is_some_and(|p| p.parse::<u64>().is_ok());
+                    !(numeric(parts.next()) && numeric(parts.next()) && parts.next().is_some())
+                })
+                .collect()
+        };
+        let before = strays();
         for (n, key) in [
             "a\\u0000b",
             "..",
@@ -178,7 +196,18 @@ mod direct {
                 msg.len()
             );
         }
-        assert_eq!(entries(), before, "something was written for a refused key");
+        assert_eq!(strays(), before, "something was written for a refused key");
+        let root = arch_e2e::checkpoint_root();
+        for escaped in [
+            root.join("etc"),
+            root.join("abs"),
+            root.join("..").join("etc"),
+        ] {
+            let fresh = std::fs::symlink_metadata(&escaped)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|e| e.as_secs() < 60));
+            assert!(!fresh, "{} was written", escaped.display());
+        }
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(c.task_status(&id).as_deref(), Some("RUNNING"));
     }
