@@ -643,15 +643,15 @@ metric("x_ratio", "archive size / image size", "x", chart=False, digits=2)
 @figure("periodic-and-archive", samples=lambda ctx: 1, runtimes=("arch",),
         metrics=["p_pause_ms", "p_total_ms", "x_export_mbps", "x_import_mbps", "x_ratio"])
 def fig_periodic_and_archive(ctx, rt):
-    """ARCH only: memtouch SMALL with ARCH_INTERVAL=2s (median pause of three
-    periodic checkpoints), then export and import of its image."""
+    """ARCH only: memtouch ARCHIVE_MIB with ARCH_INTERVAL=2s (median pause of
+    three periodic checkpoints), then export and import of its image."""
     cid, key = ctx.new_id(rt, "per"), ctx.new_key()
     moved = key + "-moved"
     res = {}
     tmp = tempfile.mkdtemp(prefix="arch-bench-archive-")
     try:
         ctx.ctr("run", "-d", "--runtime", RUNTIMES[rt][0], *ARCH_ENV(key), "--env",
-                "ARCH_INTERVAL=2s", ctx.image, cid, "memtouch", str(ctx.args.small_mib))
+                "ARCH_INTERVAL=2s", ctx.image, cid, "memtouch", str(ctx.args.archive_mib))
         deadline = time.time() + 60
         ok = []
         while time.time() < deadline and len(ok) < 3:
@@ -1115,6 +1115,8 @@ def main():
     ap.add_argument("--big-mib", type=int, default=1024, help="memtouch MiB, big (1024)")
     ap.add_argument("--big-iters", type=int, default=1,
                     help="big checkpoint/restore samples per runtime per round (default 1)")
+    ap.add_argument("--archive-mib", type=int, default=256,
+                    help="memtouch MiB of the periodic-and-archive figure (256)")
     ap.add_argument("--scale", type=int, default=200,
                     help="ARCH containers for the scale figure (last round; 0 = skip; "
                          "skipped with --quick)")
@@ -1207,7 +1209,7 @@ def main():
         "interrupted": interrupted,
         "params": {k: getattr(args, k) for k in (
             "rounds", "containers", "iters", "settle", "quick", "image", "checkpoint_root",
-            "cr_iters", "small_mib", "big_mib", "big_iters", "scale", "scale_mib",
+            "cr_iters", "small_mib", "big_mib", "big_iters", "archive_mib", "scale", "scale_mib",
             "scale_parallel")},
         "runtimes": {k: v[0] for k, v in RUNTIMES.items()},
         "environment": env,
