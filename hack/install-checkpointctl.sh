@@ -11,7 +11,7 @@ log() { echo "[hack] $*" >&2; }
 die() { echo "[hack] ERROR: $*" >&2; exit 1; }
 
 PREFIX="${ARCH_CHECKPOINTCTL_PREFIX:-/opt/arch-checkpointctl}"
-version="$(apt-cache show checkpointctl/trixie 2>/dev/null | awk '/^Version:/ {print $2; exit}')"
+version="$(apt-cache show checkpointctl/trixie 2>/dev/null | awk '/^Version:/ && !v {v = $2} END {print v}')"
 [ -n "$version" ] || die "no checkpointctl in trixie (apt source arch-trixie.sources; run hack/install-deps.sh)"
 if [ "$(cat "$PREFIX/.deb-version" 2>/dev/null)" = "$version" ] && "$PREFIX/bin/checkpointctl" --help >/dev/null 2>&1; then
     exit 0

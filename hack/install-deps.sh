@@ -110,7 +110,10 @@ apt-get "${APT_Q[@]}" install -y --no-install-recommends "${BASE_PKGS[@]}" >/dev
 SUITE=trixie
 log "installing containerd/$SUITE (no recommends, keep bookworm runc)"
 sim="$(apt-get -s install -y --no-install-recommends --allow-downgrades "containerd/$SUITE" 2>&1)" || { echo "$sim" >&2; die "containerd simulation failed"; }
-if echo "$sim" | grep -E '^Inst (libc6|libc-bin|base-files|runc) ' | grep -vE '\(1\.1\.5' | grep -q .; then
+# (Whole-input filters, no `grep -q`: with pipefail an early exit can
+# SIGPIPE the writer and turn a match into "no match", or kill the script.)
+core="$(echo "$sim" | grep -E '^Inst (libc6|libc-bin|base-files|runc) ' | grep -vE '\(1\.1\.5' || true)"
+if [ -n "$core" ]; then
     echo "$sim" | grep '^Inst' >&2
     die "installing containerd/$SUITE would upgrade core packages; refusing"
 fi
@@ -130,7 +133,8 @@ if [ -x /etc/init.d/containerd ]; then
 fi
 # Anything left running from the package's (system) config? stop it by pid.
 for pid in $(pgrep -x containerd 2>/dev/null || true); do
-    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- '--config'; then continue; fi
+    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
+    case "$cmdline" in *--config*) continue ;; esac
     log "stopping system containerd pid $pid"; kill "$pid" 2>/dev/null || true
 done
 
@@ -143,7 +147,7 @@ done
 # system's containerd. Re-unpacked only when sid has another version.
 SID_DIR="$ARCH_CONTAINERD_PREFIX/sid"
 tc=$SECONDS
-sid_version="$(apt-cache show containerd/sid 2>/dev/null | awk '/^Version:/ {print $2; exit}')"
+sid_version="$(apt-cache show containerd/sid 2>/dev/null | awk '/^Version:/ && !v {v = $2} END {print v}')"
 [ -n "$sid_version" ] || die "no containerd in sid (apt source arch-sid.sources)"
 if [ "$(cat "$SID_DIR/.deb-version" 2>/dev/null)" != "$sid_version" ] || [ ! -x "$SID_DIR/usr/bin/containerd" ]; then
     debs=/var/cache/arch-hack/debs

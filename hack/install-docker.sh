@@ -37,7 +37,8 @@ quiet_services
 # are already installed (containerd from trixie).
 log "installing docker.io/trixie (no recommends)"
 sim="$(apt-get -s install -y --no-install-recommends docker.io/trixie 2>&1)" || { echo "$sim" >&2; die "docker.io simulation failed"; }
-if echo "$sim" | grep -E '^Inst (libc6|libc-bin|base-files|runc|containerd) ' | grep -q .; then
+core="$(echo "$sim" | grep -E '^Inst (libc6|libc-bin|base-files|runc|containerd) ' || true)"
+if [ -n "$core" ]; then
     echo "$sim" | grep '^Inst' >&2
     die "installing docker.io/trixie would replace core packages or the installed containerd; refusing"
 fi

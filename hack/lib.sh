@@ -8,7 +8,9 @@ daemon_pid() {
     [ -f "$1" ] || return 1
     pid="$(cat "$1")"
     [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2" || return 1
+    local cmdline
+    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    case "$cmdline" in *"$2"*) ;; *) return 1 ;; esac
     echo "$pid"
 }
 

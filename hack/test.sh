@@ -40,7 +40,7 @@ stage "unit tests" $t
 # After the unit tests, whose build may relink the shim without features.
 log "building (with fault injection: the reliability suites arm fault points)"
 cargo build --workspace --bins --features containerd-shim-arch-v1/fault-injection
-target/debug/containerd-shim-arch-v1 -v | grep -q "Features: fault-injection" ||
+grep -q "Features: fault-injection" <<<"$(target/debug/containerd-shim-arch-v1 -v)" ||
     { echo "[test] the shim was built without fault injection" >&2; exit 1; }
 
 export ARCH_SHIM_DIR="$PWD/target/debug"

@@ -30,7 +30,7 @@ FAULTS="$(echo "$tests" | sed -n 's/^faults=//p')"
 [ -x "$E2E" ] && [ -x "$FAULTS" ] || { log "no test binaries ($tests)"; exit 1; }
 log "building the shim (with fault injection)"
 cargo build --workspace --bins --features containerd-shim-arch-v1/fault-injection
-target/debug/containerd-shim-arch-v1 -v | grep -q "Features: fault-injection" ||
+grep -q "Features: fault-injection" <<<"$(target/debug/containerd-shim-arch-v1 -v)" ||
     { log "the shim was built without fault injection"; exit 1; }
 
 # The test image, inside the shared tree (the guest sees the repo only).
