@@ -19,6 +19,7 @@ mod ident;
 mod image;
 mod lease;
 mod manifest;
+mod predump;
 mod sign;
 mod staging;
 mod store;
@@ -35,6 +36,10 @@ pub use lease::{FsClock, Lease, ProbeClock, DEFAULT_LEASE};
 pub use manifest::{
     CgroupVersion, CommitInfo, FileEntry, Manifest, ProfileDigest, Status, Timestamp,
     FORMAT_VERSION,
+};
+pub use predump::{
+    count_predumps, is_predump_dir, link_parents, predump_dir, unlink_parents, MAX_PREDUMP_DIRS,
+    PARENT_LINK,
 };
 pub use sign::{SigningKey, Trust, MIN_KEY_LEN, SIGNATURE, SIGNATURE_ALG};
 pub use staging::{Observer, ObserverError, Staging, COMMIT_PHASES};
