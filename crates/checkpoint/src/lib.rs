@@ -31,7 +31,8 @@ pub use layer_identity::layers_identity;
 pub use policy::{arch_identity, ArchIdentity};
 pub use predump::{
     parse_predump, predump_iterations, predump_plan, require_soft_dirty, CriuFeatureCheck,
-    PreDumpRound, SoftDirtyProbe, MAX_PREDUMPS, PREDUMP_ANNOTATION, PREDUMP_ENV, SOFT_DIRTY,
+    CriuInPath, OnceProbe, PreDumpRound, SoftDirtyProbe, MAX_PREDUMPS, PREDUMP_ANNOTATION,
+    PREDUMP_ENV, SOFT_DIRTY,
 };
 pub use procfs::{HostProcs, ProcessView};
 pub use profile::{
@@ -40,5 +41,5 @@ pub use profile::{
 };
 pub use restore::{apply_rootfs, check_compatible, HostFacts};
 pub use slots::{DumpSlots, Slot};
-pub use steps::{criu_log_errors, default_steps, PREDUMP_LOG};
+pub use steps::{criu_log_errors, default_steps};
 pub use trust::load_trust;

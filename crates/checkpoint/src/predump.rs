@@ -112,6 +112,37 @@ impl SoftDirtyProbe for CriuFeatureCheck {
     }
 }
 
+/// The `criu` found on PATH when asked (a shim without CRIU answers Err).
+pub struct CriuInPath;
+
+impl SoftDirtyProbe for CriuInPath {
+    fn soft_dirty(&self) -> std::result::Result<bool, String> {
+        CriuFeatureCheck::from_path()?.soft_dirty()
+    }
+}
+
+/// Asks `P` once and keeps the answer: a kernel does not gain or lose
+/// soft-dirty tracking while a shim runs.
+pub struct OnceProbe<P> {
+    inner: P,
+    answer: std::sync::OnceLock<std::result::Result<bool, String>>,
+}
+
+impl<P: SoftDirtyProbe> OnceProbe<P> {
+    pub fn new(inner: P) -> Self {
+        OnceProbe {
+            inner,
+            answer: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+impl<P: SoftDirtyProbe> SoftDirtyProbe for OnceProbe<P> {
+    fn soft_dirty(&self) -> std::result::Result<bool, String> {
+        self.answer.get_or_init(|| self.inner.soft_dirty()).clone()
+    }
+}
+
 /// Pre-dumps need soft-dirty tracking: Ok for 0 rounds or a host that has
 /// it, else the error that names the missing kernel feature.
 pub fn require_soft_dirty(iterations: u8, probe: &dyn SoftDirtyProbe) -> Result<()> {
@@ -206,6 +237,22 @@ mod tests {
             e.contains("CONFIG_MEM_SOFT_DIRTY") && e.contains("no criu"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_probe_runs_once() {
+        struct Counting(std::sync::atomic::AtomicU32);
+        impl SoftDirtyProbe for Counting {
+            fn soft_dirty(&self) -> std::result::Result<bool, String> {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(false)
+            }
+        }
+        let p = OnceProbe::new(Counting(0.into()));
+        assert!(require_soft_dirty(2, &p).is_err());
+        assert!(require_soft_dirty(1, &p).is_err());
+        assert!(require_soft_dirty(0, &p).is_ok());
+        assert_eq!(p.inner.0.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[test]

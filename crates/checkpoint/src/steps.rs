@@ -4,7 +4,7 @@ use std::fs;
 use std::path::Path;
 
 use arch_host::paths::CGROUP_ROOT;
-use arch_image::{unlink_parents, CONFIG, CRIU_DIR, ROOTFS_DIFF};
+use arch_image::{unlink_parents, CONFIG, CRIU_DIR, PREDUMP_LOG, ROOTFS_DIFF};
 
 use crate::chain::{DumpContext, Step, FREEZE};
 use crate::error::{io, CheckpointError, Result};
@@ -149,9 +149,6 @@ impl Step for PreDump {
         Ok(())
     }
 }
-
-/// The log each pre-dump leaves in its directory.
-pub const PREDUMP_LOG: &str = "pre-dump.log";
 
 /// CRIU, through the runtime.
 pub struct Dump;

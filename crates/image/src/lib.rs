@@ -39,7 +39,7 @@ pub use manifest::{
 };
 pub use predump::{
     count_predumps, is_predump_dir, link_parents, predump_dir, unlink_parents, MAX_PREDUMP_DIRS,
-    PARENT_LINK,
+    PARENT_LINK, PREDUMP_LOG,
 };
 pub use sign::{SigningKey, Trust, MIN_KEY_LEN, SIGNATURE, SIGNATURE_ALG};
 pub use staging::{Observer, ObserverError, Staging, COMMIT_PHASES};

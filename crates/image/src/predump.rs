@@ -15,6 +15,8 @@
 use std::io;
 use std::path::Path;
 
+/// The log each pre-dump leaves in its directory.
+pub const PREDUMP_LOG: &str = "pre-dump.log";
 /// The link CRIU makes (and follows) from an images directory to its parent.
 pub const PARENT_LINK: &str = "parent";
 const PREFIX: &str = "pre-";

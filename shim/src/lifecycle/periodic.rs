@@ -133,6 +133,7 @@ impl Arch {
                                 leave_running: true,
                                 paused: false,
                                 profile: state.profile.clone(),
+                                predumps: state.predumps,
                             };
                             let started = Instant::now();
                             let outcome = checkpoint_into_store(

@@ -56,9 +56,17 @@ impl Arch {
         // On a shared root another host gives the image back once our
         // lease expired (a stall longer than the lease): then it may be
         // restored there, and must not be here too.
-        let restored = match taken.still_held() {
-            Err(e) => Err(e.to_string()),
-            Ok(()) => self
+        let restored = match taken
+            .still_held()
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                // An image with pre-dumps: CRIU follows `parent` links from the
+                // final dump to them; the image holds none, its copy gets them.
+                arch_image::link_parents(image.dir())
+                    .map_err(|e| format!("linking the pre-dump images: {e}"))
+            }) {
+            Err(e) => Err(e),
+            Ok(_) => self
                 .runtime
                 .restore(RestoreRequest {
                     id: id.to_string(),
