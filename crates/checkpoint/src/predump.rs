@@ -97,17 +97,21 @@ impl CriuFeatureCheck {
 
 impl SoftDirtyProbe for CriuFeatureCheck {
     fn soft_dirty(&self) -> std::result::Result<bool, String> {
-        let (ok, out) =
-            arch_host::cmd::run_cmd(&self.criu, &["check", "--feature", "mem_dirty_track"])?;
-        // CRIU says "Dirty tracking is OFF" and fails where it is missing;
-        // any other failure is not an answer.
-        match (ok, out.contains("Dirty tracking is OFF")) {
-            (true, _) => Ok(true),
-            (false, true) => Ok(false),
-            (false, false) => Err(format!(
-                "`criu check --feature mem_dirty_track` failed: {}",
+        let mut cmd = std::process::Command::new(&self.criu);
+        cmd.args(["check", "--feature", "mem_dirty_track"]);
+        let (status, out) = arch_host::cmd::run(cmd, Some(arch_host::cmd::CMD_TIMEOUT))?;
+        // CRIU says "mem_dirty_track is supported", or "Dirty tracking is
+        // OFF" and fails. The output decides: in the shim, whose reaper
+        // waits for every child, the exit status may be gone.
+        if out.contains("is supported") || (status == Some(true) && !out.contains("OFF")) {
+            Ok(true)
+        } else if out.contains("Dirty tracking is OFF") {
+            Ok(false)
+        } else {
+            Err(format!(
+                "`criu check --feature mem_dirty_track` gave no answer: {}",
                 out.trim()
-            )),
+            ))
         }
     }
 }
@@ -151,11 +155,11 @@ pub fn require_soft_dirty(iterations: u8, probe: &dyn SoftDirtyProbe) -> Result<
     }
     match probe.soft_dirty() {
         Ok(true) => Ok(()),
-        Ok(false) => Err(CheckpointError::Unsupported(format!(
+        Ok(false) => Err(CheckpointError::Policy(format!(
             "{PREDUMP_ENV}={iterations} needs {SOFT_DIRTY}, which this host's kernel does not have; \
              unset {PREDUMP_ENV} (full dumps only) or run on a kernel built with CONFIG_MEM_SOFT_DIRTY=y"
         ))),
-        Err(e) => Err(CheckpointError::Unsupported(format!(
+        Err(e) => Err(CheckpointError::Policy(format!(
             "{PREDUMP_ENV}={iterations} needs {SOFT_DIRTY}, and probing for it failed: {e}"
         ))),
     }
@@ -266,6 +270,10 @@ mod tests {
             CriuFeatureCheck { criu: p }
         };
         assert_eq!(fake("exit 0").soft_dirty(), Ok(true));
+        assert_eq!(
+            fake("echo 'mem_dirty_track is supported'").soft_dirty(),
+            Ok(true)
+        );
         let off =
             fake("echo 'Warn: Dirty tracking is OFF. Memory snapshot will not work.' >&2; exit 1");
         assert_eq!(off.soft_dirty(), Ok(false));

@@ -10,7 +10,7 @@
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use arch_image::PREDUMP_LOG;
 use libcontainer::oci_spec::runtime::Spec;
@@ -67,10 +67,7 @@ pub(crate) fn pre_dump(
         })?
         .run(|| {
             let mut cmd = Command::new(&criu);
-            cmd.args(&args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
+            cmd.args(&args);
             // SAFETY: prctl only, async-signal-safe between fork and exec.
             unsafe {
                 cmd.pre_exec(|| {
@@ -80,20 +77,24 @@ pub(crate) fn pre_dump(
                     Ok(())
                 });
             }
-            cmd.status()
+            arch_host::cmd::run(cmd, None)
         })
         .map_err(|source| RuntimeError::Namespaces {
             id: id.to_string(),
             source,
         })?
         .map_err(|e| failed(format!("running {}: {e}", criu.display())))?;
-    if status.success() {
+    let log = opts.image_dir.join(PREDUMP_LOG);
+    // The shim's reaper may have taken CRIU's status: its log says.
+    let succeeded = match status {
+        (Some(ok), _) => ok,
+        (None, _) => std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains("Pre-dumping finished successfully")),
+    };
+    if succeeded {
         Ok(())
     } else {
-        Err(failed(format!(
-            "criu {status}; see {}",
-            opts.image_dir.join(PREDUMP_LOG).display()
-        )))
+        Err(failed(format!("see {}", log.display())))
     }
 }
 

@@ -15,6 +15,7 @@ mod io;
 mod lifecycle;
 mod parity;
 mod periodic;
+mod predump;
 mod restore;
 mod runtime_options;
 mod scale;
