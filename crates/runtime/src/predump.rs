@@ -8,6 +8,8 @@
 //! notify callbacks. Like every CRIU the shim starts, it must not outlive
 //! the shim: it is started with `PR_SET_PDEATHSIG`.
 
+use std::fs::File;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
@@ -19,14 +21,20 @@ use crate::dump::DumpOptions;
 use crate::error::{Result, RuntimeError};
 use crate::namespaces::JoinedNamespaces;
 
-/// The `criu pre-dump` arguments for `pid` into `opts.image_dir`.
-pub(crate) fn predump_args(pid: i32, freezer: Option<&Path>, opts: &DumpOptions) -> Vec<String> {
+/// The `criu pre-dump` arguments for `pid` into the directory CRIU finds
+/// at `/proc/self/fd/{images_fd}`.
+pub(crate) fn predump_args(
+    pid: i32,
+    images_fd: RawFd,
+    freezer: Option<&Path>,
+    opts: &DumpOptions,
+) -> Vec<String> {
     let mut args: Vec<String> = [
         "pre-dump",
         "--tree",
         &pid.to_string(),
         "--images-dir",
-        &opts.image_dir.display().to_string(),
+        &format!("/proc/self/fd/{images_fd}"),
         "--log-file",
         PREDUMP_LOG,
         "-v4",
@@ -54,7 +62,16 @@ pub(crate) fn pre_dump(
         id: id.to_string(),
         reason: "criu not found in PATH".into(),
     })?;
-    let args = predump_args(pid, freezer, opts);
+    // The image directory is reached through the staging directory's held
+    // descriptor (`/proc/self/fd/N/…`, see arch-image), a path that means
+    // nothing in CRIU's process: CRIU gets the directory itself, as an
+    // inherited descriptor, as rust-criu passes it for a dump.
+    let images = File::open(&opts.image_dir).map_err(RuntimeError::io(format!(
+        "opening {}",
+        opts.image_dir.display()
+    )))?;
+    let images_fd = images.as_raw_fd();
+    let args = predump_args(pid, images_fd, freezer, opts);
     let failed = |reason: String| RuntimeError::PreDump {
         id: id.to_string(),
         reason,
@@ -68,10 +85,14 @@ pub(crate) fn pre_dump(
         .run(|| {
             let mut cmd = Command::new(&criu);
             cmd.args(&args);
-            // SAFETY: prctl only, async-signal-safe between fork and exec.
+            // SAFETY: prctl and fcntl on the child's own descriptor only,
+            // async-signal-safe between fork and exec. The images directory
+            // stays close-on-exec in the shim: no other child inherits it.
             unsafe {
-                cmd.pre_exec(|| {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                cmd.pre_exec(move || {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0
+                        || libc::fcntl(images_fd, libc::F_SETFD, 0) != 0
+                    {
                         return Err(std::io::Error::last_os_error());
                     }
                     Ok(())
@@ -84,6 +105,7 @@ pub(crate) fn pre_dump(
             source,
         })?
         .map_err(|e| failed(format!("running {}: {e}", criu.display())))?;
+    drop(images);
     let log = opts.image_dir.join(PREDUMP_LOG);
     // The shim's reaper may have taken CRIU's status: its log says.
     let succeeded = match status {
@@ -110,17 +132,17 @@ mod tests {
             parent_img: Some("../pre-1".into()),
             ..Default::default()
         };
-        let args = predump_args(42, Some(Path::new("/sys/fs/cgroup/c")), &opts).join(" ");
+        let args = predump_args(42, 9, Some(Path::new("/sys/fs/cgroup/c")), &opts).join(" ");
         assert_eq!(
             args,
-            "pre-dump --tree 42 --images-dir /img/pre-2 --log-file pre-dump.log -v4 --track-mem \
+            "pre-dump --tree 42 --images-dir /proc/self/fd/9 --log-file pre-dump.log -v4 --track-mem \
              --prev-images-dir ../pre-1 --freeze-cgroup /sys/fs/cgroup/c"
         );
         let first = DumpOptions {
             parent_img: None,
             ..opts
         };
-        assert!(!predump_args(42, None, &first)
+        assert!(!predump_args(42, 9, None, &first)
             .join(" ")
             .contains("prev-images"));
     }
