@@ -98,11 +98,25 @@ fn predump_checkpoints_where_the_kernel_tracks_dirty_pages_and_fails_clearly_els
             m.files
         );
     }
-    for step in ["predump", "dump", "freeze"] {
+    for step in ["predump", "dump"] {
         assert!(
             m.durations_ms.contains_key(step),
             "{step}: {:?}",
             m.durations_ms
+        );
+    }
+    // A stop stays frozen through the commit: its freeze time is in the
+    // record, apart from the pre-dumps.
+    let records = arch_e2e::records_for(&checkpoint_root(), &key);
+    let stop = records
+        .iter()
+        .find(|r| r.trigger == "stop" && r.outcome == Outcome::Ok)
+        .unwrap_or_else(|| panic!("no stop checkpoint record: {records:?}"));
+    for step in ["predump", "dump", "freeze"] {
+        assert!(
+            stop.durations_ms.contains_key(step),
+            "{step}: {:?}",
+            stop.durations_ms
         );
     }
     drop(first);
