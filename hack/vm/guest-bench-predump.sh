@@ -52,10 +52,8 @@ import json, sys
 key, n = sys.argv[1], sys.argv[2]
 rs = [r for l in sys.stdin if l.strip() for r in [json.loads(l)] if r["key"] == key and r["trigger"] == "periodic"]
 print("[bench-predump] ARCH_PREDUMP=%s: %d periodic records (%s)" % (n, len(rs), ", ".join(r["outcome"] for r in rs)))
-for i, r in enumerate(rs):
+for i, r in enumerate([r for r in rs if r["outcome"] == "ok"]):
     d = r["durations_ms"]
-    if r["outcome"] != "ok":
-        continue
     print("[bench-predump] ARCH_PREDUMP=%s %s: freeze %s ms, dump %s ms, rootfs %s ms, predump %s ms, commit %s ms, total %s ms, image %d MiB"
           % (n, "warm-up" if i == 0 else "run %d" % i, d.get("freeze"), d.get("dump"), d.get("rootfs"),
              d.get("predump"), d.get("commit"), r["total_ms"], r["bytes"] >> 20))
