@@ -1,5 +1,5 @@
 # ARCH — see README.md. Every target that touches containers runs as root.
-.PHONY: all build build-test release demo test test-vm unit e2e e2e-matrix conformance bench lint clean
+.PHONY: all build build-test release demo test test-vm bench-predump unit e2e e2e-matrix conformance bench lint clean
 
 all: build
 
@@ -26,6 +26,10 @@ test:
 # guest: this host's cgroup mounts stay untouched. See hack/vm/.
 test-vm:
 	hack/vm/test-vm.sh
+
+# Pre-copy (ARCH_PREDUMP) freeze times in the cgroup v2 guest (docs/benchmarks.md).
+bench-predump:
+	bench/predump.sh
 
 unit:
 	cargo test --workspace --exclude arch-e2e

@@ -7,7 +7,8 @@
 #           the systemd driver: a transient scope per container)
 # The subset: lifecycle, exec, stats/update/pause/ps/OOM (control::),
 # events (OOM event included), cleanup, checkpoint on stop, checkpoint RPC,
-# restore and its fallbacks, and the shim killed mid-restore (faults).
+# restore and its fallbacks, pre-copy (ARCH_PREDUMP), and the shim killed
+# mid-restore (faults).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 log() { echo "[guest-e2e] $*"; }
@@ -18,6 +19,7 @@ E2E_FILTERS=(
     restore::re_created restore::same_container_id restore::restored_output
     restore::an_image_is_restored_only_once restore::corrupted_memory
     restore::truncated_rootfs restore::criu_failure_falls_back
+    predump::
 )
 FAULT_FILTERS=(a_shim_killed_mid_restore_leaves_nothing_running)
 
@@ -26,6 +28,9 @@ export ARCH_CHECKPOINT_ROOT=/var/lib/arch-vm/checkpoint ARCH_SHIM_DIR="$PWD/targ
 export ARCH_TEST_IMAGE_TAR="$PWD/target/arch-vm/arch-test-busybox.oci.tar"
 export ARCH_E2E_ADDRESS="$ARCH_TEST_DIR/containerd.sock" ARCH_E2E_CHECKPOINT_ROOT="$ARCH_CHECKPOINT_ROOT"
 export RUST_BACKTRACE=1
+# The guest kernel tracks dirty pages: predump:: must checkpoint and
+# restore with ARCH_PREDUMP here, never take the host's error path.
+export ARCH_E2E_EXPECT_SOFT_DIRTY=1
 # TCG emulates the CPU: waits for a state (a checkpoint committing) take longer.
 export ARCH_E2E_TIME_SCALE="${ARCH_E2E_TIME_SCALE:-5}"
 summary=()

@@ -5,7 +5,8 @@
 #   usage: hack/vm/run.sh [--] COMMAND [ARG...]   (by bash in the guest, cwd = the repo)
 #          hack/vm/run.sh 'SCRIPT'               (one argument: a shell script)
 #   env:   ARCH_VM_DIR, ARCH_VM_MEM (3G), ARCH_VM_CPUS (2),
-#          ARCH_VM_TIMEOUT (seconds, default 3600), ARCH_VM_KEEP=1 (keep the run dir)
+#          ARCH_VM_TIMEOUT (seconds, default 3600), ARCH_VM_KEEP=1 (keep the run dir),
+#          ARCH_VM_SCRATCH (a raw disk image for the guest's /dev/vdb, written through)
 # The repository (with target/) is shared over 9p read-only at the same
 # path as on the host; a per-run directory is shared read-write as "out"
 # (cmd, log, rc, console.log). The disk is opened with -snapshot: every
@@ -47,6 +48,7 @@ vm_log "booting $(basename "$VM_KERNEL") under TCG ($QEMU), ${ARCH_VM_CPUS:-2} c
     -kernel "$VM_KERNEL" -initrd "$VM_INITRD" \
     -append "root=/dev/vda rw console=ttyS0 quiet systemd.unified_cgroup_hierarchy=1 systemd.show_status=0 arch.repo=$REPO" \
     -drive "file=$VM_IMG,format=raw,if=virtio,cache=unsafe" -snapshot \
+    ${ARCH_VM_SCRATCH:+-drive "file=$ARCH_VM_SCRATCH,format=raw,if=virtio,cache=unsafe,snapshot=off"} \
     -virtfs "local,path=$REPO,mount_tag=repo,security_model=none,readonly=on" \
     -virtfs "local,path=$RUN,mount_tag=out,security_model=none" &
 QEMU_PID=$!

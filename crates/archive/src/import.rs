@@ -268,7 +268,7 @@ pub(crate) fn write_checked<R: Read>(
 ) -> Result<String> {
     if let Some(parent) = Path::new(rel)
         .parent()
-        .filter(|p| *p == Path::new(CRIU_DIR))
+        .filter(|p| *p == Path::new(CRIU_DIR) || p.to_str().is_some_and(arch_image::is_predump_dir))
     {
         let parent = dir.join(parent);
         if !parent.exists() {

@@ -27,8 +27,19 @@ pub fn image_path(entry: &str) -> Option<String> {
     if entry == ROOTFS_DIFF {
         return Some(ROOTFS_DIFF.to_string());
     }
+    if let Some(path) = predump_file(entry) {
+        return Some(path);
+    }
     let name = entry.strip_prefix(CHECKPOINT_DIR)?.strip_prefix('/')?;
     (!name.is_empty() && !name.contains('/')).then(|| format!("{CRIU_DIR}/{name}"))
+}
+
+/// A file of a pre-dump directory (`pre-N/<name>`): the same name in the
+/// archive as in the image (CRI-O has no place for ARCH's pre-dumps).
+fn predump_file(path: &str) -> Option<String> {
+    let (dir, name) = path.split_once('/')?;
+    (arch_image::is_predump_dir(dir) && !name.is_empty() && !name.contains('/'))
+        .then(|| path.to_string())
 }
 
 /// The archive entry for an image file (inverse of [`image_path`]).
@@ -38,6 +49,9 @@ pub fn entry_name(image_path: &str) -> Option<String> {
     }
     if image_path == ROOTFS_DIFF {
         return Some(ROOTFS_DIFF.to_string());
+    }
+    if let Some(path) = predump_file(image_path) {
+        return Some(path);
     }
     let name = image_path.strip_prefix(CRIU_DIR)?.strip_prefix('/')?;
     (!name.is_empty() && !name.contains('/')).then(|| format!("{CHECKPOINT_DIR}/{name}"))

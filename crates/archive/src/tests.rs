@@ -662,3 +662,43 @@ fn hostile_cri_o_archives_land_nothing() {
     assert!(e.to_string().contains("inventory.img"), "{e}");
     assert!(leftovers(root.path()).is_empty());
 }
+
+/// Issue 14 §4: an image with pre-dumps (`pre-N/`, whose pages the final
+/// dump refers to) travels whole, and imports verified.
+#[test]
+fn predump_directories_travel_with_the_image() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = ImageStore::new(a.path());
+    let staging = store.begin("ns", "pre").unwrap();
+    for dir in ["criu", "pre-1", "pre-2"] {
+        std::fs::create_dir(staging.path().join(dir)).unwrap();
+        std::fs::write(staging.path().join(dir).join("pages-1.img"), dir.as_bytes()).unwrap();
+    }
+    std::fs::write(staging.path().join("rootfs-diff.tar"), vec![0u8; 1024]).unwrap();
+    std::fs::write(staging.path().join("config.json"), b"{}").unwrap();
+    let info = image(a.path(), "job").manifest().clone();
+    let original = staging
+        .commit(CommitInfo {
+            container_id: info.container_id,
+            durations_ms: Default::default(),
+            criu_version: info.criu_version,
+            kernel: info.kernel,
+            arch: info.arch,
+            cgroup_version: info.cgroup_version,
+            profile: info.profile,
+        })
+        .unwrap();
+    let mut out = Vec::new();
+    export(&original, &mut out, 3).unwrap();
+    let imported = import(
+        &ImageStore::new(b.path()),
+        &out[..],
+        &Default::default(),
+        &Default::default(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(imported.manifest().files, original.manifest().files);
+    let copied = std::fs::read(imported.dir().join("pre-2/pages-1.img")).unwrap();
+    assert_eq!(copied, b"pre-2");
+}

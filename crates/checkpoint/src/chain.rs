@@ -20,8 +20,12 @@ pub trait Dumper {
     /// Pids of every process in the container.
     fn pids(&self) -> std::result::Result<Vec<i32>, Self::Error>;
     /// CRIU-dumps the container's frozen processes into `dir` (dump.log
-    /// included) and leaves them frozen.
-    fn dump(&self, dir: &Path) -> std::result::Result<(), Self::Error>;
+    /// included) and leaves them frozen. With `parent` (relative to `dir`,
+    /// `../pre-N`), only pages dirtied since that pre-dump are written.
+    fn dump(&self, dir: &Path, parent: Option<&str>) -> std::result::Result<(), Self::Error>;
+    /// A CRIU pre-dump of the running container into `dir`: its memory,
+    /// with the kernel's dirty-page tracking reset, after `parent`'s.
+    fn pre_dump(&self, dir: &Path, parent: Option<&str>) -> std::result::Result<(), Self::Error>;
     /// Freezes every process of the container (cgroup freezer).
     fn freeze(&self) -> std::result::Result<(), Self::Error>;
     /// Thaws them: a checkpoint that was to end the container failed.
@@ -35,7 +39,8 @@ pub trait Dumper {
 /// A [`Dumper`] whose errors are boxed, so the chain's steps take any.
 pub(crate) trait DynDumper {
     fn pids(&self) -> std::result::Result<Vec<i32>, BoxError>;
-    fn dump(&self, dir: &Path) -> std::result::Result<(), BoxError>;
+    fn dump(&self, dir: &Path, parent: Option<&str>) -> std::result::Result<(), BoxError>;
+    fn pre_dump(&self, dir: &Path, parent: Option<&str>) -> std::result::Result<(), BoxError>;
     fn freeze(&self) -> std::result::Result<(), BoxError>;
     fn thaw(&self) -> std::result::Result<(), BoxError>;
     fn kill_frozen(&self) -> std::result::Result<(), BoxError>;
@@ -48,8 +53,11 @@ impl<D: Dumper> DynDumper for D {
     fn pids(&self) -> std::result::Result<Vec<i32>, BoxError> {
         Dumper::pids(self).map_err(Into::into)
     }
-    fn dump(&self, dir: &Path) -> std::result::Result<(), BoxError> {
-        Dumper::dump(self, dir).map_err(Into::into)
+    fn dump(&self, dir: &Path, parent: Option<&str>) -> std::result::Result<(), BoxError> {
+        Dumper::dump(self, dir, parent).map_err(Into::into)
+    }
+    fn pre_dump(&self, dir: &Path, parent: Option<&str>) -> std::result::Result<(), BoxError> {
+        Dumper::pre_dump(self, dir, parent).map_err(Into::into)
     }
     fn freeze(&self) -> std::result::Result<(), BoxError> {
         Dumper::freeze(self).map_err(Into::into)
@@ -78,6 +86,8 @@ pub struct DumpRequest {
     pub paused: bool,
     /// The container's security profile, recorded in the manifest.
     pub profile: ProfileDigest,
+    /// CRIU pre-dumps before the final dump (`ARCH_PREDUMP`, 0: none).
+    pub predumps: u8,
 }
 
 pub struct DumpContext<'a> {
@@ -90,6 +100,9 @@ pub struct DumpContext<'a> {
     pub image: Option<Image>,
     /// The chain froze the container (see [`run_dump_chain`]).
     pub frozen: bool,
+    /// When the chain froze it: the freeze time is recorded apart from
+    /// the pre-dumps, which run before it (`freeze` in the durations).
+    pub frozen_at: Option<Instant>,
 }
 
 impl<'a> DumpContext<'a> {
@@ -117,6 +130,7 @@ impl<'a> DumpContext<'a> {
             info,
             image: None,
             frozen: false,
+            frozen_at: None,
         }
     }
 
@@ -131,6 +145,11 @@ impl<'a> DumpContext<'a> {
             })
     }
 }
+
+/// The durations' entry for the time the container was frozen by the
+/// chain: from the freeze before the final dump to the thaw (or, for a
+/// checkpoint that ends the container, to the commit).
+pub const FREEZE: &str = "freeze";
 
 pub trait Step {
     fn name(&self) -> &'static str;
@@ -185,6 +204,19 @@ pub fn run_dump_chain(steps: &[Box<dyn Step>], mut ctx: DumpContext) -> Result<D
             }
             return Err(e);
         }
+    }
+    if let Some(at) = ctx.frozen_at.take() {
+        // A stopping checkpoint stays frozen through the commit.
+        let ms = at.elapsed().as_millis() as u64;
+        ctx.info.durations_ms.insert(FREEZE.to_string(), ms);
+    }
+    if let Some(ms) = ctx.info.durations_ms.get(FREEZE) {
+        durations.insert(FREEZE.to_string(), *ms);
+        log::info!(
+            "{}: frozen {ms} ms (pre-dumps before it: {} ms)",
+            ctx.req.container_id,
+            durations.get("predump").copied().unwrap_or_default()
+        );
     }
     if !ctx.req.leave_running {
         // Committed: now, and only now, the processes may go.

@@ -10,6 +10,7 @@ mod error;
 mod interval;
 mod layer_identity;
 mod policy;
+mod predump;
 mod procfs;
 mod profile;
 mod restore;
@@ -19,7 +20,7 @@ mod steps;
 mod tests;
 mod trust;
 
-pub use chain::{run_dump_chain, DumpContext, DumpOutcome, DumpRequest, Dumper, Step};
+pub use chain::{run_dump_chain, DumpContext, DumpOutcome, DumpRequest, Dumper, Step, FREEZE};
 pub use config::{
     default_max_concurrent_dumps, default_max_periodic_dumps, ArchConfig, Mode, CONFIG_ENV,
     DEFAULT_CONFIG_PATH, DEFAULT_HOST_KEY,
@@ -28,6 +29,11 @@ pub use error::{CheckpointError, Result};
 pub use interval::{parse_interval, periodic_interval, INTERVAL_ANNOTATION, INTERVAL_ENV};
 pub use layer_identity::layers_identity;
 pub use policy::{arch_identity, ArchIdentity};
+pub use predump::{
+    parse_predump, predump_iterations, predump_plan, require_soft_dirty, CriuFeatureCheck,
+    CriuInPath, OnceProbe, PreDumpRound, SoftDirtyProbe, MAX_PREDUMPS, PREDUMP_ANNOTATION,
+    PREDUMP_ENV, SOFT_DIRTY,
+};
 pub use procfs::{HostProcs, ProcessView};
 pub use profile::{
     compare_profiles, security_profile, ProfileContext, ProfileMismatch, IMAGE_NAME_ANNOTATION,

@@ -4,10 +4,11 @@ use std::fs;
 use std::path::Path;
 
 use arch_host::paths::CGROUP_ROOT;
-use arch_image::{CONFIG, CRIU_DIR, ROOTFS_DIFF};
+use arch_image::{unlink_parents, CONFIG, CRIU_DIR, PREDUMP_LOG, ROOTFS_DIFF};
 
-use crate::chain::{DumpContext, Step};
+use crate::chain::{DumpContext, Step, FREEZE};
 use crate::error::{io, CheckpointError, Result};
+use crate::predump::predump_plan;
 use crate::procfs::unsupported_reason;
 
 pub fn default_steps() -> Vec<Box<dyn Step>> {
@@ -16,6 +17,7 @@ pub fn default_steps() -> Vec<Box<dyn Step>> {
         Box::new(Validate),
         Box::new(ProcessChecks),
         Box::new(PrepareDir),
+        Box::new(PreDump),
         Box::new(Dump),
         Box::new(RootfsDiff),
         Box::new(Commit),
@@ -117,6 +119,40 @@ impl Step for PrepareDir {
     }
 }
 
+/// `ARCH_PREDUMP` rounds of CRIU pre-dump while the container runs, each
+/// into its own directory of the image, each the parent of the next.
+pub struct PreDump;
+impl Step for PreDump {
+    fn name(&self) -> &'static str {
+        "predump"
+    }
+    fn run(&self, ctx: &mut DumpContext) -> Result<()> {
+        let (rounds, _) = predump_plan(ctx.req.predumps);
+        if rounds.is_empty() {
+            return Ok(());
+        }
+        let staging = ctx.staging_dir(self.name())?;
+        for round in rounds {
+            let dir = staging.join(&round.dir);
+            fs::create_dir(&dir).map_err(io(format!("creating {}/", round.dir)))?;
+            let started = std::time::Instant::now();
+            ctx.dumper
+                .pre_dump(&dir, round.parent.as_deref())
+                .map_err(|source| CheckpointError::Dump {
+                    source,
+                    log: criu_log_errors(&dir.join(PREDUMP_LOG)),
+                })?;
+            log::info!(
+                "{}: pre-dump {} in {} ms (container running)",
+                ctx.req.container_id,
+                round.dir,
+                started.elapsed().as_millis()
+            );
+        }
+        Ok(())
+    }
+}
+
 /// CRIU, through the runtime.
 pub struct Dump;
 impl Step for Dump {
@@ -133,13 +169,21 @@ impl Step for Dump {
                     log: Vec::new(),
                 })?;
             ctx.frozen = true;
+            ctx.frozen_at = Some(std::time::Instant::now());
         }
+        let (_, parent) = predump_plan(ctx.req.predumps);
         ctx.dumper
-            .dump(&dir)
+            .dump(&dir, parent.as_deref())
             .map_err(|source| CheckpointError::Dump {
                 source,
                 log: criu_log_errors(&dir.join("dump.log")),
-            })
+            })?;
+        if parent.is_some() {
+            // The image holds no symlink; the restorer links them again.
+            let image = ctx.staging_dir(self.name())?;
+            unlink_parents(&image).map_err(io("removing CRIU's parent links"))?;
+        }
+        Ok(())
     }
 }
 
@@ -180,6 +224,10 @@ impl Step for RootfsDiff {
                 log: Vec::new(),
             })?;
             ctx.frozen = false;
+            if let Some(at) = ctx.frozen_at.take() {
+                let ms = at.elapsed().as_millis() as u64;
+                ctx.info.durations_ms.insert(FREEZE.to_string(), ms);
+            }
         }
         Ok(())
     }

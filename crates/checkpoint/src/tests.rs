@@ -45,9 +45,13 @@ impl Dumper for FakeDumper {
     fn pids(&self) -> Result<Vec<i32>, FakeError> {
         Ok(self.pids.clone())
     }
-    fn dump(&self, dir: &Path) -> Result<(), FakeError> {
-        self.note("dump");
+    fn dump(&self, dir: &Path, parent: Option<&str>) -> Result<(), FakeError> {
+        self.note(format!(
+            "dump{}",
+            parent.map(|p| format!(" {p}")).unwrap_or_default()
+        ));
         std::fs::write(dir.join("pages-1.img"), b"memory").unwrap();
+        criu_parent_link(dir, parent);
         if let Some(reason) = self.fail {
             std::fs::write(
                 dir.join("dump.log"),
@@ -57,6 +61,13 @@ impl Dumper for FakeDumper {
             return Err(FakeError("criu exited with an error"));
         }
         std::fs::write(dir.join("dump.log"), b"ok\n").unwrap();
+        Ok(())
+    }
+    fn pre_dump(&self, dir: &Path, parent: Option<&str>) -> Result<(), FakeError> {
+        let name = dir.file_name().unwrap().to_string_lossy();
+        self.note(format!("pre-dump {name} after {parent:?}"));
+        std::fs::write(dir.join("pages-1.img"), b"most of the memory").unwrap();
+        criu_parent_link(dir, parent);
         Ok(())
     }
     fn freeze(&self) -> Result<(), FakeError> {
@@ -73,6 +84,13 @@ impl Dumper for FakeDumper {
     }
     fn criu_version(&self) -> Result<String, FakeError> {
         Ok("4.1.1".into())
+    }
+}
+
+/// What CRIU does with a parent: a symlink `parent` in the images dir.
+fn criu_parent_link(dir: &Path, parent: Option<&str>) {
+    if let Some(p) = parent {
+        std::os::unix::fs::symlink(p, dir.join("parent")).unwrap();
     }
 }
 
@@ -118,6 +136,7 @@ fn request(r: &Rig) -> DumpRequest {
         upperdir: Some(r.upper.clone()),
         leave_running: false,
         paused: false,
+        predumps: 0,
         profile: arch_image::ProfileDigest {
             digest: "0".repeat(64),
             fields: Default::default(),
@@ -187,6 +206,64 @@ fn a_successful_chain_commits_a_valid_image() {
         assert!(paths.contains(&want), "{want} not in {paths:?}");
     }
     assert_eq!(ns_entries(&r), ["job"], "no temporaries left");
+}
+
+#[test]
+fn predumps_chain_into_the_image_and_the_freeze_is_timed_apart() {
+    let r = rig();
+    let dumper = FakeDumper::new(vec![10], None);
+    let req = crate::DumpRequest {
+        predumps: 2,
+        leave_running: true,
+        ..request(&r)
+    };
+    let out = chain(&r, &dumper, req).unwrap();
+    assert_eq!(
+        dumper.effects(),
+        [
+            "pre-dump pre-1 after None",
+            "pre-dump pre-2 after Some(\"../pre-1\")",
+            "freeze",
+            "dump ../pre-2",
+            "thaw"
+        ]
+    );
+    for k in ["predump", "dump", crate::FREEZE] {
+        assert!(
+            out.durations_ms.contains_key(k),
+            "no {k} in {:?}",
+            out.durations_ms
+        );
+    }
+    // Self-contained: the pre-dumps are listed (hashed, signed) files of
+    // the image, and CRIU's parent links are gone (no symlink in an image).
+    let image = r.store.open("default", "job").expect("validates");
+    let paths: Vec<&str> = image
+        .manifest()
+        .files
+        .iter()
+        .map(|f| f.path.as_str())
+        .collect();
+    for want in ["pre-1/pages-1.img", "pre-2/pages-1.img", "criu/pages-1.img"] {
+        assert!(paths.contains(&want), "{want} not in {paths:?}");
+    }
+    assert!(std::fs::symlink_metadata(image.dir().join("criu/parent")).is_err());
+    assert!(image.manifest().durations_ms.contains_key(crate::FREEZE));
+}
+
+#[test]
+fn without_predumps_the_dump_has_no_parent() {
+    let r = rig();
+    let dumper = FakeDumper::new(vec![10], None);
+    let out = chain(&r, &dumper, request(&r)).unwrap();
+    assert_eq!(dumper.effects(), ["freeze", "dump", "kill"]);
+    assert!(out.durations_ms.contains_key(crate::FREEZE));
+    let image = r.store.open("default", "job").unwrap();
+    assert!(!image
+        .manifest()
+        .files
+        .iter()
+        .any(|f| f.path.starts_with("pre-")));
 }
 
 #[test]

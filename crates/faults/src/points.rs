@@ -3,11 +3,12 @@
 
 /// The dump chain's steps, in order (crates/checkpoint checks that its
 /// chain is exactly this).
-pub const DUMP_STEPS: [&str; 7] = [
+pub const DUMP_STEPS: [&str; 8] = [
     "defaults",
     "validate",
     "process-checks",
     "prepare",
+    "predump",
     "dump",
     "rootfs",
     "commit",

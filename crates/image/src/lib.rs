@@ -21,6 +21,7 @@ mod ident;
 mod image;
 mod lease;
 mod manifest;
+mod predump;
 mod sign;
 mod staging;
 mod store;
@@ -38,6 +39,10 @@ pub use lease::{FsClock, Lease, ProbeClock, DEFAULT_LEASE};
 pub use manifest::{
     CgroupVersion, CommitInfo, FileEntry, Manifest, ProfileDigest, Status, Timestamp,
     FORMAT_VERSION,
+};
+pub use predump::{
+    count_predumps, is_predump_dir, link_parents, predump_dir, unlink_parents, MAX_PREDUMP_DIRS,
+    PARENT_LINK, PREDUMP_LOG,
 };
 pub use sign::{SigningKey, Trust, MIN_KEY_LEN, SIGNATURE, SIGNATURE_ALG};
 pub use staging::{Observer, ObserverError, Staging, COMMIT_PHASES};

@@ -146,7 +146,8 @@ impl ContainerHandle {
             action: "checkpoint",
             reason: "the container has no init pid".into(),
         })?;
-        let freezer = match opts.frozen {
+        // A pre-dump freezes the cgroup for its moment, as runc's does.
+        let freezer = match opts.frozen || opts.pre_dump {
             true => Some(crate::dump::freezer_dir(
                 &self.cgroup_path()?,
                 CgroupDriver::from_systemd(self.inner.systemd()),

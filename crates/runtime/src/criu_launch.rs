@@ -19,6 +19,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// What rust-criu runs when the launcher is on: resolved by the kernel in
 /// the child, where it is still the shim's binary.
 const SELF_EXE: &str = "/proc/self/exe";
+/// The same binary under another name, which asks the launcher for CRIU
+/// with `--track-mem`: rust-criu has no setter for the RPC's `track_mem`,
+/// and CRIU keeps command-line options in swrk mode unless the request
+/// sets them.
+const TRACK_MEM_EXE: &str = "/proc/thread-self/exe";
 const SWRK: &str = "swrk";
 
 static LAUNCHER: AtomicBool = AtomicBool::new(false);
@@ -36,7 +41,7 @@ pub fn criu_launcher_main() {
 
 /// Whether `args` (argv) is rust-criu starting CRIU through the launcher.
 fn is_launch(args: &[OsString]) -> bool {
-    args.len() == 3 && args[0] == SELF_EXE && args[1] == SWRK
+    args.len() == 3 && (args[0] == SELF_EXE || args[0] == TRACK_MEM_EXE) && args[1] == SWRK
 }
 
 fn launch(criu_args: &[OsString]) -> ! {
@@ -56,8 +61,12 @@ fn launch(criu_args: &[OsString]) -> ! {
         eprintln!("criu launcher: the shim is gone");
         std::process::exit(1);
     }
+    let track_mem = std::env::args_os()
+        .next()
+        .is_some_and(|a| a == TRACK_MEM_EXE);
     let err = std::process::Command::new("criu")
         .arg0("criu")
+        .args(track_mem.then_some("--track-mem"))
         .args(criu_args)
         .exec();
     eprintln!("criu launcher: exec criu: {err}");
@@ -74,6 +83,18 @@ pub(crate) fn new_criu() -> Result<rust_criu::Criu, rust_criu::CriuError> {
     }
 }
 
+/// As [`new_criu`], for a dump after a pre-dump: CRIU tracks memory
+/// (`--track-mem`). Without the launcher (unit tests) plain CRIU, which
+/// then dumps every page: correct, only not incremental.
+pub(crate) fn new_criu_tracking_mem() -> Result<rust_criu::Criu, rust_criu::CriuError> {
+    if LAUNCHER.load(Ordering::SeqCst) {
+        rust_criu::Criu::new_with_criu_path(TRACK_MEM_EXE.to_string())
+    } else {
+        log::warn!("CRIU without the launcher: the dump after a pre-dump takes every page");
+        rust_criu::Criu::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +106,7 @@ mod tests {
     #[test]
     fn only_rust_criu_through_the_launcher_is_a_launch() {
         assert!(is_launch(&argv(&["/proc/self/exe", "swrk", "7"])));
+        assert!(is_launch(&argv(&["/proc/thread-self/exe", "swrk", "7"])));
         for not in [
             &["containerd-shim-arch-v1", "swrk", "7"][..],
             &["/proc/self/exe", "swrk"],

@@ -31,6 +31,12 @@ pub struct DumpOptions {
     /// The caller froze the container's cgroup: CRIU dumps the frozen tree
     /// (runc's FreezeCgroup) and, with `leave_running`, leaves it frozen.
     pub frozen: bool,
+    /// A pre-dump (memory only, the container keeps running, dirty-page
+    /// tracking reset) instead of a dump.
+    pub pre_dump: bool,
+    /// The pre-dump this (pre-)dump follows, relative to `image_dir`
+    /// (`../pre-N`): CRIU writes only the pages dirtied since.
+    pub parent_img: Option<String>,
 }
 
 fn private_dir(path: &Path) -> Result<()> {
@@ -81,6 +87,9 @@ pub(crate) fn dump(
     };
 
     private_dir(&opts.image_dir)?;
+    if opts.pre_dump {
+        return crate::predump::pre_dump(id, pid, &spec, freezer, opts);
+    }
     // Which pipes the init had as stdio: restore maps them to new ones.
     let descriptors: Vec<String> = (0..3)
         .map(|n| {
@@ -92,7 +101,16 @@ pub(crate) fn dump(
     let path = opts.image_dir.join(DESCRIPTORS);
     std::fs::write(&path, json).map_err(RuntimeError::io(format!("writing {}", path.display())))?;
 
-    let mut criu = crate::criu_launch::new_criu().map_err(RuntimeError::CriuUnavailable)?;
+    // After a pre-dump CRIU must track memory in this dump too: without
+    // track_mem it takes no page from the parent (criu/mem.c).
+    let mut criu = match &opts.parent_img {
+        Some(_) => crate::criu_launch::new_criu_tracking_mem(),
+        None => crate::criu_launch::new_criu(),
+    }
+    .map_err(RuntimeError::CriuUnavailable)?;
+    if let Some(parent) = &opts.parent_img {
+        criu.set_parent_img(parent.clone());
+    }
     set_external_mounts(&mut criu, &spec, Phase::Dump);
     let images = open_dir(&opts.image_dir)?;
     criu.set_images_dir_fd(images.as_raw_fd());

@@ -42,6 +42,10 @@ pub enum RuntimeError {
         #[source]
         source: rust_criu::CriuError,
     },
+    /// A CRIU pre-dump (run as `criu pre-dump`: rust-criu has no request
+    /// for it) that failed; `pre-dump.log` in its directory says why.
+    #[error("container {id}: CRIU pre-dump failed: {reason}")]
+    PreDump { id: String, reason: String },
     /// CRIU cannot be run at all (missing, or it does not answer).
     #[error("CRIU is not usable: {0}")]
     CriuUnavailable(#[source] rust_criu::CriuError),

@@ -24,6 +24,7 @@ mod namespaces;
 mod notify;
 mod oom_v2;
 mod pidfd;
+mod predump;
 mod proc_tree;
 mod restore;
 mod restore_target;

@@ -48,6 +48,11 @@ impl Arch {
             // FreezeCgroup). Thawing for the dump let a process change a
             // file CRIU had just recorded ("bad size" at restore).
             frozen: paused,
+            // An ARCH container's ARCH_PREDUMP applies in its dump chain;
+            // CheckpointOptions has no field for a count (see
+            // docs/configuration.md).
+            pre_dump: false,
+            parent_img: None,
         };
         let dumped = match c.arch() {
             None if dump.image_dir.as_os_str().is_empty() => Err(ShimError::InvalidArgument(
@@ -106,6 +111,7 @@ impl Arch {
             leave_running: dump.leave_running,
             paused,
             profile: state.profile.clone(),
+            predumps: state.predumps,
         };
         let started = Instant::now();
         let outcome = checkpoint_into_store(&store, cfg, &*self.runtime, req, dump.clone());

@@ -59,13 +59,30 @@ impl Dumper for RuntimeDumper<'_> {
         self.runtime.pids(self.id)
     }
 
-    fn dump(&self, dir: &Path) -> Result<(), RuntimeError> {
+    fn dump(&self, dir: &Path, parent: Option<&str>) -> Result<(), RuntimeError> {
         // CRIU dumps the frozen tree and leaves it frozen; the chain decides
         // when it thaws or ends (run_dump_chain).
         let opts = DumpOptions {
             image_dir: dir.to_path_buf(),
             leave_running: true,
             frozen: true,
+            parent_img: parent.map(str::to_string),
+            ..self.base.clone()
+        };
+        self.take_slot();
+        let dumped = self.runtime.checkpoint(self.id, &opts);
+        self.release_slot();
+        dumped
+    }
+
+    fn pre_dump(&self, dir: &Path, parent: Option<&str>) -> Result<(), RuntimeError> {
+        // The container runs meanwhile (or stays paused, if its user or
+        // containerd paused it); a pre-dump holds a slot like a dump.
+        let opts = DumpOptions {
+            image_dir: dir.to_path_buf(),
+            leave_running: true,
+            pre_dump: true,
+            parent_img: parent.map(str::to_string),
             ..self.base.clone()
         };
         self.take_slot();

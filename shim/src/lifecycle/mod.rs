@@ -26,8 +26,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arch_checkpoint::{
-    arch_identity, load_trust, periodic_interval, ArchConfig, ArchIdentity, CheckpointError,
-    ProfileContext, DEFAULT_HOST_KEY,
+    arch_identity, load_trust, periodic_interval, predump_iterations, require_soft_dirty,
+    ArchConfig, ArchIdentity, CheckpointError, CriuInPath, OnceProbe, ProfileContext,
+    SoftDirtyProbe, DEFAULT_HOST_KEY,
 };
 use arch_image::{ImageStore, ProfileDigest, Trust};
 use arch_runtime::oci_spec::runtime::Spec;
@@ -53,6 +54,8 @@ pub struct ArchState {
     /// `ARCH_INTERVAL`, if the container asked for periodic checkpoints.
     pub interval: Option<Duration>,
     pub periodic: Periodic,
+    /// `ARCH_PREDUMP`: CRIU pre-dumps before each checkpoint's final dump.
+    pub predumps: u8,
 }
 
 impl ArchState {
@@ -69,6 +72,7 @@ impl ArchState {
             profile,
             interval,
             periodic: Periodic::default(),
+            predumps: 0,
         }
     }
 }
@@ -96,6 +100,8 @@ pub struct Arch {
     trust: OnceLock<std::result::Result<Trust, String>>,
     /// Checkpoints writing an image now: Delete and Shutdown wait for them.
     in_flight: Arc<InFlight>,
+    /// Whether the kernel tracks dirty pages, asked once (`ARCH_PREDUMP`).
+    soft_dirty: Box<dyn SoftDirtyProbe + Send + Sync>,
 }
 
 impl Arch {
@@ -115,6 +121,7 @@ impl Arch {
             mounts,
             trust: OnceLock::new(),
             in_flight: Arc::new(InFlight::default()),
+            soft_dirty: Box::new(OnceProbe::new(CriuInPath)),
         }
     }
 
@@ -157,6 +164,27 @@ impl Arch {
         let (env, annotations) = env_and_annotations(spec);
         periodic_interval(&env, &annotations, self.config()?.min_interval)
             .map_err(|e| ShimError::InvalidArgument(format!("container {id}: {e}")))
+    }
+
+    /// The CRIU pre-dumps an ARCH container asks for (`ARCH_PREDUMP`, 0
+    /// without); an invalid count fails Create, and so does a count on a
+    /// host whose kernel cannot track dirty pages: the user sees it at
+    /// `ctr run` rather than as a failed stop checkpoint, when the work
+    /// it should have kept is lost.
+    pub fn predumps(&self, id: &str, spec: &Spec) -> Result<u8> {
+        let (env, annotations) = env_and_annotations(spec);
+        let n = predump_iterations(&env, &annotations)
+            .map_err(|e| ShimError::InvalidArgument(format!("container {id}: {e}")))?;
+        require_soft_dirty(n, &*self.soft_dirty)
+            .map_err(|e| ShimError::FailedPrecondition(format!("container {id}: {e}")))?;
+        Ok(n)
+    }
+
+    /// Replaces the soft-dirty probe (tests).
+    #[cfg(test)]
+    pub fn with_soft_dirty_probe(mut self, probe: Box<dyn SoftDirtyProbe + Send + Sync>) -> Self {
+        self.soft_dirty = probe;
+        self
     }
 
     /// Arms the fault a test container asks for with its annotation (test

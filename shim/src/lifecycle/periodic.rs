@@ -133,6 +133,7 @@ impl Arch {
                                 leave_running: true,
                                 paused: false,
                                 profile: state.profile.clone(),
+                                predumps: state.predumps,
                             };
                             let started = Instant::now();
                             let outcome = checkpoint_into_store(
@@ -151,9 +152,11 @@ impl Arch {
                             );
                             match &outcome {
                                 Ok(o) => log::info!(
-                                    "{id}: periodic checkpoint committed; dump {} ms, rootfs {} ms (frozen for both), {} ms in all",
+                                    "{id}: periodic checkpoint committed; frozen {} ms (dump {} ms, rootfs {} ms), pre-dumps {} ms before it, {} ms in all",
+                                    o.durations_ms.get(arch_checkpoint::FREEZE).copied().unwrap_or_default(),
                                     o.durations_ms.get("dump").copied().unwrap_or_default(),
                                     o.durations_ms.get("rootfs").copied().unwrap_or_default(),
+                                    o.durations_ms.get("predump").copied().unwrap_or_default(),
                                     rec.total_ms
                                 ),
                                 Err(e) => log::warn!("{id}: periodic checkpoint failed: {e}"),

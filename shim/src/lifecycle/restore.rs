@@ -130,6 +130,10 @@ impl Arch {
         // lease expired (a stall longer than the lease): then it may be
         // restored there, and must not be here too.
         taken.still_held().map_err(|e| e.to_string())?;
+        // An image with pre-dumps: CRIU follows `parent` links from the
+        // final dump to them; the image holds none, its copy gets them.
+        arch_image::link_parents(image.dir())
+            .map_err(|e| format!("linking the pre-dump images: {e}"))?;
         self.runtime
             .restore(RestoreRequest {
                 id: c.id().to_string(),

@@ -118,6 +118,7 @@ impl Arch {
             leave_running: false,
             paused: false,
             profile: state.profile.clone(),
+            predumps: state.predumps,
         };
         let id = c.id().to_string();
         let container = c.clone();

@@ -38,6 +38,10 @@ impl TaskService {
         let cgroup_driver = cgroup_driver(options.systemd_cgroup, &spec, unified);
         self.arch.arm_faults(&id, &spec)?;
         let identity = self.arch.identify(&id, &spec)?;
+        let predumps = match &identity {
+            Some(_) => self.arch.predumps(&id, &spec)?,
+            None => 0,
+        };
         let rootfs = Rootfs::new(&bundle, &spec, &req.rootfs);
         if rootfs.shim_mounted() {
             self.mounts
@@ -64,7 +68,9 @@ impl TaskService {
                 let profile =
                     crate::lifecycle::security_profile(&id, &spec, rootfs.image_identity())
                         .inspect_err(|_| self.discard(&id, &rootfs))?;
-                Some(ArchState::new(identity, Some(upperdir), profile, interval))
+                let mut state = ArchState::new(identity, Some(upperdir), profile, interval);
+                state.predumps = predumps;
+                Some(state)
             }
             None => None,
         };

@@ -16,6 +16,7 @@ mod io;
 mod lifecycle;
 mod parity;
 mod periodic;
+mod predump;
 mod restore;
 mod runtime_options;
 mod scale;

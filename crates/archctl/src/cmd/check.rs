@@ -4,14 +4,12 @@
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use arch_checkpoint::ArchConfig;
+pub(crate) use arch_host::cmd::{find_in_path, run_cmd};
 
 use crate::error::Result;
 
-const CMD_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_CONTAINERD: &str = "/run/containerd/containerd.sock";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,12 +65,17 @@ pub fn run(root: Option<&Path>, address: Option<&Path>) -> Result<i32> {
                 ),
             };
             report(lvl, "criu check", detail);
-            let (lvl, detail) = match run_cmd(&criu, &["check", "--feature", "mem_dirty_track"]) {
-                Ok((true, _)) => (Level::Ok, "soft-dirty memory tracking available".into()),
-                _ => (
+            let probe = arch_checkpoint::CriuFeatureCheck { criu: criu.clone() };
+            let (lvl, detail) = match arch_checkpoint::SoftDirtyProbe::soft_dirty(&probe) {
+                Ok(true) => (Level::Ok, "soft-dirty memory tracking available".into()),
+                Ok(false) => (
                     Level::Warn,
-                    "pre-dump/dirty tracking unavailable (kernel without soft-dirty); full dumps only".into(),
+                    format!(
+                        "no {} in this kernel: ARCH_PREDUMP fails Create; full dumps only",
+                        arch_checkpoint::SOFT_DIRTY
+                    ),
                 ),
+                Err(e) => (Level::Warn, format!("could not probe: {e}")),
             };
             report(lvl, "dirty tracking", detail);
         }
@@ -166,45 +169,6 @@ pub fn root_state(root: &Path) -> (Level, String) {
             }
         }
     }
-}
-
-pub(crate) fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| {
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
-        })
-}
-
-/// Run with a deadline; Ok((success, stdout+stderr)) or Err(reason).
-pub(crate) fn run_cmd(bin: &Path, args: &[&str]) -> std::result::Result<(bool, String), String> {
-    let mut child = Command::new(bin)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if start.elapsed() > CMD_TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("timed out after {}s", CMD_TIMEOUT.as_secs()));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    Ok((out.status.success(), text))
 }
 
 /// The installed CRIU's version ("4.1.1"), from `criu --version`.

@@ -57,3 +57,59 @@ fn a_plain_container_on_a_native_snapshot_is_created() {
     let r = Rig::new();
     assert!(create(&r, "c", None, vec![native_snapshot()]).unwrap() > 0);
 }
+
+struct Kernel(bool);
+impl arch_checkpoint::SoftDirtyProbe for Kernel {
+    fn soft_dirty(&self) -> Result<bool, String> {
+        Ok(self.0)
+    }
+}
+
+/// `ARCH_PREDUMP` on a kernel without soft-dirty fails Create naming the
+/// feature; with it, the count is the container's; a bad count is refused.
+#[test]
+fn predumps_need_soft_dirty_and_a_valid_count() {
+    use std::sync::Arc;
+    let r = Rig::new();
+    let arch = |soft_dirty: bool| {
+        crate::lifecycle::Arch::new(
+            super::NS,
+            Ok(arch_checkpoint::ArchConfig::default()),
+            Arc::new(super::stubs::StubRuntime::default()),
+            Arc::new(super::stubs::StubMounts::default()),
+        )
+        .with_soft_dirty_probe(Box::new(Kernel(soft_dirty)))
+    };
+    let spec = |env: &str| {
+        let path = r.dir.path().join("spec.json");
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"ociVersion":"1.0.2","process":{{"cwd":"/","args":["sh"],"env":["ARCH_ENABLE=1",{env}],"user":{{"uid":0,"gid":0}}}}}}"#
+            ),
+        )
+        .unwrap();
+        arch_runtime::oci_spec::runtime::Spec::load(&path).unwrap()
+    };
+    let err = arch(false)
+        .predumps("c", &spec(r#""ARCH_PREDUMP=2""#))
+        .unwrap_err();
+    let ShimError::FailedPrecondition(msg) = &err else {
+        panic!("expected FailedPrecondition, got {err:?}");
+    };
+    assert!(
+        msg.contains("soft-dirty memory tracking (CONFIG_MEM_SOFT_DIRTY)"),
+        "{msg}"
+    );
+    assert_eq!(arch(false).predumps("c", &spec(r#""X=1""#)).unwrap(), 0);
+    assert_eq!(
+        arch(true)
+            .predumps("c", &spec(r#""ARCH_PREDUMP=2""#))
+            .unwrap(),
+        2
+    );
+    let err = arch(true)
+        .predumps("c", &spec(r#""ARCH_PREDUMP=9""#))
+        .unwrap_err();
+    assert!(matches!(err, ShimError::InvalidArgument(_)), "{err:?}");
+}
