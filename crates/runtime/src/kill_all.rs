@@ -15,7 +15,6 @@
 //!   succeeds only if that process still held the pid, so the membership
 //!   read was about it.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 use libcgroups::common::{AnyCgroupManager, CgroupManager, FreezerState};
@@ -23,6 +22,7 @@ use nix::errno::Errno;
 
 use crate::cgroup_driver::{self, CgroupDriver};
 use crate::error::{Result, RuntimeError};
+use crate::pidfd::{pidfd_open, pidfd_send_signal};
 
 /// Sends `signal` to every process of container `id`'s cgroup at
 /// `path` (its cgroupsPath) under `driver`.
@@ -100,27 +100,6 @@ fn signal_member(cgroup: &impl Members, pid: i32, signal: i32) {
         Ok(()) | Err(Errno::ESRCH) => {}
         Err(e) => log::warn!("signal {signal} to {pid}: {e}"),
     }
-}
-
-fn pidfd_open(pid: i32) -> nix::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags; it returns a new fd.
-    let fd = Errno::result(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
-    // SAFETY: a new descriptor, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-fn pidfd_send_signal(fd: &OwnedFd, signal: i32) -> nix::Result<()> {
-    // SAFETY: a valid pidfd; a null siginfo means "as kill(2)".
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            fd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    Errno::result(r).map(drop)
 }
 
 /// A container's cgroup on this host.

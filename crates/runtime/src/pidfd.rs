@@ -71,19 +71,7 @@ impl ProcessRef {
     /// Sends `signal` (0: only checks it is there); ESRCH once it is gone.
     pub fn signal(&self, signal: i32) -> nix::Result<()> {
         match &self.how {
-            How::Pidfd(fd) => {
-                // SAFETY: a valid pidfd; a null siginfo means "as kill(2)".
-                let r = unsafe {
-                    libc::syscall(
-                        libc::SYS_pidfd_send_signal,
-                        fd.as_raw_fd(),
-                        signal,
-                        std::ptr::null::<libc::siginfo_t>(),
-                        0,
-                    )
-                };
-                Errno::result(r).map(drop)
-            }
+            How::Pidfd(fd) => pidfd_send_signal(fd, signal),
             How::Pid => {
                 // SAFETY: kill has no memory preconditions.
                 Errno::result(unsafe { libc::kill(self.pid, signal) }).map(drop)
@@ -93,7 +81,22 @@ impl ProcessRef {
     }
 }
 
-fn pidfd_open(pid: i32) -> nix::Result<OwnedFd> {
+/// `signal` to the process `fd` names; ESRCH once it is reaped.
+pub(crate) fn pidfd_send_signal(fd: &OwnedFd, signal: i32) -> nix::Result<()> {
+    // SAFETY: a valid pidfd; a null siginfo means "as kill(2)".
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+pub(crate) fn pidfd_open(pid: i32) -> nix::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags; it returns a new fd.
     let fd = Errno::result(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
     // SAFETY: a new descriptor, owned by nobody else.

@@ -50,6 +50,14 @@ impl RuntimeDumper<'_> {
     fn release_slot(&self) {
         self.slot.lock().unwrap().take();
     }
+
+    /// One CRIU run (a pre-dump or the dump) holding a host-wide slot.
+    fn checkpoint_in_slot(&self, opts: DumpOptions) -> Result<(), RuntimeError> {
+        self.take_slot();
+        let dumped = self.runtime.checkpoint(self.id, &opts);
+        self.release_slot();
+        dumped
+    }
 }
 
 impl Dumper for RuntimeDumper<'_> {
@@ -62,33 +70,25 @@ impl Dumper for RuntimeDumper<'_> {
     fn dump(&self, dir: &Path, parent: Option<&str>) -> Result<(), RuntimeError> {
         // CRIU dumps the frozen tree and leaves it frozen; the chain decides
         // when it thaws or ends (run_dump_chain).
-        let opts = DumpOptions {
+        self.checkpoint_in_slot(DumpOptions {
             image_dir: dir.to_path_buf(),
             leave_running: true,
             frozen: true,
             parent_img: parent.map(str::to_string),
             ..self.base.clone()
-        };
-        self.take_slot();
-        let dumped = self.runtime.checkpoint(self.id, &opts);
-        self.release_slot();
-        dumped
+        })
     }
 
     fn pre_dump(&self, dir: &Path, parent: Option<&str>) -> Result<(), RuntimeError> {
         // The container runs meanwhile (or stays paused, if its user or
         // containerd paused it); a pre-dump holds a slot like a dump.
-        let opts = DumpOptions {
+        self.checkpoint_in_slot(DumpOptions {
             image_dir: dir.to_path_buf(),
             leave_running: true,
             pre_dump: true,
             parent_img: parent.map(str::to_string),
             ..self.base.clone()
-        };
-        self.take_slot();
-        let dumped = self.runtime.checkpoint(self.id, &opts);
-        self.release_slot();
-        dumped
+        })
     }
 
     fn freeze(&self) -> Result<(), RuntimeError> {
