@@ -24,6 +24,7 @@ use std::thread::{self, JoinHandle};
 
 use crate::codec::{Codec, Sink};
 use crate::error::{Result, StreamError};
+use crate::failure::Failure;
 use crate::hashing::{Counted, HashingWriter};
 use crate::listener::{wait_readable, Socket};
 use crate::record::FileRecord;
@@ -42,20 +43,14 @@ pub struct Capture {
 struct Shared {
     store: Arc<dyn Store>,
     codec: Codec,
-    /// Set by the first failure: stops taking requests.
-    failed: AtomicBool,
-    first_error: Mutex<Option<StreamError>>,
+    failure: Failure,
     /// Stored names this capture created, for removal on failure.
     created: Mutex<Vec<String>>,
 }
 
 impl Shared {
     fn fail(&self, e: StreamError) {
-        self.failed.store(true, Ordering::SeqCst);
-        let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
-        if first.is_none() {
-            *first = Some(e);
-        }
+        self.failure.fail(e);
     }
 }
 
@@ -69,8 +64,7 @@ impl Capture {
         let shared = Arc::new(Shared {
             store,
             codec,
-            failed: AtomicBool::new(false),
-            first_error: Mutex::new(None),
+            failure: Failure::default(),
             created: Mutex::new(Vec::new()),
         });
         let stop2 = stop.clone();
@@ -104,11 +98,7 @@ fn run(socket: Socket, stop: &AtomicBool, shared: Arc<Shared>) -> Result<Vec<Fil
                     Err(_) => shared.fail(StreamError::Panicked(name)),
                 }
             }
-            let first = shared
-                .first_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
+            let first = shared.failure.take();
             match first {
                 // CRIU writes inventory.img after everything else of a
                 // dump (cr-dump.c, cr_dump_tasks): without it CRIU died or
@@ -149,7 +139,7 @@ fn serve_connection(
         // write then fails instead of dumping into a capture already lost.
         // Errors break out (never `?`): the workers already started must be
         // joined before their files are removed.
-        match wait_readable(&conn, stop, &shared.failed) {
+        match wait_readable(&conn, stop, &shared.failure.flag) {
             Ok(true) => {}
             Ok(false) => break Ok(()),
             Err(e) => break Err(e),
@@ -215,7 +205,7 @@ fn capture_file(name: &str, pipe_fd: OwnedFd, shared: &Shared) -> Result<FileRec
     let mut original = Counted::new();
     let mut buf = vec![0u8; pipe::CHUNK];
     loop {
-        if shared.failed.load(Ordering::SeqCst) {
+        if shared.failure.failed() {
             // Another file failed: stop reading, so CRIU's writes break.
             return Err(StreamError::Protocol(format!(
                 "{name}: abandoned after another file failed"

@@ -7,6 +7,7 @@
 mod capture;
 mod codec;
 mod error;
+mod failure;
 mod hashing;
 mod listener;
 mod pipe;

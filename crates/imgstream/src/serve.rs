@@ -22,11 +22,12 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use crate::codec::{self, Codec, Source};
 use crate::error::{Result, StreamError};
+use crate::failure::Failure;
 use crate::hashing::{Counted, HashingReader};
 use crate::listener::{wait_readable, Socket};
 use crate::record::FileRecord;
@@ -49,17 +50,12 @@ pub struct Serve {
 
 struct Shared {
     store: Arc<dyn Store>,
-    failed: AtomicBool,
-    first_error: Mutex<Option<StreamError>>,
+    failure: Failure,
 }
 
 impl Shared {
     fn fail(&self, e: StreamError) {
-        self.failed.store(true, Ordering::SeqCst);
-        let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
-        if first.is_none() {
-            *first = Some(e);
-        }
+        self.failure.fail(e);
     }
 }
 
@@ -76,8 +72,7 @@ impl Serve {
         let stop2 = stop.clone();
         let shared = Arc::new(Shared {
             store,
-            failed: AtomicBool::new(false),
-            first_error: Mutex::new(None),
+            failure: Failure::default(),
         });
         let by_name: HashMap<String, FileRecord> =
             records.into_iter().map(|r| (r.name.clone(), r)).collect();
@@ -109,7 +104,7 @@ fn run(
     };
     let mut workers = Vec::new();
     loop {
-        match wait_readable(&conn, stop, &shared.failed) {
+        match wait_readable(&conn, stop, &shared.failure.flag) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
@@ -166,11 +161,7 @@ fn run(
             Err(_) => shared.fail(StreamError::Panicked(name)),
         }
     }
-    let first = shared
-        .first_error
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
+    let first = shared.failure.take();
     match first {
         None => Ok(report),
         Some(e) => Err(e),
