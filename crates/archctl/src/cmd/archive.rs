@@ -63,15 +63,19 @@ pub fn export(store: &ImageStore, id: &ImageId, output: &Path, level: i32) -> Re
     Ok(0)
 }
 
-pub fn import(store: &ImageStore, input: &Path, target: ImportTarget) -> Result<i32> {
+pub fn import(
+    store: &ImageStore,
+    input: &Path,
+    target: ImportTarget,
+    cfg: &ArchConfig,
+) -> Result<i32> {
     if target.skip_signature {
         eprintln!("archctl: warning: --allow-unsigned: the archive's signature is not checked");
     }
     // The imported image is committed, and signed, as this host's shims
     // would: with the host configuration's key, so they trust it.
-    let cfg = ArchConfig::from_process_env().map_err(|e| Error::Config(e.to_string()))?;
     let trust =
-        load_trust(&cfg, Path::new(DEFAULT_HOST_KEY)).map_err(|e| Error::Config(e.to_string()))?;
+        load_trust(cfg, Path::new(DEFAULT_HOST_KEY)).map_err(|e| Error::Config(e.to_string()))?;
     let store = &ImageStore::new(store.root()).with_trust(trust);
     let limits = ImportLimits::default();
     let foreign = foreign_facts(&target);

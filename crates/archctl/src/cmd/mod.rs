@@ -20,12 +20,16 @@ use crate::cli::{Cli, Command};
 use crate::error::{Error, Result};
 use crate::store::open_root;
 
+/// The host configuration, read once per command.
+type HostConfig = std::result::Result<ArchConfig, arch_checkpoint::CheckpointError>;
+
 /// The checkpoint root: `--root`, else the host configuration's.
-pub fn resolve_root(root: Option<&Path>) -> Result<PathBuf> {
+fn resolve_root(root: Option<&Path>, cfg: &HostConfig) -> Result<PathBuf> {
     match root {
         Some(r) => Ok(r.to_path_buf()),
-        None => ArchConfig::from_process_env()
-            .map(|c| c.checkpoint_root)
+        None => cfg
+            .as_ref()
+            .map(|c| c.checkpoint_root.clone())
             .map_err(|e| Error::Config(e.to_string())),
     }
 }
@@ -33,8 +37,8 @@ pub fn resolve_root(root: Option<&Path>) -> Result<PathBuf> {
 /// In network-fs mode, images taken by a restorer on another host are
 /// judged by its lease (as the shims judge them): `gc` gives back one whose
 /// lease expired. Elsewhere a taken image is never given back by age.
-fn with_host_lease(store: arch_image::ImageStore) -> arch_image::ImageStore {
-    match ArchConfig::from_process_env() {
+fn with_host_lease(store: arch_image::ImageStore, cfg: &HostConfig) -> arch_image::ImageStore {
+    match cfg {
         Ok(cfg) if cfg.mode == Mode::NetworkFs => store.with_lease(cfg.claim_lease),
         _ => store,
     }
@@ -44,19 +48,20 @@ pub fn run(cli: Cli) -> Result<i32> {
     if let Command::Check { address } = &cli.command {
         return check::run(cli.root.as_deref(), address.as_deref());
     }
-    let root = resolve_root(cli.root.as_deref())?;
+    let cfg = ArchConfig::from_process_env();
+    let root = resolve_root(cli.root.as_deref(), &cfg)?;
     let store = match &cli.command {
         // An import may be the first thing a new host's root sees (no ARCH
         // container ran there yet): the store makes the root, 0700.
         Command::Import { .. } if !root.exists() => arch_image::ImageStore::new(&root),
         _ => open_root(&root)?,
     };
-    let store = with_host_lease(store);
+    let store = with_host_lease(store, &cfg);
     match cli.command {
         Command::Ls { json, all, tag } => ls::run(&store, json, all, tag.as_deref()),
         Command::Inspect { image, json } => inspect::run(&store, &image, json),
         Command::Validate { images, key } => {
-            let store = validate::with_key(store, key.as_deref())?;
+            let store = validate::with_key(store, key.as_deref(), cfg.as_ref().ok())?;
             validate::run(&store, &images)
         }
         Command::Rm { images } => rm::run(&store, &images),
@@ -99,7 +104,8 @@ pub fn run(cli: Cli) -> Result<i32> {
                 key,
                 skip_signature: allow_unsigned,
             };
-            archive::import(&store, &input, target)
+            let cfg = cfg.map_err(|e| Error::Config(e.to_string()))?;
+            archive::import(&store, &input, target, &cfg)
         }
         Command::Metrics { serve } => metrics::run(&store, serve.as_deref()),
         Command::Check { .. } => unreachable!("handled above"),

@@ -14,9 +14,12 @@ use crate::progress::Progress;
 /// or in basic mode the host's own key (as the shims sign with it; read,
 /// never made here). Without any, signatures are not checked (and a note
 /// says so).
-pub fn with_key(store: ImageStore, key: Option<&Path>) -> Result<ImageStore> {
-    let cfg = ArchConfig::from_process_env().ok();
-    let Some(file) = key_file(key, cfg.as_ref(), Path::new(DEFAULT_HOST_KEY)) else {
+pub fn with_key(
+    store: ImageStore,
+    key: Option<&Path>,
+    cfg: Option<&ArchConfig>,
+) -> Result<ImageStore> {
+    let Some(file) = key_file(key, cfg, Path::new(DEFAULT_HOST_KEY)) else {
         eprintln!(
             "archctl: note: signatures not checked (no --key, no signing_key_file configured, no host key)"
         );
