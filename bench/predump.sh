@@ -6,6 +6,7 @@
 # hack/vm/guest-bench-predump.sh in the guest. Root; one VM at a time.
 #   env: ARCH_BENCH_SIZE_MIB (1024), ARCH_BENCH_RUNS (3),
 #        ARCH_BENCH_INTERVAL (30, seconds between checkpoints),
+#        ARCH_BENCH_DIRTY_PCT (5, % of the job's memory written a second),
 #        ARCH_VM_MEM (4G here: the job plus CRIU and the page cache)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -31,4 +32,4 @@ truncate -s 12G "$scratch"
 mkfs.ext4 -q -F "$scratch"
 trap 'rm -f "$scratch"' EXIT
 ARCH_VM_MEM="${ARCH_VM_MEM:-4G}" ARCH_VM_SCRATCH="$scratch" \
-    hack/vm/run.sh hack/vm/guest-bench-predump.sh "${E2E#"$PWD"/}" "${ARCH_BENCH_SIZE_MIB:-1024}" "${ARCH_BENCH_RUNS:-3}" "${ARCH_BENCH_INTERVAL:-30}"
+    hack/vm/run.sh hack/vm/guest-bench-predump.sh "${E2E#"$PWD"/}" "${ARCH_BENCH_SIZE_MIB:-1024}" "${ARCH_BENCH_RUNS:-3}" "${ARCH_BENCH_INTERVAL:-30}" "${ARCH_BENCH_DIRTY_PCT:-5}"

@@ -14,7 +14,8 @@
 # After the ctr suites: the fault-point sweep, the CRI tests against a
 # CRI-enabled containerd, critest (the CRI validation suite) under runc and
 # arch with CNI (hack/conformance.sh, about 6 minutes), and the Docker
-# how-to test against a private dockerd (hack/docker-test.sh).
+# how-to test against a private dockerd (hack/docker-test.sh). Last, the
+# cgroup v2 subset in a QEMU guest with both cgroup drivers (make test-vm).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=hack/lib.sh
@@ -112,6 +113,13 @@ ARCH_E2E_DOCKER_HOST="unix://${ARCH_DOCKER_DIR:-/run/arch-docker}/docker.sock" \
     cargo test -p arch-e2e --test docker -- --test-threads=2
 hack/docker-test.sh stop
 stage "docker how-to" $t
+
+t=$SECONDS
+log "cgroup v2 in a QEMU guest (TCG): the e2e subset with the cgroupfs and the systemd driver (hack/vm/test-vm.sh)"
+# Builds the guest on the first run (about 8 minutes, cached in
+# /var/cache/arch-vm); the two drivers take about 11 minutes together.
+ARCH_VM_TIMEOUT="${ARCH_VM_TIMEOUT:-2400}" hack/vm/test-vm.sh
+stage "cgroup v2 guest (cgroupfs + systemd drivers)" $t
 
 log "summary"
 printf '[test] %s\n' "${SUMMARY[@]}" >&2

@@ -2,14 +2,14 @@
 # Runs IN THE GUEST (bench/predump.sh starts it through hack/vm/run.sh):
 # the ARCH_PREDUMP e2e test (it must pass here: the guest kernel tracks
 # dirty pages), then the pre-copy measurement: a SIZE MiB job that dirties
-# 5% of its memory a second, checkpointed periodically with ARCH_PREDUMP=0
+# PCT% (default 5) of its memory a second, checkpointed periodically with ARCH_PREDUMP=0
 # and then 2; prints each checkpoint's freeze, dump and pre-dump times from
 # the shim's records.
-#   usage: hack/vm/guest-bench-predump.sh E2E_BINARY SIZE_MIB RUNS INTERVAL_SECS
+#   usage: hack/vm/guest-bench-predump.sh E2E_BINARY SIZE_MIB RUNS INTERVAL_SECS [PCT]
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 log() { echo "[bench-predump] $*"; }
-E2E="$1" SIZE="${2:-1024}" RUNS="${3:-3}" INTERVAL="${4:-30}"
+E2E="$1" SIZE="${2:-1024}" RUNS="${3:-3}" INTERVAL="${4:-30}" PCT="${5:-5}"
 
 export ARCH_TEST_DIR=/run/arch-vm ARCH_TEST_ROOT=/var/lib/arch-vm/containerd
 export ARCH_CHECKPOINT_ROOT=/var/lib/arch-vm/checkpoint ARCH_SHIM_DIR="$PWD/target/debug"
@@ -35,11 +35,11 @@ print(sum(1 for l in sys.stdin if l.strip() and (r := json.loads(l))["key"] == s
 }
 for n in 0 2; do
     key="bench-pd$n-$$"
-    log "ARCH_PREDUMP=$n: ${SIZE} MiB, 5%/s dirtied, a checkpoint every ${INTERVAL}s; $RUNS measured after a first"
+    log "ARCH_PREDUMP=$n: ${SIZE} MiB, ${PCT}%/s dirtied, a checkpoint every ${INTERVAL}s; $RUNS measured after a first"
     "${C[@]}" run -d --runtime io.containerd.arch.v1 --env ARCH_ENABLE=1 --env "ARCH_KEY=$key" \
         --env "ARCH_PREDUMP=$n" --env "ARCH_INTERVAL=${INTERVAL}s" \
         --mount "type=bind,src=$PWD/target/arch-vm/dirtier,dst=/dirtier,options=rbind:ro" \
-        localhost/arch-test/busybox:latest "$key" /dirtier "$SIZE" 5 ||
+        localhost/arch-test/busybox:latest "$key" /dirtier "$SIZE" "$PCT" ||
         { log "ctr run failed"; exit 1; }
     deadline=$((SECONDS + 60 * (RUNS + 1) * 3))
     while [ "$(count_ok "$key")" -lt $((RUNS + 1)) ] && [ $SECONDS -lt $deadline ]; do sleep 5; done

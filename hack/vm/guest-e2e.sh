@@ -56,6 +56,10 @@ for driver in "$@"; do
     hack/containerd-test.sh stop >/dev/null 2>&1
     summary+=("$driver: e2e $(counts /tmp/e2e-$driver.log), faults $(counts /tmp/faults-$driver.log), $((SECONDS - t)) s")
     [ "$e2e_rc" = 0 ] && [ "$faults_rc" = 0 ] || fail=1
+    # A filter that matches nothing must not pass as green.
+    passed() { sed -n 's/^test result: [A-Za-z]*\. \([0-9]*\) passed.*/\1/p' "$1" | tail -n 1; }
+    [ "$(passed /tmp/e2e-$driver.log)" -ge 30 ] && [ "$(passed /tmp/faults-$driver.log)" -ge 1 ] ||
+        { log "$driver: fewer tests ran than the subset holds"; fail=1; }
 done
 for s in "${summary[@]}"; do log "$s"; done
 exit $fail
