@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1 as cri;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -37,6 +38,7 @@ pub fn runtime_class_handler() -> String {
 pub struct Cri {
     rt: tokio::runtime::Runtime,
     client: RuntimeServiceClient<Channel>,
+    images: ImageServiceClient<Channel>,
 }
 
 /// CRI errors are test failures: every call panics with the RPC's status.
@@ -77,7 +79,8 @@ pub fn cri() -> Cri {
         .expect("connect to containerd's CRI socket");
     Cri {
         rt,
-        client: RuntimeServiceClient::new(channel),
+        client: RuntimeServiceClient::new(channel.clone()),
+        images: ImageServiceClient::new(channel),
     }
 }
 
@@ -142,6 +145,8 @@ impl PodSpec {
 /// A container in a pod: image, command, environment.
 pub struct ContainerSpec<'a> {
     pub name: &'a str,
+    /// None: the busybox test image.
+    pub image: Option<String>,
     pub command: Vec<String>,
     pub env: Vec<(&'a str, String)>,
 }
@@ -151,9 +156,16 @@ impl ContainerSpec<'_> {
     pub fn sh<'a>(name: &'a str, script: &str) -> ContainerSpec<'a> {
         ContainerSpec {
             name,
+            image: None,
             command: vec!["sh".into(), "-c".into(), script.into()],
             env: Vec::new(),
         }
+    }
+
+    /// Another image than the busybox test image (already imported).
+    pub fn image(mut self, image: &str) -> Self {
+        self.image = Some(image.into());
+        self
     }
 
     /// Opts the container into ARCH under `key`, as a pod's `env` would.
@@ -175,6 +187,22 @@ pub struct Pod<'c> {
 impl Cri {
     fn client(&self) -> RuntimeServiceClient<Channel> {
         self.client.clone()
+    }
+
+    /// The image id (config digest) CRI resolves `image` to, if it knows it.
+    pub fn image_id(&self, image: &str) -> Option<String> {
+        let req = cri::ImageStatusRequest {
+            image: Some(cri::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            verbose: false,
+        };
+        let resp = ok(
+            "ImageStatus",
+            self.rt.block_on(self.images.clone().image_status(req)),
+        );
+        resp.image.map(|i| i.id)
     }
 
     /// RunPodSandbox with the spec's runtime handler.
@@ -293,7 +321,7 @@ impl Pod<'_> {
                 attempt: 0,
             }),
             image: Some(cri::ImageSpec {
-                image: crate::IMAGE.into(),
+                image: c.image.as_deref().unwrap_or(crate::IMAGE).into(),
                 ..Default::default()
             }),
             command: c.command.clone(),

@@ -259,3 +259,91 @@ fn stopped_pod_container_is_restored_in_a_new_pod() {
     c.remove_container(&id);
     drop::<Pod>(pod);
 }
+
+/// Builds a busybox image named `image` whose layer also holds
+/// /etc/arch-variant = `variant` (so each variant has its own layers
+/// digest), and imports it into the CRI containerd's k8s.io: importing a
+/// second variant moves the tag, as a `docker push` of a new build would.
+fn import_variant(image: &str, variant: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("variant");
+    std::fs::write(&marker, variant).expect("write variant");
+    let tar = dir.path().join("image.oci.tar");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let built = std::process::Command::new("python3")
+        .arg(repo.join("hack/oci_image.py"))
+        .args(["--out", &tar.to_string_lossy(), "--ref", image])
+        .arg("--extra")
+        .arg(format!("{}:/etc/arch-variant:0644", marker.display()))
+        .output()
+        .expect("run hack/oci_image.py");
+    assert!(built.status.success(), "oci_image.py: {built:?}");
+    let address = std::env::var("ARCH_CRI_ADDRESS").expect("ARCH_CRI_ADDRESS");
+    let imported = std::process::Command::new("ctr")
+        .args(["--address", &address, "-n", "k8s.io", "image", "import"])
+        .args(["--local", "--snapshotter", "overlayfs"])
+        .arg(&tar)
+        .output()
+        .expect("run ctr image import");
+    assert!(imported.status.success(), "ctr image import: {imported:?}");
+}
+
+/// Issue 13 §1: a tag moved to another image (other layers) between the
+/// stop and the next create. Old memory does not belong on a new root
+/// filesystem: the container starts fresh, a record names `image`, and
+/// the image stays for a container of the old image.
+#[test]
+fn a_tag_moved_to_another_image_starts_fresh() {
+    let c = cri();
+    let key = unique_id("crimoved");
+    let image = format!("localhost/arch-test/{key}:latest");
+    import_variant(&image, "first");
+    let first_id = c.image_id(&image).expect("CRI knows the first variant");
+    let boot = {
+        let pod = c.run_pod(PodSpec::new("moved"));
+        let id = pod.run_container(&ContainerSpec::sh("moved", COUNTER).arch(&key).image(&image));
+        assert!(wait_until(Duration::from_secs(10), || count(&c, &id) >= 3));
+        let boot = read_settled(&c, &id, "/tmp/boot");
+        c.stop_container(&id, GRACE);
+        wait_exited(&c, &id);
+        assert_eq!(committed(&key), 1, "StopContainer checkpointed {key}");
+        c.remove_container(&id);
+        boot
+    };
+
+    import_variant(&image, "second");
+    assert!(
+        wait_until(Duration::from_secs(10), || c
+            .image_id(&image)
+            .is_some_and(|id| id != first_id)),
+        "CRI resolves {image} to the second variant"
+    );
+    let pod = c.run_pod(PodSpec::new("moved"));
+    let id = pod.run_container(&ContainerSpec::sh("moved", COUNTER).arch(&key).image(&image));
+    assert_eq!(read(&c, &id, "/etc/arch-variant"), "second");
+    assert_ne!(
+        read_settled(&c, &id, "/tmp/boot"),
+        boot,
+        "started fresh, not restored onto the new image"
+    );
+    assert_eq!(committed(&key), 1, "the image stays in place");
+    let reasons: Vec<String> = arch_e2e::records_for(&arch_e2e::checkpoint_root(), &key)
+        .into_iter()
+        .filter(|r| {
+            r.op == arch_records::Operation::Restore && r.outcome == arch_records::Outcome::Fallback
+        })
+        .filter_map(|r| r.error)
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("differs in image")),
+        "a record names the image: {reasons:?}"
+    );
+    c.stop_container(&id, GRACE);
+    wait_exited(&c, &id);
+    c.remove_container(&id);
+    drop::<Pod>(pod);
+    let address = std::env::var("ARCH_CRI_ADDRESS").expect("ARCH_CRI_ADDRESS");
+    let _ = std::process::Command::new("ctr")
+        .args(["--address", &address, "-n", "k8s.io", "image", "rm", &image])
+        .output();
+}
