@@ -28,6 +28,8 @@ pub enum Kind {
     Claim,
     /// `@taken-`: an image a restorer took (being restored).
     Taken,
+    /// `@restoring-`: a taken image past its fence (CRIU reads its copy).
+    Restoring,
     /// `@gen-`: an older generation of the key's image (host `generations`).
     Generation,
 }
@@ -47,6 +49,7 @@ impl Kind {
             w if w.starts_with("old-") => Kind::Old,
             w if w.starts_with("rm-") => Kind::Removing,
             w if w.starts_with("taken-") => Kind::Taken,
+            w if w.starts_with("restoring-") => Kind::Restoring,
             w if arch_image::is_generation(w) => Kind::Generation,
             _ => return None,
         };
@@ -100,6 +103,7 @@ impl Entry {
             (Kind::Removing, _) => "removing",
             (Kind::Claim, _) => "claim",
             (Kind::Taken, _) => "taken",
+            (Kind::Restoring, _) => "restoring",
             (Kind::Generation, _) => "generation",
         }
     }

@@ -388,7 +388,8 @@ impl ImageStore {
                         n.split_once(SEP).is_some_and(|(k, w)| {
                             k == key
                                 && (w == "restored"
-                                    || w.starts_with("taken-")
+                                    || w.starts_with(crate::taken::TAKEN)
+                                    || w.starts_with(crate::taken::RESTORING)
                                     || w.starts_with("failed-"))
                                 && changed_at(&ns_path.join(n)).is_none_or(|t| t > aside)
                         })
@@ -412,6 +413,24 @@ impl ImageStore {
                 if let Some(why) = why {
                     let lease = lease.exists().then_some(lease);
                     push(why, slot_free.then(|| slot.clone()), lease);
+                }
+            } else if let Some(tag) = what.strip_prefix(crate::taken::RESTORING) {
+                // Past its fence: never given back by age, so never
+                // restored twice. Its restorer died on this boot (CRIU and
+                // the restored tree die with the shim): back under its key,
+                // as a taken one. Of another host or boot, whose restore
+                // may have run: spent, removed a day later (CRIU read a
+                // verified local copy, never this directory).
+                let why = if writer_is_dead(tag) {
+                    Some(StaleWhy::WriterGone)
+                } else if writer_alive_here(tag) {
+                    None
+                } else {
+                    older(self, &path, RESTORING_SPENT_AFTER).then_some(StaleWhy::Old)
+                };
+                if let Some(why) = why {
+                    let back = why == StaleWhy::WriterGone && slot_free;
+                    push(why, back.then(|| slot.clone()), None);
                 }
             } else if let Some(tag) = what.strip_prefix(LEASE) {
                 // A lease whose taken image is gone (its restorer died
@@ -477,6 +496,10 @@ impl ImageStore {
         Ok(stale.len())
     }
 }
+
+/// When a `@restoring-` image of another host or boot is removed: far
+/// longer than any restore, so its restorer has decided it long ago.
+const RESTORING_SPENT_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Why a temporary is stale.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

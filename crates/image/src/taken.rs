@@ -25,6 +25,9 @@ use crate::SIDECAR_SEP as SEP;
 
 /// The sidecar kind of a taken image.
 pub(crate) const TAKEN: &str = "taken-";
+/// The sidecar kind of a taken image past its fence ([`Taken::fence`]):
+/// CRIU is about to read it, and no other host may give it back.
+pub(crate) const RESTORING: &str = "restoring-";
 
 /// An image this process took for a restore. Dropping it undecided puts it
 /// back under its key (if that is still free).
@@ -34,6 +37,8 @@ pub struct Taken {
     dir: PathBuf,
     /// Its name in the scope directory.
     name: String,
+    /// The `{owner}-{rand}` part of its name, shared by its lease.
+    tag: String,
     /// The held scope directory's `/proc/self/fd/N` path: every rename,
     /// write and removal goes through it, so a scope directory swapped for
     /// a symlink meanwhile cannot redirect them.
@@ -142,6 +147,7 @@ impl ImageStore {
         Ok(Taken {
             dir,
             name,
+            tag,
             ns_dir,
             _ns_held: ns_held,
             namespace: ns.into(),
@@ -166,17 +172,34 @@ impl Taken {
         &self.origin
     }
 
-    /// Whether this process still holds the image: false once a lease
-    /// was lost (another host judged it expired and took the image back),
-    /// or the taken directory is gone. Checked right before CRIU runs.
-    pub fn still_held(&self) -> Result<()> {
-        let lost = self.lease.as_ref().is_some_and(|l| !l.beat());
-        if lost || fs::symlink_metadata(self.held()).is_err() {
+    /// The fence, right before CRIU runs: renames the taken image to
+    /// `{key}@restoring-{tag}`. A lease alone is not a fence (a restorer
+    /// stalled past it between a check and CRIU could restore an image
+    /// another host gave back meanwhile); a rename is atomic on the file
+    /// server, and another host gives back only `@taken-` names. So either
+    /// the give-back's rename won (this one finds no `@taken-`:
+    /// [`Error::LeaseLost`], and this restorer starts fresh), or this one
+    /// did, and the image is this restorer's for good: the lease ends.
+    pub fn fence(&mut self) -> Result<()> {
+        if self.lease.as_ref().is_some_and(|l| !l.beat()) {
             return Err(Error::LeaseLost {
                 path: self.dir.clone(),
             });
         }
-        Ok(())
+        let name = format!("{}{SEP}{RESTORING}{}", self.key, self.tag);
+        match fs::rename(self.held(), self.ns_dir.join(&name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::LeaseLost {
+                    path: self.dir.clone(),
+                })
+            }
+            Err(e) => return Err(self.rename_err(e)),
+        }
+        self.dir = self.dir.with_file_name(&name);
+        self.name = name;
+        self.lease = None;
+        fsync(&self.ns_dir)
     }
 
     /// Reads and fully validates the taken image (the one CRIU will read).
@@ -257,6 +280,19 @@ impl Taken {
         self.done = true;
         self.lease = None;
         fsync(&self.ns_dir)
+    }
+
+    /// Whether this process still holds the image: false once a lease
+    /// was lost (another host took the image back), or the taken
+    /// directory is gone.
+    fn still_held(&self) -> Result<()> {
+        let lost = self.lease.as_ref().is_some_and(|l| !l.beat());
+        if lost || fs::symlink_metadata(self.held()).is_err() {
+            return Err(Error::LeaseLost {
+                path: self.dir.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// A taken image that vanished was reclaimed by another host after our

@@ -235,7 +235,7 @@ fn a_restorer_whose_lease_was_judged_expired_knows_it() {
     let tmp = tempfile::tempdir().unwrap();
     let store = ImageStore::new(tmp.path());
     commit(&store, "k", b"v1");
-    let t = store
+    let mut t = store
         .take_leased("ns", "k", "me:1:c", Duration::from_secs(60))
         .unwrap();
     let lease = t.dir().with_file_name(
@@ -247,12 +247,11 @@ fn a_restorer_whose_lease_was_judged_expired_knows_it() {
             .replace("@taken-", "@lease-"),
     );
     assert!(lease.exists(), "the lease is beside the taken image");
-    t.still_held().unwrap();
     // Another host judged it expired (a stall longer than the lease) and
     // gave the image back: this restorer must not restore it.
     fs::rename(t.dir(), tmp.path().join("ns/k")).unwrap();
     fs::remove_file(&lease).unwrap();
-    assert!(matches!(t.still_held(), Err(Error::LeaseLost { .. })));
+    assert!(matches!(t.fence(), Err(Error::LeaseLost { .. })));
     assert!(matches!(t.retire(), Err(Error::LeaseLost { .. })));
     store
         .open("ns", "k")
@@ -283,4 +282,88 @@ fn the_probe_clock_reads_the_filesystems_time_and_leaves_nothing() {
     let skew = here.duration_since(now).unwrap_or_else(|e| e.duration());
     assert!(skew < Duration::from_secs(5), "{skew:?}");
     assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+/// The fence: once the restorer renamed its taken image to `@restoring-`
+/// (right before CRIU), no judge gives it back, however long its lease has
+/// been over: either the give-back or the fence wins, never both.
+#[test]
+fn past_its_fence_an_image_is_never_given_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::new(tmp.path());
+    commit(&store, "k", b"v1");
+    let mut t = store
+        .take_leased("ns", "k", "me:1:c", Duration::from_secs(60))
+        .unwrap();
+    t.fence().unwrap();
+    let fenced = t.dir().to_path_buf();
+    assert!(
+        fenced.to_string_lossy().contains("k@restoring-"),
+        "{}",
+        fenced.display()
+    );
+    let names = || {
+        let mut n: Vec<String> = fs::read_dir(ns(tmp.path()))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        n.sort();
+        n
+    };
+    assert!(
+        names().iter().all(|n| !n.contains("@lease-")),
+        "the lease ends at the fence: {:?}",
+        names()
+    );
+    // Another host, long after any lease: the image stays with its restorer.
+    let touched = changed_at(&fenced).unwrap();
+    let judge = ImageStore::new(tmp.path())
+        .with_lease(Duration::from_secs(60))
+        .with_clock(clock_at(touched + Duration::from_secs(3600)));
+    assert_eq!(judge.cleanup_stale_temps(Duration::ZERO).unwrap(), 0);
+    assert!(store.open("ns", "k").is_err(), "not given back");
+    t.retire().unwrap();
+    assert!(names().iter().any(|n| n == "k@restored"), "{:?}", names());
+}
+
+/// A `@restoring-` image whose restorer died on this boot goes back (CRIU
+/// and the restored tree died with it); one of another host or boot is
+/// spent: removed after a day, never given back.
+#[test]
+fn a_dead_restorers_fenced_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::new(tmp.path());
+    commit(&store, "k", b"v1");
+    let t = store.take("ns", "k").unwrap();
+    let here = ns(tmp.path()).join(format!("k@restoring-{}", dead_here()));
+    fs::rename(t.dir(), &here).unwrap();
+    std::mem::forget(t);
+    assert_eq!(store.cleanup_stale_temps(Duration::ZERO).unwrap(), 1);
+    assert_eq!(config_of(store.open("ns", "k").unwrap().dir()), b"v1");
+
+    let t = store.take("ns", "k").unwrap();
+    let elsewhere = ns(tmp.path()).join(format!("k@restoring-{OTHER}"));
+    fs::rename(t.dir(), &elsewhere).unwrap();
+    std::mem::forget(t);
+    let touched = changed_at(&elsewhere).unwrap();
+    let judge = |secs| {
+        ImageStore::new(tmp.path())
+            .with_lease(Duration::from_secs(60))
+            .with_clock(clock_at(touched + Duration::from_secs(secs)))
+    };
+    assert_eq!(
+        judge(23 * 3600)
+            .cleanup_stale_temps(Duration::ZERO)
+            .unwrap(),
+        0
+    );
+    assert!(elsewhere.exists());
+    assert_eq!(
+        judge(25 * 3600)
+            .cleanup_stale_temps(Duration::ZERO)
+            .unwrap(),
+        1
+    );
+    assert!(!elsewhere.exists(), "spent: removed");
+    assert!(store.open("ns", "k").is_err(), "never given back");
 }

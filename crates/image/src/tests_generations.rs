@@ -199,7 +199,7 @@ fn a_leased_generation_keeps_its_lease_until_decided() {
     }
     store.take("ns", "k").unwrap().fail("bad").unwrap();
     let lease = Some(("host-a:1:c", Duration::from_secs(60)));
-    let a = store.take_generation("ns", "k", lease).unwrap().unwrap();
+    let mut a = store.take_generation("ns", "k", lease).unwrap().unwrap();
     let leases = || {
         names(tmp.path())
             .into_iter()
@@ -207,7 +207,6 @@ fn a_leased_generation_keeps_its_lease_until_decided() {
             .count()
     };
     assert_eq!(leases(), 1);
-    a.still_held().unwrap();
     // Another host's cleanup leaves a live lease's image where it is.
     let other = ImageStore::new(tmp.path()).with_lease(Duration::from_secs(60));
     assert_eq!(
@@ -216,8 +215,9 @@ fn a_leased_generation_keeps_its_lease_until_decided() {
             .unwrap(),
         0
     );
+    a.fence().unwrap();
+    assert_eq!(leases(), 0, "the lease ends at the fence");
     a.retire().unwrap();
-    assert_eq!(leases(), 0);
 }
 
 #[test]

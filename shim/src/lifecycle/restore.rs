@@ -67,7 +67,7 @@ impl Arch {
         // generation (staged here as Create stages the newest), and past
         // the oldest to a fresh start.
         let (Restored { pid, pty_master }, image, taken) = loop {
-            let restored = self.criu_restore(c, &taken, &image, &stdio, &work_dir);
+            let restored = self.criu_restore(c, &mut taken, &image, &stdio, &work_dir);
             match restored {
                 Ok(r) => break (r, image, taken),
                 Err(e) => {
@@ -121,15 +121,16 @@ impl Arch {
     fn criu_restore(
         &self,
         c: &Container,
-        taken: &Taken,
+        taken: &mut Taken,
         image: &Image,
         stdio: &Stdio,
         work_dir: &Path,
     ) -> std::result::Result<Restored, String> {
         // On a shared root another host gives the image back once our
         // lease expired (a stall longer than the lease): then it may be
-        // restored there, and must not be here too.
-        taken.still_held().map_err(|e| e.to_string())?;
+        // restored there, and must not be here too. The fence's rename
+        // decides which of the two happened.
+        taken.fence().map_err(|e| e.to_string())?;
         // An image with pre-dumps: CRIU follows `parent` links from the
         // final dump to them; the image holds none, its copy gets them.
         arch_image::link_parents(image.dir())
