@@ -717,6 +717,103 @@ def fig_checkpoint_restore_typical(ctx, rt):
                      fill="typical")
 
 
+# ---- a slow checkpoint root ----------------------------------------------
+
+metric("thr_none_ckpt_ms", "throttled root: checkpoint, no compression", "ms", chart=False,
+       digits=0)
+metric("thr_zstd_ckpt_ms", "throttled root: checkpoint, zstd", "ms", chart=False, digits=0)
+metric("thr_none_restore_ms", "throttled root: restore, no compression", "ms", chart=False,
+       digits=0)
+metric("thr_zstd_restore_ms", "throttled root: restore, zstd", "ms", chart=False, digits=0)
+metric("thr_saved", "throttled root: checkpoint time saved by zstd", "x", chart=False, digits=2)
+
+BLKIO = "/sys/fs/cgroup/blkio"
+
+
+def must(argv):
+    """Runs argv; its stdout, or an exception with its output."""
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=120)
+    if p.returncode != 0:
+        raise RuntimeError("%s -> rc %d: %s" % (" ".join(argv), p.returncode, p.stdout))
+    return p.stdout
+
+
+class ThrottledRoot:
+    """The checkpoint root on a loop-device ext4 limited to MBPS MB/s each
+    way (cgroup v1 blkio throttle of the root group: it applies to every
+    process, the kernel's writeback included), mounted over the bench's
+    checkpoint root for the figure and taken away after."""
+
+    def __init__(self, ctx, mbps, size_gib):
+        self.ctx, self.mbps, self.size_gib = ctx, mbps, size_gib
+        self.file = os.path.join(os.path.dirname(ctx.args.checkpoint_root.rstrip("/")),
+                                 "throttled-root.img")
+        self.dev = self.majmin = None
+
+    def __enter__(self):
+        if not os.path.exists(os.path.join(BLKIO, "blkio.throttle.write_bps_device")):
+            raise NotImplementedFigure("no cgroup v1 blkio throttle on this host")
+        must(["truncate", "-s", "%dG" % self.size_gib, self.file])
+        self.dev = must(["losetup", "--find", "--show", self.file]).strip()
+        must(["mkfs.ext4", "-q", "-F", self.dev])
+        self.majmin = must(["lsblk", "-ndo", "MAJ:MIN", self.dev]).strip()
+        os.makedirs(self.ctx.args.checkpoint_root, exist_ok=True)
+        must(["mount", self.dev, self.ctx.args.checkpoint_root])
+        self._throttle(self.mbps * 1000 * 1000)
+        return self
+
+    def _throttle(self, bps):
+        for way in ("read", "write"):
+            with open(os.path.join(BLKIO, "blkio.throttle.%s_bps_device" % way), "w") as f:
+                f.write("%s %d" % (self.majmin, bps))
+
+    def __exit__(self, *exc):
+        if self.majmin:
+            self._throttle(0)  # 0 removes the rule
+        if self.dev:
+            subprocess.run(["umount", self.ctx.args.checkpoint_root])
+            subprocess.run(["losetup", "-d", self.dev])
+        if os.path.exists(self.file):
+            os.remove(self.file)
+
+
+def write_host_config(path, body):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(body)
+    os.replace(tmp, path)
+
+
+@figure("throttled-root", runtimes=("arch",), rounds="last",
+        enabled=lambda ctx: not ctx.args.quick,
+        metrics=["thr_none_ckpt_ms", "thr_zstd_ckpt_ms", "thr_none_restore_ms",
+                 "thr_zstd_restore_ms", "thr_saved"])
+def fig_throttled_root(ctx, rt):
+    """ARCH only: the checkpoint root on a disk limited to THROTTLE_MBPS
+    (as EFS can be): memtouch THROTTLE_MIB typical memory checkpointed and
+    restored with compression off, then with zstd (the host configuration
+    file, which each new shim reads)."""
+    config = os.environ.get("ARCH_CONFIG")
+    if not config:
+        raise NotImplementedFigure("ARCH_CONFIG is not set (bench/run.sh sets it)")
+    res = {}
+    try:
+        with ThrottledRoot(ctx, ctx.args.throttle_mbps, 4):
+            for codec in ("none", "zstd"):
+                write_host_config(config, 'compression = "%s"\n' % codec)
+                got = cr_sample(ctx, rt, ctx.args.throttle_mib, "throttled-root",
+                                "thr_%s_" % codec, fill="typical")
+                for k in ("ckpt_ms", "restore_ms"):
+                    if "thr_%s_%s" % (codec, k) in got:
+                        res["thr_%s_%s" % (codec, k)] = got["thr_%s_%s" % (codec, k)]
+    finally:
+        write_host_config(config, "")
+    if "thr_none_ckpt_ms" in res and "thr_zstd_ckpt_ms" in res:
+        res["thr_saved"] = res["thr_none_ckpt_ms"] / res["thr_zstd_ckpt_ms"]
+    return res
+
+
 # ---- scale ---------------------------------------------------------------
 
 metric("sc_start_s", "scale: start N (parallel)", "s", chart=False, digits=1)
@@ -1139,6 +1236,10 @@ def main():
                     help="big checkpoint/restore samples per runtime per round (default 1)")
     ap.add_argument("--archive-mib", type=int, default=256,
                     help="memtouch MiB of the periodic-and-archive figure (256)")
+    ap.add_argument("--throttle-mbps", type=int, default=100,
+                    help="MB/s each way of the throttled-root figure's disk (100, as EFS)")
+    ap.add_argument("--throttle-mib", type=int, default=512,
+                    help="memtouch MiB (typical) of the throttled-root figure (512)")
     ap.add_argument("--scale", type=int, default=200,
                     help="ARCH containers for the scale figure (last round; 0 = skip; "
                          "skipped with --quick)")

@@ -14,6 +14,11 @@ export ARCH_TEST_ROOT=/var/lib/arch-bench/containerd
 export ARCH_TEST_NS=arch-bench
 export ARCH_SHIM_DIR="$PWD/target/release"
 export ARCH_CHECKPOINT_ROOT=/var/lib/arch-bench/checkpoint
+# The host configuration the shims read when they start; the throttled-root
+# figure rewrites it (compression off, then on). Empty: the defaults.
+export ARCH_CONFIG=/var/lib/arch-bench/config.toml
+mkdir -p "$(dirname "$ARCH_CONFIG")"
+: >"$ARCH_CONFIG"
 trap 'hack/containerd-test.sh stop >/dev/null 2>&1 || true' EXIT
 hack/containerd-test.sh start >/dev/null
 
