@@ -11,6 +11,8 @@
 //!   taken until its lease expires; then host B restores it.
 //! - Both hosts creating a container with one key at once: exactly one
 //!   restores.
+//! - A restorer stalled past its lease after the fence (the `@restoring-`
+//!   rename right before CRIU) restores alone; the other host starts fresh.
 //! - Without a shared root (issue 16 §3): stop on A, `archctl export`, `archctl
 //!   import` into B's own root, create on B: the job continues there.
 
@@ -276,6 +278,77 @@ fn two_hosts_on_one_network_fs_root_restore_once_and_take_back_a_dead_claim() {
     assert!(
         has(&left, "@restored") && !has(&left, "@taken-") && !has(&left, "@lease-"),
         "{left:?}"
+    );
+    drop(b);
+    drop(a);
+    let _ = std::fs::remove_dir_all(&shared);
+}
+
+/// The fence: a restorer that stalls after it decided to restore — here
+/// paused in CRIU's pre-restore notify, right after the `@restoring-`
+/// rename, its shim SIGSTOPped for longer than the lease — keeps the
+/// image: host B, asked for the key meanwhile, starts fresh, and A
+/// restores. Without the fence B gave the expired lease's image back and
+/// restored it, and A restored it too.
+#[test]
+fn a_restorer_stalled_past_its_lease_after_the_fence_restores_alone() {
+    let (_, disk) = bases();
+    let shared = disk.join("checkpoint-fence");
+    let _ = std::fs::remove_dir_all(&shared);
+    let a = Host::start("fence-a", "fa11ce000000", &shared);
+    let b = Host::start("fence-b", "fb0b00000000", &shared);
+    let key = unique_id("fence");
+    let first = unique_id("hosta");
+    let first_boot = run(&a.ctr, &first, &key);
+    checkpoint(&a.ctr, &first);
+    let (restorer, other) = (unique_id("hosta"), unique_id("hostb"));
+    let other_boot = std::thread::scope(|s| {
+        let creating = s.spawn(|| {
+            let extra = [
+                "--annotation",
+                "io.arch.test.fault=criu:pre-restore=pause",
+                "--annotation",
+                IMAGE_NAME,
+            ];
+            a.ctr
+                .run_arch_with("-d", &restorer, Some(&key), &extra, &["sh", "-c", WORKLOAD])
+        });
+        assert!(
+            wait_until(Duration::from_secs(20), || has(
+                &entries(&shared, &key),
+                "@restoring-"
+            )),
+            "host A never passed the fence: {:?}",
+            entries(&shared, &key)
+        );
+        let shims = arch_e2e::shim_pids(&restorer);
+        assert!(!shims.is_empty(), "no shim serves {restorer}");
+        // SAFETY: kill(2) on the shims serving our own container.
+        shims.iter().for_each(|&p| unsafe {
+            libc::kill(p, libc::SIGSTOP);
+        });
+        std::thread::sleep(Duration::from_millis(2500));
+        let other_boot = run(&b.ctr, &other, &key);
+        shims.iter().for_each(|&p| unsafe {
+            libc::kill(p, libc::SIGCONT);
+        });
+        let r = creating.join().unwrap();
+        assert_eq!(r.code, 0, "ctr run {restorer}: {}", r.stderr);
+        other_boot
+    });
+    assert_ne!(
+        other_boot, first_boot,
+        "host B must start fresh: A is past its fence"
+    );
+    assert_eq!(
+        a.ctr.exec_file(&restorer, "/tmp/boot"),
+        first_boot,
+        "host A restored"
+    );
+    let left = entries(&shared, &key);
+    assert!(
+        has(&left, "@restored") && !has(&left, "@restoring-") && !has(&left, "@taken-"),
+        "retired once: {left:?}"
     );
     drop(b);
     drop(a);
