@@ -130,7 +130,9 @@ pub(crate) fn load_owned_by(path: &Path, owner: u32) -> Result<Key, Error> {
 fn open_no_follow(path: &Path) -> Result<File, KeyFileProblem> {
     File::options()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY)
+        // O_NONBLOCK: a FIFO put at the path must not hang the open (it
+        // is then refused as not a regular file).
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| {
             if e.raw_os_error() == Some(libc::ELOOP) {
