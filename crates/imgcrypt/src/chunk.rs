@@ -88,7 +88,12 @@ impl Chunks {
         // A scratch copy: only on the failure path, to name the fault.
         let mut copy = data.to_vec();
         self.cipher
-            .decrypt_inout_detached(&nonce, &self.ad, InOutBuf::from(&mut copy[..]), &Tag::from(*tag))
+            .decrypt_inout_detached(
+                &nonce,
+                &self.ad,
+                InOutBuf::from(&mut copy[..]),
+                &Tag::from(*tag),
+            )
             .is_ok()
     }
 }

@@ -120,9 +120,7 @@ pub(crate) fn load_owned_by(path: &Path, owner: u32) -> Result<Key, Error> {
     let mut file = open_no_follow(path).map_err(&fail)?;
     // fstat of the open file, not stat of the path: nothing can swap the
     // file between the check and the read.
-    let meta = file
-        .metadata()
-        .map_err(|e| fail(KeyFileProblem::Io(e)))?;
+    let meta = file.metadata().map_err(|e| fail(KeyFileProblem::Io(e)))?;
     check_metadata(meta.file_type().is_file(), meta.uid(), meta.mode(), owner).map_err(&fail)?;
     read_key(&mut file).map_err(fail)
 }

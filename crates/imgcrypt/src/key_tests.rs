@@ -39,7 +39,9 @@ fn metadata_rules() {
     for mode in [0o600, 0o400, 0o200, 0o000, 0o100600] {
         assert!(check_metadata(true, 0, mode, 0).is_ok(), "{mode:o}");
     }
-    for mode in [0o644, 0o640, 0o604, 0o660, 0o601, 0o610, 0o700, 0o4600, 0o2600, 0o1600, 0o666] {
+    for mode in [
+        0o644, 0o640, 0o604, 0o660, 0o601, 0o610, 0o700, 0o4600, 0o2600, 0o1600, 0o666,
+    ] {
         match check_metadata(true, 0, mode, 0) {
             Err(KeyFileProblem::TooOpen { mode: m }) => assert_eq!(m, mode & 0o7777),
             other => panic!("{mode:o}: {other:?}"),
@@ -58,11 +60,7 @@ fn metadata_rules() {
 #[test]
 fn good_files_load() {
     let dir = tempfile::tempdir().unwrap();
-    for content in [
-        HEX.to_string(),
-        format!("{HEX}\n"),
-        HEX.to_uppercase(),
-    ] {
+    for content in [HEX.to_string(), format!("{HEX}\n"), HEX.to_uppercase()] {
         for mode in [0o600, 0o400] {
             let path = key_file(&dir, content.as_bytes(), mode);
             let key = load_owned_by(&path, euid()).unwrap();

@@ -68,7 +68,11 @@ fn round_trips() {
     for len in [0, 1, C - 1, C, C + 1, 2 * C, 3 * C + 5, 3 << 20] {
         let plain = data(len);
         let file = encrypt(&plain);
-        assert_eq!(file.len() as u64, encrypted_len(len as u64, C as u32), "{len}");
+        assert_eq!(
+            file.len() as u64,
+            encrypted_len(len as u64, C as u32),
+            "{len}"
+        );
         assert_eq!(decrypt(&file).unwrap(), plain, "{len}");
     }
     let d = DEFAULT_CHUNK as usize;
@@ -194,14 +198,25 @@ fn appended_bytes_refused() {
     for len in [3 * C, 3 * C + 100, 0] {
         let file = encrypt(&data(len));
         let last = file[file.len() - (len % C) - TAG_LEN..].to_vec();
-        for extra in [vec![0u8], vec![0; 15], vec![0; 16], vec![0; 17], vec![0; C + 16], last] {
+        for extra in [
+            vec![0u8],
+            vec![0; 15],
+            vec![0; 16],
+            vec![0; 17],
+            vec![0; C + 16],
+            last,
+        ] {
             let mut bad = file.clone();
             bad.extend_from_slice(&extra);
             let e = refused(decrypt(&bad));
             // After a full final chunk the reader sees the flag; after a
             // short one the appended bytes merge into it.
             if len % C == 0 && len > 0 {
-                assert!(matches!(e, Error::TrailingData), "{len}+{}: {e:?}", extra.len());
+                assert!(
+                    matches!(e, Error::TrailingData),
+                    "{len}+{}: {e:?}",
+                    extra.len()
+                );
             } else {
                 assert!(
                     matches!(e, Error::Tampered { .. } | Error::TrailingData),
@@ -215,7 +230,10 @@ fn appended_bytes_refused() {
 
 fn chunks(file: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
     let head = file[..HEADER_LEN].to_vec();
-    let body = file[HEADER_LEN..].chunks(C + TAG_LEN).map(<[u8]>::to_vec).collect();
+    let body = file[HEADER_LEN..]
+        .chunks(C + TAG_LEN)
+        .map(<[u8]>::to_vec)
+        .collect();
     (head, body)
 }
 
@@ -233,7 +251,10 @@ fn reordered_repeated_or_dropped_chunks_refused() {
     assert_eq!(body.len(), 5);
     let tampered_at = |b: Vec<Vec<u8>>, want: u64| {
         let e = refused(decrypt(&join(&head, &b)));
-        assert!(matches!(e, Error::Tampered { chunk } if chunk == want), "{e:?}");
+        assert!(
+            matches!(e, Error::Tampered { chunk } if chunk == want),
+            "{e:?}"
+        );
     };
     let mut swapped = body.clone();
     swapped.swap(1, 2);
@@ -299,7 +320,10 @@ fn foreign_and_short_files_refused() {
     ));
     // A header and nothing else: no final chunk.
     let file = encrypt(&[]);
-    assert!(matches!(refused(decrypt(&file[..HEADER_LEN])), Error::Truncated));
+    assert!(matches!(
+        refused(decrypt(&file[..HEADER_LEN])),
+        Error::Truncated
+    ));
 }
 
 #[test]
@@ -361,5 +385,8 @@ fn encrypted_len_counts_a_tag_per_chunk() {
 fn header_is_authenticated() {
     let mut file = encrypt(&data(100));
     file[12..16].copy_from_slice(&(2 * C as u32).to_be_bytes());
-    assert!(matches!(refused(decrypt(&file)), Error::Tampered { chunk: 0 }));
+    assert!(matches!(
+        refused(decrypt(&file)),
+        Error::Tampered { chunk: 0 }
+    ));
 }
