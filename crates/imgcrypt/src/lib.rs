@@ -16,7 +16,8 @@
 //! never collide in practice and no nonce state is kept across files or
 //! hosts; it runs fast in constant time on any x86-64 without AES-NI
 //! assumptions (AVX2 backends chosen at run time); and the crate is the
-//! RustCrypto project's, audited (NCC Group, 2020) and widely used. Its
+//! RustCrypto project's, widely used, and an earlier version was reviewed
+//! by NCC Group (2020) with no significant findings. Its
 //! `aead` 0.6 no longer ships the `stream` module, so the STREAM framing
 //! here is our own, following `aead::stream::StreamBE32` byte for byte in
 //! the nonce.
