@@ -7,7 +7,7 @@
 //! last = 0; bytes appended follow one sealed with last = 1. The
 //! associated data of every chunk is the header and the file's identity.
 
-use chacha20poly1305::aead::inout::InOutBuf;
+pub use chacha20poly1305::aead::inout::InOutBuf;
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 
@@ -53,33 +53,40 @@ impl Chunks {
         Ok(n.into())
     }
 
-    /// Encrypts `data` in place and returns its tag.
-    pub fn seal(&mut self, data: &mut [u8], last: bool) -> Result<[u8; TAG_LEN], Error> {
+    /// Encrypts `data` (in place, or from its input into its output) and
+    /// returns the tag.
+    pub fn seal(&mut self, data: InOutBuf<'_, '_, u8>, last: bool) -> Result<[u8; TAG_LEN], Error> {
         let nonce = self.nonce(self.next, last)?;
         let tag = self
             .cipher
-            .encrypt_inout_detached(&nonce, &self.ad, InOutBuf::from(data))
+            .encrypt_inout_detached(&nonce, &self.ad, data)
             // Only for a chunk over 256 GiB, which the chunk size excludes.
             .map_err(|_| Error::TooLong)?;
         self.next += 1;
         Ok(tag.into())
     }
 
-    /// Checks the tag of `data` as chunk `index()` with the given `last`
-    /// flag and, only if it verifies, decrypts in place. On failure
-    /// `data` is unchanged (the tag is checked before any byte is
-    /// decrypted), so the caller may try the other flag to name the fault.
-    pub fn open(&mut self, data: &mut [u8], tag: &[u8; TAG_LEN], last: bool) -> Result<(), Error> {
+    /// Checks the tag of `data`'s input as chunk `next` with the given
+    /// `last` flag and, only if it verifies, decrypts it into `data`'s
+    /// output. On failure neither is changed (the tag is checked before any
+    /// byte is decrypted), so the caller may try the other flag to name
+    /// the fault.
+    pub fn open(
+        &mut self,
+        data: InOutBuf<'_, '_, u8>,
+        tag: &[u8; TAG_LEN],
+        last: bool,
+    ) -> Result<(), Error> {
         let index = self.next;
         let nonce = self.nonce(index, last)?;
         self.cipher
-            .decrypt_inout_detached(&nonce, &self.ad, InOutBuf::from(data), &Tag::from(*tag))
+            .decrypt_inout_detached(&nonce, &self.ad, data, &Tag::from(*tag))
             .map_err(|_| Error::Tampered { chunk: index })?;
         self.next += 1;
         Ok(())
     }
 
-    /// Whether `data` verifies as chunk `index()` with `last`, without
+    /// Whether `data` verifies as chunk `next` with `last`, without
     /// decrypting or advancing.
     pub fn verifies(&self, data: &[u8], tag: &[u8; TAG_LEN], last: bool) -> bool {
         let Ok(nonce) = self.nonce(self.next, last) else {

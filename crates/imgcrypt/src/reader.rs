@@ -3,7 +3,7 @@
 
 use std::io::{self, Read};
 
-use crate::chunk::{Chunks, TAG_LEN};
+use crate::chunk::{Chunks, InOutBuf, TAG_LEN};
 use crate::error::Error;
 use crate::header::{Header, HEADER_LEN};
 use crate::key::Key;
@@ -65,8 +65,10 @@ impl<R: Read> DecryptReader<R> {
         self.inner
     }
 
-    /// Reads, verifies and decrypts the next chunk into `buf[..end]`.
-    fn next_chunk(&mut self) -> io::Result<()> {
+    /// Reads and verifies the next chunk, and decrypts it straight into
+    /// `out` if it fits there (returns its length), else into
+    /// `buf[..end]` (returns `None`).
+    fn next_chunk(&mut self, out: &mut [u8]) -> io::Result<Option<usize>> {
         let mut total = 0;
         if let Some(b) = self.carried.take() {
             self.buf[0] = b;
@@ -93,7 +95,13 @@ impl<R: Read> DecryptReader<R> {
         let len = total - TAG_LEN;
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&self.buf[len..total]);
-        if let Err(e) = self.chunks.open(&mut self.buf[..len], &tag, last) {
+        let direct = out.len() >= len;
+        let data = if direct {
+            InOutBuf::new(&self.buf[..len], &mut out[..len]).expect("one length")
+        } else {
+            InOutBuf::from(&mut self.buf[..len])
+        };
+        if let Err(e) = self.chunks.open(data, &tag, last) {
             // Name the fault when the chunk is intact but placed last or
             // not last wrongly; otherwise it is plain tampering.
             if self.chunks.verifies(&self.buf[..len], &tag, !last) {
@@ -106,12 +114,15 @@ impl<R: Read> DecryptReader<R> {
             }
             return Err(e.into());
         }
-        self.pos = 0;
-        self.end = len;
         if last {
             self.state = State::Done;
         }
-        Ok(())
+        if direct {
+            return Ok(Some(len));
+        }
+        self.pos = 0;
+        self.end = len;
+        Ok(None)
     }
 }
 
@@ -130,9 +141,14 @@ impl<R: Read> Read for DecryptReader<R> {
             if self.state == State::Done {
                 return Ok(0);
             }
-            if let Err(e) = self.next_chunk() {
-                self.state = State::Failed;
-                return Err(e);
+            match self.next_chunk(out) {
+                // 0 only for an empty final chunk: then EOF, above.
+                Ok(Some(n)) if n > 0 => return Ok(n),
+                Ok(_) => {}
+                Err(e) => {
+                    self.state = State::Failed;
+                    return Err(e);
+                }
             }
         }
     }

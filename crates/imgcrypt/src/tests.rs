@@ -390,3 +390,32 @@ fn header_is_authenticated() {
         Error::Tampered { chunk: 0 }
     ));
 }
+
+/// Small writes are gathered; a write holding a whole chunk and more is
+/// sealed straight from the caller's bytes; both give the same framing.
+#[test]
+fn any_write_pattern_gives_the_same_framing() {
+    for len in [3 * C, 3 * C + 100, C + 1] {
+        let plain = data(len);
+        let patterns: [&[usize]; 6] = [&[1], &[777], &[C], &[C + 1], &[len], &[10, 5 * C]];
+        for pattern in patterns {
+            let mut w = EncryptWriter::with_chunk_size(Vec::new(), &key(), ID, C as u32).unwrap();
+            let mut rest = &plain[..];
+            for size in pattern.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let n = (*size).min(rest.len());
+                w.write_all(&rest[..n]).unwrap();
+                rest = &rest[n..];
+            }
+            let file = w.finish().unwrap();
+            assert_eq!(
+                file.len() as u64,
+                encrypted_len(len as u64, C as u32),
+                "{len} {pattern:?}"
+            );
+            assert_eq!(decrypt(&file).unwrap(), plain, "{len} {pattern:?}");
+        }
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use crate::chunk::{Chunks, TAG_LEN};
+use crate::chunk::{Chunks, InOutBuf, TAG_LEN};
 use crate::error::Error;
 use crate::header::{random_prefix, valid_chunk_size, Header, DEFAULT_CHUNK};
 use crate::key::Key;
@@ -68,10 +68,25 @@ impl<W: Write> EncryptWriter<W> {
     fn emit(&mut self, last: bool) -> io::Result<()> {
         self.poisoned = true;
         let n = self.filled;
-        let tag = self.chunks.seal(&mut self.buf[..n], last)?;
+        let tag = self.chunks.seal(InOutBuf::from(&mut self.buf[..n]), last)?;
         self.buf[n..n + TAG_LEN].copy_from_slice(&tag);
         self.inner.write_all(&self.buf[..n + TAG_LEN])?;
         self.filled = 0;
+        self.poisoned = false;
+        Ok(())
+    }
+
+    /// Seals a whole non-final chunk straight from the caller's bytes into
+    /// `buf` (out of place): large writes, zstd's 128 KiB blocks, are not
+    /// copied in first.
+    fn emit_from(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.poisoned = true;
+        let n = chunk.len();
+        let (out, tag_out) = self.buf.split_at_mut(n);
+        let data = InOutBuf::new(chunk, out).expect("chunk and out have one length");
+        let tag = self.chunks.seal(data, false)?;
+        tag_out[..TAG_LEN].copy_from_slice(&tag);
+        self.inner.write_all(&self.buf[..n + TAG_LEN])?;
         self.poisoned = false;
         Ok(())
     }
@@ -107,6 +122,12 @@ impl<W: Write> Write for EncryptWriter<W> {
             // then it may be the last one.
             if self.filled == self.chunk_size {
                 self.emit(false)?;
+            }
+            if self.filled == 0 && rest.len() > self.chunk_size {
+                let (chunk, after) = rest.split_at(self.chunk_size);
+                self.emit_from(chunk)?;
+                rest = after;
+                continue;
             }
             let n = rest.len().min(self.chunk_size - self.filled);
             self.buf[self.filled..self.filled + n].copy_from_slice(&rest[..n]);
