@@ -27,7 +27,8 @@ enum State {
 pub struct DecryptReader<R: Read> {
     inner: R,
     chunks: Chunks,
-    /// `chunk_size + TAG_LEN`: one sealed chunk; decrypted in place.
+    /// `chunk_size + TAG_LEN`: one sealed chunk, decrypted in place or,
+    /// when the caller reads a chunk or more, into the caller's buffer.
     buf: Wiped,
     /// Plaintext not yet returned: `buf[pos..end]`.
     pos: usize,

@@ -18,8 +18,10 @@ pub struct EncryptWriter<W: Write> {
     inner: W,
     chunks: Chunks,
     chunk_size: usize,
-    /// `chunk_size + TAG_LEN` bytes, allocated once: plaintext is gathered
-    /// in `buf[..filled]`, sealed in place, its tag put after it.
+    /// `chunk_size + TAG_LEN` bytes, allocated once: small writes are
+    /// gathered in `buf[..filled]` and sealed in place; a whole chunk in
+    /// one write is sealed from the caller's bytes into it. The tag goes
+    /// after the chunk.
     buf: Wiped,
     filled: usize,
     poisoned: bool,
