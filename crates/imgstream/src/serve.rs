@@ -216,6 +216,27 @@ fn serve_file(rec: &FileRecord, pipe_fd: OwnedFd, store: &dyn Store) -> Result<(
     })
 }
 
+/// Decodes the stored file `file` of `rec` into `out` in one pass and
+/// checks both the stored bytes (size, sha256) and the decoded ones. For
+/// a restore that reads decoded files by name (CRIU's RPC cannot stream):
+/// `out` must be private to the caller, and discarded on an error, since
+/// the bytes are written before the end is checked.
+pub fn decode_verified(rec: &FileRecord, file: &mut File, out: &mut impl Write) -> Result<()> {
+    let name = rec.name.as_str();
+    let codec =
+        codec::from_record(&rec.codec, rec.level).ok_or_else(|| StreamError::UnknownCodec {
+            name: name.into(),
+            codec: rec.codec.clone(),
+        })?;
+    let (stored, original) = decode(file, codec, name, out, true)?;
+    check_stored(rec, stored)?;
+    check_original(rec, original.expect("asked for"))?;
+    out.flush().map_err(|source| StreamError::Store {
+        name: name.into(),
+        source,
+    })
+}
+
 /// Decodes `file` into `out`; returns the stored count, and the original
 /// one when asked.
 fn decode(
