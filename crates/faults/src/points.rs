@@ -26,6 +26,10 @@ pub const CRIU_RESTORE_NOTIFIES: [&str; 4] = [
 ];
 
 /// The image is sealed (hashed, manifest written) but not yet visible.
+/// A streamed dump's streamer, as it creates each stored file (CRIU
+/// running, the tasks seized): "the streamer fails mid-dump".
+pub const STREAM_CAPTURE: &str = "stream:capture";
+
 pub const COMMIT_SEALED: &str = "commit:sealed";
 /// A previous image was moved aside; the new one is not yet in place
 /// (only when an image is replaced).
