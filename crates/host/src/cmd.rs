@@ -99,3 +99,14 @@ mod tests {
         assert!(super::run_cmd(std::path::Path::new("/nonexistent"), &[]).is_err());
     }
 }
+
+/// Whether this host's CRIU can stream its images (`--stream`, CRIU 3.16
+/// and later): its usage lists the option.
+pub fn criu_can_stream() -> bool {
+    let Some(criu) = find_in_path("criu") else {
+        return false;
+    };
+    let mut cmd = Command::new(criu);
+    cmd.arg("--help");
+    run(cmd, Some(Duration::from_secs(10))).is_ok_and(|(_, out)| out.contains("--stream"))
+}

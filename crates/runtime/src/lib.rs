@@ -32,6 +32,7 @@ mod spawn;
 mod stream_dump;
 mod v2_controllers;
 
+pub use arch_host::cmd::criu_can_stream;
 pub use arch_imgstream::{Codec as StreamCodec, FileRecord as StreamedFile};
 pub use cgroup::{Cgroup, CgroupStats};
 pub use cgroup_driver::{cgroup_dir, is_systemd_path, CgroupDriver};
@@ -49,5 +50,4 @@ pub use proc_tree::process_tree;
 pub use restore::{RestoreRequest, Restored};
 pub use rust_criu::CriuError;
 pub use spawn::{init_zygote, CreateRequest, ExecRequest, Stdio};
-pub use stream_dump::criu_can_stream;
 pub use zygote::WireFd;

@@ -90,17 +90,6 @@ fn cgroup_mode(mode: &str) -> &str {
     }
 }
 
-/// Whether this host's CRIU can stream (`--stream`, CRIU 3.16 and later).
-pub fn criu_can_stream() -> bool {
-    let Some(criu) = arch_host::cmd::find_in_path("criu") else {
-        return false;
-    };
-    let mut cmd = Command::new(criu);
-    cmd.arg("--help");
-    arch_host::cmd::run(cmd, Some(std::time::Duration::from_secs(10)))
-        .is_ok_and(|(_, out)| out.contains("--stream"))
-}
-
 pub(crate) fn dump_streamed(
     id: &str,
     pid: i32,
