@@ -228,13 +228,29 @@ pub fn decode_verified(rec: &FileRecord, file: &mut File, out: &mut impl Write) 
             name: name.into(),
             codec: rec.codec.clone(),
         })?;
-    let (stored, original) = decode(file, codec, name, out, true)?;
+    let (stored, original) = match decode(file, codec, name, out, true) {
+        Ok(counts) => counts,
+        Err(e @ StreamError::Decompress { .. }) => {
+            // Damaged stored bytes make the decoder fail first: name the
+            // cause (the stored size or digest) when it is that.
+            return Err(stored_cause(rec, file).unwrap_or(e));
+        }
+        Err(e) => return Err(e),
+    };
     check_stored(rec, stored)?;
     check_original(rec, original.expect("asked for"))?;
     out.flush().map_err(|source| StreamError::Store {
         name: name.into(),
         source,
     })
+}
+
+/// The stored file's own mismatch with its record, if it has one.
+fn stored_cause(rec: &FileRecord, file: &mut File) -> Option<StreamError> {
+    file.seek(SeekFrom::Start(0)).ok()?;
+    let mut r = HashingReader::new(&mut *file);
+    io::copy(&mut r, &mut io::sink()).ok()?;
+    check_stored(rec, r.count).err()
 }
 
 /// Decodes `file` into `out`; returns the stored count, and the original

@@ -383,5 +383,24 @@ fn decode_verified_checks_stored_and_original_bytes() {
         let e = crate::decode_verified(r, &mut fs::File::open(&path).unwrap(), &mut Vec::new())
             .unwrap_err();
         assert!(e.to_string().contains("pages-1.img"), "{codec:?}: {e}");
+        // The cause is named, not the decoder's complaint about it.
+        assert!(
+            matches!(e, StreamError::StoredSize { .. }),
+            "{codec:?}: {e}"
+        );
+        let mut b = fs::read(&path).unwrap();
+        let mid = b.len() / 2;
+        b[mid] ^= 0x55;
+        fs::write(&path, &b).unwrap();
+        let r = FileRecord {
+            stored_size: b.len() as u64,
+            ..r.clone()
+        };
+        let e = crate::decode_verified(&r, &mut fs::File::open(&path).unwrap(), &mut Vec::new())
+            .unwrap_err();
+        assert!(
+            matches!(e, StreamError::StoredDigest { .. }),
+            "{codec:?}: {e}"
+        );
     }
 }

@@ -106,13 +106,17 @@ pub(crate) fn dump(
     let json = serde_json::to_vec(&descriptors).expect("strings serialise");
     let path = opts.image_dir.join(DESCRIPTORS);
     std::fs::write(&path, json).map_err(RuntimeError::io(format!("writing {}", path.display())))?;
-    match (opts.stream, &opts.parent_img) {
-        (Some(codec), None) => {
+    // A terminal's master is the shim's: CRIU dumps the slave only with
+    // `orphan_pts_master`, which its CLI has no option for (RPC only).
+    let terminal = descriptors.iter().any(|d| d.starts_with("/dev/pts/"));
+    match (opts.stream, &opts.parent_img, terminal) {
+        (Some(codec), None, false) => {
             let rootfs = &rootfs;
             return crate::stream_dump::dump_streamed(id, pid, &spec, rootfs, freezer, codec, opts);
         }
-        (Some(_), Some(_)) => log::info!("{id}: a dump after pre-dumps is not streamed"),
-        (None, _) => {}
+        (Some(_), Some(_), _) => log::info!("{id}: a dump after pre-dumps is not streamed"),
+        (Some(_), None, true) => log::info!("{id}: a terminal's dump is not streamed"),
+        (None, _, _) => {}
     }
 
     // After a pre-dump CRIU must track memory in this dump too: without
