@@ -185,19 +185,26 @@ pub(crate) fn dump_streamed(
             std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Dumping finished successfully"))
         }
     };
-    let records = captured.map_err(|e| failed(format!("the streamer: {e}")))?;
-    if !criu_ok {
-        // Nothing of a failed dump stays (the capture succeeded only if
-        // CRIU sent inventory.img; still, CRIU's word is final).
-        let store = DirStore::open_path(&opts.image_dir);
-        for r in &records {
-            if let Ok(s) = &store {
-                let _ = s.remove(&r.stored_name);
+    let criu_failed = || format!("CRIU failed, see {}", log.display());
+    match (captured, criu_ok) {
+        (Ok(records), true) => Ok(records),
+        // The streamer's error is the cause when it failed first (CRIU's
+        // pipes broke); CRIU's own log says more either way.
+        (Err(e), ok) => Err(failed(match ok {
+            true => format!("the streamer: {e}"),
+            false => format!("the streamer: {e}; {}", criu_failed()),
+        })),
+        (Ok(records), false) => {
+            // CRIU failed after sending inventory.img (resuming the tree,
+            // say): its word is final, nothing of the dump stays.
+            if let Ok(s) = DirStore::open_path(&opts.image_dir) {
+                for r in &records {
+                    let _ = s.remove(&r.stored_name);
+                }
             }
+            Err(failed(criu_failed()))
         }
-        return Err(failed(format!("CRIU failed, see {}", log.display())));
     }
-    Ok(records)
 }
 
 /// The store with the fault point "the streamer fails mid-dump": at a
