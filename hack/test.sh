@@ -83,6 +83,13 @@ stage "faults (containerd newest)" $t
 t=$SECONDS
 log "fault-point sweep (every point of a checkpoint and a restore; one case removes the checkpoint root)"
 cargo test -p arch-e2e --test fault_points -- --test-threads=1 --nocapture
+# Streamed dumps (the default) pass stream:capture, not CRIU's notifies: the
+# RPC dump's points (criu:network-lock, criu:post-dump) are swept with
+# streaming off (docs/architecture.md, "Streamed checkpoints").
+hack/containerd-test.sh stop
+ARCH_STREAM=off hack/containerd-test.sh restart
+ARCH_STREAM=off cargo test -p arch-e2e --test fault_points -- every_checkpoint_fault_point --test-threads=1 --nocapture
+hack/containerd-test.sh restart
 stage "fault-point sweep (containerd 1.7)" $t
 
 t=$SECONDS

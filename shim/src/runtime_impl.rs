@@ -6,7 +6,7 @@ use std::path::Path;
 use arch_runtime::oci_spec::runtime::LinuxResources;
 use arch_runtime::{
     CgroupStats, CreateRequest, DumpOptions, ExecRequest, ProcessRef, RestoreRequest, Restored,
-    Result, Runtime,
+    Result, Runtime, StreamedFile,
 };
 use nix::sys::signal::Signal;
 
@@ -55,8 +55,13 @@ impl ContainerRuntime for Libcontainer {
     fn watch_oom(&self, id: &str, on_oom: Box<dyn Fn() + Send>) -> Result<()> {
         self.0.load(id)?.cgroup()?.watch_oom(on_oom)
     }
-    fn checkpoint(&self, id: &str, opts: &DumpOptions) -> Result<()> {
+    fn checkpoint(&self, id: &str, opts: &DumpOptions) -> Result<Vec<StreamedFile>> {
         self.0.load(id)?.checkpoint(opts)
+    }
+    fn criu_can_stream(&self) -> bool {
+        // Asked once per shim: CRIU is not replaced under a running shim.
+        static CAN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *CAN.get_or_init(arch_runtime::criu_can_stream)
     }
     fn restore(&self, req: RestoreRequest) -> Result<Restored> {
         self.0.restore(req)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use arch_runtime::oci_spec::runtime::LinuxResources;
 use arch_runtime::{
     CgroupStats, CreateRequest, DumpOptions, ExecRequest, ProcessRef, RestoreRequest, Restored,
-    Result,
+    Result, StreamedFile,
 };
 use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::types::mount::Mount;
@@ -41,7 +41,10 @@ pub trait ContainerRuntime: Send + Sync {
     /// Calls `on_oom` each time the OOM killer acts in the container.
     fn watch_oom(&self, id: &str, on_oom: Box<dyn Fn() + Send>) -> Result<()>;
     /// CRIU-dumps the container into `opts.image_dir`.
-    fn checkpoint(&self, id: &str, opts: &DumpOptions) -> Result<()>;
+    /// A streamed dump returns the streamer's records of what it stored.
+    fn checkpoint(&self, id: &str, opts: &DumpOptions) -> Result<Vec<StreamedFile>>;
+    /// Whether this host's CRIU can stream its images (`--stream`).
+    fn criu_can_stream(&self) -> bool;
     /// CRIU-restores a checkpointed tree as the container `req.id`.
     fn restore(&self, req: RestoreRequest) -> Result<Restored>;
     /// The installed CRIU's version ("4.1.1"); an error if it cannot run.

@@ -520,6 +520,40 @@ pub fn reseal(dir: &Path, rel: &str) {
     }
 }
 
+/// Replaces the CRIU image `name` of a streamed image in `dir` with
+/// `content` (stored as its entry's codec says), updates its entry's stored
+/// and original digests and signs again: the damage then reaches CRIU.
+pub fn restream(dir: &Path, name: &str, content: &[u8]) {
+    use sha2::{Digest, Sha256};
+    let path = dir.join("manifest.json");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let entry = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| {
+            let p = f["path"].as_str().unwrap();
+            p == format!("criu/{name}") || p == format!("criu/{name}.zst")
+        })
+        .unwrap_or_else(|| panic!("{name} is not in {}", path.display()))
+        .clone();
+    let rel = entry["path"].as_str().unwrap().to_string();
+    let stored = match entry["stream"]["codec"].as_str() {
+        Some("zstd") => zstd::encode_all(content, 1).unwrap(),
+        _ => content.to_vec(),
+    };
+    std::fs::write(dir.join(&rel), &stored).unwrap();
+    let mut m = m;
+    for f in m["files"].as_array_mut().unwrap() {
+        if f["path"] == rel.as_str() && !f["stream"].is_null() {
+            f["stream"]["original_size"] = content.len().into();
+            f["stream"]["original_sha256"] = hex::encode(Sha256::digest(content)).into();
+        }
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    reseal(dir, &rel);
+}
+
 /// The key the test shims sign with: `ARCH_SIGNING_KEY_FILE` as given to
 /// containerd, else the host key basic mode makes (made here if need be).
 pub fn signing_key_path() -> std::path::PathBuf {

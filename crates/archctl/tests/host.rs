@@ -313,8 +313,15 @@ fn check_prints_one_line_per_item() {
             "cgroup",
             "containerd",
             "config",
+            "images",
             "checkpoint root"
         ],
+        "{out}"
+    );
+    // The rig's CRIU streams: the default (auto) takes the streamed path.
+    assert!(
+        out.lines()
+            .any(|l| l.contains("images: streamed through the shim") && l.contains("zstd level 1")),
         "{out}"
     );
     assert!(

@@ -106,7 +106,7 @@ pub fn import(
     let ns = target.namespace.as_deref().unwrap_or(&manifest.namespace);
     let key = target.key.as_deref().unwrap_or(&manifest.key);
     refuse_existing(store, ns, key)?;
-    let staging = store.begin(ns, key)?;
+    let mut staging = store.begin(ns, key)?;
     let expected: BTreeMap<&str, &FileEntry> = manifest
         .files
         .iter()
@@ -163,6 +163,10 @@ pub fn import(
             reason: "listed in the manifest but not in the archive (truncated?)".into(),
         });
     }
+    // Streamed files keep their codec and original digests (checked as
+    // they were written above, not read again by the commit).
+    let streamed: Vec<_> = manifest.files.iter().filter_map(|f| f.record()).collect();
+    staging.add_streamed(&streamed);
     let info = CommitInfo {
         container_id: manifest.container_id.clone(),
         durations_ms: manifest.durations_ms.clone(),

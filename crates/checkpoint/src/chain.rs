@@ -2,6 +2,7 @@
 //! timed, any failure stopping the chain. Dropping the context on failure
 //! drops the staging directory, so nothing partial is ever left behind.
 
+use arch_imgstream::FileRecord;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -22,7 +23,14 @@ pub trait Dumper {
     /// CRIU-dumps the container's frozen processes into `dir` (dump.log
     /// included) and leaves them frozen. With `parent` (relative to `dir`,
     /// `../pre-N`), only pages dirtied since that pre-dump are written.
-    fn dump(&self, dir: &Path, parent: Option<&str>) -> std::result::Result<(), Self::Error>;
+    /// A streamed dump returns the streamer's records of the files it
+    /// stored in `dir` (the commit lists them without reading them again);
+    /// an unstreamed one returns none.
+    fn dump(
+        &self,
+        dir: &Path,
+        parent: Option<&str>,
+    ) -> std::result::Result<Vec<FileRecord>, Self::Error>;
     /// A CRIU pre-dump of the running container into `dir`: its memory,
     /// with the kernel's dirty-page tracking reset, after `parent`'s.
     fn pre_dump(&self, dir: &Path, parent: Option<&str>) -> std::result::Result<(), Self::Error>;
@@ -39,7 +47,11 @@ pub trait Dumper {
 /// A [`Dumper`] whose errors are boxed, so the chain's steps take any.
 pub(crate) trait DynDumper {
     fn pids(&self) -> std::result::Result<Vec<i32>, BoxError>;
-    fn dump(&self, dir: &Path, parent: Option<&str>) -> std::result::Result<(), BoxError>;
+    fn dump(
+        &self,
+        dir: &Path,
+        parent: Option<&str>,
+    ) -> std::result::Result<Vec<FileRecord>, BoxError>;
     fn pre_dump(&self, dir: &Path, parent: Option<&str>) -> std::result::Result<(), BoxError>;
     fn freeze(&self) -> std::result::Result<(), BoxError>;
     fn thaw(&self) -> std::result::Result<(), BoxError>;
@@ -53,7 +65,11 @@ impl<D: Dumper> DynDumper for D {
     fn pids(&self) -> std::result::Result<Vec<i32>, BoxError> {
         Dumper::pids(self).map_err(Into::into)
     }
-    fn dump(&self, dir: &Path, parent: Option<&str>) -> std::result::Result<(), BoxError> {
+    fn dump(
+        &self,
+        dir: &Path,
+        parent: Option<&str>,
+    ) -> std::result::Result<Vec<FileRecord>, BoxError> {
         Dumper::dump(self, dir, parent).map_err(Into::into)
     }
     fn pre_dump(&self, dir: &Path, parent: Option<&str>) -> std::result::Result<(), BoxError> {

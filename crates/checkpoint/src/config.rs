@@ -8,6 +8,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{CheckpointError, Result};
+use crate::stream_config::{
+    parse_compression, parse_stream, parse_zstd_level, parse_zstd_threads, StreamConfig,
+};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/containerd-arch/config.toml";
 /// Names another config file.
@@ -50,6 +53,8 @@ pub struct ArchConfig {
     /// Images kept per key, the newest included (1 = the newest only):
     /// a restore whose newest image is bad falls back to the older ones.
     pub generations: usize,
+    /// Streaming and compression of CRIU's images.
+    pub stream: StreamConfig,
 }
 
 /// Half the dump slots: the other half stays free for stop-checkpoints.
@@ -82,6 +87,7 @@ impl Default for ArchConfig {
             allow_unsigned: false,
             claim_lease: DEFAULT_CLAIM_LEASE,
             generations: 1,
+            stream: StreamConfig::default(),
         }
     }
 }
@@ -100,6 +106,10 @@ struct FileConfig {
     allow_unsigned: Option<bool>,
     claim_lease_secs: Option<u64>,
     generations: Option<usize>,
+    stream: Option<String>,
+    compression: Option<String>,
+    zstd_level: Option<i64>,
+    zstd_threads: Option<i64>,
 }
 
 fn config_err(origin: &str, reason: impl Into<String>) -> CheckpointError {
@@ -227,7 +237,8 @@ impl ArchConfig {
     /// exists), then `ARCH_CHECKPOINT_ROOT`, `ARCH_MODE`, `ARCH_STOP_SIGNAL`,
     /// `ARCH_KILL_DEADLINE_SECS`, `ARCH_MAX_CONCURRENT_DUMPS`,
     /// `ARCH_SIGNING_KEY_FILE`, `ARCH_ALLOW_UNSIGNED`, `ARCH_CLAIM_LEASE_SECS`,
-    /// `ARCH_GENERATIONS` from the environment.
+    /// `ARCH_GENERATIONS`, `ARCH_STREAM`, `ARCH_COMPRESSION`,
+    /// `ARCH_ZSTD_LEVEL`, `ARCH_ZSTD_THREADS` from the environment.
     pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let path = env(CONFIG_ENV)
             .map(PathBuf::from)
@@ -297,6 +308,20 @@ impl ArchConfig {
             let origin = "ARCH_GENERATIONS";
             cfg.generations = parse_generations(env_number(&v, origin)?, origin)?;
         }
+        if let Some(v) = env("ARCH_STREAM") {
+            cfg.stream.mode = parse_stream(&v, "ARCH_STREAM")?;
+        }
+        if let Some(v) = env("ARCH_COMPRESSION") {
+            cfg.stream.compression = parse_compression(&v, "ARCH_COMPRESSION")?;
+        }
+        if let Some(v) = env("ARCH_ZSTD_LEVEL") {
+            let origin = "ARCH_ZSTD_LEVEL";
+            cfg.stream.zstd_level = parse_zstd_level(env_number(&v, origin)?, origin)?;
+        }
+        if let Some(v) = env("ARCH_ZSTD_THREADS") {
+            let origin = "ARCH_ZSTD_THREADS";
+            cfg.stream.zstd_threads = parse_zstd_threads(env_number(&v, origin)?, origin)?;
+        }
         cfg.check_trust("the configuration")?;
         Ok(cfg)
     }
@@ -363,6 +388,18 @@ impl ArchConfig {
         if let Some(v) = file.generations {
             cfg.generations = parse_generations(v, &origin)?;
         }
+        if let Some(v) = file.stream {
+            cfg.stream.mode = parse_stream(&v, &origin)?;
+        }
+        if let Some(v) = file.compression {
+            cfg.stream.compression = parse_compression(&v, &origin)?;
+        }
+        if let Some(v) = file.zstd_level {
+            cfg.stream.zstd_level = parse_zstd_level(v, &origin)?;
+        }
+        if let Some(v) = file.zstd_threads {
+            cfg.stream.zstd_threads = parse_zstd_threads(v, &origin)?;
+        }
         Ok(cfg)
     }
 }
@@ -394,7 +431,7 @@ mod tests {
     fn file_then_env() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "checkpoint_root = \"/srv/ckpt\"\nmode = \"network-fs\"\nsigning_key_file = \"/etc/arch/fleet.key\"\nstop_signal = \"SIGUSR1\"\nkill_deadline_secs = 5\nmax_concurrent_dumps = 3\nmin_interval_secs = 10\nmax_periodic_dumps = 2\nclaim_lease_secs = 30\ngenerations = 3\n").unwrap();
+        std::fs::write(&file, "checkpoint_root = \"/srv/ckpt\"\nmode = \"network-fs\"\nsigning_key_file = \"/etc/arch/fleet.key\"\nstop_signal = \"SIGUSR1\"\nkill_deadline_secs = 5\nmax_concurrent_dumps = 3\nmin_interval_secs = 10\nmax_periodic_dumps = 2\nclaim_lease_secs = 30\ngenerations = 3\nstream = \"off\"\ncompression = \"none\"\nzstd_level = 5\nzstd_threads = 2\n").unwrap();
         let f = file.to_str().unwrap();
         let cfg = load(&[("ARCH_CONFIG", f)]).unwrap();
         assert_eq!(cfg.checkpoint_root, PathBuf::from("/srv/ckpt"));
@@ -406,6 +443,15 @@ mod tests {
         assert_eq!(cfg.max_periodic_dumps, 2);
         assert_eq!(cfg.claim_lease, Duration::from_secs(30));
         assert_eq!(cfg.generations, 3);
+        assert_eq!(
+            cfg.stream,
+            StreamConfig {
+                mode: crate::StreamMode::Off,
+                compression: crate::Compression::None,
+                zstd_level: 5,
+                zstd_threads: 2
+            }
+        );
         let cfg = load(&[
             ("ARCH_CONFIG", f),
             ("ARCH_CHECKPOINT_ROOT", "/mnt/efs"),
@@ -464,6 +510,10 @@ mod tests {
             ("ARCH_GENERATIONS", "0"),
             ("ARCH_GENERATIONS", "17"),
             ("ARCH_GENERATIONS", "two"),
+            ("ARCH_STREAM", "maybe"),
+            ("ARCH_COMPRESSION", "lz4"),
+            ("ARCH_ZSTD_LEVEL", "0"),
+            ("ARCH_ZSTD_THREADS", "many"),
         ] {
             let e = load(&[(k, v)]).unwrap_err().to_string();
             assert!(e.contains(k), "{k}={v}: {e}");

@@ -16,6 +16,7 @@ mod profile;
 mod restore;
 mod slots;
 mod steps;
+mod stream_config;
 #[cfg(test)]
 mod tests;
 mod trust;
@@ -42,4 +43,5 @@ pub use profile::{
 pub use restore::{apply_rootfs, check_compatible, HostFacts};
 pub use slots::{DumpSlots, Slot};
 pub use steps::{criu_log_errors, default_steps};
+pub use stream_config::{Compression, StreamConfig, StreamMode};
 pub use trust::load_trust;

@@ -172,12 +172,16 @@ impl Step for Dump {
             ctx.frozen_at = Some(std::time::Instant::now());
         }
         let (_, parent) = predump_plan(ctx.req.predumps);
-        ctx.dumper
-            .dump(&dir, parent.as_deref())
-            .map_err(|source| CheckpointError::Dump {
-                source,
-                log: criu_log_errors(&dir.join("dump.log")),
-            })?;
+        let streamed =
+            ctx.dumper
+                .dump(&dir, parent.as_deref())
+                .map_err(|source| CheckpointError::Dump {
+                    source,
+                    log: criu_log_errors(&dir.join("dump.log")),
+                })?;
+        if let Some(staging) = ctx.staging.as_mut() {
+            staging.add_streamed(&streamed);
+        }
         if parent.is_some() {
             // The image holds no symlink; the restorer links them again.
             let image = ctx.staging_dir(self.name())?;

@@ -45,7 +45,11 @@ impl Dumper for FakeDumper {
     fn pids(&self) -> Result<Vec<i32>, FakeError> {
         Ok(self.pids.clone())
     }
-    fn dump(&self, dir: &Path, parent: Option<&str>) -> Result<(), FakeError> {
+    fn dump(
+        &self,
+        dir: &Path,
+        parent: Option<&str>,
+    ) -> Result<Vec<arch_imgstream::FileRecord>, FakeError> {
         self.note(format!(
             "dump{}",
             parent.map(|p| format!(" {p}")).unwrap_or_default()
@@ -61,7 +65,7 @@ impl Dumper for FakeDumper {
             return Err(FakeError("criu exited with an error"));
         }
         std::fs::write(dir.join("dump.log"), b"ok\n").unwrap();
-        Ok(())
+        Ok(Vec::new())
     }
     fn pre_dump(&self, dir: &Path, parent: Option<&str>) -> Result<(), FakeError> {
         let name = dir.file_name().unwrap().to_string_lossy();

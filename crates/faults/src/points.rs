@@ -26,6 +26,10 @@ pub const CRIU_RESTORE_NOTIFIES: [&str; 4] = [
 ];
 
 /// The image is sealed (hashed, manifest written) but not yet visible.
+/// A streamed dump's streamer, as it creates each stored file (CRIU
+/// running, the tasks seized): "the streamer fails mid-dump".
+pub const STREAM_CAPTURE: &str = "stream:capture";
+
 pub const COMMIT_SEALED: &str = "commit:sealed";
 /// A previous image was moved aside; the new one is not yet in place
 /// (only when an image is replaced).
@@ -58,11 +62,24 @@ pub fn criu(script: &str) -> String {
 /// an earlier image: before/after each step (none after the commit, which
 /// nothing may undo), CRIU's notifies inside the dump step, the commit's
 /// phases inside the commit step.
+/// The points of a checkpoint whose dump runs over CRIU's RPC (unstreamed:
+/// `stream = off`, a CRIU without `--stream`, or a dump after pre-dumps).
 pub fn checkpoint() -> Vec<String> {
+    checkpoint_with(false)
+}
+
+/// The points of a streamed checkpoint: CRIU's CLI has no notify channel,
+/// so the dump passes the streamer's point instead of CRIU's notifies.
+pub fn checkpoint_streamed() -> Vec<String> {
+    checkpoint_with(true)
+}
+
+fn checkpoint_with(streamed: bool) -> Vec<String> {
     let mut out = Vec::new();
     for step in DUMP_STEPS {
         out.push(before(step));
         match step {
+            "dump" if streamed => out.push(STREAM_CAPTURE.to_string()),
             "dump" => out.extend(CRIU_DUMP_NOTIFIES.iter().map(|s| criu(s))),
             "commit" => {
                 out.push(COMMIT_SEALED.to_string());
@@ -101,5 +118,9 @@ mod tests {
         let dump = points.iter().position(|p| p == "before:dump").unwrap();
         assert_eq!(points[dump + 1], "criu:network-lock");
         assert_eq!(points.len(), 2 * DUMP_STEPS.len() - 1 + 2 + 2);
+        let streamed = checkpoint_streamed();
+        assert_eq!(streamed[dump + 1], STREAM_CAPTURE);
+        assert!(!streamed.iter().any(|p| p.starts_with("criu:")));
+        assert_eq!(streamed.len(), points.len() - 1);
     }
 }

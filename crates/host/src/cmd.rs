@@ -88,6 +88,17 @@ pub fn run(mut cmd: Command, deadline: Option<Duration>) -> Result<(Option<bool>
     Ok((status, text))
 }
 
+/// Whether this host's CRIU can stream its images (`--stream`, CRIU 3.16
+/// and later): its usage lists the option.
+pub fn criu_can_stream() -> bool {
+    let Some(criu) = find_in_path("criu") else {
+        return false;
+    };
+    let mut cmd = Command::new(criu);
+    cmd.arg("--help");
+    run(cmd, Some(Duration::from_secs(10))).is_ok_and(|(_, out)| out.contains("--stream"))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

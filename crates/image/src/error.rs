@@ -30,7 +30,7 @@ pub enum Error {
     NotFound { namespace: String, key: String },
     /// The manifest was written by a newer (or unknown) ARCH.
     #[error(
-        "manifest format version {found} is not supported (this build reads version {supported})"
+        "manifest format version {found} is not supported (this build reads versions 2 to {supported})"
     )]
     UnsupportedVersion { found: u64, supported: u32 },
     /// manifest.json is not valid JSON of the expected shape.
@@ -62,6 +62,14 @@ pub enum Error {
         path: String,
         expected: String,
         actual: String,
+    },
+    /// A streamed file does not decode to what the manifest says (its
+    /// stored or its original bytes), or cannot be decoded at all.
+    #[error("streamed image file {path}: {source}")]
+    Stream {
+        path: PathBuf,
+        #[source]
+        source: arch_imgstream::StreamError,
     },
     /// The image directory holds something the manifest does not list.
     #[error("image holds unlisted entry {path:?}")]

@@ -68,4 +68,6 @@ mod tests_cleanup;
 #[cfg(test)]
 mod tests_generations;
 #[cfg(test)]
+mod tests_stream;
+#[cfg(test)]
 mod tests_swap;

@@ -12,10 +12,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// The manifest format this build writes and reads. Version 2 added the
-/// security profile (and scope names with a Kubernetes namespace); a
-/// version 1 image has no profile to check, so it is refused.
-pub const FORMAT_VERSION: u32 = 2;
+/// The manifest format this build writes. Version 2 added the security
+/// profile (and scope names with a Kubernetes namespace); a version 1
+/// image has no profile to check, so it is refused. Version 3 added
+/// streamed files ([`Streamed`]); a version 2 image (every file as CRIU
+/// wrote it) still reads and restores.
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The oldest manifest format this build reads.
+pub const OLDEST_READABLE_VERSION: u32 = 2;
 
 /// Lifecycle state recorded in the manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,15 +58,76 @@ impl Timestamp {
     }
 }
 
-/// One file of the image, relative to the image directory.
+/// One file of the image, relative to the image directory. `size` and
+/// `sha256` are those of the bytes on disk, so every check of the image
+/// as stored (verification, export, import) reads them the same way
+/// whether the file was streamed or not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileEntry {
-    /// Relative path with `/` separators, e.g. `criu/pages-1.img`.
+    /// Relative path with `/` separators, e.g. `criu/pages-1.img`, or
+    /// `criu/pages-1.img.zst` for a compressed streamed file.
     pub path: String,
     pub size: u64,
     /// Lower-case hex sha256 of the content.
     pub sha256: String,
+    /// Set for a CRIU image the shim's streamer stored (version 3): how it
+    /// is encoded and what CRIU's bytes were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<Streamed>,
+}
+
+/// How a streamed CRIU image is stored. Its name for CRIU is not repeated:
+/// it is the path's file name less the codec's suffix (one source of truth).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Streamed {
+    /// `none` or `zstd`.
+    pub codec: String,
+    /// The zstd level (none for `none`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<i32>,
+    /// Size of the bytes CRIU wrote.
+    pub original_size: u64,
+    /// Lower-case hex sha256 of the bytes CRIU wrote.
+    pub original_sha256: String,
+}
+
+impl FileEntry {
+    /// The entry of a file a streamer captured into the image's `criu/`.
+    pub fn streamed(rec: &arch_imgstream::FileRecord) -> FileEntry {
+        FileEntry {
+            path: format!("{}/{}", crate::CRIU_DIR, rec.stored_name),
+            size: rec.stored_size,
+            sha256: rec.stored_sha256.clone(),
+            stream: Some(Streamed {
+                codec: rec.codec.clone(),
+                level: rec.level,
+                original_size: rec.original_size,
+                original_sha256: rec.original_sha256.clone(),
+            }),
+        }
+    }
+
+    /// The streamer's record of a streamed entry: what a restore decodes
+    /// and checks. None for a file stored as written, or one whose name
+    /// does not fit its codec (refused when the manifest is read).
+    pub fn record(&self) -> Option<arch_imgstream::FileRecord> {
+        let s = self.stream.as_ref()?;
+        let stored_name = self.path.strip_prefix(crate::CRIU_DIR)?.strip_prefix('/')?;
+        let codec = arch_imgstream::Codec::from_record(&s.codec, s.level)?;
+        let name = codec.original_name(stored_name)?;
+        Some(arch_imgstream::FileRecord {
+            name: name.to_string(),
+            stored_name: stored_name.to_string(),
+            original_size: s.original_size,
+            original_sha256: s.original_sha256.clone(),
+            stored_size: self.size,
+            stored_sha256: self.sha256.clone(),
+            codec: s.codec.clone(),
+            level: s.level,
+        })
+    }
 }
 
 /// The security profile of the checkpointed container, as digests: one per
@@ -135,7 +201,7 @@ impl Manifest {
             field: "format_version",
             reason: format!("expected an unsigned integer, got {version}"),
         })?;
-        if found != u64::from(FORMAT_VERSION) {
+        if !(u64::from(OLDEST_READABLE_VERSION)..=u64::from(FORMAT_VERSION)).contains(&found) {
             return Err(Error::UnsupportedVersion {
                 found,
                 supported: FORMAT_VERSION,
@@ -171,6 +237,7 @@ impl Manifest {
             {
                 return Err(invalid("files", format!("bad sha256 for {:?}", f.path)));
             }
+            check_streamed(f, self.format_version)?;
             total = total
                 .checked_add(f.size)
                 .ok_or_else(|| invalid("total_size", "overflow".into()))?;
@@ -190,6 +257,51 @@ impl Manifest {
             ));
         }
         Ok(())
+    }
+
+    /// Whether CRIU's images were streamed (stored by the shim's
+    /// streamer): a restore must then decode them first.
+    pub fn streamed(&self) -> bool {
+        self.files.iter().any(|f| f.stream.is_some())
+    }
+
+    /// (original, stored) byte counts of the streamed files.
+    pub fn streamed_sizes(&self) -> (u64, u64) {
+        self.files
+            .iter()
+            .filter_map(|f| f.stream.as_ref().map(|s| (s.original_size, f.size)))
+            .fold((0, 0), |(o, s), (fo, fs)| (o + fo, s + fs))
+    }
+}
+
+/// A streamed entry must be of version 3, name a plain CRIU image under
+/// `criu/` with its codec's suffix, and agree with itself.
+fn check_streamed(f: &FileEntry, version: u32) -> Result<()> {
+    let Some(s) = &f.stream else {
+        return Ok(());
+    };
+    let bad = |why: &str| Err(invalid("files", format!("{:?}: {why}", f.path)));
+    if version < 3 {
+        return bad("a streamed file in a version 2 manifest");
+    }
+    let hex64 = s.original_sha256.len() == 64
+        && s.original_sha256
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !hex64 {
+        return bad("bad original sha256");
+    }
+    let Some(rec) = f.record() else {
+        return bad("not a CRIU image name with its codec's suffix under criu/");
+    };
+    if !arch_imgstream::valid_name(&rec.name) {
+        return bad("not a plain CRIU image name");
+    }
+    match (s.codec.as_str(), s.level) {
+        ("none", None) if s.original_size == f.size && s.original_sha256 == f.sha256 => Ok(()),
+        ("none", _) => bad("codec none stores the bytes as written"),
+        ("zstd", Some(_)) => Ok(()),
+        _ => bad("zstd needs its level"),
     }
 }
 

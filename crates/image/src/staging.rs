@@ -3,6 +3,7 @@
 //! see complete images. Dropping an uncommitted `Staging` deletes it, which
 //! is how a failed checkpoint "leaves nothing behind".
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
@@ -40,6 +41,9 @@ pub struct Staging {
     pub(crate) heartbeat: Option<crate::lease::Heartbeat>,
     pub(crate) held: HeldDir,
     pub(crate) ns_held: HeldDir,
+    /// Files a streamer stored and hashed as CRIU wrote them, by path:
+    /// the commit lists them as recorded instead of reading them again.
+    pub(crate) streamed: BTreeMap<String, FileEntry>,
 }
 
 /// How often a staging directory is touched while it is written: well
@@ -59,6 +63,17 @@ impl Staging {
     /// something planted under the name).
     pub fn create_file(&self, name: &str) -> Result<File> {
         self.held.create_new(name)
+    }
+
+    /// Records the files a streamer captured into `criu/` (hashed and
+    /// fsync'd as they arrived): the commit lists them with their codec
+    /// and both digests, without reading them again, and fails if one is
+    /// missing or not the size recorded.
+    pub fn add_streamed(&mut self, records: &[arch_imgstream::FileRecord]) {
+        for r in records {
+            let e = FileEntry::streamed(r);
+            self.streamed.insert(e.path.clone(), e);
+        }
     }
 
     /// The staging directory's name in its scope directory.
@@ -87,7 +102,11 @@ impl Staging {
     pub fn commit_observed(mut self, info: CommitInfo, observe: Observer) -> Result<Image> {
         let mut files = Vec::new();
         let top = self.held.try_clone().map_err(io_err("dup", &self.dir))?;
-        seal_tree(&top, &self.dir, "", &mut files)?;
+        let mut streamed = std::mem::take(&mut self.streamed);
+        seal_tree(&top, &self.dir, "", &mut streamed, &mut files)?;
+        if let Some(path) = streamed.into_keys().next() {
+            return Err(Error::MissingFile { path });
+        }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
@@ -256,7 +275,13 @@ impl Drop for Staging {
 /// held staging directory, and modes are set with `fchmod`: an entry
 /// swapped for a symlink while the tree is sealed (another host on a
 /// network root) fails the commit; no chmod, read or fsync follows it.
-fn seal_tree(dir: &File, shown: &Path, prefix: &str, out: &mut Vec<FileEntry>) -> Result<()> {
+fn seal_tree(
+    dir: &File,
+    shown: &Path,
+    prefix: &str,
+    streamed: &mut BTreeMap<String, FileEntry>,
+    out: &mut Vec<FileEntry>,
+) -> Result<()> {
     fchmod(dir, DIR_MODE, shown)?;
     let listed = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
     for ent in fs::read_dir(&listed).map_err(io_err("read dir", shown))? {
@@ -277,7 +302,7 @@ fn seal_tree(dir: &File, shown: &Path, prefix: &str, out: &mut Vec<FileEntry>) -
         let ft = ent.file_type().map_err(io_err("stat", &path))?;
         if ft.is_dir() {
             let sub = open_beneath(dir, &name, libc::O_DIRECTORY, &rel)?;
-            seal_tree(&sub, &path, &rel, out)?;
+            seal_tree(&sub, &path, &rel, streamed, out)?;
         } else if ft.is_file() {
             if rel == crate::MANIFEST || rel == crate::SIGNATURE {
                 return Err(Error::UnsafePath {
@@ -292,6 +317,19 @@ fn seal_tree(dir: &File, shown: &Path, prefix: &str, out: &mut Vec<FileEntry>) -
                 return Err(Error::UnexpectedFileType { path: rel });
             }
             fchmod(&file, FILE_MODE, &path)?;
+            if let Some(entry) = streamed.remove(&rel) {
+                // Hashed and fsync'd by the streamer as CRIU wrote it:
+                // only a size that disagrees (the file changed since) fails.
+                if meta.len() != entry.size {
+                    return Err(Error::SizeMismatch {
+                        path: rel,
+                        expected: entry.size,
+                        actual: meta.len(),
+                    });
+                }
+                out.push(entry);
+                continue;
+            }
             let for_sync = file.try_clone().map_err(io_err("dup", &path))?;
             // The disk writes the file back while the CPU hashes it: for a
             // page file of GiBs the two take about as long each.
@@ -313,6 +351,7 @@ fn seal_tree(dir: &File, shown: &Path, prefix: &str, out: &mut Vec<FileEntry>) -
                 path: rel,
                 size,
                 sha256,
+                stream: None,
             });
         } else {
             // Symlinks would let a later reader be redirected; refuse them.

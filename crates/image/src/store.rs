@@ -179,6 +179,7 @@ impl ImageStore {
             heartbeat,
             held,
             ns_held,
+            streamed: Default::default(),
         })
     }
 

@@ -238,6 +238,17 @@ impl Taken {
                 if let Some(parent) = to.parent() {
                     mkdir_all(parent)?;
                 }
+                if let Some(rec) = f.record() {
+                    // A streamed file: decoded into the copy under CRIU's
+                    // name, its stored and its original bytes checked.
+                    decode_into(
+                        src,
+                        &rec,
+                        &self.dir.join(&f.path),
+                        &to.with_file_name(&rec.name),
+                    )?;
+                    continue;
+                }
                 let (size, sha256) = copy_hashed(src, &self.dir.join(&f.path), &to)?;
                 if size != f.size {
                     return Err(Error::SizeMismatch {
@@ -372,6 +383,30 @@ impl Drop for Taken {
             }
         }
     }
+}
+
+/// Decodes the stored streamed file `src` (at `from`) of `rec` into a new
+/// 0600 file `to`, checking the stored and the decoded bytes as they pass:
+/// the copy is private and removed whole on an error.
+fn decode_into(
+    mut src: fs::File,
+    rec: &arch_imgstream::FileRecord,
+    from: &Path,
+    to: &Path,
+) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dst = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(crate::fsutil::FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(to)
+        .map_err(io_err("create", to))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, dst);
+    arch_imgstream::decode_verified(rec, &mut src, &mut out).map_err(|source| Error::Stream {
+        path: from.to_path_buf(),
+        source,
+    })
 }
 
 /// Copies `from` to a new 0600 file `to`, returning the size and sha256 of

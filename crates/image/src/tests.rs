@@ -169,7 +169,7 @@ fn future_version_names_both() {
         e,
         Error::UnsupportedVersion {
             found: 7,
-            supported: 2
+            supported: 3
         }
     ));
     let msg = e.to_string();

@@ -42,6 +42,20 @@ impl Codec {
             Codec::Zstd { .. } => format!("{name}.zst"),
         }
     }
+
+    /// CRIU's name of a stored file ([`Codec::stored_name`] undone); none
+    /// when the stored name lacks the codec's suffix.
+    pub fn original_name<'a>(&self, stored: &'a str) -> Option<&'a str> {
+        match self {
+            Codec::None => Some(stored),
+            Codec::Zstd { .. } => stored.strip_suffix(".zst").filter(|n| !n.is_empty()),
+        }
+    }
+
+    /// The codec a record (or a manifest) names; none for an unknown one.
+    pub fn from_record(codec: &str, level: Option<i32>) -> Option<Codec> {
+        from_record(codec, level)
+    }
 }
 
 /// The write side: CRIU's bytes in, stored bytes out to `W`.
@@ -196,5 +210,16 @@ mod tests {
             })
         );
         assert_eq!(from_record("lz4", None), None);
+        let z = Codec::Zstd {
+            level: 1,
+            threads: 1,
+        };
+        assert_eq!(z.original_name("pages-1.img.zst"), Some("pages-1.img"));
+        assert_eq!(z.original_name("pages-1.img"), None);
+        assert_eq!(z.original_name(".zst"), None);
+        assert_eq!(
+            Codec::None.original_name("pages-1.img"),
+            Some("pages-1.img")
+        );
     }
 }

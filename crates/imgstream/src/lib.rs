@@ -2,7 +2,10 @@
 //! --stream` hands each image file to [`Capture`] through a pipe, which
 //! hashes, compresses and stores it as it arrives; `criu restore --stream`
 //! asks [`Serve`] for them back, verified before CRIU sees a byte.
-//! Not yet wired into the shim's dump and restore.
+//! The shim streams dumps through `Capture` (CRIU's CLI: CRIU 4.1 cannot
+//! stream in swrk mode) and restores from files [`decode_verified`]
+//! decoded into its private verified copy; `Serve` waits for a CRIU whose
+//! RPC can stream.
 
 mod capture;
 mod codec;
@@ -25,5 +28,5 @@ pub use capture::Capture;
 pub use codec::Codec;
 pub use error::{Result, StreamError};
 pub use record::FileRecord;
-pub use serve::{Serve, ServeReport};
+pub use serve::{decode_verified, Serve, ServeReport};
 pub use store::{valid_name, DirStore, Store, StoredFile};

@@ -216,6 +216,43 @@ fn serve_file(rec: &FileRecord, pipe_fd: OwnedFd, store: &dyn Store) -> Result<(
     })
 }
 
+/// Decodes the stored file `file` of `rec` into `out` in one pass and
+/// checks both the stored bytes (size, sha256) and the decoded ones. For
+/// a restore that reads decoded files by name (CRIU's RPC cannot stream):
+/// `out` must be private to the caller, and discarded on an error, since
+/// the bytes are written before the end is checked.
+pub fn decode_verified(rec: &FileRecord, file: &mut File, out: &mut impl Write) -> Result<()> {
+    let name = rec.name.as_str();
+    let codec =
+        codec::from_record(&rec.codec, rec.level).ok_or_else(|| StreamError::UnknownCodec {
+            name: name.into(),
+            codec: rec.codec.clone(),
+        })?;
+    let (stored, original) = match decode(file, codec, name, out, true) {
+        Ok(counts) => counts,
+        Err(e @ StreamError::Decompress { .. }) => {
+            // Damaged stored bytes make the decoder fail first: name the
+            // cause (the stored size or digest) when it is that.
+            return Err(stored_cause(rec, file).unwrap_or(e));
+        }
+        Err(e) => return Err(e),
+    };
+    check_stored(rec, stored)?;
+    check_original(rec, original.expect("asked for"))?;
+    out.flush().map_err(|source| StreamError::Store {
+        name: name.into(),
+        source,
+    })
+}
+
+/// The stored file's own mismatch with its record, if it has one.
+fn stored_cause(rec: &FileRecord, file: &mut File) -> Option<StreamError> {
+    file.seek(SeekFrom::Start(0)).ok()?;
+    let mut r = HashingReader::new(&mut *file);
+    io::copy(&mut r, &mut io::sink()).ok()?;
+    check_stored(rec, r.count).err()
+}
+
 /// Decodes `file` into `out`; returns the stored count, and the original
 /// one when asked.
 fn decode(

@@ -139,8 +139,9 @@ impl ContainerHandle {
     }
 
     /// Dumps the container's processes with CRIU into `opts.image_dir`
-    /// (dump.log and descriptors.json land there too).
-    pub fn checkpoint(&mut self, opts: &DumpOptions) -> Result<()> {
+    /// (dump.log and descriptors.json land there too); a streamed dump's
+    /// stored files are returned as the streamer recorded them.
+    pub fn checkpoint(&mut self, opts: &DumpOptions) -> Result<Vec<arch_imgstream::FileRecord>> {
         let pid = self.inner.pid().ok_or_else(|| RuntimeError::Spawn {
             id: self.id.clone(),
             action: "checkpoint",

@@ -25,7 +25,7 @@ pub(crate) fn set_external_mounts(criu: &mut rust_criu::Criu, spec: &Spec, phase
 }
 
 /// The (key, value) pairs of CRIU's external-mount map for `phase`.
-fn ext_mount_map(spec: &Spec, phase: Phase) -> Vec<(String, String)> {
+pub(crate) fn ext_mount_map(spec: &Spec, phase: Phase) -> Vec<(String, String)> {
     external_mounts(spec)
         .into_iter()
         .map(|(dest, src)| match phase {

@@ -37,6 +37,10 @@ pub struct DumpOptions {
     /// The pre-dump this (pre-)dump follows, relative to `image_dir`
     /// (`../pre-N`): CRIU writes only the pages dirtied since.
     pub parent_img: Option<String>,
+    /// Stream CRIU's images through the shim, stored with this codec
+    /// (stream_dump.rs). Not with a parent: streaming excludes parent
+    /// images, so a dump after pre-dumps is never streamed.
+    pub stream: Option<arch_imgstream::Codec>,
 }
 
 fn private_dir(path: &Path) -> Result<()> {
@@ -66,13 +70,15 @@ pub(crate) fn freezer_dir(
     }
 }
 
+/// Dumps `pid`'s tree; for a streamed dump, returns the streamer's
+/// records of the files it stored (none otherwise).
 pub(crate) fn dump(
     id: &str,
     pid: i32,
     bundle: &Path,
     freezer: Option<&Path>,
     opts: &DumpOptions,
-) -> Result<()> {
+) -> Result<Vec<arch_imgstream::FileRecord>> {
     let spec = Spec::load(bundle.join("config.json"))
         .map_err(|e| RuntimeError::InvalidSpec(format!("{id}: {e}")))?;
     let root = spec
@@ -88,7 +94,7 @@ pub(crate) fn dump(
 
     private_dir(&opts.image_dir)?;
     if opts.pre_dump {
-        return crate::predump::pre_dump(id, pid, &spec, freezer, opts);
+        return crate::predump::pre_dump(id, pid, &spec, freezer, opts).map(|()| Vec::new());
     }
     // Which pipes the init had as stdio: restore maps them to new ones.
     let descriptors: Vec<String> = (0..3)
@@ -100,6 +106,18 @@ pub(crate) fn dump(
     let json = serde_json::to_vec(&descriptors).expect("strings serialise");
     let path = opts.image_dir.join(DESCRIPTORS);
     std::fs::write(&path, json).map_err(RuntimeError::io(format!("writing {}", path.display())))?;
+    // A terminal's master is the shim's: CRIU dumps the slave only with
+    // `orphan_pts_master`, which its CLI has no option for (RPC only).
+    let terminal = descriptors.iter().any(|d| d.starts_with("/dev/pts/"));
+    match (opts.stream, &opts.parent_img, terminal) {
+        (Some(codec), None, false) => {
+            let rootfs = &rootfs;
+            return crate::stream_dump::dump_streamed(id, pid, &spec, rootfs, freezer, codec, opts);
+        }
+        (Some(_), Some(_), _) => log::info!("{id}: a dump after pre-dumps is not streamed"),
+        (Some(_), None, true) => log::info!("{id}: a terminal's dump is not streamed"),
+        (None, _, _) => {}
+    }
 
     // After a pre-dump CRIU must track memory in this dump too: without
     // track_mem it takes no page from the parent (criu/mem.c).
@@ -157,4 +175,5 @@ pub(crate) fn dump(
             source,
         })?
         .map_err(RuntimeError::criu(id, "dump"))
+        .map(|()| Vec::new())
 }

@@ -46,6 +46,10 @@ pub enum RuntimeError {
     /// for it) that failed; `pre-dump.log` in its directory says why.
     #[error("container {id}: CRIU pre-dump failed: {reason}")]
     PreDump { id: String, reason: String },
+    /// A streamed dump failed: CRIU (`criu dump --stream`) or the
+    /// shim's streamer, whichever said so first.
+    #[error("container {id}: streamed dump: {reason}")]
+    StreamedDump { id: String, reason: String },
     /// CRIU cannot be run at all (missing, or it does not answer).
     #[error("CRIU is not usable: {0}")]
     CriuUnavailable(#[source] rust_criu::CriuError),

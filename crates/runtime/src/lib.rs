@@ -29,8 +29,11 @@ mod proc_tree;
 mod restore;
 mod restore_target;
 mod spawn;
+mod stream_dump;
 mod v2_controllers;
 
+pub use arch_host::cmd::criu_can_stream;
+pub use arch_imgstream::{Codec as StreamCodec, FileRecord as StreamedFile};
 pub use cgroup::{Cgroup, CgroupStats};
 pub use cgroup_driver::{cgroup_dir, is_systemd_path, CgroupDriver};
 pub use container::{ContainerHandle, Runtime};

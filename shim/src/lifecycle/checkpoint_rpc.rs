@@ -42,6 +42,8 @@ impl Arch {
             ext_unix_sk: opts.external_unix_sockets,
             file_locks: opts.file_locks,
             cgroups_mode: opts.cgroups_mode.clone(),
+            // containerd reads CRIU's files from its path as CRIU wrote them.
+            stream: None,
             // containerd pauses the task around a checkpoint: CRIU dumps
             // the frozen tree and leaves it frozen, so nothing runs between
             // the dump and the rootfs containerd takes next (runc's
@@ -70,6 +72,7 @@ impl Arch {
             return self
                 .runtime
                 .checkpoint(c.id(), dump)
+                .map(|_| ())
                 .map_err(|e| criu_failure(e, dump));
         }
         // Paused, and the checkpoint ends it: CRIU kills the tree it dumped,
@@ -82,6 +85,7 @@ impl Arch {
         let dumped = self
             .runtime
             .checkpoint(c.id(), &unfrozen)
+            .map(|_| ())
             .map_err(|e| criu_failure(e, &unfrozen));
         if dumped.is_err() {
             self.runtime.pause(c.id())?;

@@ -10,7 +10,7 @@ use arch_checkpoint::{
     Dumper, HostProcs, Slot,
 };
 use arch_image::ImageStore;
-use arch_runtime::{DumpOptions, RuntimeError};
+use arch_runtime::{DumpOptions, RuntimeError, StreamedFile};
 
 use crate::seams::ContainerRuntime;
 use crate::timeouts::{FREEZE_ATTEMPTS, FREEZE_BACKOFF, STALE_TEMP_AGE};
@@ -52,7 +52,7 @@ impl RuntimeDumper<'_> {
     }
 
     /// One CRIU run (a pre-dump or the dump) holding a host-wide slot.
-    fn checkpoint_in_slot(&self, opts: DumpOptions) -> Result<(), RuntimeError> {
+    fn checkpoint_in_slot(&self, opts: DumpOptions) -> Result<Vec<StreamedFile>, RuntimeError> {
         self.take_slot();
         let dumped = self.runtime.checkpoint(self.id, &opts);
         self.release_slot();
@@ -67,7 +67,7 @@ impl Dumper for RuntimeDumper<'_> {
         self.runtime.pids(self.id)
     }
 
-    fn dump(&self, dir: &Path, parent: Option<&str>) -> Result<(), RuntimeError> {
+    fn dump(&self, dir: &Path, parent: Option<&str>) -> Result<Vec<StreamedFile>, RuntimeError> {
         // CRIU dumps the frozen tree and leaves it frozen; the chain decides
         // when it thaws or ends (run_dump_chain).
         self.checkpoint_in_slot(DumpOptions {
@@ -75,6 +75,9 @@ impl Dumper for RuntimeDumper<'_> {
             leave_running: true,
             frozen: true,
             parent_img: parent.map(str::to_string),
+            // Streaming excludes parent images: a dump after pre-dumps is
+            // written by CRIU as files.
+            stream: self.base.stream.filter(|_| parent.is_none()),
             ..self.base.clone()
         })
     }
@@ -87,8 +90,10 @@ impl Dumper for RuntimeDumper<'_> {
             leave_running: true,
             pre_dump: true,
             parent_img: parent.map(str::to_string),
+            stream: None,
             ..self.base.clone()
         })
+        .map(|_| ())
     }
 
     fn freeze(&self) -> Result<(), RuntimeError> {
@@ -134,8 +139,13 @@ pub(super) fn checkpoint_into_store(
     cfg: &ArchConfig,
     runtime: &dyn ContainerRuntime,
     req: DumpRequest,
-    base: DumpOptions,
+    mut base: DumpOptions,
 ) -> arch_checkpoint::Result<DumpOutcome> {
+    // Streamed when the host says so, except when containerd wants CRIU's
+    // files copied to its own path (it reads them as CRIU wrote them).
+    base.stream = (base.image_dir.as_os_str().is_empty()
+        && cfg.stream.streams(runtime.criu_can_stream()))
+    .then(|| cfg.stream.codec());
     // Temporaries of a checkpoint whose shim died; old enough that no live
     // checkpoint (on this or another host) can still be writing them.
     match store.cleanup_stale_temps(STALE_TEMP_AGE) {

@@ -156,6 +156,16 @@ fn as_kubelet_archive(exported: &std::path::Path, out: &std::path::Path) {
         let mut header = entry.header().clone();
         let mut data = Vec::new();
         std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        // The kubelet's archives hold CRIU's images as CRIU wrote them;
+        // ARCH's streamed images are stored compressed.
+        let (name, data) = match name.strip_suffix(".zst") {
+            Some(raw) if name.starts_with("checkpoint/") => {
+                let raw_data = zstd::decode_all(&data[..]).unwrap();
+                header.set_size(raw_data.len() as u64);
+                (raw.to_string(), raw_data)
+            }
+            _ => (name, data),
+        };
         builder.append_data(&mut header, &name, &data[..]).unwrap();
     }
     builder.finish().unwrap();

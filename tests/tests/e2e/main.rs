@@ -20,6 +20,7 @@ mod predump;
 mod restore;
 mod runtime_options;
 mod scale;
+mod stream;
 mod terminal;
 mod trust;
 mod two_hosts;

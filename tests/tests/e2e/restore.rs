@@ -16,11 +16,11 @@ const WORKLOAD: &str = "boot=$(cat /proc/sys/kernel/random/uuid); \
     [ -e /data/file ] || { mkdir -p /data; echo kept > /data/file; rm -f /etc/group; }; \
     i=0; while true; do i=$((i+1)); echo $i > /tmp/count; echo $boot > /tmp/boot; echo tick $i; sleep 0.1; done";
 
-fn store() -> ImageStore {
+pub(crate) fn store() -> ImageStore {
     ImageStore::new(arch_e2e::checkpoint_root())
 }
 
-fn start(c: &Ctr, id: &str, key: &str) -> arch_e2e::Container {
+pub(crate) fn start(c: &Ctr, id: &str, key: &str) -> arch_e2e::Container {
     c.start_arch(id, Some(key), WORKLOAD)
 }
 
@@ -32,7 +32,7 @@ fn count(c: &Ctr, id: &str) -> u64 {
 
 /// Runs the workload until it counted a little, stops it (checkpoint),
 /// removes it; returns (boot id, last count seen).
-fn run_and_stop(c: &Ctr, key: &str) -> (String, u64) {
+pub(crate) fn run_and_stop(c: &Ctr, key: &str) -> (String, u64) {
     let id = unique_id("first");
     let ct = start(c, &id, key);
     assert!(wait_until(Duration::from_secs(10), || count(c, &id) >= 5));
@@ -56,11 +56,11 @@ fn run_and_stop(c: &Ctr, key: &str) -> (String, u64) {
     (boot, seen)
 }
 
-fn sidecars(c: &Ctr, key: &str) -> Vec<String> {
+pub(crate) fn sidecars(c: &Ctr, key: &str) -> Vec<String> {
     arch_e2e::image_entries(&c.namespace, key)
 }
 
-fn assert_restored(c: &Ctr, id: &str, key: &str, boot: &str, seen: u64) {
+pub(crate) fn assert_restored(c: &Ctr, id: &str, key: &str, boot: &str, seen: u64) {
     assert_eq!(
         c.exec_file(id, "/tmp/boot"),
         boot,
@@ -95,7 +95,7 @@ fn assert_restored(c: &Ctr, id: &str, key: &str, boot: &str, seen: u64) {
     arch_e2e::assert_restore_recorded(store().root(), key, Outcome::Ok);
 }
 
-fn assert_fresh(c: &Ctr, id: &str, key: &str, boot: &str) {
+pub(crate) fn assert_fresh(c: &Ctr, id: &str, key: &str, boot: &str) {
     assert!(wait_until(Duration::from_secs(10), || c
         .exec_file(id, "/tmp/boot")
         .len()
@@ -215,7 +215,7 @@ fn an_image_is_restored_only_once() {
 
 // ---- bad images ----
 
-fn image_dir(c: &Ctr, key: &str) -> PathBuf {
+pub(crate) fn image_dir(c: &Ctr, key: &str) -> PathBuf {
     store().image_dir(&c.namespace, key).unwrap()
 }
 
@@ -269,8 +269,7 @@ fn criu_failure_falls_back_with_the_reason_kept() {
     let key = unique_id("criubad");
     let (boot, _) = run_and_stop(&c, &key);
     let dir = image_dir(&c, &key);
-    std::fs::write(dir.join("criu/inventory.img"), b"not a criu image").unwrap();
-    reseal(&dir, "criu/inventory.img");
+    arch_e2e::restream(&dir, "inventory.img", b"not a criu image");
     let id = unique_id("fresh");
     let _ct = start(&c, &id, &key);
     assert_fresh(&c, &id, &key, &boot);

@@ -125,6 +125,7 @@ pub fn run(root: Option<&Path>, address: Option<&Path>) -> Result<i32> {
                     c.checkpoint_root.display()
                 ),
             );
+            report(Level::Ok, "images", image_path(&c.stream));
             Some(c.checkpoint_root.clone())
         }
         Err(e) => {
@@ -141,6 +142,32 @@ pub fn run(root: Option<&Path>, address: Option<&Path>) -> Result<i32> {
         report(lvl, "checkpoint root", detail);
     }
     Ok(i32::from(missing))
+}
+
+/// Which dump path the shims take: streamed (and how stored) or not (why).
+fn image_path(s: &arch_checkpoint::StreamConfig) -> String {
+    let can = arch_host::cmd::criu_can_stream();
+    if !s.streams(can) {
+        let why = match s.mode {
+            arch_checkpoint::StreamMode::Off => "stream = off",
+            _ => "this CRIU cannot stream (--stream)",
+        };
+        return format!("unstreamed: CRIU writes image files, hashed at commit ({why})");
+    }
+    let stored = match s.compression {
+        arch_checkpoint::Compression::None => "stored as written".to_string(),
+        arch_checkpoint::Compression::Zstd => format!(
+            "zstd level {}, {} thread(s) per file",
+            s.zstd_level,
+            s.zstd_threads.max(1)
+        ),
+    };
+    let warn = if can {
+        ""
+    } else {
+        "; this CRIU cannot stream: dumps will fail"
+    };
+    format!("streamed through the shim (criu dump --stream), {stored}; dumps after pre-dumps are unstreamed{warn}")
 }
 
 /// v2 (unified), hybrid, or v1 from the cgroup mount layout.

@@ -50,6 +50,7 @@ pub fn run(store: &ImageStore, id: &ImageId, json: bool) -> Result<i32> {
             "error": valid.as_ref().err(),
             "tags": tags,
             "manifest": m,
+            "streamed": streamed_json(&m),
             "generations": generations,
         });
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
@@ -80,6 +81,15 @@ pub fn run(store: &ImageStore, id: &ImageId, json: bool) -> Result<i32> {
         human_size(m.total_size),
         m.total_size
     );
+    if m.streamed() {
+        let (orig, stored) = m.streamed_sizes();
+        println!(
+            "streamed:   {} of CRIU images stored as {} (ratio {})",
+            human_size(orig),
+            human_size(stored),
+            ratio(stored, orig)
+        );
+    }
     println!(
         "tags:       {}",
         if tags.is_empty() {
@@ -97,6 +107,17 @@ pub fn run(store: &ImageStore, id: &ImageId, json: bool) -> Result<i32> {
     println!("files:");
     for f in &m.files {
         println!("  {:<40} {:>12}  {}", f.path, f.size, f.sha256);
+        if let Some(st) = &f.stream {
+            let level = st.level.map(|l| format!(" level {l}")).unwrap_or_default();
+            println!(
+                "  {:<40} {:>12}  {}  ({}{level}, ratio {})",
+                "  (original)",
+                st.original_size,
+                st.original_sha256,
+                st.codec,
+                ratio(f.size, st.original_size)
+            );
+        }
     }
     println!("generations: {} older", gens.len());
     for (g, valid) in &gens {
@@ -107,4 +128,25 @@ pub fn run(store: &ImageStore, id: &ImageId, json: bool) -> Result<i32> {
         println!("  {:<40} {age:>8} ago  valid: {valid}", p(&g.name));
     }
     Ok(0)
+}
+
+/// stored / original, as "0.42" (1.00 for an empty file).
+fn ratio(stored: u64, original: u64) -> String {
+    match original {
+        0 => "1.00".into(),
+        o => format!("{:.2}", stored as f64 / o as f64),
+    }
+}
+
+/// Original and stored sizes of a streamed image (null otherwise).
+fn streamed_json(m: &arch_image::Manifest) -> serde_json::Value {
+    if !m.streamed() {
+        return serde_json::Value::Null;
+    }
+    let (original, stored) = m.streamed_sizes();
+    json!({
+        "original_size": original,
+        "stored_size": stored,
+        "ratio": stored as f64 / original.max(1) as f64,
+    })
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use arch_runtime::oci_spec::runtime::LinuxResources;
 use arch_runtime::{
     CgroupStats, CreateRequest, DumpOptions, ExecRequest, ProcessRef, RestoreRequest, Restored,
-    Result, RuntimeError,
+    Result, RuntimeError, StreamedFile,
 };
 use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::types::mount::Mount;
@@ -155,7 +155,10 @@ impl ContainerRuntime for StubRuntime {
     fn watch_oom(&self, _id: &str, _on_oom: Box<dyn Fn() + Send>) -> Result<()> {
         Ok(())
     }
-    fn checkpoint(&self, id: &str, opts: &DumpOptions) -> Result<()> {
+    fn criu_can_stream(&self) -> bool {
+        false
+    }
+    fn checkpoint(&self, id: &str, opts: &DumpOptions) -> Result<Vec<StreamedFile>> {
         self.call(Call::Checkpoint(id.to_string(), opts.frozen));
         let gate = self.script.lock().unwrap().dump_gate.take();
         if let Some(gate) = gate {
@@ -173,7 +176,7 @@ impl ContainerRuntime for StubRuntime {
             return Err(failed(id, "criu dump"));
         }
         std::fs::write(dir.join("dump.log"), "ok\n").unwrap();
-        Ok(())
+        Ok(Vec::new())
     }
     fn restore(&self, req: RestoreRequest) -> Result<Restored> {
         self.call(Call::Restore(req.id.clone()));

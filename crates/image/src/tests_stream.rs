@@ -1,0 +1,216 @@
+//! Format 3: streamed files in the manifest, committed without a second
+//! read, decoded into the verified restore copy; format 2 still reads.
+
+use std::fs;
+
+use arch_imgstream::FileRecord;
+use sha2::{Digest, Sha256};
+
+use crate::tests::info;
+use crate::*;
+
+fn sha(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+fn pages() -> Vec<u8> {
+    (0..200_000u32).map(|i| (i % 7) as u8).collect()
+}
+
+/// What a capture of `pages-1.img` (zstd) and `inventory.img` (none)
+/// leaves in `criu/`, and its records.
+fn streamed_files(criu: &std::path::Path) -> Vec<FileRecord> {
+    let data = pages();
+    let stored = zstd::encode_all(&data[..], 1).unwrap();
+    fs::write(criu.join("pages-1.img.zst"), &stored).unwrap();
+    fs::write(criu.join("inventory.img"), b"inv").unwrap();
+    vec![
+        FileRecord {
+            name: "pages-1.img".into(),
+            stored_name: "pages-1.img.zst".into(),
+            original_size: data.len() as u64,
+            original_sha256: sha(&data),
+            stored_size: stored.len() as u64,
+            stored_sha256: sha(&stored),
+            codec: "zstd".into(),
+            level: Some(1),
+        },
+        FileRecord {
+            name: "inventory.img".into(),
+            stored_name: "inventory.img".into(),
+            original_size: 3,
+            original_sha256: sha(b"inv"),
+            stored_size: 3,
+            stored_sha256: sha(b"inv"),
+            codec: "none".into(),
+            level: None,
+        },
+    ]
+}
+
+fn commit_streamed(store: &ImageStore, edit: impl FnOnce(&mut Vec<FileRecord>)) -> Result<Image> {
+    let mut st = store.begin("ns", "k").unwrap();
+    fs::create_dir(st.path().join(CRIU_DIR)).unwrap();
+    fs::write(st.path().join("criu/dump.log"), b"ok\n").unwrap();
+    let mut recs = streamed_files(&st.path().join(CRIU_DIR));
+    edit(&mut recs);
+    st.add_streamed(&recs);
+    st.commit(info())
+}
+
+#[test]
+fn a_streamed_commit_lists_the_records_and_restores_decoded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::new(tmp.path().join("root"));
+    let img = commit_streamed(&store, |_| {}).unwrap();
+    let m = img.manifest();
+    assert_eq!(m.format_version, 3);
+    assert!(m.streamed());
+    let e = m
+        .files
+        .iter()
+        .find(|f| f.path == "criu/pages-1.img.zst")
+        .unwrap();
+    let s = e.stream.as_ref().unwrap();
+    assert_eq!((s.codec.as_str(), s.level), ("zstd", Some(1)));
+    assert_eq!(s.original_sha256, sha(&pages()));
+    assert_eq!(m.streamed_sizes(), (200_000 + 3, e.size + 3));
+    // The log is not streamed: hashed at commit as before.
+    assert!(m
+        .files
+        .iter()
+        .any(|f| f.path == "criu/dump.log" && f.stream.is_none()));
+    // The stored image verifies as stored, and its copy is decoded.
+    store.open("ns", "k").unwrap();
+    let taken = store.take("ns", "k").unwrap();
+    let copy = taken.verify_into(&tmp.path().join("copy")).unwrap();
+    assert_eq!(
+        fs::read(copy.criu_dir().join("pages-1.img")).unwrap(),
+        pages()
+    );
+    assert_eq!(
+        fs::read(copy.criu_dir().join("inventory.img")).unwrap(),
+        b"inv"
+    );
+    assert!(!copy.criu_dir().join("pages-1.img.zst").exists());
+}
+
+#[test]
+fn the_commit_does_not_read_streamed_files_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::new(tmp.path().join("root"));
+    // A record whose digest is not the file's: listed as recorded (the
+    // commit trusted the streamer), so the image then fails verification.
+    let img = commit_streamed(&store, |r| r[0].stored_sha256 = "0".repeat(64)).unwrap();
+    let e = img
+        .manifest()
+        .files
+        .iter()
+        .find(|f| f.path == "criu/pages-1.img.zst")
+        .unwrap();
+    assert_eq!(e.sha256, "0".repeat(64));
+    assert!(matches!(
+        store.open("ns", "k").unwrap_err(),
+        Error::ChecksumMismatch { .. }
+    ));
+}
+
+#[test]
+fn a_streamed_file_missing_or_resized_fails_the_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::new(tmp.path().join("root"));
+    let e = commit_streamed(&store, |r| r[1].stored_name = "gone.img".into()).unwrap_err();
+    assert!(matches!(e, Error::MissingFile { .. }), "{e}");
+    let e = commit_streamed(&store, |r| r[0].stored_size += 1).unwrap_err();
+    assert!(matches!(e, Error::SizeMismatch { .. }), "{e}");
+    assert!(store.list().unwrap().is_empty());
+}
+
+#[test]
+fn a_damaged_stored_file_fails_the_restore_copy() {
+    for damage in ["flip", "truncate"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ImageStore::new(tmp.path().join("root"));
+        let img = commit_streamed(&store, |_| {}).unwrap();
+        let p = img.criu_dir().join("pages-1.img.zst");
+        let mut b = fs::read(&p).unwrap();
+        match damage {
+            "flip" => {
+                let i = b.len() / 2;
+                b[i] ^= 1
+            }
+            _ => b.truncate(b.len() - 4),
+        }
+        fs::write(&p, &b).unwrap();
+        let taken = store.take("ns", "k").unwrap();
+        let copy = tmp.path().join("copy");
+        let e = taken.verify_into(&copy).unwrap_err();
+        assert!(matches!(e, Error::Stream { .. }), "{damage}: {e}");
+        assert!(e.to_string().contains("pages-1.img"), "{e}");
+        assert!(!copy.exists());
+    }
+}
+
+fn manifest_json(img: &Image) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(img.dir().join(MANIFEST)).unwrap()).unwrap()
+}
+
+fn parse(v: &serde_json::Value) -> Result<Manifest> {
+    Manifest::parse(&serde_json::to_vec(v).unwrap(), std::path::Path::new("/m"))
+}
+
+#[test]
+fn version_2_reads_and_streamed_entries_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::new(tmp.path().join("root"));
+    let img = commit_streamed(&store, |_| {}).unwrap();
+    let v3 = manifest_json(&img);
+    parse(&v3).unwrap();
+    // A version 2 manifest (no streamed entry) still reads.
+    let mut v2 = v3.clone();
+    v2["format_version"] = 2.into();
+    for f in v2["files"].as_array_mut().unwrap() {
+        f.as_object_mut().unwrap().remove("stream");
+    }
+    assert!(!parse(&v2).unwrap().streamed());
+    // ... but not with streamed entries, nor version 1.
+    let mut bad = v3.clone();
+    bad["format_version"] = 2.into();
+    assert!(parse(&bad).is_err());
+    let mut v1 = v2.clone();
+    v1["format_version"] = 1.into();
+    assert!(matches!(
+        parse(&v1),
+        Err(Error::UnsupportedVersion { found: 1, .. })
+    ));
+    let idx = |v: &serde_json::Value, p: &str| {
+        v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|f| f["path"] == p)
+            .unwrap()
+    };
+    let z = idx(&v3, "criu/pages-1.img.zst");
+    let n = idx(&v3, "criu/inventory.img");
+    for (what, edit) in [
+        (
+            "zstd without its suffix",
+            (z, "path", "criu/pages-1.img".into()),
+        ),
+        ("outside criu/", (z, "path", "pages-1.img.zst".into())),
+        ("unknown codec", (z, "codec", "lz4".into())),
+        ("bad original digest", (z, "original_sha256", "xy".into())),
+        ("none with other bytes", (n, "original_size", 4.into())),
+        ("hidden name", (n, "path", "criu/.inventory.img".into())),
+    ] {
+        let mut v = v3.clone();
+        let (i, field, value): (usize, &str, serde_json::Value) = edit;
+        if field == "path" {
+            v["files"][i]["path"] = value;
+        } else {
+            v["files"][i]["stream"][field] = value;
+        }
+        assert!(parse(&v).is_err(), "{what} accepted");
+    }
+}
