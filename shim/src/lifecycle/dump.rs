@@ -12,6 +12,7 @@ use arch_checkpoint::{
 use arch_image::ImageStore;
 use arch_runtime::{DumpOptions, RuntimeError, StreamedFile};
 
+use super::local_dump::{copy_into_staging, LocalDump, LOCAL_DUMP_DIR};
 use crate::seams::ContainerRuntime;
 use crate::timeouts::{FREEZE_ATTEMPTS, FREEZE_BACKOFF, STALE_TEMP_AGE};
 
@@ -26,6 +27,9 @@ struct RuntimeDumper<'a> {
     /// its turn keeps running, and hundreds of stops at once never freeze
     /// hundreds of cgroups at once (the freezer gave up under that load).
     slot: Mutex<Option<Slot>>,
+    /// network-fs: where CRIU writes an unstreamed dump before it is
+    /// copied into staging (local_dump.rs).
+    local: Option<LocalDump>,
 }
 
 impl RuntimeDumper<'_> {
@@ -54,9 +58,40 @@ impl RuntimeDumper<'_> {
     /// One CRIU run (a pre-dump or the dump) holding a host-wide slot.
     fn checkpoint_in_slot(&self, opts: DumpOptions) -> Result<Vec<StreamedFile>, RuntimeError> {
         self.take_slot();
-        let dumped = self.runtime.checkpoint(self.id, &opts);
+        let dumped = self.checkpoint_here(opts);
         self.release_slot();
         dumped
+    }
+
+    /// On a network-fs root, whatever CRIU opens by name goes to the local
+    /// mirror first and is copied into staging after (local_dump.rs): an
+    /// unstreamed dump's images directory; a streamed dump's work
+    /// directory (its log and stats; the streamer creates the images).
+    fn checkpoint_here(&self, mut opts: DumpOptions) -> Result<Vec<StreamedFile>, RuntimeError> {
+        let local = match &self.local {
+            // containerd's own work path is not on the root.
+            Some(l) if opts.stream.is_none() || opts.work_dir.is_none() => l,
+            _ => return self.runtime.checkpoint(self.id, &opts),
+        };
+        let staged = opts.image_dir.clone();
+        let io = |what: &str| {
+            let context = format!("{what} {}", staged.display());
+            move |source| RuntimeError::Io { context, source }
+        };
+        let mirror = if opts.stream.is_some() {
+            let work = local.dir_for(Path::new("work")).map_err(io("mirroring"))?;
+            opts.work_dir = Some(work.clone());
+            work
+        } else {
+            opts.image_dir = local.dir_for(&staged).map_err(io("mirroring"))?;
+            opts.image_dir.clone()
+        };
+        let dumped = self.runtime.checkpoint(self.id, &opts);
+        let copied = copy_into_staging(&mirror, &staged);
+        // A failed dump's log still goes to staging, for its record.
+        let dumped = dumped?;
+        copied.map_err(io("copying CRIU's files into"))?;
+        Ok(dumped)
     }
 }
 
@@ -154,12 +189,24 @@ pub(super) fn checkpoint_into_store(
         Err(e) => log::warn!("cleaning stale checkpoint temporaries: {e}"),
     }
     let id = req.container_id.clone();
+    let local = match cfg.mode {
+        arch_checkpoint::Mode::NetworkFs => {
+            Some(
+                LocalDump::new(&id).map_err(|e| arch_checkpoint::CheckpointError::Io {
+                    context: format!("making a local dump directory in {LOCAL_DUMP_DIR}"),
+                    source: e,
+                })?,
+            )
+        }
+        arch_checkpoint::Mode::Basic => None,
+    };
     let dumper = RuntimeDumper {
         runtime,
         id: &id,
         base,
         slots: DumpSlots::new(arch_host::paths::dump_slot_dir(), cfg.max_concurrent_dumps),
         slot: Mutex::new(None),
+        local,
     };
     run_dump_chain(
         &default_steps(),

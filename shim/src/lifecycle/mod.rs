@@ -14,7 +14,9 @@
 
 mod checkpoint_rpc;
 mod dump;
+mod host_local;
 mod inflight;
+mod local_dump;
 mod periodic;
 mod records;
 mod restore;

@@ -25,53 +25,7 @@ pub const LOCAL_RESTORE_DIR: &str = "/var/lib/containerd-arch/restore";
 
 /// The host-local, verified copy of a taken image that CRIU reads;
 /// removed when dropped (after Start, or when the restore is abandoned).
-pub struct LocalCopy(PathBuf);
-
-impl LocalCopy {
-    fn new(id: &str) -> std::io::Result<LocalCopy> {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(LOCAL_RESTORE_DIR)?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .subsec_nanos();
-        remove_dead_copies();
-        Ok(LocalCopy(
-            Path::new(LOCAL_RESTORE_DIR).join(format!("{}-{nanos:09}-{id}", std::process::id())),
-        ))
-    }
-}
-
-/// Copies whose shim died (`{pid}-…` of a process that is gone) between
-/// Create and Start.
-fn remove_dead_copies() {
-    let Ok(entries) = std::fs::read_dir(LOCAL_RESTORE_DIR) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            log::info!("removing the restore copy {name} of a shim that is gone");
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-}
-
-impl Drop for LocalCopy {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.0) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                log::warn!("removing the restore copy {}: {e}", self.0.display());
-            }
-        }
-    }
-}
+pub type LocalCopy = super::host_local::HostLocalDir;
 
 /// A restore staged by Create and carried out by Start.
 pub struct StagedRestore {
@@ -276,8 +230,9 @@ impl Arch {
         }
         // What CRIU reads at Start is what is verified here: a copy on this
         // host's disk, whatever is written into the root in between.
-        let local = LocalCopy::new(t.id).map_err(StagingError::LocalCopy)?;
-        let image = taken.verify_into(&local.0)?;
+        let local = LocalCopy::new(LOCAL_RESTORE_DIR, t.id).map_err(StagingError::LocalCopy)?;
+        // verify_into makes the image directory itself, inside the copy.
+        let image = taken.verify_into(&local.path().join("image"))?;
         compare_profiles(&image.manifest().profile, &t.state.profile)?;
         // A terminal cannot become pipes or the reverse: refuse before the
         // rootfs is touched.

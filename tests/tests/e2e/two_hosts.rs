@@ -355,6 +355,107 @@ fn a_restorer_stalled_past_its_lease_after_the_fence_restores_alone() {
     let _ = std::fs::remove_dir_all(&shared);
 }
 
+/// Issue 13 §2 on a shared root: another host plants a symlink under one
+/// of CRIU's names in a staging directory while this host dumps (here:
+/// during a 3 s pause before the dump step). What CRIU opens by name (an
+/// unstreamed dump's images — streaming off, a terminal, pre-dumps — or a
+/// streamed dump's log) is written on this host's own disk and copied into
+/// staging `O_EXCL|O_NOFOLLOW`: the planted name fails the checkpoint, nothing is written through it, and
+/// the container keeps running (it then gets its stop signal, as after any
+/// failed checkpoint).
+#[test]
+fn a_symlink_planted_in_staging_by_another_host_is_never_written_through() {
+    // Unstreamed: CRIU would create every image file by name.
+    planted_in_staging("off", "inventory.img");
+    // Streamed: the streamer creates the images; CRIU still opens its log
+    // by name (in its work directory, mirrored on this host).
+    planted_in_staging("auto", "dump.log");
+}
+
+fn planted_in_staging(stream: &str, name: &str) {
+    let (_, disk) = bases();
+    let shared = disk.join(format!("checkpoint-planted-{stream}"));
+    let _ = std::fs::remove_dir_all(&shared);
+    let env = [
+        ("ARCH_MODE", "network-fs"),
+        ("ARCH_CLAIM_LEASE_SECS", LEASE_SECS),
+        ("ARCH_TEST_BOOT_ID", "91a47ed00000"),
+        ("ARCH_STREAM", stream),
+    ];
+    let host = Host::with_env(&format!("planted-{stream}"), &shared, &env);
+    let victim = disk.join(format!("{}-victim", unique_id("planted")));
+    std::fs::write(&victim, "untouched").unwrap();
+    let key = unique_id("planted");
+    let id = unique_id("planted");
+    let extra = [
+        "--annotation",
+        "io.arch.test.fault=before:dump=pause",
+        "--annotation",
+        IMAGE_NAME,
+    ];
+    let r = host
+        .ctr
+        .run_arch_with("-d", &id, Some(&key), &extra, &["sh", "-c", WORKLOAD]);
+    assert_eq!(r.code, 0, "ctr run {id}: {}", r.stderr);
+    assert_eq!(host.ctr.run(&["task", "kill", &id]).code, 0);
+    let ns = shared.join("arch-test");
+    let mut planted = None;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let staging = std::fs::read_dir(&ns).ok().and_then(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .find(|p| p.to_string_lossy().contains(&format!("{key}@tmp-")))
+            });
+            match staging.map(|s| s.join("criu")) {
+                Some(criu) if criu.is_dir() => {
+                    let link = criu.join(name);
+                    planted = std::os::unix::fs::symlink(&victim, &link)
+                        .ok()
+                        .map(|_| link);
+                    planted.is_some()
+                }
+                _ => false,
+            }
+        }),
+        "no staging directory of {key} appeared in {}",
+        ns.display()
+    );
+    let failures = || -> Vec<String> {
+        arch_e2e::records_for(&shared, &key)
+            .into_iter()
+            .filter_map(|r| r.error)
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || failures()
+            .iter()
+            .any(|e| e.contains(name))),
+        "a record names the planted file: {:?}",
+        failures()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "untouched",
+        "CRIU wrote through the planted {planted:?}"
+    );
+    assert!(
+        !entries(&shared, &key).contains(&key),
+        "no image committed: {:?}",
+        entries(&shared, &key)
+    );
+    // The stop signal came as asked (a shell as PID 1 ignores SIGTERM):
+    // the process was not lost to the failed checkpoint.
+    assert_eq!(host.ctr.task_status(&id).as_deref(), Some("RUNNING"));
+    host.ctr.run(&["task", "kill", "-s", "SIGKILL", &id]);
+    host.ctr.wait_status(&id, "STOPPED");
+    host.ctr.run(&["task", "rm", "-f", &id]);
+    host.ctr.run(&["container", "rm", &id]);
+    drop(host);
+    let _ = std::fs::remove_file(&victim);
+    let _ = std::fs::remove_dir_all(&shared);
+}
+
 fn archctl(root: &Path, args: &[&str]) -> std::process::Output {
     let bin = std::env::var("ARCH_E2E_ARCHCTL")
         .unwrap_or_else(|_| repo().join("target/debug/archctl").display().to_string());
