@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{finish_within, wait_until, Run, CLI_DEADLINE};
+use crate::{cli_deadline, finish_within, wait_until, Run};
 
 /// The test image, as `docker load` named it.
 pub const IMAGE: &str = crate::IMAGE;
@@ -42,7 +42,7 @@ impl Docker {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn docker (hack/install-docker.sh installs it)");
-        finish_within(child, CLI_DEADLINE, &format!("docker {args:?}"))
+        finish_within(child, cli_deadline(), &format!("docker {args:?}"))
     }
 
     /// Runs `docker args…`, fails the test unless it exits 0, and returns

@@ -143,7 +143,7 @@ impl Ctr {
             let mut stdin = child.stdin.take().unwrap();
             stdin.write_all(data).unwrap();
         }
-        finish_within(child, CLI_DEADLINE, &format!("ctr {args:?}"))
+        finish_within(child, cli_deadline(), &format!("ctr {args:?}"))
     }
 
     /// `ctr run --rm` of the test image under ARCH.
@@ -268,6 +268,12 @@ impl Ctr {
 
 /// How long one CLI call may take before the test fails as hung.
 pub const CLI_DEADLINE: Duration = Duration::from_secs(60);
+
+/// [`CLI_DEADLINE`] times [`time_scale`]: a restore's Create of a GiB
+/// image under emulation (the VM) takes longer than a minute.
+pub fn cli_deadline() -> Duration {
+    CLI_DEADLINE * time_scale()
+}
 
 /// Waits for a spawned CLI with piped output; kills it and fails the test
 /// after `limit`, so a hung shim or daemon fails instead of hanging CI.
