@@ -394,14 +394,7 @@ fn decode_into(
     from: &Path,
     to: &Path,
 ) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dst = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(crate::fsutil::FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(to)
-        .map_err(io_err("create", to))?;
+    let dst = create_private(to)?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, dst);
     arch_imgstream::decode_verified(rec, &mut src, &mut out).map_err(|source| Error::Stream {
         path: from.to_path_buf(),
@@ -409,19 +402,24 @@ fn decode_into(
     })
 }
 
-/// Copies `from` to a new 0600 file `to`, returning the size and sha256 of
-/// the bytes written (read once: what was hashed is what was copied).
-fn copy_hashed(mut src: fs::File, from: &Path, to: &Path) -> Result<(u64, String)> {
-    use sha2::{Digest, Sha256};
-    use std::io::{Read, Write};
+/// A new file of the private copy: never an existing one, never through a link.
+fn create_private(to: &Path) -> Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut dst = fs::OpenOptions::new()
+    fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(crate::fsutil::FILE_MODE)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(to)
-        .map_err(io_err("create", to))?;
+        .map_err(io_err("create", to))
+}
+
+/// Copies `from` to a new 0600 file `to`, returning the size and sha256 of
+/// the bytes written (read once: what was hashed is what was copied).
+fn copy_hashed(mut src: fs::File, from: &Path, to: &Path) -> Result<(u64, String)> {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Write};
+    let mut dst = create_private(to)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;

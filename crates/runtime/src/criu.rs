@@ -1,6 +1,8 @@
 //! Small things every CRIU request needs.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 
 use crate::error::{Result, RuntimeError};
 
@@ -41,6 +43,32 @@ pub(crate) fn set_cloexec(fd: &OwnedFd, on: bool) -> Result<()> {
     fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(flags))
         .map(|_| ())
         .map_err(|e| RuntimeError::io("setting FD_CLOEXEC around CRIU")(e.into()))
+}
+
+/// CRIU's command line (`criu pre-dump`, `criu dump --stream`) for the
+/// runs rust-criu's RPC cannot make: it dies with the thread that starts
+/// it (`PR_SET_PDEATHSIG`, as every CRIU the shim runs) and inherits
+/// `keep` (directories it gets as `/proc/self/fd/N`), which stay
+/// close-on-exec in the shim so no other child inherits them.
+pub(crate) fn criu_cli(criu: &std::path::Path, args: &[String], keep: Vec<RawFd>) -> Command {
+    let mut cmd = Command::new(criu);
+    cmd.args(args);
+    // SAFETY: prctl and fcntl on the child's own descriptors only,
+    // async-signal-safe between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for fd in &keep {
+                if libc::fcntl(*fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd
 }
 
 #[cfg(test)]

@@ -10,9 +10,7 @@
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Command;
 
 use arch_image::PREDUMP_LOG;
 use libcontainer::oci_spec::runtime::Spec;
@@ -83,21 +81,7 @@ pub(crate) fn pre_dump(
             source,
         })?
         .run(|| {
-            let mut cmd = Command::new(&criu);
-            cmd.args(&args);
-            // SAFETY: prctl and fcntl on the child's own descriptor only,
-            // async-signal-safe between fork and exec. The images directory
-            // stays close-on-exec in the shim: no other child inherits it.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0
-                        || libc::fcntl(images_fd, libc::F_SETFD, 0) != 0
-                    {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            let cmd = crate::criu::criu_cli(&criu, &args, vec![images_fd]);
             arch_host::cmd::run(cmd, None)
         })
         .map_err(|source| RuntimeError::Namespaces {

@@ -11,9 +11,7 @@
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use arch_imgstream::{Capture, Codec, DirStore, FileRecord, Store};
@@ -147,24 +145,8 @@ pub(crate) fn dump_streamed(
         .and_then(|joined| {
             joined
                 .run(|| {
-                    let mut cmd = Command::new(&criu);
-                    cmd.args(&args);
                     let keep: Vec<RawFd> = std::iter::once(images_fd).chain(work_fd).collect();
-                    // SAFETY: prctl and fcntl on the child's own
-                    // descriptors, async-signal-safe between fork and exec.
-                    unsafe {
-                        cmd.pre_exec(move || {
-                            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                                return Err(std::io::Error::last_os_error());
-                            }
-                            for fd in &keep {
-                                if libc::fcntl(*fd, libc::F_SETFD, 0) != 0 {
-                                    return Err(std::io::Error::last_os_error());
-                                }
-                            }
-                            Ok(())
-                        });
-                    }
+                    let cmd = crate::criu::criu_cli(&criu, &args, keep);
                     arch_host::cmd::run(cmd, None)
                 })
                 .map_err(|source| RuntimeError::Namespaces {
