@@ -73,7 +73,7 @@ pub fn new_image_id() -> io::Result<String> {
 }
 
 /// What a capture encrypts with: the key and the image's identity parts.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Crypt {
     pub key: Arc<Key>,
     pub namespace: String,
