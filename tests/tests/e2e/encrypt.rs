@@ -190,3 +190,73 @@ fn a_flipped_ciphertext_byte_starts_fresh_even_when_resealed() {
     let why = fallback_error(&root, &key);
     assert!(why.contains("failed authentication"), "{why}");
 }
+
+const TRAPPED: &str = "trap 'echo got-term > /tmp/term; exit 143' TERM; \
+    while true; do sleep 0.1; done";
+
+/// A checkpoint that would not be streamed (here: a container with a
+/// terminal; CRIU's CLI cannot stream it) is refused rather than written
+/// in clear: nothing committed, a failed record saying why, and the
+/// container gets its stop signal. (`ctr run -t` wants a terminal: it
+/// runs under util-linux `script`, as in terminal.rs.)
+#[test]
+fn an_unstreamable_checkpoint_is_refused_not_written_in_clear() {
+    let (host, root, _) = host("enc-refuse");
+    let c = &host.ctr;
+    let (id, key) = (unique_id("eref"), unique_id("erkey"));
+    let key_env = format!("ARCH_KEY={key}");
+    let args = [
+        "ctr",
+        "--address",
+        &c.address,
+        "--namespace",
+        &c.namespace,
+        "run",
+        "-d",
+        "-t",
+        "--runtime",
+        arch_e2e::RUNTIME,
+        "--env",
+        "ARCH_ENABLE=1",
+        "--env",
+        &key_env,
+        arch_e2e::IMAGE,
+        &id,
+        "sh",
+        "-c",
+        TRAPPED,
+    ];
+    let line: Vec<String> = args
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect();
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line.join(" "), "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("util-linux `script`");
+    assert!(out.status.success(), "ctr run -d -t: {out:?}");
+    c.wait_status(&id, "RUNNING");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.run(&["task", "kill", &id]).code, 0);
+    // The init (pid 1) exits only through its TERM trap: STOPPED means
+    // the stop signal reached it after the refused checkpoint.
+    c.wait_status(&id, "STOPPED");
+    c.run(&["task", "rm", "-f", &id]);
+    c.run(&["container", "rm", &id]);
+    assert!(
+        arch_image::ImageStore::new(&root)
+            .open(&c.namespace, &key)
+            .is_err(),
+        "nothing committed"
+    );
+    let recs = records_for(&root, &key);
+    assert!(
+        recs.iter().any(|r| r.op == Operation::Checkpoint
+            && r.outcome == Outcome::Failed
+            && r.error
+                .as_deref()
+                .is_some_and(|e| e.contains("refusing to write it unencrypted"))),
+        "the failed checkpoint says why: {recs:?}"
+    );
+}
