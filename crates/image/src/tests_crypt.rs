@@ -143,4 +143,23 @@ fn manifest_encryption_is_validated() {
         v["files"][idx]["stream"]["encryption"] = e;
     });
     assert!(e.is_err());
+    // One encryption per image: a streamed file without it is refused.
+    let e = edited(&img, |v| {
+        let files = v["files"].as_array_mut().unwrap();
+        let mut plain = files[idx].clone();
+        plain["path"] = "criu/core-1.img.zst".into();
+        plain["stream"]
+            .as_object_mut()
+            .unwrap()
+            .remove("encryption");
+        files.push(plain);
+        let total: u64 = files.iter().map(|f| f["size"].as_u64().unwrap()).sum();
+        v["total_size"] = total.into();
+    })
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("not encrypted as the image's other files"),
+        "{e}"
+    );
 }

@@ -210,3 +210,65 @@ pub(super) fn checkpoint_into_store(
         DumpContext::new(req, store, &dumper, &HostProcs),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arch_checkpoint::{ArchIdentity, DumpRequest};
+    use arch_image::{HostKey, ImageStore};
+
+    use super::encryption;
+
+    fn req(predumps: u8) -> DumpRequest {
+        DumpRequest {
+            identity: ArchIdentity {
+                namespace: "default".into(),
+                key: "web".into(),
+            },
+            container_id: "c1".into(),
+            bundle: "/b".into(),
+            upperdir: None,
+            leave_running: false,
+            paused: false,
+            profile: Default::default(),
+            predumps,
+        }
+    }
+
+    fn store(key: HostKey) -> ImageStore {
+        ImageStore::new("/nonexistent").with_encryption(key)
+    }
+
+    #[test]
+    fn a_key_encrypts_streamed_checkpoints_and_refuses_the_others() {
+        assert!(encryption(&store(HostKey::None), &req(0), false)
+            .unwrap()
+            .is_none());
+        let key = Arc::new(arch_imgcrypt::Key::from_bytes([3; 32]));
+        let s = store(HostKey::Loaded(key.clone()));
+        let a = encryption(&s, &req(0), true).unwrap().unwrap();
+        let b = encryption(&s, &req(0), true).unwrap().unwrap();
+        assert_eq!(
+            (a.namespace.as_str(), a.image_key.as_str()),
+            ("default", "web")
+        );
+        assert_eq!(a.key.id(), key.id());
+        assert_eq!(a.image_id.len(), 32);
+        assert_ne!(a.image_id, b.image_id, "a fresh image id per checkpoint");
+        for (predumps, streamed) in [(0, false), (1, true)] {
+            let e = encryption(&s, &req(predumps), streamed).unwrap_err();
+            assert!(
+                e.to_string().contains("refusing to write it unencrypted"),
+                "{e}"
+            );
+        }
+        let e = encryption(
+            &store(HostKey::Unloadable("mode 0644".into())),
+            &req(0),
+            true,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("mode 0644"), "{e}");
+    }
+}
