@@ -314,6 +314,7 @@ fn check_prints_one_line_per_item() {
             "containerd",
             "config",
             "images",
+            "encryption",
             "checkpoint root"
         ],
         "{out}"
@@ -324,6 +325,7 @@ fn check_prints_one_line_per_item() {
             .any(|l| l.contains("images: streamed through the shim") && l.contains("zstd level 1")),
         "{out}"
     );
+    assert!(out.contains("ok      encryption: off"), "{out}");
     assert!(
         out.contains("missing containerd: /nonexistent/containerd.sock"),
         "{out}"
@@ -332,6 +334,57 @@ fn check_prints_one_line_per_item() {
         o.status.code(),
         Some(1),
         "containerd unreachable is required"
+    );
+}
+
+/// With `encryption_key_file`, check shows the key id (never the key);
+/// a key file that does not load is `missing`, with the reason.
+#[test]
+fn check_reports_the_encryption_key_by_id() {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+    let r = Root::new();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("images.key");
+    let hex = "ab".repeat(32);
+    fs::write(&key, format!("{hex}\n")).unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    let config = dir.path().join("c.toml");
+    fs::write(
+        &config,
+        format!(
+            "checkpoint_root = \"{}\"\nencryption_key_file = \"{}\"\n",
+            r.path().display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let check = || {
+        let o = archctl_with(
+            &config,
+            &["check", "--address", "/nonexistent/containerd.sock"],
+        );
+        stdout(&o)
+    };
+    let out = check();
+    let line = out
+        .lines()
+        .find(|l| l.contains("encryption:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.starts_with("ok") && line.contains("key id ") && line.contains("xchacha20poly1305"),
+        "{line}"
+    );
+    assert!(!out.contains(&hex), "the key is never printed: {out}");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = check();
+    let line = out
+        .lines()
+        .find(|l| l.contains("encryption:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.starts_with("missing") && line.contains("0644"),
+        "{line}"
     );
 }
 

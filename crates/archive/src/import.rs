@@ -105,6 +105,17 @@ pub fn import(
     }
     let ns = target.namespace.as_deref().unwrap_or(&manifest.namespace);
     let key = target.key.as_deref().unwrap_or(&manifest.key);
+    if manifest.encryption().is_some() && (ns != manifest.namespace || key != manifest.key) {
+        // Each file's authenticated identity names its namespace and key:
+        // under another name, no file would pass its tags at restore.
+        return Err(refused(
+            ARCH_MANIFEST,
+            format!(
+                "an encrypted image keeps its name {}/{} (it is in every file's authenticated identity); import it without --namespace/--key",
+                manifest.namespace, manifest.key
+            ),
+        ));
+    }
     refuse_existing(store, ns, key)?;
     let mut staging = store.begin(ns, key)?;
     let expected: BTreeMap<&str, &FileEntry> = manifest

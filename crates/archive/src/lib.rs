@@ -17,6 +17,8 @@ mod import;
 mod layout;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_crypt;
 
 pub use error::{ArchiveError, Result};
 pub use export::{export, ExportStats};

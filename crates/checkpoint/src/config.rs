@@ -55,6 +55,11 @@ pub struct ArchConfig {
     pub generations: usize,
     /// Streaming and compression of CRIU's images.
     pub stream: StreamConfig,
+    /// Encryption at rest (a root-owned 0600 file of 64 hex digits; off
+    /// when none). Every checkpoint is then streamed and encrypted; one
+    /// that cannot be streamed (a terminal, pre-dumps) fails instead of
+    /// being written in the clear.
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 /// Half the dump slots: the other half stays free for stop-checkpoints.
@@ -84,6 +89,7 @@ impl Default for ArchConfig {
             min_interval: Duration::from_secs(1),
             max_periodic_dumps: default_max_periodic_dumps(),
             signing_key_file: None,
+            encryption_key_file: None,
             allow_unsigned: false,
             claim_lease: DEFAULT_CLAIM_LEASE,
             generations: 1,
@@ -110,6 +116,7 @@ struct FileConfig {
     compression: Option<String>,
     zstd_level: Option<i64>,
     zstd_threads: Option<i64>,
+    encryption_key_file: Option<String>,
 }
 
 fn config_err(origin: &str, reason: impl Into<String>) -> CheckpointError {
@@ -170,11 +177,15 @@ fn parse_root(v: &str, origin: &str) -> Result<PathBuf> {
 }
 
 fn parse_key_path(v: &str, origin: &str) -> Result<PathBuf> {
+    parse_abs_path("signing_key_file", v, origin)
+}
+
+fn parse_abs_path(name: &str, v: &str, origin: &str) -> Result<PathBuf> {
     let p = PathBuf::from(v);
     if !p.is_absolute() {
         return Err(config_err(
             origin,
-            format!("signing_key_file {v:?} must be an absolute path"),
+            format!("{name} {v:?} must be an absolute path"),
         ));
     }
     Ok(p)
@@ -238,7 +249,8 @@ impl ArchConfig {
     /// `ARCH_KILL_DEADLINE_SECS`, `ARCH_MAX_CONCURRENT_DUMPS`,
     /// `ARCH_SIGNING_KEY_FILE`, `ARCH_ALLOW_UNSIGNED`, `ARCH_CLAIM_LEASE_SECS`,
     /// `ARCH_GENERATIONS`, `ARCH_STREAM`, `ARCH_COMPRESSION`,
-    /// `ARCH_ZSTD_LEVEL`, `ARCH_ZSTD_THREADS` from the environment.
+    /// `ARCH_ZSTD_LEVEL`, `ARCH_ZSTD_THREADS`, `ARCH_ENCRYPTION_KEY_FILE`
+    /// from the environment.
     pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let path = env(CONFIG_ENV)
             .map(PathBuf::from)
@@ -285,6 +297,14 @@ impl ArchConfig {
             let origin = "ARCH_MAX_PERIODIC_DUMPS";
             cfg.max_periodic_dumps = parse_dump_limit(env_number(&v, origin)?, origin)?;
         }
+        if let Some(v) = env("ARCH_ENCRYPTION_KEY_FILE") {
+            let origin = "ARCH_ENCRYPTION_KEY_FILE";
+            cfg.encryption_key_file = match v.trim() {
+                // Set but empty: off (an override of the file's key).
+                "" => None,
+                v => Some(parse_abs_path("encryption_key_file", v, origin)?),
+            };
+        }
         if let Some(v) = env("ARCH_SIGNING_KEY_FILE") {
             cfg.signing_key_file = Some(parse_key_path(&v, "ARCH_SIGNING_KEY_FILE")?);
         }
@@ -323,7 +343,20 @@ impl ArchConfig {
             cfg.stream.zstd_threads = parse_zstd_threads(env_number(&v, origin)?, origin)?;
         }
         cfg.check_trust("the configuration")?;
+        cfg.check_encryption("the configuration")?;
         Ok(cfg)
+    }
+
+    /// Encryption happens in the streamer: with streaming off every
+    /// checkpoint would fail, so say it once, here.
+    fn check_encryption(&self, origin: &str) -> Result<()> {
+        if self.encryption_key_file.is_some() && self.stream.mode == crate::StreamMode::Off {
+            return Err(config_err(
+                origin,
+                "encryption_key_file needs streamed dumps (stream \"auto\" or \"on\"): only the streamer encrypts",
+            ));
+        }
+        Ok(())
     }
 
     /// network-fs: the root is shared with other hosts, so every image must
@@ -375,6 +408,9 @@ impl ArchConfig {
         }
         if let Some(v) = file.max_periodic_dumps {
             cfg.max_periodic_dumps = parse_dump_limit(v, &origin)?;
+        }
+        if let Some(v) = file.encryption_key_file {
+            cfg.encryption_key_file = Some(parse_abs_path("encryption_key_file", &v, &origin)?);
         }
         if let Some(v) = file.signing_key_file {
             cfg.signing_key_file = Some(parse_key_path(&v, &origin)?);
@@ -489,6 +525,43 @@ mod tests {
                 .allow_unsigned
         );
         assert!(load(&[("ARCH_SIGNING_KEY_FILE", "rel.key")]).is_err());
+    }
+
+    #[test]
+    fn encryption_key_file_from_file_or_env() {
+        assert_eq!(
+            load(&[]).unwrap().encryption_key_file,
+            None,
+            "off by default"
+        );
+        let cfg = load(&[("ARCH_ENCRYPTION_KEY_FILE", "/etc/arch/images.key")]).unwrap();
+        assert_eq!(cfg.encryption_key_file, Some("/etc/arch/images.key".into()));
+        let e = load(&[("ARCH_ENCRYPTION_KEY_FILE", "images.key")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ARCH_ENCRYPTION_KEY_FILE") && e.contains("absolute"),
+            "{e}"
+        );
+        let e = load(&[
+            ("ARCH_ENCRYPTION_KEY_FILE", "/etc/arch/images.key"),
+            ("ARCH_STREAM", "off"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("encryption_key_file needs streamed dumps"),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "encryption_key_file = \"/k/images.key\"\n").unwrap();
+        let f = file.to_str().unwrap();
+        let cfg = load(&[("ARCH_CONFIG", f)]).unwrap();
+        assert_eq!(cfg.encryption_key_file, Some("/k/images.key".into()));
+        // The environment can turn the file's key off.
+        let cfg = load(&[("ARCH_CONFIG", f), ("ARCH_ENCRYPTION_KEY_FILE", "")]).unwrap();
+        assert_eq!(cfg.encryption_key_file, None);
     }
 
     #[test]

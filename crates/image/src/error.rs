@@ -63,6 +63,12 @@ pub enum Error {
         expected: String,
         actual: String,
     },
+    /// The image is encrypted and this host has no usable key for it.
+    #[error("image encrypted with key id {image}, and this host has no key for it: {why}")]
+    NoDecryptionKey { image: String, why: String },
+    /// The image is encrypted under another key than this host's.
+    #[error("image encrypted with key id {image}, this host's key id is {host}")]
+    WrongDecryptionKey { image: String, host: String },
     /// A streamed file does not decode to what the manifest says (its
     /// stored or its original bytes), or cannot be decoded at all.
     #[error("streamed image file {path}: {source}")]

@@ -17,6 +17,7 @@ mod claim;
 mod error;
 mod fsutil;
 mod generations;
+mod host_key;
 mod ident;
 mod image;
 mod lease;
@@ -30,6 +31,7 @@ mod taken;
 pub use claim::Claim;
 pub use error::{Error, Result};
 pub use generations::{is_generation, Generation, MAX_GENERATIONS};
+pub use host_key::HostKey;
 pub use ident::{
     scope_name, validate_key, validate_namespace, MAX_KEY_LEN, MAX_KUBERNETES_NAMESPACE_LEN,
     MAX_NAMESPACE_LEN, SCOPE_SEP,
@@ -65,6 +67,8 @@ pub(crate) const SIDECAR_SEP: char = '@';
 mod tests;
 #[cfg(test)]
 mod tests_cleanup;
+#[cfg(test)]
+mod tests_crypt;
 #[cfg(test)]
 mod tests_generations;
 #[cfg(test)]

@@ -91,6 +91,11 @@ pub struct Streamed {
     pub original_size: u64,
     /// Lower-case hex sha256 of the bytes CRIU wrote.
     pub original_sha256: String,
+    /// Set when the stored bytes are encrypted after the codec (the path
+    /// then ends in `.enc`): cipher, key id, image id. Every streamed file
+    /// of an image has the same one, or none has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<arch_imgstream::Encryption>,
 }
 
 impl FileEntry {
@@ -105,6 +110,7 @@ impl FileEntry {
                 level: rec.level,
                 original_size: rec.original_size,
                 original_sha256: rec.original_sha256.clone(),
+                encryption: rec.encryption.clone(),
             }),
         }
     }
@@ -116,7 +122,11 @@ impl FileEntry {
         let s = self.stream.as_ref()?;
         let stored_name = self.path.strip_prefix(crate::CRIU_DIR)?.strip_prefix('/')?;
         let codec = arch_imgstream::Codec::from_record(&s.codec, s.level)?;
-        let name = codec.original_name(stored_name)?;
+        let encoded = match s.encryption {
+            Some(_) => stored_name.strip_suffix(arch_imgstream::ENCRYPTED_SUFFIX)?,
+            None => stored_name,
+        };
+        let name = codec.original_name(encoded)?;
         Some(arch_imgstream::FileRecord {
             name: name.to_string(),
             stored_name: stored_name.to_string(),
@@ -126,6 +136,7 @@ impl FileEntry {
             stored_sha256: self.sha256.clone(),
             codec: s.codec.clone(),
             level: s.level,
+            encryption: s.encryption.clone(),
         })
     }
 }
@@ -224,6 +235,8 @@ impl Manifest {
         crate::ident::validate_key(&self.key)?;
         let mut seen = std::collections::BTreeSet::new();
         let mut total = 0u64;
+        // One encryption (or none) for every streamed file of the image.
+        let mut encryption = None;
         for f in &self.files {
             check_rel_path(&f.path)?;
             if !seen.insert(f.path.as_str()) {
@@ -238,6 +251,14 @@ impl Manifest {
                 return Err(invalid("files", format!("bad sha256 for {:?}", f.path)));
             }
             check_streamed(f, self.format_version)?;
+            if let Some(s) = &f.stream {
+                if *encryption.get_or_insert(&s.encryption) != &s.encryption {
+                    return Err(invalid(
+                        "files",
+                        format!("{:?}: not encrypted as the image's other files", f.path),
+                    ));
+                }
+            }
             total = total
                 .checked_add(f.size)
                 .ok_or_else(|| invalid("total_size", "overflow".into()))?;
@@ -263,6 +284,20 @@ impl Manifest {
     /// streamer): a restore must then decode them first.
     pub fn streamed(&self) -> bool {
         self.files.iter().any(|f| f.stream.is_some())
+    }
+
+    /// How the image's streamed files are encrypted (all alike: checked
+    /// on read); none for an unencrypted image.
+    pub fn encryption(&self) -> Option<&arch_imgstream::Encryption> {
+        self.files
+            .iter()
+            .find_map(|f| f.stream.as_ref().and_then(|s| s.encryption.as_ref()))
+    }
+
+    /// The associated data streamed file `name` (CRIU's name) of this
+    /// image was sealed with (arch_imgstream::identity).
+    pub fn file_identity(&self, image_id: &str, name: &str) -> String {
+        arch_imgstream::identity(&self.namespace, &self.key, image_id, name)
     }
 
     /// (original, stored) byte counts of the streamed files.
@@ -291,13 +326,20 @@ fn check_streamed(f: &FileEntry, version: u32) -> Result<()> {
     if !hex64 {
         return bad("bad original sha256");
     }
+    if let Some(e) = &s.encryption {
+        if let Err(why) = e.check() {
+            return bad(&why);
+        }
+    }
     let Some(rec) = f.record() else {
-        return bad("not a CRIU image name with its codec's suffix under criu/");
+        return bad("not a CRIU image name with its codec's (and cipher's) suffix under criu/");
     };
     if !arch_imgstream::valid_name(&rec.name) {
         return bad("not a plain CRIU image name");
     }
+    let encrypted = s.encryption.is_some();
     match (s.codec.as_str(), s.level) {
+        ("none", None) if encrypted => Ok(()),
         ("none", None) if s.original_size == f.size && s.original_sha256 == f.sha256 => Ok(()),
         ("none", _) => bad("codec none stores the bytes as written"),
         ("zstd", Some(_)) => Ok(()),

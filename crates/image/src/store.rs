@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::{io_err, Error, Result};
 use crate::fsutil::{boot_tag, mkdir_all, owner_tag, rand_suffix, replace_file, write_new};
+use crate::host_key::HostKey;
 use crate::ident::{validate_key, validate_namespace};
 use crate::image::{read_manifest, Image};
 use crate::lease::{changed_at, expired, FsClock, ProbeClock, LEASE};
@@ -32,6 +33,9 @@ pub struct ImageRef {
 pub struct ImageStore {
     root: PathBuf,
     trust: Trust,
+    /// Encryption at rest: the key new images are encrypted with and
+    /// encrypted images need.
+    encryption: HostKey,
     /// network-fs: taken images whose lease is older than this go back.
     lease: Option<Duration>,
     clock: Clock,
@@ -58,6 +62,7 @@ impl ImageStore {
         ImageStore {
             root: root.into(),
             trust: Trust::inspect_only(),
+            encryption: HostKey::None,
             lease: None,
             clock: Clock(Arc::new(ProbeClock)),
             generations: 1,
@@ -82,6 +87,17 @@ impl ImageStore {
     pub fn with_clock(mut self, clock: Arc<dyn FsClock>) -> Self {
         self.clock = Clock(clock);
         self
+    }
+
+    /// The same root, with the host's encryption key.
+    pub fn with_encryption(mut self, key: HostKey) -> Self {
+        self.encryption = key;
+        self
+    }
+
+    /// The host's encryption key, as configured.
+    pub fn encryption(&self) -> &HostKey {
+        &self.encryption
     }
 
     /// The same root, signing and verifying as `trust` says.

@@ -48,6 +48,8 @@ pub struct Taken {
     /// What it was taken from: `{key}` or an older generation's name.
     origin: String,
     trust: crate::Trust,
+    /// The host's key, for an encrypted image.
+    encryption: crate::HostKey,
     /// network-fs: the lease beside it, touched until the image is decided.
     lease: Option<Lease>,
     done: bool,
@@ -154,6 +156,7 @@ impl ImageStore {
             key: key.into(),
             origin: from.into(),
             trust: self.trust().clone(),
+            encryption: self.encryption().clone(),
             lease,
             done: false,
         })
@@ -227,6 +230,12 @@ impl Taken {
                 ),
             });
         }
+        // An encrypted image needs this host's key: a wrong or missing key
+        // is named (both key ids) before any file is opened.
+        let key = match manifest.encryption() {
+            Some(e) => Some((self.encryption.for_image(&e.key_id)?, e.image_id.clone())),
+            None => None,
+        };
         // Nothing unlisted (a planted link, a FIFO) either, as for open().
         let listed = manifest.files.iter().map(|f| f.path.as_str()).collect();
         crate::image::check_unlisted(&held, "", &listed)?;
@@ -241,9 +250,13 @@ impl Taken {
                 if let Some(rec) = f.record() {
                     // A streamed file: decoded into the copy under CRIU's
                     // name, its stored and its original bytes checked.
+                    let identity = key
+                        .as_ref()
+                        .map(|(k, image_id)| (*k, manifest.file_identity(image_id, &rec.name)));
                     decode_into(
                         src,
                         &rec,
+                        identity.as_ref().map(|(k, id)| (*k, id.as_str())),
                         &self.dir.join(&f.path),
                         &to.with_file_name(&rec.name),
                     )?;
@@ -391,14 +404,17 @@ impl Drop for Taken {
 fn decode_into(
     mut src: fs::File,
     rec: &arch_imgstream::FileRecord,
+    crypt: Option<(&arch_imgcrypt::Key, &str)>,
     from: &Path,
     to: &Path,
 ) -> Result<()> {
     let dst = create_private(to)?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, dst);
-    arch_imgstream::decode_verified(rec, &mut src, &mut out).map_err(|source| Error::Stream {
-        path: from.to_path_buf(),
-        source,
+    arch_imgstream::decode_verified(rec, &mut src, &mut out, crypt).map_err(|source| {
+        Error::Stream {
+            path: from.to_path_buf(),
+            source,
+        }
     })
 }
 

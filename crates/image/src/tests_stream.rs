@@ -34,6 +34,7 @@ fn streamed_files(criu: &std::path::Path) -> Vec<FileRecord> {
             stored_sha256: sha(&stored),
             codec: "zstd".into(),
             level: Some(1),
+            encryption: None,
         },
         FileRecord {
             name: "inventory.img".into(),
@@ -44,6 +45,7 @@ fn streamed_files(criu: &std::path::Path) -> Vec<FileRecord> {
             stored_sha256: sha(b"inv"),
             codec: "none".into(),
             level: None,
+            encryption: None,
         },
     ]
 }

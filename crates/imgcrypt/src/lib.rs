@@ -22,9 +22,9 @@
 //! here is our own, following `aead::stream::StreamBE32` byte for byte in
 //! the nonce.
 //!
-//! Not yet used by the shim: the image streaming pipeline plugs
-//! [`EncryptWriter`] after its zstd `Sink` and [`DecryptReader`] before its
-//! decoder.
+//! The shim's image streaming pipeline (arch-imgstream) plugs
+//! [`EncryptWriter`] after its zstd encoder and [`DecryptReader`] before
+//! its decoder when the host configures `encryption_key_file`.
 
 mod chunk;
 mod error;
@@ -35,6 +35,11 @@ mod wiped;
 mod writer;
 
 pub use chunk::TAG_LEN;
+pub use header::MAGIC;
+
+/// The cipher's name in a manifest: this crate's header version 1
+/// (XChaCha20-Poly1305, STREAM framing). One name, checked on read.
+pub const CIPHER_NAME: &str = "xchacha20poly1305-stream";
 pub use error::{Error, HeaderProblem, KeyFileProblem};
 pub use header::{DEFAULT_CHUNK, HEADER_LEN, MAX_CHUNK, MIN_CHUNK};
 pub use key::{Key, KeyId, KEY_ID_LEN, KEY_LEN};

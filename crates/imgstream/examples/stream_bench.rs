@@ -140,7 +140,7 @@ fn run(dir: &Path, mib: u64, codec: Option<Codec>) -> Measure {
             (b, b, None)
         }
         Some(c) => {
-            let cap = Capture::start(&images, store.clone(), c).unwrap();
+            let cap = Capture::start(&images, store.clone(), c, None).unwrap();
             criu(&["dump", "--stream", "-t", &pid, "-o", "dump.log"], &images);
             let recs = cap.finish().unwrap();
             let o = recs.iter().map(|r| r.original_size).sum();

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
 use crate::codec::{Codec, Sink};
+use crate::crypt::{Crypt, Sealed, SUFFIX};
 use crate::error::{Result, StreamError};
 use crate::failure::Failure;
 use crate::hashing::{Counted, HashingWriter};
@@ -43,6 +44,8 @@ pub struct Capture {
 struct Shared {
     store: Arc<dyn Store>,
     codec: Codec,
+    /// Set when every file is encrypted after the codec.
+    crypt: Option<Crypt>,
     failure: Failure,
     /// Stored names this capture created, for removal on failure.
     created: Mutex<Vec<String>>,
@@ -57,13 +60,20 @@ impl Shared {
 impl Capture {
     /// Binds `images_dir/streamer-capture.sock` (CRIU's `-D`) and starts
     /// waiting for CRIU. Stored files go to `store`, which may be another
-    /// directory than `images_dir`.
-    pub fn start(images_dir: &Path, store: Arc<dyn Store>, codec: Codec) -> Result<Self> {
+    /// directory than `images_dir`. With `crypt`, every file is encrypted
+    /// after the codec (stored as `{name}{codec suffix}.enc`).
+    pub fn start(
+        images_dir: &Path,
+        store: Arc<dyn Store>,
+        codec: Codec,
+        crypt: Option<Crypt>,
+    ) -> Result<Self> {
         let socket = Socket::bind(images_dir, wire::CAPTURE_SOCKET)?;
         let stop = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             store,
             codec,
+            crypt,
             failure: Failure::default(),
             created: Mutex::new(Vec::new()),
         });
@@ -185,7 +195,12 @@ fn serve_connection(
 fn capture_file(name: &str, pipe_fd: OwnedFd, shared: &Shared) -> Result<FileRecord> {
     pipe::enlarge(&pipe_fd);
     let codec = shared.codec;
-    let stored_name = codec.stored_name(name);
+    let crypt = shared.crypt.as_ref();
+    let mut stored_name = codec.stored_name(name);
+    if crypt.is_some() {
+        stored_name.push_str(SUFFIX);
+    }
+    let identity = crypt.map(|c| c.identity(name));
     let store_err = |source| StreamError::Store {
         name: name.to_string(),
         source,
@@ -196,11 +211,20 @@ fn capture_file(name: &str, pipe_fd: OwnedFd, shared: &Shared) -> Result<FileRec
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .push(stored_name.clone());
-    let mut sink =
-        Sink::new(codec, HashingWriter::new(file)).map_err(|source| StreamError::Compress {
-            name: name.to_string(),
-            source,
-        })?;
+    let crypt_err = |source| StreamError::Crypt {
+        name: name.to_string(),
+        source,
+    };
+    // The stored digest hashes what reaches the file: the ciphertext.
+    let sealed = Sealed::new(
+        HashingWriter::new(file),
+        crypt.map(|c| (&*c.key, identity.as_deref().unwrap_or_default())),
+    )
+    .map_err(crypt_err)?;
+    let mut sink = Sink::new(codec, sealed).map_err(|source| StreamError::Compress {
+        name: name.to_string(),
+        source,
+    })?;
     let mut pipe = File::from(pipe_fd);
     let mut original = Counted::new();
     let mut buf = vec![0u8; pipe::CHUNK];
@@ -226,7 +250,8 @@ fn capture_file(name: &str, pipe_fd: OwnedFd, shared: &Shared) -> Result<FileRec
         sink.write_all(&buf[..n]).map_err(store_err)?;
     }
     drop(pipe);
-    let (mut file, stored) = sink.finish().map_err(store_err)?.into_parts();
+    let sealed = sink.finish().map_err(store_err)?;
+    let (mut file, stored) = sealed.finish().map_err(store_err)?.into_parts();
     file.sync_all().map_err(store_err)?;
     Ok(FileRecord {
         name: name.to_string(),
@@ -237,6 +262,7 @@ fn capture_file(name: &str, pipe_fd: OwnedFd, shared: &Shared) -> Result<FileRec
         stored_sha256: stored.hex(),
         codec: codec.name().to_string(),
         level: codec.level(),
+        encryption: crypt.map(Crypt::record),
     })
 }
 

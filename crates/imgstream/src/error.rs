@@ -35,6 +35,12 @@ pub enum StreamError {
     #[error("{name}: compressing: {source}")]
     Compress { name: String, source: io::Error },
 
+    /// Encrypting, or decrypting: a wrong key, a failed tag (a changed,
+    /// moved or swapped byte), a cut file. `arch_imgcrypt::Error::of(source)`
+    /// has the cause.
+    #[error("{name}: {source}")]
+    Crypt { name: String, source: io::Error },
+
     #[error("{name}: decompressing: {source}")]
     Decompress { name: String, source: io::Error },
 

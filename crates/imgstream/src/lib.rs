@@ -9,6 +9,7 @@
 
 mod capture;
 mod codec;
+mod crypt;
 mod error;
 mod failure;
 mod hashing;
@@ -23,9 +24,12 @@ pub mod wire;
 mod fake_criu;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_crypt;
 
 pub use capture::Capture;
 pub use codec::Codec;
+pub use crypt::{identity, new_image_id, Crypt, Encryption, SUFFIX as ENCRYPTED_SUFFIX};
 pub use error::{Result, StreamError};
 pub use record::FileRecord;
 pub use serve::{decode_verified, Serve, ServeReport};

@@ -20,4 +20,7 @@ pub struct FileRecord {
     pub codec: String,
     /// The zstd level; none for `none`.
     pub level: Option<i32>,
+    /// Set when the stored bytes are encrypted (after the codec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<crate::Encryption>,
 }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use crate::codec::{self, Codec, Source};
+use crate::crypt::Opened;
 use crate::error::{Result, StreamError};
 use crate::failure::Failure;
 use crate::hashing::{Counted, HashingReader};
@@ -175,6 +176,14 @@ fn serve_file(rec: &FileRecord, pipe_fd: OwnedFd, store: &dyn Store) -> Result<(
             name: name.into(),
             codec: rec.codec.clone(),
         })?;
+    if rec.encryption.is_some() {
+        // Only the shim's decoded private copy (decode_verified) holds
+        // the key; this server is for a CRIU whose RPC can stream.
+        return Err(StreamError::Crypt {
+            name: name.into(),
+            source: io::Error::other("an encrypted file is not served over the streamer socket"),
+        });
+    }
     let mut file = store
         .open(&rec.stored_name)
         .map_err(|source| StreamError::Store {
@@ -192,7 +201,7 @@ fn serve_file(rec: &FileRecord, pipe_fd: OwnedFd, store: &dyn Store) -> Result<(
         });
     }
     // First pass: nothing reaches CRIU before the whole file checked out.
-    let (stored, original) = decode(&mut file, codec, name, &mut io::sink(), !plain)?;
+    let (stored, original) = decode(&mut file, codec, None, name, &mut io::sink(), !plain)?;
     check_stored(rec, stored)?;
     if let Some(original) = original {
         check_original(rec, original)?;
@@ -206,7 +215,7 @@ fn serve_file(rec: &FileRecord, pipe_fd: OwnedFd, store: &dyn Store) -> Result<(
     let mut out = HoldLast::new(File::from(pipe_fd));
     // Second pass: decoding is deterministic, so the same stored bytes give
     // the original bytes pass one checked; only the stored ones are hashed.
-    let (stored, _) = decode(&mut file, codec, name, &mut out, false)?;
+    let (stored, _) = decode(&mut file, codec, None, name, &mut out, false)?;
     if check_stored(rec, stored).is_err() {
         return Err(StreamError::Changed { name: name.into() });
     }
@@ -221,14 +230,36 @@ fn serve_file(rec: &FileRecord, pipe_fd: OwnedFd, store: &dyn Store) -> Result<(
 /// a restore that reads decoded files by name (CRIU's RPC cannot stream):
 /// `out` must be private to the caller, and discarded on an error, since
 /// the bytes are written before the end is checked.
-pub fn decode_verified(rec: &FileRecord, file: &mut File, out: &mut impl Write) -> Result<()> {
+///
+/// An encrypted file (`rec.encryption`) needs `key` and its `identity`
+/// ([`crate::identity`]); its tags are checked as it is read, the final
+/// one before this returns, as well as the stored digest.
+pub fn decode_verified(
+    rec: &FileRecord,
+    file: &mut File,
+    out: &mut impl Write,
+    crypt: Option<(&arch_imgcrypt::Key, &str)>,
+) -> Result<()> {
     let name = rec.name.as_str();
+    let crypt = match (&rec.encryption, crypt) {
+        (None, _) => None,
+        (Some(_), Some(c)) => Some(c),
+        (Some(e), None) => {
+            return Err(StreamError::Crypt {
+                name: name.into(),
+                source: io::Error::other(format!(
+                    "encrypted with key id {}, and no key was given",
+                    e.key_id
+                )),
+            })
+        }
+    };
     let codec =
         codec::from_record(&rec.codec, rec.level).ok_or_else(|| StreamError::UnknownCodec {
             name: name.into(),
             codec: rec.codec.clone(),
         })?;
-    let (stored, original) = match decode(file, codec, name, out, true) {
+    let (stored, original) = match decode(file, codec, crypt, name, out, true) {
         Ok(counts) => counts,
         Err(e @ StreamError::Decompress { .. }) => {
             // Damaged stored bytes make the decoder fail first: name the
@@ -258,6 +289,7 @@ fn stored_cause(rec: &FileRecord, file: &mut File) -> Option<StreamError> {
 fn decode(
     file: &mut File,
     codec: Codec,
+    crypt: Option<(&arch_imgcrypt::Key, &str)>,
     name: &str,
     out: &mut impl Write,
     hash_original: bool,
@@ -266,7 +298,12 @@ fn decode(
         name: name.into(),
         source,
     };
-    let mut src = Source::new(codec, HashingReader::new(&mut *file)).map_err(dec_err)?;
+    let crypt_err = |source| StreamError::Crypt {
+        name: name.into(),
+        source,
+    };
+    let opened = Opened::new(HashingReader::new(&mut *file), crypt).map_err(crypt_err)?;
+    let mut src = Source::new(codec, opened).map_err(dec_err)?;
     let mut original = hash_original.then(Counted::new);
     let mut buf = vec![0u8; pipe::CHUNK];
     loop {
@@ -274,6 +311,8 @@ fn decode(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // The cipher's fault (a failed tag) is the cause, not zstd's.
+            Err(e) if arch_imgcrypt::Error::of(&e).is_some() => return Err(crypt_err(e)),
             Err(e) => return Err(dec_err(e)),
         };
         if let Some(o) = original.as_mut() {
@@ -285,8 +324,9 @@ fn decode(
                 source,
             })?;
     }
-    // Bytes after the last frame still count for the stored digest.
-    let mut rest = src.into_inner();
+    // Bytes after the last frame still count for the stored digest; an
+    // encrypted file is read to its authenticated final chunk.
+    let mut rest = src.into_inner().drain().map_err(crypt_err)?;
     io::copy(&mut rest, &mut io::sink()).map_err(|source| StreamError::Store {
         name: name.into(),
         source,

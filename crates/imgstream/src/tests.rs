@@ -10,12 +10,12 @@ use crate::store::{DirStore, Store, StoredFile};
 use crate::wire::{CAPTURE_SOCKET, SERVE_SOCKET};
 use crate::{Capture, Codec, FileRecord, Serve, StreamError};
 
-const ZSTD: Codec = Codec::Zstd {
+pub(crate) const ZSTD: Codec = Codec::Zstd {
     level: 3,
     threads: 2,
 };
 
-fn data(seed: u8, len: usize) -> Vec<u8> {
+pub(crate) fn data(seed: u8, len: usize) -> Vec<u8> {
     // Half compressible, half not: like memory pages.
     let mut x = seed as u32 | 1;
     (0..len)
@@ -36,7 +36,7 @@ fn store(dir: &Path) -> Arc<dyn Store> {
     Arc::new(DirStore::open_path(dir).unwrap())
 }
 
-fn files() -> Vec<(&'static str, Vec<u8>)> {
+pub(crate) fn files() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("inventory.img", data(1, 100)),
         ("pagemap-1.img", data(2, 5000)),
@@ -46,7 +46,15 @@ fn files() -> Vec<(&'static str, Vec<u8>)> {
 
 /// Captures `files`, the first two interleaved as CRIU does with pagemap and pages.
 fn capture(dir: &Path, codec: Codec) -> Vec<FileRecord> {
-    let cap = Capture::start(dir, store(dir), codec).unwrap();
+    capture_with(dir, codec, None)
+}
+
+pub(crate) fn capture_with(
+    dir: &Path,
+    codec: Codec,
+    crypt: Option<crate::Crypt>,
+) -> Vec<FileRecord> {
+    let cap = Capture::start(dir, store(dir), codec, crypt).unwrap();
     let mut criu = FakeCriu::connect(dir, CAPTURE_SOCKET);
     let f = files();
     let mut a = criu.open_write(f[1].0);
@@ -261,7 +269,7 @@ fn full_disk_fails_the_capture_and_breaks_criu_pipe() {
             inner: DirStore::open_path(d.path()).unwrap(),
             room: 64 << 10,
         });
-        let cap = Capture::start(d.path(), st, codec).unwrap();
+        let cap = Capture::start(d.path(), st, codec, None).unwrap();
         let mut criu = FakeCriu::connect(d.path(), CAPTURE_SOCKET);
         criu.open_write("inventory.img")
             .write_all(b"small")
@@ -299,7 +307,7 @@ fn full_disk_fails_the_capture_and_breaks_criu_pipe() {
 #[test]
 fn connection_cut_before_the_pipe_fails_the_capture() {
     let d = tempfile::tempdir().unwrap();
-    let cap = Capture::start(d.path(), store(d.path()), ZSTD).unwrap();
+    let cap = Capture::start(d.path(), store(d.path()), ZSTD, None).unwrap();
     let mut criu = FakeCriu::connect(d.path(), CAPTURE_SOCKET);
     criu.open_write("inventory.img").write_all(b"x").unwrap();
     criu.request("pages-1.img");
@@ -312,7 +320,7 @@ fn connection_cut_before_the_pipe_fails_the_capture() {
 fn unsafe_and_duplicate_names_fail_the_capture() {
     for names in [&["../escape.img"][..], &["a.img", "a.img"][..]] {
         let d = tempfile::tempdir().unwrap();
-        let cap = Capture::start(d.path(), store(d.path()), Codec::None).unwrap();
+        let cap = Capture::start(d.path(), store(d.path()), Codec::None, None).unwrap();
         let mut criu = FakeCriu::connect(d.path(), CAPTURE_SOCKET);
         for n in names {
             // The streamer may already have hung up on the second one.
@@ -340,7 +348,7 @@ fn unsafe_and_duplicate_names_fail_the_capture() {
 #[test]
 fn criu_that_never_connects() {
     let d = tempfile::tempdir().unwrap();
-    let cap = Capture::start(d.path(), store(d.path()), Codec::None).unwrap();
+    let cap = Capture::start(d.path(), store(d.path()), Codec::None, None).unwrap();
     assert!(matches!(cap.finish(), Err(StreamError::NoConnection)));
     let serve = Serve::start(d.path(), store(d.path()), vec![]).unwrap();
     assert!(matches!(serve.finish(), Err(StreamError::NoConnection)));
@@ -351,7 +359,7 @@ fn criu_that_never_connects() {
 #[test]
 fn a_dump_without_inventory_is_incomplete() {
     let d = tempfile::tempdir().unwrap();
-    let cap = Capture::start(d.path(), store(d.path()), ZSTD).unwrap();
+    let cap = Capture::start(d.path(), store(d.path()), ZSTD, None).unwrap();
     let mut criu = FakeCriu::connect(d.path(), CAPTURE_SOCKET);
     criu.open_write("pages-1.img")
         .write_all(&data(4, 1 << 20))
@@ -372,7 +380,7 @@ fn decode_verified_checks_stored_and_original_bytes() {
             let r = recs.iter().find(|r| r.name == name).unwrap();
             let mut f = fs::File::open(d.path().join(&r.stored_name)).unwrap();
             let mut out = Vec::new();
-            crate::decode_verified(r, &mut f, &mut out).unwrap();
+            crate::decode_verified(r, &mut f, &mut out, None).unwrap();
             assert_eq!(out, bytes, "{codec:?} {name}");
         }
         let r = recs.iter().find(|r| r.name == "pages-1.img").unwrap();
@@ -380,8 +388,13 @@ fn decode_verified_checks_stored_and_original_bytes() {
         let mut b = fs::read(&path).unwrap();
         b.truncate(b.len() - 5);
         fs::write(&path, &b).unwrap();
-        let e = crate::decode_verified(r, &mut fs::File::open(&path).unwrap(), &mut Vec::new())
-            .unwrap_err();
+        let e = crate::decode_verified(
+            r,
+            &mut fs::File::open(&path).unwrap(),
+            &mut Vec::new(),
+            None,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("pages-1.img"), "{codec:?}: {e}");
         // The cause is named, not the decoder's complaint about it.
         assert!(
@@ -396,8 +409,13 @@ fn decode_verified_checks_stored_and_original_bytes() {
             stored_size: b.len() as u64,
             ..r.clone()
         };
-        let e = crate::decode_verified(&r, &mut fs::File::open(&path).unwrap(), &mut Vec::new())
-            .unwrap_err();
+        let e = crate::decode_verified(
+            &r,
+            &mut fs::File::open(&path).unwrap(),
+            &mut Vec::new(),
+            None,
+        )
+        .unwrap_err();
         assert!(
             matches!(e, StreamError::StoredDigest { .. }),
             "{codec:?}: {e}"

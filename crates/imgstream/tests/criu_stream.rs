@@ -114,7 +114,7 @@ fn dump(codec: Codec) -> Dumped {
     let images = tempfile::tempdir().unwrap();
     let stored = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(DirStore::open_path(stored.path()).unwrap());
-    let cap = Capture::start(images.path(), store, codec).unwrap();
+    let cap = Capture::start(images.path(), store, codec, None).unwrap();
     let st = criu(
         &["dump", "--stream", "-t", &pid.to_string(), "-o", "dump.log"],
         images.path(),
@@ -266,7 +266,7 @@ fn a_full_store_fails_the_dump_and_the_process_runs_on() {
     let images = tempfile::tempdir().unwrap();
     let tiny = TinyTmpfs::mount(256 << 10); // the counter's pages are ~2.5 MiB
     let store: Arc<dyn Store> = Arc::new(DirStore::open_path(tiny.0.path()).unwrap());
-    let cap = Capture::start(images.path(), store, Codec::None).unwrap();
+    let cap = Capture::start(images.path(), store, Codec::None, None).unwrap();
     let st = criu(
         &["dump", "--stream", "-t", &pid.to_string(), "-o", "dump.log"],
         images.path(),
@@ -376,7 +376,7 @@ fn criu_killed_mid_dump_fails_the_capture() {
         reached: reached.clone(),
         go: go.clone(),
     };
-    let cap = Capture::start(images.path(), Arc::new(store), Codec::None).unwrap();
+    let cap = Capture::start(images.path(), Arc::new(store), Codec::None, None).unwrap();
     let mut criu = Command::new(CRIU)
         .args([
             "dump",

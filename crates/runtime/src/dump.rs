@@ -41,6 +41,9 @@ pub struct DumpOptions {
     /// (stream_dump.rs). Not with a parent: streaming excludes parent
     /// images, so a dump after pre-dumps is never streamed.
     pub stream: Option<arch_imgstream::Codec>,
+    /// Encrypt the streamed files (the host's `encryption_key_file`). A
+    /// dump that cannot be streamed then fails: never written in the clear.
+    pub crypt: Option<arch_imgstream::Crypt>,
 }
 
 fn private_dir(path: &Path) -> Result<()> {
@@ -117,6 +120,14 @@ pub(crate) fn dump(
         (Some(_), Some(_), _) => log::info!("{id}: a dump after pre-dumps is not streamed"),
         (Some(_), None, true) => log::info!("{id}: a terminal's dump is not streamed"),
         (None, _, _) => {}
+    }
+    if opts.crypt.is_some() {
+        return Err(RuntimeError::StreamedDump {
+            id: id.to_string(),
+            reason: "encryption at rest is configured and this dump cannot be streamed \
+                     (a terminal's, or one after pre-dumps): refusing to write it unencrypted"
+                .into(),
+        });
     }
 
     // After a pre-dump CRIU must track memory in this dump too: without

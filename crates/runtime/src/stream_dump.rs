@@ -134,7 +134,7 @@ pub(crate) fn dump_streamed(
             opts.image_dir.display()
         )))?,
     });
-    let capture = Capture::start(&opts.image_dir, store, codec)
+    let capture = Capture::start(&opts.image_dir, store, codec, opts.crypt.clone())
         .map_err(|e| failed(format!("starting the streamer: {e}")))?;
     // Namespaces joined from a pod sandbox are CRIU's own, as for any dump.
     let ran = JoinedNamespaces::of(spec)

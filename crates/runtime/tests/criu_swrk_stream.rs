@@ -37,7 +37,7 @@ fn swrk_mode_cannot_stream_in_criu_4_1() {
         level: 1,
         threads: 1,
     };
-    let capture = Capture::start(&images, store, codec).unwrap();
+    let capture = Capture::start(&images, store, codec, None).unwrap();
     let dir = File::open(&images).unwrap();
     // What the launcher would do: exec criu with --stream before `swrk <fd>`.
     let wrapper = tmp.path().join("criu-stream");

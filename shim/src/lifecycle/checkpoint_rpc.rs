@@ -55,6 +55,10 @@ impl Arch {
             // docs/configuration.md).
             pre_dump: false,
             parent_img: None,
+            // The host's encryption applies to images in its store
+            // (checkpoint_into_store); containerd's copy would be clear
+            // bytes, so an ARCH container's is refused there.
+            crypt: None,
         };
         let dumped = match c.arch() {
             None if dump.image_dir.as_os_str().is_empty() => Err(ShimError::InvalidArgument(

@@ -9,7 +9,7 @@ use arch_checkpoint::{
     default_steps, run_dump_chain, ArchConfig, DumpContext, DumpOutcome, DumpRequest, DumpSlots,
     Dumper, HostProcs, Slot,
 };
-use arch_image::ImageStore;
+use arch_image::{HostKey, ImageStore};
 use arch_runtime::{DumpOptions, RuntimeError, StreamedFile};
 
 use super::local_dump::{copy_into_staging, LocalDump, LOCAL_DUMP_DIR};
@@ -168,6 +168,49 @@ impl Dumper for RuntimeDumper<'_> {
     }
 }
 
+/// The encryption of this checkpoint's streamed files, when the host has a
+/// key: bound to the image by a fresh image id. A checkpoint that would
+/// not be streamed (containerd's own image path, pre-dumps, a CRIU
+/// without `--stream`) fails rather than be written unencrypted.
+fn encryption(
+    store: &ImageStore,
+    req: &DumpRequest,
+    streamed: bool,
+) -> arch_checkpoint::Result<Option<arch_imgstream::Crypt>> {
+    let refuse = |why: &str| {
+        Err(arch_checkpoint::CheckpointError::Unsupported(format!(
+            "encryption at rest is configured, and {why}: refusing to write it unencrypted"
+        )))
+    };
+    let key = match store.encryption() {
+        HostKey::None => return Ok(None),
+        HostKey::Unloadable(why) => {
+            return Err(arch_checkpoint::CheckpointError::Config {
+                origin: "encryption_key_file".into(),
+                reason: why.clone(),
+            })
+        }
+        HostKey::Loaded(k) => k.clone(),
+    };
+    if req.predumps > 0 {
+        return refuse("a checkpoint with pre-dumps (ARCH_PREDUMP) is not streamed");
+    }
+    if !streamed {
+        return refuse("this checkpoint would not be streamed");
+    }
+    let image_id =
+        arch_imgstream::new_image_id().map_err(|source| arch_checkpoint::CheckpointError::Io {
+            context: "an image id (getrandom)".into(),
+            source,
+        })?;
+    Ok(Some(arch_imgstream::Crypt {
+        key,
+        namespace: req.identity.namespace.clone(),
+        image_key: req.identity.key.clone(),
+        image_id,
+    }))
+}
+
 /// Dumps the container of `req` into the image store under its identity.
 pub(super) fn checkpoint_into_store(
     store: &ImageStore,
@@ -181,6 +224,7 @@ pub(super) fn checkpoint_into_store(
     base.stream = (base.image_dir.as_os_str().is_empty()
         && cfg.stream.streams(runtime.criu_can_stream()))
     .then(|| cfg.stream.codec());
+    base.crypt = encryption(store, &req, base.stream.is_some())?;
     // Temporaries of a checkpoint whose shim died; old enough that no live
     // checkpoint (on this or another host) can still be writing them.
     match store.cleanup_stale_temps(STALE_TEMP_AGE) {
@@ -212,4 +256,66 @@ pub(super) fn checkpoint_into_store(
         &default_steps(),
         DumpContext::new(req, store, &dumper, &HostProcs),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arch_checkpoint::{ArchIdentity, DumpRequest};
+    use arch_image::{HostKey, ImageStore};
+
+    use super::encryption;
+
+    fn req(predumps: u8) -> DumpRequest {
+        DumpRequest {
+            identity: ArchIdentity {
+                namespace: "default".into(),
+                key: "web".into(),
+            },
+            container_id: "c1".into(),
+            bundle: "/b".into(),
+            upperdir: None,
+            leave_running: false,
+            paused: false,
+            profile: Default::default(),
+            predumps,
+        }
+    }
+
+    fn store(key: HostKey) -> ImageStore {
+        ImageStore::new("/nonexistent").with_encryption(key)
+    }
+
+    #[test]
+    fn a_key_encrypts_streamed_checkpoints_and_refuses_the_others() {
+        assert!(encryption(&store(HostKey::None), &req(0), false)
+            .unwrap()
+            .is_none());
+        let key = Arc::new(arch_imgcrypt::Key::from_bytes([3; 32]));
+        let s = store(HostKey::Loaded(key.clone()));
+        let a = encryption(&s, &req(0), true).unwrap().unwrap();
+        let b = encryption(&s, &req(0), true).unwrap().unwrap();
+        assert_eq!(
+            (a.namespace.as_str(), a.image_key.as_str()),
+            ("default", "web")
+        );
+        assert_eq!(a.key.id(), key.id());
+        assert_eq!(a.image_id.len(), 32);
+        assert_ne!(a.image_id, b.image_id, "a fresh image id per checkpoint");
+        for (predumps, streamed) in [(0, false), (1, true)] {
+            let e = encryption(&s, &req(predumps), streamed).unwrap_err();
+            assert!(
+                e.to_string().contains("refusing to write it unencrypted"),
+                "{e}"
+            );
+        }
+        let e = encryption(
+            &store(HostKey::Unloadable("mode 0644".into())),
+            &req(0),
+            true,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("mode 0644"), "{e}");
+    }
 }

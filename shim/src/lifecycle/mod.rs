@@ -242,6 +242,9 @@ impl Arch {
         let cfg = self.config()?;
         let store = ImageStore::new(&cfg.checkpoint_root)
             .with_trust(self.trust()?.clone())
+            .with_encryption(arch_image::HostKey::load(
+                cfg.encryption_key_file.as_deref(),
+            ))
             .with_generations(cfg.generations);
         Ok(match cfg.mode {
             arch_checkpoint::Mode::NetworkFs => store.with_lease(cfg.claim_lease),

@@ -8,6 +8,7 @@ mod cleanup;
 mod containerd_checkpoint;
 mod control;
 mod data_safety;
+mod encrypt;
 mod errors;
 mod events;
 mod exec;

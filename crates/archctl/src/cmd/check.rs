@@ -126,6 +126,8 @@ pub fn run(root: Option<&Path>, address: Option<&Path>) -> Result<i32> {
                 ),
             );
             report(Level::Ok, "images", image_path(&c.stream));
+            let (lvl, detail) = encryption_state(c.encryption_key_file.as_deref());
+            report(lvl, "encryption", detail);
             Some(c.checkpoint_root.clone())
         }
         Err(e) => {
@@ -142,6 +144,27 @@ pub fn run(root: Option<&Path>, address: Option<&Path>) -> Result<i32> {
         report(lvl, "checkpoint root", detail);
     }
     Ok(i32::from(missing))
+}
+
+/// Whether checkpoints are encrypted, and the key's id when it loads
+/// (the key itself is never shown).
+fn encryption_state(path: Option<&Path>) -> (Level, String) {
+    match arch_image::HostKey::load(path) {
+        arch_image::HostKey::None => (Level::Ok, "off (no encryption_key_file)".into()),
+        arch_image::HostKey::Loaded(k) => (
+            Level::Ok,
+            format!(
+                "on: {} loads, key id {} ({})",
+                path.map(|p| p.display().to_string()).unwrap_or_default(),
+                k.id(),
+                arch_imgcrypt::CIPHER_NAME
+            ),
+        ),
+        arch_image::HostKey::Unloadable(why) => (
+            Level::Missing,
+            format!("{why}: checkpoints fail and encrypted images do not restore until it loads"),
+        ),
+    }
 }
 
 /// Which dump path the shims take: streamed (and how stored) or not (why).

@@ -90,6 +90,14 @@ pub fn run(store: &ImageStore, id: &ImageId, json: bool) -> Result<i32> {
             ratio(stored, orig)
         );
     }
+    if let Some(e) = m.encryption() {
+        println!(
+            "encrypted:  {} (key id {}, image id {})",
+            p(&e.cipher),
+            p(&e.key_id),
+            p(&e.image_id)
+        );
+    }
     println!(
         "tags:       {}",
         if tags.is_empty() {

@@ -1,0 +1,262 @@
+//! Encryption at rest (issue 15), on a private containerd whose shims have
+//! `ARCH_ENCRYPTION_KEY_FILE` (two_hosts' `Host::with_env`); the key file
+//! is the test's, root-owned 0600, and is rewritten to play another key:
+//! the shim loads it at each checkpoint and restore.
+//!
+//! - A stop-checkpoint is encrypted (cipher and key id in the manifest,
+//!   stored files begin with the cipher's magic, not zstd's or CRIU's),
+//!   and the re-created container continues.
+//! - Another key on the host: a fresh start, the record names both key ids.
+//! - A flipped ciphertext byte with the stored digest and signature made
+//!   to match: the tag check alone refuses it, a fresh start.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use arch_e2e::{archctl, records_for, reseal, unique_id, wait_until, Ctr};
+use arch_records::{Operation, Outcome};
+
+use crate::two_hosts::{bases, Host};
+
+const WORKLOAD: &str = "boot=$(cat /proc/sys/kernel/random/uuid); \
+    i=0; while true; do i=$((i+1)); echo $i > /tmp/count; echo $boot > /tmp/boot; sleep 0.1; done";
+
+/// Writes a fresh key (64 hex digits) to `path`, 0600, replacing any.
+fn write_key(path: &Path, byte: u8) -> String {
+    let _ = std::fs::remove_file(path);
+    let hex = format!("{byte:02x}").repeat(32);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{hex}\n").as_bytes()))
+        .unwrap();
+    arch_imgcrypt::Key::load(path).unwrap().id().to_string()
+}
+
+/// A host whose shims encrypt with the key at the returned path.
+fn host(name: &str) -> (Host, PathBuf, PathBuf) {
+    let (_, disk) = bases();
+    std::fs::create_dir_all(&disk).unwrap();
+    let root = disk.join(format!("{name}-checkpoint"));
+    let _ = std::fs::remove_dir_all(&root);
+    let key = disk.join(format!("{name}.key"));
+    write_key(&key, 0x11);
+    let host = Host::with_env(
+        name,
+        &root,
+        &[("ARCH_ENCRYPTION_KEY_FILE", key.to_str().unwrap())],
+    );
+    (host, root, key)
+}
+
+fn count(c: &Ctr, id: &str) -> u64 {
+    c.exec_file(id, "/tmp/count").parse().unwrap_or(0)
+}
+
+/// Runs the workload under `key` until it counted a little, stops it (a
+/// checkpoint) and removes it; its boot id and the count seen.
+fn run_and_stop(c: &Ctr, key: &str) -> (String, u64) {
+    let id = unique_id("enc");
+    let r = c.run_arch_with("-d", &id, Some(key), &[], &["sh", "-c", WORKLOAD]);
+    assert_eq!(r.code, 0, "ctr run {id}: {}", r.stderr);
+    assert!(wait_until(Duration::from_secs(10), || count(c, &id) >= 5));
+    let boot = c.exec_file(&id, "/tmp/boot");
+    let seen = count(c, &id);
+    assert_eq!(c.run(&["task", "kill", &id]).code, 0);
+    c.wait_status(&id, "STOPPED");
+    c.run(&["task", "rm", "-f", &id]);
+    c.run(&["container", "rm", &id]);
+    (boot, seen)
+}
+
+/// Creates the container again; its boot id once it runs.
+fn again(c: &Ctr, key: &str) -> String {
+    let id = unique_id("enc2");
+    let r = c.run_arch_with("-d", &id, Some(key), &[], &["sh", "-c", WORKLOAD]);
+    assert_eq!(r.code, 0, "ctr run {id}: {}", r.stderr);
+    c.wait_status(&id, "RUNNING");
+    assert!(wait_until(Duration::from_secs(10), || c
+        .exec_file(&id, "/tmp/boot")
+        .len()
+        > 10));
+    c.exec_file(&id, "/tmp/boot")
+}
+
+fn image(root: &Path, c: &Ctr, key: &str) -> PathBuf {
+    root.join(&c.namespace).join(key)
+}
+
+/// The stored pages file of an encrypted image (its path under the image).
+fn pages(dir: &Path) -> String {
+    let m = arch_image::read_manifest(dir).unwrap();
+    m.files
+        .iter()
+        .map(|f| f.path.clone())
+        .find(|p| p.starts_with("criu/pages-") && p.ends_with(".img.zst.enc"))
+        .unwrap_or_else(|| panic!("an encrypted pages file: {:?}", m.files))
+}
+
+fn fallback_error(root: &Path, key: &str) -> String {
+    let recs = records_for(root, key);
+    recs.iter()
+        .find(|r| r.op == Operation::Restore && r.outcome == Outcome::Fallback)
+        .and_then(|r| r.error.clone())
+        .unwrap_or_else(|| panic!("no fallback record: {recs:?}"))
+}
+
+#[test]
+fn an_encrypted_checkpoint_restores_the_process_state() {
+    let (host, root, keyfile) = host("enc-ok");
+    let c = &host.ctr;
+    let key_id = arch_imgcrypt::Key::load(&keyfile).unwrap().id().to_string();
+    let key = unique_id("ekey");
+    let (boot, seen) = run_and_stop(c, &key);
+    let dir = image(&root, c, &key);
+    let m = arch_image::read_manifest(&dir).unwrap();
+    let e = m.encryption().expect("the image is encrypted");
+    assert_eq!(
+        (e.cipher.as_str(), e.key_id.as_str()),
+        ("xchacha20poly1305-stream", key_id.as_str())
+    );
+    let streamed: Vec<_> = m.files.iter().filter(|f| f.stream.is_some()).collect();
+    assert!(!streamed.is_empty());
+    for f in &streamed {
+        assert!(f.path.ends_with(".enc"), "{}", f.path);
+        let head = std::fs::read(dir.join(&f.path)).unwrap();
+        assert_eq!(
+            &head[..8],
+            &arch_imgcrypt::MAGIC,
+            "{} begins with the cipher's magic",
+            f.path
+        );
+    }
+    let i = archctl(&root, &["inspect", &format!("{}/{key}", c.namespace)]);
+    assert_eq!(i.code, 0, "{}", i.stderr);
+    assert!(
+        i.stdout.contains("encrypted:") && i.stdout.contains(&key_id),
+        "{}",
+        i.stdout
+    );
+    assert_eq!(again(c, &key), boot, "restored, not restarted");
+    let recs = records_for(&root, &key);
+    assert!(
+        recs.iter()
+            .any(|r| r.op == Operation::Restore && r.outcome == Outcome::Ok),
+        "{recs:?}"
+    );
+    let _ = seen;
+}
+
+#[test]
+fn another_key_on_the_host_starts_fresh_naming_both_key_ids() {
+    let (host, root, keyfile) = host("enc-wrong");
+    let c = &host.ctr;
+    let image_key = arch_imgcrypt::Key::load(&keyfile).unwrap().id().to_string();
+    let key = unique_id("ewkey");
+    let (boot, _) = run_and_stop(c, &key);
+    let host_key = write_key(&keyfile, 0x22);
+    assert_ne!(image_key, host_key);
+    assert_ne!(again(c, &key), boot, "a fresh start");
+    let why = fallback_error(&root, &key);
+    assert!(
+        why.contains(&image_key) && why.contains(&host_key),
+        "the record names both key ids: {why}"
+    );
+}
+
+#[test]
+fn a_flipped_ciphertext_byte_starts_fresh_even_when_resealed() {
+    let (host, root, _) = host("enc-flip");
+    let c = &host.ctr;
+    let key = unique_id("efkey");
+    let (boot, _) = run_and_stop(c, &key);
+    let dir = image(&root, c, &key);
+    let rel = pages(&dir);
+    let p = dir.join(&rel);
+    let mut data = std::fs::read(&p).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0x01;
+    std::fs::write(&p, data).unwrap();
+    // Stored digest and signature made to match the changed ciphertext:
+    // only the cipher's tags can tell.
+    reseal(&dir, &rel);
+    arch_image::ImageStore::new(&root)
+        .open(&c.namespace, &key)
+        .expect("the stored bytes check out");
+    assert_ne!(again(c, &key), boot, "a fresh start");
+    let why = fallback_error(&root, &key);
+    assert!(why.contains("failed authentication"), "{why}");
+}
+
+const TRAPPED: &str = "trap 'echo got-term > /tmp/term; exit 143' TERM; \
+    while true; do sleep 0.1; done";
+
+/// A checkpoint that would not be streamed (here: a container with a
+/// terminal; CRIU's CLI cannot stream it) is refused rather than written
+/// in clear: nothing committed, a failed record saying why, and the
+/// container gets its stop signal. (`ctr run -t` wants a terminal: it
+/// runs under util-linux `script`, as in terminal.rs.)
+#[test]
+fn an_unstreamable_checkpoint_is_refused_not_written_in_clear() {
+    let (host, root, _) = host("enc-refuse");
+    let c = &host.ctr;
+    let (id, key) = (unique_id("eref"), unique_id("erkey"));
+    let key_env = format!("ARCH_KEY={key}");
+    let args = [
+        "ctr",
+        "--address",
+        &c.address,
+        "--namespace",
+        &c.namespace,
+        "run",
+        "-d",
+        "-t",
+        "--runtime",
+        arch_e2e::RUNTIME,
+        "--env",
+        "ARCH_ENABLE=1",
+        "--env",
+        &key_env,
+        arch_e2e::IMAGE,
+        &id,
+        "sh",
+        "-c",
+        TRAPPED,
+    ];
+    let line: Vec<String> = args
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect();
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line.join(" "), "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("util-linux `script`");
+    assert!(out.status.success(), "ctr run -d -t: {out:?}");
+    c.wait_status(&id, "RUNNING");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.run(&["task", "kill", &id]).code, 0);
+    // The init (pid 1) exits only through its TERM trap: STOPPED means
+    // the stop signal reached it after the refused checkpoint.
+    c.wait_status(&id, "STOPPED");
+    c.run(&["task", "rm", "-f", &id]);
+    c.run(&["container", "rm", &id]);
+    assert!(
+        arch_image::ImageStore::new(&root)
+            .open(&c.namespace, &key)
+            .is_err(),
+        "nothing committed"
+    );
+    let recs = records_for(&root, &key);
+    assert!(
+        recs.iter().any(|r| r.op == Operation::Checkpoint
+            && r.outcome == Outcome::Failed
+            && r.error
+                .as_deref()
+                .is_some_and(|e| e.contains("refusing to write it unencrypted"))),
+        "the failed checkpoint says why: {recs:?}"
+    );
+}
