@@ -159,6 +159,30 @@ impl Arch {
                     }
                     return None;
                 }
+                Err(StagingError::Image(
+                    e @ (arch_image::Error::NoDecryptionKey { .. }
+                    | arch_image::Error::WrongDecryptionKey { .. }),
+                )) => {
+                    // Not a bad image: this host lacks its key (a shared
+                    // root's other hosts may have it). Left in place, as
+                    // an image of another profile.
+                    log::warn!("{id}: not restoring {ns}/{key}: {e}; starting fresh, the image is left in place");
+                    record(
+                        store.root(),
+                        restore_record(
+                            &target.state.identity,
+                            id,
+                            Outcome::Fallback,
+                            0,
+                            0,
+                            Some(e.to_string()),
+                        ),
+                    );
+                    if let Err(e) = taken.put_back() {
+                        log::error!("{id}: putting back {ns}/{key}: {e}");
+                    }
+                    return None;
+                }
                 Err(e) => taken = self.fall_back(store, taken, target, &e.to_string())?,
             }
         }

@@ -6,7 +6,8 @@
 //! - A stop-checkpoint is encrypted (cipher and key id in the manifest,
 //!   stored files begin with the cipher's magic, not zstd's or CRIU's),
 //!   and the re-created container continues.
-//! - Another key on the host: a fresh start, the record names both key ids.
+//! - Another key on the host: a fresh start, the record names both key ids,
+//!   and the image stays for a host with its key.
 //! - A flipped ciphertext byte with the stored digest and signature made
 //!   to match: the tag check alone refuses it, a fresh start.
 
@@ -165,6 +166,13 @@ fn another_key_on_the_host_starts_fresh_naming_both_key_ids() {
         why.contains(&image_key) && why.contains(&host_key),
         "the record names both key ids: {why}"
     );
+    // Not a bad image: left in place for a host with its key (here: the
+    // key put back), which restores it.
+    arch_image::ImageStore::new(&root)
+        .open(&c.namespace, &key)
+        .expect("the image stays in place");
+    assert_eq!(write_key(&keyfile, 0x11), image_key);
+    assert_eq!(again(c, &key), boot, "restored with its key");
 }
 
 #[test]
