@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use arch_e2e::docker::{docker, Docker, DockerContainer, NAMESPACE};
-use arch_e2e::{archctl, checkpoint_root, records_for, reseal, unique_id, wait_until};
+use arch_e2e::{archctl, checkpoint_root, records_for, unique_id, wait_until};
 use arch_image::ImageStore;
 use arch_records::{Operation, Outcome};
 
@@ -204,8 +204,9 @@ fn a_failed_restore_starts_fresh_on_dockers_rootfs() {
     let dir = ImageStore::new(checkpoint_root())
         .image_dir(NAMESPACE, &key)
         .unwrap();
-    std::fs::write(dir.join("criu/inventory.img"), b"not a criu image").unwrap();
-    reseal(&dir, "criu/inventory.img");
+    // Through the image's codec (streamed images store `inventory.img.zst`),
+    // so the damage reaches CRIU after the rootfs diff went in.
+    arch_e2e::restream(&dir, "inventory.img", b"not a criu image");
     let name = unique_id("dk-fresh");
     let _next = d.run_detached(&name, &arch_env(&key), WORKLOAD);
     assert!(wait_until(Duration::from_secs(10), || {
