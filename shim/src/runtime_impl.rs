@@ -5,8 +5,8 @@ use std::path::Path;
 
 use arch_runtime::oci_spec::runtime::LinuxResources;
 use arch_runtime::{
-    CgroupStats, CreateRequest, DumpOptions, ExecRequest, ProcessRef, RestoreRequest, Restored,
-    Result, Runtime, StreamedFile,
+    CgroupDriver, CgroupStats, CreateRequest, DumpOptions, ExecRequest, ProcessRef, RestoreRequest,
+    Restored, Result, Runtime, StreamedFile,
 };
 use nix::sys::signal::Signal;
 
@@ -17,6 +17,15 @@ pub struct Libcontainer(pub Runtime);
 impl ContainerRuntime for Libcontainer {
     fn state_root(&self) -> &Path {
         self.0.state_root()
+    }
+    fn record_cgroup(
+        &self,
+        id: &str,
+        bundle: &Path,
+        cgroups_path: Option<&Path>,
+        driver: CgroupDriver,
+    ) -> Result<()> {
+        arch_runtime::record_cgroup(bundle, id, cgroups_path, driver)
     }
     fn create(&self, req: CreateRequest) -> Result<i32> {
         self.0.create(req)

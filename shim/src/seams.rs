@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use arch_runtime::oci_spec::runtime::LinuxResources;
 use arch_runtime::{
-    CgroupStats, CreateRequest, DumpOptions, ExecRequest, ProcessRef, RestoreRequest, Restored,
-    Result, StreamedFile,
+    CgroupDriver, CgroupStats, CreateRequest, DumpOptions, ExecRequest, ProcessRef, RestoreRequest,
+    Restored, Result, StreamedFile,
 };
 use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::types::mount::Mount;
@@ -21,6 +21,15 @@ use crate::mountinfo::NoUpperdir;
 pub trait ContainerRuntime: Send + Sync {
     /// libcontainer's state directory for this shim's namespace.
     fn state_root(&self) -> &Path;
+    /// Records, in `bundle`, the cgroup and driver container `id` is made
+    /// with: the dead-shim cleanup's fallback (see arch_runtime::orphan).
+    fn record_cgroup(
+        &self,
+        id: &str,
+        bundle: &Path,
+        cgroups_path: Option<&Path>,
+        driver: CgroupDriver,
+    ) -> Result<()>;
     /// Creates the container; its init waits for [`Self::start`]. Returns its pid.
     fn create(&self, req: CreateRequest) -> Result<i32>;
     fn start(&self, id: &str) -> Result<()>;

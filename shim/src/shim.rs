@@ -7,7 +7,7 @@ use arch_host::paths::state_root;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use arch_runtime::Runtime;
+use arch_runtime::{ContainerHandle, Runtime, RuntimeError};
 use containerd_shim::api::DeleteResponse;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Config, Error, ExitSignal, Flags, Shim, StartOpts};
@@ -53,24 +53,10 @@ impl Shim for ArchShim {
     /// Called by containerd when the shim died: kill what is left of the
     /// container and remove its cgroups, state and rootfs mount.
     fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
+        // containerd gives this action 5 s (io.containerd.timeout.shim.cleanup)
+        // and then kills it: the kill and the temporaries come first.
         let runtime = Runtime::new(state_root(&self.namespace));
-        match runtime.load(&self.id) {
-            Ok(mut handle) => {
-                let _ = handle.kill(libc::SIGKILL, true);
-                // SIGKILL is asynchronous: a cgroup with dying tasks cannot
-                // be removed yet.
-                let deadline = Instant::now() + timeouts::DELETE_RETRY;
-                let mut deleted = handle.delete();
-                while deleted.is_err() && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(100));
-                    let _ = handle.kill(libc::SIGKILL, true);
-                    deleted = handle.delete();
-                }
-                deleted.map_err(|e| Error::Other(e.to_string()))?;
-            }
-            Err(arch_runtime::RuntimeError::NotFound(_)) => {}
-            Err(e) => return Err(Error::Other(e.to_string())),
-        }
+        let killed = kill_orphan(&runtime, &self.id, &self.bundle);
         HostMounts.unmount(&self.bundle.join("rootfs"));
         // A checkpoint this shim was writing when it died is no use to anyone.
         if let Ok(cfg) = arch_checkpoint::ArchConfig::from_process_env() {
@@ -82,6 +68,11 @@ impl Shim for ArchShim {
                 log::warn!("cleaning checkpoint temporaries: {e}");
             }
         }
+        let removed = killed.and_then(|handle| match handle {
+            Some(handle) => delete_retrying(handle),
+            None => Ok(()),
+        });
+        removed.map_err(|e| Error::Other(e.to_string()))?;
         Ok(DeleteResponse {
             exit_status: 128 + libc::SIGKILL as u32,
             exited_at: Some(timestamp(SystemTime::now())).into(),
@@ -111,4 +102,40 @@ impl Shim for ArchShim {
         }
         ArchTask(service)
     }
+}
+
+/// Kills what is left of a dead shim's container; returns it for removal
+/// when it could be loaded. Its libcontainer state may be torn (the shim
+/// died while libcontainer rewrote it): then the cgroup recorded at Create
+/// is killed and removed instead, and the state with it.
+fn kill_orphan(
+    runtime: &Runtime,
+    id: &str,
+    bundle: &std::path::Path,
+) -> Result<Option<ContainerHandle>, RuntimeError> {
+    match runtime.load(id) {
+        Ok(mut handle) => {
+            let _ = handle.kill(libc::SIGKILL, true);
+            Ok(Some(handle))
+        }
+        Err(RuntimeError::NotFound(_)) => Ok(None),
+        Err(e) => {
+            log::warn!("{id}: {e}: killing the cgroup recorded at Create");
+            arch_runtime::kill_recorded_cgroup(id, bundle, timeouts::DELETE_RETRY)?;
+            runtime.remove_state(id).map(|()| None)
+        }
+    }
+}
+
+/// Removes a killed container; SIGKILL is asynchronous, and a cgroup with
+/// dying tasks cannot be removed yet.
+fn delete_retrying(mut handle: ContainerHandle) -> Result<(), RuntimeError> {
+    let deadline = Instant::now() + timeouts::DELETE_RETRY;
+    let mut deleted = handle.delete();
+    while deleted.is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = handle.kill(libc::SIGKILL, true);
+        deleted = handle.delete();
+    }
+    deleted
 }

@@ -19,8 +19,9 @@ pub const EARLY_EXIT_TTL: Duration = Duration::from_secs(30);
 pub const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
 
 /// How long the `delete` action retries removing a container whose
-/// SIGKILLed processes are still leaving its cgroup.
-pub const DELETE_RETRY: Duration = Duration::from_secs(10);
+/// SIGKILLed processes are still leaving its cgroup: containerd kills the
+/// action after 5 s (io.containerd.timeout.shim.cleanup).
+pub const DELETE_RETRY: Duration = Duration::from_secs(3);
 
 /// How long Delete and Shutdown wait for a checkpoint that is still
 /// writing its image (its exit was reported once the kill deadline passed):
@@ -30,9 +31,3 @@ pub const COMMIT_WAIT: Duration = Duration::from_secs(300);
 
 /// How long Shutdown waits for queued events (TaskDelete) to reach containerd.
 pub const EVENTS_FLUSH: Duration = Duration::from_secs(5);
-
-/// How often a checkpoint tries to freeze the container before it gives up
-/// (and the container gets its stop signal), and the pause after the n-th
-/// failed try (n times this).
-pub const FREEZE_ATTEMPTS: u32 = 5;
-pub const FREEZE_BACKOFF: Duration = Duration::from_millis(250);

@@ -208,6 +208,11 @@ impl LeakCheck {
 impl Drop for LeakCheck {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            // The test failed already; what it leaked must still show (a
+            // frozen tree left by a failed test once went unreported).
+            if let Err(e) = no_new_orphans(&self.0, Duration::from_secs(5)) {
+                eprintln!("and besides the failure: {e}");
+            }
             return;
         }
         if let Err(e) = no_new_orphans(&self.0, Duration::from_secs(30)) {

@@ -75,6 +75,81 @@ fn a_crashed_shim_is_cleaned_up_by_containerd() {
     );
 }
 
+/// The shim died while libcontainer rewrote the container's state file
+/// (it truncates, then writes) with the container frozen, as a
+/// checkpoint's pause leaves it: the delete action cannot load the
+/// container, and must still kill the frozen tree (the cgroup Create
+/// recorded). Seen once under load: the init stayed FROZEN for good.
+#[test]
+fn a_shim_killed_with_its_container_frozen_and_its_state_torn_leaks_nothing() {
+    let _leaks = leaks::LeakCheck::start();
+    let c = ctr();
+    let id = unique_id("torn");
+    let ct = c.start_detached(&id, &["sleep", "600"]);
+    let init = c.task_pid(&id);
+    freeze_cgroup_of(init);
+    let state = Path::new("/run/containerd-arch/arch-test")
+        .join(&id)
+        .join("state.json");
+    std::fs::write(&state, "").expect("tearing the state");
+    for pid in shim_pids(&id) {
+        let _ = nix_kill(pid);
+    }
+    if let Err(e) = leaks::nothing_in_cgroup_of(&id, Duration::from_secs(20)) {
+        panic!("the frozen tree outlived its shim: {e}");
+    }
+    assert!(!pid_alive(init), "the init outlived its shim");
+    assert!(
+        wait_until(Duration::from_secs(10), || !state
+            .parent()
+            .unwrap()
+            .exists()),
+        "state left"
+    );
+    drop(ct);
+}
+
+/// Freezes the cgroup of `pid` (v1 freezer or v2) and waits until it is.
+fn freeze_cgroup_of(pid: i32) {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let rel = |prefix: &str| {
+        cgroups
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(|r| r.trim_start_matches('/').to_string())
+    };
+    let (file, value, done) = match rel("0::") {
+        Some(r) if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() => (
+            Path::new("/sys/fs/cgroup").join(r),
+            ("cgroup.freeze", "1"),
+            ("cgroup.events", "frozen 1"),
+        ),
+        _ => {
+            let r = cgroups
+                .lines()
+                .find_map(|l| {
+                    l.split_once(":freezer:")
+                        .map(|(_, r)| r.trim_start_matches('/').to_string())
+                })
+                .expect("no freezer cgroup");
+            (
+                Path::new("/sys/fs/cgroup/freezer").join(r),
+                ("freezer.state", "FROZEN"),
+                ("freezer.state", "FROZEN"),
+            )
+        }
+    };
+    std::fs::write(file.join(value.0), value.1).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || std::fs::read_to_string(
+            file.join(done.0)
+        )
+        .is_ok_and(|s| s.contains(done.1))),
+        "{} never froze",
+        file.display()
+    );
+}
+
 fn nix_kill(pid: i32) -> bool {
     Command::new("kill")
         .args(["-9", &pid.to_string()])

@@ -10,6 +10,7 @@ use crate::cgroup_driver::CgroupDriver;
 use crate::dump::DumpOptions;
 use crate::error::{Result, RuntimeError};
 use crate::exec_security::ExecSecurity;
+use crate::freeze;
 use crate::libcontainer_spec;
 use crate::spawn::{self, CreateRequest, ExecRequest};
 
@@ -65,6 +66,17 @@ impl Runtime {
         spawn::exec(req, security)
     }
 
+    /// Removes container `id`'s state directory, for a container whose
+    /// state cannot be loaded any more (see [`crate::orphan`]).
+    pub fn remove_state(&self, id: &str) -> Result<()> {
+        match std::fs::remove_dir_all(self.state_root.join(id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(RuntimeError::io(format!("removing the state of {id}"))(e))
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub fn load(&self, id: &str) -> Result<ContainerHandle> {
         let dir = self.state_root.join(id);
         if !dir.join("state.json").exists() {
@@ -112,7 +124,23 @@ impl ContainerHandle {
         crate::kill_all::signal_cgroup(&self.id, &self.cgroup_path()?, driver, signal)
     }
 
+    /// Freezes the container (patiently: see [`crate::freeze`]) and
+    /// records it as paused.
     pub fn pause(&mut self) -> Result<()> {
+        self.inner
+            .refresh_status()
+            .map_err(RuntimeError::lc(&self.id, "pause"))?;
+        if self.inner.can_pause() {
+            let driver = CgroupDriver::from_systemd(self.inner.systemd());
+            let dir = crate::dump::freezer_dir(&self.cgroup_path()?, driver);
+            let cgroup = freeze::HostFreezer::at(&dir);
+            freeze::freeze(
+                &self.id,
+                &cgroup,
+                freeze::FREEZE_PATIENCE,
+                std::thread::sleep,
+            )?;
+        }
         self.inner
             .pause()
             .map_err(RuntimeError::lc(&self.id, "pause"))

@@ -14,7 +14,7 @@ use arch_runtime::{DumpOptions, RuntimeError, StreamedFile};
 
 use super::local_dump::{copy_into_staging, LocalDump, LOCAL_DUMP_DIR};
 use crate::seams::ContainerRuntime;
-use crate::timeouts::{FREEZE_ATTEMPTS, FREEZE_BACKOFF, STALE_TEMP_AGE};
+use crate::timeouts::STALE_TEMP_AGE;
 
 /// The runtime as the dump chain sees it.
 struct RuntimeDumper<'a> {
@@ -133,18 +133,9 @@ impl Dumper for RuntimeDumper<'_> {
 
     fn freeze(&self) -> Result<(), RuntimeError> {
         self.take_slot();
-        // The v1 freezer gives up after about half a second of FREEZING
-        // (libcgroups), which a loaded host can take: try again a few times.
-        let mut frozen = self.runtime.pause(self.id);
-        for attempt in 1..FREEZE_ATTEMPTS {
-            let Err(e) = &frozen else { break };
-            log::warn!(
-                "{}: freezing for the dump (attempt {attempt}): {e}",
-                self.id
-            );
-            std::thread::sleep(FREEZE_BACKOFF * attempt);
-            frozen = self.runtime.pause(self.id);
-        }
+        // The runtime's freeze waits out a loaded host (see arch_runtime's
+        // freeze module); past its patience the checkpoint fails.
+        let frozen = self.runtime.pause(self.id);
         if frozen.is_err() {
             self.release_slot();
         }

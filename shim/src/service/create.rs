@@ -36,6 +36,9 @@ impl TaskService {
             arch_host::cgroup_version(std::path::Path::new(arch_host::paths::CGROUP_ROOT))
                 == arch_host::CgroupVersion::V2;
         let cgroup_driver = cgroup_driver(options.systemd_cgroup, &spec, unified);
+        let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
+        self.runtime
+            .record_cgroup(&id, &bundle, cgroups_path.as_deref(), cgroup_driver)?;
         self.arch.arm_faults(&id, &spec)?;
         let identity = self.arch.identify(&id, &spec)?;
         let predumps = match &identity {

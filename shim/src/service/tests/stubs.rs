@@ -98,6 +98,15 @@ impl ContainerRuntime for StubRuntime {
     fn state_root(&self) -> &Path {
         &self.state_root
     }
+    fn record_cgroup(
+        &self,
+        _: &str,
+        _: &std::path::Path,
+        _: Option<&std::path::Path>,
+        _: arch_runtime::CgroupDriver,
+    ) -> Result<()> {
+        Ok(())
+    }
     fn create(&self, req: CreateRequest) -> Result<i32> {
         self.call(Call::Create(req.id.clone()));
         if let Some(pid) = self.script.lock().unwrap().create_pid.take() {
