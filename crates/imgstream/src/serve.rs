@@ -201,7 +201,7 @@ fn serve_file(rec: &FileRecord, pipe_fd: OwnedFd, store: &dyn Store) -> Result<(
         });
     }
     // First pass: nothing reaches CRIU before the whole file checked out.
-    let (stored, original) = decode(&mut file, codec, None, name, &mut io::sink(), !plain)?;
+    let (stored, original) = decode(&mut file, codec, None, name, &mut io::sink(), !plain, true)?;
     check_stored(rec, stored)?;
     if let Some(original) = original {
         check_original(rec, original)?;
@@ -215,7 +215,7 @@ fn serve_file(rec: &FileRecord, pipe_fd: OwnedFd, store: &dyn Store) -> Result<(
     let mut out = HoldLast::new(File::from(pipe_fd));
     // Second pass: decoding is deterministic, so the same stored bytes give
     // the original bytes pass one checked; only the stored ones are hashed.
-    let (stored, _) = decode(&mut file, codec, None, name, &mut out, false)?;
+    let (stored, _) = decode(&mut file, codec, None, name, &mut out, false, true)?;
     if check_stored(rec, stored).is_err() {
         return Err(StreamError::Changed { name: name.into() });
     }
@@ -226,7 +226,8 @@ fn serve_file(rec: &FileRecord, pipe_fd: OwnedFd, store: &dyn Store) -> Result<(
 }
 
 /// Decodes the stored file `file` of `rec` into `out` in one pass and
-/// checks both the stored bytes (size, sha256) and the decoded ones. For
+/// checks the decoded bytes (size, sha256) and the stored size; a damaged
+/// file is named by its stored digest when that differs too. For
 /// a restore that reads decoded files by name (CRIU's RPC cannot stream):
 /// `out` must be private to the caller, and discarded on an error, since
 /// the bytes are written before the end is checked.
@@ -259,17 +260,35 @@ pub fn decode_verified(
             name: name.into(),
             codec: rec.codec.clone(),
         })?;
-    let (stored, original) = match decode(file, codec, crypt, name, out, true) {
-        Ok(counts) => counts,
-        Err(e @ StreamError::Decompress { .. }) => {
-            // Damaged stored bytes make the decoder fail first: name the
-            // cause (the stored size or digest) when it is that.
-            return Err(stored_cause(rec, file).unwrap_or(e));
-        }
-        Err(e) => return Err(e),
-    };
-    check_stored(rec, stored)?;
-    check_original(rec, original.expect("asked for"))?;
+    // One digest per byte: stored bytes of a plain file are its original
+    // ones (if the record agrees with itself); otherwise the original
+    // digest proves what CRIU will read, and the stored bytes are only
+    // hashed again to name the cause of a failure.
+    let plain = codec == Codec::None && crypt.is_none();
+    if plain && (rec.original_sha256 != rec.stored_sha256 || rec.original_size != rec.stored_size) {
+        return Err(StreamError::OriginalDigest {
+            name: name.into(),
+            expected: rec.original_sha256.clone(),
+            found: rec.stored_sha256.clone(),
+        });
+    }
+    let checked = decode(file, codec, crypt, name, out, !plain, plain).and_then(
+        |(stored, original)| {
+            check_stored(rec, stored)?;
+            original.map_or(Ok(()), |o| check_original(rec, o))
+        },
+    );
+    if let Err(e) = checked {
+        // Damaged stored bytes make the decoder fail first, or the
+        // original digest: name the cause (the stored size or digest)
+        // when it is that.
+        return Err(match e {
+            StreamError::Decompress { .. } | StreamError::OriginalDigest { .. } if !plain => {
+                stored_cause(rec, file).unwrap_or(e)
+            }
+            e => e,
+        });
+    }
     out.flush().map_err(|source| StreamError::Store {
         name: name.into(),
         source,
@@ -293,6 +312,7 @@ fn decode(
     name: &str,
     out: &mut impl Write,
     hash_original: bool,
+    hash_stored: bool,
 ) -> Result<(Counted, Option<Counted>)> {
     let dec_err = |source| StreamError::Decompress {
         name: name.into(),
@@ -302,7 +322,11 @@ fn decode(
         name: name.into(),
         source,
     };
-    let opened = Opened::new(HashingReader::new(&mut *file), crypt).map_err(crypt_err)?;
+    let stored = match hash_stored {
+        true => Counted::new(),
+        false => Counted::size_only(),
+    };
+    let opened = Opened::new(HashingReader::with(&mut *file, stored), crypt).map_err(crypt_err)?;
     let mut src = Source::new(codec, opened).map_err(dec_err)?;
     let mut original = hash_original.then(Counted::new);
     let mut buf = vec![0u8; pipe::CHUNK];
@@ -342,6 +366,9 @@ fn check_stored(rec: &FileRecord, stored: Counted) -> Result<()> {
             expected: rec.stored_size,
             found: stored.size,
         });
+    }
+    if !stored.hashed() {
+        return Ok(());
     }
     let found = stored.hex();
     if found != rec.stored_sha256 {

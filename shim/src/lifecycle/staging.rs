@@ -256,7 +256,9 @@ impl Arch {
         // host's disk, whatever is written into the root in between.
         let local = LocalCopy::new(LOCAL_RESTORE_DIR, t.id).map_err(StagingError::LocalCopy)?;
         // verify_into makes the image directory itself, inside the copy.
+        let verifying = std::time::Instant::now();
         let image = taken.verify_into(&local.path().join("image"))?;
+        let verify_ms = verifying.elapsed().as_millis();
         compare_profiles(&image.manifest().profile, &t.state.profile)?;
         // A terminal cannot become pipes or the reverse: refuse before the
         // rootfs is touched.
@@ -265,9 +267,16 @@ impl Arch {
         check_compatible(image.manifest(), &HostFacts::detect(criu))
             .map_err(StagingError::Incompatible)?;
         arch_faults::hit(t.id, points::RESTORE_VALIDATED)?;
+        let applying = std::time::Instant::now();
         let stats = apply_rootfs(&image, &t.rootfs.path).map_err(StagingError::RootfsDiff)?;
         arch_faults::hit(t.id, points::RESTORE_ROOTFS_APPLIED)?;
-        log::info!("{}: applied rootfs diff of {ns}/{key}: {stats:?}", t.id);
+        // Create's share of a restore, phase by phase (Start logs CRIU's).
+        log::info!(
+            "{}: staged {ns}/{key}: verified copy of {} bytes in {verify_ms} ms, rootfs diff in {} ms: {stats:?}",
+            t.id,
+            image.manifest().total_size,
+            applying.elapsed().as_millis()
+        );
         Ok((image, local))
     }
 
