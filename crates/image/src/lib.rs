@@ -27,6 +27,7 @@ mod sign;
 mod staging;
 mod store;
 mod taken;
+mod write_behind;
 
 pub use claim::Claim;
 pub use error::{Error, Result};

@@ -21,6 +21,7 @@ use crate::image::Image;
 use crate::lease::{lease_path, Lease};
 use crate::manifest::{Status, Timestamp};
 use crate::store::{set_status, ImageStore, FAILURE_REASON_FILE};
+use crate::write_behind::WriteBehind;
 use crate::SIDECAR_SEP as SEP;
 
 /// The sidecar kind of a taken image.
@@ -409,13 +410,14 @@ fn decode_into(
     to: &Path,
 ) -> Result<()> {
     let dst = create_private(to)?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, dst);
+    let mut out = WriteBehind::new(dst).map_err(io_err("write", to))?;
     arch_imgstream::decode_verified(rec, &mut src, &mut out, crypt).map_err(|source| {
         Error::Stream {
             path: from.to_path_buf(),
             source,
         }
-    })
+    })?;
+    out.finish().map_err(io_err("write", to))
 }
 
 /// A new file of the private copy: never an existing one, never through a link.
@@ -434,19 +436,22 @@ fn create_private(to: &Path) -> Result<fs::File> {
 /// the bytes written (read once: what was hashed is what was copied).
 fn copy_hashed(mut src: fs::File, from: &Path, to: &Path) -> Result<(u64, String)> {
     use sha2::{Digest, Sha256};
-    use std::io::{Read, Write};
-    let mut dst = create_private(to)?;
+    use std::io::Read;
+    let mut dst = WriteBehind::new(create_private(to)?).map_err(io_err("write", to))?;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
+        // Each chunk is read, hashed and handed to the writer as is.
+        let mut buf = vec![0u8; 1 << 20];
         let n = src.read(&mut buf).map_err(io_err("read", from))?;
         if n == 0 {
             break;
         }
-        h.update(&buf[..n]);
-        dst.write_all(&buf[..n]).map_err(io_err("write", to))?;
+        buf.truncate(n);
+        h.update(&buf);
+        dst.write_owned(buf).map_err(io_err("write", to))?;
         size += n as u64;
     }
+    dst.finish().map_err(io_err("write", to))?;
     Ok((size, hex::encode(h.finalize())))
 }

@@ -35,7 +35,11 @@ impl Counted {
     }
 
     pub fn hex(self) -> String {
-        hex::encode(self.sha.expect("a digest of a count that hashed").finalize())
+        hex::encode(
+            self.sha
+                .expect("a digest of a count that hashed")
+                .finalize(),
+        )
     }
 }
 

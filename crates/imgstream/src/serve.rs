@@ -272,12 +272,11 @@ pub fn decode_verified(
             found: rec.stored_sha256.clone(),
         });
     }
-    let checked = decode(file, codec, crypt, name, out, !plain, plain).and_then(
-        |(stored, original)| {
+    let checked =
+        decode(file, codec, crypt, name, out, !plain, plain).and_then(|(stored, original)| {
             check_stored(rec, stored)?;
             original.map_or(Ok(()), |o| check_original(rec, o))
-        },
-    );
+        });
     if let Err(e) = checked {
         // Damaged stored bytes make the decoder fail first, or the
         // original digest: name the cause (the stored size or digest)

@@ -1,0 +1,146 @@
+//! A file writer whose writes run on a thread of their own.
+//!
+//! Verifying a taken image into its local copy (taken.rs) reads, decodes
+//! and hashes every byte, then writes it: one core's work end to end,
+//! while a 1 GiB restore waits for it at Create. Handing the writes to a
+//! second thread lets the copy land while the next chunk is decoded and
+//! hashed. The bytes written are the ones hashed: chunks are moved, not
+//! shared, and written in order.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread::JoinHandle;
+
+/// Bytes handed over at once, and how many chunks may wait: enough to
+/// ride out a slow write, bounded so a stalled disk stops the reader.
+const CHUNK: usize = 1 << 20;
+const QUEUED: usize = 4;
+
+pub(crate) struct WriteBehind {
+    buf: Vec<u8>,
+    to_writer: Option<SyncSender<Vec<u8>>>,
+    writer: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl WriteBehind {
+    pub(crate) fn new(mut file: File) -> io::Result<Self> {
+        let (to_writer, chunks) = sync_channel::<Vec<u8>>(QUEUED);
+        let writer = std::thread::Builder::new()
+            .name("write-behind".into())
+            .spawn(move || chunks.iter().try_for_each(|chunk| file.write_all(&chunk)))?;
+        Ok(WriteBehind {
+            buf: Vec::with_capacity(CHUNK),
+            to_writer: Some(to_writer),
+            writer: Some(writer),
+        })
+    }
+
+    /// Hands the buffered bytes to the writer; if it stopped, its error.
+    fn hand_over(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let sent = self.to_writer.as_ref().map(|tx| tx.send(chunk));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            // The writer stopped at its first failed write: that error.
+            _ => Err(self
+                .join()
+                .err()
+                .unwrap_or_else(|| io::Error::other("writer gone"))),
+        }
+    }
+
+    /// Writes `chunk` after what is buffered, without copying it.
+    pub(crate) fn write_owned(&mut self, chunk: Vec<u8>) -> io::Result<()> {
+        self.hand_over()?;
+        self.buf = chunk;
+        self.hand_over()
+    }
+
+    fn join(&mut self) -> io::Result<()> {
+        self.to_writer.take();
+        match self.writer.take().map(JoinHandle::join) {
+            Some(Ok(written)) => written,
+            Some(Err(_)) => Err(io::Error::other("the writer thread panicked")),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes everything and waits for it: the first write error, if any.
+    pub(crate) fn finish(mut self) -> io::Result<()> {
+        self.hand_over()?;
+        self.join()
+    }
+}
+
+impl Write for WriteBehind {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.hand_over()?;
+        }
+        Ok(data.len())
+    }
+
+    /// Hands over what is buffered without waiting ([`Self::finish`] waits).
+    fn flush(&mut self) -> io::Result<()> {
+        self.hand_over()
+    }
+}
+
+impl Drop for WriteBehind {
+    /// Never leaves a thread writing into a copy its owner removes.
+    fn drop(&mut self) {
+        let _ = self.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_land_in_order_and_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("f");
+        let mut w = WriteBehind::new(File::create(&path).unwrap()).unwrap();
+        let mut expected = Vec::new();
+        for i in 0..3000u32 {
+            let piece = vec![(i % 251) as u8; (i as usize * 7) % 4096];
+            w.write_all(&piece).unwrap();
+            expected.extend_from_slice(&piece);
+        }
+        w.write_owned(vec![7; 100]).unwrap();
+        w.write_all(b"tail").unwrap();
+        expected.extend_from_slice(&[7; 100]);
+        expected.extend_from_slice(b"tail");
+        w.finish().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_failed_write_is_reported() {
+        // /dev/full: every write fails with ENOSPC.
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let mut w = WriteBehind::new(full).unwrap();
+        let chunk = vec![0u8; CHUNK];
+        let mut failed = None;
+        for _ in 0..QUEUED + 3 {
+            if let Err(e) = w.write_all(&chunk) {
+                failed = Some(e);
+                break;
+            }
+        }
+        let e = match failed {
+            Some(e) => e,
+            None => w.finish().unwrap_err(),
+        };
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+    }
+}
