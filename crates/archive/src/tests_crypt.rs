@@ -3,45 +3,41 @@
 //! key on the other side; under another name it is refused (the name is
 //! in every file's authenticated identity).
 
-use std::io::Write;
 use std::sync::Arc;
 
 use arch_image::{CgroupVersion, CommitInfo, HostKey, Image, ImageStore};
-use arch_imgcrypt::{EncryptWriter, Key};
-use arch_imgstream::{Encryption, FileRecord};
-use sha2::{Digest, Sha256};
+use arch_imgcrypt::Key;
+use arch_imgstream::{store_file, Codec, Crypt, DirStore, Store};
 
 use crate::*;
 
 const IMAGE_ID: &str = "fedcba9876543210fedcba9876543210";
 
-fn encrypted_image(store: &ImageStore, k: &Key) -> Image {
+fn encrypted_image(store: &ImageStore, k: &Arc<Key>) -> Image {
     let mut st = store.begin("ns", "job").unwrap();
     let criu = st.path().join("criu");
     std::fs::create_dir(&criu).unwrap();
-    let data = vec![9u8; 200_000];
-    let id = arch_imgstream::identity("ns", "job", IMAGE_ID, "pages-1.img");
-    let mut enc =
-        zstd::Encoder::new(EncryptWriter::new(Vec::new(), k, id.as_bytes()).unwrap(), 1).unwrap();
-    enc.write_all(&data).unwrap();
-    let stored = enc.finish().unwrap().finish().unwrap();
-    std::fs::write(criu.join("pages-1.img.zst.enc"), &stored).unwrap();
-    let sha = |b: &[u8]| hex::encode(Sha256::digest(b));
-    st.add_streamed(&[FileRecord {
-        name: "pages-1.img".into(),
-        stored_name: "pages-1.img.zst.enc".into(),
-        original_size: data.len() as u64,
-        original_sha256: sha(&data),
-        stored_size: stored.len() as u64,
-        stored_sha256: sha(&stored),
-        codec: "zstd".into(),
-        level: Some(1),
-        encryption: Some(Encryption {
-            cipher: arch_imgcrypt::CIPHER_NAME.into(),
-            key_id: k.id().to_string(),
-            image_id: IMAGE_ID.into(),
-        }),
-    }]);
+    let crypt = Crypt {
+        key: k.clone(),
+        namespace: "ns".into(),
+        image_key: "job".into(),
+        image_id: IMAGE_ID.into(),
+    };
+    let store = DirStore::open_path(&criu).unwrap();
+    let zstd = Codec::Zstd {
+        level: 1,
+        threads: 0,
+    };
+    let create = |stored: &str| store.create(stored);
+    let rec = store_file(
+        "pages-1.img",
+        &[9u8; 200_000][..],
+        create,
+        zstd,
+        Some(&crypt),
+        || false,
+    );
+    st.add_streamed(&[rec.unwrap()]);
     st.commit(CommitInfo {
         container_id: "c1".into(),
         durations_ms: Default::default(),

@@ -3,54 +3,35 @@
 //! verified copy is decoded.
 
 use std::fs;
-use std::io::Write;
 use std::sync::Arc;
 
-use arch_imgcrypt::{EncryptWriter, Key};
-use arch_imgstream::{Encryption, FileRecord};
-use sha2::{Digest, Sha256};
+use arch_imgcrypt::Key;
+use arch_imgstream::{Crypt, FileRecord};
 
 use crate::tests::info;
+use crate::tests_stream::{store_in, ZSTD_1};
 use crate::*;
 
 const IMAGE_ID: &str = "0123456789abcdef0123456789abcdef";
-
-fn sha(b: &[u8]) -> String {
-    hex::encode(Sha256::digest(b))
-}
 
 fn key(b: u8) -> Arc<Key> {
     Arc::new(Key::from_bytes([b; 32]))
 }
 
-/// Stores `pages-1.img` as the capture would: zstd, then sealed with the
-/// identity of image `IMAGE_ID` of ns/k.
-fn encrypted_pages(criu: &std::path::Path, k: &Key) -> FileRecord {
+/// Stores `pages-1.img` as the capture does (zstd, then sealed with the
+/// identity of image `IMAGE_ID` of ns/k).
+fn encrypted_pages(criu: &std::path::Path, k: &Arc<Key>) -> FileRecord {
     let data: Vec<u8> = (0..100_000u32).map(|i| (i % 13) as u8).collect();
-    let id = arch_imgstream::identity("ns", "k", IMAGE_ID, "pages-1.img");
-    let mut enc =
-        zstd::Encoder::new(EncryptWriter::new(Vec::new(), k, id.as_bytes()).unwrap(), 1).unwrap();
-    enc.write_all(&data).unwrap();
-    let stored = enc.finish().unwrap().finish().unwrap();
-    fs::write(criu.join("pages-1.img.zst.enc"), &stored).unwrap();
-    FileRecord {
-        name: "pages-1.img".into(),
-        stored_name: "pages-1.img.zst.enc".into(),
-        original_size: data.len() as u64,
-        original_sha256: sha(&data),
-        stored_size: stored.len() as u64,
-        stored_sha256: sha(&stored),
-        codec: "zstd".into(),
-        level: Some(1),
-        encryption: Some(Encryption {
-            cipher: arch_imgcrypt::CIPHER_NAME.into(),
-            key_id: k.id().to_string(),
-            image_id: IMAGE_ID.into(),
-        }),
-    }
+    let crypt = Crypt {
+        key: k.clone(),
+        namespace: "ns".into(),
+        image_key: "k".into(),
+        image_id: IMAGE_ID.into(),
+    };
+    store_in(criu, "pages-1.img", &data, ZSTD_1, Some(&crypt))
 }
 
-fn commit(store: &ImageStore, k: &Key) -> Image {
+fn commit(store: &ImageStore, k: &Arc<Key>) -> Image {
     let st = store.begin("ns", "k").unwrap();
     fs::create_dir(st.path().join(CRIU_DIR)).unwrap();
     let rec = encrypted_pages(&st.path().join(CRIU_DIR), k);

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use arch_imgstream::FileRecord;
+use arch_imgstream::{Codec, FileRecord, Store};
 use sha2::{Digest, Sha256};
 
 use crate::tests::info;
@@ -17,36 +17,32 @@ fn pages() -> Vec<u8> {
     (0..200_000u32).map(|i| (i % 7) as u8).collect()
 }
 
+/// zstd level 1 on the file's own thread, as the host default.
+pub(crate) const ZSTD_1: Codec = Codec::Zstd {
+    level: 1,
+    threads: 0,
+};
+
+/// Stores `data` as CRIU's file `name` in `dir` through the capture's own
+/// code; its record.
+pub(crate) fn store_in(
+    dir: &std::path::Path,
+    name: &str,
+    data: &[u8],
+    codec: Codec,
+    crypt: Option<&arch_imgstream::Crypt>,
+) -> FileRecord {
+    let store = arch_imgstream::DirStore::open_path(dir).unwrap();
+    let create = |stored: &str| store.create(stored);
+    arch_imgstream::store_file(name, data, create, codec, crypt, || false).unwrap()
+}
+
 /// What a capture of `pages-1.img` (zstd) and `inventory.img` (none)
 /// leaves in `criu/`, and its records.
 fn streamed_files(criu: &std::path::Path) -> Vec<FileRecord> {
-    let data = pages();
-    let stored = zstd::encode_all(&data[..], 1).unwrap();
-    fs::write(criu.join("pages-1.img.zst"), &stored).unwrap();
-    fs::write(criu.join("inventory.img"), b"inv").unwrap();
     vec![
-        FileRecord {
-            name: "pages-1.img".into(),
-            stored_name: "pages-1.img.zst".into(),
-            original_size: data.len() as u64,
-            original_sha256: sha(&data),
-            stored_size: stored.len() as u64,
-            stored_sha256: sha(&stored),
-            codec: "zstd".into(),
-            level: Some(1),
-            encryption: None,
-        },
-        FileRecord {
-            name: "inventory.img".into(),
-            stored_name: "inventory.img".into(),
-            original_size: 3,
-            original_sha256: sha(b"inv"),
-            stored_size: 3,
-            stored_sha256: sha(b"inv"),
-            codec: "none".into(),
-            level: None,
-            encryption: None,
-        },
+        store_in(criu, "pages-1.img", &pages(), ZSTD_1, None),
+        store_in(criu, "inventory.img", b"inv", Codec::None, None),
     ]
 }
 

@@ -29,7 +29,7 @@ use crate::failure::Failure;
 use crate::hashing::{Counted, HashingWriter};
 use crate::listener::{wait_readable, Socket};
 use crate::record::FileRecord;
-use crate::store::{valid_name, Store};
+use crate::store::{valid_name, Store, StoredFile};
 use crate::{pipe, wire};
 
 /// The image CRIU writes last in a dump.
@@ -194,8 +194,41 @@ fn serve_connection(
 
 fn capture_file(name: &str, pipe_fd: OwnedFd, shared: &Shared) -> Result<FileRecord> {
     pipe::enlarge(&pipe_fd);
-    let codec = shared.codec;
-    let crypt = shared.crypt.as_ref();
+    let file = |stored_name: &str| {
+        let file = shared.store.create(stored_name)?;
+        shared
+            .created
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(stored_name.to_string());
+        Ok(file)
+    };
+    let pipe = File::from(pipe_fd);
+    // Another file failed: stop reading, so CRIU's writes break.
+    let abandoned = || shared.failure.failed();
+    store_file(
+        name,
+        pipe,
+        file,
+        shared.codec,
+        shared.crypt.as_ref(),
+        abandoned,
+    )
+}
+
+/// Stores file `name`, read from `src` to its end, as a capture does:
+/// sha256 of the original bytes, the codec, the cipher if any, sha256 of
+/// the stored bytes, into a new file `create` makes under the stored
+/// name, fsync'd. `abandoned` is asked before each chunk. Public for tests
+/// and tools that make streamed images without CRIU: the same code path.
+pub fn store_file(
+    name: &str,
+    mut src: impl Read,
+    create: impl FnOnce(&str) -> io::Result<Box<dyn StoredFile>>,
+    codec: Codec,
+    crypt: Option<&Crypt>,
+    abandoned: impl Fn() -> bool,
+) -> Result<FileRecord> {
     let mut stored_name = codec.stored_name(name);
     if crypt.is_some() {
         stored_name.push_str(SUFFIX);
@@ -205,12 +238,7 @@ fn capture_file(name: &str, pipe_fd: OwnedFd, shared: &Shared) -> Result<FileRec
         name: name.to_string(),
         source,
     };
-    let file = shared.store.create(&stored_name).map_err(store_err)?;
-    shared
-        .created
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(stored_name.clone());
+    let file = create(&stored_name).map_err(store_err)?;
     let crypt_err = |source| StreamError::Crypt {
         name: name.to_string(),
         source,
@@ -225,17 +253,15 @@ fn capture_file(name: &str, pipe_fd: OwnedFd, shared: &Shared) -> Result<FileRec
         name: name.to_string(),
         source,
     })?;
-    let mut pipe = File::from(pipe_fd);
     let mut original = Counted::new();
     let mut buf = vec![0u8; pipe::CHUNK];
     loop {
-        if shared.failure.failed() {
-            // Another file failed: stop reading, so CRIU's writes break.
+        if abandoned() {
             return Err(StreamError::Protocol(format!(
                 "{name}: abandoned after another file failed"
             )));
         }
-        let n = match pipe.read(&mut buf) {
+        let n = match src.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -249,7 +275,7 @@ fn capture_file(name: &str, pipe_fd: OwnedFd, shared: &Shared) -> Result<FileRec
         original.update(&buf[..n]);
         sink.write_all(&buf[..n]).map_err(store_err)?;
     }
-    drop(pipe);
+    drop(src);
     let sealed = sink.finish().map_err(store_err)?;
     let (mut file, stored) = sealed.finish().map_err(store_err)?.into_parts();
     file.sync_all().map_err(store_err)?;

@@ -27,7 +27,7 @@ mod tests;
 #[cfg(test)]
 mod tests_crypt;
 
-pub use capture::Capture;
+pub use capture::{store_file, Capture};
 pub use codec::Codec;
 pub use crypt::{identity, new_image_id, Crypt, Encryption, SUFFIX as ENCRYPTED_SUFFIX};
 pub use error::{Result, StreamError};
