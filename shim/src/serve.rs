@@ -36,6 +36,28 @@ pub fn task_methods(task: Arc<dyn Task + Send + Sync>) -> Methods {
     methods
 }
 
+/// The started ttrpc server of `methods` on `listener`.
+///
+/// Two idle workers per connection, not ttrpc's three, and at most three
+/// kept after a burst (ttrpc's counts are of idle workers, and its start
+/// wants min < default < max): an idle shim's threads are much of its
+/// private memory (bench: idle-memory). A worker that takes a request
+/// (Wait blocks until the exit) below the minimum makes ttrpc start more,
+/// so a request never waits for a worker.
+fn task_server(
+    listener: UnixListener,
+    methods: Methods,
+) -> containerd_shim::protos::ttrpc::Result<Server> {
+    let mut server = Server::new()
+        .set_thread_count_min(1)
+        .set_thread_count_default(2)
+        .set_thread_count_max(3)
+        .add_listener(listener.into_raw_fd())?
+        .register_service(methods);
+    server.start()?;
+    Ok(server)
+}
+
 fn socket_path(address: &str) -> &str {
     address.strip_prefix("unix://").unwrap_or(address)
 }
@@ -129,10 +151,7 @@ pub fn run(runtime_id: &str, args: &[String]) -> anyhow::Result<()> {
         signal_started();
         return Ok(());
     };
-    let mut server = Server::new()
-        .add_listener(listener.into_raw_fd())?
-        .register_service(task_methods(task));
-    server.start()?;
+    let server = task_server(listener, task_methods(task))?;
     signal_started();
     log::info!("serving task API v3 and v2 on {}", flags.socket);
     std::thread::Builder::new()
@@ -166,6 +185,21 @@ mod tests {
             assert!(methods.contains_key(&format!("{V2}{name}")), "v2 {name}");
         }
         assert_eq!(methods.len() % 2, 0);
+    }
+
+    #[test]
+    fn the_task_server_starts_and_answers() {
+        struct Nop;
+        impl Task for Nop {}
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let server = task_server(
+            UnixListener::bind(&path).unwrap(),
+            task_methods(Arc::new(Nop)),
+        )
+        .expect("ttrpc accepts the worker counts");
+        UnixStream::connect(&path).expect("listening");
+        server.shutdown();
     }
 
     #[test]
