@@ -359,29 +359,28 @@ fn check_reports_the_encryption_key_by_id() {
         ),
     )
     .unwrap();
+    // `archctl check`'s whole output and its encryption line.
     let check = || {
         let o = archctl_with(
             &config,
             &["check", "--address", "/nonexistent/containerd.sock"],
         );
-        stdout(&o)
+        let out = stdout(&o);
+        let line = out
+            .lines()
+            .find(|l| l.contains("encryption:"))
+            .unwrap_or_else(|| panic!("{out}"))
+            .to_string();
+        (out, line)
     };
-    let out = check();
-    let line = out
-        .lines()
-        .find(|l| l.contains("encryption:"))
-        .unwrap_or_else(|| panic!("{out}"));
+    let (out, line) = check();
     assert!(
         line.starts_with("ok") && line.contains("key id ") && line.contains("xchacha20poly1305"),
         "{line}"
     );
     assert!(!out.contains(&hex), "the key is never printed: {out}");
     fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
-    let out = check();
-    let line = out
-        .lines()
-        .find(|l| l.contains("encryption:"))
-        .unwrap_or_else(|| panic!("{out}"));
+    let (_, line) = check();
     assert!(
         line.starts_with("missing") && line.contains("0644"),
         "{line}"

@@ -20,20 +20,23 @@ fn image_in(store: &ImageStore, key: &str) -> Image {
         b"{\"ociVersion\":\"1.0.2\"}",
     )
     .unwrap();
-    staging
-        .commit(CommitInfo {
-            container_id: "c1".into(),
-            durations_ms: Default::default(),
-            criu_version: "4.1.1".into(),
-            kernel: "6.18".into(),
-            arch: "x86_64".into(),
-            cgroup_version: CgroupVersion::V1,
-            profile: arch_image::ProfileDigest {
-                digest: "0".repeat(64),
-                fields: Default::default(),
-            },
-        })
-        .unwrap()
+    staging.commit(commit_info()).unwrap()
+}
+
+/// What a commit records of its container and host, for the tests.
+pub(crate) fn commit_info() -> CommitInfo {
+    CommitInfo {
+        container_id: "c1".into(),
+        durations_ms: Default::default(),
+        criu_version: "4.1.1".into(),
+        kernel: "6.18".into(),
+        arch: "x86_64".into(),
+        cgroup_version: CgroupVersion::V1,
+        profile: arch_image::ProfileDigest {
+            digest: "0".repeat(64),
+            fields: Default::default(),
+        },
+    }
 }
 
 fn exported(root: &Path) -> Vec<u8> {

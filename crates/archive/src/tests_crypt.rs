@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use arch_image::{CgroupVersion, CommitInfo, HostKey, Image, ImageStore};
+use arch_image::{HostKey, Image, ImageStore};
 use arch_imgcrypt::Key;
 use arch_imgstream::{store_file, Codec, Crypt, DirStore, Store};
 
@@ -38,19 +38,7 @@ fn encrypted_image(store: &ImageStore, k: &Arc<Key>) -> Image {
         || false,
     );
     st.add_streamed(&[rec.unwrap()]);
-    st.commit(CommitInfo {
-        container_id: "c1".into(),
-        durations_ms: Default::default(),
-        criu_version: "4.1.1".into(),
-        kernel: "6.18".into(),
-        arch: "x86_64".into(),
-        cgroup_version: CgroupVersion::V1,
-        profile: arch_image::ProfileDigest {
-            digest: "0".repeat(64),
-            fields: Default::default(),
-        },
-    })
-    .unwrap()
+    st.commit(crate::tests::commit_info()).unwrap()
 }
 
 #[test]

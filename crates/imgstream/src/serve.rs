@@ -190,15 +190,10 @@ fn serve_file(rec: &FileRecord, pipe_fd: OwnedFd, store: &dyn Store) -> Result<(
             name: name.into(),
             source,
         })?;
-    // Stored bytes are the original ones: one digest covers both, if the
-    // record agrees with itself.
+    // Stored bytes are the original ones: one digest covers both.
     let plain = codec == Codec::None;
-    if plain && (rec.original_sha256 != rec.stored_sha256 || rec.original_size != rec.stored_size) {
-        return Err(StreamError::OriginalDigest {
-            name: name.into(),
-            expected: rec.original_sha256.clone(),
-            found: rec.stored_sha256.clone(),
-        });
+    if plain {
+        check_plain_record(rec)?;
     }
     // First pass: nothing reaches CRIU before the whole file checked out.
     let (stored, original) = decode(&mut file, codec, None, name, &mut io::sink(), !plain, true)?;
@@ -265,12 +260,8 @@ pub fn decode_verified(
     // digest proves what CRIU will read, and the stored bytes are only
     // hashed again to name the cause of a failure.
     let plain = codec == Codec::None && crypt.is_none();
-    if plain && (rec.original_sha256 != rec.stored_sha256 || rec.original_size != rec.stored_size) {
-        return Err(StreamError::OriginalDigest {
-            name: name.into(),
-            expected: rec.original_sha256.clone(),
-            found: rec.stored_sha256.clone(),
-        });
+    if plain {
+        check_plain_record(rec)?;
     }
     let checked =
         decode(file, codec, crypt, name, out, !plain, plain).and_then(|(stored, original)| {
@@ -355,6 +346,19 @@ fn decode(
         source,
     })?;
     Ok((rest.count, original))
+}
+
+/// A file stored as it was (no codec, no cipher) has one digest and one
+/// size: a record that says otherwise is refused before any byte is read.
+fn check_plain_record(rec: &FileRecord) -> Result<()> {
+    if rec.original_sha256 != rec.stored_sha256 || rec.original_size != rec.stored_size {
+        return Err(StreamError::OriginalDigest {
+            name: rec.name.clone(),
+            expected: rec.original_sha256.clone(),
+            found: rec.stored_sha256.clone(),
+        });
+    }
+    Ok(())
 }
 
 fn check_stored(rec: &FileRecord, stored: Counted) -> Result<()> {

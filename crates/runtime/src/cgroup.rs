@@ -54,6 +54,27 @@ impl Cgroup {
         Ok(pids.into_iter().map(|p| p.as_raw()).collect())
     }
 
+    /// Waits up to `limit` for the cgroup to hold no process (killed
+    /// ones leave asynchronously); false if some are still there.
+    pub(crate) fn wait_empty(&self, limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            match self.pids() {
+                Ok(pids) if !pids.is_empty() => {}
+                _ => return true,
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Removes the cgroup (every hierarchy, or the systemd scope).
+    pub(crate) fn remove(&self) -> Result<()> {
+        self.manager()?.remove().map_err(|e| self.err(e))
+    }
+
     pub fn update(&self, resources: &LinuxResources) -> Result<()> {
         let opt = ControllerOpt {
             resources,

@@ -204,14 +204,8 @@ impl ContainerHandle {
 
     fn wait_cgroup_empty(&self, limit: std::time::Duration) {
         let Ok(cgroup) = self.cgroup() else { return };
-        let deadline = std::time::Instant::now() + limit;
-        while std::time::Instant::now() < deadline {
-            match cgroup.pids() {
-                Ok(pids) if !pids.is_empty() => {
-                    std::thread::sleep(std::time::Duration::from_millis(5))
-                }
-                _ => return,
-            }
+        if cgroup.wait_empty(limit) {
+            return;
         }
         log::warn!(
             "{}: processes left in the cgroup {limit:?} after SIGKILL",

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::Cgroup;
-use crate::cgroup_driver::{self, CgroupDriver};
+use crate::cgroup_driver::CgroupDriver;
 use crate::error::{Result, RuntimeError};
 
 /// The record's name in the bundle (containerd's directory for the task,
@@ -71,15 +71,11 @@ pub fn kill_recorded_cgroup(id: &str, bundle: &Path, wait: std::time::Duration) 
         bundle.join(RECORD).display()
     )))?;
     crate::kill_all::signal_cgroup(id, &record.cgroup_path, record.driver, libc::SIGKILL)?;
-    let cgroup = Cgroup::new(id, record.cgroup_path.clone(), record.driver);
-    let deadline = std::time::Instant::now() + wait;
-    while cgroup.pids().is_ok_and(|p| !p.is_empty()) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(10));
+    let cgroup = Cgroup::new(id, record.cgroup_path, record.driver);
+    if !cgroup.wait_empty(wait) {
+        log::warn!("{id}: processes left in the recorded cgroup {wait:?} after SIGKILL");
     }
-    use libcgroups::common::CgroupManager;
-    cgroup_driver::manager(id, &record.cgroup_path, record.driver)?
-        .remove()
-        .map_err(|e| RuntimeError::cgroup(id, e))
+    cgroup.remove()
 }
 
 #[cfg(test)]

@@ -206,44 +206,15 @@ const TRAPPED: &str = "trap 'echo got-term > /tmp/term; exit 143' TERM; \
 /// terminal; CRIU's CLI cannot stream it) is refused rather than written
 /// in clear: nothing committed, a failed record saying why, and the
 /// container gets its stop signal. (`ctr run -t` wants a terminal: it
-/// runs under util-linux `script`, as in terminal.rs.)
+/// runs under util-linux `script`: terminal.rs's `spawn_tty`.)
 #[test]
 fn an_unstreamable_checkpoint_is_refused_not_written_in_clear() {
     let (host, root, _) = host("enc-refuse");
     let c = &host.ctr;
     let (id, key) = (unique_id("eref"), unique_id("erkey"));
-    let key_env = format!("ARCH_KEY={key}");
-    let args = [
-        "ctr",
-        "--address",
-        &c.address,
-        "--namespace",
-        &c.namespace,
-        "run",
-        "-d",
-        "-t",
-        "--runtime",
-        arch_e2e::RUNTIME,
-        "--env",
-        "ARCH_ENABLE=1",
-        "--env",
-        &key_env,
-        arch_e2e::IMAGE,
-        &id,
-        "sh",
-        "-c",
-        TRAPPED,
-    ];
-    let line: Vec<String> = args
-        .iter()
-        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
-        .collect();
-    let out = std::process::Command::new("script")
-        .args(["-qec", &line.join(" "), "/dev/null"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("util-linux `script`");
-    assert!(out.status.success(), "ctr run -d -t: {out:?}");
+    let run = crate::terminal::spawn_tty(c, "-d", &id, &key, &[], TRAPPED);
+    let r = arch_e2e::finish_within(run, Duration::from_secs(60), "ctr run -d -t");
+    assert_eq!(r.code, 0, "ctr run -d -t: {} {}", r.stdout, r.stderr);
     c.wait_status(&id, "RUNNING");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(c.run(&["task", "kill", &id]).code, 0);

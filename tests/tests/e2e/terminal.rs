@@ -27,9 +27,16 @@ fn shell_quote(arg: &str) -> String {
     format!("'{}'", arg.replace('\'', r"'\''"))
 }
 
-/// `ctr run MODE -t` of the workload as an ARCH container with `key`,
+/// `ctr run MODE -t` of `sh -c CMD` as an ARCH container with `key`,
 /// under `script` so that ctr has a terminal; output goes to a pipe.
-fn spawn_tty(c: &Ctr, mode: &str, id: &str, key: &str, extra: &[&str]) -> Child {
+pub(crate) fn spawn_tty(
+    c: &Ctr,
+    mode: &str,
+    id: &str,
+    key: &str,
+    extra: &[&str],
+    cmd: &str,
+) -> Child {
     let key_env = format!("ARCH_KEY={key}");
     let mut args = vec![
         "ctr",
@@ -48,7 +55,7 @@ fn spawn_tty(c: &Ctr, mode: &str, id: &str, key: &str, extra: &[&str]) -> Child 
         &key_env,
     ];
     args.extend_from_slice(extra);
-    args.extend([IMAGE, id, "sh", "-c", WORKLOAD]);
+    args.extend([IMAGE, id, "sh", "-c", cmd]);
     let line: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
     Command::new("script")
         .args(["-qec", &line.join(" "), "/dev/null"])
@@ -62,7 +69,7 @@ fn spawn_tty(c: &Ctr, mode: &str, id: &str, key: &str, extra: &[&str]) -> Child 
 /// A detached terminal container; the guard removes it.
 fn start_tty(c: &Ctr, id: &str, key: &str) -> arch_e2e::Container {
     let r = finish_within(
-        spawn_tty(c, "-d", id, key, &[]),
+        spawn_tty(c, "-d", id, key, &[], WORKLOAD),
         Duration::from_secs(60),
         "ctr run -d -t",
     );
@@ -154,7 +161,7 @@ fn run_and_stop(c: &Ctr, key: &str) -> (String, u64) {
 /// the client saw on its terminal.
 fn attach_and_watch(c: &Ctr, key: &str, extra: &[&str], check: impl FnOnce(&str)) -> Vec<u64> {
     let id = unique_id("tty2");
-    let client = spawn_tty(c, "--rm", &id, key, extra);
+    let client = spawn_tty(c, "--rm", &id, key, extra, WORKLOAD);
     // Removes the container if a check fails (ctr's --rm does otherwise).
     let _guard = arch_e2e::Container {
         ctr: c.clone(),
