@@ -16,15 +16,59 @@ use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// What rust-criu runs when the launcher is on: resolved by the kernel in
-/// the child, where it is still the shim's binary.
-const SELF_EXE: &str = "/proc/self/exe";
-/// The same binary under another name, which asks the launcher for CRIU
-/// with `--track-mem`: rust-criu has no setter for the RPC's `track_mem`,
-/// and CRIU keeps command-line options in swrk mode unless the request
-/// sets them.
-const TRACK_MEM_EXE: &str = "/proc/thread-self/exe";
+/// What rust-criu runs when the launcher is on: paths the kernel resolves,
+/// in the child, to the shim's own binary. Which one rust-criu ran tells
+/// the launcher which options to give CRIU on its command line: rust-criu
+/// has no setter for the RPC's `track_mem` or `network_lock`, and CRIU
+/// keeps command-line options in swrk mode unless the request sets them.
+const VARIANTS: [(&str, Extra); 4] = [
+    ("/proc/self/exe", Extra::NONE),
+    ("/proc/thread-self/exe", Extra::TRACK_MEM),
+    ("/proc/self/root/proc/self/exe", Extra::NO_NETWORK_LOCK),
+    ("/proc/thread-self/root/proc/self/exe", Extra::BOTH),
+];
+const SELF_EXE: &str = VARIANTS[0].0;
 const SWRK: &str = "swrk";
+
+/// CRIU options a request needs beyond what rust-criu can set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct Extra {
+    /// `--track-mem`: a dump after pre-dumps takes only changed pages.
+    pub track_mem: bool,
+    /// `--network-lock skip`: see [`crate::dump::needs_network_lock`].
+    pub skip_network_lock: bool,
+}
+
+impl Extra {
+    const NONE: Extra = Extra {
+        track_mem: false,
+        skip_network_lock: false,
+    };
+    const TRACK_MEM: Extra = Extra {
+        track_mem: true,
+        skip_network_lock: false,
+    };
+    const NO_NETWORK_LOCK: Extra = Extra {
+        track_mem: false,
+        skip_network_lock: true,
+    };
+    const BOTH: Extra = Extra {
+        track_mem: true,
+        skip_network_lock: true,
+    };
+
+    /// The options as CRIU's command line spells them.
+    pub(crate) fn args(self) -> Vec<&'static str> {
+        let mut args = Vec::new();
+        if self.track_mem {
+            args.push("--track-mem");
+        }
+        if self.skip_network_lock {
+            args.extend(["--network-lock", "skip"]);
+        }
+        args
+    }
+}
 
 static LAUNCHER: AtomicBool = AtomicBool::new(false);
 
@@ -41,7 +85,15 @@ pub fn criu_launcher_main() {
 
 /// Whether `args` (argv) is rust-criu starting CRIU through the launcher.
 fn is_launch(args: &[OsString]) -> bool {
-    args.len() == 3 && (args[0] == SELF_EXE || args[0] == TRACK_MEM_EXE) && args[1] == SWRK
+    args.len() == 3 && args[1] == SWRK && extra_of(&args[0]).is_some()
+}
+
+/// The options the path rust-criu ran stands for.
+fn extra_of(argv0: &OsString) -> Option<Extra> {
+    VARIANTS
+        .iter()
+        .find(|(path, _)| argv0 == path)
+        .map(|(_, extra)| *extra)
 }
 
 fn launch(criu_args: &[OsString]) -> ! {
@@ -61,12 +113,13 @@ fn launch(criu_args: &[OsString]) -> ! {
         eprintln!("criu launcher: the shim is gone");
         std::process::exit(1);
     }
-    let track_mem = std::env::args_os()
+    let extra = std::env::args_os()
         .next()
-        .is_some_and(|a| a == TRACK_MEM_EXE);
+        .and_then(|a| extra_of(&a))
+        .unwrap_or_default();
     let err = std::process::Command::new("criu")
         .arg0("criu")
-        .args(track_mem.then_some("--track-mem"))
+        .args(extra.args())
         .args(criu_args)
         .exec();
     eprintln!("criu launcher: exec criu: {err}");
@@ -76,23 +129,24 @@ fn launch(criu_args: &[OsString]) -> ! {
 /// A rust-criu client that starts CRIU through the launcher when the
 /// binary enabled it ([`criu_launcher_main`]), else `criu` from PATH.
 pub(crate) fn new_criu() -> Result<rust_criu::Criu, rust_criu::CriuError> {
-    if LAUNCHER.load(Ordering::SeqCst) {
-        rust_criu::Criu::new_with_criu_path(SELF_EXE.to_string())
-    } else {
-        rust_criu::Criu::new()
-    }
+    new_criu_with(Extra::NONE)
 }
 
-/// As [`new_criu`], for a dump after a pre-dump: CRIU tracks memory
-/// (`--track-mem`). Without the launcher (unit tests) plain CRIU, which
-/// then dumps every page: correct, only not incremental.
-pub(crate) fn new_criu_tracking_mem() -> Result<rust_criu::Criu, rust_criu::CriuError> {
-    if LAUNCHER.load(Ordering::SeqCst) {
-        rust_criu::Criu::new_with_criu_path(TRACK_MEM_EXE.to_string())
-    } else {
-        log::warn!("CRIU without the launcher: the dump after a pre-dump takes every page");
-        rust_criu::Criu::new()
+/// As [`new_criu`], with CRIU given `extra`. Without the launcher (unit
+/// tests) plain CRIU: a dump after a pre-dump then takes every page and
+/// the network is locked, which is correct, only slower.
+pub(crate) fn new_criu_with(extra: Extra) -> Result<rust_criu::Criu, rust_criu::CriuError> {
+    if !LAUNCHER.load(Ordering::SeqCst) {
+        if extra != Extra::NONE {
+            log::warn!("CRIU without the launcher: not adding {:?}", extra.args());
+        }
+        return rust_criu::Criu::new();
     }
+    let (path, _) = VARIANTS
+        .iter()
+        .find(|(_, e)| *e == extra)
+        .expect("every combination of extras has a path");
+    rust_criu::Criu::new_with_criu_path(path.to_string())
 }
 
 #[cfg(test)]
@@ -107,6 +161,11 @@ mod tests {
     fn only_rust_criu_through_the_launcher_is_a_launch() {
         assert!(is_launch(&argv(&["/proc/self/exe", "swrk", "7"])));
         assert!(is_launch(&argv(&["/proc/thread-self/exe", "swrk", "7"])));
+        assert!(is_launch(&argv(&[
+            "/proc/self/root/proc/self/exe",
+            "swrk",
+            "7"
+        ])));
         for not in [
             &["containerd-shim-arch-v1", "swrk", "7"][..],
             &["/proc/self/exe", "swrk"],
@@ -114,6 +173,34 @@ mod tests {
             &["/usr/bin/containerd-shim-arch-v1", "-id", "swrk", "start"],
         ] {
             assert!(!is_launch(&argv(not)), "{not:?}");
+        }
+    }
+
+    #[test]
+    fn every_combination_of_extras_has_its_own_path() {
+        for track_mem in [false, true] {
+            for skip_network_lock in [false, true] {
+                let extra = Extra {
+                    track_mem,
+                    skip_network_lock,
+                };
+                let paths: Vec<_> = VARIANTS.iter().filter(|(_, e)| *e == extra).collect();
+                assert_eq!(paths.len(), 1, "{extra:?}");
+                assert_eq!(extra_of(&OsString::from(paths[0].0)), Some(extra));
+            }
+        }
+        assert_eq!(
+            Extra::BOTH.args(),
+            ["--track-mem", "--network-lock", "skip"]
+        );
+    }
+
+    #[test]
+    fn every_launcher_path_is_this_binary() {
+        let me = std::fs::read_link("/proc/self/exe").unwrap();
+        for (path, _) in VARIANTS {
+            // Resolved here in the test's process, as in CRIU's launcher.
+            assert_eq!(std::fs::canonicalize(path).unwrap(), me, "{path}");
         }
     }
 }

@@ -71,6 +71,9 @@ pub(crate) fn stream_dump_args(
             .filter(|(on, _)| *on)
             .map(|(_, f)| f.to_string()),
     );
+    if !opts.needs_network_lock() {
+        args.extend(["--network-lock".into(), "skip".into()]);
+    }
     if let Some(dir) = freezer {
         args.extend(["--freeze-cgroup".into(), dir.display().to_string()]);
     }
@@ -243,5 +246,17 @@ mod tests {
              --root /run/c/rootfs --manage-cgroups=soft --link-remap --leave-running \
              --tcp-established --freeze-cgroup /sys/fs/cgroup/c --ext-mount-map /etc/hosts:/etc/hosts"
         );
+    }
+
+    #[test]
+    fn without_tcp_connections_the_network_is_not_locked() {
+        let opts = DumpOptions {
+            image_dir: "/img/criu".into(),
+            ..Default::default()
+        };
+        let args = stream_dump_args(42, 9, None, Path::new("/r"), None, &[], &opts);
+        let at = args.iter().position(|a| a == "--network-lock").unwrap();
+        assert_eq!(args[at + 1], "skip");
+        assert!(!args.iter().any(|a| a == "--tcp-established"));
     }
 }
