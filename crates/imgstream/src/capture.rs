@@ -15,7 +15,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +26,7 @@ use crate::codec::{Codec, Sink};
 use crate::crypt::{Crypt, Sealed, SUFFIX};
 use crate::error::{Result, StreamError};
 use crate::failure::Failure;
+use crate::hash_behind::hashed_behind;
 use crate::hashing::{Counted, HashingWriter};
 use crate::listener::{wait_readable, Socket};
 use crate::record::FileRecord;
@@ -243,9 +244,15 @@ pub fn store_file(
         name: name.to_string(),
         source,
     };
-    // The stored digest hashes what reaches the file: the ciphertext.
+    // The stored digest hashes what reaches the file: the ciphertext. A
+    // plain file's stored bytes are its original ones: one digest for both.
+    let plain = codec == Codec::None && crypt.is_none();
+    let stored_count = match plain {
+        true => Counted::size_only(),
+        false => Counted::new(),
+    };
     let sealed = Sealed::new(
-        HashingWriter::new(file),
+        HashingWriter::with(file, stored_count),
         crypt.map(|c| (&*c.key, identity.as_deref().unwrap_or_default())),
     )
     .map_err(crypt_err)?;
@@ -253,39 +260,48 @@ pub fn store_file(
         name: name.to_string(),
         source,
     })?;
-    let mut original = Counted::new();
-    let mut buf = vec![0u8; pipe::CHUNK];
-    loop {
-        if abandoned() {
-            return Err(StreamError::Protocol(format!(
-                "{name}: abandoned after another file failed"
-            )));
-        }
-        let n = match src.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(source) => {
-                return Err(StreamError::PipeRead {
-                    name: name.to_string(),
-                    source,
-                })
+    // The original digest is taken on a thread of its own (hash_behind.rs),
+    // beside the compression and the stored digest; the writes stay here,
+    // so a full disk breaks CRIU's writes as it happens.
+    let ((), original) = hashed_behind(name, &mut io::sink(), |to_hasher| {
+        let mut buf = vec![0u8; pipe::CHUNK];
+        loop {
+            if abandoned() {
+                return Err(StreamError::Protocol(format!(
+                    "{name}: abandoned after another file failed"
+                )));
             }
-        };
-        original.update(&buf[..n]);
-        sink.write_all(&buf[..n]).map_err(store_err)?;
-    }
+            let n = match src.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(StreamError::PipeRead {
+                        name: name.to_string(),
+                        source,
+                    })
+                }
+            };
+            sink.write_all(&buf[..n]).map_err(store_err)?;
+            to_hasher.write_all(&buf[..n]).map_err(store_err)?;
+        }
+    })?;
     drop(src);
     let sealed = sink.finish().map_err(store_err)?;
     let (mut file, stored) = sealed.finish().map_err(store_err)?.into_parts();
     file.sync_all().map_err(store_err)?;
+    let (original_size, stored_size) = (original.size, stored.size);
+    let original_sha256 = original.hex();
     Ok(FileRecord {
         name: name.to_string(),
         stored_name,
-        original_size: original.size,
-        original_sha256: original.hex(),
-        stored_size: stored.size,
-        stored_sha256: stored.hex(),
+        original_size,
+        stored_sha256: match stored.hashed() {
+            true => stored.hex(),
+            false => original_sha256.clone(),
+        },
+        original_sha256,
+        stored_size,
         codec: codec.name().to_string(),
         level: codec.level(),
         encryption: crypt.map(Crypt::record),

@@ -50,11 +50,8 @@ pub(crate) struct HashingWriter<W> {
 }
 
 impl<W: Write> HashingWriter<W> {
-    pub fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            count: Counted::new(),
-        }
+    pub fn with(inner: W, count: Counted) -> Self {
+        HashingWriter { inner, count }
     }
 
     pub fn into_parts(self) -> (W, Counted) {

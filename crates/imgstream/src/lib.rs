@@ -12,6 +12,7 @@ mod codec;
 mod crypt;
 mod error;
 mod failure;
+mod hash_behind;
 mod hashing;
 mod listener;
 mod pipe;

@@ -29,6 +29,7 @@ use crate::codec::{self, Codec, Source};
 use crate::crypt::Opened;
 use crate::error::{Result, StreamError};
 use crate::failure::Failure;
+use crate::hash_behind::hashed_behind;
 use crate::hashing::{Counted, HashingReader};
 use crate::listener::{wait_readable, Socket};
 use crate::record::FileRecord;
@@ -233,7 +234,7 @@ fn serve_file(rec: &FileRecord, pipe_fd: OwnedFd, store: &dyn Store) -> Result<(
 pub fn decode_verified(
     rec: &FileRecord,
     file: &mut File,
-    out: &mut impl Write,
+    out: &mut (impl Write + Send),
     crypt: Option<(&arch_imgcrypt::Key, &str)>,
 ) -> Result<()> {
     let name = rec.name.as_str();
@@ -255,25 +256,27 @@ pub fn decode_verified(
             name: name.into(),
             codec: rec.codec.clone(),
         })?;
-    // One digest per byte: stored bytes of a plain file are its original
-    // ones (if the record agrees with itself); otherwise the original
-    // digest proves what CRIU will read, and the stored bytes are only
-    // hashed again to name the cause of a failure.
-    let plain = codec == Codec::None && crypt.is_none();
-    if plain {
+    // One digest per byte, taken on a thread of its own (hash_behind.rs):
+    // the original digest proves what CRIU will read; a plain file's stored
+    // bytes are its original ones (if the record agrees with itself), and
+    // otherwise the stored bytes are only hashed again to name the cause
+    // of a failure.
+    if codec == Codec::None && crypt.is_none() {
         check_plain_record(rec)?;
     }
-    let checked =
-        decode(file, codec, crypt, name, out, !plain, plain).and_then(|(stored, original)| {
-            check_stored(rec, stored)?;
-            original.map_or(Ok(()), |o| check_original(rec, o))
-        });
+    let checked = hashed_behind(name, out, |to_hasher| {
+        decode(file, codec, crypt, name, to_hasher, false, false)
+    })
+    .and_then(|((stored, _), original)| {
+        check_stored(rec, stored)?;
+        check_original(rec, original)
+    });
     if let Err(e) = checked {
         // Damaged stored bytes make the decoder fail first, or the
         // original digest: name the cause (the stored size or digest)
         // when it is that.
         return Err(match e {
-            StreamError::Decompress { .. } | StreamError::OriginalDigest { .. } if !plain => {
+            StreamError::Decompress { .. } | StreamError::OriginalDigest { .. } => {
                 stored_cause(rec, file).unwrap_or(e)
             }
             e => e,

@@ -91,6 +91,11 @@ fn read_back(
     (got, serve.finish())
 }
 
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(b))
+}
+
 #[test]
 fn round_trip_both_codecs() {
     for codec in [
@@ -111,6 +116,9 @@ fn round_trip_both_codecs() {
             assert_eq!(r.level, codec.level());
             let on_disk = fs::read(d.path().join(&r.stored_name)).unwrap();
             assert_eq!(on_disk.len() as u64, r.stored_size);
+            // Both digests are of the bytes they name, whichever thread took them.
+            assert_eq!(r.original_sha256, sha256_hex(&bytes), "{name}");
+            assert_eq!(r.stored_sha256, sha256_hex(&on_disk), "{name}");
             if codec == Codec::None {
                 assert_eq!(r.stored_sha256, r.original_sha256);
             }
@@ -275,9 +283,11 @@ fn full_disk_fails_the_capture_and_breaks_criu_pipe() {
             .write_all(b"small")
             .unwrap();
         let mut p = criu.open_write("pages-1.img");
-        // zstd with workers keeps whole jobs (several MiB) before it writes:
-        // enough input that the store's failure comes while CRIU still writes.
-        let big = data(9, 48 << 20);
+        // zstd with workers keeps whole jobs (several MiB each, a few in
+        // flight) before it writes, and zeros hardly reach the store: 64
+        // MiB of random bytes, so the store's failure comes while CRIU
+        // still writes (48 MiB, half of it zeros, missed 1 run in 12).
+        let big = data(9, 128 << 20).split_off(64 << 20);
         let w = p.write_all(&big);
         let Err(broken) = w else {
             panic!("{codec:?}: CRIU wrote all of it; its write must break");
