@@ -19,7 +19,12 @@ export ARCH_CHECKPOINT_ROOT=/var/lib/arch-bench/checkpoint
 export ARCH_CONFIG=/var/lib/arch-bench/config.toml
 mkdir -p "$(dirname "$ARCH_CONFIG")"
 : >"$ARCH_CONFIG"
-trap 'hack/containerd-test.sh stop >/dev/null 2>&1 || true' EXIT
+# containerd unpacks each checkpoint it restores for runc-v2 into
+# $XDG_RUNTIME_DIR (else /tmp) and leaves it there: the bench's own
+# directory, emptied after each restore (bench/run.py) and at the end.
+export XDG_RUNTIME_DIR=/var/lib/arch-bench/xdg
+rm -rf "$XDG_RUNTIME_DIR" && mkdir -m 0700 -p "$XDG_RUNTIME_DIR"
+trap 'hack/containerd-test.sh stop >/dev/null 2>&1 || true; rm -rf "$XDG_RUNTIME_DIR"' EXIT
 hack/containerd-test.sh start >/dev/null
 
 out="results/bench/$(date -u +%Y-%m-%dT%H%M%SZ)"

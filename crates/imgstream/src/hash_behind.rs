@@ -11,22 +11,33 @@ use std::io::{self, Write};
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 
 use crate::error::{Result, StreamError};
-use crate::hashing::Counted;
+use crate::hashing::{Counted, HashingWriter};
 use crate::pipe::CHUNK;
 
 /// Chunks that may wait for the hasher: enough to ride out an uneven
 /// pace, bounded so a stalled writer stops the reader.
 const QUEUED: usize = 4;
 
+/// Below this many bytes a second thread costs more than it saves (most
+/// of an image's files are a few KiB; its memory is one or two large ones).
+pub(crate) const BEHIND_FROM: u64 = 4 * CHUNK as u64;
+
 /// Runs `produce` with a writer whose bytes are hashed and then written to
-/// `out` on another thread; returns what `produce` returned and the count
-/// and sha256 of everything it wrote. A failed write to `out` is the
-/// error (`produce` then sees its writes refused).
+/// `out`, on another thread when `expected` bytes reach [`BEHIND_FROM`];
+/// returns what `produce` returned and the count and sha256 of everything
+/// it wrote. A failed write to `out` is the error (`produce` then sees
+/// its writes refused).
 pub(crate) fn hashed_behind<W: Write + Send, T>(
     name: &str,
     out: &mut W,
-    produce: impl FnOnce(&mut ChunkSender) -> Result<T>,
+    expected: u64,
+    produce: impl FnOnce(&mut dyn Write) -> Result<T>,
 ) -> Result<(T, Counted)> {
+    if expected < BEHIND_FROM {
+        let mut inline = HashingWriter::with(out, Counted::new());
+        let t = produce(&mut inline)?;
+        return Ok((t, inline.into_parts().1));
+    }
     let write_err = |source| StreamError::PipeWrite {
         name: name.into(),
         source,
@@ -118,7 +129,7 @@ mod tests {
     fn what_is_written_is_what_was_hashed_in_order() {
         let mut out = Vec::new();
         let mut expected = Vec::new();
-        let ((), count) = hashed_behind("f", &mut out, |w| {
+        let ((), count) = hashed_behind("f", &mut out, BEHIND_FROM, |w| {
             for i in 0..2000u32 {
                 let piece = vec![(i % 251) as u8; (i as usize * 977) % 5000];
                 w.write_all(&piece).unwrap();
@@ -134,6 +145,20 @@ mod tests {
         assert_eq!(count.hex(), whole.hex());
     }
 
+    #[test]
+    fn a_small_file_is_hashed_inline_to_the_same_digest() {
+        let bytes = b"inventory".repeat(100);
+        let (mut inline, mut behind) = (Vec::new(), Vec::new());
+        let (_, a) = hashed_behind("f", &mut inline, 0, |w| Ok(w.write_all(&bytes))).unwrap();
+        let (_, b) =
+            hashed_behind("f", &mut behind, BEHIND_FROM, |w| Ok(w.write_all(&bytes))).unwrap();
+        assert_eq!(
+            (inline.as_slice(), behind.as_slice()),
+            (&bytes[..], &bytes[..])
+        );
+        assert_eq!(a.hex(), b.hex());
+    }
+
     struct Full;
     impl Write for Full {
         fn write(&mut self, _: &[u8]) -> io::Result<usize> {
@@ -146,7 +171,7 @@ mod tests {
 
     #[test]
     fn a_failed_write_is_the_error_not_the_refused_send() {
-        let e = hashed_behind("pages-1.img", &mut Full, |w| {
+        let e = hashed_behind("pages-1.img", &mut Full, u64::MAX, |w| {
             for _ in 0..64 {
                 w.write_all(&[1; CHUNK])
                     .map_err(|source| StreamError::Store {
@@ -170,7 +195,7 @@ mod tests {
     #[test]
     fn the_producers_error_stands_when_the_writes_were_fine() {
         let mut out = Vec::new();
-        let e = hashed_behind("f", &mut out, |w| {
+        let e = hashed_behind("f", &mut out, BEHIND_FROM, |w| {
             w.write_all(b"some").unwrap();
             Err::<(), _>(StreamError::UnknownCodec {
                 name: "f".into(),

@@ -264,8 +264,8 @@ pub fn decode_verified(
     if codec == Codec::None && crypt.is_none() {
         check_plain_record(rec)?;
     }
-    let checked = hashed_behind(name, out, |to_hasher| {
-        decode(file, codec, crypt, name, to_hasher, false, false)
+    let checked = hashed_behind(name, out, rec.original_size, |mut to_hasher| {
+        decode(file, codec, crypt, name, &mut to_hasher, false, false)
     })
     .and_then(|((stored, _), original)| {
         check_stored(rec, stored)?;
