@@ -184,3 +184,29 @@ pub(crate) fn exec(req: ExecRequest, security: ExecSecurity) -> Result<i32> {
             reason,
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pid_and_parent(_: ()) -> (u32, i32) {
+        // SAFETY: getppid has no preconditions.
+        (std::process::id(), unsafe { libc::getppid() })
+    }
+
+    #[test]
+    fn a_worker_zygote_runs_the_request_as_our_child_and_is_gone_after() {
+        let me = std::process::id();
+        let (worker, parent) = in_fresh_zygote(|z| z.try_run(pid_and_parent, ())).unwrap();
+        let (global, _) = Zygote::global().run(pid_and_parent, ());
+        assert_ne!(worker, me);
+        assert_ne!(worker, global, "not the global zygote");
+        assert_eq!(parent as u32, me, "a sibling of the zygote: our child");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{worker}")).exists(),
+            "the worker is killed and reaped when the request returns"
+        );
+        let (again, _) = in_fresh_zygote(|z| z.try_run(pid_and_parent, ())).unwrap();
+        assert_ne!(again, worker, "a new worker per request");
+    }
+}
