@@ -40,22 +40,17 @@ pub(crate) struct Extra {
 }
 
 impl Extra {
-    const NONE: Extra = Extra {
-        track_mem: false,
-        skip_network_lock: false,
-    };
-    const TRACK_MEM: Extra = Extra {
-        track_mem: true,
-        skip_network_lock: false,
-    };
-    const NO_NETWORK_LOCK: Extra = Extra {
-        track_mem: false,
-        skip_network_lock: true,
-    };
-    const BOTH: Extra = Extra {
-        track_mem: true,
-        skip_network_lock: true,
-    };
+    const NONE: Extra = Extra::new(false, false);
+    const TRACK_MEM: Extra = Extra::new(true, false);
+    const NO_NETWORK_LOCK: Extra = Extra::new(false, true);
+    const BOTH: Extra = Extra::new(true, true);
+
+    const fn new(track_mem: bool, skip_network_lock: bool) -> Extra {
+        Extra {
+            track_mem,
+            skip_network_lock,
+        }
+    }
 
     /// The options as CRIU's command line spells them.
     pub(crate) fn args(self) -> Vec<&'static str> {
