@@ -236,7 +236,13 @@ do_start() {
         log "starting containerd $(containerd --version | awk '{print $3}') (config $CONFIG, log $LOGF${ARCH_TEST_NETNS:+, netns $ARCH_TEST_NETNS})"
         : >>"$LOGF"
         echo "=== start $(date -u +%FT%TZ) PATH=$path" >>"$LOGF"
-        PATH="$path" setsid "${launcher[@]}" containerd --config "$CONFIG" </dev/null >>"$LOGF" 2>&1 &
+        # containerd 1.7 unpacks every checkpoint it restores into a
+        # ctrd-checkpoint* directory under $XDG_RUNTIME_DIR (else /tmp) and
+        # never removes it: this instance's own directory, removed at stop
+        # (a caller's own XDG_RUNTIME_DIR, like make bench's, is its own).
+        local xdg="${XDG_RUNTIME_DIR:-$TEST_DIR/xdg}"
+        mkdir -m 0700 -p "$xdg"
+        XDG_RUNTIME_DIR="$xdg" PATH="$path" setsid "${launcher[@]}" containerd --config "$CONFIG" </dev/null >>"$LOGF" 2>&1 &
         pid=$!
         echo "$pid" >"$PIDF"
         for i in $(seq 1 300); do
@@ -355,6 +361,7 @@ do_stop() {
     for p in $(shim_pids); do kill -KILL "$p" 2>/dev/null || true; done
     unmount_leftovers
     rm -f "$PIDF" "$SOCK" "$TTRPC_SOCK"
+    rm -rf "$TEST_DIR/xdg"
 }
 
 do_status() {
