@@ -23,6 +23,7 @@ use crate::manifest::{Status, Timestamp};
 use crate::store::{set_status, ImageStore, FAILURE_REASON_FILE};
 use crate::write_behind::WriteBehind;
 use crate::SIDECAR_SEP as SEP;
+use arch_imgstream::OwnedWrite;
 
 /// The sidecar kind of a taken image.
 pub(crate) const TAKEN: &str = "taken-";

@@ -9,59 +9,36 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::JoinHandle;
 
-/// Bytes handed over at once, and how many chunks may wait: enough to
-/// ride out a slow write, bounded so a stalled disk stops the reader.
-const CHUNK: usize = 1 << 20;
-const QUEUED: usize = 4;
+use arch_imgstream::{chunk_channel, ChunkSender, Chunks, OwnedWrite};
 
 pub(crate) struct WriteBehind {
-    buf: Vec<u8>,
-    to_writer: Option<SyncSender<Vec<u8>>>,
+    sender: ChunkSender,
     writer: Option<JoinHandle<io::Result<()>>>,
 }
 
 impl WriteBehind {
     pub(crate) fn new(mut file: File) -> io::Result<Self> {
-        let (to_writer, chunks) = sync_channel::<Vec<u8>>(QUEUED);
+        let (sender, chunks) = chunk_channel();
         let writer = std::thread::Builder::new()
             .name("write-behind".into())
-            .spawn(move || write_sparse(&mut file, chunks.iter()))?;
+            .spawn(move || write_sparse(&mut file, &chunks))?;
         Ok(WriteBehind {
-            buf: Vec::with_capacity(CHUNK),
-            to_writer: Some(to_writer),
+            sender,
             writer: Some(writer),
         })
     }
 
-    /// Hands the buffered bytes to the writer; if it stopped, its error.
-    fn hand_over(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        let sent = self.to_writer.as_ref().map(|tx| tx.send(chunk));
-        match sent {
-            Some(Ok(())) => Ok(()),
-            // The writer stopped at its first failed write: that error.
-            _ => Err(self
-                .join()
-                .err()
-                .unwrap_or_else(|| io::Error::other("writer gone"))),
-        }
-    }
-
-    /// Writes `chunk` after what is buffered, without copying it.
-    pub(crate) fn write_owned(&mut self, chunk: Vec<u8>) -> io::Result<()> {
-        self.hand_over()?;
-        self.buf = chunk;
-        self.hand_over()
+    /// The writer stopped at its first failed write: that error.
+    fn writer_error(&mut self) -> io::Error {
+        self.join()
+            .err()
+            .unwrap_or_else(|| io::Error::other("the writer thread stopped"))
     }
 
     fn join(&mut self) -> io::Result<()> {
-        self.to_writer.take();
+        self.sender.close();
         match self.writer.take().map(JoinHandle::join) {
             Some(Ok(written)) => written,
             Some(Err(_)) => Err(io::Error::other("the writer thread panicked")),
@@ -71,7 +48,9 @@ impl WriteBehind {
 
     /// Writes everything and waits for it: the first write error, if any.
     pub(crate) fn finish(mut self) -> io::Result<()> {
-        self.hand_over()?;
+        if self.sender.hand_over().is_err() {
+            return Err(self.writer_error());
+        }
         self.join()
     }
 }
@@ -79,16 +58,17 @@ impl WriteBehind {
 /// Writes `chunks` in order, leaving a hole for each that is all zeros
 /// (half the pages of a typical memory image are: the copy then costs no
 /// page-cache copy for them, and reads back as zeros).
-fn write_sparse(file: &mut File, chunks: impl Iterator<Item = Vec<u8>>) -> io::Result<()> {
+fn write_sparse(file: &mut File, chunks: &Chunks) -> io::Result<()> {
     use std::io::{Seek, SeekFrom};
     let mut end = 0u64;
-    for chunk in chunks {
+    while let Some(chunk) = chunks.next_chunk() {
         if is_zeros(&chunk) {
             file.seek(SeekFrom::Current(chunk.len() as i64))?;
         } else {
             file.write_all(&chunk)?;
         }
         end += chunk.len() as u64;
+        chunks.recycle(chunk);
     }
     // A trailing hole has no byte written after it.
     file.set_len(end)
@@ -102,16 +82,28 @@ fn is_zeros(b: &[u8]) -> bool {
 
 impl Write for WriteBehind {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.hand_over()?;
+        match self.sender.write(data) {
+            Ok(n) => Ok(n),
+            Err(_) => Err(self.writer_error()),
         }
-        Ok(data.len())
     }
 
     /// Hands over what is buffered without waiting ([`Self::finish`] waits).
     fn flush(&mut self) -> io::Result<()> {
-        self.hand_over()
+        match self.sender.hand_over() {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.writer_error()),
+        }
+    }
+}
+
+impl OwnedWrite for WriteBehind {
+    /// Hands `chunk` to the writer as it is: no copy.
+    fn write_owned(&mut self, chunk: Vec<u8>) -> io::Result<Option<Vec<u8>>> {
+        match self.sender.send_owned(chunk) {
+            Ok(()) => Ok(None),
+            Err(_) => Err(self.writer_error()),
+        }
     }
 }
 
@@ -125,6 +117,7 @@ impl Drop for WriteBehind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arch_imgstream::CHUNK;
 
     #[test]
     fn bytes_land_in_order_and_whole() {
@@ -195,7 +188,8 @@ mod tests {
         let mut w = WriteBehind::new(full).unwrap();
         let chunk = vec![1u8; CHUNK];
         let mut failed = None;
-        for _ in 0..QUEUED + 3 {
+        // More than the queue holds: some write must see the failure.
+        for _ in 0..16 {
             if let Err(e) = w.write_all(&chunk) {
                 failed = Some(e);
                 break;

@@ -260,15 +260,10 @@ pub fn store_file(
         name: name.to_string(),
         source,
     })?;
-    // The original digest is taken on a thread of its own (hash_behind.rs),
-    // beside the compression and the stored digest; the writes stay here,
-    // so a full disk breaks CRIU's writes as it happens.
-    // CRIU's memory images are the large files.
-    let expected = match name.starts_with("pages-") {
-        true => u64::MAX,
-        false => 0,
-    };
-    let ((), original) = hashed_behind(name, &mut io::sink(), expected, |to_hasher| {
+    // The original digest of a large file is taken on a thread of its own
+    // (hash_behind.rs), beside the compression and the stored digest; the
+    // writes stay here, so a full disk breaks CRIU's writes as it happens.
+    let ((), original) = hashed_behind(name, &mut io::sink(), |to_hasher| {
         let mut buf = vec![0u8; pipe::CHUNK];
         loop {
             if abandoned() {

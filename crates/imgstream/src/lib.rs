@@ -8,6 +8,7 @@
 //! RPC can stream.
 
 mod capture;
+mod chunks;
 mod codec;
 mod crypt;
 mod error;
@@ -29,6 +30,7 @@ mod tests;
 mod tests_crypt;
 
 pub use capture::{store_file, Capture};
+pub use chunks::{chunk_channel, ChunkSender, Chunks, OwnedWrite, CHUNK};
 pub use codec::Codec;
 pub use crypt::{identity, new_image_id, Crypt, Encryption, SUFFIX as ENCRYPTED_SUFFIX};
 pub use error::{Result, StreamError};

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
+use crate::chunks::OwnedWrite;
 use crate::codec::{self, Codec, Source};
 use crate::crypt::Opened;
 use crate::error::{Result, StreamError};
@@ -234,7 +235,7 @@ fn serve_file(rec: &FileRecord, pipe_fd: OwnedFd, store: &dyn Store) -> Result<(
 pub fn decode_verified(
     rec: &FileRecord,
     file: &mut File,
-    out: &mut (impl Write + Send),
+    out: &mut impl OwnedWrite,
     crypt: Option<(&arch_imgcrypt::Key, &str)>,
 ) -> Result<()> {
     let name = rec.name.as_str();
@@ -264,7 +265,7 @@ pub fn decode_verified(
     if codec == Codec::None && crypt.is_none() {
         check_plain_record(rec)?;
     }
-    let checked = hashed_behind(name, out, rec.original_size, |mut to_hasher| {
+    let checked = hashed_behind(name, out, |mut to_hasher| {
         decode(file, codec, crypt, name, &mut to_hasher, false, false)
     })
     .and_then(|((stored, _), original)| {
