@@ -104,8 +104,10 @@ fn limit_malloc_arenas() {
 }
 
 fn main() {
-    // Run as CRIU's launcher, this becomes CRIU (see arch-runtime).
+    // Run as CRIU's launcher, this becomes CRIU; run as a spawn helper, it
+    // creates one container or process and exits (see arch-runtime).
     arch_runtime::criu_launcher_main();
+    arch_runtime::spawn_helper_main();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match mode(&args) {
         Mode::Version => {
@@ -130,8 +132,6 @@ fn main() {
         Mode::Delete => containerd_shim::run::<shim::ArchShim>(RUNTIME_ID, None),
         Mode::Serve => {
             limit_malloc_arenas();
-            // Before any thread exists: every later fork happens in the zygote.
-            arch_runtime::init_zygote();
             if let Err(e) = serve::run(RUNTIME_ID, &args) {
                 eprintln!("{RUNTIME_ID}: {e:#}");
                 std::process::exit(1);

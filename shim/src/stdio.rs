@@ -11,13 +11,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use arch_runtime::Stdio;
-use arch_runtime::WireFd;
 
 use crate::stdin_feed::StdinFeed;
-
-fn wire(fd: OwnedFd) -> WireFd<OwnedFd> {
-    WireFd::new(fd)
-}
 
 /// Where containerd wants a process's streams (FIFO paths; empty = none).
 #[derive(Clone, Debug, Default)]
@@ -139,22 +134,22 @@ fn open_fifo_write(path: String) -> impl FnOnce() -> io::Result<File> {
 /// containerd's side of each FIFO is open).
 pub fn setup_pipes(paths: &StdioPaths) -> io::Result<(Stdio, IoHandles)> {
     let mut io = IoHandles::default();
-    let stdin = wire(if paths.stdin.is_empty() {
+    let stdin = if paths.stdin.is_empty() {
         dev_null(false)?
     } else {
         let (r, w) = pipe(paths.io_owner)?;
         io.stdin = Some(StdinFeed::start(paths.stdin.clone(), w)?);
         r.into()
-    });
-    let mut output = |path: &String, name: &str| -> io::Result<WireFd<OwnedFd>> {
-        Ok(wire(if path.is_empty() {
+    };
+    let mut output = |path: &String, name: &str| -> io::Result<OwnedFd> {
+        Ok(if path.is_empty() {
             dev_null(true)?
         } else {
             let (r, w) = pipe(paths.io_owner)?;
             io.outputs
                 .push(copy_thread(name, r, open_fifo_write(path.clone()))?);
             w.into()
-        }))
+        })
     };
     let stdout = output(&paths.stdout, "stdout")?;
     let stderr = output(&paths.stderr, "stderr")?;

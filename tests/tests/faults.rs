@@ -329,7 +329,7 @@ fn a_shim_killed_mid_checkpoint_leaves_no_temporaries() {
     std::thread::sleep(Duration::from_secs(4));
     let ns_dir = root().join("arch-test");
     assert_eq!(c.run(&["task", "kill", &id]).code, 0);
-    // Wait until the staging dir exists, then kill the shim (and its zygote).
+    // Wait until the staging dir exists, then kill the shim.
     assert!(
         wait_until(Duration::from_secs(10), || entries_for(&ns_dir, &key)
             .iter()

@@ -19,18 +19,19 @@ pub enum RuntimeError {
         #[source]
         source: Box<libcontainer::error::LibcontainerError>,
     },
-    /// A libcontainer operation in the zygote: its error arrives as text.
+    /// A libcontainer operation in a spawn helper: its error arrives as text.
     #[error("container {id}: {action} failed: {reason}")]
     Spawn {
         id: String,
         action: &'static str,
         reason: String,
     },
-    #[error("zygote failed to {action}: {source}")]
-    Zygote {
+    /// The spawn helper itself failed (to start, or to reply).
+    #[error("the spawn helper for {action} failed: {source}")]
+    Helper {
         action: &'static str,
         #[source]
-        source: zygote::Error,
+        source: std::io::Error,
     },
     #[error("cgroup of {id}: {reason}")]
     Cgroup { id: String, reason: String },

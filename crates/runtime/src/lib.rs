@@ -1,11 +1,13 @@
 //! Container lifecycle on youki's libcontainer.
 //!
-//! Everything that forks (creating a container, exec'ing into one) runs in a
-//! single-threaded zygote that the shim starts before it spawns any thread:
+//! Everything that forks and then runs Rust code (creating a container,
+//! exec'ing into one) runs in a helper: the shim's binary exec'd for that
+//! one request, single-threaded, gone after it (spawn_helper.rs), since
 //! forking a multi-threaded process can leave locks held in the child. The
-//! zygote builds containers "as sibling", so their processes become direct
-//! children of the shim, which reaps them as subreaper. Operations that do not
-//! fork (start, kill, pause, delete, cgroup reads, CRIU) run in the shim itself.
+//! helper builds containers "as sibling", so their processes become direct
+//! children of the shim, which reaps them as subreaper. Operations that do
+//! not fork, or fork only to exec at once (start, kill, pause, delete,
+//! cgroup reads, CRIU), run in the shim itself.
 
 mod cgroup;
 mod cgroup_driver;
@@ -31,6 +33,7 @@ mod proc_tree;
 mod restore;
 mod restore_target;
 mod spawn;
+mod spawn_helper;
 mod stream_dump;
 mod v2_controllers;
 
@@ -52,5 +55,5 @@ pub use pidfd::ProcessRef;
 pub use proc_tree::process_tree;
 pub use restore::{RestoreRequest, Restored};
 pub use rust_criu::CriuError;
-pub use spawn::{init_zygote, CreateRequest, ExecRequest, Stdio};
-pub use zygote::WireFd;
+pub use spawn::{describe_in_helper, CreateRequest, ExecRequest, Stdio};
+pub use spawn_helper::spawn_helper_main;

@@ -1,4 +1,5 @@
-//! Process creation through the zygote (see the crate docs for why).
+//! Creating a container and exec'ing into one, each in a helper process
+//! of its own (spawn_helper.rs says why and how).
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -6,39 +7,34 @@ use std::path::PathBuf;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 use serde::{Deserialize, Serialize};
-use zygote::{WireFd, Zygote};
 
 use crate::cgroup_driver::CgroupDriver;
 use crate::error::{Result, RuntimeError};
 use crate::exec_security::{ExecSecurity, SecuredExecutor};
-
-/// Starts the zygote. Must be called while the process is single-threaded.
-pub fn init_zygote() {
-    Zygote::init();
-    // containerd learns that the shim is ready when the shim's stdout pipe
-    // closes; a zygote holding a copy would keep containerd waiting forever.
-    Zygote::global().run(detach_stdio, ());
-}
-
-fn detach_stdio(_: ()) {
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
-        for fd in 0..=2 {
-            let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd);
-        }
-    }
-}
+use crate::spawn_helper::{run_in_helper, Reply};
 
 /// The three standard streams handed to a new process; `None` leaves the
 /// stream on /dev/null (terminal processes get theirs from the console socket).
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Default)]
 pub struct Stdio {
-    pub stdin: Option<WireFd<OwnedFd>>,
-    pub stdout: Option<WireFd<OwnedFd>>,
-    pub stderr: Option<WireFd<OwnedFd>>,
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+impl Stdio {
+    /// stdin, stdout and stderr, borrowed.
+    pub fn fds(&self) -> [Option<&OwnedFd>; 3] {
+        [&self.stdin, &self.stdout, &self.stderr].map(Option::as_ref)
+    }
+
+    fn from_fds([stdin, stdout, stderr]: [Option<OwnedFd>; 3]) -> Self {
+        Stdio {
+            stdin,
+            stdout,
+            stderr,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -48,6 +44,8 @@ pub struct CreateRequest {
     /// libcontainer's state root; the container's state lives in root/id.
     pub state_root: PathBuf,
     pub console_socket: Option<PathBuf>,
+    /// Passed to the helper as descriptors, not in the request.
+    #[serde(skip)]
     pub stdio: Stdio,
     /// Who manages the container's cgroup (libcontainer records it in the
     /// container's state: exec, stats and delete follow it).
@@ -61,6 +59,8 @@ pub struct ExecRequest {
     /// OCI process JSON, as containerd sent it in ExecProcessRequest.spec.
     pub process_json: PathBuf,
     pub console_socket: Option<PathBuf>,
+    /// Passed to the helper as descriptors, not in the request.
+    #[serde(skip)]
     pub stdio: Stdio,
 }
 
@@ -75,19 +75,19 @@ fn builder(
         .map_err(|e| e.to_string())?
         .with_console_socket(console);
     if let Some(fd) = stdio.stdin {
-        b = b.with_stdin(fd.into_inner());
+        b = b.with_stdin(fd);
     }
     if let Some(fd) = stdio.stdout {
-        b = b.with_stdout(fd.into_inner());
+        b = b.with_stdout(fd);
     }
     if let Some(fd) = stdio.stderr {
-        b = b.with_stderr(fd.into_inner());
+        b = b.with_stderr(fd);
     }
     Ok(b)
 }
 
-// Runs inside the zygote.
-fn zygote_create(req: CreateRequest) -> std::result::Result<i32, String> {
+// Runs in the helper.
+fn create_here(req: CreateRequest) -> std::result::Result<i32, String> {
     let container = builder(
         &req.id,
         &req.state_root,
@@ -108,16 +108,8 @@ fn zygote_create(req: CreateRequest) -> std::result::Result<i32, String> {
         .ok_or_else(|| "container has no init pid".to_string())
 }
 
-/// What the zygote needs for an exec: the request and what our executor
-/// applies (see [`crate::exec_security`]).
-#[derive(Serialize, Deserialize)]
-struct ZygoteExec {
-    req: ExecRequest,
-    security: ExecSecurity,
-}
-
-// Runs inside the zygote.
-fn zygote_exec(ZygoteExec { req, security }: ZygoteExec) -> std::result::Result<i32, String> {
+// Runs in the helper.
+fn exec_here(req: ExecRequest, security: ExecSecurity) -> std::result::Result<i32, String> {
     let mut b = builder(
         &req.container_id,
         &req.state_root,
@@ -137,76 +129,76 @@ fn zygote_exec(ZygoteExec { req, security }: ZygoteExec) -> std::result::Result<
     Ok(pid.as_raw())
 }
 
-/// Runs `f` in a zygote of its own, spawned from the global one and ended
-/// when `f` returns. The global zygote stays as the shim started it: a
-/// zygote that built a container keeps the libcontainer code it ran
-/// mapped (about 4 MiB of the shim's text, in its RSS) for as long as it
-/// lives, and an idle container needs none of it. What `f` forks is the
-/// shim's child all the same (`as_sibling`).
-fn in_fresh_zygote<T>(
-    op: impl FnOnce(&Zygote) -> std::result::Result<T, zygote::Error>,
-) -> std::result::Result<T, zygote::Error> {
-    // `spawn` panics if the global zygote cannot clone (no pid left, or
-    // the zygote is gone): a failed request, not a dead ttrpc worker.
-    let worker = std::panic::catch_unwind(|| Zygote::global().spawn()).map_err(|_| {
-        zygote::Error::from(std::io::Error::other("the zygote could not start a worker"))
-    })?;
-    op(&worker)
-    // Dropping `worker` kills and reaps it.
+/// One request for a helper.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Job {
+    Create(CreateRequest),
+    /// An exec, and what our executor applies (see [`crate::exec_security`]).
+    Exec(ExecRequest, Box<ExecSecurity>),
+    /// Writes the helper's pid and its parent's, then each open descriptor
+    /// and what it points at, to the stdout it was given, and replies with
+    /// its pid: what the transport's own test checks.
+    Describe,
+}
+
+impl Job {
+    /// Runs in the helper, with the stdio the request passed.
+    pub(crate) fn run(self, stdio: [Option<OwnedFd>; 3]) -> Reply {
+        let stdio = Stdio::from_fds(stdio);
+        match self {
+            Job::Create(req) => create_here(CreateRequest { stdio, ..req }),
+            Job::Exec(req, security) => exec_here(ExecRequest { stdio, ..req }, *security),
+            Job::Describe => describe_here(stdio),
+        }
+    }
+}
+
+fn describe_here(stdio: Stdio) -> Reply {
+    use std::io::Write;
+    let out = stdio.stdout.ok_or("no stdout to describe to")?;
+    // SAFETY: getppid has no preconditions.
+    let ppid = unsafe { libc::getppid() };
+    let pid = std::process::id();
+    let mut text = format!("{pid} {ppid}\n");
+    for entry in std::fs::read_dir("/proc/self/fd").map_err(|e| e.to_string())? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        let target = std::fs::read_link(&path).unwrap_or_default();
+        let fd = path.file_name().unwrap_or_default().to_string_lossy();
+        text += &format!("{fd} {}\n", target.display());
+    }
+    std::fs::File::from(out)
+        .write_all(text.as_bytes())
+        .map_err(|e| e.to_string())?;
+    Ok(pid as i32)
+}
+
+fn in_helper(job: Job, stdio: &Stdio, id: String, action: &'static str) -> Result<i32> {
+    run_in_helper(job, stdio.fds())
+        .map_err(|source| RuntimeError::Helper { action, source })?
+        .map_err(|reason| RuntimeError::Spawn { id, action, reason })
+}
+
+/// Runs [`Job::Describe`] in a helper, handing it `stdout`: the
+/// transport's own check (tests/spawn_helper.rs), nothing else uses it.
+#[doc(hidden)]
+pub fn describe_in_helper(stdout: OwnedFd) -> Result<i32> {
+    let stdio = Stdio {
+        stdout: Some(stdout),
+        ..Stdio::default()
+    };
+    in_helper(Job::Describe, &stdio, String::new(), "describe")
 }
 
 /// Creates the container (init process waiting for Start); returns its pid.
-pub fn create(req: CreateRequest) -> Result<i32> {
+pub fn create(mut req: CreateRequest) -> Result<i32> {
+    let stdio = std::mem::take(&mut req.stdio);
     let id = req.id.clone();
-    in_fresh_zygote(|z| z.try_run(zygote_create, req))
-        .map_err(|source| RuntimeError::Zygote {
-            action: "create container",
-            source,
-        })?
-        .map_err(|reason| RuntimeError::Spawn {
-            id,
-            action: "create",
-            reason,
-        })
+    in_helper(Job::Create(req), &stdio, id, "create")
 }
 
 /// Runs an additional process in a running container; returns its pid.
-pub(crate) fn exec(req: ExecRequest, security: ExecSecurity) -> Result<i32> {
+pub(crate) fn exec(mut req: ExecRequest, security: ExecSecurity) -> Result<i32> {
+    let stdio = std::mem::take(&mut req.stdio);
     let id = req.container_id.clone();
-    in_fresh_zygote(|z| z.try_run(zygote_exec, ZygoteExec { req, security }))
-        .map_err(|source| RuntimeError::Zygote {
-            action: "exec",
-            source,
-        })?
-        .map_err(|reason| RuntimeError::Spawn {
-            id,
-            action: "exec",
-            reason,
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pid_and_parent(_: ()) -> (u32, i32) {
-        // SAFETY: getppid has no preconditions.
-        (std::process::id(), unsafe { libc::getppid() })
-    }
-
-    #[test]
-    fn a_worker_zygote_runs_the_request_as_our_child_and_is_gone_after() {
-        let me = std::process::id();
-        let (worker, parent) = in_fresh_zygote(|z| z.try_run(pid_and_parent, ())).unwrap();
-        let (global, _) = Zygote::global().run(pid_and_parent, ());
-        assert_ne!(worker, me);
-        assert_ne!(worker, global, "not the global zygote");
-        assert_eq!(parent as u32, me, "a sibling of the zygote: our child");
-        assert!(
-            !std::path::Path::new(&format!("/proc/{worker}")).exists(),
-            "the worker is killed and reaped when the request returns"
-        );
-        let (again, _) = in_fresh_zygote(|z| z.try_run(pid_and_parent, ())).unwrap();
-        assert_ne!(again, worker, "a new worker per request");
-    }
+    in_helper(Job::Exec(req, Box::new(security)), &stdio, id, "exec")
 }

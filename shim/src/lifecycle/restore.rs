@@ -142,11 +142,7 @@ impl Arch {
                 rootfs: c.rootfs().path.clone(),
                 images_dir: image.criu_dir(),
                 work_dir: work_dir.to_path_buf(),
-                stdio: [
-                    stdio.stdin.as_deref(),
-                    stdio.stdout.as_deref(),
-                    stdio.stderr.as_deref(),
-                ],
+                stdio: stdio.fds(),
                 terminal: c.init().stdio.terminal,
                 cgroup_driver: c.cgroup_driver(),
             })

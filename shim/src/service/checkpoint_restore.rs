@@ -114,11 +114,7 @@ impl TaskService {
                 rootfs: c.rootfs().path.clone(),
                 images_dir: images_dir.clone(),
                 work_dir: work_dir.clone(),
-                stdio: [
-                    stdio.stdin.as_deref(),
-                    stdio.stdout.as_deref(),
-                    stdio.stderr.as_deref(),
-                ],
+                stdio: stdio.fds(),
                 terminal: init.stdio.terminal,
                 cgroup_driver: c.cgroup_driver(),
             })
