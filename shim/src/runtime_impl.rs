@@ -1,4 +1,4 @@
-//! The real [`ContainerRuntime`]: arch-runtime (libcontainer in the zygote,
+//! The real [`ContainerRuntime`]: arch-runtime (libcontainer in spawn helpers,
 //! CRIU through rust-criu).
 
 use std::path::Path;

@@ -94,7 +94,7 @@ fn signal_started() {
     unsafe { libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO) };
 }
 
-/// Reaps every child (the zygote and what it forks are ours as
+/// Reaps every child (spawn helpers, and what they create, are ours as
 /// subreaper) and hands the exits to the crate's monitor.
 fn reap_on_sigchld(mut signals: Signals) {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};

@@ -1,6 +1,6 @@
 //! `ShimCgroup`: the shim runs in the cgroup containerd's options name, as
 //! runc's shim does. ARCH joins it in `start`, before the daemon is
-//! spawned, so the daemon and its zygote are born in it (runc's shim moves
+//! spawned, so the daemon and its helpers are born in it (runc's shim moves
 //! the daemon's pid after spawning it; a Go shim has no children by then).
 //!
 //! The cgroup must exist (runc's shim does not create it either). On cgroup

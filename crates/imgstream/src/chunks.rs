@@ -7,7 +7,7 @@
 //! the writer; buffers the worker is done with come back for reuse.
 
 use std::io::{self, Write};
-use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 pub use crate::pipe::CHUNK;
 
@@ -18,7 +18,9 @@ const QUEUED: usize = 4;
 /// A sender and the worker's end of its queue.
 pub fn chunk_channel() -> (ChunkSender, Chunks) {
     let (to_worker, queue) = sync_channel(QUEUED);
-    let (give_back, spare) = channel();
+    // Bounded too: a sender that never takes a spare (one that only sends
+    // owned chunks) must not keep every buffer it ever sent.
+    let (give_back, spare) = sync_channel(QUEUED);
     (
         ChunkSender {
             buf: Vec::new(),
@@ -104,7 +106,7 @@ impl Write for ChunkSender {
 /// The worker's side of the queue.
 pub struct Chunks {
     queue: Receiver<Vec<u8>>,
-    give_back: Sender<Vec<u8>>,
+    give_back: SyncSender<Vec<u8>>,
 }
 
 impl Chunks {
@@ -113,10 +115,10 @@ impl Chunks {
         self.queue.recv().ok()
     }
 
-    /// Returns a buffer the worker is done with to the sender.
+    /// Returns a buffer the worker is done with to the sender, or frees it
+    /// if the sender has enough spares (or is gone).
     pub fn recycle(&self, chunk: Vec<u8>) {
-        // The sender may be gone: then the buffer is freed.
-        let _ = self.give_back.send(chunk);
+        let _ = self.give_back.try_send(chunk);
     }
 }
 
@@ -168,6 +170,22 @@ mod tests {
         // Every chunk but the owned one and the last two is full.
         let n = sizes.len();
         assert!(sizes[..n - 3].iter().all(|&s| s == CHUNK), "{sizes:?}");
+    }
+
+    #[test]
+    fn a_sender_of_owned_chunks_keeps_no_more_than_a_few_spares() {
+        let (mut tx, rx) = chunk_channel();
+        let worker = std::thread::spawn(move || {
+            while let Some(c) = rx.next_chunk() {
+                rx.recycle(c);
+            }
+        });
+        for _ in 0..64 {
+            tx.send_owned(vec![1; 4096]).unwrap();
+        }
+        tx.close();
+        worker.join().unwrap();
+        assert!(tx.spare.try_iter().count() <= QUEUED);
     }
 
     #[test]
