@@ -453,13 +453,28 @@ def fig_run_to_exit(ctx, rt):
 ARCH_ENV = lambda key: ["--env", "ARCH_ENABLE=1", "--env", "ARCH_KEY=" + key]
 
 
-def read_count(pid):
-    """The memtouch counter in the container's /tmp/count, or None."""
-    try:
-        with open("/proc/%d/root/tmp/count" % pid) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
+def read_count(pid, tries=20, explain=False):
+    """The memtouch counter in the container's /tmp/count, or None (why on
+    stderr if `explain`). memtouch rewrites the file every 100 ms
+    (truncate, then write): an empty read is retried for up to `tries` ×
+    10 ms."""
+    say = sys.stderr.write if explain else (lambda _: None)
+    for _ in range(tries):
+        try:
+            with open("/proc/%d/root/tmp/count" % pid) as f:
+                text = f.read().strip()
+        except OSError as e:
+            say("bench: reading the count of pid %d: %s\n" % (pid, e))
+            return None
+        if text:
+            try:
+                return int(text)
+            except ValueError:
+                say("bench: pid %d's count is %r\n" % (pid, text))
+                return None
+        time.sleep(0.01)
+    say("bench: pid %d's count stayed empty\n" % pid)
+    return None
 
 
 def wait_count(ctx, cid, timeout=120):
@@ -577,7 +592,7 @@ def cr_sample(ctx, rt, mib, fig, p, fill="byte"):
                 dt = ctx.timed_ctr("container", "restore", "--live", "--rw", cid2, ref)
             pid2 = ctx.task_pids().get(cid2)
             st = ctx.task_status().get(cid2)
-            c1 = read_count(pid2) if pid2 else None
+            c1 = read_count(pid2, explain=True) if pid2 else None
             rec["count_after"] = c1
             if st != "RUNNING" or c1 is None or c1 < c0:
                 raise RuntimeError("restored %s is %s, counter %s (before %s)" % (cid2, st, c1, c0))

@@ -13,8 +13,17 @@ fn sha(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
+/// Past the 4 MiB where a copy's digest moves to a thread of its own, with
+/// zero MiBs (holes in the copy) between patterned ones, and a ragged end.
+const PAGES_LEN: usize = (9 << 20) + 12345;
+
 fn pages() -> Vec<u8> {
-    (0..200_000u32).map(|i| (i % 7) as u8).collect()
+    (0..PAGES_LEN)
+        .map(|i| match (i >> 20) % 3 {
+            1 => 0,
+            _ => (i % 251) as u8 ^ (i >> 20) as u8,
+        })
+        .collect()
 }
 
 /// zstd level 1 on the file's own thread, as the host default.
@@ -72,7 +81,7 @@ fn a_streamed_commit_lists_the_records_and_restores_decoded() {
     let s = e.stream.as_ref().unwrap();
     assert_eq!((s.codec.as_str(), s.level), ("zstd", Some(1)));
     assert_eq!(s.original_sha256, sha(&pages()));
-    assert_eq!(m.streamed_sizes(), (200_000 + 3, e.size + 3));
+    assert_eq!(m.streamed_sizes(), (PAGES_LEN as u64 + 3, e.size + 3));
     // The log is not streamed: hashed at commit as before.
     assert!(m
         .files

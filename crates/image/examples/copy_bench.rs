@@ -1,0 +1,67 @@
+//! Times a restore's verified copy of one streamed (zstd 1) page file,
+//! the part of a restore before CRIU (read, decode, sha256, write).
+//!   cargo run --release -p arch-image --example copy_bench -- DIR [MiB] [repeats]
+//! DIR must be on the disk to measure (not tmpfs); it is left empty.
+
+use std::io::Read;
+use std::time::Instant;
+
+use arch_image::{CgroupVersion, CommitInfo, ImageStore};
+use arch_imgstream::{Codec, DirStore, Store};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let dir = args.next().expect("usage: copy_bench DIR [MiB] [repeats]");
+    let mib: u64 = args.next().map_or(1024, |v| v.parse().expect("MiB"));
+    let repeats: usize = args.next().map_or(3, |v| v.parse().expect("repeats"));
+    let root = std::path::Path::new(&dir).join("copy-bench-root");
+    let store = ImageStore::new(root.clone());
+    let mut staging = store.begin("bench", "copy").expect("staging");
+    let criu = staging.path().join("criu");
+    std::fs::create_dir(&criu).unwrap();
+    let random = std::fs::File::open("/dev/urandom").unwrap().take(mib << 20);
+    let files = DirStore::open_path(&criu).unwrap();
+    let codec = Codec::Zstd {
+        level: 1,
+        threads: 0,
+    };
+    let rec = arch_imgstream::store_file(
+        "pages-1.img",
+        random,
+        |s| files.create(s),
+        codec,
+        None,
+        || false,
+    )
+    .expect("store");
+    staging.add_streamed(&[rec]);
+    let info = CommitInfo {
+        container_id: "bench".into(),
+        durations_ms: Default::default(),
+        criu_version: "4.1.1".into(),
+        kernel: String::new(),
+        arch: std::env::consts::ARCH.into(),
+        cgroup_version: CgroupVersion::V1,
+        profile: arch_image::ProfileDigest {
+            digest: "0".repeat(64),
+            fields: Default::default(),
+        },
+    };
+    staging.commit(info).expect("commit");
+    for i in 0..repeats {
+        let taken = store.take("bench", "copy").expect("take");
+        let to = std::path::Path::new(&dir).join(format!("copy-bench-{i}"));
+        let t = Instant::now();
+        let copy = taken.verify_into(&to).expect("copy");
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "verified copy of {mib} MiB: {:.0} ms, {:.2} GB/s",
+            secs * 1000.0,
+            (mib << 20) as f64 / secs / 1e9
+        );
+        drop(copy);
+        let _ = std::fs::remove_dir_all(&to);
+        taken.put_back().expect("put back");
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
