@@ -3,10 +3,12 @@
 //!   cargo run --release -p arch-image --example commit_bench -- DIR [MiB]
 //! DIR must be on the disk to measure (not tmpfs); it is left empty.
 
+mod common;
+
 use std::io::Write;
 use std::time::Instant;
 
-use arch_image::{CgroupVersion, CommitInfo, ImageStore};
+use arch_image::ImageStore;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -21,18 +23,7 @@ fn main() {
         f.write_all(&chunk).unwrap();
     }
     drop(f);
-    let info = CommitInfo {
-        container_id: "bench".into(),
-        durations_ms: Default::default(),
-        criu_version: "4.1.1".into(),
-        kernel: String::new(),
-        arch: std::env::consts::ARCH.into(),
-        cgroup_version: CgroupVersion::V1,
-        profile: arch_image::ProfileDigest {
-            digest: "0".repeat(64),
-            fields: Default::default(),
-        },
-    };
+    let info = common::commit_info();
     {
         use sha2::{Digest, Sha256};
         let t = Instant::now();

@@ -3,10 +3,12 @@
 //!   cargo run --release -p arch-image --example copy_bench -- DIR [MiB] [repeats]
 //! DIR must be on the disk to measure (not tmpfs); it is left empty.
 
+mod common;
+
 use std::io::Read;
 use std::time::Instant;
 
-use arch_image::{CgroupVersion, CommitInfo, ImageStore};
+use arch_image::ImageStore;
 use arch_imgstream::{Codec, DirStore, Store};
 
 fn main() {
@@ -35,18 +37,7 @@ fn main() {
     )
     .expect("store");
     staging.add_streamed(&[rec]);
-    let info = CommitInfo {
-        container_id: "bench".into(),
-        durations_ms: Default::default(),
-        criu_version: "4.1.1".into(),
-        kernel: String::new(),
-        arch: std::env::consts::ARCH.into(),
-        cgroup_version: CgroupVersion::V1,
-        profile: arch_image::ProfileDigest {
-            digest: "0".repeat(64),
-            fields: Default::default(),
-        },
-    };
+    let info = common::commit_info();
     staging.commit(info).expect("commit");
     for i in 0..repeats {
         let taken = store.take("bench", "copy").expect("take");
