@@ -30,11 +30,14 @@ impl WriteBehind {
         })
     }
 
-    /// The writer stopped at its first failed write: that error.
-    fn writer_error(&mut self) -> io::Error {
-        self.join()
-            .err()
-            .unwrap_or_else(|| io::Error::other("the writer thread stopped"))
+    /// A send the queue refused means the writer stopped at its first
+    /// failed write: that error stands for it.
+    fn or_writer_error<T>(&mut self, sent: io::Result<T>) -> io::Result<T> {
+        sent.map_err(|_| {
+            self.join()
+                .err()
+                .unwrap_or_else(|| io::Error::other("the writer thread stopped"))
+        })
     }
 
     fn join(&mut self) -> io::Result<()> {
@@ -48,9 +51,8 @@ impl WriteBehind {
 
     /// Writes everything and waits for it: the first write error, if any.
     pub(crate) fn finish(mut self) -> io::Result<()> {
-        if self.sender.hand_over().is_err() {
-            return Err(self.writer_error());
-        }
+        let handed = self.sender.hand_over();
+        self.or_writer_error(handed)?;
         self.join()
     }
 }
@@ -82,28 +84,22 @@ fn is_zeros(b: &[u8]) -> bool {
 
 impl Write for WriteBehind {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        match self.sender.write(data) {
-            Ok(n) => Ok(n),
-            Err(_) => Err(self.writer_error()),
-        }
+        let sent = self.sender.write(data);
+        self.or_writer_error(sent)
     }
 
     /// Hands over what is buffered without waiting ([`Self::finish`] waits).
     fn flush(&mut self) -> io::Result<()> {
-        match self.sender.hand_over() {
-            Ok(()) => Ok(()),
-            Err(_) => Err(self.writer_error()),
-        }
+        let handed = self.sender.hand_over();
+        self.or_writer_error(handed)
     }
 }
 
 impl OwnedWrite for WriteBehind {
     /// Hands `chunk` to the writer as it is: no copy.
     fn write_owned(&mut self, chunk: Vec<u8>) -> io::Result<Option<Vec<u8>>> {
-        match self.sender.send_owned(chunk) {
-            Ok(()) => Ok(None),
-            Err(_) => Err(self.writer_error()),
-        }
+        let sent = self.sender.send_owned(chunk);
+        self.or_writer_error(sent).map(|()| None)
     }
 }
 
