@@ -1,5 +1,6 @@
 //! containerd-shim-arch-v1: the ARCH runtime (io.containerd.arch.v1).
 
+mod any;
 mod console;
 mod container;
 mod error;

@@ -12,9 +12,10 @@ use arch_runtime::{
     CgroupDriver, CgroupStats, CreateRequest, DumpOptions, ExecRequest, ProcessRef, RestoreRequest,
     Restored, Result, StreamedFile,
 };
-use containerd_shim::protos::protobuf::MessageDyn;
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::types::mount::Mount;
 
+use crate::any::{pack, Packable};
 use crate::mountinfo::NoUpperdir;
 
 /// Containers and processes, by container id.
@@ -76,13 +77,16 @@ pub trait RootfsMounts: Send + Sync {
 /// containerd's event service.
 pub trait EventSink: Send + Sync {
     /// Queues an event; events reach containerd in the order queued.
-    fn publish(&self, topic: &'static str, event: Box<dyn MessageDyn>);
+    fn publish(&self, topic: &'static str, event: Any);
     /// Waits (bounded) until every queued event was handed to containerd.
     fn flush(&self, limit: Duration);
 }
 
 impl dyn EventSink {
-    pub fn send(&self, topic: &'static str, event: impl MessageDyn + 'static) {
-        self.publish(topic, Box::new(event));
+    pub fn send<E: Packable>(&self, topic: &'static str, event: E) {
+        match pack(&event) {
+            Ok(any) => self.publish(topic, any),
+            Err(e) => log::error!("event {topic} not sent: cannot encode it: {e}"),
+        }
     }
 }

@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use containerd_shim::protos::shim::shim_ttrpc::create_task;
 use containerd_shim::protos::ttrpc::{MethodHandler, Server};
-use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Config, Shim, Task};
 use signal_hook::consts::{SIGCHLD, SIGINT, SIGPIPE, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -145,8 +144,7 @@ pub fn run(runtime_id: &str, args: &[String]) -> anyhow::Result<()> {
     )?;
     let ttrpc_address = std::env::var("TTRPC_ADDRESS")
         .map_err(|_| anyhow::anyhow!("TTRPC_ADDRESS is not set (containerd sets it)"))?;
-    let publisher = RemotePublisher::new(&ttrpc_address)?;
-    let task: Arc<dyn Task + Send + Sync> = Arc::new(shim.create_task_service(publisher));
+    let task: Arc<dyn Task + Send + Sync> = Arc::new(shim.task_service(ttrpc_address));
     let Some(listener) = listen(&flags.socket)? else {
         signal_started();
         return Ok(());

@@ -6,9 +6,9 @@ use containerd_shim::api::{self, Status};
 use containerd_shim::protos::events::task::{TaskCheckpointed, TaskPaused, TaskResumed};
 use containerd_shim::protos::topics;
 use containerd_shim::protos::types::task::ProcessInfo;
-use containerd_shim::util::convert_to_any;
 
 use super::{exited_at, timestamp, TaskService};
+use crate::any::pack;
 use crate::error::{Result, ShimError};
 use crate::lifecycle::StopAction;
 use crate::stats::to_metrics;
@@ -152,8 +152,7 @@ impl TaskService {
     pub fn stats(&self, req: api::StatsRequest) -> Result<api::StatsResponse> {
         self.container(&req.id)?;
         let stats = self.runtime.stats(&req.id)?;
-        let any = convert_to_any(Box::new(to_metrics(&stats)))
-            .map_err(|e| ShimError::Internal(e.to_string()))?;
+        let any = pack(&to_metrics(&stats)).map_err(|e| ShimError::Internal(e.to_string()))?;
         Ok(api::StatsResponse {
             stats: Some(any).into(),
             ..Default::default()

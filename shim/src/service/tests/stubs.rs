@@ -12,7 +12,7 @@ use arch_runtime::{
     CgroupStats, CreateRequest, DumpOptions, ExecRequest, ProcessRef, RestoreRequest, Restored,
     Result, RuntimeError, StreamedFile,
 };
-use containerd_shim::protos::protobuf::MessageDyn;
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::types::mount::Mount;
 
 use crate::mountinfo::NoUpperdir;
@@ -259,7 +259,7 @@ impl EventLog {
 }
 
 impl EventSink for EventLog {
-    fn publish(&self, topic: &'static str, _event: Box<dyn MessageDyn>) {
+    fn publish(&self, topic: &'static str, _event: Any) {
         let _ = self.tx.lock().unwrap().send(topic);
     }
     fn flush(&self, _limit: Duration) {}
