@@ -131,6 +131,17 @@ impl Ctr {
         self.run_with_input(args, None)
     }
 
+    /// `run`, but a call past the CLI deadline is killed and gives None.
+    pub fn run_or_time_out(&self, args: &[&str]) -> Option<Run> {
+        let child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ctr");
+        finish_or_kill(child, cli_deadline())
+    }
+
     pub fn run_with_input(&self, args: &[&str], input: Option<&[u8]>) -> Run {
         let mut cmd = self.command(args);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -278,16 +289,22 @@ pub fn cli_deadline() -> Duration {
 /// Waits for a spawned CLI with piped output; kills it and fails the test
 /// after `limit`, so a hung shim or daemon fails instead of hanging CI.
 pub fn finish_within(child: std::process::Child, limit: Duration, what: &str) -> Run {
+    finish_or_kill(child, limit).unwrap_or_else(|| panic!("{what} did not finish within {limit:?}"))
+}
+
+/// Waits for a spawned CLI with piped output; kills it after `limit` and
+/// returns None, for a caller that retries as a client would.
+pub fn finish_or_kill(child: std::process::Child, limit: Duration) -> Option<Run> {
     let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
     match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("CLI output").into(),
+        Ok(out) => Some(out.expect("CLI output").into()),
         Err(_) => {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("{what} did not finish within {limit:?}");
+            None
         }
     }
 }
