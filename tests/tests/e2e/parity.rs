@@ -276,3 +276,34 @@ fn freezer_state(pid: i32) -> String {
     }
     panic!("no freezer cgroup for {pid}: {cgroups}")
 }
+
+/// The shim's own descriptors (its ttrpc sockets, the other containers'
+/// pipes, the image store) never reach a container: the spawn helper marks
+/// all but the stdio close-on-exec and libcontainer closes the rest in the
+/// init. A container's processes start with 0, 1 and 2 only, as under runc.
+#[test]
+fn the_init_and_an_exec_start_with_only_their_stdio() {
+    let c = ctr();
+    let id = unique_id("fds");
+    let list = "ls /proc/$$/fd | tr '\\n' ' '";
+    let init = format!("{list} > /tmp/init-fds; sleep 600");
+    let _ct = c.start_detached(&id, &["sh", "-c", &init]);
+    let exec = c.run(&["task", "exec", "--exec-id", "fds", &id, "sh", "-c", list]);
+    assert_eq!(exec.code, 0, "exec: {}", exec.stderr);
+    assert_eq!(exec.stdout.trim(), "0 1 2", "the exec's descriptors");
+    let mut written = String::new();
+    wait_until(Duration::from_secs(10), || {
+        let r = c.run(&[
+            "task",
+            "exec",
+            "--exec-id",
+            "rd",
+            &id,
+            "cat",
+            "/tmp/init-fds",
+        ]);
+        written = r.stdout;
+        r.code == 0 && !written.is_empty()
+    });
+    assert_eq!(written.trim(), "0 1 2", "the init's descriptors");
+}
