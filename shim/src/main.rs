@@ -5,6 +5,7 @@ mod console;
 mod container;
 mod error;
 mod events;
+mod exit_hold;
 mod exits;
 mod lifecycle;
 mod mountinfo;

@@ -220,44 +220,56 @@ impl TaskService {
 
     pub fn start(&self, req: api::StartRequest) -> Result<api::StartResponse> {
         let c = self.container(&req.id)?;
-        let pid = if !req.exec_id.is_empty() {
-            self.start_exec(&c, &req.exec_id)?
+        let process = c.process(&req.exec_id)?;
+        // A process that exits at once is reported after its start event.
+        self.exit_hold.hold(&process);
+        let started = if req.exec_id.is_empty() {
+            self.start_init(&c, &process)
         } else {
-            let init = c.init().clone();
-            let pid = match c.take_pending() {
-                Some(PendingRestore::Arch(staged)) => {
-                    let pid = self
-                        .arch
-                        .start_restore(&c, *staged, |pid| self.register(&req.id, &init, pid))?;
-                    self.watch_oom(&req.id);
-                    pid
-                }
-                Some(PendingRestore::Checkpoint(pending)) => {
-                    let pid = self.start_checkpoint_restore(&c, pending)?;
-                    self.register(&req.id, &init, pid);
-                    self.watch_oom(&req.id);
-                    pid
-                }
-                None => {
-                    self.runtime.start(&req.id)?;
-                    init.pid()
-                }
-            };
-            init.set_status(Status::RUNNING);
-            self.arch.start_periodic(&c);
-            self.events.send(
-                topics::TASK_START_EVENT_TOPIC,
-                TaskStart {
-                    container_id: req.id.clone(),
-                    pid: pid as u32,
-                    ..Default::default()
-                },
-            );
-            pid
+            self.start_exec(&c, &req.exec_id)
         };
+        if let Some((owner, pid, code)) = self.exit_hold.release(&process) {
+            self.process_exited(owner, pid, code);
+        }
+        let pid = started?;
         Ok(api::StartResponse {
             pid: pid as u32,
             ..Default::default()
         })
+    }
+
+    /// Starts (or restores) the init and announces it.
+    fn start_init(&self, c: &Arc<Container>, init: &Arc<Process>) -> Result<i32> {
+        let id = c.id();
+        let pid = match c.take_pending() {
+            Some(PendingRestore::Arch(staged)) => {
+                let pid = self
+                    .arch
+                    .start_restore(c, *staged, |pid| self.register(id, init, pid))?;
+                self.watch_oom(id);
+                pid
+            }
+            Some(PendingRestore::Checkpoint(pending)) => {
+                let pid = self.start_checkpoint_restore(c, pending)?;
+                self.register(id, init, pid);
+                self.watch_oom(id);
+                pid
+            }
+            None => {
+                self.runtime.start(id)?;
+                init.pid()
+            }
+        };
+        init.set_status(Status::RUNNING);
+        self.arch.start_periodic(c);
+        self.events.send(
+            topics::TASK_START_EVENT_TOPIC,
+            TaskStart {
+                container_id: id.to_string(),
+                pid: pid as u32,
+                ..Default::default()
+            },
+        );
+        Ok(pid)
     }
 }

@@ -29,6 +29,7 @@ use containerd_shim::ExitSignal;
 
 use crate::container::Container;
 use crate::error::{io_err, Result, ShimError};
+use crate::exit_hold::ExitHold;
 use crate::exits::{ExitIndex, Owner};
 use crate::lifecycle::Arch;
 use crate::process::{ExitInfo, Process};
@@ -56,6 +57,7 @@ pub struct TaskService {
     exit_signal: Arc<ExitSignal>,
     containers: Mutex<HashMap<String, Arc<Container>>>,
     exits: Mutex<ExitIndex>,
+    exit_hold: ExitHold,
 }
 
 impl TaskService {
@@ -74,6 +76,7 @@ impl TaskService {
             exit_signal: deps.exit_signal,
             containers: Mutex::new(HashMap::new()),
             exits: Mutex::new(ExitIndex::default()),
+            exit_hold: ExitHold::default(),
         })
     }
 
@@ -127,6 +130,9 @@ impl TaskService {
     }
 
     fn process_exited(&self, owner: Owner, pid: i32, code: i32) {
+        let Some((owner, pid, code)) = self.exit_hold.keep((owner, pid, code)) else {
+            return;
+        };
         let is_init = owner.process.exec_id.is_empty();
         if is_init {
             if let Ok(c) = self.container(&owner.container_id) {

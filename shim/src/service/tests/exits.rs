@@ -1,8 +1,11 @@
+use std::sync::mpsc::channel;
+use std::time::Duration;
+
 use containerd_shim::api;
 use containerd_shim::protos::topics;
 
 use super::stubs::Call;
-use super::{Rig, WAIT};
+use super::{wait_for, Rig, WAIT};
 
 #[test]
 fn an_exec_that_exits_before_it_is_registered_is_still_reported() {
@@ -32,6 +35,8 @@ fn an_exec_that_exits_before_it_is_registered_is_still_reported() {
             ..Default::default()
         })
         .unwrap();
+    // In order, as under runc: the exit is held until the start is announced.
+    assert!(r.events.expect(topics::TASK_EXEC_STARTED_EVENT_TOPIC, WAIT));
     assert!(r.events.expect(topics::TASK_EXIT_EVENT_TOPIC, WAIT));
     let exit = r
         .service
@@ -42,6 +47,35 @@ fn an_exec_that_exits_before_it_is_registered_is_still_reported() {
         })
         .unwrap();
     assert_eq!(exit.exit_status, 3);
+}
+
+#[test]
+fn an_init_that_exits_while_it_starts_is_reported_after_its_start() {
+    let r = Rig::new();
+    let (release, gate) = channel();
+    r.runtime.script.lock().unwrap().start_gate = Some(gate);
+    let pid = r.create("c", None);
+    let service = r.service.clone();
+    let starting = std::thread::spawn(move || {
+        service.start(api::StartRequest {
+            id: "c".into(),
+            ..Default::default()
+        })
+    });
+    wait_for("the start", || {
+        r.runtime.calls().contains(&Call::Start("c".into()))
+    });
+    r.exit(pid, 0);
+    assert!(
+        !r.events
+            .expect(topics::TASK_EXIT_EVENT_TOPIC, Duration::from_millis(300)),
+        "the exit went out while the start was still running"
+    );
+    release.send(()).unwrap();
+    starting.join().unwrap().unwrap();
+    assert!(r.events.expect(topics::TASK_START_EVENT_TOPIC, WAIT));
+    assert!(r.events.expect(topics::TASK_EXIT_EVENT_TOPIC, WAIT));
+    assert_eq!(r.wait("c"), 0);
 }
 
 #[test]

@@ -26,6 +26,17 @@ pub const NS: &str = "ns1";
 /// Long enough for any step here; short enough to fail a hung test fast.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+pub fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub struct Rig {
     pub dir: tempfile::TempDir,
     pub runtime: Arc<StubRuntime>,

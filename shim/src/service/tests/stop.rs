@@ -6,15 +6,7 @@ use containerd_shim::api;
 use containerd_shim::protos::topics;
 
 use super::stubs::Call;
-use super::{Rig, WAIT};
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+use super::{wait_for, Rig, WAIT};
 
 #[test]
 fn the_exit_of_a_stopping_container_waits_for_the_commit() {

@@ -44,6 +44,8 @@ pub struct Script {
     pub dump_fails: bool,
     /// A dump waits for a message on this channel before it returns.
     pub dump_gate: Option<Receiver<()>>,
+    /// A start waits for a message on this channel before it returns.
+    pub start_gate: Option<Receiver<()>>,
     /// A restore fails.
     pub restore_fails: bool,
     /// This many restores fail, then they succeed.
@@ -116,6 +118,10 @@ impl ContainerRuntime for StubRuntime {
     }
     fn start(&self, id: &str) -> Result<()> {
         self.call(Call::Start(id.to_string()));
+        let gate = self.script.lock().unwrap().start_gate.take();
+        if let Some(gate) = gate {
+            let _ = gate.recv_timeout(Duration::from_secs(10));
+        }
         Ok(())
     }
     fn exec(&self, req: ExecRequest) -> Result<i32> {
