@@ -12,6 +12,7 @@
 //! back once its process is gone (or, from another host, once it is old).
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use crate::image::Image;
 use crate::lease::{lease_path, Lease};
 use crate::manifest::{Status, Timestamp};
 use crate::store::{set_status, ImageStore, FAILURE_REASON_FILE};
-use crate::write_behind::WriteBehind;
+use crate::write_behind::CopyWriter;
 use crate::SIDECAR_SEP as SEP;
 use arch_imgstream::OwnedWrite;
 
@@ -264,7 +265,7 @@ impl Taken {
                     )?;
                     continue;
                 }
-                let (size, sha256) = copy_hashed(src, &self.dir.join(&f.path), &to)?;
+                let (size, sha256) = copy_hashed(src, f.size, &self.dir.join(&f.path), &to)?;
                 if size != f.size {
                     return Err(Error::SizeMismatch {
                         path: f.path.clone(),
@@ -280,7 +281,11 @@ impl Taken {
                     });
                 }
             }
-            write_new(&dest.join(crate::MANIFEST), &bytes)
+            // Not fsync'd, like the rest of the copy: it is read at once and
+            // means nothing after a crash.
+            create_private(&dest.join(crate::MANIFEST))?
+                .write_all(&bytes)
+                .map_err(io_err("write", &dest.join(crate::MANIFEST)))
         })();
         if let Err(e) = copied {
             let _ = fs::remove_dir_all(dest);
@@ -411,7 +416,7 @@ fn decode_into(
     to: &Path,
 ) -> Result<()> {
     let dst = create_private(to)?;
-    let mut out = WriteBehind::new(dst).map_err(io_err("write", to))?;
+    let mut out = CopyWriter::for_size(dst, rec.original_size).map_err(io_err("write", to))?;
     arch_imgstream::decode_verified(rec, &mut src, &mut out, crypt).map_err(|source| {
         Error::Stream {
             path: from.to_path_buf(),
@@ -435,10 +440,10 @@ fn create_private(to: &Path) -> Result<fs::File> {
 
 /// Copies `from` to a new 0600 file `to`, returning the size and sha256 of
 /// the bytes written (read once: what was hashed is what was copied).
-fn copy_hashed(mut src: fs::File, from: &Path, to: &Path) -> Result<(u64, String)> {
+fn copy_hashed(mut src: fs::File, size: u64, from: &Path, to: &Path) -> Result<(u64, String)> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
-    let mut dst = WriteBehind::new(create_private(to)?).map_err(io_err("write", to))?;
+    let mut dst = CopyWriter::for_size(create_private(to)?, size).map_err(io_err("write", to))?;
     let mut h = Sha256::new();
     let mut size = 0u64;
     loop {
