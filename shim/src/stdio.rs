@@ -6,6 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -34,7 +35,14 @@ pub struct IoHandles {
     /// The pty master, for ResizePty.
     console: Option<Arc<File>>,
     /// Copy threads from the container to containerd, joined on exit.
-    outputs: Vec<JoinHandle<()>>,
+    outputs: Vec<Output>,
+}
+
+/// A copy thread, and the channel its end closes.
+struct Output {
+    thread: JoinHandle<()>,
+    /// Disconnected once the thread has returned (it holds the sender).
+    ended: Receiver<()>,
 }
 
 fn pipe(owner: Option<(u32, u32)>) -> io::Result<(File, File)> {
@@ -71,11 +79,13 @@ fn copy_thread(
     name: &str,
     mut from: impl Read + Send + 'static,
     open_to: impl FnOnce() -> io::Result<File> + Send + 'static,
-) -> io::Result<JoinHandle<()>> {
+) -> io::Result<Output> {
     let name = name.to_string();
-    std::thread::Builder::new()
+    let (alive, ended) = mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
         .name(format!("copy-{name}"))
         .spawn(move || {
+            let _alive = alive;
             let mut to = match open_to() {
                 Ok(f) => f,
                 Err(e) => {
@@ -100,7 +110,8 @@ fn copy_thread(
                     Err(_) => break,
                 }
             }
-        })
+        })?;
+    Ok(Output { thread, ended })
 }
 
 /// Opens containerd's FIFO for writing: at once if its reader is there (the
@@ -217,12 +228,10 @@ impl IoHandles {
     /// that inherited the pipe may keep it open forever.
     pub fn drain(&mut self, limit: Duration) {
         let deadline = std::time::Instant::now() + limit;
-        for handle in self.outputs.drain(..) {
-            while !handle.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if handle.is_finished() {
-                let _ = handle.join();
+        for output in self.outputs.drain(..) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if let Err(RecvTimeoutError::Disconnected) = output.ended.recv_timeout(left) {
+                let _ = output.thread.join();
             }
         }
     }
@@ -250,5 +259,38 @@ mod tests {
             assert_eq!((m.uid(), m.gid()), (4321, 4322));
         }
         assert!(pipe(None).is_ok());
+    }
+
+    /// The drain returns as soon as the output is through (no polling
+    /// interval), and after its limit while a writer holds the pipe open.
+    #[test]
+    fn drain_waits_for_the_output_and_no_longer_than_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out");
+        let (r, mut w) = pipe(None).unwrap();
+        let to = dest.clone();
+        let mut io = IoHandles {
+            outputs: vec![copy_thread("t", r, move || File::create(to)).unwrap()],
+            ..Default::default()
+        };
+        w.write_all(b"last words").unwrap();
+        drop(w);
+        io.drain(Duration::from_secs(10));
+        assert_eq!(std::fs::read(&dest).unwrap(), b"last words");
+
+        let (r, held) = pipe(None).unwrap();
+        let to = dir.path().join("held");
+        let mut io = IoHandles {
+            outputs: vec![copy_thread("h", r, move || File::create(to)).unwrap()],
+            ..Default::default()
+        };
+        let started = std::time::Instant::now();
+        io.drain(Duration::from_millis(200));
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+        drop(held);
     }
 }
