@@ -285,25 +285,20 @@ fn freezer_state(pid: i32) -> String {
 fn the_init_and_an_exec_start_with_only_their_stdio() {
     let c = ctr();
     let id = unique_id("fds");
-    let list = "ls /proc/$$/fd | tr '\\n' ' '";
-    let init = format!("{list} > /tmp/init-fds; sleep 600");
-    let _ct = c.start_detached(&id, &["sh", "-c", &init]);
-    let exec = c.run(&["task", "exec", "--exec-id", "fds", &id, "sh", "-c", list]);
-    assert_eq!(exec.code, 0, "exec: {}", exec.stderr);
-    assert_eq!(exec.stdout.trim(), "0 1 2", "the exec's descriptors");
-    let mut written = String::new();
-    wait_until(Duration::from_secs(10), || {
-        let r = c.run(&[
-            "task",
-            "exec",
-            "--exec-id",
-            "rd",
-            &id,
-            "cat",
-            "/tmp/init-fds",
-        ]);
-        written = r.stdout;
-        r.code == 0 && !written.is_empty()
-    });
-    assert_eq!(written.trim(), "0 1 2", "the init's descriptors");
+    // Listed by `ls`, not by a shell: a shell holds descriptors of its own
+    // (a pipeline's ends, a saved stdout while it redirects).
+    let _ct = c.start_detached(&id, &["sleep", "600"]);
+    let ls = |exec_id: &str, dir: &str| {
+        let r = c.run(&["task", "exec", "--exec-id", exec_id, &id, "ls", dir]);
+        assert_eq!(r.code, 0, "ls {dir}: {}", r.stderr);
+        r.stdout.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    // The init (pid 1 of the container) seen from outside it.
+    assert_eq!(ls("init", "/proc/1/fd"), "0 1 2", "the init's descriptors");
+    // 3 is the directory `ls` itself opened to list them.
+    assert_eq!(
+        ls("self", "/proc/self/fd"),
+        "0 1 2 3",
+        "the exec's descriptors"
+    );
 }
