@@ -1,19 +1,54 @@
 //! Small things every CRIU request needs.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
+use std::sync::Mutex;
 
 use crate::error::{Result, RuntimeError};
 
 /// The installed CRIU's version, e.g. "4.1.1" (CRIU answers over its RPC,
-/// which also proves it can run).
+/// which also proves it can run). Asked once per CRIU binary: the round
+/// trip (two execs) cost every checkpoint and every restore about 5 ms,
+/// and an upgraded CRIU is another file, so it is asked again.
 pub fn criu_version() -> Result<String> {
-    let mut criu = crate::criu_launch::new_criu().map_err(RuntimeError::CriuUnavailable)?;
-    let v = criu
-        .get_criu_version()
-        .map_err(RuntimeError::CriuUnavailable)?;
-    Ok(format!("{}.{}.{}", v / 10000, v / 100 % 100, v % 100))
+    static KNOWN: VersionCache = VersionCache(Mutex::new(None));
+    KNOWN.get(binary_id(), || {
+        let mut criu = crate::criu_launch::new_criu().map_err(RuntimeError::CriuUnavailable)?;
+        let v = criu
+            .get_criu_version()
+            .map_err(RuntimeError::CriuUnavailable)?;
+        Ok(format!("{}.{}.{}", v / 10000, v / 100 % 100, v % 100))
+    })
+}
+
+/// Which file `criu` is: device, inode, modification time.
+type BinaryId = (u64, u64, i64, i64);
+
+/// The version of the last CRIU binary asked.
+struct VersionCache(Mutex<Option<(BinaryId, String)>>);
+
+impl VersionCache {
+    /// The version of the binary `id`: remembered, or asked (every time
+    /// when the binary cannot be told).
+    fn get(&self, id: Option<BinaryId>, ask: impl FnOnce() -> Result<String>) -> Result<String> {
+        if let (Some(id), Some((known, v))) = (id, self.0.lock().unwrap().as_ref()) {
+            if id == *known {
+                return Ok(v.clone());
+            }
+        }
+        let v = ask()?;
+        if let Some(id) = id {
+            *self.0.lock().unwrap() = Some((id, v.clone()));
+        }
+        Ok(v)
+    }
+}
+
+fn binary_id() -> Option<BinaryId> {
+    let m = std::fs::metadata(arch_host::cmd::find_in_path("criu")?).ok()?;
+    Some((m.dev(), m.ino(), m.mtime(), m.mtime_nsec()))
 }
 
 /// CRIU's cgroup mode from containerd's CheckpointOptions spelling.
@@ -78,5 +113,31 @@ mod tests {
         assert!(super::cg_mode("").is_ok());
         assert!(super::cg_mode("strict").is_ok());
         assert!(super::cg_mode("bogus").is_err());
+    }
+
+    #[test]
+    fn a_version_is_asked_once_per_binary() {
+        use std::cell::Cell;
+        let cache = super::VersionCache(std::sync::Mutex::new(None));
+        let asked = Cell::new(0);
+        let ask = |v: &'static str| {
+            let asked = &asked;
+            move || {
+                asked.set(asked.get() + 1);
+                Ok(v.to_string())
+            }
+        };
+        let old = Some((1, 10, 100, 0));
+        assert_eq!(cache.get(old, ask("4.1.1")).unwrap(), "4.1.1");
+        assert_eq!(cache.get(old, ask("never")).unwrap(), "4.1.1");
+        assert_eq!(asked.get(), 1);
+        // Upgraded: another inode or time.
+        let new = Some((1, 11, 200, 0));
+        assert_eq!(cache.get(new, ask("4.2.1")).unwrap(), "4.2.1");
+        assert_eq!(asked.get(), 2);
+        // A binary that cannot be told is asked every time.
+        cache.get(None, ask("4.2.1")).unwrap();
+        cache.get(None, ask("4.2.1")).unwrap();
+        assert_eq!(asked.get(), 4);
     }
 }
