@@ -138,6 +138,13 @@ fn lifecycle_events_are_published() {
             "missing {want} for {id}; got {got:?}\n{out}"
         );
     }
+    // A process is announced before its exit, as under runc: the init's
+    // start and the exec's start come before the first exit (the exec's).
+    let at = |topic: &str| got.iter().position(|t| t == topic).unwrap();
+    assert!(
+        at("/tasks/start") < at("/tasks/exit") && at("/tasks/exec-started") < at("/tasks/exit"),
+        "an exit before its start for {id}: {got:?}"
+    );
     assert!(
         topics_for(&oom_id).iter().any(|t| t == "/tasks/oom"),
         "no /tasks/oom for {oom_id}\n{out}"
