@@ -24,8 +24,8 @@ pub fn image_path(entry: &str) -> Option<String> {
     if entry == SPEC_DUMP {
         return Some(CONFIG.to_string());
     }
-    if entry == ROOTFS_DIFF {
-        return Some(ROOTFS_DIFF.to_string());
+    if entry == ROOTFS_DIFF || arch_image::sealed_name(entry).is_some() {
+        return Some(entry.to_string());
     }
     if let Some(path) = predump_file(entry) {
         return Some(path);
@@ -47,8 +47,10 @@ pub fn entry_name(image_path: &str) -> Option<String> {
     if image_path == CONFIG {
         return Some(SPEC_DUMP.to_string());
     }
-    if image_path == ROOTFS_DIFF {
-        return Some(ROOTFS_DIFF.to_string());
+    // An encrypted image's sealed config.json and rootfs diff keep their
+    // stored names: checkpointctl could not read them anyway.
+    if image_path == ROOTFS_DIFF || arch_image::sealed_name(image_path).is_some() {
+        return Some(image_path.to_string());
     }
     if let Some(path) = predump_file(image_path) {
         return Some(path);

@@ -37,7 +37,17 @@ fn encrypted_image(store: &ImageStore, k: &Arc<Key>) -> Image {
         Some(&crypt),
         || false,
     );
-    st.add_streamed(&[rec.unwrap()]);
+    // The rootfs diff is sealed at the image's top level (format 4).
+    let top = DirStore::open_path(&std::fs::read_link(st.path()).unwrap()).unwrap();
+    let diff = store_file(
+        arch_image::ROOTFS_DIFF,
+        &[0u8; 1024][..],
+        |stored: &str| top.create(stored),
+        zstd,
+        Some(&crypt),
+        || false,
+    );
+    st.add_streamed(&[rec.unwrap(), diff.unwrap()]);
     st.commit(crate::tests::commit_info()).unwrap()
 }
 
@@ -78,6 +88,8 @@ fn an_encrypted_image_travels_unchanged_and_keeps_its_name() {
         std::fs::read(copy.criu_dir().join("pages-1.img")).unwrap(),
         vec![9u8; 200_000]
     );
+    assert!(img.dir().join("rootfs-diff.tar.zst.enc").is_file());
+    assert_eq!(std::fs::read(copy.rootfs_diff()).unwrap(), vec![0u8; 1024]);
     let target = ImportTarget {
         namespace: Some("other".into()),
         key: Some("moved".into()),

@@ -2,7 +2,7 @@
 //! timed, any failure stopping the chain. Dropping the context on failure
 //! drops the staging directory, so nothing partial is ever left behind.
 
-use arch_imgstream::FileRecord;
+use arch_imgstream::{Codec, Crypt, FileRecord};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -42,6 +42,12 @@ pub trait Dumper {
     fn kill_frozen(&self) -> std::result::Result<(), Self::Error>;
     /// The CRIU version, e.g. "4.1.1".
     fn criu_version(&self) -> std::result::Result<String, Self::Error>;
+    /// The codec and cipher of an encrypted dump's CRIU images: the
+    /// image's own files ([`arch_image::SEALED_FILES`]) are sealed with
+    /// them too. None (no key on the host) writes those files as they are.
+    fn sealing(&self) -> Option<(Codec, &Crypt)> {
+        None
+    }
 }
 
 /// A [`Dumper`] whose errors are boxed, so the chain's steps take any.
@@ -57,6 +63,7 @@ pub(crate) trait DynDumper {
     fn thaw(&self) -> std::result::Result<(), BoxError>;
     fn kill_frozen(&self) -> std::result::Result<(), BoxError>;
     fn criu_version(&self) -> std::result::Result<String, BoxError>;
+    fn sealing(&self) -> Option<(Codec, &Crypt)>;
 }
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -86,6 +93,9 @@ impl<D: Dumper> DynDumper for D {
     }
     fn criu_version(&self) -> std::result::Result<String, BoxError> {
         Dumper::criu_version(self).map_err(Into::into)
+    }
+    fn sealing(&self) -> Option<(Codec, &Crypt)> {
+        Dumper::sealing(self)
     }
 }
 

@@ -30,6 +30,9 @@ pub enum CheckpointError {
     Image(#[from] arch_image::Error),
     #[error(transparent)]
     Rootfs(#[from] arch_rootfs::Error),
+    /// Sealing one of the image's own files (an encrypted checkpoint).
+    #[error(transparent)]
+    Stream(#[from] arch_imgstream::StreamError),
     #[error(transparent)]
     Fault(#[from] arch_faults::FaultError),
     #[error("{context}: {source}")]

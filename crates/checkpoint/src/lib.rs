@@ -14,11 +14,14 @@ mod predump;
 mod procfs;
 mod profile;
 mod restore;
+mod sealed;
 mod slots;
 mod steps;
 mod stream_config;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_sealed;
 mod trust;
 
 pub use chain::{run_dump_chain, DumpContext, DumpOutcome, DumpRequest, Dumper, Step, FREEZE};

@@ -10,6 +10,7 @@ use crate::chain::{DumpContext, Step, FREEZE};
 use crate::error::{io, CheckpointError, Result};
 use crate::predump::predump_plan;
 use crate::procfs::unsupported_reason;
+use crate::sealed::write_image_file;
 
 pub fn default_steps() -> Vec<Box<dyn Step>> {
     vec![
@@ -111,10 +112,11 @@ impl Step for PrepareDir {
         ctx.staging = Some(staging);
         fs::create_dir(dir.join(CRIU_DIR)).map_err(io("creating criu/"))?;
         let spec = ctx.req.bundle.join(CONFIG);
-        let mut to = staged_file(ctx, CONFIG, self.name())?;
-        fs::File::open(&spec)
-            .and_then(|mut from| std::io::copy(&mut from, &mut to))
-            .map_err(io(format!("copying {}", spec.display())))?;
+        write_image_file(ctx, CONFIG, self.name(), |to| {
+            fs::File::open(&spec)
+                .and_then(|mut from| std::io::copy(&mut from, to))
+                .map_err(io(format!("copying {}", spec.display())))
+        })?;
         Ok(())
     }
 }
@@ -212,14 +214,14 @@ impl Step for RootfsDiff {
         "rootfs"
     }
     fn run(&self, ctx: &mut DumpContext) -> Result<()> {
-        let file = staged_file(ctx, ROOTFS_DIFF, self.name())?;
-        match &ctx.req.upperdir {
-            Some(upper) => {
-                let stats = arch_rootfs::write_diff(upper, file)?;
-                log::info!("rootfs diff of {}: {stats:?}", ctx.req.container_id);
-            }
+        let upper = ctx.req.upperdir.clone();
+        let stats = write_image_file(ctx, ROOTFS_DIFF, self.name(), |file| match &upper {
+            Some(upper) => Ok(Some(arch_rootfs::write_diff(upper, file)?)),
             // A rootfs without an upperdir has no recorded changes.
-            None => tar_empty(file)?,
+            None => tar_empty(file).map(|()| None),
+        })?;
+        if let Some(stats) = stats {
+            log::info!("rootfs diff of {}: {stats:?}", ctx.req.container_id);
         }
         if ctx.req.leave_running && ctx.frozen {
             // Memory and files are taken: the container goes on.
@@ -237,19 +239,8 @@ impl Step for RootfsDiff {
     }
 }
 
-/// A new file in the staging directory (see `Staging::create_file`).
-fn staged_file(ctx: &DumpContext, name: &str, step: &'static str) -> Result<fs::File> {
-    let staging = ctx.staging.as_ref().ok_or(CheckpointError::Step {
-        step,
-        reason: "no staging directory (PrepareDir did not run)".into(),
-    })?;
-    Ok(staging.create_file(name)?)
-}
-
-fn tar_empty(file: fs::File) -> Result<()> {
-    use std::io::Write;
-    let mut f = file;
-    f.write_all(&[0u8; 1024])
+fn tar_empty(file: &mut dyn std::io::Write) -> Result<()> {
+    file.write_all(&[0u8; 1024])
         .map_err(io("writing empty rootfs-diff.tar"))
 }
 

@@ -11,19 +11,22 @@ use crate::policy::ArchIdentity;
 use crate::procfs::ProcessView;
 use crate::steps::default_steps;
 
-struct FakeDumper {
+pub(crate) struct FakeDumper {
     pids: Vec<i32>,
     fail: Option<&'static str>,
     /// What happened to the processes, in order.
     effects: Mutex<Vec<String>>,
+    /// The codec and cipher of an encrypted dump.
+    pub(crate) sealing: Option<(arch_imgstream::Codec, arch_imgstream::Crypt)>,
 }
 
 impl FakeDumper {
-    fn new(pids: Vec<i32>, fail: Option<&'static str>) -> Self {
+    pub(crate) fn new(pids: Vec<i32>, fail: Option<&'static str>) -> Self {
         Self {
             pids,
             fail,
             effects: Mutex::default(),
+            sealing: None,
         }
     }
 
@@ -38,7 +41,7 @@ impl FakeDumper {
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-struct FakeError(&'static str);
+pub(crate) struct FakeError(&'static str);
 
 impl Dumper for FakeDumper {
     type Error = FakeError;
@@ -89,6 +92,9 @@ impl Dumper for FakeDumper {
     fn criu_version(&self) -> Result<String, FakeError> {
         Ok("4.1.1".into())
     }
+    fn sealing(&self) -> Option<(arch_imgstream::Codec, &arch_imgstream::Crypt)> {
+        self.sealing.as_ref().map(|(codec, crypt)| (*codec, crypt))
+    }
 }
 
 /// What CRIU does with a parent: a symlink `parent` in the images dir.
@@ -105,14 +111,14 @@ impl ProcessView for FakeProcs {
     }
 }
 
-struct Rig {
+pub(crate) struct Rig {
     _tmp: tempfile::TempDir,
-    store: ImageStore,
+    pub(crate) store: ImageStore,
     bundle: std::path::PathBuf,
-    upper: std::path::PathBuf,
+    pub(crate) upper: std::path::PathBuf,
 }
 
-fn rig() -> Rig {
+pub(crate) fn rig() -> Rig {
     let tmp = tempfile::tempdir().unwrap();
     let store = ImageStore::new(tmp.path().join("ckpt"));
     let bundle = tmp.path().join("bundle");
@@ -129,7 +135,7 @@ fn rig() -> Rig {
     }
 }
 
-fn request(r: &Rig) -> DumpRequest {
+pub(crate) fn request(r: &Rig) -> DumpRequest {
     DumpRequest {
         identity: ArchIdentity {
             namespace: "default".into(),
@@ -149,14 +155,18 @@ fn request(r: &Rig) -> DumpRequest {
 }
 
 /// The default chain over the fake dumper, with no open descriptors.
-fn chain(r: &Rig, dumper: &FakeDumper, req: DumpRequest) -> crate::Result<crate::DumpOutcome> {
+pub(crate) fn chain(
+    r: &Rig,
+    dumper: &FakeDumper,
+    req: DumpRequest,
+) -> crate::Result<crate::DumpOutcome> {
     run_dump_chain(
         &default_steps(),
         DumpContext::new(req, &r.store, dumper, &FakeProcs(vec![])),
     )
 }
 
-fn ns_entries(r: &Rig) -> Vec<String> {
+pub(crate) fn ns_entries(r: &Rig) -> Vec<String> {
     std::fs::read_dir(r.store.root().join("default"))
         .map(|d| {
             d.flatten()

@@ -40,7 +40,7 @@ pub use ident::{
 pub use image::{read_manifest, Image};
 pub use lease::{FsClock, Lease, ProbeClock, DEFAULT_LEASE};
 pub use manifest::{
-    CgroupVersion, CommitInfo, FileEntry, Manifest, ProfileDigest, Status, Timestamp,
+    sealed_name, CgroupVersion, CommitInfo, FileEntry, Manifest, ProfileDigest, Status, Timestamp,
     FORMAT_VERSION,
 };
 pub use predump::{
@@ -60,6 +60,11 @@ pub const CRIU_DIR: &str = "criu";
 pub const ROOTFS_DIFF: &str = "rootfs-diff.tar";
 /// The container's OCI runtime spec.
 pub const CONFIG: &str = "config.json";
+/// The image's own files that an encrypted checkpoint stores like CRIU's
+/// images (compressed, sealed, both digests; format 4), at the image's top
+/// level: the container's environment and the files it wrote are as
+/// private as its memory.
+pub const SEALED_FILES: [&str; 2] = [CONFIG, ROOTFS_DIFF];
 
 /// Separator used in every sidecar name; never valid in a key.
 pub(crate) const SIDECAR_SEP: char = '@';
@@ -72,6 +77,8 @@ mod tests_cleanup;
 mod tests_crypt;
 #[cfg(test)]
 mod tests_generations;
+#[cfg(test)]
+mod tests_sealed;
 #[cfg(test)]
 mod tests_stream;
 #[cfg(test)]

@@ -16,8 +16,11 @@ use crate::error::{Error, Result};
 /// profile (and scope names with a Kubernetes namespace); a version 1
 /// image has no profile to check, so it is refused. Version 3 added
 /// streamed files ([`Streamed`]); a version 2 image (every file as CRIU
-/// wrote it) still reads and restores.
-pub const FORMAT_VERSION: u32 = 3;
+/// wrote it) still reads and restores. Version 4 lets the image's own
+/// files ([`crate::SEALED_FILES`]) be streamed too, at the top level: an
+/// encrypted checkpoint seals them. A version 3 reader refuses such an
+/// image by its version instead of by a file it does not expect.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The oldest manifest format this build reads.
 pub const OLDEST_READABLE_VERSION: u32 = 2;
@@ -65,14 +68,16 @@ impl Timestamp {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileEntry {
-    /// Relative path with `/` separators, e.g. `criu/pages-1.img`, or
-    /// `criu/pages-1.img.zst` for a compressed streamed file.
+    /// Relative path with `/` separators, e.g. `criu/pages-1.img`,
+    /// `criu/pages-1.img.zst` for a compressed streamed file, or
+    /// `rootfs-diff.tar.zst.enc` for a sealed one (version 4).
     pub path: String,
     pub size: u64,
     /// Lower-case hex sha256 of the content.
     pub sha256: String,
-    /// Set for a CRIU image the shim's streamer stored (version 3): how it
-    /// is encoded and what CRIU's bytes were.
+    /// Set for a CRIU image the shim's streamer stored (version 3), or one
+    /// of the image's own files sealed the same way (version 4): how it is
+    /// encoded and what the original bytes were.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<Streamed>,
 }
@@ -99,10 +104,15 @@ pub struct Streamed {
 }
 
 impl FileEntry {
-    /// The entry of a file a streamer captured into the image's `criu/`.
+    /// The entry of a file a streamer captured into the image's `criu/`,
+    /// or of one of the image's own files sealed at its top level.
     pub fn streamed(rec: &arch_imgstream::FileRecord) -> FileEntry {
+        let path = match crate::SEALED_FILES.contains(&rec.name.as_str()) {
+            true => rec.stored_name.clone(),
+            false => format!("{}/{}", crate::CRIU_DIR, rec.stored_name),
+        };
         FileEntry {
-            path: format!("{}/{}", crate::CRIU_DIR, rec.stored_name),
+            path,
             size: rec.stored_size,
             sha256: rec.stored_sha256.clone(),
             stream: Some(Streamed {
@@ -117,16 +127,28 @@ impl FileEntry {
 
     /// The streamer's record of a streamed entry: what a restore decodes
     /// and checks. None for a file stored as written, or one whose name
-    /// does not fit its codec (refused when the manifest is read).
+    /// does not fit its codec or its place (refused when the manifest is
+    /// read): a sealed file at the top level, CRIU's images under `criu/`.
     pub fn record(&self) -> Option<arch_imgstream::FileRecord> {
         let s = self.stream.as_ref()?;
-        let stored_name = self.path.strip_prefix(crate::CRIU_DIR)?.strip_prefix('/')?;
+        let under_criu = self
+            .path
+            .strip_prefix(crate::CRIU_DIR)
+            .and_then(|p| p.strip_prefix('/'));
+        let (stored_name, top_level) = match under_criu {
+            Some(name) => (name, false),
+            None if !self.path.contains('/') => (self.path.as_str(), true),
+            None => return None,
+        };
         let codec = arch_imgstream::Codec::from_record(&s.codec, s.level)?;
         let encoded = match s.encryption {
             Some(_) => stored_name.strip_suffix(arch_imgstream::ENCRYPTED_SUFFIX)?,
             None => stored_name,
         };
         let name = codec.original_name(encoded)?;
+        if top_level != crate::SEALED_FILES.contains(&name) {
+            return None;
+        }
         Some(arch_imgstream::FileRecord {
             name: name.to_string(),
             stored_name: stored_name.to_string(),
@@ -310,7 +332,8 @@ impl Manifest {
 }
 
 /// A streamed entry must be of version 3, name a plain CRIU image under
-/// `criu/` with its codec's suffix, and agree with itself.
+/// `criu/` with its codec's suffix (or, from version 4, a sealed file at
+/// the top level), and agree with itself.
 fn check_streamed(f: &FileEntry, version: u32) -> Result<()> {
     let Some(s) = &f.stream else {
         return Ok(());
@@ -332,8 +355,14 @@ fn check_streamed(f: &FileEntry, version: u32) -> Result<()> {
         }
     }
     let Some(rec) = f.record() else {
-        return bad("not a CRIU image name with its codec's (and cipher's) suffix under criu/");
+        return bad(
+            "neither a CRIU image name under criu/ nor a sealed image file at the top level, \
+             with its codec's (and cipher's) suffix",
+        );
     };
+    if !f.path.contains('/') && version < 4 {
+        return bad("a sealed image file in a version 3 manifest");
+    }
     if !arch_imgstream::valid_name(&rec.name) {
         return bad("not a plain CRIU image name");
     }
@@ -345,6 +374,32 @@ fn check_streamed(f: &FileEntry, version: u32) -> Result<()> {
         ("zstd", Some(_)) => Ok(()),
         _ => bad("zstd needs its level"),
     }
+}
+
+/// Which of [`crate::SEALED_FILES`] a stored top-level path holds
+/// (`rootfs-diff.tar.zst.enc` → `rootfs-diff.tar`); none for any other
+/// path, the plain names included. Archives keep such a path as it is.
+pub fn sealed_name(path: &str) -> Option<&'static str> {
+    use arch_imgstream::Codec;
+    if path.contains('/') {
+        return None;
+    }
+    let encoded = path
+        .strip_suffix(arch_imgstream::ENCRYPTED_SUFFIX)
+        .unwrap_or(path);
+    let codecs = [
+        Codec::None,
+        Codec::Zstd {
+            level: 0,
+            threads: 0,
+        },
+    ];
+    crate::SEALED_FILES.into_iter().find(|sealed| {
+        path != *sealed
+            && codecs
+                .iter()
+                .any(|c| c.original_name(encoded) == Some(*sealed))
+    })
 }
 
 fn invalid(field: &'static str, reason: String) -> Error {

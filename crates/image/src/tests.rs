@@ -169,7 +169,7 @@ fn future_version_names_both() {
         e,
         Error::UnsupportedVersion {
             found: 7,
-            supported: 3
+            supported: FORMAT_VERSION
         }
     ));
     let msg = e.to_string();

@@ -157,6 +157,12 @@ impl Dumper for RuntimeDumper<'_> {
     fn criu_version(&self) -> Result<String, RuntimeError> {
         self.runtime.criu_version()
     }
+
+    fn sealing(&self) -> Option<(arch_imgstream::Codec, &arch_imgstream::Crypt)> {
+        // A cipher comes only with a streamed dump (`encryption` below).
+        let codec = self.base.stream.unwrap_or(arch_imgstream::Codec::None);
+        self.base.crypt.as_ref().map(|crypt| (codec, crypt))
+    }
 }
 
 /// The encryption of this checkpoint's streamed files, when the host has a

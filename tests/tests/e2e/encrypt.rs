@@ -5,7 +5,9 @@
 //!
 //! - A stop-checkpoint is encrypted (cipher and key id in the manifest,
 //!   stored files begin with the cipher's magic, not zstd's or CRIU's),
-//!   and the re-created container continues.
+//!   its spec and rootfs diff sealed too (neither an environment variable
+//!   nor a file the container wrote is readable anywhere in the image),
+//!   and the re-created container continues with its files.
 //! - Another key on the host: a fresh start, the record names both key ids,
 //!   and the image stays for a host with its key.
 //! - A flipped ciphertext byte with the stored digest and signature made
@@ -20,7 +22,7 @@ use arch_records::{Operation, Outcome};
 
 use crate::two_hosts::{bases, Host};
 
-const WORKLOAD: &str = "boot=$(cat /proc/sys/kernel/random/uuid); \
+const WORKLOAD: &str = "boot=$(cat /proc/sys/kernel/random/uuid); echo $boot > /tmp/once; \
     i=0; while true; do i=$((i+1)); echo $i > /tmp/count; echo $boot > /tmp/boot; sleep 0.1; done";
 
 /// Writes a fresh key (64 hex digits) to `path`, 0600, replacing any.
@@ -53,6 +55,9 @@ fn host(name: &str) -> (Host, PathBuf, PathBuf) {
     (host, root, key)
 }
 
+/// In the container's environment: must not be readable in the image.
+const SECRET_ENV: &str = "ARCH_E2E_SECRET=env-secret-5d1c9e";
+
 fn count(c: &Ctr, id: &str) -> u64 {
     c.exec_file(id, "/tmp/count").parse().unwrap_or(0)
 }
@@ -61,7 +66,8 @@ fn count(c: &Ctr, id: &str) -> u64 {
 /// checkpoint) and removes it; its boot id and the count seen.
 fn run_and_stop(c: &Ctr, key: &str) -> (String, u64) {
     let id = unique_id("enc");
-    let r = c.run_arch_with("-d", &id, Some(key), &[], &["sh", "-c", WORKLOAD]);
+    let env = ["--env", SECRET_ENV];
+    let r = c.run_arch_with("-d", &id, Some(key), &env, &["sh", "-c", WORKLOAD]);
     assert_eq!(r.code, 0, "ctr run {id}: {}", r.stderr);
     assert!(wait_until(Duration::from_secs(10), || count(c, &id) >= 5));
     let boot = c.exec_file(&id, "/tmp/boot");
@@ -75,15 +81,18 @@ fn run_and_stop(c: &Ctr, key: &str) -> (String, u64) {
 
 /// Creates the container again; its boot id once it runs.
 fn again(c: &Ctr, key: &str) -> String {
-    let id = unique_id("enc2");
-    let r = c.run_arch_with("-d", &id, Some(key), &[], &["sh", "-c", WORKLOAD]);
+    again_as(c, key, &unique_id("enc2"))
+}
+
+fn again_as(c: &Ctr, key: &str, id: &str) -> String {
+    let r = c.run_arch_with("-d", id, Some(key), &[], &["sh", "-c", WORKLOAD]);
     assert_eq!(r.code, 0, "ctr run {id}: {}", r.stderr);
-    c.wait_status(&id, "RUNNING");
+    c.wait_status(id, "RUNNING");
     assert!(wait_until(Duration::from_secs(10), || c
-        .exec_file(&id, "/tmp/boot")
+        .exec_file(id, "/tmp/boot")
         .len()
         > 10));
-    c.exec_file(&id, "/tmp/boot")
+    c.exec_file(id, "/tmp/boot")
 }
 
 fn image(root: &Path, c: &Ctr, key: &str) -> PathBuf {
@@ -98,6 +107,27 @@ fn pages(dir: &Path) -> String {
         .map(|f| f.path.clone())
         .find(|p| p.starts_with("criu/pages-") && p.ends_with(".img.zst.enc"))
         .unwrap_or_else(|| panic!("an encrypted pages file: {:?}", m.files))
+}
+
+/// The image's files (relative paths) whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if std::fs::read(&p)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                found.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    found
 }
 
 fn fallback_error(root: &Path, key: &str) -> String {
@@ -134,6 +164,15 @@ fn an_encrypted_checkpoint_restores_the_process_state() {
             f.path
         );
     }
+    let paths: Vec<_> = m.files.iter().map(|f| f.path.as_str()).collect();
+    for sealed in ["config.json.zst.enc", "rootfs-diff.tar.zst.enc"] {
+        assert!(paths.contains(&sealed), "{sealed} not in {paths:?}");
+    }
+    let secret = SECRET_ENV.split_once('=').unwrap().1;
+    for clear in [secret, boot.as_str()] {
+        let found = files_containing(&dir, clear.as_bytes());
+        assert!(found.is_empty(), "{clear:?} readable in {found:?}");
+    }
     let i = archctl(&root, &["inspect", &format!("{}/{key}", c.namespace)]);
     assert_eq!(i.code, 0, "{}", i.stderr);
     assert!(
@@ -141,7 +180,17 @@ fn an_encrypted_checkpoint_restores_the_process_state() {
         "{}",
         i.stdout
     );
-    assert_eq!(again(c, &key), boot, "restored, not restarted");
+    let restored = unique_id("enc2");
+    assert_eq!(
+        again_as(c, &key, &restored),
+        boot,
+        "restored, not restarted"
+    );
+    assert_eq!(
+        c.exec_file(&restored, "/tmp/once"),
+        boot,
+        "the file written once came back from the sealed rootfs diff"
+    );
     let recs = records_for(&root, &key);
     assert!(
         recs.iter()

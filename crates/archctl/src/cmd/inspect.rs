@@ -84,7 +84,7 @@ pub fn run(store: &ImageStore, id: &ImageId, json: bool) -> Result<i32> {
     if m.streamed() {
         let (orig, stored) = m.streamed_sizes();
         println!(
-            "streamed:   {} of CRIU images stored as {} (ratio {})",
+            "streamed:   {} of streamed files stored as {} (ratio {})",
             human_size(orig),
             human_size(stored),
             ratio(stored, orig)

@@ -1,0 +1,124 @@
+//! Format 4: an encrypted image's own files (config.json, rootfs-diff.tar)
+//! sealed at its top level like CRIU's images, decoded into the restore
+//! copy under their own names; each kind of file only in its own place.
+
+use std::fs;
+use std::sync::Arc;
+
+use arch_imgcrypt::Key;
+use arch_imgstream::Crypt;
+
+use crate::tests::info;
+use crate::tests_stream::{store_in, ZSTD_1};
+use crate::*;
+
+const SECRET: &[u8] = b"{\"process\":{\"env\":[\"TOKEN=hunter2\"]}}";
+
+fn crypt(k: &Arc<Key>) -> Crypt {
+    Crypt {
+        key: k.clone(),
+        namespace: "ns".into(),
+        image_key: "k".into(),
+        image_id: "00112233445566778899aabbccddeeff".into(),
+    }
+}
+
+/// An image with `pages-1.img` under criu/ and config.json and a rootfs
+/// diff sealed at the top, as an encrypted checkpoint leaves it.
+fn commit_sealed(store: &ImageStore, k: &Arc<Key>) -> Image {
+    let mut st = store.begin("ns", "k").unwrap();
+    let criu = st.path().join(CRIU_DIR);
+    fs::create_dir(&criu).unwrap();
+    let c = crypt(k);
+    // Through the held directory's real path: the store refuses links.
+    let top = fs::read_link(st.path()).unwrap();
+    let recs = [
+        store_in(&criu, "pages-1.img", &[7u8; 5000], ZSTD_1, Some(&c)),
+        store_in(&top, CONFIG, SECRET, ZSTD_1, Some(&c)),
+        store_in(&top, ROOTFS_DIFF, &[0u8; 1024], ZSTD_1, Some(&c)),
+    ];
+    st.add_streamed(&recs);
+    st.commit(info()).unwrap()
+}
+
+#[test]
+fn sealed_files_are_listed_at_the_top_and_decoded_into_the_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let img = commit_sealed(&ImageStore::new(&root), &Arc::new(Key::from_bytes([4; 32])));
+    let m = img.manifest();
+    assert_eq!(m.format_version, 4);
+    let paths: Vec<_> = m.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "config.json.zst.enc",
+            "criu/pages-1.img.zst.enc",
+            "rootfs-diff.tar.zst.enc"
+        ]
+    );
+    assert!(!img.config().exists() && !img.rootfs_diff().exists());
+    let stored = fs::read(img.dir().join("config.json.zst.enc")).unwrap();
+    assert!(!stored.windows(7).any(|w| w == b"hunter2"), "sealed");
+    let store =
+        ImageStore::new(&root).with_encryption(HostKey::Loaded(Arc::new(Key::from_bytes([4; 32]))));
+    store.open("ns", "k").unwrap();
+    let copy = store
+        .take("ns", "k")
+        .unwrap()
+        .verify_into(&tmp.path().join("copy"))
+        .unwrap();
+    assert_eq!(fs::read(copy.config()).unwrap(), SECRET);
+    assert_eq!(fs::read(copy.rootfs_diff()).unwrap(), vec![0u8; 1024]);
+    assert_eq!(
+        fs::read(copy.criu_dir().join("pages-1.img")).unwrap(),
+        vec![7u8; 5000]
+    );
+}
+
+#[test]
+fn each_streamed_file_only_in_its_own_place_and_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = commit_sealed(
+        &ImageStore::new(tmp.path().join("root")),
+        &Arc::new(Key::from_bytes([4; 32])),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&img.manifest().to_json()).unwrap();
+    let parse =
+        |v: &serde_json::Value| Manifest::parse(&serde_json::to_vec(v).unwrap(), "m".as_ref());
+    parse(&v).unwrap();
+    for (what, i, path) in [
+        ("a sealed file under criu/", 0, "criu/config.json.zst.enc"),
+        ("a CRIU image at the top", 1, "pages-1.img.zst.enc"),
+        ("another file sealed at the top", 2, "notes.txt.zst.enc"),
+        (
+            "a sealed file in a subdirectory",
+            2,
+            "pre-1/rootfs-diff.tar.zst.enc",
+        ),
+    ] {
+        let mut bad = v.clone();
+        bad["files"][i]["path"] = path.into();
+        assert!(parse(&bad).is_err(), "{what} accepted");
+    }
+    let mut v3 = v.clone();
+    v3["format_version"] = 3.into();
+    let e = parse(&v3).unwrap_err();
+    assert!(e.to_string().contains("version 3"), "{e}");
+}
+
+#[test]
+fn sealed_names_are_the_stored_ones_only() {
+    assert_eq!(sealed_name("rootfs-diff.tar.zst.enc"), Some(ROOTFS_DIFF));
+    assert_eq!(sealed_name("config.json.enc"), Some(CONFIG));
+    assert_eq!(sealed_name("config.json.zst"), Some(CONFIG));
+    for not in [
+        "config.json",
+        "rootfs-diff.tar",
+        "criu/config.json.zst.enc",
+        "pages-1.img.zst.enc",
+        ".zst.enc",
+    ] {
+        assert_eq!(sealed_name(not), None, "{not}");
+    }
+}
