@@ -56,9 +56,9 @@ pub struct ArchConfig {
     /// Streaming and compression of CRIU's images.
     pub stream: StreamConfig,
     /// Encryption at rest (a root-owned 0600 file of 64 hex digits; off
-    /// when none). Every checkpoint is then streamed and encrypted; one
-    /// that cannot be streamed (a terminal, pre-dumps) fails instead of
-    /// being written in the clear.
+    /// when none). Every checkpoint is then streamed and encrypted (a
+    /// terminal's sealed after CRIU writes it); one that can be neither
+    /// (pre-dumps) fails instead of being written in the clear.
     pub encryption_key_file: Option<PathBuf>,
 }
 

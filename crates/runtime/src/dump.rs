@@ -42,8 +42,13 @@ pub struct DumpOptions {
     /// images, so a dump after pre-dumps is never streamed.
     pub stream: Option<arch_imgstream::Codec>,
     /// Encrypt the streamed files (the host's `encryption_key_file`). A
-    /// dump that cannot be streamed then fails: never written in the clear.
+    /// dump that cannot be streamed is then sealed from `seal_dir`, or
+    /// fails: never written in the clear into `image_dir`.
     pub crypt: Option<arch_imgstream::Crypt>,
+    /// With `crypt`: a private directory on this host's own disk where
+    /// CRIU writes a dump that cannot stream (a terminal's) before each
+    /// image is sealed into `image_dir` (seal_dump.rs).
+    pub seal_dir: Option<PathBuf>,
 }
 
 impl DumpOptions {
@@ -135,13 +140,26 @@ pub(crate) fn dump(
         (Some(_), None, true) => log::info!("{id}: a terminal's dump is not streamed"),
         (None, _, _) => {}
     }
-    if opts.crypt.is_some() {
-        return Err(RuntimeError::StreamedDump {
-            id: id.to_string(),
-            reason: "encryption at rest is configured and this dump cannot be streamed \
-                     (a terminal's, or one after pre-dumps): refusing to write it unencrypted"
-                .into(),
-        });
+    // With a key, a dump that cannot stream is written into the shim's
+    // private directory and sealed from there (seal_dump.rs); one after
+    // pre-dumps (their pages are in clear) or without such a directory is
+    // refused.
+    let seal = match (&opts.crypt, &opts.parent_img, &opts.seal_dir) {
+        (None, _, _) => None,
+        (Some(crypt), None, Some(dir)) => Some((crypt, dir)),
+        (Some(_), _, _) => {
+            return Err(RuntimeError::StreamedDump {
+                id: id.to_string(),
+                reason: "encryption at rest is configured and this dump can be neither \
+                         streamed nor sealed (one after pre-dumps): refusing to write it \
+                         unencrypted"
+                    .into(),
+            })
+        }
+    };
+    let images_dir = seal.map_or(&opts.image_dir, |(_, dir)| dir);
+    if seal.is_some() {
+        private_dir(images_dir)?;
     }
 
     // After a pre-dump CRIU must track memory in this dump too: without
@@ -155,7 +173,7 @@ pub(crate) fn dump(
         criu.set_parent_img(parent.clone());
     }
     set_external_mounts(&mut criu, &spec, Phase::Dump);
-    let images = open_dir(&opts.image_dir)?;
+    let images = open_dir(images_dir)?;
     criu.set_images_dir_fd(images.as_raw_fd());
     let work = match &opts.work_dir {
         Some(w) => {
@@ -186,7 +204,7 @@ pub(crate) fn dump(
     // Namespaces joined from a pod sandbox are the pod's: CRIU must see
     // them as its own to leave them out of the image (namespaces.rs). CRIU
     // calls back on the thread that runs it: the notify session lives there.
-    JoinedNamespaces::of(&spec)
+    let dumped = JoinedNamespaces::of(&spec)
         .map_err(|source| RuntimeError::Namespaces {
             id: id.to_string(),
             source,
@@ -199,6 +217,18 @@ pub(crate) fn dump(
             id: id.to_string(),
             source,
         })?
-        .map_err(RuntimeError::criu(id, "dump"))
-        .map(|()| Vec::new())
+        .map_err(RuntimeError::criu(id, "dump"));
+    let Some((crypt, clear)) = seal else {
+        return dumped.map(|()| Vec::new());
+    };
+    let codec = opts.stream.unwrap_or(arch_imgstream::Codec::None);
+    match dumped {
+        Ok(()) => crate::seal_dump::seal_into(id, clear, &opts.image_dir, codec, crypt),
+        Err(e) => {
+            // The log goes with the failed checkpoint's record; nothing
+            // CRIU wrote stays in clear.
+            crate::seal_dump::discard(clear, &opts.image_dir);
+            Err(e)
+        }
+    }
 }

@@ -51,6 +51,10 @@ pub enum RuntimeError {
     /// shim's streamer, whichever said so first.
     #[error("container {id}: streamed dump: {reason}")]
     StreamedDump { id: String, reason: String },
+    /// Sealing an unstreamable dump's images after CRIU wrote them
+    /// (encryption at rest; seal_dump.rs).
+    #[error("container {id}: sealing the dump's images: {reason}")]
+    Seal { id: String, reason: String },
     /// CRIU cannot be run at all (missing, or it does not answer).
     #[error("CRIU is not usable: {0}")]
     CriuUnavailable(#[source] rust_criu::CriuError),

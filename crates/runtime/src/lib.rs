@@ -32,6 +32,7 @@ mod predump;
 mod proc_tree;
 mod restore;
 mod restore_target;
+mod seal_dump;
 mod spawn;
 mod spawn_helper;
 mod stream_dump;

@@ -59,6 +59,7 @@ impl Arch {
             // (checkpoint_into_store); containerd's copy would be clear
             // bytes, so an ARCH container's is refused there.
             crypt: None,
+            seal_dir: None,
         };
         let dumped = match c.arch() {
             None if dump.image_dir.as_os_str().is_empty() => Err(ShimError::InvalidArgument(

@@ -222,6 +222,20 @@ pub(super) fn checkpoint_into_store(
         && cfg.stream.streams(runtime.criu_can_stream()))
     .then(|| cfg.stream.codec());
     base.crypt = encryption(store, &req, base.stream.is_some())?;
+    // A terminal's dump cannot stream: with a key CRIU writes it here, on
+    // this host's own disk, and each image is sealed from here into staging.
+    let seal_dir = match &base.crypt {
+        Some(_) => {
+            let local_err = |e| arch_checkpoint::CheckpointError::Io {
+                context: format!("making a private dump directory in {LOCAL_DUMP_DIR}"),
+                source: e,
+            };
+            let local = LocalDump::new(&req.container_id).map_err(local_err)?;
+            base.seal_dir = Some(local.dir_for(Path::new("seal")).map_err(local_err)?);
+            Some(local)
+        }
+        None => None,
+    };
     // Temporaries of a checkpoint whose shim died; old enough that no live
     // checkpoint (on this or another host) can still be writing them.
     match store.cleanup_stale_temps(STALE_TEMP_AGE) {
@@ -249,10 +263,12 @@ pub(super) fn checkpoint_into_store(
         slot: Mutex::new(None),
         local,
     };
-    run_dump_chain(
+    let dumped = run_dump_chain(
         &default_steps(),
         DumpContext::new(req, store, &dumper, &HostProcs),
-    )
+    );
+    drop(seal_dir);
+    dumped
 }
 
 #[cfg(test)]

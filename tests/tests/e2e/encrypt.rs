@@ -12,6 +12,8 @@
 //!   and the image stays for a host with its key.
 //! - A flipped ciphertext byte with the stored digest and signature made
 //!   to match: the tag check alone refuses it, a fresh start.
+//! - A terminal's checkpoint (unstreamable) is sealed after CRIU writes it
+//!   and restores; one after pre-dumps is refused, not written in clear.
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -251,19 +253,18 @@ fn a_flipped_ciphertext_byte_starts_fresh_even_when_resealed() {
 const TRAPPED: &str = "trap 'echo got-term > /tmp/term; exit 143' TERM; \
     while true; do sleep 0.1; done";
 
-/// A checkpoint that would not be streamed (here: a container with a
-/// terminal; CRIU's CLI cannot stream it) is refused rather than written
-/// in clear: nothing committed, a failed record saying why, and the
-/// container gets its stop signal. (`ctr run -t` wants a terminal: it
-/// runs under util-linux `script`: terminal.rs's `spawn_tty`.)
+/// A checkpoint that can be neither streamed nor sealed (here: one after
+/// pre-dumps, whose pages CRIU writes in clear) is refused rather than
+/// written in clear: nothing committed, a failed record saying why, and
+/// the container gets its stop signal.
 #[test]
-fn an_unstreamable_checkpoint_is_refused_not_written_in_clear() {
+fn an_unsealable_checkpoint_is_refused_not_written_in_clear() {
     let (host, root, _) = host("enc-refuse");
     let c = &host.ctr;
     let (id, key) = (unique_id("eref"), unique_id("erkey"));
-    let run = crate::terminal::spawn_tty(c, "-d", &id, &key, &[], TRAPPED);
-    let r = arch_e2e::finish_within(run, Duration::from_secs(60), "ctr run -d -t");
-    assert_eq!(r.code, 0, "ctr run -d -t: {} {}", r.stdout, r.stderr);
+    let predump = ["--env", "ARCH_PREDUMP=1"];
+    let r = c.run_arch_with("-d", &id, Some(&key), &predump, &["sh", "-c", TRAPPED]);
+    assert_eq!(r.code, 0, "ctr run -d: {}", r.stderr);
     c.wait_status(&id, "RUNNING");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(c.run(&["task", "kill", &id]).code, 0);
@@ -286,5 +287,60 @@ fn an_unstreamable_checkpoint_is_refused_not_written_in_clear() {
                 .as_deref()
                 .is_some_and(|e| e.contains("refusing to write it unencrypted"))),
         "the failed checkpoint says why: {recs:?}"
+    );
+}
+
+/// A terminal's dump cannot stream (CRIU's CLI has no orphan pts master):
+/// CRIU writes it on the host's own disk and each image is sealed from
+/// there into the image. Nothing of the container is readable in the
+/// image, and it restores with a new terminal.
+#[test]
+fn a_terminal_checkpoint_is_sealed_and_restores() {
+    let (host, root, _) = host("enc-tty");
+    let c = &host.ctr;
+    let (id, key) = (unique_id("etty"), unique_id("ettykey"));
+    let env = ["--env", SECRET_ENV];
+    let run = crate::terminal::spawn_tty(c, "-d", &id, &key, &env, WORKLOAD);
+    let r = arch_e2e::finish_within(run, Duration::from_secs(60), "ctr run -d -t");
+    assert_eq!(r.code, 0, "ctr run -d -t: {} {}", r.stdout, r.stderr);
+    assert!(wait_until(Duration::from_secs(10), || count(c, &id) >= 5));
+    let boot = c.exec_file(&id, "/tmp/boot");
+    assert_eq!(c.run(&["task", "kill", &id]).code, 0);
+    c.wait_status(&id, "STOPPED");
+    c.run(&["task", "rm", "-f", &id]);
+    c.run(&["container", "rm", &id]);
+    let dir = image(&root, c, &key);
+    let m = arch_image::read_manifest(&dir).expect("the terminal's checkpoint committed");
+    assert!(m.encryption().is_some());
+    for f in &m.files {
+        let plain = ["criu/dump.log", "criu/descriptors.json"].contains(&f.path.as_str());
+        assert_eq!(f.stream.is_none(), plain, "{}", f.path);
+    }
+    let descriptors = std::fs::read_to_string(dir.join("criu/descriptors.json")).unwrap();
+    assert!(descriptors.contains("/dev/pts/"), "{descriptors}");
+    let secret = SECRET_ENV.split_once('=').unwrap().1;
+    for clear in [secret, boot.as_str()] {
+        let found = files_containing(&dir, clear.as_bytes());
+        assert!(found.is_empty(), "{clear:?} readable in {found:?}");
+    }
+    let again = unique_id("etty2");
+    let run = crate::terminal::spawn_tty(c, "-d", &again, &key, &[], WORKLOAD);
+    let r = arch_e2e::finish_within(run, Duration::from_secs(60), "ctr run -d -t");
+    assert_eq!(r.code, 0, "ctr run -d -t: {} {}", r.stdout, r.stderr);
+    assert_eq!(
+        c.exec_file(&again, "/tmp/boot"),
+        boot,
+        "restored, not restarted"
+    );
+    assert_eq!(c.exec_file(&again, "/tmp/once"), boot);
+    c.run(&["task", "kill", "-s", "SIGKILL", &again]);
+    c.wait_status(&again, "STOPPED");
+    c.run(&["task", "rm", "-f", &again]);
+    c.run(&["container", "rm", &again]);
+    let recs = records_for(&root, &key);
+    assert!(
+        recs.iter()
+            .any(|r| r.op == Operation::Restore && r.outcome == Outcome::Ok),
+        "{recs:?}"
     );
 }
