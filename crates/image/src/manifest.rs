@@ -12,15 +12,29 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// The manifest format this build writes. Version 2 added the security
-/// profile (and scope names with a Kubernetes namespace); a version 1
-/// image has no profile to check, so it is refused. Version 3 added
-/// streamed files ([`Streamed`]); a version 2 image (every file as CRIU
-/// wrote it) still reads and restores. Version 4 lets the image's own
-/// files ([`crate::SEALED_FILES`]) be streamed too, at the top level: an
-/// encrypted checkpoint seals them. A version 3 reader refuses such an
-/// image by its version instead of by a file it does not expect.
+/// The newest manifest format this build reads and writes. Version 2
+/// added the security profile (and scope names with a Kubernetes
+/// namespace); a version 1 image has no profile to check, so it is
+/// refused. Version 3 added streamed files ([`Streamed`]); a version 2
+/// image (every file as CRIU wrote it) still reads and restores. Version 4
+/// lets the image's own files ([`crate::SEALED_FILES`]) be streamed too,
+/// at the top level: an encrypted checkpoint seals them. Each image is
+/// written with the oldest version that describes it ([`version_for`]).
 pub const FORMAT_VERSION: u32 = 4;
+
+/// The oldest version that describes `files`: 4 with a sealed file at the
+/// top level, else 3. An image without one stays readable by a version 3
+/// ARCH (another host mid rolling upgrade); one with it is refused there
+/// by its version, not by a file it does not expect.
+pub fn version_for(files: &[FileEntry]) -> u32 {
+    let sealed_at_top = files
+        .iter()
+        .any(|f| f.stream.is_some() && !f.path.contains('/'));
+    match sealed_at_top {
+        true => FORMAT_VERSION,
+        false => 3,
+    }
+}
 
 /// The oldest manifest format this build reads.
 pub const OLDEST_READABLE_VERSION: u32 = 2;

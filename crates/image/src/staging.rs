@@ -13,7 +13,7 @@ use arch_faults::points;
 use crate::error::{io_err, Error, Result};
 use crate::fsutil::{fsync, hash_open, rand_suffix, write_new, HeldDir, DIR_MODE, FILE_MODE};
 use crate::image::Image;
-use crate::manifest::{CommitInfo, FileEntry, Manifest, Status, Timestamp, FORMAT_VERSION};
+use crate::manifest::{version_for, CommitInfo, FileEntry, Manifest, Status, Timestamp};
 
 /// A temporary image directory, `{root}/{ns}/{key}@tmp-{rand}`. It and
 /// its scope directory are held open: `path()` and every write, rename
@@ -109,7 +109,7 @@ impl Staging {
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         let manifest = Manifest {
-            format_version: FORMAT_VERSION,
+            format_version: version_for(&files),
             namespace: self.namespace.clone(),
             key: self.key.clone(),
             container_id: info.container_id,

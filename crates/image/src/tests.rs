@@ -55,7 +55,8 @@ fn round_trip() {
     let m = img.manifest();
     assert_eq!(
         (m.format_version, m.status),
-        (FORMAT_VERSION, Status::Committed)
+        (3, Status::Committed),
+        "nothing sealed: written as version 3"
     );
     assert_eq!((m.namespace.as_str(), m.key.as_str()), ("default", "job-1"));
     let paths: Vec<_> = m.files.iter().map(|f| f.path.as_str()).collect();
