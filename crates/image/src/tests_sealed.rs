@@ -122,3 +122,63 @@ fn sealed_names_are_the_stored_ones_only() {
         assert_eq!(sealed_name(not), None, "{not}");
     }
 }
+
+/// Tampering a sealed file is caught by its cipher even when the manifest
+/// is made to agree: a flipped byte fails its chunk's tag, and another
+/// sealed file of the same image put in its place (same key, same image
+/// id) fails because its identity names the other file. Nothing is copied.
+#[test]
+fn a_sealed_file_flipped_or_swapped_fails_the_copy_even_when_relisted() {
+    use sha2::{Digest, Sha256};
+    for attack in ["flip", "swap"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let key = Arc::new(Key::from_bytes([4; 32]));
+        let img = commit_sealed(&ImageStore::new(&root), &key);
+        let diff = img.dir().join("rootfs-diff.tar.zst.enc");
+        let config = img
+            .manifest()
+            .files
+            .iter()
+            .find(|f| f.path == "config.json.zst.enc");
+        let config = config.unwrap().clone();
+        let bytes = match attack {
+            "flip" => {
+                let mut b = fs::read(&diff).unwrap();
+                let i = b.len() - 20;
+                b[i] ^= 1;
+                b
+            }
+            _ => fs::read(img.dir().join(&config.path)).unwrap(),
+        };
+        fs::write(&diff, &bytes).unwrap();
+        let mut v: serde_json::Value = serde_json::from_slice(&img.manifest().to_json()).unwrap();
+        let files = v["files"].as_array_mut().unwrap();
+        let entry = files
+            .iter_mut()
+            .find(|f| f["path"] == "rootfs-diff.tar.zst.enc")
+            .unwrap();
+        entry["size"] = bytes.len().into();
+        entry["sha256"] = hex::encode(Sha256::digest(&bytes)).into();
+        if attack == "swap" {
+            let s = config.stream.as_ref().unwrap();
+            entry["stream"]["original_size"] = s.original_size.into();
+            entry["stream"]["original_sha256"] = s.original_sha256.clone().into();
+        }
+        let total: u64 = files.iter().map(|f| f["size"].as_u64().unwrap()).sum();
+        v["total_size"] = total.into();
+        fs::write(img.dir().join(MANIFEST), serde_json::to_vec(&v).unwrap()).unwrap();
+        let store = ImageStore::new(&root).with_encryption(HostKey::Loaded(key));
+        let copy = tmp.path().join("copy");
+        let e = store
+            .take("ns", "k")
+            .unwrap()
+            .verify_into(&copy)
+            .unwrap_err();
+        assert!(matches!(e, Error::Stream { .. }), "{attack}: {e}");
+        assert!(e.to_string().contains("rootfs-diff.tar"), "{attack}: {e}");
+        // The cipher refused it, not a digest: the manifest agreed.
+        assert!(format!("{e:?}").contains("Tampered"), "{attack}: {e:?}");
+        assert!(!copy.exists(), "{attack}: nothing copied");
+    }
+}
