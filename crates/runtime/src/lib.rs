@@ -23,6 +23,7 @@ mod freeze;
 mod image_stdio;
 mod kill_all;
 mod libcontainer_spec;
+mod loopback;
 mod namespaces;
 mod notify;
 mod oom_v2;

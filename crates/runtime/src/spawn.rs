@@ -102,10 +102,30 @@ fn create_here(req: CreateRequest) -> std::result::Result<i32, String> {
     .as_sibling(true)
     .build()
     .map_err(|e| format!("{e:#}"))?;
-    container
+    let pid = container
         .pid()
         .map(|p| p.as_raw())
-        .ok_or_else(|| "container has no init pid".to_string())
+        .ok_or_else(|| "container has no init pid".to_string())?;
+    if let Err(e) = loopback_up(&req.bundle, pid) {
+        // Failed as runc fails it: no half-made container is left.
+        let mut container = container;
+        if let Err(del) = container.delete(true) {
+            return Err(format!("{e}; and deleting the container: {del}"));
+        }
+        return Err(e);
+    }
+    Ok(pid)
+}
+
+// Runs in the helper: `lo` up in the container's own network namespace.
+fn loopback_up(bundle: &std::path::Path, pid: i32) -> std::result::Result<(), String> {
+    let spec = libcontainer::oci_spec::runtime::Spec::load(bundle.join("config.json"))
+        .map_err(|e| e.to_string())?;
+    if !crate::loopback::creates_network_namespace(&spec) {
+        return Ok(());
+    }
+    crate::loopback::bring_up_in(pid)
+        .map_err(|e| format!("bringing up the loopback of the new network namespace: {e}"))
 }
 
 // Runs in the helper.

@@ -302,3 +302,100 @@ fn the_init_and_an_exec_start_with_only_their_stdio() {
         "the exec's descriptors"
     );
 }
+
+/// `ip -o link show lo` inside running container `id`, through an exec
+/// that writes it to the rootfs (read from the host).
+fn loopback_of(c: &Ctr, id: &str) -> String {
+    let out = format!("/lo-{}", unique_id("x"));
+    let script = format!("ip -o link show lo > {out}");
+    let exec_id = unique_id("lo");
+    let r = c.run(&[
+        "task",
+        "exec",
+        "--exec-id",
+        &exec_id,
+        id,
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert_eq!(r.code, 0, "exec: {}", r.stderr);
+    c.rootfs_file(id, out.trim_start_matches('/'))
+}
+
+fn is_up(link: &str) -> bool {
+    link.contains("<LOOPBACK,UP")
+}
+
+/// runc brings up the loopback of a network namespace it creates (and
+/// leaves one joined by path to its creator); so does ARCH, and a
+/// restored container keeps it up.
+#[test]
+fn a_new_network_namespace_has_its_loopback_up_as_under_runc() {
+    let c = ctr();
+    let id = unique_id("lo");
+    let _ct = c.start_detached(&id, &["sleep", "600"]);
+    let link = loopback_of(&c, &id);
+    assert!(is_up(&link), "lo in a new network namespace: {link}");
+    let exec_id = unique_id("ping");
+    let r = c.run(&[
+        "task",
+        "exec",
+        "--exec-id",
+        &exec_id,
+        &id,
+        "ping",
+        "-c1",
+        "-W2",
+        "127.0.0.1",
+    ]);
+    assert_eq!(r.code, 0, "127.0.0.1 answers: {}{}", r.stdout, r.stderr);
+
+    // A namespace joined by path is left as its creator made it.
+    let netns = unique_id("arch-lo");
+    let ip = |args: &[&str]| {
+        std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(ip(&["netns", "add", &netns]).status.success());
+    let path = format!("/var/run/netns/{netns}");
+    let joined = unique_id("lojoin");
+    let with_ns = format!("network:{path}");
+    let r = c.run(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        "--with-ns",
+        &with_ns,
+        arch_e2e::IMAGE,
+        &joined,
+        "sleep",
+        "600",
+    ]);
+    let ct = guard(&c, &joined);
+    assert_eq!(r.code, 0, "ctr run --with-ns: {}", r.stderr);
+    let link = loopback_of(&c, &joined);
+    drop(ct);
+    ip(&["netns", "del", &netns]);
+    assert!(!is_up(&link), "lo of a joined namespace left down: {link}");
+
+    // Checkpointed with lo up, restored with lo up.
+    let key = unique_id("lokey");
+    let first = unique_id("lofirst");
+    let ct = c.start_arch(&first, Some(&key), "sleep 600");
+    assert_eq!(c.run(&["task", "kill", &first]).code, 0);
+    c.wait_status(&first, "STOPPED");
+    drop(ct);
+    let again = unique_id("loagain");
+    let _ct = c.start_arch(&again, Some(&key), "sleep 600");
+    let restored = arch_e2e::image_entries(&c.namespace, &key);
+    assert!(
+        restored.iter().any(|e| e.ends_with("@restored")),
+        "restored, not started fresh: {restored:?}"
+    );
+    let link = loopback_of(&c, &again);
+    assert!(is_up(&link), "lo after a restore: {link}");
+}
