@@ -60,6 +60,14 @@ impl Runtime {
         let original = process.clone();
         libcontainer_spec::normalise_process(&mut process);
         let security = ExecSecurity::plan(&spec, &mut process)?;
+        if crate::quiet_network::process_can_change(&process) {
+            // From now on every dump keeps the network namespace.
+            let state = self.state_root.join(&req.container_id);
+            crate::quiet_network::mark_changeable(&state).map_err(RuntimeError::io(format!(
+                "marking {}'s network as changeable",
+                req.container_id
+            )))?;
+        }
         if process != original {
             libcontainer_spec::write_json(&req.process_json, &process)?;
         }
@@ -187,6 +195,7 @@ impl ContainerHandle {
             &self.id,
             pid.as_raw(),
             self.inner.bundle(),
+            &self.inner.root,
             freezer.as_deref(),
             opts,
         )

@@ -15,6 +15,7 @@ use crate::error::{Result, RuntimeError};
 use crate::image_stdio::DESCRIPTORS;
 use crate::namespaces::JoinedNamespaces;
 use crate::notify::{end_if_failed, Session};
+use crate::quiet_network;
 
 /// What a CRIU dump may take along, as containerd's CheckpointOptions says.
 #[derive(Clone, Debug, Default)]
@@ -49,6 +50,10 @@ pub struct DumpOptions {
     /// CRIU writes a dump that cannot stream (a terminal's) before each
     /// image is sealed into `image_dir` (seal_dump.rs).
     pub seal_dir: Option<PathBuf>,
+    /// The image is ARCH's own, restored only by ARCH: a network namespace
+    /// nothing in the container could change is left out of it and made
+    /// afresh at restore (quiet_network.rs). Never for containerd's path.
+    pub own_image: bool,
 }
 
 impl DumpOptions {
@@ -98,11 +103,24 @@ pub(crate) fn dump(
     id: &str,
     pid: i32,
     bundle: &Path,
+    state_dir: &Path,
     freezer: Option<&Path>,
     opts: &DumpOptions,
 ) -> Result<Vec<arch_imgstream::FileRecord>> {
     let spec = Spec::load(bundle.join("config.json"))
         .map_err(|e| RuntimeError::InvalidSpec(format!("{id}: {e}")))?;
+    let ns_err = |source| RuntimeError::Namespaces {
+        id: id.to_string(),
+        source,
+    };
+    // Namespaces joined from a pod sandbox are the pod's: CRIU must see
+    // them as its own to leave them out of the image (namespaces.rs); so
+    // is a network namespace nothing in the container could change
+    // (quiet_network.rs).
+    let mut joined = JoinedNamespaces::of(&spec).map_err(ns_err)?;
+    if opts.own_image && !opts.pre_dump && quiet_network::is_unchangeable(&spec, state_dir) {
+        joined = joined.with_own_network(pid).map_err(ns_err)?;
+    }
     let root = spec
         .root()
         .as_ref()
@@ -134,7 +152,14 @@ pub(crate) fn dump(
     match (opts.stream, &opts.parent_img, terminal) {
         (Some(codec), None, false) => {
             let rootfs = &rootfs;
-            return crate::stream_dump::dump_streamed(id, pid, &spec, rootfs, freezer, codec, opts);
+            let streamed = crate::stream_dump::StreamedDump {
+                spec: &spec,
+                joined: &joined,
+                rootfs,
+                freezer,
+                codec,
+            };
+            return crate::stream_dump::dump_streamed(id, pid, &streamed, opts);
         }
         (Some(_), Some(_), _) => log::info!("{id}: a dump after pre-dumps is not streamed"),
         (Some(_), None, true) => log::info!("{id}: a terminal's dump is not streamed"),
@@ -201,22 +226,13 @@ pub(crate) fn dump(
     criu.set_manage_cgroups(true);
     criu.cgroups_mode(cg_mode(&opts.cgroups_mode)?);
     criu.set_link_remap(true);
-    // Namespaces joined from a pod sandbox are the pod's: CRIU must see
-    // them as its own to leave them out of the image (namespaces.rs). CRIU
-    // calls back on the thread that runs it: the notify session lives there.
-    let dumped = JoinedNamespaces::of(&spec)
-        .map_err(|source| RuntimeError::Namespaces {
-            id: id.to_string(),
-            source,
-        })?
+    // CRIU calls back on the thread that runs it: the notify session lives there.
+    let dumped = joined
         .run(|| {
             let _notify = Session::begin(&mut criu, id);
             end_if_failed(criu.dump())
         })
-        .map_err(|source| RuntimeError::Namespaces {
-            id: id.to_string(),
-            source,
-        })?
+        .map_err(ns_err)?
         .map_err(RuntimeError::criu(id, "dump"));
     let Some((crypt, clear)) = seal else {
         return dumped.map(|()| Vec::new());

@@ -31,6 +31,7 @@ mod orphan;
 mod pidfd;
 mod predump;
 mod proc_tree;
+mod quiet_network;
 mod restore;
 mod restore_target;
 mod seal_dump;

@@ -45,6 +45,10 @@ pub enum NamespaceError {
     Panicked,
     #[error("no thread to run CRIU in the joined namespaces: {0}")]
     Thread(#[source] std::io::Error),
+    #[error("the container's network namespace (pid {pid}): {source}")]
+    Own { pid: i32, source: std::io::Error },
+    #[error("making a new network namespace for the restore: {0}")]
+    Fresh(#[source] std::io::Error),
 }
 
 fn name(kind: LinuxNamespaceType) -> &'static str {
@@ -58,6 +62,9 @@ fn name(kind: LinuxNamespaceType) -> &'static str {
 /// Open handles on the namespaces a spec joins by path.
 pub(crate) struct JoinedNamespaces {
     joined: Vec<(&'static str, libc::c_int, File)>,
+    /// Made on CRIU's thread after joining (quiet_network.rs): the spec
+    /// whose loopback and `net.*` sysctls it gets.
+    fresh_network: Option<Spec>,
 }
 
 impl JoinedNamespaces {
@@ -76,13 +83,32 @@ impl JoinedNamespaces {
             })?;
             joined.push((name(*kind), *flag, file));
         }
-        Ok(JoinedNamespaces { joined })
+        Ok(JoinedNamespaces {
+            joined,
+            fresh_network: None,
+        })
+    }
+
+    /// Also runs CRIU in container `pid`'s own network namespace, so a
+    /// dump leaves it out (quiet_network.rs).
+    pub(crate) fn with_own_network(mut self, pid: i32) -> Result<Self, NamespaceError> {
+        let file = File::open(format!("/proc/{pid}/ns/net"))
+            .map_err(|source| NamespaceError::Own { pid, source })?;
+        self.joined.push(("network", libc::CLONE_NEWNET, file));
+        Ok(self)
+    }
+
+    /// Also runs CRIU in a new network namespace set up as `spec` asks, so
+    /// a restore whose image has none puts the tree there (quiet_network.rs).
+    pub(crate) fn with_fresh_network(mut self, spec: &Spec) -> Self {
+        self.fresh_network = Some(spec.clone());
+        self
     }
 
     /// Runs `f` on a thread of its own inside the joined namespaces, so the
     /// CRIU that `f` starts inherits them; the calling thread never moves.
     pub(crate) fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, NamespaceError> {
-        if self.joined.is_empty() {
+        if self.joined.is_empty() && self.fresh_network.is_none() {
             return Ok(f());
         }
         std::thread::scope(|s| {
@@ -97,6 +123,13 @@ impl JoinedNamespaces {
                                 source: std::io::Error::last_os_error(),
                             });
                         }
+                    }
+                    if let Some(spec) = &self.fresh_network {
+                        // SAFETY: unshare moves only this thread.
+                        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                            return Err(NamespaceError::Fresh(std::io::Error::last_os_error()));
+                        }
+                        crate::quiet_network::set_up_fresh(spec).map_err(NamespaceError::Fresh)?;
                     }
                     Ok(f())
                 })

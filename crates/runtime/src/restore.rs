@@ -20,6 +20,7 @@ use crate::error::{Result, RuntimeError};
 use crate::image_stdio::{read_descriptors, stdio_matches};
 use crate::namespaces::JoinedNamespaces;
 use crate::notify::{end_if_failed, Session};
+use crate::quiet_network;
 
 pub struct RestoreRequest<'a> {
     pub id: String,
@@ -110,7 +111,17 @@ impl Runtime {
         // born there: if the shim dies mid-restore, containerd's cleanup
         // (the delete action) finds and kills every restored process.
         // The tree is also born in the namespaces it joins (the new pod's).
-        let joined = JoinedNamespaces::of(&spec).map_err(namespaces_err(id))?;
+        let mut joined = JoinedNamespaces::of(&spec).map_err(namespaces_err(id))?;
+        // A network namespace of its own that the image lacks was left out
+        // as unchangeable (quiet_network.rs): made afresh for the tree. One
+        // the image has comes back as dumped, and stays in every dump.
+        let owns_network = crate::loopback::creates_network_namespace(&spec);
+        let dumped_network = quiet_network::image_has_network(&req.images_dir).map_err(
+            RuntimeError::io(format!("reading {}", req.images_dir.display())),
+        )?;
+        if owns_network && !dumped_network {
+            joined = joined.with_fresh_network(&spec);
+        }
         let target = self.prepare_restore_target(id, &req.bundle, &spec, req.cgroup_driver)?;
         let restored = joined
             .run(|| {
@@ -157,7 +168,13 @@ impl Runtime {
                 (None, true) => Err(RuntimeError::NoTerminal { id: id.to_string() }),
                 _ => Ok(()),
             })
-            .and_then(|_| self.adopt(&target, &req.bundle, pid));
+            .and_then(|_| self.adopt(&target, &req.bundle, pid))
+            .and_then(|_| match owns_network && dumped_network {
+                true => quiet_network::mark_changeable(&self.state_root().join(id)).map_err(
+                    RuntimeError::io(format!("marking {id}'s network as changeable")),
+                ),
+                false => Ok(()),
+            });
         if let Err(e) = adopted {
             // CRIU succeeded but the container cannot be managed: remove it
             // entirely, so the caller can fall back to a fresh start.

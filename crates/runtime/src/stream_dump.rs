@@ -91,15 +91,29 @@ fn cgroup_mode(mode: &str) -> &str {
     }
 }
 
+/// A dump streamed through the shim: what dump.rs decided for it.
+pub(crate) struct StreamedDump<'a> {
+    pub spec: &'a Spec,
+    /// The namespaces CRIU runs in (and so leaves out of the image).
+    pub joined: &'a JoinedNamespaces,
+    pub rootfs: &'a Path,
+    pub freezer: Option<&'a Path>,
+    pub codec: Codec,
+}
+
 pub(crate) fn dump_streamed(
     id: &str,
     pid: i32,
-    spec: &Spec,
-    rootfs: &Path,
-    freezer: Option<&Path>,
-    codec: Codec,
+    how: &StreamedDump,
     opts: &DumpOptions,
 ) -> Result<Vec<FileRecord>> {
+    let StreamedDump {
+        spec,
+        joined,
+        rootfs,
+        freezer,
+        codec,
+    } = *how;
     let failed = |reason: String| RuntimeError::StreamedDump {
         id: id.to_string(),
         reason,
@@ -139,23 +153,15 @@ pub(crate) fn dump_streamed(
     });
     let capture = Capture::start(&opts.image_dir, store, codec, opts.crypt.clone())
         .map_err(|e| failed(format!("starting the streamer: {e}")))?;
-    // Namespaces joined from a pod sandbox are CRIU's own, as for any dump.
-    let ran = JoinedNamespaces::of(spec)
+    let ran = joined
+        .run(|| {
+            let keep: Vec<RawFd> = std::iter::once(images_fd).chain(work_fd).collect();
+            let cmd = crate::criu::criu_cli(&criu, &args, keep);
+            arch_host::cmd::run(cmd, None)
+        })
         .map_err(|source| RuntimeError::Namespaces {
             id: id.to_string(),
             source,
-        })
-        .and_then(|joined| {
-            joined
-                .run(|| {
-                    let keep: Vec<RawFd> = std::iter::once(images_fd).chain(work_fd).collect();
-                    let cmd = crate::criu::criu_cli(&criu, &args, keep);
-                    arch_host::cmd::run(cmd, None)
-                })
-                .map_err(|source| RuntimeError::Namespaces {
-                    id: id.to_string(),
-                    source,
-                })
         });
     // CRIU has exited (or never ran): the capture ends either way, and
     // removes what it stored unless everything arrived.

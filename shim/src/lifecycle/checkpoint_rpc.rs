@@ -60,6 +60,10 @@ impl Arch {
             // bytes, so an ARCH container's is refused there.
             crypt: None,
             seal_dir: None,
+            // containerd's copy may be restored by another runtime; an
+            // ARCH container's image in its store is ARCH's own
+            // (checkpoint_into_store decides).
+            own_image: false,
         };
         let dumped = match c.arch() {
             None if dump.image_dir.as_os_str().is_empty() => Err(ShimError::InvalidArgument(

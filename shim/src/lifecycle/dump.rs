@@ -222,6 +222,8 @@ pub(super) fn checkpoint_into_store(
         && cfg.stream.streams(runtime.criu_can_stream()))
     .then(|| cfg.stream.codec());
     base.crypt = encryption(store, &req, base.stream.is_some())?;
+    // Restored only by ARCH, unless containerd takes a copy of CRIU's files.
+    base.own_image = base.image_dir.as_os_str().is_empty();
     // A terminal's dump cannot stream: with a key CRIU writes it here, on
     // this host's own disk, and each image is sealed from here into staging.
     let seal_dir = match &base.crypt {

@@ -15,6 +15,7 @@ mod exec;
 mod generations;
 mod io;
 mod lifecycle;
+mod network;
 mod parity;
 mod periodic;
 mod predump;

@@ -1,0 +1,126 @@
+//! The network namespace in ARCH's images: one nothing in the container
+//! could change is left out and made afresh at restore (loopback up, the
+//! tree in a namespace of its own, never the host's); one a process could
+//! change (CAP_NET_ADMIN) is dumped and restored as it was, also by a
+//! later checkpoint of the restored container.
+
+use arch_e2e::{ctr, unique_id, Container, Ctr};
+
+/// Whether CRIU dumped a network namespace into `key`'s image.
+fn image_has_network(c: &Ctr, key: &str) -> bool {
+    let criu = arch_e2e::checkpoint_root()
+        .join(&c.namespace)
+        .join(key)
+        .join("criu");
+    std::fs::read_dir(&criu)
+        .unwrap_or_else(|e| panic!("{}: {e}", criu.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .any(|n| n.starts_with("netns-"))
+}
+
+/// Stops `id` (its stop signal checkpoints it) and removes it.
+fn stop(c: &Ctr, id: &str, ct: Container) {
+    assert_eq!(c.run(&["task", "kill", id]).code, 0);
+    c.wait_status(id, "STOPPED");
+    drop(ct);
+}
+
+fn start(c: &Ctr, id: &str, key: &str, extra: &[&str], cmd: &str) -> Container {
+    let r = c.run_arch_with("-d", id, Some(key), extra, &["sh", "-c", cmd]);
+    assert_eq!(r.code, 0, "ctr run -d {id}: {}", r.stderr);
+    Container {
+        ctr: c.clone(),
+        id: id.to_string(),
+    }
+}
+
+fn assert_restored(c: &Ctr, key: &str) {
+    let entries = arch_e2e::image_entries(&c.namespace, key);
+    assert!(
+        entries.iter().any(|e| e.ends_with("@restored")),
+        "restored, not started fresh: {entries:?}"
+    );
+}
+
+/// `ip -o addr show lo` in `id`, through an exec writing to its rootfs.
+fn lo_addresses(c: &Ctr, id: &str) -> String {
+    let out = format!("lo-{}", unique_id("a"));
+    let script = format!("ip -o addr show lo > /{out}");
+    let r = c.run(&[
+        "task",
+        "exec",
+        "--exec-id",
+        &unique_id("ip"),
+        id,
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert_eq!(r.code, 0, "exec: {}", r.stderr);
+    c.rootfs_file(id, &out)
+}
+
+#[test]
+fn an_unchangeable_network_is_left_out_and_made_afresh() {
+    let c = ctr();
+    let key = unique_id("qnet");
+    let first = unique_id("qfirst");
+    let ct = start(&c, &first, &key, &[], "sleep 600");
+    stop(&c, &first, ct);
+    assert!(
+        !image_has_network(&c, &key),
+        "the namespace was left out of the image"
+    );
+
+    let again = unique_id("qagain");
+    let _ct = start(&c, &again, &key, &[], "sleep 600");
+    assert_restored(&c, &key);
+    let pid = c.task_pid(&again);
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    // The tests run in containerd's (the shims') namespace.
+    let hosts = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_ne!(theirs, hosts, "a namespace of its own, not the host's");
+    let lo = lo_addresses(&c, &again);
+    assert!(
+        lo.contains("127.0.0.1/8"),
+        "loopback up in the new namespace: {lo}"
+    );
+}
+
+#[test]
+fn a_changed_network_is_dumped_and_stays_in_later_checkpoints() {
+    let c = ctr();
+    let key = unique_id("anet");
+    let first = unique_id("afirst");
+    let admin = ["--cap-add", "CAP_NET_ADMIN"];
+    let ct = start(
+        &c,
+        &first,
+        &key,
+        &admin,
+        "ip addr add 10.9.8.7/32 dev lo && sleep 600",
+    );
+    assert!(lo_addresses(&c, &first).contains("10.9.8.7"));
+    stop(&c, &first, ct);
+    assert!(
+        image_has_network(&c, &key),
+        "a namespace CAP_NET_ADMIN could change is dumped"
+    );
+
+    // The address comes back, and the restored container's own
+    // checkpoint keeps the namespace.
+    let second = unique_id("asecond");
+    let ct = start(&c, &second, &key, &admin, "sleep 600");
+    assert_restored(&c, &key);
+    assert!(
+        lo_addresses(&c, &second).contains("10.9.8.7"),
+        "restored as dumped"
+    );
+    stop(&c, &second, ct);
+    assert!(image_has_network(&c, &key), "still dumped after a restore");
+
+    let third = unique_id("athird");
+    let _ct = start(&c, &third, &key, &admin, "sleep 600");
+    assert_restored(&c, &key);
+    assert!(lo_addresses(&c, &third).contains("10.9.8.7"), "and again");
+}
