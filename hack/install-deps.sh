@@ -199,11 +199,19 @@ fi
 "$(dirname "${BASH_SOURCE[0]}")/install-checkpointctl.sh"
 
 # --------------------------------------------------------------------- CRIU
+# 4.2 is the first CRIU that dumps TCP and UDP sockets on kernels >= 6.16,
+# which refuse SO_PASSCRED/SO_PASSSEC on them (4.1 fails the whole dump:
+# "Can't get 1:16 opt"). Debian has it in sid only; its source builds here.
+CRIU_MIN=4.2
+CRIU_SUITE=sid
+version_at_least() { # version_at_least HAVE WANT
+    [ -n "$1" ] && [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]
+}
 criu_ok() { # criu_ok BIN
     local v
     [ -x "$1" ] || return 1
     v="$("$1" --version 2>/dev/null | awk '/^Version:/ {print $2}')"
-    case "$v" in [4-9].*) ;; *) return 1;; esac
+    version_at_least "$v" "$CRIU_MIN" || return 1
     "$1" check >/dev/null 2>&1
 }
 
@@ -213,17 +221,21 @@ elif [ "${ARCH_CRIU_FORCE_BUILD:-0}" != 1 ] && command -v criu >/dev/null && cri
     log "criu: $(command -v criu) already works, skipping build"
 else
     tc=$SECONDS
-    log "criu: building from Debian trixie source in $CRIU_WORKDIR"
+    log "criu: building from Debian $CRIU_SUITE source in $CRIU_WORKDIR"
     mkdir -p "$CRIU_WORKDIR"
     cd "$CRIU_WORKDIR"
-    if ! ls criu_*.orig.tar.* >/dev/null 2>&1; then
+    newest_orig() { ls criu_*.orig.tar.* 2>/dev/null | sort -V | tail -n1; }
+    orig_version() { basename "$1" | sed -E 's/^criu_([^.]+\.[^.]+(\.[0-9]+)?)\.orig\.tar\..*/\1/'; }
+    orig="$(newest_orig)"
+    if [ -z "$orig" ] || ! version_at_least "$(orig_version "$orig")" "$CRIU_MIN"; then
         # Only the upstream orig tarball is needed. Some mirrors/proxies 404
         # the .dsc / .debian.tar.xz, so tolerate failure if the orig arrived.
-        apt-get -q source --download-only criu/trixie >apt-source.log 2>&1 || true
-        ls criu_*.orig.tar.* >/dev/null 2>&1 || { cat apt-source.log >&2; die "could not download criu source"; }
+        apt-get -q source --download-only "criu/$CRIU_SUITE" >apt-source.log 2>&1 || true
+        orig="$(newest_orig)"
+        [ -n "$orig" ] && version_at_least "$(orig_version "$orig")" "$CRIU_MIN" ||
+            { cat apt-source.log >&2; die "could not download criu >= $CRIU_MIN source from $CRIU_SUITE"; }
     fi
-    orig="$(ls criu_*.orig.tar.* | sort -V | tail -n1)"
-    ver="$(basename "$orig" | sed -E 's/^criu_([^.]+\.[^.]+(\.[0-9]+)?)\.orig\.tar\..*/\1/')"
+    ver="$(orig_version "$orig")"
     src="$CRIU_WORKDIR/criu-$ver"
     if [ ! -f "$src/Makefile" ]; then
         rm -rf "$src" "$CRIU_WORKDIR/unpack"; mkdir -p "$CRIU_WORKDIR/unpack"

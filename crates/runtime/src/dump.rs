@@ -118,7 +118,10 @@ pub(crate) fn dump(
     // is a network namespace nothing in the container could change
     // (quiet_network.rs).
     let mut joined = JoinedNamespaces::of(&spec).map_err(ns_err)?;
-    if opts.own_image && !opts.pre_dump && quiet_network::is_unchangeable(&spec, state_dir) {
+    // Established connections keep theirs: their lock and repair rules
+    // live in it.
+    let quiet = opts.own_image && !opts.pre_dump && !opts.needs_network_lock();
+    if quiet && quiet_network::is_unchangeable(&spec, state_dir) {
         joined = joined.with_own_network(pid).map_err(ns_err)?;
     }
     let root = spec

@@ -124,3 +124,55 @@ fn a_changed_network_is_dumped_and_stays_in_later_checkpoints() {
     assert_restored(&c, &key);
     assert!(lo_addresses(&c, &third).contains("10.9.8.7"), "and again");
 }
+
+/// What a client inside `id` reads from the server on 127.0.0.1:8080.
+fn ask_server(c: &Ctr, id: &str) -> String {
+    let out = format!("answer-{}", unique_id("a"));
+    let script = format!("nc -w 5 127.0.0.1 8080 > /{out}");
+    let exec_id = unique_id("nc");
+    // A refused connection leaves the file empty: read as "".
+    c.run(&[
+        "task",
+        "exec",
+        "--exec-id",
+        &exec_id,
+        id,
+        "sh",
+        "-c",
+        &script,
+    ]);
+    c.rootfs_file(id, &out)
+}
+
+/// A server's listening TCP socket is dumped (CRIU >= 4.2 on kernels that
+/// refuse SO_PASSCRED on inet sockets, 6.16 and later) and listens again
+/// after the restore, in the container's new network namespace.
+#[test]
+fn a_listening_server_is_checkpointed_and_answers_after_restore() {
+    let c = ctr();
+    let key = unique_id("srv");
+    let server = "nc -ll -p 8080 -e echo hello & sleep 600";
+    let first = unique_id("sfirst");
+    let ct = start(&c, &first, &key, &[], server);
+    assert!(
+        arch_e2e::wait_until(std::time::Duration::from_secs(10), || {
+            ask_server(&c, &first) == "hello"
+        }),
+        "the server answers before the stop"
+    );
+    stop(&c, &first, ct);
+    let image = arch_e2e::checkpoint_root().join(&c.namespace).join(&key);
+    assert!(
+        image.join("manifest.json").exists(),
+        "the stop committed an image of the listening server (see the shim's log for CRIU's error)"
+    );
+
+    let again = unique_id("sagain");
+    let _ct = start(&c, &again, &key, &[], server);
+    assert_restored(&c, &key);
+    assert_eq!(
+        ask_server(&c, &again),
+        "hello",
+        "the restored listener answers"
+    );
+}

@@ -57,6 +57,10 @@ pub fn run(root: Option<&Path>, address: Option<&Path>) -> Result<i32> {
                 ),
             };
             report(lvl, "criu", detail);
+            if let Some(v) = criu_version() {
+                let (lvl, detail) = inet_sockets(&v, &arch_host::kernel_release());
+                report(lvl, "inet sockets", detail);
+            }
             let (lvl, detail) = match run_cmd(&criu, &["check"]) {
                 Ok((true, _)) => (Level::Ok, "`criu check` passed".into()),
                 Ok((false, out)) | Err(out) => (
@@ -232,6 +236,29 @@ pub(crate) fn criu_version() -> Option<String> {
     .flatten()
 }
 
+/// Whether CRIU `criu` can dump TCP and UDP sockets on kernel `kernel`:
+/// 6.16 refuses SO_PASSCRED/SO_PASSSEC on them, which CRIU before 4.2
+/// reads for every socket, failing the whole dump of any container with
+/// one open (a server's listener among them).
+fn inet_sockets(criu: &str, kernel: &str) -> (Level, String) {
+    let at_least = |v: &str, want: (u32, u32)| {
+        let mut n = v.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+        (n.next().unwrap_or(0), n.next().unwrap_or(0)) >= want
+    };
+    if at_least(kernel, (6, 16)) && !at_least(criu, (4, 2)) {
+        let detail = format!(
+            "CRIU {criu} cannot dump a TCP or UDP socket on kernel {kernel} (6.16 refuses \
+             SO_PASSCRED on them): a container with one open stops without a checkpoint; \
+             install CRIU >= 4.2"
+        );
+        return (Level::Warn, detail);
+    }
+    (
+        Level::Ok,
+        "CRIU can dump TCP and UDP sockets on this kernel".into(),
+    )
+}
+
 fn version_of(out: &str) -> String {
     out.lines()
         .find_map(|l| l.trim().strip_prefix("Version:"))
@@ -278,5 +305,15 @@ mod tests {
         assert_eq!(root_state(d.path()).0, expect);
         assert_eq!(line(Level::Warn, "x", "y"), "warn    x: y");
         assert_eq!(version_of("Version: 4.1.1\n"), "version 4.1.1");
+    }
+
+    #[test]
+    fn inet_sockets_need_criu_4_2_from_kernel_6_16() {
+        assert_eq!(inet_sockets("4.1.1", "6.18.44").0, Level::Warn);
+        assert_eq!(inet_sockets("3.17", "6.16.0-rc1").0, Level::Warn);
+        assert_eq!(inet_sockets("4.2.1", "6.18.44").0, Level::Ok);
+        assert_eq!(inet_sockets("4.3", "7.0.1").0, Level::Ok);
+        assert_eq!(inet_sockets("4.1.1", "6.15.9").0, Level::Ok);
+        assert_eq!(inet_sockets("3.17.1", "6.1.0-28-amd64").0, Level::Ok);
     }
 }
