@@ -51,10 +51,11 @@ pub(crate) fn stream_dump_args(
     .map(String::from)
     .into();
     // `--manage-cgroups=MODE` is one argument (an optional value).
-    args.push(format!(
-        "--manage-cgroups={}",
-        cgroup_mode(&opts.cgroups_mode)
-    ));
+    let mode = match opts.dumps_cgroups() {
+        true => cgroup_mode(&opts.cgroups_mode),
+        false => "ignore",
+    };
+    args.push(format!("--manage-cgroups={mode}"));
     args.push("--link-remap".into());
     if let Some(w) = work_fd {
         args.extend(["--work-dir".into(), format!("/proc/self/fd/{w}")]);
@@ -264,5 +265,19 @@ mod tests {
         let at = args.iter().position(|a| a == "--network-lock").unwrap();
         assert_eq!(args[at + 1], "skip");
         assert!(!args.iter().any(|a| a == "--tcp-established"));
+    }
+
+    #[test]
+    fn arch_images_ignore_cgroups_and_containerds_keep_them() {
+        let args = |own_image| {
+            let opts = DumpOptions {
+                own_image,
+                cgroups_mode: "full".into(),
+                ..Default::default()
+            };
+            stream_dump_args(42, 9, None, Path::new("/r"), None, &[], &opts)
+        };
+        assert!(args(true).contains(&"--manage-cgroups=ignore".to_string()));
+        assert!(args(false).contains(&"--manage-cgroups=full".to_string()));
     }
 }
