@@ -308,6 +308,7 @@ fn check_prints_one_line_per_item() {
         items,
         [
             "criu",
+            "inet sockets",
             "criu check",
             "dirty tracking",
             "cgroup",

@@ -27,6 +27,7 @@ mod sign;
 mod staging;
 mod store;
 mod taken;
+mod verify_behind;
 mod write_behind;
 
 pub use claim::Claim;
@@ -51,6 +52,7 @@ pub use sign::{SigningKey, Trust, MIN_KEY_LEN, SIGNATURE, SIGNATURE_ALG};
 pub use staging::{Observer, ObserverError, Staging, COMMIT_PHASES};
 pub use store::{ImageRef, ImageStore, StaleTemp, StaleWhy};
 pub use taken::Taken;
+pub use verify_behind::{Deferred, VerifyBehind, DEFER_FROM};
 
 /// Manifest file name inside an image directory.
 pub const MANIFEST: &str = "manifest.json";

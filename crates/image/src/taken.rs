@@ -22,6 +22,7 @@ use crate::image::Image;
 use crate::lease::{lease_path, Lease};
 use crate::manifest::{Status, Timestamp};
 use crate::store::{set_status, ImageStore, FAILURE_REASON_FILE};
+use crate::verify_behind::{deferrable, Deferred, Pending};
 use crate::write_behind::CopyWriter;
 use crate::SIDECAR_SEP as SEP;
 use arch_imgstream::OwnedWrite;
@@ -220,6 +221,21 @@ impl Taken {
     /// CRIU reads at Start is then exactly what was verified here, whatever
     /// another host writes into the shared root in between.
     pub fn verify_into(&self, dest: &Path) -> Result<Image> {
+        let (image, deferred) = self.copy_into(dest, false)?;
+        debug_assert!(deferred.is_empty());
+        Ok(image)
+    }
+
+    /// [`Self::verify_into`], except that large CRIU page images are copied
+    /// unhashed (sizes and cipher tags checked) and their digests are
+    /// returned to be checked behind the copy (verify_behind.rs says why
+    /// and when). Everything CRIU interprets is verified before this
+    /// returns.
+    pub fn verify_into_deferring(&self, dest: &Path) -> Result<(Image, Deferred)> {
+        self.copy_into(dest, true)
+    }
+
+    fn copy_into(&self, dest: &Path, defer: bool) -> Result<(Image, Deferred)> {
         let held = self.held();
         let bytes = crate::image::read_manifest_bytes(&held)?;
         crate::image::verify_signature(&held, &bytes, &self.trust)?;
@@ -243,6 +259,7 @@ impl Taken {
         let listed = manifest.files.iter().map(|f| f.path.as_str()).collect();
         crate::image::check_unlisted(&held, "", &listed)?;
         mkdir_new(dest)?;
+        let mut deferred = Deferred::default();
         let copied = (|| {
             for f in &manifest.files {
                 let src = crate::fsutil::open_file_beneath(&held, &f.path)?;
@@ -252,20 +269,45 @@ impl Taken {
                 }
                 if let Some(rec) = f.record() {
                     // A streamed file: decoded into the copy under CRIU's
-                    // name, its stored and its original bytes checked.
+                    // name, its stored and its original bytes checked (a
+                    // large page image's original bytes behind the copy).
                     let identity = key
                         .as_ref()
                         .map(|(k, image_id)| (*k, manifest.file_identity(image_id, &rec.name)));
-                    decode_into(
-                        src,
-                        &rec,
-                        identity.as_ref().map(|(k, id)| (*k, id.as_str())),
-                        &self.dir.join(&f.path),
-                        &to.with_file_name(&rec.name),
-                    )?;
+                    let to = to.with_file_name(&rec.name);
+                    let behind = defer && deferrable(&rec.name, rec.original_size);
+                    let crypt = identity.as_ref().map(|(k, id)| (*k, id.as_str()));
+                    decode_into(src, &rec, crypt, &self.dir.join(&f.path), &to, behind)?;
+                    if behind {
+                        deferred.pending.push(Pending {
+                            copy: to,
+                            shown: f.path.clone(),
+                            size: rec.original_size,
+                            sha256: rec.original_sha256.clone(),
+                        });
+                    }
                     continue;
                 }
-                let (size, sha256) = copy_hashed(src, f.size, &self.dir.join(&f.path), &to)?;
+                let name = to.file_name().map(|n| n.to_string_lossy().into_owned());
+                if defer && name.is_some_and(|n| deferrable(&n, f.size)) {
+                    let (size, _) = copy_file(src, f.size, &self.dir.join(&f.path), &to, false)?;
+                    if size != f.size {
+                        return Err(Error::SizeMismatch {
+                            path: f.path.clone(),
+                            expected: f.size,
+                            actual: size,
+                        });
+                    }
+                    deferred.pending.push(Pending {
+                        copy: to,
+                        shown: f.path.clone(),
+                        size: f.size,
+                        sha256: f.sha256.clone(),
+                    });
+                    continue;
+                }
+                let (size, sha256) = copy_file(src, f.size, &self.dir.join(&f.path), &to, true)?;
+                let sha256 = sha256.unwrap_or_default();
                 if size != f.size {
                     return Err(Error::SizeMismatch {
                         path: f.path.clone(),
@@ -291,7 +333,7 @@ impl Taken {
             let _ = fs::remove_dir_all(dest);
             return Err(e);
         }
-        Ok(Image::new(dest.to_path_buf(), manifest))
+        Ok((Image::new(dest.to_path_buf(), manifest), deferred))
     }
 
     /// The taken image through the held scope directory.
@@ -408,20 +450,25 @@ impl Drop for Taken {
 /// Decodes the stored streamed file `src` (at `from`) of `rec` into a new
 /// 0600 file `to`, checking the stored and the decoded bytes as they pass:
 /// the copy is private and removed whole on an error.
+/// With `unhashed`, only the sizes (and an encrypted file's tags) are
+/// checked: the caller checks the copy's digest later (verify_behind.rs).
 fn decode_into(
     mut src: fs::File,
     rec: &arch_imgstream::FileRecord,
     crypt: Option<(&arch_imgcrypt::Key, &str)>,
     from: &Path,
     to: &Path,
+    unhashed: bool,
 ) -> Result<()> {
     let dst = create_private(to)?;
     let mut out = CopyWriter::for_size(dst, rec.original_size).map_err(io_err("write", to))?;
-    arch_imgstream::decode_verified(rec, &mut src, &mut out, crypt).map_err(|source| {
-        Error::Stream {
-            path: from.to_path_buf(),
-            source,
-        }
+    let decoded = match unhashed {
+        false => arch_imgstream::decode_verified(rec, &mut src, &mut out, crypt),
+        true => arch_imgstream::decode_unhashed(rec, &mut src, &mut out, crypt),
+    };
+    decoded.map_err(|source| Error::Stream {
+        path: from.to_path_buf(),
+        source,
     })?;
     out.finish().map_err(io_err("write", to))
 }
@@ -438,13 +485,20 @@ fn create_private(to: &Path) -> Result<fs::File> {
         .map_err(io_err("create", to))
 }
 
-/// Copies `from` to a new 0600 file `to`, returning the size and sha256 of
-/// the bytes written (read once: what was hashed is what was copied).
-fn copy_hashed(mut src: fs::File, size: u64, from: &Path, to: &Path) -> Result<(u64, String)> {
+/// Copies `from` to a new 0600 file `to`, returning the size and, when
+/// asked, the sha256 of the bytes written (read once: what was hashed is
+/// what was copied).
+fn copy_file(
+    mut src: fs::File,
+    size: u64,
+    from: &Path,
+    to: &Path,
+    hash: bool,
+) -> Result<(u64, Option<String>)> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
     let mut dst = CopyWriter::for_size(create_private(to)?, size).map_err(io_err("write", to))?;
-    let mut h = Sha256::new();
+    let mut h = hash.then(Sha256::new);
     let mut size = 0u64;
     loop {
         // Each chunk is read, hashed and handed to the writer as is.
@@ -454,10 +508,12 @@ fn copy_hashed(mut src: fs::File, size: u64, from: &Path, to: &Path) -> Result<(
             break;
         }
         buf.truncate(n);
-        h.update(&buf);
+        if let Some(h) = h.as_mut() {
+            h.update(&buf);
+        }
         dst.write_owned(buf).map_err(io_err("write", to))?;
         size += n as u64;
     }
     dst.finish().map_err(io_err("write", to))?;
-    Ok((size, hex::encode(h.finalize())))
+    Ok((size, h.map(|h| hex::encode(h.finalize()))))
 }

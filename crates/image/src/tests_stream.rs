@@ -222,3 +222,101 @@ fn version_2_reads_and_streamed_entries_are_checked() {
         assert!(parse(&v).is_err(), "{what} accepted");
     }
 }
+
+/// A copy whose large page image is checked behind it: the copy succeeds,
+/// the digest taken after it refuses the bytes, naming the file.
+#[test]
+fn a_large_page_image_is_checked_behind_the_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::new(tmp.path().join("root"));
+    // The record's original digest is not the bytes': as if the stored
+    // file had been replaced by another valid stream of the same size.
+    let wrong = sha(b"other memory");
+    commit_streamed(&store, |recs| recs[0].original_sha256 = wrong.clone()).unwrap();
+    let taken = store.take("ns", "k").unwrap();
+    let e = taken.verify_into(&tmp.path().join("now")).unwrap_err();
+    assert!(e.to_string().contains("pages-1.img"), "{e}");
+
+    let (copy, deferred) = taken
+        .verify_into_deferring(&tmp.path().join("behind"))
+        .unwrap();
+    assert_eq!(deferred.pending.len(), 1, "only the large page image waits");
+    assert_eq!(
+        fs::read(copy.criu_dir().join("pages-1.img")).unwrap(),
+        pages()
+    );
+    match deferred.start().wait().unwrap_err() {
+        Error::ChecksumMismatch { path, expected, .. } => {
+            assert_eq!((path.as_str(), expected), ("criu/pages-1.img.zst", wrong))
+        }
+        e => panic!("{e}"),
+    }
+}
+
+#[test]
+fn a_good_copy_checks_out_behind_and_small_pages_are_checked_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::new(tmp.path().join("root"));
+    commit_streamed(&store, |_| {}).unwrap();
+    let taken = store.take("ns", "k").unwrap();
+    let (_, deferred) = taken
+        .verify_into_deferring(&tmp.path().join("good"))
+        .unwrap();
+    deferred.start().wait().unwrap();
+
+    // Under DEFER_FROM a page image is hashed as it is copied.
+    let small = ImageStore::new(tmp.path().join("small"));
+    let mut st = small.begin("ns", "k").unwrap();
+    fs::create_dir(st.path().join(CRIU_DIR)).unwrap();
+    let mut rec = store_in(
+        &st.path().join(CRIU_DIR),
+        "pages-1.img",
+        &[5u8; 4096],
+        ZSTD_1,
+        None,
+    );
+    rec.original_sha256 = sha(b"not these pages");
+    st.add_streamed(&[rec]);
+    st.commit(info()).unwrap();
+    let taken = small.take("ns", "k").unwrap();
+    let e = taken
+        .verify_into_deferring(&tmp.path().join("s"))
+        .unwrap_err();
+    assert!(e.to_string().contains("pages-1.img"), "{e}");
+}
+
+/// A page image stored as CRIU wrote it (format 2, unstreamed) and changed
+/// on disk: copied, then refused behind the copy.
+#[test]
+fn an_unstreamed_page_image_is_checked_behind_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::new(tmp.path().join("root"));
+    let st = store.begin("ns", "k").unwrap();
+    fs::create_dir(st.path().join(CRIU_DIR)).unwrap();
+    fs::write(st.path().join("criu/pages-1.img"), pages()).unwrap();
+    fs::write(st.path().join("criu/inventory.img"), b"inv").unwrap();
+    let img = st.commit(info()).unwrap();
+    let mut changed = pages();
+    changed[PAGES_LEN / 2] ^= 1;
+    fs::write(img.dir().join("criu/pages-1.img"), changed).unwrap();
+    let taken = store.take("ns", "k").unwrap();
+    let (_, deferred) = taken.verify_into_deferring(&tmp.path().join("c")).unwrap();
+    let e = deferred.start().wait().unwrap_err();
+    assert!(
+        matches!(e, Error::ChecksumMismatch { ref path, .. } if path == "criu/pages-1.img"),
+        "{e}"
+    );
+}
+
+/// Dropped unwaited (the restore abandoned), the check stops and its
+/// thread is gone before the copy is removed.
+#[test]
+fn an_unwaited_check_is_cancelled_on_drop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::new(tmp.path().join("root"));
+    commit_streamed(&store, |_| {}).unwrap();
+    let taken = store.take("ns", "k").unwrap();
+    let (_, deferred) = taken.verify_into_deferring(&tmp.path().join("d")).unwrap();
+    drop(deferred.start());
+    fs::remove_dir_all(tmp.path().join("d")).unwrap();
+}

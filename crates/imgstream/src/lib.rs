@@ -35,5 +35,5 @@ pub use codec::Codec;
 pub use crypt::{identity, new_image_id, Crypt, Encryption, SUFFIX as ENCRYPTED_SUFFIX};
 pub use error::{Result, StreamError};
 pub use record::FileRecord;
-pub use serve::{decode_verified, Serve, ServeReport};
+pub use serve::{decode_unhashed, decode_verified, Serve, ServeReport};
 pub use store::{valid_name, DirStore, Store, StoredFile};

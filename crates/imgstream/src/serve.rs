@@ -239,24 +239,7 @@ pub fn decode_verified(
     crypt: Option<(&arch_imgcrypt::Key, &str)>,
 ) -> Result<()> {
     let name = rec.name.as_str();
-    let crypt = match (&rec.encryption, crypt) {
-        (None, _) => None,
-        (Some(_), Some(c)) => Some(c),
-        (Some(e), None) => {
-            return Err(StreamError::Crypt {
-                name: name.into(),
-                source: io::Error::other(format!(
-                    "encrypted with key id {}, and no key was given",
-                    e.key_id
-                )),
-            })
-        }
-    };
-    let codec =
-        codec::from_record(&rec.codec, rec.level).ok_or_else(|| StreamError::UnknownCodec {
-            name: name.into(),
-            codec: rec.codec.clone(),
-        })?;
+    let (codec, crypt) = decoding(rec, crypt)?;
     // One digest per byte, taken on a thread of its own (hash_behind.rs):
     // the original digest proves what CRIU will read; a plain file's stored
     // bytes are its original ones (if the record agrees with itself), and
@@ -287,6 +270,89 @@ pub fn decode_verified(
         name: name.into(),
         source,
     })
+}
+
+/// Decodes `rec`'s stored file into `out` like [`decode_verified`], but
+/// takes no digest: only the stored and decoded sizes are checked (and an
+/// encrypted file's tags, which the cipher checks as it reads). For a file
+/// whose decoded copy the caller hashes later against
+/// `rec.original_sha256`, before anything uses what it holds (the shim's
+/// CRIU page images, checked while CRIU restores and before the restored
+/// tree runs).
+pub fn decode_unhashed(
+    rec: &FileRecord,
+    file: &mut File,
+    out: &mut impl Write,
+    crypt: Option<(&arch_imgcrypt::Key, &str)>,
+) -> Result<()> {
+    let name = rec.name.as_str();
+    let (codec, crypt) = decoding(rec, crypt)?;
+    if codec == Codec::None && crypt.is_none() {
+        check_plain_record(rec)?;
+    }
+    let mut counted = CountingWrite {
+        inner: out,
+        size: 0,
+    };
+    let (stored, _) = decode(file, codec, crypt, name, &mut counted, false, false)?;
+    check_stored(rec, stored)?;
+    if counted.size != rec.original_size {
+        return Err(StreamError::OriginalSize {
+            name: name.into(),
+            expected: rec.original_size,
+            found: counted.size,
+        });
+    }
+    counted.inner.flush().map_err(|source| StreamError::Store {
+        name: name.into(),
+        source,
+    })
+}
+
+/// How `rec` is decoded: its codec, and the key and identity its cipher
+/// needs (an encrypted file without a key is refused here).
+fn decoding<'k>(
+    rec: &FileRecord,
+    crypt: Option<(&'k arch_imgcrypt::Key, &'k str)>,
+) -> Result<(Codec, Option<(&'k arch_imgcrypt::Key, &'k str)>)> {
+    let name = rec.name.as_str();
+    let crypt = match (&rec.encryption, crypt) {
+        (None, _) => None,
+        (Some(_), Some(c)) => Some(c),
+        (Some(e), None) => {
+            return Err(StreamError::Crypt {
+                name: name.into(),
+                source: io::Error::other(format!(
+                    "encrypted with key id {}, and no key was given",
+                    e.key_id
+                )),
+            })
+        }
+    };
+    let codec =
+        codec::from_record(&rec.codec, rec.level).ok_or_else(|| StreamError::UnknownCodec {
+            name: name.into(),
+            codec: rec.codec.clone(),
+        })?;
+    Ok((codec, crypt))
+}
+
+/// Counts what passes to `inner`.
+struct CountingWrite<'a, W: Write> {
+    inner: &'a mut W,
+    size: u64,
+}
+
+impl<W: Write> Write for CountingWrite<'_, W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(data)?;
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// The stored file's own mismatch with its record, if it has one.

@@ -61,6 +61,14 @@ pub enum RuntimeError {
     /// CRIU reported success but not what a restore needs.
     #[error("container {id}: {reason}")]
     Restore { id: String, reason: &'static str },
+    /// The check CRIU waited for before resuming the restored tree (the
+    /// memory images' digests, taken behind the copy) refused it: CRIU
+    /// killed the tree.
+    #[error("container {id}: the restored tree was not resumed: {source}")]
+    NotResumed {
+        id: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A file of the image that the runtime reads (beside CRIU's own).
     #[error("container {id}: the image's {file} is unusable: {reason}")]
     Image {

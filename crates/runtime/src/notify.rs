@@ -11,9 +11,18 @@ use arch_faults::{points, ThreadScope};
 /// Run at CRIU's pre-restore notify with CRIU's pid; an error aborts.
 type PreRestore = Box<dyn FnMut(i32) -> std::result::Result<(), String>>;
 
+/// Why a restored tree may not run; see [`crate::RestoreRequest::resume_check`].
+pub type ResumeError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Run once at CRIU's post-restore notify: the tree is restored and none
+/// of its tasks runs yet; an error makes CRIU kill it.
+pub type ResumeCheck = Box<dyn FnOnce() -> std::result::Result<(), ResumeError> + Send>;
+
 thread_local! {
     static RESTORED_PID: Cell<i32> = const { Cell::new(0) };
     static PRE_RESTORE: RefCell<Option<PreRestore>> = const { RefCell::new(None) };
+    static RESUME_CHECK: RefCell<Option<ResumeCheck>> = const { RefCell::new(None) };
+    static NOT_RESUMED: RefCell<Option<ResumeError>> = const { RefCell::new(None) };
 }
 
 /// One CRIU request's notify state on this thread; cleared on drop.
@@ -42,6 +51,18 @@ impl Session {
         PRE_RESTORE.set(Some(Box::new(hook)));
     }
 
+    /// `check` runs at CRIU's post-restore notify, once the tree is
+    /// restored and before any of its tasks runs again; an error makes
+    /// CRIU kill the tree, and is kept for [`Self::not_resumed`].
+    pub(crate) fn before_resume(&self, check: ResumeCheck) {
+        RESUME_CHECK.set(Some(check));
+    }
+
+    /// Why the resume check refused the tree, if it did.
+    pub(crate) fn not_resumed(&self) -> Option<ResumeError> {
+        NOT_RESUMED.take()
+    }
+
     /// The pid CRIU reported at post-restore (0 if none).
     pub(crate) fn restored_pid(&self) -> i32 {
         RESTORED_PID.get()
@@ -51,6 +72,22 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         PRE_RESTORE.set(None);
+        RESUME_CHECK.set(None);
+        NOT_RESUMED.set(None);
+    }
+}
+
+fn run_resume_check() -> i32 {
+    let Some(check) = RESUME_CHECK.take() else {
+        return 0;
+    };
+    match check() {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("post-restore: not resuming the restored tree: {e}");
+            NOT_RESUMED.set(Some(e));
+            -1
+        }
     }
 }
 
@@ -109,6 +146,9 @@ fn on_notify(
 ) -> i32 {
     if script == "post-restore" {
         RESTORED_PID.set(notify.pid());
+        if run_resume_check() != 0 {
+            return -1;
+        }
     }
     if script == "pre-restore" && run_pre_restore() != 0 {
         return -1;

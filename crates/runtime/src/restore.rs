@@ -19,7 +19,7 @@ use crate::criu_mounts::{set_external_mounts, Phase};
 use crate::error::{Result, RuntimeError};
 use crate::image_stdio::{read_descriptors, stdio_matches};
 use crate::namespaces::JoinedNamespaces;
-use crate::notify::{end_if_failed, Session};
+use crate::notify::{end_if_failed, ResumeCheck, Session};
 use crate::quiet_network;
 
 pub struct RestoreRequest<'a> {
@@ -39,6 +39,11 @@ pub struct RestoreRequest<'a> {
     pub terminal: bool,
     /// Who manages the new container's cgroup.
     pub cgroup_driver: CgroupDriver,
+    /// Run once CRIU restored the tree and before any of its tasks runs
+    /// again (CRIU's post-restore notify); an error kills the tree and
+    /// fails the restore (`RuntimeError::NotResumed`). The shim checks
+    /// the memory images' digests here (arch_image::VerifyBehind).
+    pub resume_check: Option<ResumeCheck>,
 }
 
 /// A restored container's init.
@@ -62,7 +67,7 @@ fn open_dir(path: &std::path::Path) -> Result<File> {
 impl Runtime {
     /// Restores the process tree; returns the restored init (and its
     /// terminal's master for a terminal restore).
-    pub fn restore(&self, req: RestoreRequest) -> Result<Restored> {
+    pub fn restore(&self, mut req: RestoreRequest) -> Result<Restored> {
         let id = req.id.as_str();
         // The restored container is exec'd into and dumped again like a
         // created one: the same spec as libcontainer reads it.
@@ -123,6 +128,7 @@ impl Runtime {
             joined = joined.with_fresh_network(&spec);
         }
         let target = self.prepare_restore_target(id, &req.bundle, &spec, req.cgroup_driver)?;
+        let resume_check = req.resume_check.take();
         let restored = joined
             .run(|| {
                 // CRIU calls back on this thread: the notify session lives here.
@@ -130,12 +136,22 @@ impl Runtime {
                 let join = target.clone();
                 notify
                     .before_restore(move |criu_pid| join.join(criu_pid).map_err(|e| e.to_string()));
+                if let Some(check) = resume_check {
+                    notify.before_resume(check);
+                }
                 let _inside =
                     (!target.driver.is_systemd()).then(|| ThreadCgroup::enter(&target.path));
-                end_if_failed(criu.restore()).map(|()| notify.restored_pid())
+                let restored = end_if_failed(criu.restore()).map(|()| notify.restored_pid());
+                (restored, notify.not_resumed())
             })
             .map_err(namespaces_err(id))
-            .and_then(|r| r.map_err(RuntimeError::criu(id, "restore")));
+            .and_then(|(restored, refused)| match (restored, refused) {
+                (Err(_), Some(source)) => Err(RuntimeError::NotResumed {
+                    id: id.to_string(),
+                    source,
+                }),
+                (r, _) => r.map_err(RuntimeError::criu(id, "restore")),
+            });
         for fd in req.stdio.iter().flatten() {
             set_cloexec(fd, true)?;
         }

@@ -7,12 +7,12 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::Instant;
 
-use arch_image::{Image, Taken};
+use arch_image::{Image, Taken, VerifyBehind};
 use arch_records::Outcome;
 use arch_runtime::{RestoreRequest, Restored, Stdio};
 
 use super::records::{record, restore_record};
-use super::staging::{RestoreTarget, StagedRestore};
+use super::staging::{Copied, RestoreTarget, StagedRestore};
 use super::Arch;
 use crate::container::Container;
 use crate::error::{Result, ShimError};
@@ -48,8 +48,7 @@ impl Arch {
         let started = Instant::now();
         let work_dir = c.bundle().join("restore-work");
         let StagedRestore {
-            mut image,
-            mut local,
+            mut copied,
             mut taken,
             stdio,
         } = staged;
@@ -66,21 +65,24 @@ impl Arch {
         // Each failed CRIU restore falls back to the key's next older
         // generation (staged here as Create stages the newest), and past
         // the oldest to a fresh start.
-        let (Restored { pid, pty_master }, image, taken) = loop {
-            let restored = self.criu_restore(c, &mut taken, &image, &stdio, &work_dir);
+        let (Restored { pid, pty_master }, image, local, taken) = loop {
+            let Copied {
+                image,
+                local,
+                verified,
+            } = copied;
+            let restored = self.criu_restore(c, &mut taken, &image, verified, &stdio, &work_dir);
             match restored {
-                Ok(r) => break (r, image, taken),
+                Ok(r) => break (r, image, local, taken),
                 Err(e) => {
                     let reason = format!("{e}{}", log_tail(&work_dir.join("restore.log")));
                     let next = self
                         .fall_back(&store, taken, &target, &reason)
                         .and_then(|t| self.stage_from(&store, t, &target));
+                    drop(local);
                     match next {
-                        Some(staged) => (image, local, taken) = staged,
-                        None => {
-                            drop(local);
-                            return self.fresh_start(c, stdio, register);
-                        }
+                        Some(staged) => (copied, taken) = staged,
+                        None => return self.fresh_start(c, stdio, register),
                     }
                 }
             }
@@ -117,12 +119,14 @@ impl Arch {
         Ok(pid)
     }
 
-    /// CRIU restores `c` from `image`, the verified copy of `taken`.
+    /// CRIU restores `c` from `image`, the copy of `taken`; the tree runs
+    /// only once `verified` says the copy's memory images check out.
     fn criu_restore(
         &self,
         c: &Container,
         taken: &mut Taken,
         image: &Image,
+        verified: VerifyBehind,
         stdio: &Stdio,
         work_dir: &Path,
     ) -> std::result::Result<Restored, String> {
@@ -145,6 +149,11 @@ impl Arch {
                 stdio: stdio.fds(),
                 terminal: c.init().stdio.terminal,
                 cgroup_driver: c.cgroup_driver(),
+                resume_check: Some(Box::new(move || {
+                    verified
+                        .wait()
+                        .map_err(|e| Box::new(e) as arch_runtime::ResumeError)
+                })),
             })
             .map_err(|e| e.to_string())
     }

@@ -11,7 +11,7 @@ use arch_checkpoint::{
     ProfileMismatch,
 };
 use arch_faults::{points, FaultError};
-use arch_image::{Image, ImageStore, Taken};
+use arch_image::{Image, ImageStore, Taken, VerifyBehind};
 use arch_records::Outcome;
 use arch_runtime::{RuntimeError, Stdio};
 
@@ -27,12 +27,20 @@ pub const LOCAL_RESTORE_DIR: &str = "/var/lib/containerd-arch/restore";
 /// removed when dropped (after Start, or when the restore is abandoned).
 pub type LocalCopy = super::host_local::HostLocalDir;
 
-/// A restore staged by Create and carried out by Start.
-pub struct StagedRestore {
-    /// The validated image: a host-local copy of `taken`, verified as it
-    /// was copied, which is what CRIU reads.
+/// The host-local copy of a taken image, what CRIU reads at Start.
+pub struct Copied {
+    /// The validated image: a copy of the taken one, verified as it was
+    /// copied, but for its large memory images, whose digests `verified`
+    /// takes meanwhile.
     pub image: Image,
     pub local: LocalCopy,
+    /// Checked before the restored tree runs (CRIU's post-restore).
+    pub verified: VerifyBehind,
+}
+
+/// A restore staged by Create and carried out by Start.
+pub struct StagedRestore {
+    pub copied: Copied,
     /// The image, taken for this container alone; dropped unused (the
     /// container deleted before Start), it goes back under its key.
     pub taken: Taken,
@@ -76,7 +84,7 @@ impl Arch {
     /// means a fresh start (no image, one of another profile, one another
     /// container took first, or one that cannot be used: that one is moved
     /// aside and the reason logged and recorded).
-    pub fn stage_restore(&self, target: &RestoreTarget) -> Option<(Image, LocalCopy, Taken)> {
+    pub fn stage_restore(&self, target: &RestoreTarget) -> Option<(Copied, Taken)> {
         let (store, cfg) = (self.store().ok()?, self.config().ok()?);
         let (id, identity) = (target.id, &target.state.identity);
         let (ns, key) = (&identity.namespace, &identity.key);
@@ -142,7 +150,7 @@ impl Arch {
         store: &ImageStore,
         mut taken: Taken,
         target: &RestoreTarget,
-    ) -> Option<(Image, LocalCopy, Taken)> {
+    ) -> Option<(Copied, Taken)> {
         let (id, ns, key) = (
             target.id,
             &target.state.identity.namespace,
@@ -150,7 +158,7 @@ impl Arch {
         );
         loop {
             match self.stage(&taken, target) {
-                Ok((image, local)) => return Some((image, local, taken)),
+                Ok(copied) => return Some((copied, taken)),
                 Err(StagingError::Profile(e)) => {
                     // Swapped for another container's image since the check.
                     self.refuse_profile(store, target, "another container", &e);
@@ -239,11 +247,7 @@ impl Arch {
         );
     }
 
-    pub(super) fn stage(
-        &self,
-        taken: &Taken,
-        t: &RestoreTarget,
-    ) -> Result<(Image, LocalCopy), StagingError> {
+    pub(super) fn stage(&self, taken: &Taken, t: &RestoreTarget) -> Result<Copied, StagingError> {
         let (ns, key) = (&t.state.identity.namespace, &t.state.identity.key);
         arch_faults::hit(t.id, points::RESTORE_STAGING)?;
         // Changes must land in the container's own layer: a snapshot the
@@ -255,10 +259,13 @@ impl Arch {
         // What CRIU reads at Start is what is verified here: a copy on this
         // host's disk, whatever is written into the root in between.
         let local = LocalCopy::new(LOCAL_RESTORE_DIR, t.id).map_err(StagingError::LocalCopy)?;
-        // verify_into makes the image directory itself, inside the copy.
+        // The copy makes the image directory itself, inside `local`. Its
+        // large memory images are hashed behind it, on a thread of its own,
+        // while Create goes on and Start runs CRIU (verify_behind.rs).
         let verifying = std::time::Instant::now();
-        let image = taken.verify_into(&local.path().join("image"))?;
+        let (image, deferred) = taken.verify_into_deferring(&local.path().join("image"))?;
         let verify_ms = verifying.elapsed().as_millis();
+        let verified = deferred.start();
         compare_profiles(&image.manifest().profile, &t.state.profile)?;
         // A terminal cannot become pipes or the reverse: refuse before the
         // rootfs is touched.
@@ -272,12 +279,16 @@ impl Arch {
         arch_faults::hit(t.id, points::RESTORE_ROOTFS_APPLIED)?;
         // Create's share of a restore, phase by phase (Start logs CRIU's).
         log::info!(
-            "{}: staged {ns}/{key}: verified copy of {} bytes in {verify_ms} ms, rootfs diff in {} ms: {stats:?}",
+            "{}: staged {ns}/{key}: copy of {} bytes in {verify_ms} ms (memory images checked behind it), rootfs diff in {} ms: {stats:?}",
             t.id,
             image.manifest().total_size,
             applying.elapsed().as_millis()
         );
-        Ok((image, local))
+        Ok(Copied {
+            image,
+            local,
+            verified,
+        })
     }
 
     /// Keeps a failed image aside for inspection, records why, puts the

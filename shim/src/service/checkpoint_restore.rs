@@ -117,6 +117,9 @@ impl TaskService {
                 stdio: stdio.fds(),
                 terminal: init.stdio.terminal,
                 cgroup_driver: c.cgroup_driver(),
+                // containerd's image, read where it put it: nothing left
+                // to check.
+                resume_check: None,
             })
             .map_err(|e| {
                 let why = arch_checkpoint::criu_log_errors(&work_dir.join("restore.log"));

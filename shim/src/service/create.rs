@@ -171,7 +171,7 @@ impl TaskService {
             rootfs,
             terminal: paths.terminal,
         };
-        let Some((image, local, taken)) = self.arch.stage_restore(&target) else {
+        let Some((copied, taken)) = self.arch.stage_restore(&target) else {
             return Ok(None);
         };
         let (stdio, io) = if paths.terminal {
@@ -183,8 +183,7 @@ impl TaskService {
         };
         Ok(Some((
             StagedRestore {
-                image,
-                local,
+                copied,
                 taken,
                 stdio,
             },

@@ -389,3 +389,68 @@ fn hostile_rootfs_diffs_fall_back_and_write_nothing_outside() {
         assert_eq!(sha_of("/etc/passwd"), passwd, "{name}: host file changed");
     }
 }
+
+/// The largest stored CRIU page image of the image at `dir` (under it).
+fn largest_pages(dir: &Path) -> String {
+    let criu = dir.join("criu");
+    let name = std::fs::read_dir(&criu)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pages-"))
+        .max_by_key(|e| e.metadata().unwrap().len())
+        .unwrap_or_else(|| panic!("no pages in {}", criu.display()))
+        .file_name();
+    format!("criu/{}", name.to_string_lossy())
+}
+
+/// A large memory image is hashed while CRIU restores it, not before
+/// (arch_image::VerifyBehind): one replaced by another valid stream of the
+/// same size, its stored digest and the signature made to match, is still
+/// refused by its original digest before the restored tree runs, and the
+/// container starts fresh with the reason recorded.
+#[test]
+fn a_large_memory_image_with_other_bytes_is_refused_before_the_tree_runs() {
+    let c = ctr();
+    let key = unique_id("bigmem");
+    let cmd = "cat /proc/sys/kernel/random/uuid > /boot-id; exec memtouch 24";
+    let first = unique_id("bmfirst");
+    let ct = c.start_arch(&first, Some(&key), cmd);
+    let boot = c.rootfs_file(&first, "boot-id");
+    assert!(!c.rootfs_file(&first, "tmp/count").is_empty());
+    assert_eq!(c.run(&["task", "kill", &first]).code, 0);
+    c.wait_status(&first, "STOPPED");
+    drop(ct);
+
+    let dir = image_dir(&c, &key);
+    let rel = largest_pages(&dir);
+    assert!(
+        rel.ends_with(".zst"),
+        "a streamed, compressed page image: {rel}"
+    );
+    let mut pages = zstd::decode_all(&std::fs::read(dir.join(&rel)).unwrap()[..]).unwrap();
+    assert!(
+        pages.len() as u64 >= arch_image::DEFER_FROM,
+        "{} bytes",
+        pages.len()
+    );
+    let mid = pages.len() / 2;
+    pages[mid] ^= 0x5a;
+    std::fs::write(dir.join(&rel), zstd::encode_all(&pages[..], 1).unwrap()).unwrap();
+    reseal(&dir, &rel);
+    store()
+        .open(&c.namespace, &key)
+        .expect("the stored bytes check out");
+
+    let again = unique_id("bmagain");
+    let _ct = c.start_arch(&again, Some(&key), cmd);
+    assert!(wait_until(Duration::from_secs(10), || {
+        let now = c.rootfs_file(&again, "boot-id");
+        !now.is_empty() && now != boot
+    }));
+    let why = arch_e2e::records_for(store().root(), &key)
+        .into_iter()
+        .find(|r| r.outcome == Outcome::Fallback)
+        .and_then(|r| r.error)
+        .unwrap_or_default();
+    assert!(why.contains(&rel) && why.contains("sha256"), "{why}");
+}

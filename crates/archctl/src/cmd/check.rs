@@ -42,6 +42,7 @@ pub fn run(root: Option<&Path>, address: Option<&Path>) -> Result<i32> {
                 "criu",
                 "not found in PATH; install CRIU >= 3.15 (e.g. apt install criu)".into(),
             );
+            report(Level::Warn, "inet sockets", "skipped: no criu".into());
             report(Level::Missing, "criu check", "skipped: no criu".into());
             report(Level::Warn, "dirty tracking", "skipped: no criu".into());
         }
@@ -57,10 +58,11 @@ pub fn run(root: Option<&Path>, address: Option<&Path>) -> Result<i32> {
                 ),
             };
             report(lvl, "criu", detail);
-            if let Some(v) = criu_version() {
-                let (lvl, detail) = inet_sockets(&v, &arch_host::kernel_release());
-                report(lvl, "inet sockets", detail);
-            }
+            let (lvl, detail) = match criu_version() {
+                Some(v) => inet_sockets(&v, &arch_host::kernel_release()),
+                None => (Level::Warn, "skipped: CRIU's version is unknown".into()),
+            };
+            report(lvl, "inet sockets", detail);
             let (lvl, detail) = match run_cmd(&criu, &["check"]) {
                 Ok((true, _)) => (Level::Ok, "`criu check` passed".into()),
                 Ok((false, out)) | Err(out) => (
