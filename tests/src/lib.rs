@@ -246,6 +246,18 @@ impl Ctr {
         value
     }
 
+    /// What `script` prints inside running container `id`: its output
+    /// goes to a new file of the rootfs, read from the host (ctr's copy of
+    /// a short exec's output can lose it when the exit arrives first). ""
+    /// when it printed nothing (after [`Self::rootfs_file`]'s retries).
+    pub fn exec_output(&self, id: &str, script: &str) -> String {
+        let out = format!("exec-out-{}", unique_id("o"));
+        let cmd = format!("({script}) > /{out}");
+        let exec_id = unique_id("x");
+        self.run(&["task", "exec", "--exec-id", &exec_id, id, "sh", "-c", &cmd]);
+        self.rootfs_file(id, &out)
+    }
+
     pub fn task_status(&self, id: &str) -> Option<String> {
         let r = self.run(&["task", "ls"]);
         r.stdout.lines().find_map(|l| {

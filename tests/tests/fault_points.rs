@@ -125,7 +125,13 @@ fn start_counting(
     armed: Option<&str>,
     at_least: u64,
 ) -> Result<(), String> {
-    let extra: Vec<&str> = armed.map(|f| vec!["--annotation", f]).unwrap_or_default();
+    let mut extra: Vec<&str> = armed.map(|f| vec!["--annotation", f]).unwrap_or_default();
+    // CRIU locks the network (and calls that notify) only in a namespace it
+    // dumps, and it dumps the container's own only when the container could
+    // change it (crates/runtime/src/quiet_network.rs).
+    if armed.is_some_and(|f| f.contains(&points::criu("network-lock"))) {
+        extra.extend(["--cap-add", "CAP_NET_ADMIN"]);
+    }
     let r = c.run_arch_with("-d", id, Some(key), &extra, &["sh", "-c", WORKLOAD]);
     if r.code != 0 {
         return Err(format!("ctr run failed: {}", r.stderr.trim()));

@@ -14,7 +14,9 @@ pub const DUMP_STEPS: [&str; 8] = [
     "commit",
 ];
 
-/// CRIU's notify scripts during a dump, in the order CRIU calls them.
+/// CRIU's notify scripts during a dump, in the order CRIU calls them
+/// (`network-lock` only when CRIU dumps a network namespace: a container's
+/// own is left out when nothing in it could change it).
 pub const CRIU_DUMP_NOTIFIES: [&str; 2] = ["network-lock", "post-dump"];
 
 /// CRIU's notify scripts during a restore, in the order CRIU calls them.

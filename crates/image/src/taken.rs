@@ -289,25 +289,9 @@ impl Taken {
                     continue;
                 }
                 let name = to.file_name().map(|n| n.to_string_lossy().into_owned());
-                if defer && name.is_some_and(|n| deferrable(&n, f.size)) {
-                    let (size, _) = copy_file(src, f.size, &self.dir.join(&f.path), &to, false)?;
-                    if size != f.size {
-                        return Err(Error::SizeMismatch {
-                            path: f.path.clone(),
-                            expected: f.size,
-                            actual: size,
-                        });
-                    }
-                    deferred.pending.push(Pending {
-                        copy: to,
-                        shown: f.path.clone(),
-                        size: f.size,
-                        sha256: f.sha256.clone(),
-                    });
-                    continue;
-                }
-                let (size, sha256) = copy_file(src, f.size, &self.dir.join(&f.path), &to, true)?;
-                let sha256 = sha256.unwrap_or_default();
+                let behind = defer && name.is_some_and(|n| deferrable(&n, f.size));
+                let from = self.dir.join(&f.path);
+                let (size, sha256) = copy_file(src, f.size, &from, &to, !behind)?;
                 if size != f.size {
                     return Err(Error::SizeMismatch {
                         path: f.path.clone(),
@@ -315,12 +299,21 @@ impl Taken {
                         actual: size,
                     });
                 }
-                if sha256 != f.sha256 {
-                    return Err(Error::ChecksumMismatch {
-                        path: f.path.clone(),
-                        expected: f.sha256.clone(),
-                        actual: sha256,
-                    });
+                match sha256 {
+                    None => deferred.pending.push(Pending {
+                        copy: to,
+                        shown: f.path.clone(),
+                        size: f.size,
+                        sha256: f.sha256.clone(),
+                    }),
+                    Some(actual) if actual != f.sha256 => {
+                        return Err(Error::ChecksumMismatch {
+                            path: f.path.clone(),
+                            expected: f.sha256.clone(),
+                            actual,
+                        })
+                    }
+                    Some(_) => {}
                 }
             }
             // Not fsync'd, like the rest of the copy: it is read at once and

@@ -242,12 +242,9 @@ pub fn decode_verified(
     let (codec, crypt) = decoding(rec, crypt)?;
     // One digest per byte, taken on a thread of its own (hash_behind.rs):
     // the original digest proves what CRIU will read; a plain file's stored
-    // bytes are its original ones (if the record agrees with itself), and
-    // otherwise the stored bytes are only hashed again to name the cause
-    // of a failure.
-    if codec == Codec::None && crypt.is_none() {
-        check_plain_record(rec)?;
-    }
+    // bytes are its original ones (`decoding` checked the record agrees
+    // with itself), and otherwise the stored bytes are only hashed again to
+    // name the cause of a failure.
     let checked = hashed_behind(name, out, |mut to_hasher| {
         decode(file, codec, crypt, name, &mut to_hasher, false, false)
     })
@@ -287,9 +284,6 @@ pub fn decode_unhashed(
 ) -> Result<()> {
     let name = rec.name.as_str();
     let (codec, crypt) = decoding(rec, crypt)?;
-    if codec == Codec::None && crypt.is_none() {
-        check_plain_record(rec)?;
-    }
     let mut counted = CountingWrite {
         inner: out,
         size: 0,
@@ -310,7 +304,8 @@ pub fn decode_unhashed(
 }
 
 /// How `rec` is decoded: its codec, and the key and identity its cipher
-/// needs (an encrypted file without a key is refused here).
+/// needs (an encrypted file without a key is refused here, and so is a
+/// plain file whose record gives it two sizes or two digests).
 fn decoding<'k>(
     rec: &FileRecord,
     crypt: Option<(&'k arch_imgcrypt::Key, &'k str)>,
@@ -334,6 +329,9 @@ fn decoding<'k>(
             name: name.into(),
             codec: rec.codec.clone(),
         })?;
+    if codec == Codec::None && crypt.is_none() {
+        check_plain_record(rec)?;
+    }
     Ok((codec, crypt))
 }
 

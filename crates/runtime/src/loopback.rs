@@ -43,18 +43,7 @@ pub(crate) fn bring_up_in(pid: i32) -> io::Result<()> {
 /// Sets `IFF_UP` on `lo` in the calling thread's network namespace (the
 /// kernel then gives it 127.0.0.1/8 and ::1).
 pub(crate) fn bring_up_here() -> io::Result<()> {
-    // SAFETY: plain socket(2); the descriptor is owned at once.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a new, valid descriptor nobody else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut req = lo_request();
-    // SAFETY: SIOCGIFFLAGS reads the name and writes the flags of `req`.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let (sock, mut req) = lo_flags()?;
     // SAFETY: the union's flags member is what SIOCGIFFLAGS filled in.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
     if flags & libc::IFF_UP as libc::c_short != 0 {
@@ -68,30 +57,32 @@ pub(crate) fn bring_up_here() -> io::Result<()> {
     Ok(())
 }
 
-fn lo_request() -> libc::ifreq {
+/// A socket in the calling thread's network namespace, and `lo`'s flags
+/// read through it (SIOCGIFFLAGS).
+fn lo_flags() -> io::Result<(OwnedFd, libc::ifreq)> {
+    // SAFETY: plain socket(2); the descriptor is owned at once.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a new, valid descriptor nobody else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: ifreq is plain data; all zeroes is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(b"lo") {
         *dst = *src as libc::c_char;
     }
-    req
+    // SAFETY: SIOCGIFFLAGS reads the name and writes the flags of `req`.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((sock, req))
 }
 
 /// Whether `lo` is up in the calling thread's network namespace.
 #[cfg(test)]
 fn is_up_here() -> io::Result<bool> {
-    // SAFETY: as in bring_up_here.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: as in bring_up_here.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut req = lo_request();
-    // SAFETY: as in bring_up_here.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let (_, req) = lo_flags()?;
     // SAFETY: filled in by SIOCGIFFLAGS.
     Ok(unsafe { req.ifr_ifru.ifru_flags } & libc::IFF_UP as libc::c_short != 0)
 }

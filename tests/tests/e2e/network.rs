@@ -42,22 +42,9 @@ fn assert_restored(c: &Ctr, key: &str) {
     );
 }
 
-/// `ip -o addr show lo` in `id`, through an exec writing to its rootfs.
+/// `ip -o addr show lo` in `id`.
 fn lo_addresses(c: &Ctr, id: &str) -> String {
-    let out = format!("lo-{}", unique_id("a"));
-    let script = format!("ip -o addr show lo > /{out}");
-    let r = c.run(&[
-        "task",
-        "exec",
-        "--exec-id",
-        &unique_id("ip"),
-        id,
-        "sh",
-        "-c",
-        &script,
-    ]);
-    assert_eq!(r.code, 0, "exec: {}", r.stderr);
-    c.rootfs_file(id, &out)
+    c.exec_output(id, "ip -o addr show lo")
 }
 
 #[test]
@@ -125,23 +112,10 @@ fn a_changed_network_is_dumped_and_stays_in_later_checkpoints() {
     assert!(lo_addresses(&c, &third).contains("10.9.8.7"), "and again");
 }
 
-/// What a client inside `id` reads from the server on 127.0.0.1:8080.
+/// What a client inside `id` reads from the server on 127.0.0.1:8080
+/// ("" when the connection is refused).
 fn ask_server(c: &Ctr, id: &str) -> String {
-    let out = format!("answer-{}", unique_id("a"));
-    let script = format!("nc -w 5 127.0.0.1 8080 > /{out}");
-    let exec_id = unique_id("nc");
-    // A refused connection leaves the file empty: read as "".
-    c.run(&[
-        "task",
-        "exec",
-        "--exec-id",
-        &exec_id,
-        id,
-        "sh",
-        "-c",
-        &script,
-    ]);
-    c.rootfs_file(id, &out)
+    c.exec_output(id, "nc -w 5 127.0.0.1 8080")
 }
 
 /// A server's listening TCP socket is dumped (CRIU >= 4.2 on kernels that
