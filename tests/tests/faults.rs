@@ -98,7 +98,12 @@ fn a_shim_killed_with_its_container_frozen_and_its_state_torn_leaks_nothing() {
     if let Err(e) = leaks::nothing_in_cgroup_of(&id, Duration::from_secs(20)) {
         panic!("the frozen tree outlived its shim: {e}");
     }
-    assert!(!pid_alive(init), "the init outlived its shim");
+    // A killed task leaves its cgroup before it is a zombie: the init may
+    // still be exiting when the cgroup reads empty (CI-2 of 2026-12-07).
+    assert!(
+        wait_until(Duration::from_secs(10), || !pid_alive(init)),
+        "the init outlived its shim"
+    );
     assert!(
         wait_until(Duration::from_secs(10), || !state
             .parent()
