@@ -94,7 +94,7 @@ pub struct VerifyBehind {
 
 impl VerifyBehind {
     /// Already known: `result`.
-    pub fn checked(result: Result<()>) -> Self {
+    fn checked(result: Result<()>) -> Self {
         VerifyBehind {
             state: Some(State::Checked(result)),
             cancel: Arc::new(AtomicBool::new(false)),

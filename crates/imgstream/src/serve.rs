@@ -198,7 +198,15 @@ fn serve_file(rec: &FileRecord, pipe_fd: OwnedFd, store: &dyn Store) -> Result<(
         check_plain_record(rec)?;
     }
     // First pass: nothing reaches CRIU before the whole file checked out.
-    let (stored, original) = decode(&mut file, codec, None, name, &mut io::sink(), !plain, true)?;
+    let (stored, original) = decode(
+        &mut file,
+        codec,
+        None,
+        name,
+        &mut io::sink(),
+        (!plain).then(Counted::new),
+        true,
+    )?;
     check_stored(rec, stored)?;
     if let Some(original) = original {
         check_original(rec, original)?;
@@ -212,7 +220,7 @@ fn serve_file(rec: &FileRecord, pipe_fd: OwnedFd, store: &dyn Store) -> Result<(
     let mut out = HoldLast::new(File::from(pipe_fd));
     // Second pass: decoding is deterministic, so the same stored bytes give
     // the original bytes pass one checked; only the stored ones are hashed.
-    let (stored, _) = decode(&mut file, codec, None, name, &mut out, false, true)?;
+    let (stored, _) = decode(&mut file, codec, None, name, &mut out, None, true)?;
     if check_stored(rec, stored).is_err() {
         return Err(StreamError::Changed { name: name.into() });
     }
@@ -246,7 +254,7 @@ pub fn decode_verified(
     // with itself), and otherwise the stored bytes are only hashed again to
     // name the cause of a failure.
     let checked = hashed_behind(name, out, |mut to_hasher| {
-        decode(file, codec, crypt, name, &mut to_hasher, false, false)
+        decode(file, codec, crypt, name, &mut to_hasher, None, false)
     })
     .and_then(|((stored, _), original)| {
         check_stored(rec, stored)?;
@@ -284,20 +292,18 @@ pub fn decode_unhashed(
 ) -> Result<()> {
     let name = rec.name.as_str();
     let (codec, crypt) = decoding(rec, crypt)?;
-    let mut counted = CountingWrite {
-        inner: out,
-        size: 0,
-    };
-    let (stored, _) = decode(file, codec, crypt, name, &mut counted, false, false)?;
+    let counted = Some(Counted::size_only());
+    let (stored, original) = decode(file, codec, crypt, name, out, counted, false)?;
     check_stored(rec, stored)?;
-    if counted.size != rec.original_size {
+    let found = original.map_or(0, |o| o.size);
+    if found != rec.original_size {
         return Err(StreamError::OriginalSize {
             name: name.into(),
             expected: rec.original_size,
-            found: counted.size,
+            found,
         });
     }
-    counted.inner.flush().map_err(|source| StreamError::Store {
+    out.flush().map_err(|source| StreamError::Store {
         name: name.into(),
         source,
     })
@@ -335,24 +341,6 @@ fn decoding<'k>(
     Ok((codec, crypt))
 }
 
-/// Counts what passes to `inner`.
-struct CountingWrite<'a, W: Write> {
-    inner: &'a mut W,
-    size: u64,
-}
-
-impl<W: Write> Write for CountingWrite<'_, W> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(data)?;
-        self.size += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// The stored file's own mismatch with its record, if it has one.
 fn stored_cause(rec: &FileRecord, file: &mut File) -> Option<StreamError> {
     file.seek(SeekFrom::Start(0)).ok()?;
@@ -361,15 +349,16 @@ fn stored_cause(rec: &FileRecord, file: &mut File) -> Option<StreamError> {
     check_stored(rec, r.count).err()
 }
 
-/// Decodes `file` into `out`; returns the stored count, and the original
-/// one when asked.
+/// Decodes `file` into `out`; returns the stored count, and the decoded
+/// bytes counted into `original` when given one (`Counted::new` hashes
+/// them, `Counted::size_only` only counts).
 fn decode(
     file: &mut File,
     codec: Codec,
     crypt: Option<(&arch_imgcrypt::Key, &str)>,
     name: &str,
     out: &mut impl Write,
-    hash_original: bool,
+    original: Option<Counted>,
     hash_stored: bool,
 ) -> Result<(Counted, Option<Counted>)> {
     let dec_err = |source| StreamError::Decompress {
@@ -386,7 +375,7 @@ fn decode(
     };
     let opened = Opened::new(HashingReader::with(&mut *file, stored), crypt).map_err(crypt_err)?;
     let mut src = Source::new(codec, opened).map_err(dec_err)?;
-    let mut original = hash_original.then(Counted::new);
+    let mut original = original;
     let mut buf = vec![0u8; pipe::CHUNK];
     loop {
         let n = match src.read(&mut buf) {

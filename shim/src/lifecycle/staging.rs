@@ -265,6 +265,10 @@ impl Arch {
         let verifying = std::time::Instant::now();
         let (image, deferred) = taken.verify_into_deferring(&local.path().join("image"))?;
         let verify_ms = verifying.elapsed().as_millis();
+        let behind = match deferred.is_empty() {
+            true => "",
+            false => " (memory images checked behind it)",
+        };
         let verified = deferred.start();
         compare_profiles(&image.manifest().profile, &t.state.profile)?;
         // A terminal cannot become pipes or the reverse: refuse before the
@@ -279,7 +283,7 @@ impl Arch {
         arch_faults::hit(t.id, points::RESTORE_ROOTFS_APPLIED)?;
         // Create's share of a restore, phase by phase (Start logs CRIU's).
         log::info!(
-            "{}: staged {ns}/{key}: copy of {} bytes in {verify_ms} ms (memory images checked behind it), rootfs diff in {} ms: {stats:?}",
+            "{}: staged {ns}/{key}: copy of {} bytes in {verify_ms} ms{behind}, rootfs diff in {} ms: {stats:?}",
             t.id,
             image.manifest().total_size,
             applying.elapsed().as_millis()
