@@ -16,6 +16,7 @@ mod container;
 mod criu;
 mod criu_launch;
 mod criu_mounts;
+mod criu_parent;
 mod dump;
 mod error;
 mod exec_security;

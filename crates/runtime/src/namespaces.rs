@@ -41,9 +41,9 @@ pub enum NamespaceError {
         kind: &'static str,
         source: std::io::Error,
     },
-    #[error("the thread running CRIU in the joined namespaces panicked")]
+    #[error("the thread running CRIU panicked")]
     Panicked,
-    #[error("no thread to run CRIU in the joined namespaces: {0}")]
+    #[error("no thread to run CRIU: {0}")]
     Thread(#[source] std::io::Error),
     #[error("the container's network namespace (pid {pid}): {source}")]
     Own { pid: i32, source: std::io::Error },
@@ -108,35 +108,52 @@ impl JoinedNamespaces {
     /// Runs `f` on a thread of its own inside the joined namespaces, so the
     /// CRIU that `f` starts inherits them; the calling thread never moves.
     pub(crate) fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, NamespaceError> {
-        if self.joined.is_empty() && self.fresh_network.is_none() {
+        if self.is_empty() {
             return Ok(f());
         }
         std::thread::scope(|s| {
             let joined = std::thread::Builder::new().name("criu-joined-ns".into());
             joined
-                .spawn_scoped(s, || {
-                    for (kind, flag, file) in &self.joined {
-                        // SAFETY: a valid namespace fd; affects only this thread.
-                        if unsafe { libc::setns(file.as_raw_fd(), *flag) } != 0 {
-                            return Err(NamespaceError::Enter {
-                                kind,
-                                source: std::io::Error::last_os_error(),
-                            });
-                        }
-                    }
-                    if let Some(spec) = &self.fresh_network {
-                        // SAFETY: unshare moves only this thread.
-                        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                            return Err(NamespaceError::Fresh(std::io::Error::last_os_error()));
-                        }
-                        crate::quiet_network::set_up_fresh(spec).map_err(NamespaceError::Fresh)?;
-                    }
-                    Ok(f())
-                })
+                .spawn_scoped(s, || self.enter().map(|()| f()))
                 .map_err(NamespaceError::Thread)?
                 .join()
                 .map_err(|_| NamespaceError::Panicked)?
         })
+    }
+
+    /// As [`Self::run`], on a thread that never exits (criu_parent.rs): for
+    /// a restore, whose init is that thread's child.
+    pub(crate) fn run_as_parent<T: Send + 'static>(
+        self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, NamespaceError> {
+        crate::criu_parent::run(move || self.enter().map(|()| f()))?
+    }
+
+    fn is_empty(&self) -> bool {
+        self.joined.is_empty() && self.fresh_network.is_none()
+    }
+
+    /// Moves the calling thread into the joined namespaces (and a fresh
+    /// network namespace, if asked).
+    fn enter(&self) -> Result<(), NamespaceError> {
+        for (kind, flag, file) in &self.joined {
+            // SAFETY: a valid namespace fd; affects only this thread.
+            if unsafe { libc::setns(file.as_raw_fd(), *flag) } != 0 {
+                return Err(NamespaceError::Enter {
+                    kind,
+                    source: std::io::Error::last_os_error(),
+                });
+            }
+        }
+        if let Some(spec) = &self.fresh_network {
+            // SAFETY: unshare moves only this thread.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(NamespaceError::Fresh(std::io::Error::last_os_error()));
+            }
+            crate::quiet_network::set_up_fresh(spec).map_err(NamespaceError::Fresh)?;
+        }
+        Ok(())
     }
 }
 

@@ -129,34 +129,44 @@ impl Runtime {
         }
         let target = self.prepare_restore_target(id, &req.bundle, &spec, req.cgroup_driver)?;
         let resume_check = req.resume_check.take();
-        let restored = joined
-            .run(|| {
-                // CRIU calls back on this thread: the notify session lives here.
-                let notify = Session::begin(&mut criu, id);
-                let join = target.clone();
-                notify
-                    .before_restore(move |criu_pid| join.join(criu_pid).map_err(|e| e.to_string()));
-                if let Some(check) = resume_check {
-                    notify.before_resume(check);
-                }
-                let _inside =
-                    (!target.driver.is_systemd()).then(|| ThreadCgroup::enter(&target.path));
-                let restored = end_if_failed(criu.restore()).map(|()| notify.restored_pid());
-                (restored, notify.not_resumed())
-            })
-            .map_err(namespaces_err(id))
-            .and_then(|(restored, refused)| match (restored, refused) {
-                (Err(_), Some(source)) => Err(RuntimeError::NotResumed {
+        let job_id = id.to_string();
+        let job_target = target.clone();
+        let thread_cgroup = (!target.driver.is_systemd()).then(|| target.path.clone());
+        // The restored init is the child of the thread that runs CRIU, and
+        // gets its parent-death signal back: a thread that never exits.
+        let outcome = joined.run_as_parent(move || {
+            // CRIU calls back on this thread: the notify session lives here.
+            let notify = Session::begin(&mut criu, &job_id);
+            notify.before_restore(move |criu_pid| {
+                job_target.join(criu_pid).map_err(|e| e.to_string())
+            });
+            if let Some(check) = resume_check {
+                notify.before_resume(check);
+            }
+            let _inside = thread_cgroup.as_deref().map(ThreadCgroup::enter);
+            let restored = end_if_failed(criu.restore()).map(|()| notify.restored_pid());
+            let refused = notify.not_resumed();
+            (criu, restored, refused)
+        });
+        let (restored, mut criu) = match outcome {
+            Err(e) => (Err(namespaces_err(id)(e)), None),
+            Ok((criu, Err(_), Some(source))) => (
+                Err(RuntimeError::NotResumed {
                     id: id.to_string(),
                     source,
                 }),
-                (r, _) => r.map_err(RuntimeError::criu(id, "restore")),
-            });
+                Some(criu),
+            ),
+            Ok((criu, restored, _)) => (
+                restored.map_err(RuntimeError::criu(id, "restore")),
+                Some(criu),
+            ),
+        };
         for fd in req.stdio.iter().flatten() {
             set_cloexec(fd, true)?;
         }
         // rust-criu receives the master without MSG_CMSG_CLOEXEC.
-        let pty_master = criu.take_orphan_pts_master_fd();
+        let pty_master = criu.as_mut().and_then(|c| c.take_orphan_pts_master_fd());
         if let Some(fd) = &pty_master {
             set_cloexec(fd, true)?;
         }

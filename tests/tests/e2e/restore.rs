@@ -454,3 +454,76 @@ fn a_large_memory_image_with_other_bytes_is_refused_before_the_tree_runs() {
         .unwrap_or_default();
     assert!(why.contains(&rel) && why.contains("sha256"), "{why}");
 }
+
+/// The host's `setpriv` (util-linux) and the libraries it links, bound
+/// into a busybox container: busybox cannot set a parent-death signal.
+fn host_setpriv_mounts() -> Vec<String> {
+    let binds = [
+        ("/usr/bin/setpriv", "/usr/bin/setpriv"),
+        ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"),
+        ("/usr/lib64", "/lib64"),
+    ];
+    let mut args = Vec::new();
+    for (src, dst) in binds {
+        assert!(
+            Path::new(src).exists(),
+            "{src} missing (util-linux, x86_64)"
+        );
+        args.push("--mount".to_string());
+        args.push(format!("type=bind,src={src},dst={dst},options=rbind:ro"));
+    }
+    args
+}
+
+/// An init that asked for a parent-death signal (`tini -p`, `setpriv
+/// --pdeathsig`) gets it back from CRIU, as the child of the shim thread
+/// that ran CRIU: the kernel sends it when that thread exits. A restore
+/// from a thread that ended (as for every container with its own network
+/// namespace, before criu_parent.rs) killed the init at once.
+#[test]
+fn a_restored_init_with_a_parent_death_signal_keeps_running() {
+    let c = ctr();
+    let key = unique_id("pdkey");
+    let mounts = host_setpriv_mounts();
+    let extra: Vec<&str> = mounts.iter().map(String::as_str).collect();
+    let cmd = [
+        "setpriv",
+        "--pdeathsig",
+        "KILL",
+        "sh",
+        "-c",
+        "echo $$ > /tmp/init; while true; do sleep 0.1; done",
+    ];
+    let first = unique_id("pdfirst");
+    let r = c.run_arch_with("-d", &first, Some(&key), &extra, &cmd);
+    assert_eq!(r.code, 0, "ctr run {first}: {}", r.stderr);
+    let ct = arch_e2e::Container {
+        ctr: c.clone(),
+        id: first.clone(),
+    };
+    assert_eq!(c.exec_file(&first, "/tmp/init"), "1", "sh is the init");
+    assert_eq!(c.run(&["task", "kill", &first]).code, 0);
+    c.wait_status(&first, "STOPPED");
+    drop(ct);
+    store().open(&c.namespace, &key).expect("committed image");
+
+    let again = unique_id("pdagain");
+    let r = c.run_arch_with("-d", &again, Some(&key), &extra, &cmd);
+    assert_eq!(r.code, 0, "ctr run {again}: {}", r.stderr);
+    let _ct = arch_e2e::Container {
+        ctr: c.clone(),
+        id: again.clone(),
+    };
+    assert!(
+        sidecars(&c, &key).iter().any(|e| e.ends_with("@restored")),
+        "restored, not started fresh: {:?}",
+        sidecars(&c, &key)
+    );
+    let pid = c.task_pid(&again);
+    let died = wait_until(Duration::from_secs(3), || !arch_e2e::pid_alive(pid));
+    assert!(
+        !died,
+        "the restored init ({pid}) was killed by its parent-death signal"
+    );
+    assert_eq!(c.task_status(&again).as_deref(), Some("RUNNING"));
+}
