@@ -53,9 +53,14 @@ fn layer_digest(dir: &Path, cache: Option<&Path>) -> std::io::Result<String> {
         );
         c.join(hex::encode(Sha256::digest(k.as_bytes())))
     });
-    if let Some(cached) = key.as_deref().and_then(|k| fs::read_to_string(k).ok()) {
-        if cached.len() == 64 && cached.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Ok(cached);
+    if let Some(k) = key.as_deref() {
+        if let Ok(cached) = fs::read_to_string(k) {
+            if cached.len() == 64 && cached.bytes().all(|b| b.is_ascii_hexdigit()) {
+                // Used: the trim below keeps it over entries nobody reads.
+                let _ =
+                    fs::File::open(k).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                return Ok(cached);
+            }
         }
     }
     let mut hasher = Sha256::new();
@@ -120,7 +125,36 @@ fn store(key: &Path, digest: &str) -> std::io::Result<()> {
     fs::create_dir_all(dir)?;
     let tmp = key.with_extension(format!("tmp-{}", std::process::id()));
     fs::File::create(&tmp)?.write_all(digest.as_bytes())?;
-    fs::rename(&tmp, key)
+    fs::rename(&tmp, key)?;
+    trim(dir, CACHE_ENTRIES);
+    Ok(())
+}
+
+/// Entries the cache keeps. Meant to live one boot on a tmpfs `/run`, it
+/// gains one per layer directory ever walked; where `/run` is on disk, or
+/// snapshots come and go, that grows without end (a test host had 550).
+/// A dropped entry costs one walk of its layer.
+const CACHE_ENTRIES: usize = 1024;
+
+/// Once `dir` holds more than `keep` entries, removes the least recently
+/// written down to three quarters of `keep` (so a full cache is not
+/// scanned at every new layer). Best effort, like the cache.
+fn trim(dir: &Path, keep: usize) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let mut aged: Vec<_> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if aged.len() <= keep {
+        return;
+    }
+    aged.sort();
+    let excess = aged.len() - keep * 3 / 4;
+    for (_, path) in aged.into_iter().take(excess) {
+        let _ = fs::remove_file(path);
+    }
 }
 
 #[cfg(test)]
@@ -214,5 +248,35 @@ mod tests {
         fs::write(a.join("bin/busybox"), b"changed").unwrap();
         assert_eq!(first, layers_identity(a.to_str().unwrap(), Some(&cache)));
         assert_ne!(first, layers_identity(a.to_str().unwrap(), None));
+    }
+
+    #[test]
+    fn the_cache_drops_its_least_recently_used_entries_past_its_size() {
+        let t = tempfile::tempdir().unwrap();
+        let cache = t.path().join("cache");
+        let a = layer(t.path(), "a");
+        let used = layers_identity(a.to_str().unwrap(), Some(&cache));
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        for n in 0..CACHE_ENTRIES {
+            let f = cache.join(format!("{n:064x}"));
+            fs::write(&f, "0".repeat(64)).unwrap();
+            fs::File::open(&f).unwrap().set_modified(old).unwrap();
+        }
+        let entry_of_a = fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| fs::read_to_string(p).unwrap() == used.trim_start_matches("sha256:"))
+            .unwrap();
+        fs::File::open(&entry_of_a)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        // A read refreshes a's entry; a new layer's store trims the rest.
+        assert_eq!(used, layers_identity(a.to_str().unwrap(), Some(&cache)));
+        let b = layer(t.path(), "b");
+        layers_identity(b.to_str().unwrap(), Some(&cache));
+        let left = fs::read_dir(&cache).unwrap().count();
+        assert_eq!(left, CACHE_ENTRIES * 3 / 4, "trimmed to three quarters");
+        assert!(entry_of_a.exists(), "the entry just read stays");
     }
 }
