@@ -5,6 +5,7 @@
 # plus that CRIU binary, and Debian's 6.1 kernel. Run as root.
 #   usage: hack/vm/build-guest.sh [--force]   (--force: from scratch)
 #   ARCH_VM_REFRESH=1: keep the rootfs, redo its configuration and the image
+#   (done by itself when the host's CRIU is not the one the guest got)
 #   env:   ARCH_VM_DIR (default /var/cache/arch-vm), ARCH_VM_DISK_SIZE (3G)
 #          ARCH_VM_CRIU (default /usr/local/sbin/criu: copied into the guest)
 # Only directories and an ext4 image file are written: nothing on the host
@@ -20,8 +21,16 @@ t0=$SECONDS
 export DEBIAN_FRONTEND=noninteractive
 APT_Q=(-q -o Dpkg::Use-Pty=0 -o DPkg::Lock::Timeout=300)
 
+# The guest carries a copy of the host's CRIU: a host whose CRIU changed
+# (hack/install-deps.sh moved to a newer one) gets the guest refreshed.
+CRIU_STAMP="$VM_DIR/criu.sha256"
+criu_digest() { sha256sum "$CRIU_BIN" 2>/dev/null | cut -d' ' -f1; }
+[ -x "$CRIU_BIN" ] || vm_die "no CRIU at $CRIU_BIN (hack/install-deps.sh installs it)"
 if [ "$FORCE" = 0 ] && [ "${ARCH_VM_REFRESH:-0}" = 0 ] && [ -s "$VM_IMG" ] && [ -s "$VM_KERNEL" ] && [ -s "$VM_INITRD" ] && qemu_bin >/dev/null; then
-    vm_log "guest present in $VM_DIR (--force rebuilds)"; exit 0
+    if [ "$(cat "$CRIU_STAMP" 2>/dev/null)" = "$(criu_digest)" ]; then
+        vm_log "guest present in $VM_DIR (--force rebuilds)"; exit 0
+    fi
+    vm_log "the host's CRIU ($CRIU_BIN) is not the guest's: refreshing the guest"
 fi
 mkdir -p "$VM_DIR"
 
@@ -146,4 +155,5 @@ t=$SECONDS
 rm -f "$VM_IMG"
 mke2fs -q -t ext4 -L arch-vm -d "$VM_ROOTFS" "$VM_IMG" "${ARCH_VM_DISK_SIZE:-3G}"
 vm_log "image $VM_IMG ($(du -sh "$VM_IMG" | cut -f1) used of ${ARCH_VM_DISK_SIZE:-3G}) in $((SECONDS - t)) s"
+criu_digest >"$CRIU_STAMP"
 vm_log "guest built in $((SECONDS - t0)) s"
