@@ -4,7 +4,7 @@ use std::fs;
 use std::path::Path;
 
 use arch_host::paths::CGROUP_ROOT;
-use arch_image::{unlink_parents, CONFIG, CRIU_DIR, PREDUMP_LOG, ROOTFS_DIFF};
+use arch_image::{unlink_parents, CONFIG, CRIU_DIR, DUMP_LOG, PREDUMP_LOG, ROOTFS_DIFF};
 
 use crate::chain::{DumpContext, Step, FREEZE};
 use crate::error::{io, CheckpointError, Result};
@@ -179,7 +179,7 @@ impl Step for Dump {
                 .dump(&dir, parent.as_deref())
                 .map_err(|source| CheckpointError::Dump {
                     source,
-                    log: criu_log_errors(&dir.join("dump.log")),
+                    log: criu_log_errors(&dir.join(DUMP_LOG)),
                 })?;
         if let Some(staging) = ctx.staging.as_mut() {
             staging.add_streamed(&streamed);

@@ -45,8 +45,8 @@ pub use manifest::{
     FORMAT_VERSION,
 };
 pub use predump::{
-    count_predumps, is_predump_dir, link_parents, predump_dir, unlink_parents, MAX_PREDUMP_DIRS,
-    PARENT_LINK, PREDUMP_LOG,
+    count_predumps, is_predump_dir, link_parents, predump_dir, unlink_parents, DUMP_LOG,
+    MAX_PREDUMP_DIRS, PARENT_LINK, PREDUMP_LOG,
 };
 pub use sign::{SigningKey, Trust, MIN_KEY_LEN, SIGNATURE, SIGNATURE_ALG};
 pub use staging::{Observer, ObserverError, Staging, COMMIT_PHASES};

@@ -17,6 +17,8 @@ use std::path::Path;
 
 /// The log each pre-dump leaves in its directory.
 pub const PREDUMP_LOG: &str = "pre-dump.log";
+/// CRIU's log of a dump, in the image's `criu/` (sealed when encrypted).
+pub const DUMP_LOG: &str = "dump.log";
 /// The link CRIU makes (and follows) from an images directory to its parent.
 pub const PARENT_LINK: &str = "parent";
 const PREFIX: &str = "pre-";

@@ -157,8 +157,27 @@ pub(crate) fn dump(
         })
         .collect();
     let json = serde_json::to_vec(&descriptors).expect("strings serialise");
-    let path = opts.image_dir.join(DESCRIPTORS);
-    std::fs::write(&path, json).map_err(RuntimeError::io(format!("writing {}", path.display())))?;
+    // With a key, sealed like the images (seal_dump.rs): never in clear.
+    let mut records = match &opts.crypt {
+        None => {
+            let path = opts.image_dir.join(DESCRIPTORS);
+            std::fs::write(&path, json)
+                .map_err(RuntimeError::io(format!("writing {}", path.display())))?;
+            Vec::new()
+        }
+        Some(crypt) => {
+            let codec = opts.stream.unwrap_or(arch_imgstream::Codec::None);
+            let images = &opts.image_dir;
+            vec![crate::seal_dump::seal_reader(
+                id,
+                DESCRIPTORS,
+                &json[..],
+                images,
+                codec,
+                crypt,
+            )?]
+        }
+    };
     // A terminal's master is the shim's: CRIU dumps the slave only with
     // `orphan_pts_master`, which its CLI has no option for (RPC only).
     let terminal = descriptors.iter().any(|d| d.starts_with("/dev/pts/"));
@@ -172,7 +191,8 @@ pub(crate) fn dump(
                 freezer,
                 codec,
             };
-            return crate::stream_dump::dump_streamed(id, pid, &streamed, opts);
+            records.extend(crate::stream_dump::dump_streamed(id, pid, &streamed, opts)?);
+            return Ok(records);
         }
         (Some(_), Some(_), _) => log::info!("{id}: a dump after pre-dumps is not streamed"),
         (Some(_), None, true) => log::info!("{id}: a terminal's dump is not streamed"),
@@ -223,7 +243,7 @@ pub(crate) fn dump(
     if let Some(w) = &work {
         criu.set_work_dir_fd(w.as_raw_fd());
     }
-    criu.set_log_file("dump.log".to_string());
+    criu.set_log_file(arch_image::DUMP_LOG.to_string());
     criu.set_log_level(4);
     criu.set_pid(pid);
     criu.set_root(rootfs.display().to_string());
@@ -250,11 +270,20 @@ pub(crate) fn dump(
         .map_err(ns_err)?
         .map_err(RuntimeError::criu(id, "dump"));
     let Some((crypt, clear)) = seal else {
-        return dumped.map(|()| Vec::new());
+        return dumped.map(|()| records);
     };
     let codec = opts.stream.unwrap_or(arch_imgstream::Codec::None);
     match dumped {
-        Ok(()) => crate::seal_dump::seal_into(id, clear, &opts.image_dir, codec, crypt),
+        Ok(()) => {
+            records.extend(crate::seal_dump::seal_into(
+                id,
+                clear,
+                &opts.image_dir,
+                codec,
+                crypt,
+            )?);
+            Ok(records)
+        }
         Err(e) => {
             // The log goes with the failed checkpoint's record; nothing
             // CRIU wrote stays in clear.

@@ -1,27 +1,33 @@
-//! Encryption at rest for a dump that cannot stream: a terminal's (CRIU's
-//! CLI, which streams, has no `orphan_pts_master`; its RPC, which has it,
-//! cannot stream). CRIU writes such a dump over RPC into a private
-//! directory on this host's own disk (the shim's, 0700, never the
-//! checkpoint root); each image is then stored into the images directory
-//! exactly as the streamer would have (`arch_imgstream::store_file`: the
-//! dump's codec and cipher, both digests, fsync'd, `O_EXCL|O_NOFOLLOW`
-//! beneath the held directory) and its clear copy removed. CRIU's log
-//! stays plain beside them, as in a streamed dump.
+//! Encryption at rest for what CRIU or the shim writes in clear.
+//!
+//! A dump that cannot stream (a terminal's: CRIU's CLI, which streams, has
+//! no `orphan_pts_master`; its RPC, which has it, cannot stream) is written
+//! by CRIU over RPC into a private directory on this host's own disk (the
+//! shim's, 0700, never the checkpoint root); each file is then stored into
+//! the images directory exactly as the streamer would have
+//! (`arch_imgstream::store_file`: the dump's codec and cipher, both
+//! digests, fsync'd, `O_EXCL|O_NOFOLLOW` beneath the held directory) and
+//! its clear copy removed. A streamed dump's log goes to that private
+//! directory too and is sealed the same way. CRIU's log names the files
+//! the container had open, its mounts and its sockets: as private as the
+//! images. So are the shim's `descriptors.json` and CRIU's `stats-dump`.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::path::Path;
 
+use arch_image::DUMP_LOG;
 use arch_imgstream::{store_file, Codec, Crypt, DirStore, FileRecord, Store};
 
 use crate::error::{Result, RuntimeError};
 
-/// CRIU's log: kept in clear (no file contents), for the checkpoint's record.
-pub(crate) const DUMP_LOG: &str = "dump.log";
+/// CRIU's statistics, which it writes by name into the images directory
+/// even when it streams.
+pub(crate) const STATS_DUMP: &str = "stats-dump";
 
-/// Moves CRIU's files from `clear` into `images`: the log as it is, every
-/// image sealed. The clear files are removed as they are sealed, and all of
-/// them whatever happens.
+/// Moves CRIU's files from `clear` into `images`, each sealed (its log
+/// too). The clear files are removed as they are sealed, and all of them
+/// whatever happens.
 pub(crate) fn seal_into(
     id: &str,
     clear: &Path,
@@ -43,8 +49,7 @@ fn seal_each(
     codec: Codec,
     crypt: &Crypt,
 ) -> Result<Vec<FileRecord>> {
-    let store = DirStore::open_path(images)
-        .map_err(RuntimeError::io(format!("opening {}", images.display())))?;
+    let store = open_store(images)?;
     let mut records = Vec::new();
     for entry in std::fs::read_dir(clear)
         .map_err(RuntimeError::io(format!("listing {}", clear.display())))?
@@ -66,29 +71,75 @@ fn seal_each(
                 reason: format!("CRIU left {name}, not a regular file"),
             });
         }
-        if name == DUMP_LOG {
-            copy_plain(&store, &name, open()?).map_err(RuntimeError::io(format!(
-                "copying {name} into {}",
-                images.display()
-            )))?;
-            continue;
-        }
-        let create = |stored: &str| store.create(stored);
-        let record =
-            store_file(&name, open()?, create, codec, Some(crypt), || false).map_err(|e| {
-                RuntimeError::Seal {
-                    id: id.to_string(),
-                    reason: e.to_string(),
-                }
-            })?;
+        records.push(seal_with(&store, id, &name, open()?, codec, crypt)?);
         std::fs::remove_file(&path)
             .map_err(RuntimeError::io(format!("removing {}", path.display())))?;
-        records.push(record);
     }
     store
         .sync_dir()
         .map_err(RuntimeError::io(format!("fsync of {}", images.display())))?;
     Ok(records)
+}
+
+/// Stores `name`, read from `from`, sealed into `store`.
+fn seal_with(
+    store: &DirStore,
+    id: &str,
+    name: &str,
+    from: impl Read,
+    codec: Codec,
+    crypt: &Crypt,
+) -> Result<FileRecord> {
+    let create = |stored: &str| store.create(stored);
+    store_file(name, from, create, codec, Some(crypt), || false).map_err(|e| RuntimeError::Seal {
+        id: id.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn open_store(images: &Path) -> Result<DirStore> {
+    DirStore::open_path(images).map_err(RuntimeError::io(format!("opening {}", images.display())))
+}
+
+/// Stores image file `name`, read from `from`, into `images`, sealed: a
+/// file the shim writes beside CRIU's (descriptors.json, from memory: never
+/// on disk in clear).
+pub(crate) fn seal_reader(
+    id: &str,
+    name: &str,
+    from: impl Read,
+    images: &Path,
+    codec: Codec,
+    crypt: &Crypt,
+) -> Result<FileRecord> {
+    let store = open_store(images)?;
+    let record = seal_with(&store, id, name, from, codec, crypt)?;
+    store
+        .sync_dir()
+        .map_err(RuntimeError::io(format!("fsync of {}", images.display())))?;
+    Ok(record)
+}
+
+/// Seals file `name` that CRIU wrote in clear into `images` itself
+/// (`stats-dump`), in place: stored sealed beside it, then removed. None
+/// if CRIU wrote no such file.
+pub(crate) fn seal_in_place(
+    id: &str,
+    name: &str,
+    images: &Path,
+    codec: Codec,
+    crypt: &Crypt,
+) -> Result<Option<FileRecord>> {
+    let path = images.join(name);
+    let from = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(RuntimeError::io(format!("opening {}", path.display()))(e)),
+    };
+    let record = seal_reader(id, name, from, images, codec, crypt)?;
+    std::fs::remove_file(&path)
+        .map_err(RuntimeError::io(format!("removing {}", path.display())))?;
+    Ok(Some(record))
 }
 
 /// After a failed dump: CRIU's log into `images` (the failure's record
@@ -138,28 +189,40 @@ mod tests {
         }
     }
 
+    fn zstd() -> Codec {
+        Codec::Zstd {
+            level: 1,
+            threads: 0,
+        }
+    }
+
     #[test]
-    fn images_are_sealed_the_log_kept_and_nothing_left_in_clear() {
+    fn images_and_the_log_are_sealed_and_nothing_left_in_clear() {
         let (clear, images) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         std::fs::write(clear.path().join("pages-1.img"), b"secret pages").unwrap();
         std::fs::write(clear.path().join("tty-info.img"), b"pts").unwrap();
-        std::fs::write(clear.path().join(DUMP_LOG), b"(0.1) dumped\n").unwrap();
-        let zstd = Codec::Zstd {
-            level: 1,
-            threads: 0,
-        };
-        let mut recs = seal_into("c1", clear.path(), images.path(), zstd, &crypt()).unwrap();
+        std::fs::write(clear.path().join(DUMP_LOG), b"(0.1) path [/secret/file]\n").unwrap();
+        let mut recs = seal_into("c1", clear.path(), images.path(), zstd(), &crypt()).unwrap();
         recs.sort_by(|a, b| a.name.cmp(&b.name));
         let names: Vec<_> = recs.iter().map(|r| r.stored_name.as_str()).collect();
-        assert_eq!(names, ["pages-1.img.zst.enc", "tty-info.img.zst.enc"]);
-        assert!(recs.iter().all(|r| r.encryption.is_some()));
-        assert_eq!(recs[0].original_size, 12);
-        let stored = std::fs::read(images.path().join("pages-1.img.zst.enc")).unwrap();
-        assert!(!stored.windows(6).any(|w| w == b"secret"));
         assert_eq!(
-            std::fs::read(images.path().join(DUMP_LOG)).unwrap(),
-            b"(0.1) dumped\n"
+            names,
+            [
+                "dump.log.zst.enc",
+                "pages-1.img.zst.enc",
+                "tty-info.img.zst.enc"
+            ]
         );
+        assert!(recs.iter().all(|r| r.encryption.is_some()));
+        assert_eq!(recs[1].original_size, 12);
+        for (stored, clear_text) in [
+            ("pages-1.img.zst.enc", &b"secret"[..]),
+            ("dump.log.zst.enc", b"/secret/file"),
+        ] {
+            let bytes = std::fs::read(images.path().join(stored)).unwrap();
+            assert!(!bytes.windows(clear_text.len()).any(|w| w == clear_text));
+        }
+        assert!(!images.path().join(DUMP_LOG).exists());
         assert_eq!(
             std::fs::read_dir(clear.path()).unwrap().count(),
             0,
@@ -168,16 +231,56 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_dumps_log_is_kept_in_clear_for_its_record() {
+        let (clear, images) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(clear.path().join("pages-1.img"), b"secret pages").unwrap();
+        std::fs::write(clear.path().join(DUMP_LOG), b"Error (criu/x.c:1): no\n").unwrap();
+        discard(clear.path(), images.path());
+        let names: Vec<_> = std::fs::read_dir(images.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [DUMP_LOG]);
+        assert_eq!(std::fs::read_dir(clear.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_file_written_beside_the_images_is_sealed_in_place() {
+        let images = tempfile::tempdir().unwrap();
+        assert!(
+            seal_in_place("c1", STATS_DUMP, images.path(), zstd(), &crypt())
+                .unwrap()
+                .is_none()
+        );
+        std::fs::write(images.path().join(STATS_DUMP), b"stats").unwrap();
+        let rec = seal_in_place("c1", STATS_DUMP, images.path(), zstd(), &crypt())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (rec.name.as_str(), rec.stored_name.as_str()),
+            (STATS_DUMP, "stats-dump.zst.enc")
+        );
+        assert!(!images.path().join(STATS_DUMP).exists());
+        let rec = seal_reader(
+            "c1",
+            "descriptors.json",
+            &b"[]"[..],
+            images.path(),
+            Codec::None,
+            &crypt(),
+        )
+        .unwrap();
+        assert_eq!(rec.stored_name, "descriptors.json.enc");
+        assert_eq!(rec.original_size, 2);
+    }
+
+    #[test]
     fn a_failure_still_removes_the_clear_files() {
         let (clear, images) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         std::fs::write(clear.path().join("pages-1.img"), b"secret pages").unwrap();
         // A name already taken in the images directory fails its O_EXCL create.
         std::fs::write(images.path().join("pages-1.img.zst.enc"), b"planted").unwrap();
-        let zstd = Codec::Zstd {
-            level: 1,
-            threads: 0,
-        };
-        let e = seal_into("c1", clear.path(), images.path(), zstd, &crypt()).unwrap_err();
+        let e = seal_into("c1", clear.path(), images.path(), zstd(), &crypt()).unwrap_err();
         assert!(e.to_string().contains("pages-1.img"), "{e}");
         assert_eq!(std::fs::read_dir(clear.path()).unwrap().count(), 0);
         assert_eq!(

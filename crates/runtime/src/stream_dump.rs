@@ -22,7 +22,7 @@ use crate::dump::DumpOptions;
 use crate::error::{Result, RuntimeError};
 use crate::namespaces::JoinedNamespaces;
 
-const DUMP_LOG: &str = "dump.log";
+use arch_image::DUMP_LOG;
 
 /// The `criu dump --stream` arguments, as the RPC dump's options: images
 /// (and the log) in the directory CRIU finds at `/proc/self/fd/{images_fd}`.
@@ -127,7 +127,14 @@ pub(crate) fn dump_streamed(
         "opening {}",
         opts.image_dir.display()
     )))?;
-    let work = match &opts.work_dir {
+    // With a key CRIU's log goes to the shim's private directory (it names
+    // the container's files) and is sealed into the image after the dump.
+    let sealing = match (&opts.crypt, &opts.seal_dir, &opts.work_dir) {
+        (Some(crypt), Some(dir), None) => Some((crypt, dir.as_path())),
+        _ => None,
+    };
+    let work_dir = sealing.map(|(_, dir)| dir).or(opts.work_dir.as_deref());
+    let work = match work_dir {
         Some(w) => {
             Some(File::open(w).map_err(RuntimeError::io(format!("opening {}", w.display())))?)
         }
@@ -167,8 +174,7 @@ pub(crate) fn dump_streamed(
     // CRIU has exited (or never ran): the capture ends either way, and
     // removes what it stored unless everything arrived.
     let captured = capture.finish();
-    let log_dir = opts.work_dir.as_deref().unwrap_or(&opts.image_dir);
-    let log = log_dir.join(DUMP_LOG);
+    let log = work_dir.unwrap_or(&opts.image_dir).join(DUMP_LOG);
     let status = ran?.map_err(|e| failed(format!("running {}: {e}", criu.display())))?;
     // The shim's reaper may have taken CRIU's status: its log says.
     let criu_ok = match status {
@@ -177,8 +183,14 @@ pub(crate) fn dump_streamed(
             std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Dumping finished successfully"))
         }
     };
-    let criu_failed = || format!("CRIU failed, see {}", log.display());
-    match (captured, criu_ok) {
+    // Where the log is once the dump ended (a sealing dump's failed one is
+    // moved into the image for the record).
+    let shown = match sealing {
+        Some(_) => opts.image_dir.join(DUMP_LOG),
+        None => log.clone(),
+    };
+    let criu_failed = || format!("CRIU failed, see {}", shown.display());
+    let finished = match (captured, criu_ok) {
         (Ok(records), true) => Ok(records),
         // The streamer's error is the cause when it failed first (CRIU's
         // pipes broke); CRIU's own log says more either way.
@@ -196,7 +208,35 @@ pub(crate) fn dump_streamed(
             }
             Err(failed(criu_failed()))
         }
-    }
+    };
+    let Some((crypt, clear)) = sealing else {
+        return finished;
+    };
+    let mut records = match finished {
+        Ok(records) => records,
+        Err(e) => {
+            // The log goes with the failed checkpoint's record, in clear
+            // like the record itself; nothing else stays.
+            crate::seal_dump::discard(clear, &opts.image_dir);
+            return Err(e);
+        }
+    };
+    records.extend(crate::seal_dump::seal_into(
+        id,
+        clear,
+        &opts.image_dir,
+        codec,
+        crypt,
+    )?);
+    let stats = crate::seal_dump::STATS_DUMP;
+    records.extend(crate::seal_dump::seal_in_place(
+        id,
+        stats,
+        &opts.image_dir,
+        codec,
+        crypt,
+    )?);
+    Ok(records)
 }
 
 /// The store with the fault point "the streamer fails mid-dump": at a

@@ -173,7 +173,7 @@ fn checkpoint_options(req: &api::CheckpointTaskRequest) -> Result<CheckpointOpti
 /// A failed dump, with the dump.log lines that say why.
 fn criu_failure(e: arch_runtime::RuntimeError, dump: &DumpOptions) -> ShimError {
     let log_dir = dump.work_dir.as_ref().unwrap_or(&dump.image_dir);
-    let reasons = arch_checkpoint::criu_log_errors(&log_dir.join("dump.log"));
+    let reasons = arch_checkpoint::criu_log_errors(&log_dir.join(arch_image::DUMP_LOG));
     ShimError::Internal(format!(
         "checkpoint failed: {e}{}",
         if reasons.is_empty() {

@@ -5,8 +5,10 @@
 //!
 //! - A stop-checkpoint is encrypted (cipher and key id in the manifest,
 //!   stored files begin with the cipher's magic, not zstd's or CRIU's),
-//!   its spec and rootfs diff sealed too (neither an environment variable
-//!   nor a file the container wrote is readable anywhere in the image),
+//!   its spec, rootfs diff, CRIU's log and statistics and the shim's
+//!   descriptors.json sealed too (no environment variable, no file the
+//!   container wrote, no name of a file it held open is readable anywhere
+//!   in the image),
 //!   and the re-created container continues with its files.
 //! - Another key on the host: a fresh start, the record names both key ids,
 //!   and the image stays for a host with its key.
@@ -25,7 +27,9 @@ use arch_records::{Operation, Outcome};
 
 use crate::two_hosts::{bases, Host};
 
-const WORKLOAD: &str = "boot=$(cat /proc/sys/kernel/random/uuid); echo $boot > /tmp/once; \
+/// Holds a file open: CRIU's log names it (the path must not be readable).
+const WORKLOAD: &str = "exec 3>/tmp/held-open-4e7b; \
+    boot=$(cat /proc/sys/kernel/random/uuid); echo $boot > /tmp/once; \
     i=0; while true; do i=$((i+1)); echo $i > /tmp/count; echo $boot > /tmp/boot; sleep 0.1; done";
 
 /// Writes a fresh key (64 hex digits) to `path`, 0600, replacing any.
@@ -57,6 +61,9 @@ fn host(name: &str) -> (Host, PathBuf, PathBuf) {
     );
     (host, root, key)
 }
+
+/// The name of the file WORKLOAD holds open.
+const HELD_OPEN: &str = "held-open-4e7b";
 
 /// In the container's environment: must not be readable in the image.
 const SECRET_ENV: &str = "ARCH_E2E_SECRET=env-secret-5d1c9e";
@@ -155,9 +162,9 @@ fn an_encrypted_checkpoint_restores_the_process_state() {
         (e.cipher.as_str(), e.key_id.as_str()),
         ("xchacha20poly1305-stream", key_id.as_str())
     );
-    let streamed: Vec<_> = m.files.iter().filter(|f| f.stream.is_some()).collect();
-    assert!(!streamed.is_empty());
-    for f in &streamed {
+    let plain: Vec<_> = m.files.iter().filter(|f| f.stream.is_none()).collect();
+    assert!(plain.is_empty(), "every file sealed: {plain:?}");
+    for f in &m.files {
         assert!(f.path.ends_with(".enc"), "{}", f.path);
         let head = std::fs::read(dir.join(&f.path)).unwrap();
         assert_eq!(
@@ -172,7 +179,7 @@ fn an_encrypted_checkpoint_restores_the_process_state() {
         assert!(paths.contains(&sealed), "{sealed} not in {paths:?}");
     }
     let secret = SECRET_ENV.split_once('=').unwrap().1;
-    for clear in [secret, boot.as_str()] {
+    for clear in [secret, boot.as_str(), HELD_OPEN] {
         let found = files_containing(&dir, clear.as_bytes());
         assert!(found.is_empty(), "{clear:?} readable in {found:?}");
     }
@@ -312,14 +319,15 @@ fn a_terminal_checkpoint_is_sealed_and_restores() {
     let dir = image(&root, c, &key);
     let m = arch_image::read_manifest(&dir).expect("the terminal's checkpoint committed");
     assert!(m.encryption().is_some());
+    let paths: Vec<_> = m.files.iter().map(|f| f.path.as_str()).collect();
     for f in &m.files {
-        let plain = ["criu/dump.log", "criu/descriptors.json"].contains(&f.path.as_str());
-        assert_eq!(f.stream.is_none(), plain, "{}", f.path);
+        assert!(f.stream.is_some(), "{} sealed: {paths:?}", f.path);
     }
-    let descriptors = std::fs::read_to_string(dir.join("criu/descriptors.json")).unwrap();
-    assert!(descriptors.contains("/dev/pts/"), "{descriptors}");
+    for sealed in ["criu/dump.log.zst.enc", "criu/descriptors.json.zst.enc"] {
+        assert!(paths.contains(&sealed), "{sealed} in {paths:?}");
+    }
     let secret = SECRET_ENV.split_once('=').unwrap().1;
-    for clear in [secret, boot.as_str()] {
+    for clear in [secret, boot.as_str(), HELD_OPEN, "/dev/pts/"] {
         let found = files_containing(&dir, clear.as_bytes());
         assert!(found.is_empty(), "{clear:?} readable in {found:?}");
     }
