@@ -462,6 +462,11 @@ pub fn entries_in(root: &Path, ns: &str, key: &str) -> Vec<String> {
 
 /// Runs the workspace's `archctl` (built by hack/test.sh) against `root`.
 pub fn archctl(root: &Path, args: &[&str]) -> Run {
+    archctl_with_env(root, &[], args)
+}
+
+/// [`archctl`] with more environment (e.g. `ARCH_ENCRYPTION_KEY_FILE`).
+pub fn archctl_with_env(root: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
     let bin = std::env::var("ARCH_E2E_ARCHCTL")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/archctl"));
@@ -474,6 +479,7 @@ pub fn archctl(root: &Path, args: &[&str]) -> Run {
         .arg("--root")
         .arg(root)
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("run archctl")
         .into()

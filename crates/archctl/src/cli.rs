@@ -40,6 +40,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write one file of an image to stdout as it was written (decoded,
+    /// decrypted with the host's encryption_key_file), checked against the
+    /// manifest: `archctl cat ns/job criu/dump.log`.
+    Cat {
+        #[arg(value_name = "NS/KEY")]
+        image: ImageId,
+        /// As CRIU or the shim named it: criu/dump.log, criu/pstree.img,
+        /// config.json (not the stored name, criu/dump.log.zst.enc).
+        #[arg(value_name = "FILE")]
+        file: String,
+    },
     /// Re-verify sizes and checksums of the given images (default: all).
     Validate {
         #[arg(value_name = "NS/KEY")]

@@ -27,7 +27,6 @@ impl Image {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-    /// The validated manifest.
     /// manifest.json and manifest.sig as stored, for carrying the image
     /// elsewhere with its signature (an archive): the signature covers these
     /// exact bytes, not a re-serialisation of [`Image::manifest`].
@@ -35,6 +34,7 @@ impl Image {
         Ok((read_manifest_bytes(&self.dir)?, read_signature(&self.dir)?))
     }
 
+    /// The validated manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }

@@ -23,6 +23,7 @@ mod image;
 mod lease;
 mod manifest;
 mod predump;
+mod read_back;
 mod sign;
 mod staging;
 mod store;
@@ -48,6 +49,7 @@ pub use predump::{
     count_predumps, is_predump_dir, link_parents, predump_dir, unlink_parents, DUMP_LOG,
     MAX_PREDUMP_DIRS, PARENT_LINK, PREDUMP_LOG,
 };
+pub use read_back::copy_out;
 pub use sign::{SigningKey, Trust, MIN_KEY_LEN, SIGNATURE, SIGNATURE_ALG};
 pub use staging::{Observer, ObserverError, Staging, COMMIT_PHASES};
 pub use store::{ImageRef, ImageStore, StaleTemp, StaleWhy};

@@ -144,3 +144,37 @@ fn manifest_encryption_is_validated() {
         "{e}"
     );
 }
+
+#[test]
+fn one_file_reads_back_decrypted_and_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let store = ImageStore::new(&root);
+    let st = store.begin("ns", "k").unwrap();
+    fs::create_dir(st.path().join(CRIU_DIR)).unwrap();
+    let rec = encrypted_pages(&st.path().join(CRIU_DIR), &key(1));
+    fs::write(st.path().join(CRIU_DIR).join("plain.txt"), b"plain bytes").unwrap();
+    let mut st = st;
+    st.add_streamed(&[rec]);
+    let img = st.commit(info()).unwrap();
+    let (dir, m) = (img.dir(), img.manifest());
+    let read = |name: &str, host: &HostKey| {
+        let mut out = Vec::new();
+        copy_out(dir, m, name, host, &mut out).map(|n| (n, out))
+    };
+    let (n, pages) = read("criu/pages-1.img", &HostKey::Loaded(key(1))).unwrap();
+    assert_eq!((n, pages.len()), (100_000, 100_000));
+    assert_eq!(pages[14], 1, "the original bytes");
+    let (_, plain) = read("criu/plain.txt", &HostKey::None).unwrap();
+    assert_eq!(plain, b"plain bytes");
+    let e = read("criu/pages-1.img", &HostKey::Loaded(key(2))).unwrap_err();
+    assert!(matches!(e, Error::WrongDecryptionKey { .. }), "{e}");
+    let e = read("criu/pages-1.img", &HostKey::None).unwrap_err();
+    assert!(matches!(e, Error::NoDecryptionKey { .. }), "{e}");
+    let e = read("criu/absent.img", &HostKey::None).unwrap_err();
+    assert!(matches!(e, Error::MissingFile { .. }), "{e}");
+    // A plain file changed after the commit: printed, then refused.
+    fs::write(dir.join(CRIU_DIR).join("plain.txt"), b"other bytes").unwrap();
+    let e = read("criu/plain.txt", &HostKey::None).unwrap_err();
+    assert!(matches!(e, Error::ChecksumMismatch { .. }), "{e}");
+}

@@ -273,22 +273,8 @@ pub(crate) fn dump(
         return dumped.map(|()| records);
     };
     let codec = opts.stream.unwrap_or(arch_imgstream::Codec::None);
-    match dumped {
-        Ok(()) => {
-            records.extend(crate::seal_dump::seal_into(
-                id,
-                clear,
-                &opts.image_dir,
-                codec,
-                crypt,
-            )?);
-            Ok(records)
-        }
-        Err(e) => {
-            // The log goes with the failed checkpoint's record; nothing
-            // CRIU wrote stays in clear.
-            crate::seal_dump::discard(clear, &opts.image_dir);
-            Err(e)
-        }
-    }
+    let ((), sealed) =
+        crate::seal_dump::after_dump(id, dumped, clear, &opts.image_dir, codec, crypt)?;
+    records.extend(sealed);
+    Ok(records)
 }

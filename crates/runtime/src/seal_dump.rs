@@ -14,6 +14,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use arch_image::DUMP_LOG;
@@ -28,7 +29,7 @@ pub(crate) const STATS_DUMP: &str = "stats-dump";
 /// Moves CRIU's files from `clear` into `images`, each sealed (its log
 /// too). The clear files are removed as they are sealed, and all of them
 /// whatever happens.
-pub(crate) fn seal_into(
+fn seal_into(
     id: &str,
     clear: &Path,
     images: &Path,
@@ -131,7 +132,12 @@ pub(crate) fn seal_in_place(
     crypt: &Crypt,
 ) -> Result<Option<FileRecord>> {
     let path = images.join(name);
-    let from = match File::open(&path) {
+    // Not through a link someone planted in the (shared) staging directory.
+    let from = match File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(RuntimeError::io(format!("opening {}", path.display()))(e)),
@@ -142,9 +148,31 @@ pub(crate) fn seal_in_place(
     Ok(Some(record))
 }
 
+/// After a dump that wrote into the private `clear` (all its files, or a
+/// streamed dump's log): if it succeeded, everything there sealed into
+/// `images` (their records beside its result); if it failed, its log
+/// copied into `images` in clear for the failed checkpoint's record (like
+/// the record itself), the rest removed unread.
+pub(crate) fn after_dump<T>(
+    id: &str,
+    dumped: Result<T>,
+    clear: &Path,
+    images: &Path,
+    codec: Codec,
+    crypt: &Crypt,
+) -> Result<(T, Vec<FileRecord>)> {
+    match dumped {
+        Ok(value) => Ok((value, seal_into(id, clear, images, codec, crypt)?)),
+        Err(e) => {
+            discard(clear, images);
+            Err(e)
+        }
+    }
+}
+
 /// After a failed dump: CRIU's log into `images` (the failure's record
 /// quotes it), everything else CRIU wrote removed unread.
-pub(crate) fn discard(clear: &Path, images: &Path) {
+fn discard(clear: &Path, images: &Path) {
     let log = clear.join(DUMP_LOG);
     if let (Ok(from), Ok(store)) = (File::open(&log), DirStore::open_path(images)) {
         if let Err(e) = copy_plain(&store, DUMP_LOG, from) {
@@ -235,7 +263,12 @@ mod tests {
         let (clear, images) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         std::fs::write(clear.path().join("pages-1.img"), b"secret pages").unwrap();
         std::fs::write(clear.path().join(DUMP_LOG), b"Error (criu/x.c:1): no\n").unwrap();
-        discard(clear.path(), images.path());
+        let failed: Result<()> = Err(RuntimeError::StreamedDump {
+            id: "c1".into(),
+            reason: "CRIU failed".into(),
+        });
+        let e = after_dump("c1", failed, clear.path(), images.path(), zstd(), &crypt());
+        assert!(e.is_err());
         let names: Vec<_> = std::fs::read_dir(images.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())

@@ -14,6 +14,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 use std::sync::Arc;
 
+use arch_image::DUMP_LOG;
 use arch_imgstream::{Capture, Codec, DirStore, FileRecord, Store};
 use libcontainer::oci_spec::runtime::Spec;
 
@@ -21,8 +22,6 @@ use crate::criu_mounts::{ext_mount_map, Phase};
 use crate::dump::DumpOptions;
 use crate::error::{Result, RuntimeError};
 use crate::namespaces::JoinedNamespaces;
-
-use arch_image::DUMP_LOG;
 
 /// The `criu dump --stream` arguments, as the RPC dump's options: images
 /// (and the log) in the directory CRIU finds at `/proc/self/fd/{images_fd}`.
@@ -212,22 +211,9 @@ pub(crate) fn dump_streamed(
     let Some((crypt, clear)) = sealing else {
         return finished;
     };
-    let mut records = match finished {
-        Ok(records) => records,
-        Err(e) => {
-            // The log goes with the failed checkpoint's record, in clear
-            // like the record itself; nothing else stays.
-            crate::seal_dump::discard(clear, &opts.image_dir);
-            return Err(e);
-        }
-    };
-    records.extend(crate::seal_dump::seal_into(
-        id,
-        clear,
-        &opts.image_dir,
-        codec,
-        crypt,
-    )?);
+    let (mut records, sealed) =
+        crate::seal_dump::after_dump(id, finished, clear, &opts.image_dir, codec, crypt)?;
+    records.extend(sealed);
     let stats = crate::seal_dump::STATS_DUMP;
     records.extend(crate::seal_dump::seal_in_place(
         id,

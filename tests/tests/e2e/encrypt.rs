@@ -22,7 +22,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use arch_e2e::{archctl, records_for, reseal, unique_id, wait_until, Ctr};
+use arch_e2e::{archctl, archctl_with_env, records_for, reseal, unique_id, wait_until, Ctr};
 use arch_records::{Operation, Outcome};
 
 use crate::two_hosts::{bases, Host};
@@ -183,6 +183,19 @@ fn an_encrypted_checkpoint_restores_the_process_state() {
         let found = files_containing(&dir, clear.as_bytes());
         assert!(found.is_empty(), "{clear:?} readable in {found:?}");
     }
+    // The operator still reads CRIU's log, with the host's key.
+    let image_name = format!("{}/{key}", c.namespace);
+    let with_key = [("ARCH_ENCRYPTION_KEY_FILE", keyfile.to_str().unwrap())];
+    let log = archctl_with_env(&root, &with_key, &["cat", &image_name, "criu/dump.log"]);
+    assert_eq!(log.code, 0, "archctl cat: {}", log.stderr);
+    assert!(
+        log.stdout.contains("Dumping finished successfully") && log.stdout.contains(HELD_OPEN),
+        "the decrypted log names the held file"
+    );
+    let no_key = [("ARCH_ENCRYPTION_KEY_FILE", "")];
+    let refused = archctl_with_env(&root, &no_key, &["cat", &image_name, "criu/dump.log"]);
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains(&key_id), "{}", refused.stderr);
     let i = archctl(&root, &["inspect", &format!("{}/{key}", c.namespace)]);
     assert_eq!(i.code, 0, "{}", i.stderr);
     assert!(

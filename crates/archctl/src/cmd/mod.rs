@@ -2,6 +2,7 @@
 //! success (0, or 1 when it found problems it already reported).
 
 mod archive;
+mod cat;
 mod check;
 mod gc;
 mod inspect;
@@ -60,6 +61,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Ls { json, all, tag } => ls::run(&store, json, all, tag.as_deref()),
         Command::Inspect { image, json } => inspect::run(&store, &image, json),
+        Command::Cat { image, file } => cat::run(&store, &image, &file, &cfg),
         Command::Validate { images, key } => {
             let store = validate::with_key(store, key.as_deref(), cfg.as_ref().ok())?;
             validate::run(&store, &images)
