@@ -49,6 +49,9 @@ impl ContainerRuntime for Libcontainer {
     fn resume(&self, id: &str) -> Result<()> {
         self.0.load(id)?.resume()
     }
+    fn end_frozen(&self, id: &str) -> Result<()> {
+        self.0.load(id)?.end_frozen()
+    }
     fn delete(&self, id: &str) -> Result<()> {
         self.0.load(id)?.delete()
     }

@@ -43,6 +43,9 @@ pub trait ContainerRuntime: Send + Sync {
     fn signal(&self, target: &ProcessRef, signal: i32) -> nix::Result<()>;
     fn pause(&self, id: &str) -> Result<()>;
     fn resume(&self, id: &str) -> Result<()>;
+    /// Ends a frozen container whose checkpoint is committed: SIGKILL to
+    /// every task, then thawed (whatever status libcontainer records).
+    fn end_frozen(&self, id: &str) -> Result<()>;
     /// Kills what is left and removes the cgroup and the state.
     fn delete(&self, id: &str) -> Result<()>;
     fn pids(&self, id: &str) -> Result<Vec<i32>>;

@@ -10,7 +10,7 @@ use crate::cgroup_driver::CgroupDriver;
 use crate::dump::DumpOptions;
 use crate::error::{Result, RuntimeError};
 use crate::exec_security::ExecSecurity;
-use crate::freeze;
+use crate::freeze::{self, Freezer};
 use crate::libcontainer_spec;
 use crate::spawn::{self, CreateRequest, ExecRequest};
 
@@ -158,6 +158,27 @@ impl ContainerHandle {
         self.inner
             .resume()
             .map_err(RuntimeError::lc(&self.id, "resume"))
+    }
+
+    /// Ends the frozen container (a stop-checkpoint committed): SIGKILL to
+    /// every task, delivered as they thaw. The freezer is thawed directly,
+    /// not through libcontainer's resume: this kernel may kill a frozen
+    /// task outright, and with the init gone (or going) libcontainer calls
+    /// the container Stopped and refuses to resume it, or fails reading the
+    /// init's /proc entry (an error logged at one stop in ten; on a kernel
+    /// that does not, the rest of a frozen tree would have stayed frozen).
+    pub fn end_frozen(&mut self) -> Result<()> {
+        let killed = self.signal_all(libc::SIGKILL);
+        let driver = CgroupDriver::from_systemd(self.inner.systemd());
+        let dir = crate::dump::freezer_dir(&self.cgroup_path()?, driver);
+        let thawed = match freeze::HostFreezer::at(&dir).request(false) {
+            // No freezer file: no cgroup, nothing left frozen.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            r => r.map_err(RuntimeError::io(format!("thawing {}", dir.display()))),
+        };
+        // libcontainer's state still says paused: it reads the init's pid
+        // again at its next call (delete), and finds it gone.
+        killed.and(thawed)
     }
 
     /// Kills whatever is left and removes the cgroups and the state directory.

@@ -148,10 +148,7 @@ impl Dumper for RuntimeDumper<'_> {
     }
 
     fn kill_frozen(&self) -> Result<(), RuntimeError> {
-        // SIGKILL is delivered as the tasks thaw.
-        let killed = self.runtime.kill(self.id, libc::SIGKILL, true);
-        let thawed = self.runtime.resume(self.id);
-        killed.and(thawed)
+        self.runtime.end_frozen(self.id)
     }
 
     fn criu_version(&self) -> Result<String, RuntimeError> {

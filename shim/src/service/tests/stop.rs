@@ -22,9 +22,7 @@ fn the_exit_of_a_stopping_container_waits_for_the_commit() {
             .contains(&Call::Checkpoint("c".into(), true))
     });
     assert!(
-        !r.runtime
-            .calls()
-            .contains(&Call::Kill("c".into(), libc::SIGKILL, true)),
+        !r.runtime.calls().contains(&Call::EndFrozen("c".into())),
         "the frozen tree lives until the image is committed"
     );
     // The tree ends (here before the commit, as a racing exit would).
@@ -45,10 +43,7 @@ fn the_exit_of_a_stopping_container_waits_for_the_commit() {
             .unwrap_or_else(|| panic!("{c:?} in {calls:?}"))
     };
     assert!(at(Call::Pause("c".into())) < at(Call::Checkpoint("c".into(), true)));
-    assert!(
-        at(Call::Checkpoint("c".into(), true)) < at(Call::Kill("c".into(), libc::SIGKILL, true))
-    );
-    assert!(at(Call::Kill("c".into(), libc::SIGKILL, true)) < at(Call::Resume("c".into())));
+    assert!(at(Call::Checkpoint("c".into(), true)) < at(Call::EndFrozen("c".into())));
     let recs = r.records();
     assert_eq!(recs.len(), 1);
     let rec = &recs[0];
@@ -134,7 +129,7 @@ fn a_failed_checkpoint_keeps_nothing_and_delivers_the_signal() {
         .iter()
         .position(|c| *c == Call::Signal(pid as i32, libc::SIGTERM));
     assert!(thawed.is_some() && thawed < signalled, "{calls:?}");
-    assert!(!calls.contains(&Call::Kill("c".into(), libc::SIGKILL, true)));
+    assert!(!calls.contains(&Call::EndFrozen("c".into())));
     wait_for("the record", || !r.records().is_empty());
     let rec = &r.records()[0];
     assert_eq!(

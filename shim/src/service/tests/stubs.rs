@@ -33,6 +33,7 @@ pub enum Call {
     Delete(String),
     Pause(String),
     Resume(String),
+    EndFrozen(String),
     /// A dump of a container; true: of its frozen tree (a stop-checkpoint).
     Checkpoint(String, bool),
     Restore(String),
@@ -145,6 +146,10 @@ impl ContainerRuntime for StubRuntime {
     }
     fn resume(&self, id: &str) -> Result<()> {
         self.call(Call::Resume(id.to_string()));
+        Ok(())
+    }
+    fn end_frozen(&self, id: &str) -> Result<()> {
+        self.call(Call::EndFrozen(id.to_string()));
         Ok(())
     }
     fn delete(&self, id: &str) -> Result<()> {
