@@ -485,6 +485,37 @@ pub fn archctl_with_env(root: &Path, env: &[(&str, &str)], args: &[&str]) -> Run
         .into()
 }
 
+/// The host's `setpriv` (util-linux) and the libraries it links, bound
+/// into a busybox container: busybox cannot set a parent-death signal.
+pub fn host_setpriv_mounts() -> Vec<String> {
+    let binds = [
+        ("/usr/bin/setpriv", "/usr/bin/setpriv"),
+        ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"),
+        ("/usr/lib64", "/lib64"),
+    ];
+    let mut args = Vec::new();
+    for (src, dst) in binds {
+        assert!(
+            Path::new(src).exists(),
+            "{src} missing (util-linux, x86_64)"
+        );
+        args.push("--mount".to_string());
+        args.push(format!("type=bind,src={src},dst={dst},options=rbind:ro"));
+    }
+    args
+}
+
+/// `pid`'s parent process (its `PPid`), if `pid` exists.
+pub fn parent_pid(pid: i32) -> Option<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// True if `pid` exists and is not a zombie.
 pub fn pid_alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

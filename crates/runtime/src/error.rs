@@ -26,6 +26,13 @@ pub enum RuntimeError {
         action: &'static str,
         reason: String,
     },
+    /// No thread to run the spawn helper from (parent_thread.rs).
+    #[error("the spawn helper for {action}: {source}")]
+    HelperThread {
+        action: &'static str,
+        #[source]
+        source: crate::parent_thread::ParentThreadError,
+    },
     /// The spawn helper itself failed (to start, or to reply).
     #[error("the spawn helper for {action} failed: {source}")]
     Helper {

@@ -41,14 +41,16 @@ pub enum NamespaceError {
         kind: &'static str,
         source: std::io::Error,
     },
-    #[error("the thread running CRIU panicked")]
+    #[error("the thread running CRIU in the joined namespaces panicked")]
     Panicked,
-    #[error("no thread to run CRIU: {0}")]
+    #[error("no thread to run CRIU in the joined namespaces: {0}")]
     Thread(#[source] std::io::Error),
     #[error("the container's network namespace (pid {pid}): {source}")]
     Own { pid: i32, source: std::io::Error },
     #[error("making a new network namespace for the restore: {0}")]
     Fresh(#[source] std::io::Error),
+    #[error(transparent)]
+    Parent(#[from] crate::parent_thread::ParentThreadError),
 }
 
 fn name(kind: LinuxNamespaceType) -> &'static str {
@@ -121,13 +123,13 @@ impl JoinedNamespaces {
         })
     }
 
-    /// As [`Self::run`], on a thread that never exits (criu_parent.rs): for
-    /// a restore, whose init is that thread's child.
+    /// As [`Self::run`], on a thread that never exits (parent_thread.rs):
+    /// for a restore, whose init is that thread's child.
     pub(crate) fn run_as_parent<T: Send + 'static>(
         self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, NamespaceError> {
-        crate::criu_parent::run(move || self.enter().map(|()| f()))?
+        crate::parent_thread::run(move || self.enter().map(|()| f()))?
     }
 
     fn is_empty(&self) -> bool {

@@ -91,12 +91,16 @@ fn spawn_parent() -> Result<Sender<Job>, ParentThreadError> {
             while let Ok(job) = rx.recv() {
                 job();
                 if let Err(e) = home.go_back() {
-                    log::error!("a parent thread cannot return to the shim's namespaces ({e}); retiring it");
+                    log::error!(
+                        "a parent thread cannot return to the shim's namespaces ({e}); retiring it"
+                    );
                     loop {
                         std::thread::park();
                     }
                 }
-                IDLE.lock().unwrap_or_else(|p| p.into_inner()).push(own.clone());
+                IDLE.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(own.clone());
             }
         })
         .map_err(ParentThreadError::Spawn)?;

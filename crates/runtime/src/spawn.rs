@@ -192,8 +192,12 @@ fn describe_here(stdio: Stdio) -> Reply {
     Ok(pid as i32)
 }
 
-fn in_helper(job: Job, stdio: &Stdio, id: String, action: &'static str) -> Result<i32> {
-    run_in_helper(job, stdio.fds())
+/// Runs `job` in a helper started from a thread that never exits: the
+/// process it creates is that thread's child (parent_thread.rs says why).
+/// `stdio` is closed here once the helper has it.
+fn in_helper(job: Job, stdio: Stdio, id: String, action: &'static str) -> Result<i32> {
+    crate::parent_thread::run(move || run_in_helper(job, stdio.fds()))
+        .map_err(|source| RuntimeError::HelperThread { action, source })?
         .map_err(|source| RuntimeError::Helper { action, source })?
         .map_err(|reason| RuntimeError::Spawn { id, action, reason })
 }
@@ -206,19 +210,19 @@ pub fn describe_in_helper(stdout: OwnedFd) -> Result<i32> {
         stdout: Some(stdout),
         ..Stdio::default()
     };
-    in_helper(Job::Describe, &stdio, String::new(), "describe")
+    in_helper(Job::Describe, stdio, String::new(), "describe")
 }
 
 /// Creates the container (init process waiting for Start); returns its pid.
 pub fn create(mut req: CreateRequest) -> Result<i32> {
     let stdio = std::mem::take(&mut req.stdio);
     let id = req.id.clone();
-    in_helper(Job::Create(req), &stdio, id, "create")
+    in_helper(Job::Create(req), stdio, id, "create")
 }
 
 /// Runs an additional process in a running container; returns its pid.
 pub(crate) fn exec(mut req: ExecRequest, security: ExecSecurity) -> Result<i32> {
     let stdio = std::mem::take(&mut req.stdio);
     let id = req.container_id.clone();
-    in_helper(Job::Exec(req, Box::new(security)), &stdio, id, "exec")
+    in_helper(Job::Exec(req, Box::new(security)), stdio, id, "exec")
 }

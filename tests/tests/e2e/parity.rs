@@ -384,3 +384,95 @@ fn a_new_network_namespace_has_its_loopback_up_as_under_runc() {
     let link = loopback_of(&c, &again);
     assert!(is_up(&link), "lo after a restore: {link}");
 }
+
+/// The name of the shim thread (its `comm`) whose child `pid` is.
+fn parent_thread_of(pid: i32) -> Option<(i32, String)> {
+    let shim = arch_e2e::parent_pid(pid)?;
+    std::fs::read_dir(format!("/proc/{shim}/task"))
+        .ok()?
+        .flatten()
+        .find(|t| {
+            std::fs::read_to_string(t.path().join("children"))
+                .is_ok_and(|c| c.split_whitespace().any(|p| p == pid.to_string()))
+        })
+        .map(|t| {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            let tid = t.file_name().to_string_lossy().parse().unwrap_or(0);
+            (tid, comm.trim().to_string())
+        })
+}
+
+/// Whether `pid`'s parent is a shim thread that never exits: the main
+/// thread, or one of parent_thread.rs's.
+fn has_a_lasting_parent(pid: i32) -> Result<(), String> {
+    let shim = arch_e2e::parent_pid(pid).ok_or(format!("{pid} has no parent"))?;
+    match parent_thread_of(pid) {
+        Some((tid, _)) if tid == shim => Ok(()),
+        Some((_, comm)) if comm == "process-parent" => Ok(()),
+        other => Err(format!("{pid} is the child of shim thread {other:?}")),
+    }
+}
+
+/// An init that set a parent-death signal (`tini -p`, `setpriv
+/// --pdeathsig`) outlives the shim's request threads, as under runc-v2
+/// (whose inits are orphaned to the shim's main thread), and so does an
+/// exec'd process. libcontainer builds both as siblings of the spawn
+/// helper: the child of the thread that ran the helper, which was a ttrpc
+/// worker (always for an exec, about one create in two), and a worker
+/// quits after a burst of requests or when containerd's connection closes:
+/// an init was seen SIGKILLed as an unrelated exec ended. The helper now
+/// runs from a thread that never exits (parent_thread.rs).
+#[test]
+fn a_fresh_init_with_a_parent_death_signal_outlives_the_request_threads() {
+    let c = ctr();
+    let id = unique_id("pdfresh");
+    let mounts = arch_e2e::host_setpriv_mounts();
+    let mut args = vec!["run", "-d", "--runtime", RUNTIME];
+    args.extend(mounts.iter().map(String::as_str));
+    args.extend([
+        arch_e2e::IMAGE,
+        &id,
+        "setpriv",
+        "--pdeathsig",
+        "KILL",
+        "sh",
+        "-c",
+        "while true; do sleep 1; done",
+    ]);
+    let r = c.run(&args);
+    let _ct = guard(&c, &id);
+    assert_eq!(r.code, 0, "ctr run {id}: {}", r.stderr);
+    let pid = c.task_pid(&id);
+    has_a_lasting_parent(pid).unwrap();
+    let r = c.run(&[
+        "task",
+        "exec",
+        "--detach",
+        "--exec-id",
+        "long",
+        &id,
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(r.code, 0, "exec: {}", r.stderr);
+    let exec_pid = c
+        .run(&["task", "ps", &id])
+        .stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next()?.parse::<i32>().ok())
+        .find(|p| *p != pid && arch_e2e::parent_pid(*p) == arch_e2e::parent_pid(pid))
+        .expect("the exec'd sleep among the task's processes");
+    has_a_lasting_parent(exec_pid).unwrap();
+    let execs: Vec<String> = (0..30).map(|n| format!("burst-{n}")).collect();
+    for round in execs.chunks(6) {
+        arch_e2e::parallel(round, 6, |exec_id| {
+            c.run(&["task", "exec", "--exec-id", exec_id, &id, "true"])
+        });
+        assert!(
+            arch_e2e::pid_alive(pid),
+            "the init ({pid}) was killed by its parent-death signal"
+        );
+    }
+    assert_eq!(c.task_status(&id).as_deref(), Some("RUNNING"));
+}

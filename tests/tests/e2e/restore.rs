@@ -455,36 +455,16 @@ fn a_large_memory_image_with_other_bytes_is_refused_before_the_tree_runs() {
     assert!(why.contains(&rel) && why.contains("sha256"), "{why}");
 }
 
-/// The host's `setpriv` (util-linux) and the libraries it links, bound
-/// into a busybox container: busybox cannot set a parent-death signal.
-fn host_setpriv_mounts() -> Vec<String> {
-    let binds = [
-        ("/usr/bin/setpriv", "/usr/bin/setpriv"),
-        ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"),
-        ("/usr/lib64", "/lib64"),
-    ];
-    let mut args = Vec::new();
-    for (src, dst) in binds {
-        assert!(
-            Path::new(src).exists(),
-            "{src} missing (util-linux, x86_64)"
-        );
-        args.push("--mount".to_string());
-        args.push(format!("type=bind,src={src},dst={dst},options=rbind:ro"));
-    }
-    args
-}
-
 /// An init that asked for a parent-death signal (`tini -p`, `setpriv
 /// --pdeathsig`) gets it back from CRIU, as the child of the shim thread
 /// that ran CRIU: the kernel sends it when that thread exits. A restore
 /// from a thread that ended (as for every container with its own network
-/// namespace, before criu_parent.rs) killed the init at once.
+/// namespace, before parent_thread.rs) killed the init at once.
 #[test]
 fn a_restored_init_with_a_parent_death_signal_keeps_running() {
     let c = ctr();
     let key = unique_id("pdkey");
-    let mounts = host_setpriv_mounts();
+    let mounts = arch_e2e::host_setpriv_mounts();
     let extra: Vec<&str> = mounts.iter().map(String::as_str).collect();
     let cmd = [
         "setpriv",
