@@ -104,15 +104,9 @@ fn feed(mut fifo: File, wake: OwnedFd, mut sink: impl Write) {
 
 /// Whether the FIFO has data, or its writer left, within `limit`.
 fn fifo_ready_within(fifo: &File, limit: std::time::Duration) -> bool {
-    let mut fd = libc::pollfd {
-        fd: fifo.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
     let ms = limit.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: one valid pollfd for the whole call.
-    let n = unsafe { libc::poll(&mut fd, 1, ms) };
-    n > 0
+    let mut fds = [pollin(fifo.as_raw_fd())];
+    matches!(poll_retrying(&mut fds, ms), Ok(n) if n > 0)
 }
 
 struct Ready {
@@ -121,26 +115,30 @@ struct Ready {
 }
 
 fn wait_readable(fifo: &File, wake: &OwnedFd) -> io::Result<Ready> {
-    let mut fds = [
-        libc::pollfd {
-            fd: fifo.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: wake.as_fd().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
+    let mut fds = [pollin(fifo.as_raw_fd()), pollin(wake.as_fd().as_raw_fd())];
+    poll_retrying(&mut fds, -1)?;
+    Ok(Ready {
+        fifo: fds[0].revents != 0,
+        closed: fds[1].revents != 0,
+    })
+}
+
+fn pollin(fd: std::os::fd::RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+/// poll(2), started again when a signal interrupts it (with the whole
+/// timeout: a signal only makes a pause look longer, never cuts input).
+fn poll_retrying(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
     loop {
-        // SAFETY: `fds` is a valid array of two pollfd for the whole call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        // SAFETY: `fds` is a valid slice of pollfd for the whole call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
         if n >= 0 {
-            return Ok(Ready {
-                fifo: fds[0].revents != 0,
-                closed: fds[1].revents != 0,
-            });
+            return Ok(n as usize);
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
