@@ -132,6 +132,12 @@ impl ContainerHandle {
         crate::kill_all::signal_cgroup(&self.id, &self.cgroup_path()?, driver, signal)
     }
 
+    /// The container's freezer: cgroup v1's freezer hierarchy, or its v2 cgroup.
+    fn freezer_dir(&self) -> Result<std::path::PathBuf> {
+        let driver = CgroupDriver::from_systemd(self.inner.systemd());
+        Ok(crate::dump::freezer_dir(&self.cgroup_path()?, driver))
+    }
+
     /// Freezes the container (patiently: see [`crate::freeze`]) and
     /// records it as paused.
     pub fn pause(&mut self) -> Result<()> {
@@ -139,8 +145,7 @@ impl ContainerHandle {
             .refresh_status()
             .map_err(RuntimeError::lc(&self.id, "pause"))?;
         if self.inner.can_pause() {
-            let driver = CgroupDriver::from_systemd(self.inner.systemd());
-            let dir = crate::dump::freezer_dir(&self.cgroup_path()?, driver);
+            let dir = self.freezer_dir()?;
             let cgroup = freeze::HostFreezer::at(&dir);
             freeze::freeze(
                 &self.id,
@@ -169,8 +174,7 @@ impl ContainerHandle {
     /// that does not, the rest of a frozen tree would have stayed frozen).
     pub fn end_frozen(&mut self) -> Result<()> {
         let killed = self.signal_all(libc::SIGKILL);
-        let driver = CgroupDriver::from_systemd(self.inner.systemd());
-        let dir = crate::dump::freezer_dir(&self.cgroup_path()?, driver);
+        let dir = self.freezer_dir()?;
         let thawed = match freeze::HostFreezer::at(&dir).request(false) {
             // No freezer file: no cgroup, nothing left frozen.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -206,10 +210,7 @@ impl ContainerHandle {
         })?;
         // A pre-dump freezes the cgroup for its moment, as runc's does.
         let freezer = match opts.frozen || opts.pre_dump {
-            true => Some(crate::dump::freezer_dir(
-                &self.cgroup_path()?,
-                CgroupDriver::from_systemd(self.inner.systemd()),
-            )),
+            true => Some(self.freezer_dir()?),
             false => None,
         };
         crate::dump::dump(
