@@ -123,7 +123,7 @@ impl JoinedNamespaces {
         })
     }
 
-    /// As [`Self::run`], on a thread that never exits (parent_thread.rs):
+    /// As [`Self::run`], on a thread that outlives its children (parent_thread.rs):
     /// for a restore, whose init is that thread's child.
     pub(crate) fn run_as_parent<T: Send + 'static>(
         self,

@@ -192,7 +192,7 @@ fn describe_here(stdio: Stdio) -> Reply {
     Ok(pid as i32)
 }
 
-/// Runs `job` in a helper started from a thread that never exits: the
+/// Runs `job` in a helper started from a thread that outlives its children: the
 /// process it creates is that thread's child (parent_thread.rs says why).
 /// `stdio` is closed here once the helper has it.
 fn in_helper(job: Job, stdio: Stdio, id: String, action: &'static str) -> Result<i32> {

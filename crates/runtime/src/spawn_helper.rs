@@ -15,7 +15,7 @@
 //! descriptors are inherited, their numbers in the request; every other
 //! descriptor is close-on-exec first, so the helper, and the container,
 //! get only what they are given. The helper is started from a thread that
-//! never exits (parent_thread.rs: what it builds "as sibling" is that
+//! outlives its children (parent_thread.rs: what it builds "as sibling" is that
 //! thread's child), so it dies with the shim (`PR_SET_PDEATHSIG`), and the
 //! shim's reaper reaps it like any other child: this side never waits for
 //! it.
