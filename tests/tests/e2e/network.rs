@@ -1,8 +1,9 @@
 //! The network namespace in ARCH's images: one nothing in the container
 //! could change is left out and made afresh at restore (loopback up, the
 //! tree in a namespace of its own, never the host's); one a process could
-//! change (CAP_NET_ADMIN) is dumped and restored as it was, also by a
-//! later checkpoint of the restored container.
+//! change (CAP_NET_ADMIN, the container's or an exec's) is dumped and
+//! restored as it was, also by a later checkpoint of the restored
+//! container.
 
 use arch_e2e::{ctr, unique_id, Container, Ctr};
 
@@ -110,6 +111,79 @@ fn a_changed_network_is_dumped_and_stays_in_later_checkpoints() {
     let _ct = start(&c, &third, &key, &admin, "sleep 600");
     assert_restored(&c, &key);
     assert!(lo_addresses(&c, &third).contains("10.9.8.7"), "and again");
+}
+
+/// Runs `script` in `id` as an exec holding CAP_NET_ADMIN the container
+/// lacks, as `docker exec --privileged` or a debug exec does; straight to
+/// the shim, since ctr's exec copies the container's capabilities.
+fn exec_as_net_admin(c: &Ctr, id: &str, script: &str) {
+    use arch_e2e::shim_client::{api, ctx, Any};
+    let caps = ["CAP_NET_ADMIN"];
+    let process = serde_json::json!({
+        "args": ["sh", "-c", script],
+        "cwd": "/",
+        "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+        "user": {"uid": 0, "gid": 0},
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+    });
+    let shim = c.shim(id);
+    let exec_id = unique_id("admin");
+    let spec = Any {
+        type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+        value: serde_json::to_vec(&process).unwrap(),
+        ..Default::default()
+    };
+    let req = api::ExecProcessRequest {
+        id: id.into(),
+        exec_id: exec_id.clone(),
+        spec: Some(spec).into(),
+        ..Default::default()
+    };
+    shim.exec(ctx(), &req).expect("exec");
+    let start = api::StartRequest {
+        id: id.into(),
+        exec_id: exec_id.clone(),
+        ..Default::default()
+    };
+    shim.start(ctx(), &start).expect("start");
+    let wait = api::WaitRequest {
+        id: id.into(),
+        exec_id: exec_id.clone(),
+        ..Default::default()
+    };
+    let waited = shim.wait(ctx(), &wait).expect("wait");
+    assert_eq!(waited.exit_status, 0, "{script}");
+    let delete = api::DeleteRequest {
+        id: id.into(),
+        exec_id,
+        ..Default::default()
+    };
+    shim.delete(ctx(), &delete).expect("delete the exec");
+}
+
+/// A container without CAP_NET_ADMIN whose network an exec changed: left
+/// out of the image, the address would be lost at restore with no error.
+#[test]
+fn a_network_an_exec_changed_is_dumped_and_restored() {
+    let c = ctr();
+    let key = unique_id("enet");
+    let first = unique_id("efirst");
+    let ct = start(&c, &first, &key, &[], "sleep 600");
+    exec_as_net_admin(&c, &first, "ip addr add 10.9.8.6/32 dev lo");
+    assert!(lo_addresses(&c, &first).contains("10.9.8.6"));
+    stop(&c, &first, ct);
+    assert!(
+        image_has_network(&c, &key),
+        "a namespace an exec with CAP_NET_ADMIN changed is dumped"
+    );
+
+    let second = unique_id("esecond");
+    let _ct = start(&c, &second, &key, &[], "sleep 600");
+    assert_restored(&c, &key);
+    assert!(
+        lo_addresses(&c, &second).contains("10.9.8.6"),
+        "restored as the exec left it"
+    );
 }
 
 /// What a client inside `id` reads from the server on 127.0.0.1:8080
