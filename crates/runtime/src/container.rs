@@ -60,7 +60,11 @@ impl Runtime {
         let original = process.clone();
         libcontainer_spec::normalise_process(&mut process);
         let security = ExecSecurity::plan(&spec, &mut process)?;
-        if crate::quiet_network::process_can_change(&process) {
+        // The process as asked for: the plan may hold CAP_SYS_ADMIN for a
+        // moment to install the seccomp filter (exec_security.rs), which
+        // marked every exec under a filter (Docker's, CRI's RuntimeDefault)
+        // as able to change the network.
+        if crate::quiet_network::process_can_change(&original) {
             // From now on every dump keeps the network namespace.
             let state = self.state_root.join(&req.container_id);
             crate::quiet_network::mark_changeable(&state).map_err(RuntimeError::io(format!(

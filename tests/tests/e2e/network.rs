@@ -113,6 +113,32 @@ fn a_changed_network_is_dumped_and_stays_in_later_checkpoints() {
     assert!(lo_addresses(&c, &third).contains("10.9.8.7"), "and again");
 }
 
+/// An exec under the container's seccomp filter without
+/// no_new_privileges (ctr's `--seccomp --allow-new-privs`, as
+/// Docker's default profile and CRI's RuntimeDefault) holds CAP_SYS_ADMIN
+/// only to install the filter: it could not change the network, and the
+/// namespace stays out of the image. Every such exec (a liveness probe)
+/// used to mark it changeable.
+#[test]
+fn an_exec_under_a_seccomp_filter_leaves_the_network_out() {
+    let c = ctr();
+    let key = unique_id("snet");
+    let first = unique_id("sfirst");
+    let ct = start(
+        &c,
+        &first,
+        &key,
+        &["--seccomp", "--allow-new-privs"],
+        "sleep 600",
+    );
+    assert_eq!(c.exec_output(&first, "echo probed"), "probed");
+    stop(&c, &first, ct);
+    assert!(
+        !image_has_network(&c, &key),
+        "the namespace was left out of the image"
+    );
+}
+
 /// Runs `script` in `id` as an exec holding CAP_NET_ADMIN the container
 /// lacks, as `docker exec --privileged` or a debug exec does; straight to
 /// the shim, since ctr's exec copies the container's capabilities.
