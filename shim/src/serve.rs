@@ -113,6 +113,8 @@ fn reap_on_sigchld(mut signals: Signals) {
                     continue;
                 }
             };
+            // A hook the runtime runs is judged by its code (child_exits.rs).
+            arch_runtime::child_exited(pid.as_raw(), code);
             if let Err(e) = containerd_shim::monitor::monitor_notify_by_pid(pid.as_raw(), code) {
                 log::error!("reporting the exit of {pid}: {e}");
             }

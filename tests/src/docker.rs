@@ -134,3 +134,28 @@ impl Drop for DockerContainer {
         let _ = self.docker.run(&["rm", "--force", &self.name]);
     }
 }
+
+/// A user-defined docker network, removed when dropped (declare it before
+/// the containers on it, so that they go first).
+pub struct DockerNetwork {
+    docker: Docker,
+    pub name: String,
+}
+
+impl Docker {
+    /// `docker network create --driver bridge NAME`: a bridge of its own
+    /// (docker picks the subnet and names the host's bridge device).
+    pub fn bridge_network(&self, name: &str) -> DockerNetwork {
+        self.ok(&["network", "create", "--driver", "bridge", name]);
+        DockerNetwork {
+            docker: self.clone(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Drop for DockerNetwork {
+    fn drop(&mut self) {
+        let _ = self.docker.run(&["network", "rm", &self.name]);
+    }
+}

@@ -162,6 +162,61 @@ fn a_host_network_container_is_restored() {
     assert_eq!(d.read(&name, "/tmp/boot"), boot, "restored, not restarted");
 }
 
+/// What the server on `name`'s address, port 8080, says to the host
+/// ("" when it does not answer).
+fn ask_from_host(d: &Docker, name: &str) -> String {
+    use std::io::Read;
+    let ip = d.inspect(
+        name,
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+    );
+    let Ok(ip) = ip.trim().parse::<std::net::IpAddr>() else {
+        return String::new();
+    };
+    let address = std::net::SocketAddr::new(ip, 8080);
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2))
+    else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut said = String::new();
+    let _ = stream.read_to_string(&mut said);
+    said.trim().to_string()
+}
+
+/// A bridge network, docker's usual networking (a user-defined one: the
+/// rig turns the default bridge off to leave the host's iptables alone).
+/// The container's namespace is docker's, with a veth in it; CRIU runs in
+/// it and leaves it out of the image, `docker start` makes a new one with
+/// a new veth, and the restored tree, its listening socket with it, lives
+/// there: the server answers the host again.
+#[test]
+fn a_bridge_network_container_is_restored_and_its_server_answers() {
+    let d = docker();
+    let network = d.bridge_network(&unique_id("dk-br"));
+    let (name, key) = (unique_id("dk-bridge"), unique_id("dkey-bridge"));
+    let workload = format!("nc -ll -p 8080 -e echo hello & {WORKLOAD}");
+    let _ct = d.run_detached_on(&network.name, &name, &arch_env(&key), &workload);
+    assert!(wait_until(Duration::from_secs(10), || count(&d, &name) >= 5));
+    assert!(
+        wait_until(Duration::from_secs(10), || ask_from_host(&d, &name)
+            == "hello"),
+        "the server answers the host before the stop"
+    );
+    let boot = d.read(&name, "/tmp/boot");
+    let took = d.timed(&["stop", &name]);
+    assert!(took < DOCKER_STOP_TIMEOUT, "{took:?}");
+    assert!(has_image(&key, "committed"), "{:?}", archctl_images());
+    d.ok(&["start", &name]);
+    assert_eq!(d.read(&name, "/tmp/boot"), boot, "restored, not restarted");
+    assert!(has_image(&key, "restored"), "{:?}", archctl_images());
+    assert_eq!(
+        ask_from_host(&d, &name),
+        "hello",
+        "the restored listener answers on the new veth"
+    );
+}
+
 /// `docker run -t`: the restored tree gets a new terminal from CRIU, which
 /// docker's client side reads like any container's console.
 #[test]

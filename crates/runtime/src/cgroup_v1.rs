@@ -107,6 +107,14 @@ impl ThreadCgroup {
     }
 }
 
+impl ThreadCgroup {
+    /// The `tasks` files of the cgroups the thread left, to put a process
+    /// it starts back where the shim is (oci_hooks.rs).
+    pub(crate) fn home_tasks(&self) -> Vec<PathBuf> {
+        self.moved.iter().map(|(back, _)| back.clone()).collect()
+    }
+}
+
 impl Drop for ThreadCgroup {
     fn drop(&mut self) {
         let tid = nix::unistd::gettid().as_raw().to_string();

@@ -8,8 +8,9 @@ use std::cell::{Cell, RefCell};
 
 use arch_faults::{points, ThreadScope};
 
-/// Run at CRIU's pre-restore notify with CRIU's pid; an error aborts.
-type PreRestore = Box<dyn FnMut(i32) -> std::result::Result<(), String>>;
+/// Run at CRIU's pre-restore notify with CRIU's pid, or at its
+/// setup-namespaces notify with the restored root's; an error aborts.
+type NotifyHook = Box<dyn FnMut(i32) -> std::result::Result<(), String>>;
 
 /// Why a restored tree may not run; see [`crate::RestoreRequest::resume_check`].
 pub type ResumeError = Box<dyn std::error::Error + Send + Sync>;
@@ -20,7 +21,8 @@ pub type ResumeCheck = Box<dyn FnOnce() -> std::result::Result<(), ResumeError> 
 
 thread_local! {
     static RESTORED_PID: Cell<i32> = const { Cell::new(0) };
-    static PRE_RESTORE: RefCell<Option<PreRestore>> = const { RefCell::new(None) };
+    static PRE_RESTORE: RefCell<Option<NotifyHook>> = const { RefCell::new(None) };
+    static SETUP_NAMESPACES: RefCell<Option<NotifyHook>> = const { RefCell::new(None) };
     static RESUME_CHECK: RefCell<Option<ResumeCheck>> = const { RefCell::new(None) };
     static NOT_RESUMED: RefCell<Option<ResumeError>> = const { RefCell::new(None) };
 }
@@ -51,6 +53,16 @@ impl Session {
         PRE_RESTORE.set(Some(Box::new(hook)));
     }
 
+    /// `hook` runs at CRIU's setup-namespaces notify, once the restored
+    /// tree's namespaces exist and before CRIU restores its files and
+    /// sockets, with the restored root's pid; an error makes CRIU abort.
+    pub(crate) fn at_setup_namespaces(
+        &self,
+        hook: impl FnMut(i32) -> std::result::Result<(), String> + 'static,
+    ) {
+        SETUP_NAMESPACES.set(Some(Box::new(hook)));
+    }
+
     /// `check` runs at CRIU's post-restore notify, once the tree is
     /// restored and before any of its tasks runs again; an error makes
     /// CRIU kill the tree, and is kept for [`Self::not_resumed`].
@@ -72,6 +84,7 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         PRE_RESTORE.set(None);
+        SETUP_NAMESPACES.set(None);
         RESUME_CHECK.set(None);
         NOT_RESUMED.set(None);
     }
@@ -123,6 +136,21 @@ fn run_pre_restore() -> i32 {
     })
 }
 
+fn run_setup_namespaces(pid: i32) -> i32 {
+    SETUP_NAMESPACES.with_borrow_mut(|hook| {
+        let Some(hook) = hook.as_mut() else {
+            return 0;
+        };
+        match hook(pid) {
+            Ok(()) => 0,
+            Err(e) => {
+                log::error!("setup-namespaces: {e}");
+                -1
+            }
+        }
+    })
+}
+
 /// A CRIU request's result, its worker ended if it failed. rust-criu gives
 /// up on a refused notify without waiting for CRIU, and CRIU inherited its
 /// own copy of the RPC socket, so it never sees the shim hang up: it would
@@ -151,6 +179,9 @@ fn on_notify(
         }
     }
     if script == "pre-restore" && run_pre_restore() != 0 {
+        return -1;
+    }
+    if script == "setup-namespaces" && run_setup_namespaces(notify.pid()) != 0 {
         return -1;
     }
     // Each notify is a fault point "criu:<script>"; failing it makes CRIU

@@ -6,9 +6,14 @@
 //! nft saves, every `net.*` sysctl of every link: about 40 ms of a 145 ms
 //! dump here), and restoring it costs again. A container that owns its
 //! namespace but never held CAP_NET_ADMIN or CAP_SYS_ADMIN (no user
-//! namespace, no `net.*` sysctl in its spec, no exec that had either)
-//! cannot have changed it: it is still what the runtime made, a loopback
-//! brought up (loopback.rs). CRIU then runs inside that namespace, so it
+//! namespace, no exec that had either) cannot have changed it: it is
+//! still what the runtime made, a loopback brought up (loopback.rs), the
+//! spec's `net.*` sysctls set, and whatever the spec's hooks wired in
+//! (Docker's veth, oci_hooks.rs). All three are made again at restore, from
+//! the new spec, so none of them makes the namespace worth dumping: Docker
+//! gives every container `net.*` sysctls and a hook-wired veth, and a
+//! dumped one came back with the old veth's pair and no link to dockerd's
+//! bridge. CRIU then runs inside that namespace, so it
 //! is CRIU's own and not dumped (as joined namespaces are, namespaces.rs);
 //! the restore makes a new namespace, brings `lo` up, applies the new
 //! spec's `net.*` sysctls and runs CRIU there, so the tree is born in it.
@@ -57,14 +62,8 @@ pub(crate) fn is_unchangeable(spec: &Spec, state_dir: &Path) -> bool {
     let user_ns = linux
         .and_then(|l| l.namespaces().as_ref())
         .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::User));
-    let net_sysctls = linux
-        .and_then(|l| l.sysctl().as_ref())
-        .is_some_and(|s| s.keys().any(|k| is_net_sysctl(k)));
     let process = serde_json::to_value(spec.process()).unwrap_or(Value::Null);
-    !user_ns
-        && !net_sysctls
-        && !process_can_change(&process)
-        && !state_dir.join(CHANGEABLE_MARKER).exists()
+    !user_ns && !process_can_change(&process) && !state_dir.join(CHANGEABLE_MARKER).exists()
 }
 
 /// Records that container state `state_dir`'s network may have changed.
@@ -161,7 +160,10 @@ mod tests {
         );
         let sysctl =
             r#""linux":{"namespaces":[{"type":"network"}],"sysctl":{"net.ipv4.ip_forward":"1"}}"#;
-        assert!(!is_unchangeable(&spec(sysctl), dir), "a net sysctl");
+        assert!(
+            is_unchangeable(&spec(sysctl), dir),
+            "a net sysctl of the spec: set again at restore"
+        );
         let other =
             r#""linux":{"namespaces":[{"type":"network"}],"sysctl":{"kernel.msgmax":"8192"}}"#;
         assert!(is_unchangeable(&spec(other), dir), "another sysctl");

@@ -129,6 +129,8 @@ impl Runtime {
         }
         let target = self.prepare_restore_target(id, &req.bundle, &spec, req.cgroup_driver)?;
         let resume_check = req.resume_check.take();
+        // What runc runs at a restore's setup-namespaces (oci_hooks.rs).
+        let hooks = crate::oci_hooks::RestoreHooks::of(&spec, id, &req.bundle);
         let job_id = id.to_string();
         let job_target = target.clone();
         let thread_cgroup = (!target.driver.is_systemd()).then(|| target.path.clone());
@@ -144,6 +146,14 @@ impl Runtime {
                 notify.before_resume(check);
             }
             let _inside = thread_cgroup.as_deref().map(ThreadCgroup::enter);
+            if let Some(hooks) = hooks {
+                let home = _inside.as_ref().map(ThreadCgroup::home_tasks);
+                notify.at_setup_namespaces(move |pid| {
+                    hooks
+                        .run(pid, home.as_deref().unwrap_or_default())
+                        .map_err(|e| e.to_string())
+                });
+            }
             let restored = end_if_failed(criu.restore()).map(|()| notify.restored_pid());
             let refused = notify.not_resumed();
             (criu, restored, refused)
