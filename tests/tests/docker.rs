@@ -146,6 +146,17 @@ fn a_new_container_with_the_same_key_continues() {
     assert!(!logs.contains("started fresh"), "{logs}");
 }
 
+/// `docker stop` (a checkpoint, within docker's grace period) and `docker
+/// start` (a restore: the same process, by its boot id).
+fn stop_and_restore(d: &Docker, name: &str, key: &str) {
+    let boot = d.read(name, "/tmp/boot");
+    let took = d.timed(&["stop", name]);
+    assert!(took < DOCKER_STOP_TIMEOUT, "{took:?}");
+    assert!(has_image(key, "committed"), "{:?}", archctl_images());
+    d.ok(&["start", name]);
+    assert_eq!(d.read(name, "/tmp/boot"), boot, "restored, not restarted");
+}
+
 /// `--network host` (ECS's host mode): the tree shares the host's network
 /// namespace, which CRIU neither dumps nor recreates.
 #[test]
@@ -154,12 +165,7 @@ fn a_host_network_container_is_restored() {
     let (name, key) = (unique_id("dk-host"), unique_id("dkey-host"));
     let _ct = d.run_detached_on("host", &name, &arch_env(&key), WORKLOAD);
     assert!(wait_until(Duration::from_secs(10), || count(&d, &name) >= 5));
-    let boot = d.read(&name, "/tmp/boot");
-    let took = d.timed(&["stop", &name]);
-    assert!(took < DOCKER_STOP_TIMEOUT, "{took:?}");
-    assert!(has_image(&key, "committed"), "{:?}", archctl_images());
-    d.ok(&["start", &name]);
-    assert_eq!(d.read(&name, "/tmp/boot"), boot, "restored, not restarted");
+    stop_and_restore(&d, &name, &key);
 }
 
 /// What the server on `name`'s address, port 8080, says to the host
@@ -203,12 +209,7 @@ fn a_bridge_network_container_is_restored_and_its_server_answers() {
             == "hello"),
         "the server answers the host before the stop"
     );
-    let boot = d.read(&name, "/tmp/boot");
-    let took = d.timed(&["stop", &name]);
-    assert!(took < DOCKER_STOP_TIMEOUT, "{took:?}");
-    assert!(has_image(&key, "committed"), "{:?}", archctl_images());
-    d.ok(&["start", &name]);
-    assert_eq!(d.read(&name, "/tmp/boot"), boot, "restored, not restarted");
+    stop_and_restore(&d, &name, &key);
     assert!(has_image(&key, "restored"), "{:?}", archctl_images());
     assert_eq!(
         ask_from_host(&d, &name),
@@ -228,13 +229,8 @@ fn a_terminal_container_is_restored_with_a_terminal() {
     let pty = |d: &Docker| d.ok(&["exec", &name, "readlink", "/proc/1/fd/1"]);
     assert!(pty(&d).starts_with("/dev/pts/"), "a terminal: {}", pty(&d));
     assert!(wait_until(Duration::from_secs(10), || count(&d, &name) >= 5));
-    let boot = d.read(&name, "/tmp/boot");
     let seen = count(&d, &name);
-    let took = d.timed(&["stop", &name]);
-    assert!(took < DOCKER_STOP_TIMEOUT, "{took:?}");
-    assert!(has_image(&key, "committed"), "{:?}", archctl_images());
-    d.ok(&["start", &name]);
-    assert_eq!(d.read(&name, "/tmp/boot"), boot, "restored, not restarted");
+    stop_and_restore(&d, &name, &key);
     assert!(
         wait_until(Duration::from_secs(5), || count(&d, &name) > seen),
         "the counter continues from {seen}"
