@@ -192,10 +192,11 @@ fn ask_from_host(d: &Docker, name: &str) -> String {
 
 /// A bridge network, docker's usual networking (a user-defined one: the
 /// rig turns the default bridge off to leave the host's iptables alone).
-/// The container's namespace is docker's, with a veth in it; CRIU runs in
-/// it and leaves it out of the image, `docker start` makes a new one with
-/// a new veth, and the restored tree, its listening socket with it, lives
-/// there: the server answers the host again.
+/// The container's namespace is its own, and dockerd moves a veth into it
+/// from a prestart hook; CRIU runs in it and leaves it out of the image,
+/// the restore makes a new one (docker's `net.*` sysctls set again) and
+/// runs the hook, which moves the new veth in, and the restored tree, its
+/// listening socket with it, lives there: the server answers the host.
 #[test]
 fn a_bridge_network_container_is_restored_and_its_server_answers() {
     let d = docker();
@@ -215,6 +216,12 @@ fn a_bridge_network_container_is_restored_and_its_server_answers() {
         ask_from_host(&d, &name),
         "hello",
         "the restored listener answers on the new veth"
+    );
+    // The namespace was made afresh: docker's net.* sysctls (1024 is the
+    // kernel's default) are the new spec's, set again.
+    assert_eq!(
+        d.read(&name, "/proc/sys/net/ipv4/ip_unprivileged_port_start"),
+        "0"
     );
 }
 
