@@ -105,9 +105,7 @@ impl ThreadCgroup {
         }
         ThreadCgroup { moved }
     }
-}
 
-impl ThreadCgroup {
     /// The `tasks` files of the cgroups the thread left, to put a process
     /// it starts back where the shim is (oci_hooks.rs).
     pub(crate) fn home_tasks(&self) -> Vec<PathBuf> {

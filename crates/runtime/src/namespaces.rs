@@ -19,14 +19,97 @@ use std::os::fd::AsRawFd;
 
 use libcontainer::oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-/// The kinds a thread can enter alone (setns(2) refuses the mount and user
-/// namespaces in a multi-threaded process; PID namespaces apply only to
-/// children and are not supported here).
-const KINDS: [(LinuxNamespaceType, libc::c_int); 3] = [
-    (LinuxNamespaceType::Ipc, libc::CLONE_NEWIPC),
-    (LinuxNamespaceType::Uts, libc::CLONE_NEWUTS),
-    (LinuxNamespaceType::Network, libc::CLONE_NEWNET),
+/// A kind of namespace a thread can enter alone (setns(2) refuses the mount
+/// and user namespaces in a multi-threaded process; PID namespaces apply
+/// only to children and are not supported here).
+struct Kind {
+    typ: LinuxNamespaceType,
+    /// Its name under `/proc/<pid>/ns/`.
+    name: &'static str,
+    flag: libc::c_int,
+}
+
+const NET: Kind = Kind {
+    typ: LinuxNamespaceType::Network,
+    name: "net",
+    flag: libc::CLONE_NEWNET,
+};
+
+const KINDS: [Kind; 3] = [
+    Kind {
+        typ: LinuxNamespaceType::Ipc,
+        name: "ipc",
+        flag: libc::CLONE_NEWIPC,
+    },
+    Kind {
+        typ: LinuxNamespaceType::Uts,
+        name: "uts",
+        flag: libc::CLONE_NEWUTS,
+    },
+    NET,
 ];
+
+/// An open namespace of one of the [`KINDS`].
+struct Handle {
+    kind: &'static Kind,
+    file: File,
+}
+
+impl Handle {
+    fn open(kind: &'static Kind, path: impl AsRef<std::path::Path>) -> std::io::Result<Handle> {
+        Ok(Handle {
+            kind,
+            file: File::open(path)?,
+        })
+    }
+
+    /// Moves the calling thread in: one raw syscall, so a forked child may
+    /// call it before exec.
+    fn enter(&self) -> std::io::Result<()> {
+        // SAFETY: a valid namespace fd; affects only the calling thread.
+        if unsafe { libc::setns(self.file.as_raw_fd(), self.kind.flag) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// Namespaces to come back to: a thread that runs CRIU in a container's
+/// namespaces returns to its own after the job (parent_thread.rs), and a
+/// process it starts runs in the shim's (oci_hooks.rs).
+pub(crate) struct Home(Vec<Handle>);
+
+impl Home {
+    /// The calling thread's namespaces of every kind.
+    pub(crate) fn of_this_thread() -> std::io::Result<Home> {
+        KINDS
+            .iter()
+            .map(|kind| Handle::open(kind, format!("/proc/thread-self/ns/{}", kind.name)))
+            .collect::<std::io::Result<_>>()
+            .map(Home)
+    }
+
+    /// The process's namespaces that the calling thread has left: none
+    /// when it is where the shim is.
+    pub(crate) fn left_by_this_thread() -> Home {
+        let link = |base: &str, kind: &Kind| std::fs::read_link(format!("{base}/ns/{}", kind.name));
+        Home(
+            KINDS
+                .iter()
+                .filter(|kind| {
+                    link("/proc/self", kind).ok() != link("/proc/thread-self", kind).ok()
+                })
+                .filter_map(|kind| Handle::open(kind, format!("/proc/self/ns/{}", kind.name)).ok())
+                .collect(),
+        )
+    }
+
+    /// Moves the calling thread into them: raw syscalls only, so a forked
+    /// child may call it before exec.
+    pub(crate) fn enter(&self) -> std::io::Result<()> {
+        self.0.iter().try_for_each(Handle::enter)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NamespaceError {
@@ -53,17 +136,9 @@ pub enum NamespaceError {
     Parent(#[from] crate::parent_thread::ParentThreadError),
 }
 
-fn name(kind: LinuxNamespaceType) -> &'static str {
-    match kind {
-        LinuxNamespaceType::Ipc => "ipc",
-        LinuxNamespaceType::Uts => "uts",
-        _ => "network",
-    }
-}
-
 /// Open handles on the namespaces a spec joins by path.
 pub(crate) struct JoinedNamespaces {
-    joined: Vec<(&'static str, libc::c_int, File)>,
+    joined: Vec<Handle>,
     /// Made on CRIU's thread after joining (quiet_network.rs): the spec
     /// whose loopback and `net.*` sysctls it gets.
     fresh_network: Option<Spec>,
@@ -74,16 +149,16 @@ impl JoinedNamespaces {
         let mut joined = Vec::new();
         let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().clone());
         for ns in namespaces.iter().flatten() {
-            let Some((kind, flag)) = KINDS.iter().find(|(k, _)| *k == ns.typ()) else {
+            let Some(kind) = KINDS.iter().find(|k| k.typ == ns.typ()) else {
                 continue;
             };
             let Some(path) = ns.path() else { continue };
-            let file = File::open(path).map_err(|source| NamespaceError::Open {
-                kind: name(*kind),
+            let handle = Handle::open(kind, path).map_err(|source| NamespaceError::Open {
+                kind: kind.name,
                 path: path.display().to_string(),
                 source,
             })?;
-            joined.push((name(*kind), *flag, file));
+            joined.push(handle);
         }
         Ok(JoinedNamespaces {
             joined,
@@ -94,9 +169,9 @@ impl JoinedNamespaces {
     /// Also runs CRIU in container `pid`'s own network namespace, so a
     /// dump leaves it out (quiet_network.rs).
     pub(crate) fn with_own_network(mut self, pid: i32) -> Result<Self, NamespaceError> {
-        let file = File::open(format!("/proc/{pid}/ns/net"))
+        let handle = Handle::open(&NET, format!("/proc/{pid}/ns/{}", NET.name))
             .map_err(|source| NamespaceError::Own { pid, source })?;
-        self.joined.push(("network", libc::CLONE_NEWNET, file));
+        self.joined.push(handle);
         Ok(self)
     }
 
@@ -139,14 +214,11 @@ impl JoinedNamespaces {
     /// Moves the calling thread into the joined namespaces (and a fresh
     /// network namespace, if asked).
     fn enter(&self) -> Result<(), NamespaceError> {
-        for (kind, flag, file) in &self.joined {
-            // SAFETY: a valid namespace fd; affects only this thread.
-            if unsafe { libc::setns(file.as_raw_fd(), *flag) } != 0 {
-                return Err(NamespaceError::Enter {
-                    kind,
-                    source: std::io::Error::last_os_error(),
-                });
-            }
+        for handle in &self.joined {
+            handle.enter().map_err(|source| NamespaceError::Enter {
+                kind: handle.kind.name,
+                source,
+            })?;
         }
         if let Some(spec) = &self.fresh_network {
             // SAFETY: unshare moves only this thread.
@@ -195,7 +267,7 @@ mod tests {
             (LinuxNamespaceType::Mount, None),
         ]);
         let j = JoinedNamespaces::of(&s).unwrap();
-        let kinds: Vec<_> = j.joined.iter().map(|(k, _, _)| *k).collect();
+        let kinds: Vec<_> = j.joined.iter().map(|h| h.kind.name).collect();
         assert_eq!(kinds, ["ipc"]);
     }
 
@@ -204,7 +276,7 @@ mod tests {
         let s = spec(vec![(LinuxNamespaceType::Network, Some("/nonexistent/ns"))]);
         let e = JoinedNamespaces::of(&s).err().unwrap().to_string();
         assert!(
-            e.contains("network") && e.contains("/nonexistent/ns"),
+            e.contains("joined net namespace") && e.contains("/nonexistent/ns"),
             "{e}"
         );
     }
@@ -214,5 +286,43 @@ mod tests {
         let j = JoinedNamespaces::of(&spec(vec![])).unwrap();
         let here = std::thread::current().id();
         assert_eq!(j.run(|| std::thread::current().id()).unwrap(), here);
+    }
+
+    fn ns_of(base: &str, name: &str) -> std::path::PathBuf {
+        std::fs::read_link(format!("{base}/ns/{name}")).unwrap()
+    }
+
+    #[test]
+    fn home_is_the_namespaces_a_thread_left_and_entering_it_goes_back() {
+        std::thread::spawn(|| {
+            assert!(Home::left_by_this_thread().0.is_empty());
+            // SAFETY: moves only this test's own thread.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWUTS) }, 0);
+            let left = Home::left_by_this_thread();
+            let names: Vec<_> = left.0.iter().map(|h| h.kind.name).collect();
+            assert_eq!(names, ["uts"]);
+            left.enter().unwrap();
+            assert_eq!(
+                ns_of("/proc/thread-self", "uts"),
+                ns_of("/proc/self", "uts")
+            );
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_thread_comes_back_to_its_own_namespaces() {
+        std::thread::spawn(|| {
+            let own = Home::of_this_thread().unwrap();
+            let before = ns_of("/proc/thread-self", "net");
+            // SAFETY: moves only this test's own thread.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+            assert_ne!(ns_of("/proc/thread-self", "net"), before);
+            own.enter().unwrap();
+            assert_eq!(ns_of("/proc/thread-self", "net"), before);
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -27,11 +27,11 @@
 //! of RSS each) for the shim's life. One that still has a child stays,
 //! whatever the count: its exit would signal that child.
 
-use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{channel, sync_channel, Sender};
 use std::sync::Mutex;
+
+use crate::namespaces::Home;
 
 /// No parent thread could run the job.
 #[derive(Debug, thiserror::Error)]
@@ -62,35 +62,6 @@ struct Pool {
 }
 
 static SHIM: Pool = Pool::new();
-
-/// The namespaces a thread can leave and come back to (as
-/// `namespaces::KINDS`), opened when the thread starts.
-struct Home(Vec<(libc::c_int, File)>);
-
-impl Home {
-    fn open() -> std::io::Result<Home> {
-        let kinds = [
-            ("ipc", libc::CLONE_NEWIPC),
-            ("uts", libc::CLONE_NEWUTS),
-            ("net", libc::CLONE_NEWNET),
-        ];
-        kinds
-            .iter()
-            .map(|(name, flag)| Ok((*flag, File::open(format!("/proc/thread-self/ns/{name}"))?)))
-            .collect::<std::io::Result<_>>()
-            .map(Home)
-    }
-
-    fn go_back(&self) -> std::io::Result<()> {
-        for (flag, file) in &self.0 {
-            // SAFETY: a valid namespace fd; affects only this thread.
-            if unsafe { libc::setns(file.as_raw_fd(), *flag) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        Ok(())
-    }
-}
 
 impl Pool {
     const fn new() -> Pool {
@@ -127,7 +98,7 @@ impl Pool {
         std::thread::Builder::new()
             .name("process-parent".into())
             .spawn(move || {
-                let home = match Home::open() {
+                let home = match Home::of_this_thread() {
                     Ok(home) => {
                         let _ = ready_tx.send(Ok(gettid()));
                         home
@@ -144,7 +115,7 @@ impl Pool {
                 // `me` keeps the channel open: recv() fails never.
                 while let Ok(Order::Run(job)) = rx.recv() {
                     job();
-                    if let Err(e) = home.go_back() {
+                    if let Err(e) = home.enter() {
                         log::error!(
                             "a parent thread cannot return to the shim's namespaces \
                              ({e}); retiring it"
