@@ -35,8 +35,8 @@ pub use layer_identity::layers_identity;
 pub use policy::{arch_identity, ArchIdentity};
 pub use predump::{
     parse_predump, predump_iterations, predump_plan, require_soft_dirty, CriuFeatureCheck,
-    CriuInPath, OnceProbe, PreDumpRound, SoftDirtyProbe, MAX_PREDUMPS, PREDUMP_ANNOTATION,
-    PREDUMP_ENV, SOFT_DIRTY,
+    CriuInPath, OnceProbe, PreDumpRound, ProbeError, SoftDirtyProbe, MAX_PREDUMPS,
+    PREDUMP_ANNOTATION, PREDUMP_ENV, SOFT_DIRTY,
 };
 pub use procfs::{HostProcs, ProcessView};
 pub use profile::{

@@ -74,10 +74,21 @@ pub fn predump_plan(iterations: u8) -> (Vec<PreDumpRound>, Option<String>) {
     (rounds, parent(iterations))
 }
 
+/// Why a [`SoftDirtyProbe`] could not tell. Clone: [`OnceProbe`] keeps it.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("criu not found in PATH")]
+    NoCriu,
+    #[error(transparent)]
+    Run(std::sync::Arc<arch_host::cmd::CmdError>),
+    #[error("`criu check --feature mem_dirty_track` gave no answer: {0}")]
+    NoAnswer(String),
+}
+
 /// Whether this host can track dirty pages (the kernel's soft-dirty bits).
 pub trait SoftDirtyProbe {
     /// Ok(true/false) as the probe found; Err if it could not ask.
-    fn soft_dirty(&self) -> std::result::Result<bool, String>;
+    fn soft_dirty(&self) -> std::result::Result<bool, ProbeError>;
 }
 
 /// Asks CRIU: `criu check --feature mem_dirty_track` exits 0 only where
@@ -88,30 +99,27 @@ pub struct CriuFeatureCheck {
 
 impl CriuFeatureCheck {
     /// The `criu` on PATH (or in the sbin directories).
-    pub fn from_path() -> std::result::Result<Self, String> {
+    pub fn from_path() -> std::result::Result<Self, ProbeError> {
         arch_host::cmd::find_in_path("criu")
             .map(|criu| CriuFeatureCheck { criu })
-            .ok_or_else(|| "criu not found in PATH".to_string())
+            .ok_or(ProbeError::NoCriu)
     }
 }
 
 impl SoftDirtyProbe for CriuFeatureCheck {
-    fn soft_dirty(&self) -> std::result::Result<bool, String> {
+    fn soft_dirty(&self) -> std::result::Result<bool, ProbeError> {
         let mut cmd = std::process::Command::new(&self.criu);
         cmd.args(["check", "--feature", "mem_dirty_track"]);
-        let (status, out) = arch_host::cmd::run(cmd, Some(arch_host::cmd::CMD_TIMEOUT))?;
+        let ran = arch_host::cmd::run(cmd, Some(arch_host::cmd::CMD_TIMEOUT))
+            .map_err(|e| ProbeError::Run(e.into()))?;
         // CRIU says "mem_dirty_track is supported", or "Dirty tracking is
-        // OFF" and fails. The output decides: in the shim, whose reaper
-        // waits for every child, the exit status may be gone.
-        if out.contains("is supported") || (status == Some(true) && !out.contains("OFF")) {
+        // OFF" and fails.
+        if ran.succeeded() && !ran.output.contains("OFF") {
             Ok(true)
-        } else if out.contains("Dirty tracking is OFF") {
+        } else if ran.output.contains("Dirty tracking is OFF") {
             Ok(false)
         } else {
-            Err(format!(
-                "`criu check --feature mem_dirty_track` gave no answer: {}",
-                out.trim()
-            ))
+            Err(ProbeError::NoAnswer(ran.output.trim().to_string()))
         }
     }
 }
@@ -120,7 +128,7 @@ impl SoftDirtyProbe for CriuFeatureCheck {
 pub struct CriuInPath;
 
 impl SoftDirtyProbe for CriuInPath {
-    fn soft_dirty(&self) -> std::result::Result<bool, String> {
+    fn soft_dirty(&self) -> std::result::Result<bool, ProbeError> {
         CriuFeatureCheck::from_path()?.soft_dirty()
     }
 }
@@ -129,7 +137,7 @@ impl SoftDirtyProbe for CriuInPath {
 /// soft-dirty tracking while a shim runs.
 pub struct OnceProbe<P> {
     inner: P,
-    answer: std::sync::OnceLock<std::result::Result<bool, String>>,
+    answer: std::sync::OnceLock<std::result::Result<bool, ProbeError>>,
 }
 
 impl<P: SoftDirtyProbe> OnceProbe<P> {
@@ -142,7 +150,7 @@ impl<P: SoftDirtyProbe> OnceProbe<P> {
 }
 
 impl<P: SoftDirtyProbe> SoftDirtyProbe for OnceProbe<P> {
-    fn soft_dirty(&self) -> std::result::Result<bool, String> {
+    fn soft_dirty(&self) -> std::result::Result<bool, ProbeError> {
         self.answer.get_or_init(|| self.inner.soft_dirty()).clone()
     }
 }
@@ -215,9 +223,9 @@ mod tests {
         assert_eq!(last.as_deref(), Some("../pre-3"));
     }
 
-    struct Fixed(std::result::Result<bool, String>);
+    struct Fixed(std::result::Result<bool, ProbeError>);
     impl SoftDirtyProbe for Fixed {
-        fn soft_dirty(&self) -> std::result::Result<bool, String> {
+        fn soft_dirty(&self) -> std::result::Result<bool, ProbeError> {
             self.0.clone()
         }
     }
@@ -234,11 +242,11 @@ mod tests {
                 && e.contains("ARCH_PREDUMP=2"),
             "{e}"
         );
-        let e = require_soft_dirty(1, &Fixed(Err("no criu".into())))
+        let e = require_soft_dirty(1, &Fixed(Err(ProbeError::NoCriu)))
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("CONFIG_MEM_SOFT_DIRTY") && e.contains("no criu"),
+            e.contains("CONFIG_MEM_SOFT_DIRTY") && e.contains("criu not found"),
             "{e}"
         );
     }
@@ -247,7 +255,7 @@ mod tests {
     fn the_probe_runs_once() {
         struct Counting(std::sync::atomic::AtomicU32);
         impl SoftDirtyProbe for Counting {
-            fn soft_dirty(&self) -> std::result::Result<bool, String> {
+            fn soft_dirty(&self) -> std::result::Result<bool, ProbeError> {
                 self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 Ok(false)
             }
@@ -269,14 +277,16 @@ mod tests {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
             CriuFeatureCheck { criu: p }
         };
-        assert_eq!(fake("exit 0").soft_dirty(), Ok(true));
+        assert_eq!(fake("exit 0").soft_dirty().ok(), Some(true));
         assert_eq!(
-            fake("echo 'mem_dirty_track is supported'").soft_dirty(),
-            Ok(true)
+            fake("echo 'mem_dirty_track is supported'")
+                .soft_dirty()
+                .ok(),
+            Some(true)
         );
         let off =
             fake("echo 'Warn: Dirty tracking is OFF. Memory snapshot will not work.' >&2; exit 1");
-        assert_eq!(off.soft_dirty(), Ok(false));
+        assert_eq!(off.soft_dirty().ok(), Some(false));
         assert!(fake("echo 'permission denied' >&2; exit 1")
             .soft_dirty()
             .is_err());

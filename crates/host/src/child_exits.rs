@@ -2,10 +2,10 @@
 //!
 //! The shim is a subreaper and its SIGCHLD thread waits for *every* child
 //! (`waitpid(-1)`), so a child the runtime starts and must judge by its
-//! status (an OCI hook) can be gone, ECHILD, by the time the runtime waits
-//! for it. The reaper hands each exit here too ([`child_exited`]); while a
-//! [`ExitWatch`] is open every exit is kept, so the watcher finds its
-//! child's code whoever reaped it. Without a reaper (archctl, tests) the
+//! status (an OCI hook, CRIU's CLI) can be gone, ECHILD, by the time the
+//! runtime waits for it. The reaper hands each exit here too
+//! ([`child_exited`]); while an [`ExitWatch`] is open every exit is kept,
+//! so the watcher finds its child's code whoever reaped it. Without a reaper (archctl, tests) the
 //! watcher reaps its child itself.
 
 use std::process::Child;
@@ -38,11 +38,11 @@ pub fn child_exited(pid: i32, code: i32) {
 }
 
 /// Keeps every reaped exit while it lives; open it before the spawn.
-pub(crate) struct ExitWatch(());
+pub struct ExitWatch(());
 
 /// How a watched child ended.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Ended {
+pub enum Ended {
     /// Its exit code, or 128 + the signal that ended it.
     Code(i32),
     /// Still running at the deadline.
@@ -50,14 +50,15 @@ pub(crate) enum Ended {
 }
 
 impl ExitWatch {
-    pub(crate) fn open() -> ExitWatch {
+    pub fn open() -> ExitWatch {
         seen().watchers += 1;
         ExitWatch(())
     }
 
     /// Waits for `child` until `deadline` (None: as long as it runs).
-    pub(crate) fn wait(&self, child: &mut Child, deadline: Option<Instant>) -> Ended {
+    pub fn wait(&self, child: &mut Child, deadline: Option<Instant>) -> Ended {
         let pid = child.id() as i32;
+        let mut pause = Duration::from_millis(1);
         loop {
             let reaped_elsewhere = match child.try_wait() {
                 Ok(Some(status)) => return Ended::Code(code_of(status)),
@@ -81,8 +82,10 @@ impl ExitWatch {
                 None => Duration::MAX,
             };
             // Woken by a report, or after a moment to ask the child again
-            // (when nobody else reaps, nobody reports).
-            let nap = left.min(Duration::from_millis(5));
+            // (when nobody else reaps, nobody reports): 1 ms, doubling to
+            // 8, so a quick exit is seen soon and a long run costs little.
+            let nap = left.min(pause);
+            pause = (pause * 2).min(Duration::from_millis(8));
             let _ = REPORTED
                 .wait_timeout(seen, nap)
                 .unwrap_or_else(|p| p.into_inner());

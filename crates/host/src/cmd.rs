@@ -5,14 +5,12 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use crate::child_exits::{Ended, ExitWatch};
 
 /// How long a probe may take before it counts as failed.
 pub const CMD_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The longest a finished process goes unnoticed.
-const POLL: Duration = Duration::from_millis(20);
 
 /// `name` in PATH, then in the sbin directories a root tool lives in
 /// (containerd's environment often lacks them).
@@ -27,90 +25,77 @@ pub fn find_in_path(name: &str) -> Option<PathBuf> {
         })
 }
 
-/// Run with a deadline; Ok((success, stdout+stderr)) or Err(reason). A
-/// child reaped by someone else (the shim's SIGCHLD reaper waits for every
-/// child) has no status to give: then it counts as failed, and callers that
-/// can tell success from the output do so ([`run`]).
-pub fn run_cmd(bin: &Path, args: &[&str]) -> Result<(bool, String), String> {
-    let mut cmd = Command::new(bin);
-    cmd.args(args);
-    let (status, out) = run(cmd, Some(CMD_TIMEOUT))?;
-    Ok((status == Some(true), out))
+/// A host tool that could not be run to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum CmdError {
+    #[error("starting {bin}: {source}")]
+    Spawn { bin: String, source: std::io::Error },
+    #[error("{bin} timed out after {after:?}")]
+    TimedOut { bin: String, after: Duration },
 }
 
-/// Runs `cmd` (stdin from /dev/null) with an optional deadline and returns
-/// whether it succeeded, None if its status was taken by another reaper
-/// (ECHILD), and its stdout+stderr.
-pub fn run(mut cmd: Command, deadline: Option<Duration>) -> Result<(Option<bool>, String), String> {
+/// How a tool ended, with what it said.
+#[derive(Debug)]
+pub struct Ran {
+    /// Its exit code, or 128 + the signal that ended it.
+    pub code: i32,
+    /// Its stdout, then its stderr.
+    pub output: String,
+}
+
+impl Ran {
+    pub fn succeeded(&self) -> bool {
+        self.code == 0
+    }
+}
+
+/// Runs `bin args` with [`CMD_TIMEOUT`].
+pub fn run_cmd(bin: &Path, args: &[&str]) -> Result<Ran, CmdError> {
+    let mut cmd = Command::new(bin);
+    cmd.args(args);
+    run(cmd, Some(CMD_TIMEOUT))
+}
+
+/// Runs `cmd` (stdin from /dev/null) with an optional deadline. Its status
+/// is known even when the shim's reaper takes it first (child_exits.rs).
+pub fn run(mut cmd: Command, deadline: Option<Duration>) -> Result<Ran, CmdError> {
+    let bin = cmd.get_program().to_string_lossy().into_owned();
+    let watch = ExitWatch::open();
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| e.to_string())?;
-    // Read while it runs: a full pipe would stop it. Each reader says when
-    // its pipe closed: that is the process exiting, so the wait below wakes
-    // then instead of at its next poll (a poll every 20 ms added 10 ms on
-    // average to every CRIU dump, whose end a checkpoint waits for).
-    let (closed_tx, closed) = mpsc::channel::<()>();
+        .map_err(|source| CmdError::Spawn {
+            bin: bin.clone(),
+            source,
+        })?;
+    // Read while it runs: a full pipe would stop it.
     let reader = |pipe: Option<Box<dyn Read + Send>>| {
-        let closed_tx = closed_tx.clone();
         std::thread::spawn(move || {
             let mut buf = Vec::new();
             if let Some(mut p) = pipe {
                 let _ = p.read_to_end(&mut buf);
             }
-            let _ = closed_tx.send(());
             buf
         })
     };
-    let out = reader(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let err = reader(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    drop(closed_tx);
-    let start = Instant::now();
-    let mut open_pipes = 2;
-    let mut pause = Duration::from_millis(1);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s.success()),
-            Ok(None) if deadline.is_some_and(|d| start.elapsed() > d) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "timed out after {}s",
-                    deadline.unwrap_or_default().as_secs()
-                ));
-            }
-            Ok(None) if open_pipes > 0 => {
-                // A descendant may hold the pipes past the exit: then this
-                // still polls, every 20 ms.
-                if closed.recv_timeout(POLL).is_ok() {
-                    open_pipes -= 1;
-                }
-            }
-            Ok(None) => {
-                // Output closed: the exit is a moment away, or the process
-                // closed its output and runs on (then back off to POLL).
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(POLL);
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => break None,
-            Err(e) => return Err(e.to_string()),
+    let out = reader(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = reader(child.stderr.take().map(|p| Box::new(p) as _));
+    let code = match watch.wait(&mut child, deadline.map(|d| Instant::now() + d)) {
+        Ended::Code(code) => code,
+        Ended::Running => {
+            let _ = child.kill();
+            let _ = watch.wait(&mut child, None);
+            return Err(CmdError::TimedOut {
+                bin,
+                after: deadline.unwrap_or_default(),
+            });
         }
     };
-    let mut text = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();
-    text.push_str(&String::from_utf8_lossy(&err.join().unwrap_or_default()));
-    Ok((status, text))
+    let mut output = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();
+    output.push_str(&String::from_utf8_lossy(&err.join().unwrap_or_default()));
+    Ok(Ran { code, output })
 }
 
 /// Whether this host's CRIU can stream its images (`--stream`, CRIU 3.16
@@ -121,31 +106,45 @@ pub fn criu_can_stream() -> bool {
     };
     let mut cmd = Command::new(criu);
     cmd.arg("--help");
-    run(cmd, Some(Duration::from_secs(10))).is_ok_and(|(_, out)| out.contains("--stream"))
+    run(cmd, Some(Duration::from_secs(10))).is_ok_and(|ran| ran.output.contains("--stream"))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn runs_and_reports_status_and_output() {
-        let sh = super::find_in_path("sh").expect("a shell");
-        let (ok, out) = super::run_cmd(&sh, &["-c", "echo hi; exit 3"]).unwrap();
-        assert!(!ok);
-        assert_eq!(out.trim(), "hi");
-        assert!(super::run_cmd(std::path::Path::new("/nonexistent"), &[]).is_err());
+    fn runs_and_reports_code_and_output() {
+        let sh = find_in_path("sh").expect("a shell");
+        let ran = run_cmd(&sh, &["-c", "echo hi; echo there >&2; exit 3"]).unwrap();
+        assert_eq!(ran.code, 3);
+        assert!(!ran.succeeded());
+        assert_eq!(ran.output, "hi\nthere\n");
+        let e = run_cmd(Path::new("/nonexistent"), &[]).unwrap_err();
+        assert!(matches!(e, CmdError::Spawn { .. }), "{e}");
     }
 
-    /// The wait wakes when the output closes, not at the next poll: twenty
-    /// runs of `true` took 17–21 ms so, 335 ms polling every 20 ms.
+    #[test]
+    fn a_tool_past_its_deadline_is_killed_and_named() {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("5");
+        let started = Instant::now();
+        let e = run(cmd, Some(Duration::from_millis(100))).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(e.to_string(), "sleep timed out after 100ms");
+    }
+
+    /// A quick exit is seen within a few ms: twenty runs of `true` took
+    /// about 20 ms; polling every 20 ms they took 335 ms.
     #[test]
     fn a_quick_exit_is_seen_at_once() {
-        let t = super::find_in_path("true").expect("true");
-        let started = std::time::Instant::now();
+        let t = find_in_path("true").expect("true");
+        let started = Instant::now();
         for _ in 0..20 {
-            assert!(super::run_cmd(&t, &[]).unwrap().0);
+            assert!(run_cmd(&t, &[]).unwrap().succeeded());
         }
         let took = started.elapsed();
         eprintln!("20 runs of true: {took:?}");
-        assert!(took < super::POLL * 10, "{took:?}");
+        assert!(took < Duration::from_millis(200), "{took:?}");
     }
 }

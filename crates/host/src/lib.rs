@@ -2,6 +2,7 @@
 //! well-known paths ([`paths`]) and the facts an image records and a
 //! restore compares ([`facts`]). One definition of each.
 
+pub mod child_exits;
 pub mod cmd;
 pub mod facts;
 pub mod paths;

@@ -12,7 +12,6 @@
 mod cgroup;
 mod cgroup_driver;
 mod cgroup_v1;
-mod child_exits;
 mod container;
 mod criu;
 mod criu_launch;
@@ -43,11 +42,11 @@ mod spawn_helper;
 mod stream_dump;
 mod v2_controllers;
 
+pub use arch_host::child_exits::child_exited;
 pub use arch_host::cmd::criu_can_stream;
 pub use arch_imgstream::{Codec as StreamCodec, FileRecord as StreamedFile};
 pub use cgroup::{Cgroup, CgroupStats};
 pub use cgroup_driver::{cgroup_dir, is_systemd_path, CgroupDriver};
-pub use child_exits::child_exited;
 pub use container::{ContainerHandle, Runtime};
 pub use criu::criu_version;
 pub use criu_launch::criu_launcher_main;

@@ -20,9 +20,7 @@
 //! fails the restore, and the container starts fresh.
 
 use std::ffi::CString;
-use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -30,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use libcontainer::oci_spec::runtime::{Hook, Spec};
 
-use crate::child_exits::Ended;
+use arch_host::child_exits::{Ended, ExitWatch};
 
 /// A hook of the spec that did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -112,24 +110,13 @@ impl RestoreHooks {
 /// Where a hook runs: the shim's namespaces (those the calling thread
 /// left) and cgroups, prepared before the fork.
 struct Home {
-    namespaces: Vec<(File, libc::c_int)>,
+    namespaces: crate::namespaces::Home,
     tasks: Vec<CString>,
 }
 
 impl Home {
     fn of_this_process(home_tasks: &[PathBuf]) -> Home {
-        let namespaces = [
-            ("net", libc::CLONE_NEWNET),
-            ("ipc", libc::CLONE_NEWIPC),
-            ("uts", libc::CLONE_NEWUTS),
-        ]
-        .into_iter()
-        .filter(|(name, _)| {
-            let ns = |base: &str| std::fs::read_link(format!("{base}/ns/{name}")).ok();
-            ns("/proc/self") != ns("/proc/thread-self")
-        })
-        .filter_map(|(name, flag)| Some((File::open(format!("/proc/self/ns/{name}")).ok()?, flag)))
-        .collect();
+        let namespaces = crate::namespaces::Home::left_by_this_thread();
         let tasks = home_tasks
             .iter()
             .filter_map(|p| CString::new(p.as_os_str().as_encoded_bytes()).ok())
@@ -139,12 +126,7 @@ impl Home {
 
     /// In the forked child, before exec: raw syscalls only.
     fn enter(&self) -> std::io::Result<()> {
-        for (file, flag) in &self.namespaces {
-            // SAFETY: a valid namespace fd; the child is single-threaded.
-            if unsafe { libc::setns(file.as_raw_fd(), *flag) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
+        self.namespaces.enter()?;
         for tasks in &self.tasks {
             // Best effort: a hook left in the container's cgroup still runs.
             // SAFETY: a NUL-terminated path; "0" moves the calling task.
@@ -185,7 +167,7 @@ fn run_hook(hook: &Hook, state: &[u8], home: &std::sync::Arc<Home>) -> Result<()
         cmd.pre_exec(move || home.enter());
     }
     // Opened before the spawn: the shim's reaper may take the exit first.
-    let watch = crate::child_exits::ExitWatch::open();
+    let watch = ExitWatch::open();
     let mut child = cmd.spawn().map_err(spawn_err)?;
     // A hook that does not read its state gets EPIPE: not an error (runc
     // ignores it too).

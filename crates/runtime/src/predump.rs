@@ -91,13 +91,7 @@ pub(crate) fn pre_dump(
         .map_err(|e| failed(format!("running {}: {e}", criu.display())))?;
     drop(images);
     let log = opts.image_dir.join(PREDUMP_LOG);
-    // The shim's reaper may have taken CRIU's status: its log says.
-    let succeeded = match status {
-        (Some(ok), _) => ok,
-        (None, _) => std::fs::read_to_string(&log)
-            .is_ok_and(|l| l.contains("Pre-dumping finished successfully")),
-    };
-    if succeeded {
+    if status.succeeded() {
         Ok(())
     } else {
         Err(failed(format!("see {}", log.display())))

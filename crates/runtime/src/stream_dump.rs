@@ -175,13 +175,7 @@ pub(crate) fn dump_streamed(
     let captured = capture.finish();
     let log = work_dir.unwrap_or(&opts.image_dir).join(DUMP_LOG);
     let status = ran?.map_err(|e| failed(format!("running {}: {e}", criu.display())))?;
-    // The shim's reaper may have taken CRIU's status: its log says.
-    let criu_ok = match status {
-        (Some(ok), _) => ok,
-        (None, _) => {
-            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Dumping finished successfully"))
-        }
-    };
+    let criu_ok = status.succeeded();
     // Where the log is once the dump ended (a sealing dump's failed one is
     // moved into the image for the record).
     let shown = match sealing {

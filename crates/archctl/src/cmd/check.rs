@@ -48,13 +48,13 @@ pub fn run(root: Option<&Path>, address: Option<&Path>) -> Result<i32> {
         }
         Some(criu) => {
             let (lvl, detail) = match run_cmd(&criu, &["--version"]) {
-                Ok((true, out)) => (
+                Ok(ran) if ran.succeeded() => (
                     Level::Ok,
-                    format!("{} ({})", criu.display(), version_of(&out)),
+                    format!("{} ({})", criu.display(), version_of(&ran.output)),
                 ),
-                Ok((false, out)) | Err(out) => (
+                ran => (
                     Level::Missing,
-                    format!("`criu --version` failed: {}", last_line(&out)),
+                    format!("`criu --version` failed: {}", what_failed(ran)),
                 ),
             };
             report(lvl, "criu", detail);
@@ -64,10 +64,10 @@ pub fn run(root: Option<&Path>, address: Option<&Path>) -> Result<i32> {
             };
             report(lvl, "inet sockets", detail);
             let (lvl, detail) = match run_cmd(&criu, &["check"]) {
-                Ok((true, _)) => (Level::Ok, "`criu check` passed".into()),
-                Ok((false, out)) | Err(out) => (
+                Ok(ran) if ran.succeeded() => (Level::Ok, "`criu check` passed".into()),
+                ran => (
                     Level::Missing,
-                    format!("`criu check` failed: {}; run as root, check kernel config (CONFIG_CHECKPOINT_RESTORE)", last_line(&out)),
+                    format!("`criu check` failed: {}; run as root, check kernel config (CONFIG_CHECKPOINT_RESTORE)", what_failed(ran)),
                 ),
             };
             report(lvl, "criu check", detail);
@@ -229,13 +229,15 @@ pub fn root_state(root: &Path) -> (Level, String) {
 
 /// The installed CRIU's version ("4.1.1"), from `criu --version`.
 pub(crate) fn criu_version() -> Option<String> {
-    let (ok, out) = run_cmd(&find_in_path("criu")?, &["--version"]).ok()?;
-    ok.then(|| {
-        out.lines()
-            .find_map(|l| l.trim().strip_prefix("Version:"))
-            .map(|v| v.trim().to_string())
-    })
-    .flatten()
+    let ran = run_cmd(&find_in_path("criu")?, &["--version"]).ok()?;
+    ran.succeeded()
+        .then(|| {
+            ran.output
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("Version:"))
+                .map(|v| v.trim().to_string())
+        })
+        .flatten()
 }
 
 /// Whether CRIU `criu` can dump TCP and UDP sockets on kernel `kernel`:
@@ -266,6 +268,14 @@ fn version_of(out: &str) -> String {
         .find_map(|l| l.trim().strip_prefix("Version:"))
         .map(|v| format!("version {}", v.trim()))
         .unwrap_or_else(|| last_line(out))
+}
+
+/// A failed run's last line of output, or why it did not run.
+fn what_failed(ran: std::result::Result<arch_host::cmd::Ran, arch_host::cmd::CmdError>) -> String {
+    match ran {
+        Ok(ran) => last_line(&ran.output),
+        Err(e) => e.to_string(),
+    }
 }
 
 fn last_line(out: &str) -> String {

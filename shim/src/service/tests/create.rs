@@ -60,7 +60,7 @@ fn a_plain_container_on_a_native_snapshot_is_created() {
 
 struct Kernel(bool);
 impl arch_checkpoint::SoftDirtyProbe for Kernel {
-    fn soft_dirty(&self) -> Result<bool, String> {
+    fn soft_dirty(&self) -> Result<bool, arch_checkpoint::ProbeError> {
         Ok(self.0)
     }
 }
