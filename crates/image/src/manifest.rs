@@ -365,7 +365,7 @@ fn check_streamed(f: &FileEntry, version: u32) -> Result<()> {
     }
     if let Some(e) = &s.encryption {
         if let Err(why) = e.check() {
-            return bad(&why);
+            return bad(&why.to_string());
         }
     }
     let Some(rec) = f.record() else {

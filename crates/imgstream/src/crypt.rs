@@ -28,20 +28,31 @@ pub struct Encryption {
     pub image_id: String,
 }
 
+/// A malformed [`Encryption`] record.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadEncryption {
+    #[error("unknown cipher {0:?}")]
+    Cipher(String),
+    #[error("bad key id {0:?}")]
+    KeyId(String),
+    #[error("bad image id {0:?}")]
+    ImageId(String),
+}
+
 impl Encryption {
     /// Whether the fields are well formed: the known cipher, a key id, an
     /// image id of 32 lower-case hex digits.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), BadEncryption> {
         if self.cipher != arch_imgcrypt::CIPHER_NAME {
-            return Err(format!("unknown cipher {:?}", self.cipher));
+            return Err(BadEncryption::Cipher(self.cipher.clone()));
         }
         let hex =
             |s: &str, n| s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if !hex(&self.key_id, 2 * arch_imgcrypt::KEY_ID_LEN) {
-            return Err(format!("bad key id {:?}", self.key_id));
+            return Err(BadEncryption::KeyId(self.key_id.clone()));
         }
         if !hex(&self.image_id, 32) {
-            return Err(format!("bad image id {:?}", self.image_id));
+            return Err(BadEncryption::ImageId(self.image_id.clone()));
         }
         Ok(())
     }

@@ -32,7 +32,9 @@ mod tests_crypt;
 pub use capture::{store_file, Capture};
 pub use chunks::{chunk_channel, ChunkSender, Chunks, OwnedWrite, CHUNK};
 pub use codec::Codec;
-pub use crypt::{identity, new_image_id, Crypt, Encryption, SUFFIX as ENCRYPTED_SUFFIX};
+pub use crypt::{
+    identity, new_image_id, BadEncryption, Crypt, Encryption, SUFFIX as ENCRYPTED_SUFFIX,
+};
 pub use error::{Result, StreamError};
 pub use record::FileRecord;
 pub use serve::{decode_unhashed, decode_verified, Serve, ServeReport};
