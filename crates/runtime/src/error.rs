@@ -68,13 +68,17 @@ pub enum RuntimeError {
     /// CRIU reported success but not what a restore needs.
     #[error("container {id}: {reason}")]
     Restore { id: String, reason: &'static str },
-    /// The check CRIU waited for before resuming the restored tree (the
-    /// memory images' digests, taken behind the copy) refused it: CRIU
-    /// killed the tree.
-    #[error("container {id}: the restored tree was not resumed: {source}")]
-    NotResumed {
+    /// One of the runtime's own steps at a CRIU notify refused the
+    /// restore, and CRIU aborted it: joining the new cgroup
+    /// (`pre-restore`), the new spec's OCI hooks (`setup-namespaces`), or
+    /// the memory images' digests, taken behind the copy (`post-restore`:
+    /// CRIU killed the restored tree).
+    #[error("container {id}: the restore was refused at CRIU's {stage} notify: {source}")]
+    Refused {
         id: String,
-        source: Box<dyn std::error::Error + Send + Sync>,
+        stage: &'static str,
+        #[source]
+        source: crate::notify::NotifyError,
     },
     /// A file of the image that the runtime reads (beside CRIU's own).
     #[error("container {id}: the image's {file} is unusable: {reason}")]

@@ -56,7 +56,7 @@ pub use image_stdio::{check_image_stdio, ImageStdio, DESCRIPTORS};
 pub use libcgroups::stats::MemoryData;
 pub use libcontainer::oci_spec;
 pub use namespaces::NamespaceError;
-pub use notify::{ResumeCheck, ResumeError};
+pub use notify::{NotifyError, ResumeCheck};
 pub use orphan::{kill_recorded_cgroup, record_cgroup};
 pub use pidfd::ProcessRef;
 pub use proc_tree::process_tree;

@@ -8,23 +8,33 @@ use std::cell::{Cell, RefCell};
 
 use arch_faults::{points, ThreadScope};
 
+/// Why a notify hook refused the restore (then CRIU aborts it): kept for
+/// [`Session::refused`], so the restore's error names it rather than
+/// CRIU's "notify failed".
+pub type NotifyError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Run at CRIU's pre-restore notify with CRIU's pid, or at its
 /// setup-namespaces notify with the restored root's; an error aborts.
-type NotifyHook = Box<dyn FnMut(i32) -> std::result::Result<(), String>>;
-
-/// Why a restored tree may not run; see [`crate::RestoreRequest::resume_check`].
-pub type ResumeError = Box<dyn std::error::Error + Send + Sync>;
+type NotifyHook = Box<dyn FnMut(i32) -> std::result::Result<(), NotifyError>>;
 
 /// Run once at CRIU's post-restore notify: the tree is restored and none
-/// of its tasks runs yet; an error makes CRIU kill it.
-pub type ResumeCheck = Box<dyn FnOnce() -> std::result::Result<(), ResumeError> + Send>;
+/// of its tasks runs yet; an error makes CRIU kill it. See
+/// [`crate::RestoreRequest::resume_check`].
+pub type ResumeCheck = Box<dyn FnOnce() -> std::result::Result<(), NotifyError> + Send>;
+
+/// A hook's refusal, and the notify it came at (CRIU's script name).
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) stage: &'static str,
+    pub(crate) source: NotifyError,
+}
 
 thread_local! {
     static RESTORED_PID: Cell<i32> = const { Cell::new(0) };
     static PRE_RESTORE: RefCell<Option<NotifyHook>> = const { RefCell::new(None) };
     static SETUP_NAMESPACES: RefCell<Option<NotifyHook>> = const { RefCell::new(None) };
     static RESUME_CHECK: RefCell<Option<ResumeCheck>> = const { RefCell::new(None) };
-    static NOT_RESUMED: RefCell<Option<ResumeError>> = const { RefCell::new(None) };
+    static REFUSED: RefCell<Option<Refusal>> = const { RefCell::new(None) };
 }
 
 /// One CRIU request's notify state on this thread; cleared on drop.
@@ -48,7 +58,7 @@ impl Session {
     /// pid; an error makes CRIU abort the restore.
     pub(crate) fn before_restore(
         &self,
-        hook: impl FnMut(i32) -> std::result::Result<(), String> + 'static,
+        hook: impl FnMut(i32) -> std::result::Result<(), NotifyError> + 'static,
     ) {
         PRE_RESTORE.set(Some(Box::new(hook)));
     }
@@ -58,21 +68,21 @@ impl Session {
     /// sockets, with the restored root's pid; an error makes CRIU abort.
     pub(crate) fn at_setup_namespaces(
         &self,
-        hook: impl FnMut(i32) -> std::result::Result<(), String> + 'static,
+        hook: impl FnMut(i32) -> std::result::Result<(), NotifyError> + 'static,
     ) {
         SETUP_NAMESPACES.set(Some(Box::new(hook)));
     }
 
     /// `check` runs at CRIU's post-restore notify, once the tree is
     /// restored and before any of its tasks runs again; an error makes
-    /// CRIU kill the tree, and is kept for [`Self::not_resumed`].
+    /// CRIU kill the tree, and is kept for [`Self::refused`].
     pub(crate) fn before_resume(&self, check: ResumeCheck) {
         RESUME_CHECK.set(Some(check));
     }
 
-    /// Why the resume check refused the tree, if it did.
-    pub(crate) fn not_resumed(&self) -> Option<ResumeError> {
-        NOT_RESUMED.take()
+    /// Why a hook or the resume check refused the restore, if one did.
+    pub(crate) fn refused(&self) -> Option<Refusal> {
+        REFUSED.take()
     }
 
     /// The pid CRIU reported at post-restore (0 if none).
@@ -86,7 +96,19 @@ impl Drop for Session {
         PRE_RESTORE.set(None);
         SETUP_NAMESPACES.set(None);
         RESUME_CHECK.set(None);
-        NOT_RESUMED.set(None);
+        REFUSED.set(None);
+    }
+}
+
+/// A hook's answer as CRIU wants it (0, or -1 to abort), its error kept.
+fn refuse_on_error(stage: &'static str, answer: std::result::Result<(), NotifyError>) -> i32 {
+    match answer {
+        Ok(()) => 0,
+        Err(source) => {
+            log::error!("{stage}: refusing the restore: {source}");
+            REFUSED.set(Some(Refusal { stage, source }));
+            -1
+        }
     }
 }
 
@@ -94,14 +116,7 @@ fn run_resume_check() -> i32 {
     let Some(check) = RESUME_CHECK.take() else {
         return 0;
     };
-    match check() {
-        Ok(()) => 0,
-        Err(e) => {
-            log::error!("post-restore: not resuming the restored tree: {e}");
-            NOT_RESUMED.set(Some(e));
-            -1
-        }
-    }
+    refuse_on_error("post-restore", check())
 }
 
 /// The CRIU worker this thread spawned (rust-criu spawns it from the
@@ -126,13 +141,7 @@ fn run_pre_restore() -> i32 {
             log::error!("pre-restore: CRIU is not a child of the restoring thread");
             return -1;
         };
-        match hook(pid) {
-            Ok(()) => 0,
-            Err(e) => {
-                log::error!("pre-restore: {e}");
-                -1
-            }
-        }
+        refuse_on_error("pre-restore", hook(pid))
     })
 }
 
@@ -141,13 +150,7 @@ fn run_setup_namespaces(pid: i32) -> i32 {
         let Some(hook) = hook.as_mut() else {
             return 0;
         };
-        match hook(pid) {
-            Ok(()) => 0,
-            Err(e) => {
-                log::error!("setup-namespaces: {e}");
-                -1
-            }
-        }
+        refuse_on_error("setup-namespaces", hook(pid))
     })
 }
 
@@ -189,5 +192,31 @@ fn on_notify(
     match arch_faults::hit_in_thread_scope(&points::criu(script)) {
         Ok(()) => 0,
         Err(_) => -1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusing_hook_aborts_and_its_error_is_kept_with_its_stage() {
+        SETUP_NAMESPACES.set(Some(Box::new(|pid| {
+            Err(format!("hook failed for {pid}").into())
+        })));
+        assert_eq!(run_setup_namespaces(42), -1);
+        let refusal = REFUSED.take().expect("kept");
+        assert_eq!(refusal.stage, "setup-namespaces");
+        assert_eq!(refusal.source.to_string(), "hook failed for 42");
+        SETUP_NAMESPACES.set(Some(Box::new(|_| Ok(()))));
+        assert_eq!(run_setup_namespaces(42), 0);
+        assert!(REFUSED.take().is_none());
+    }
+
+    #[test]
+    fn a_refused_resume_is_kept_too() {
+        RESUME_CHECK.set(Some(Box::new(|| Err("wrong boot".into()))));
+        assert_eq!(run_resume_check(), -1);
+        assert_eq!(REFUSED.take().map(|r| r.stage), Some("post-restore"));
     }
 }

@@ -41,7 +41,7 @@ pub struct RestoreRequest<'a> {
     pub cgroup_driver: CgroupDriver,
     /// Run once CRIU restored the tree and before any of its tasks runs
     /// again (CRIU's post-restore notify); an error kills the tree and
-    /// fails the restore (`RuntimeError::NotResumed`). The shim checks
+    /// fails the restore (`RuntimeError::Refused`). The shim checks
     /// the memory images' digests here (arch_image::VerifyBehind).
     pub resume_check: Option<ResumeCheck>,
 }
@@ -139,9 +139,7 @@ impl Runtime {
         let outcome = joined.run_as_parent(move || {
             // CRIU calls back on this thread: the notify session lives here.
             let notify = Session::begin(&mut criu, &job_id);
-            notify.before_restore(move |criu_pid| {
-                job_target.join(criu_pid).map_err(|e| e.to_string())
-            });
+            notify.before_restore(move |criu_pid| Ok(job_target.join(criu_pid)?));
             if let Some(check) = resume_check {
                 notify.before_resume(check);
             }
@@ -149,21 +147,20 @@ impl Runtime {
             if let Some(hooks) = hooks {
                 let home = _inside.as_ref().map(ThreadCgroup::home_tasks);
                 notify.at_setup_namespaces(move |pid| {
-                    hooks
-                        .run(pid, home.as_deref().unwrap_or_default())
-                        .map_err(|e| e.to_string())
+                    Ok(hooks.run(pid, home.as_deref().unwrap_or_default())?)
                 });
             }
             let restored = end_if_failed(criu.restore()).map(|()| notify.restored_pid());
-            let refused = notify.not_resumed();
+            let refused = notify.refused();
             (criu, restored, refused)
         });
         let (restored, mut criu) = match outcome {
             Err(e) => (Err(namespaces_err(id)(e)), None),
-            Ok((criu, Err(_), Some(source))) => (
-                Err(RuntimeError::NotResumed {
+            Ok((criu, Err(_), Some(refusal))) => (
+                Err(RuntimeError::Refused {
                     id: id.to_string(),
-                    source,
+                    stage: refusal.stage,
+                    source: refusal.source,
                 }),
                 Some(criu),
             ),

@@ -152,7 +152,7 @@ impl Arch {
                 resume_check: Some(Box::new(move || {
                     verified
                         .wait()
-                        .map_err(|e| Box::new(e) as arch_runtime::ResumeError)
+                        .map_err(|e| Box::new(e) as arch_runtime::NotifyError)
                 })),
             })
             .map_err(|e| e.to_string())
