@@ -18,21 +18,33 @@ use crate::error::{Error, Result};
 /// refused. Version 3 added streamed files ([`Streamed`]); a version 2
 /// image (every file as CRIU wrote it) still reads and restores. Version 4
 /// lets the image's own files ([`crate::SEALED_FILES`]) be streamed too,
-/// at the top level: an encrypted checkpoint seals them. Each image is
-/// written with the oldest version that describes it ([`version_for`]).
-pub const FORMAT_VERSION: u32 = 4;
+/// at the top level: an encrypted checkpoint seals them. Version 5 keys
+/// an encrypted image's original digests (`Encryption::digest`). Each
+/// image is written with the oldest version that describes it
+/// ([`version_for`]).
+pub const FORMAT_VERSION: u32 = 5;
 
-/// The oldest version that describes `files`: 4 with a sealed file at the
-/// top level, else 3. An image without one stays readable by a version 3
-/// ARCH (another host mid rolling upgrade); one with it is refused there
-/// by its version, not by a file it does not expect.
+/// The oldest version that describes `files`: 5 with keyed digests, 4 with
+/// a sealed file at the top level, else 3. An image without them stays
+/// readable by an older ARCH (another host mid rolling upgrade); one with
+/// them is refused there by its version, not by a field or file it does
+/// not expect.
 pub fn version_for(files: &[FileEntry]) -> u32 {
-    let sealed_at_top = files
-        .iter()
-        .any(|f| f.stream.is_some() && !f.path.contains('/'));
-    match sealed_at_top {
-        true => FORMAT_VERSION,
-        false => 3,
+    let streamed = || {
+        files
+            .iter()
+            .filter_map(|f| f.stream.as_ref().map(|s| (f, s)))
+    };
+    let keyed = streamed().any(|(_, s)| {
+        s.encryption
+            .as_ref()
+            .is_some_and(arch_imgstream::Encryption::keyed_digest)
+    });
+    let sealed_at_top = streamed().any(|(f, _)| !f.path.contains('/'));
+    match (keyed, sealed_at_top) {
+        (true, _) => FORMAT_VERSION,
+        (false, true) => 4,
+        (false, false) => 3,
     }
 }
 
@@ -366,6 +378,11 @@ fn check_streamed(f: &FileEntry, version: u32) -> Result<()> {
     if let Some(e) = &s.encryption {
         if let Err(why) = e.check() {
             return bad(&why.to_string());
+        }
+        if e.keyed_digest() && version < 5 {
+            return bad(&format!(
+                "a keyed original digest in a version {version} manifest"
+            ));
         }
     }
     let Some(rec) = f.record() else {

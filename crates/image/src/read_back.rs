@@ -8,7 +8,7 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
+use arch_imgstream::OriginalDigest;
 
 use crate::error::{Error, Result};
 use crate::{FileEntry, HostKey, Manifest};
@@ -42,7 +42,7 @@ pub fn copy_out(
     let mut src = crate::fsutil::open_file_beneath(dir, &entry.path)?;
     let mut hashed = Hashed {
         out,
-        sha: Sha256::new(),
+        digest: OriginalDigest::default(),
         size: 0,
     };
     let write_err = |e: io::Error| Error::Io {
@@ -64,6 +64,7 @@ pub fn copy_out(
                 None => None,
             };
             let crypt = identity.as_ref().map(|(k, id)| (*k, id.as_str()));
+            hashed.digest = OriginalDigest::for_record(&rec, crypt);
             arch_imgstream::decode_unhashed(&rec, &mut src, &mut hashed, crypt).map_err(
                 |source| Error::Stream {
                     path: dir.join(&entry.path),
@@ -74,7 +75,7 @@ pub fn copy_out(
         }
     };
     hashed.out.flush().map_err(write_err)?;
-    let actual = hex::encode(hashed.sha.finalize());
+    let actual = hashed.digest.hex();
     if hashed.size != expected.0 {
         return Err(Error::SizeMismatch {
             path: name.to_string(),
@@ -95,14 +96,14 @@ pub fn copy_out(
 /// Hashes and counts what passes to `out`.
 struct Hashed<'a, W: Write> {
     out: &'a mut W,
-    sha: Sha256,
+    digest: OriginalDigest,
     size: u64,
 }
 
 impl<W: Write> Write for Hashed<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.out.write(buf)?;
-        self.sha.update(&buf[..n]);
+        self.digest.update(&buf[..n]);
         self.size += n as u64;
         Ok(n)
     }

@@ -25,7 +25,7 @@ use crate::store::{set_status, ImageStore, FAILURE_REASON_FILE};
 use crate::verify_behind::{deferrable, Deferred, Pending};
 use crate::write_behind::CopyWriter;
 use crate::SIDECAR_SEP as SEP;
-use arch_imgstream::OwnedWrite;
+use arch_imgstream::{OriginalDigest, OwnedWrite};
 
 /// The sidecar kind of a taken image.
 pub(crate) const TAKEN: &str = "taken-";
@@ -284,6 +284,7 @@ impl Taken {
                             shown: f.path.clone(),
                             size: rec.original_size,
                             sha256: rec.original_sha256.clone(),
+                            digest: OriginalDigest::for_record(&rec, crypt),
                         });
                     }
                     continue;
@@ -305,6 +306,7 @@ impl Taken {
                         shown: f.path.clone(),
                         size: f.size,
                         sha256: f.sha256.clone(),
+                        digest: OriginalDigest::default(),
                     }),
                     Some(actual) if actual != f.sha256 => {
                         return Err(Error::ChecksumMismatch {

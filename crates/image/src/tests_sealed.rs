@@ -47,7 +47,7 @@ fn sealed_files_are_listed_at_the_top_and_decoded_into_the_copy() {
     let root = tmp.path().join("root");
     let img = commit_sealed(&ImageStore::new(&root), &Arc::new(Key::from_bytes([4; 32])));
     let m = img.manifest();
-    assert_eq!(m.format_version, 4);
+    assert_eq!(m.format_version, 5);
     let paths: Vec<_> = m.files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(
         paths,
@@ -105,6 +105,55 @@ fn each_streamed_file_only_in_its_own_place_and_version() {
     v3["format_version"] = 3.into();
     let e = parse(&v3).unwrap_err();
     assert!(e.to_string().contains("version 3"), "{e}");
+    // Keyed digests only from version 5; a version 4 image's plain ones
+    // (no `digest`) still parse; no other digest name.
+    let mut v4 = v.clone();
+    v4["format_version"] = 4.into();
+    let e = parse(&v4).unwrap_err();
+    assert!(e.to_string().contains("keyed original digest"), "{e}");
+    for f in v4["files"].as_array_mut().unwrap() {
+        f["stream"]["encryption"]
+            .as_object_mut()
+            .unwrap()
+            .remove("digest");
+    }
+    parse(&v4).unwrap();
+    let mut other = v.clone();
+    for f in other["files"].as_array_mut().unwrap() {
+        f["stream"]["encryption"]["digest"] = "sha256".into();
+    }
+    let e = parse(&other).unwrap_err();
+    assert!(e.to_string().contains("unknown original digest"), "{e}");
+}
+
+/// A large page image of an encrypted image is checked behind the copy
+/// with its keyed digest; with the record's digest changed, the check
+/// behind fails.
+#[test]
+fn a_sealed_page_image_is_checked_behind_with_its_keyed_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let k = Arc::new(Key::from_bytes([4; 32]));
+    let store = ImageStore::new(&root).with_encryption(HostKey::Loaded(k.clone()));
+    let mut st = store.begin("ns", "k").unwrap();
+    let criu = st.path().join(CRIU_DIR);
+    fs::create_dir(&criu).unwrap();
+    let big: Vec<u8> = (0..(5u32 << 20)).map(|i| (i * 7 % 251) as u8).collect();
+    let rec = store_in(&criu, "pages-1.img", &big, ZSTD_1, Some(&crypt(&k)));
+    st.add_streamed(&[rec]);
+    st.commit(info()).unwrap();
+    let taken = store.take("ns", "k").unwrap();
+    let (copy, deferred) = taken
+        .verify_into_deferring(&tmp.path().join("good"))
+        .unwrap();
+    assert_eq!(deferred.pending.len(), 1, "checked behind");
+    deferred.start().wait().unwrap();
+    assert_eq!(fs::read(copy.criu_dir().join("pages-1.img")).unwrap(), big);
+    let (_, mut deferred) = taken
+        .verify_into_deferring(&tmp.path().join("bad"))
+        .unwrap();
+    deferred.pending[0].sha256 = "0".repeat(64);
+    assert!(deferred.start().wait().is_err());
 }
 
 #[test]

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use sha2::{Digest, Sha256};
+use arch_imgstream::OriginalDigest;
 
 use crate::error::{io_err, Error, Result};
 
@@ -42,7 +42,10 @@ pub(crate) struct Pending {
     /// Its path in the image, for messages.
     pub shown: String,
     pub size: u64,
+    /// Its expected digest, and how to take it (keyed for an encrypted
+    /// image's file).
     pub sha256: String,
+    pub digest: OriginalDigest,
 }
 
 /// The files of a copy whose digests are still to be checked.
@@ -129,7 +132,7 @@ impl Drop for VerifyBehind {
 
 fn check(p: &Pending, cancel: &AtomicBool) -> Result<()> {
     let mut file = std::fs::File::open(&p.copy).map_err(io_err("open", &p.copy))?;
-    let mut hash = Sha256::new();
+    let mut hash = p.digest.clone();
     let mut size = 0u64;
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -150,7 +153,7 @@ fn check(p: &Pending, cancel: &AtomicBool) -> Result<()> {
             actual: size,
         });
     }
-    let actual = hex::encode(hash.finalize());
+    let actual = hash.hex();
     if actual != p.sha256 {
         return Err(Error::ChecksumMismatch {
             path: p.shown.clone(),

@@ -30,6 +30,7 @@ mod chunk;
 mod error;
 mod header;
 mod key;
+mod keyed_digest;
 mod reader;
 mod wiped;
 mod writer;
@@ -43,6 +44,7 @@ pub const CIPHER_NAME: &str = "xchacha20poly1305-stream";
 pub use error::{Error, HeaderProblem, KeyFileProblem};
 pub use header::{DEFAULT_CHUNK, HEADER_LEN, MAX_CHUNK, MIN_CHUNK};
 pub use key::{Key, KeyId, KEY_ID_LEN, KEY_LEN};
+pub use keyed_digest::{KeyedDigest, KEYED_DIGEST_NAME};
 pub use reader::DecryptReader;
 pub use writer::EncryptWriter;
 

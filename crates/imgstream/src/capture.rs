@@ -27,7 +27,7 @@ use crate::crypt::{Crypt, Sealed, SUFFIX};
 use crate::error::{Result, StreamError};
 use crate::failure::Failure;
 use crate::hash_behind::hashed_behind;
-use crate::hashing::{Counted, HashingWriter};
+use crate::hashing::{Counted, HashingWriter, OriginalDigest};
 use crate::listener::{wait_readable, Socket};
 use crate::record::FileRecord;
 use crate::store::{valid_name, Store, StoredFile};
@@ -218,8 +218,8 @@ fn capture_file(name: &str, pipe_fd: OwnedFd, shared: &Shared) -> Result<FileRec
 }
 
 /// Stores file `name`, read from `src` to its end, as a capture does:
-/// sha256 of the original bytes, the codec, the cipher if any, sha256 of
-/// the stored bytes, into a new file `create` makes under the stored
+/// the digest of the original bytes (sha256, keyed if encrypted), the
+/// codec, the cipher if any, sha256 of the stored bytes, into a new file `create` makes under the stored
 /// name, fsync'd. `abandoned` is asked before each chunk. Public for tests
 /// and tools that make streamed images without CRIU: the same code path.
 pub fn store_file(
@@ -263,7 +263,12 @@ pub fn store_file(
     // The original digest of a large file is taken on a thread of its own
     // (hash_behind.rs), beside the compression and the stored digest; the
     // writes stay here, so a full disk breaks CRIU's writes as it happens.
-    let ((), original) = hashed_behind(name, &mut io::sink(), |to_hasher| {
+    // Keyed when encrypted: a plain digest of the plaintext would let a
+    // reader of the store confirm a guess of a whole file.
+    let digest = OriginalDigest::for_writing(
+        crypt.map(|c| (&*c.key, identity.as_deref().unwrap_or_default())),
+    );
+    let ((), original) = hashed_behind(name, &mut io::sink(), digest, |to_hasher| {
         let mut buf = vec![0u8; pipe::CHUNK];
         loop {
             if abandoned() {

@@ -26,6 +26,12 @@ pub struct Encryption {
     pub key_id: String,
     /// The image's id in every file's identity (32 hex digits).
     pub image_id: String,
+    /// How each file's `original_sha256` was taken:
+    /// [`arch_imgcrypt::KEYED_DIGEST_NAME`] since format 5; absent before,
+    /// a plain sha256 (which lets a reader of the store confirm a guess of
+    /// a whole file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// A malformed [`Encryption`] record.
@@ -37,6 +43,8 @@ pub enum BadEncryption {
     KeyId(String),
     #[error("bad image id {0:?}")]
     ImageId(String),
+    #[error("unknown original digest {0:?}")]
+    Digest(String),
 }
 
 impl Encryption {
@@ -54,7 +62,17 @@ impl Encryption {
         if !hex(&self.image_id, 32) {
             return Err(BadEncryption::ImageId(self.image_id.clone()));
         }
-        Ok(())
+        match &self.digest {
+            Some(d) if d != arch_imgcrypt::KEYED_DIGEST_NAME => {
+                Err(BadEncryption::Digest(d.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the files' original digests are keyed.
+    pub fn keyed_digest(&self) -> bool {
+        self.digest.is_some()
     }
 }
 
@@ -102,6 +120,7 @@ impl Crypt {
             cipher: arch_imgcrypt::CIPHER_NAME.to_string(),
             key_id: self.key.id().to_string(),
             image_id: self.image_id.clone(),
+            digest: Some(arch_imgcrypt::KEYED_DIGEST_NAME.to_string()),
         }
     }
 }

@@ -16,25 +16,26 @@ use std::thread::{Scope, ScopedJoinHandle};
 
 use crate::chunks::{chunk_channel, ChunkSender, Chunks, OwnedWrite, CHUNK};
 use crate::error::{Result, StreamError};
-use crate::hashing::Counted;
+use crate::hashing::{Counted, OriginalDigest};
 
 /// Below this many bytes a second thread costs more than it saves.
 pub(crate) const BEHIND_FROM: u64 = 4 * CHUNK as u64;
 
 /// Runs `produce` with a writer whose bytes are hashed and then written to
 /// `out` (on another thread past [`BEHIND_FROM`] bytes); returns what
-/// `produce` returned and the count and sha256 of everything it wrote.
+/// `produce` returned and the count and `digest` of everything it wrote.
 /// A failed write to `out` is the error (`produce` then sees its writes
 /// refused).
 pub(crate) fn hashed_behind<W: OwnedWrite, T>(
     name: &str,
     out: &mut W,
+    digest: OriginalDigest,
     produce: impl FnOnce(&mut dyn Write) -> Result<T>,
 ) -> Result<(T, Counted)> {
     std::thread::scope(|scope| {
         let mut writer = Adaptive {
             scope,
-            mode: Mode::Inline(out, Counted::new()),
+            mode: Mode::Inline(out, Counted::digesting(digest)),
             failed: None,
         };
         let produced = produce(&mut writer);
@@ -147,7 +148,7 @@ mod tests {
     fn written_in_pieces(total: usize) -> (Vec<u8>, Vec<u8>, Counted) {
         let mut out = Vec::new();
         let mut expected = Vec::new();
-        let ((), count) = hashed_behind("f", &mut out, |w| {
+        let ((), count) = hashed_behind("f", &mut out, OriginalDigest::default(), |w| {
             let mut i = 0u32;
             while expected.len() < total {
                 let len = ((i as usize * 977) % 5000).min(total - expected.len());
@@ -197,16 +198,21 @@ mod tests {
     fn a_failed_write_is_the_error_not_the_refused_send() {
         // The disk fills while inline, and once behind.
         for room in [0, BEHIND_FROM as usize + CHUNK] {
-            let e = hashed_behind("pages-1.img", &mut FullAfter(room), |w| {
-                for _ in 0..64 * CHUNK / 4096 {
-                    w.write_all(&[1; 4096])
-                        .map_err(|source| StreamError::Store {
-                            name: "producer".into(),
-                            source,
-                        })?;
-                }
-                Ok(())
-            })
+            let e = hashed_behind(
+                "pages-1.img",
+                &mut FullAfter(room),
+                OriginalDigest::default(),
+                |w| {
+                    for _ in 0..64 * CHUNK / 4096 {
+                        w.write_all(&[1; 4096])
+                            .map_err(|source| StreamError::Store {
+                                name: "producer".into(),
+                                source,
+                            })?;
+                    }
+                    Ok(())
+                },
+            )
             .err()
             .unwrap();
             match e {
@@ -222,7 +228,7 @@ mod tests {
     #[test]
     fn the_producers_error_stands_when_the_writes_were_fine() {
         let mut out = Vec::new();
-        let e = hashed_behind("f", &mut out, |w| {
+        let e = hashed_behind("f", &mut out, OriginalDigest::default(), |w| {
             w.write_all(b"some").unwrap();
             Err::<(), _>(StreamError::UnknownCodec {
                 name: "f".into(),

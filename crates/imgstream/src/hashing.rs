@@ -1,19 +1,92 @@
-//! sha256 and byte counts of what passes through a reader or writer.
+//! Digests and byte counts of what passes through a reader or writer.
 
 use std::io::{self, Read, Write};
 
 use sha2::{Digest, Sha256};
 
-/// A byte count and, unless it only counts, the sha256 of those bytes.
+use crate::{Encryption, FileRecord};
+
+/// The digest a record's original bytes are checked with: sha256, or for
+/// an encrypted image written since format 5 the keyed digest only the
+/// key's holders can take (arch_imgcrypt::KeyedDigest).
+#[derive(Clone)]
+pub enum OriginalDigest {
+    Sha256(Sha256),
+    Keyed(arch_imgcrypt::KeyedDigest),
+}
+
+impl Default for OriginalDigest {
+    fn default() -> Self {
+        OriginalDigest::Sha256(Sha256::new())
+    }
+}
+
+impl std::fmt::Debug for OriginalDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OriginalDigest::Sha256(_) => "OriginalDigest::Sha256",
+            OriginalDigest::Keyed(_) => "OriginalDigest::Keyed",
+        })
+    }
+}
+
+impl OriginalDigest {
+    /// How a writer digests file `identity`'s original bytes: keyed when
+    /// it encrypts.
+    pub fn for_writing(crypt: Option<(&arch_imgcrypt::Key, &str)>) -> Self {
+        match crypt {
+            Some((key, identity)) => {
+                OriginalDigest::Keyed(arch_imgcrypt::KeyedDigest::new(key, identity))
+            }
+            None => OriginalDigest::default(),
+        }
+    }
+
+    /// How `rec`'s original bytes are checked: keyed if its record says
+    /// so, with the key and identity its cipher needs (given, or the
+    /// decoding that needs them was refused before).
+    pub fn for_record(rec: &FileRecord, crypt: Option<(&arch_imgcrypt::Key, &str)>) -> Self {
+        match rec
+            .encryption
+            .as_ref()
+            .is_some_and(Encryption::keyed_digest)
+        {
+            true => Self::for_writing(crypt),
+            false => OriginalDigest::default(),
+        }
+    }
+
+    pub fn update(&mut self, buf: &[u8]) {
+        match self {
+            OriginalDigest::Sha256(sha) => sha.update(buf),
+            OriginalDigest::Keyed(mac) => mac.update(buf),
+        }
+    }
+
+    /// Lower-case hex, as records keep digests.
+    pub fn hex(self) -> String {
+        match self {
+            OriginalDigest::Sha256(sha) => hex::encode(sha.finalize()),
+            OriginalDigest::Keyed(mac) => mac.hex(),
+        }
+    }
+}
+
+/// A byte count and, unless it only counts, a digest of those bytes.
 pub(crate) struct Counted {
-    sha: Option<Sha256>,
+    sha: Option<OriginalDigest>,
     pub size: u64,
 }
 
 impl Counted {
+    /// Counts and takes the sha256.
     pub fn new() -> Self {
+        Self::digesting(OriginalDigest::default())
+    }
+
+    pub fn digesting(digest: OriginalDigest) -> Self {
         Counted {
-            sha: Some(Sha256::new()),
+            sha: Some(digest),
             size: 0,
         }
     }
@@ -35,11 +108,7 @@ impl Counted {
     }
 
     pub fn hex(self) -> String {
-        hex::encode(
-            self.sha
-                .expect("a digest of a count that hashed")
-                .finalize(),
-        )
+        self.sha.expect("a digest of a count that hashed").hex()
     }
 }
 

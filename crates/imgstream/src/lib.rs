@@ -36,6 +36,7 @@ pub use crypt::{
     identity, new_image_id, BadEncryption, Crypt, Encryption, SUFFIX as ENCRYPTED_SUFFIX,
 };
 pub use error::{Result, StreamError};
+pub use hashing::OriginalDigest;
 pub use record::FileRecord;
 pub use serve::{decode_unhashed, decode_verified, Serve, ServeReport};
 pub use store::{valid_name, DirStore, Store, StoredFile};

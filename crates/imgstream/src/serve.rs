@@ -31,7 +31,7 @@ use crate::crypt::Opened;
 use crate::error::{Result, StreamError};
 use crate::failure::Failure;
 use crate::hash_behind::hashed_behind;
-use crate::hashing::{Counted, HashingReader};
+use crate::hashing::{Counted, HashingReader, OriginalDigest};
 use crate::listener::{wait_readable, Socket};
 use crate::record::FileRecord;
 use crate::store::{valid_name, Store};
@@ -253,7 +253,8 @@ pub fn decode_verified(
     // bytes are its original ones (`decoding` checked the record agrees
     // with itself), and otherwise the stored bytes are only hashed again to
     // name the cause of a failure.
-    let checked = hashed_behind(name, out, |mut to_hasher| {
+    let digest = OriginalDigest::for_record(rec, crypt);
+    let checked = hashed_behind(name, out, digest, |mut to_hasher| {
         decode(file, codec, crypt, name, &mut to_hasher, None, false)
     })
     .and_then(|((stored, _), original)| {

@@ -103,3 +103,64 @@ fn a_flipped_byte_fails_its_tag_even_with_a_matching_digest() {
         );
     }
 }
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// An encrypted file's original digest is keyed: not the plaintext's
+/// sha256 (which would confirm a guess), but the key's HMAC over the
+/// file's identity and its bytes, and the record says so.
+#[test]
+fn an_encrypted_file_records_a_keyed_original_digest() {
+    let d = tempfile::tempdir().unwrap();
+    let c = crypt([7; 32], ID);
+    let recs = capture_with(d.path(), ZSTD, Some(c.clone()));
+    for (name, bytes) in files() {
+        let r = recs.iter().find(|r| r.name == name).unwrap();
+        let e = r.encryption.as_ref().unwrap();
+        assert_eq!(e.digest.as_deref(), Some(arch_imgcrypt::KEYED_DIGEST_NAME));
+        assert_ne!(r.original_sha256, sha256_hex(&bytes), "{name}");
+        let mut keyed = arch_imgcrypt::KeyedDigest::new(&c.key, &c.identity(name));
+        keyed.update(&bytes);
+        assert_eq!(r.original_sha256, keyed.hex(), "{name}");
+    }
+}
+
+/// A keyed digest that does not match (another file's, or the plain one
+/// with the record still saying keyed) is refused after decoding.
+#[test]
+fn a_wrong_keyed_digest_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let c = crypt([7; 32], ID);
+    let recs = capture_with(d.path(), ZSTD, Some(c.clone()));
+    let r = recs.iter().find(|r| r.name == "pages-1.img").unwrap();
+    let plain = decode(d.path(), r, &c).unwrap();
+    let r = FileRecord {
+        original_sha256: sha256_hex(&plain),
+        ..r.clone()
+    };
+    let e = decode(d.path(), &r, &c).unwrap_err();
+    assert!(matches!(e, StreamError::OriginalDigest { .. }), "{e}");
+}
+
+/// An image written before keyed digests (format 4: no `digest`, the
+/// plaintext's sha256) still decodes.
+#[test]
+fn a_plain_digest_without_the_keyed_mark_still_decodes() {
+    let d = tempfile::tempdir().unwrap();
+    let c = crypt([7; 32], ID);
+    let recs = capture_with(d.path(), ZSTD, Some(c.clone()));
+    for r in &recs {
+        let plain = decode(d.path(), r, &c).unwrap();
+        let mut e = r.encryption.clone().unwrap();
+        e.digest = None;
+        let old = FileRecord {
+            original_sha256: sha256_hex(&plain),
+            encryption: Some(e),
+            ..r.clone()
+        };
+        assert_eq!(decode(d.path(), &old, &c).unwrap(), plain, "{}", r.name);
+    }
+}

@@ -192,6 +192,16 @@ fn an_encrypted_checkpoint_restores_the_process_state() {
         log.stdout.contains("Dumping finished successfully") && log.stdout.contains(HELD_OPEN),
         "the decrypted log names the held file"
     );
+    // The manifest gives no plaintext's sha256 (format 5: keyed digests),
+    // so a reader of the store cannot confirm a guess of the log.
+    use sha2::Digest;
+    let plain_sha = hex::encode(sha2::Sha256::digest(log.stdout.as_bytes()));
+    let manifest = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+    assert!(!manifest.contains(&plain_sha), "the log's plain digest");
+    assert_eq!(
+        (m.format_version, e.digest.as_deref()),
+        (5, Some("hmac-sha256"))
+    );
     let no_key = [("ARCH_ENCRYPTION_KEY_FILE", "")];
     let refused = archctl_with_env(&root, &no_key, &["cat", &image_name, "criu/dump.log"]);
     assert_ne!(refused.code, 0);
@@ -199,7 +209,9 @@ fn an_encrypted_checkpoint_restores_the_process_state() {
     let i = archctl(&root, &["inspect", &format!("{}/{key}", c.namespace)]);
     assert_eq!(i.code, 0, "{}", i.stderr);
     assert!(
-        i.stdout.contains("encrypted:") && i.stdout.contains(&key_id),
+        i.stdout.contains("encrypted:")
+            && i.stdout.contains(&key_id)
+            && i.stdout.contains("original digests hmac-sha256"),
         "{}",
         i.stdout
     );

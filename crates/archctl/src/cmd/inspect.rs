@@ -92,10 +92,11 @@ pub fn run(store: &ImageStore, id: &ImageId, json: bool) -> Result<i32> {
     }
     if let Some(e) = m.encryption() {
         println!(
-            "encrypted:  {} (key id {}, image id {})",
+            "encrypted:  {} (key id {}, image id {}, original digests {})",
             p(&e.cipher),
             p(&e.key_id),
-            p(&e.image_id)
+            p(&e.image_id),
+            p(e.digest.as_deref().unwrap_or("sha256"))
         );
     }
     println!(
