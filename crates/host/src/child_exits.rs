@@ -93,6 +93,21 @@ impl ExitWatch {
     }
 }
 
+impl ExitWatch {
+    /// As [`Self::wait`], but a child still running at `deadline` is
+    /// killed and waited for: None then.
+    pub fn wait_or_kill(&self, child: &mut Child, deadline: Option<Instant>) -> Option<i32> {
+        match self.wait(child, deadline) {
+            Ended::Code(code) => Some(code),
+            Ended::Running => {
+                let _ = child.kill();
+                let _ = self.wait(child, None);
+                None
+            }
+        }
+    }
+}
+
 impl Drop for ExitWatch {
     fn drop(&mut self) {
         let mut seen = seen();
@@ -144,7 +159,7 @@ mod tests {
         let mut child = Command::new("sleep").arg("5").spawn().unwrap();
         let at = Instant::now() + Duration::from_millis(100);
         assert_eq!(watch.wait(&mut child, Some(at)), Ended::Running);
-        let _ = child.kill();
-        let _ = child.wait();
+        assert_eq!(watch.wait_or_kill(&mut child, Some(at)), None);
+        assert!(child.try_wait().unwrap().is_some(), "killed and reaped");
     }
 }

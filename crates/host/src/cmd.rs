@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::child_exits::{Ended, ExitWatch};
+use crate::child_exits::ExitWatch;
 
 /// How long a probe may take before it counts as failed.
 pub const CMD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -82,16 +82,11 @@ pub fn run(mut cmd: Command, deadline: Option<Duration>) -> Result<Ran, CmdError
     };
     let out = reader(child.stdout.take().map(|p| Box::new(p) as _));
     let err = reader(child.stderr.take().map(|p| Box::new(p) as _));
-    let code = match watch.wait(&mut child, deadline.map(|d| Instant::now() + d)) {
-        Ended::Code(code) => code,
-        Ended::Running => {
-            let _ = child.kill();
-            let _ = watch.wait(&mut child, None);
-            return Err(CmdError::TimedOut {
-                bin,
-                after: deadline.unwrap_or_default(),
-            });
-        }
+    let Some(code) = watch.wait_or_kill(&mut child, deadline.map(|d| Instant::now() + d)) else {
+        return Err(CmdError::TimedOut {
+            bin,
+            after: deadline.unwrap_or_default(),
+        });
     };
     let mut output = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();
     output.push_str(&String::from_utf8_lossy(&err.join().unwrap_or_default()));

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use libcontainer::oci_spec::runtime::{Hook, Spec};
 
-use arch_host::child_exits::{Ended, ExitWatch};
+use arch_host::child_exits::ExitWatch;
 
 /// A hook of the spec that did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -185,16 +185,11 @@ fn run_hook(hook: &Hook, state: &[u8], home: &std::sync::Arc<Home>) -> Result<()
     });
     let timeout = hook.timeout().filter(|s| *s > 0);
     let deadline = timeout.map(|s| Instant::now() + Duration::from_secs(s as u64));
-    let code = match watch.wait(&mut child, deadline) {
-        Ended::Code(code) => code,
-        Ended::Running => {
-            let _ = child.kill();
-            let _ = watch.wait(&mut child, None);
-            return Err(HookError::TimedOut {
-                path,
-                seconds: timeout.unwrap_or_default(),
-            });
-        }
+    let Some(code) = watch.wait_or_kill(&mut child, deadline) else {
+        return Err(HookError::TimedOut {
+            path,
+            seconds: timeout.unwrap_or_default(),
+        });
     };
     if code == 0 {
         return Ok(());
