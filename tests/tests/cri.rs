@@ -5,6 +5,7 @@
 //! handler read from docs/examples/runtimeclass.yaml.
 //! Run through `make test` (hack/test.sh); without the rig they fail.
 
+use std::path::Path;
 use std::time::Duration;
 
 use arch_e2e::cri::{
@@ -354,4 +355,103 @@ fn a_tag_moved_to_another_image_starts_fresh() {
     let _ = std::process::Command::new("ctr")
         .args(["--address", &address, "-n", "k8s.io", "image", "rm", &image])
         .output();
+}
+
+/// The hook directory of the rig's "arch-hooked" handler, beside the CRI
+/// socket (hack/containerd-test.sh, write_hooked_runtime).
+fn hooks_dir() -> std::path::PathBuf {
+    let address = std::env::var("ARCH_CRI_ADDRESS").expect("ARCH_CRI_ADDRESS");
+    let dir = Path::new(&address)
+        .parent()
+        .expect("a socket directory")
+        .join("hooks");
+    assert!(
+        dir.join("prestart").exists(),
+        "{} has no prestart hook: the rig predates the arch-hooked handler",
+        dir.display()
+    );
+    dir
+}
+
+/// Runs a counter under the "arch-hooked" handler in a new pod and stops
+/// it (a checkpoint); returns its boot id. The pod is removed.
+fn hooked_run_and_stop(c: &Cri, key: &str) -> String {
+    let mut spec = PodSpec::new("hooked");
+    spec.handler = "arch-hooked".into();
+    let pod = c.run_pod(spec);
+    let id = pod.run_container(&ContainerSpec::sh("hooked", COUNTER).arch(key));
+    assert!(wait_until(Duration::from_secs(10), || count(c, &id) >= 3));
+    let boot = read_settled(c, &id, "/tmp/boot");
+    c.stop_container(&id, GRACE);
+    wait_exited(c, &id);
+    assert_eq!(committed(key), 1, "StopContainer checkpointed {key}");
+    c.remove_container(&id);
+    boot
+}
+
+/// An OCI hook a base spec injects (how operators add hooks under CRI)
+/// runs at a restore as at a create, with the restored init's pid: and one
+/// that fails makes the restore fall back to a fresh start, whose record
+/// names the hook's error; the fresh start runs the hook again.
+#[test]
+fn a_base_spec_hook_runs_at_restore_and_its_failure_starts_fresh() {
+    let c = cri();
+    let hooks = hooks_dir();
+    let key = unique_id("crihook");
+    let boot = hooked_run_and_stop(&c, &key);
+
+    // The hook fails once: the restore's run of it.
+    std::fs::write(hooks.join("fail-once"), b"").unwrap();
+    let mut spec = PodSpec::new("hooked");
+    spec.handler = "arch-hooked".into();
+    let pod = c.run_pod(spec);
+    let id = pod.run_container(&ContainerSpec::sh("hooked", COUNTER).arch(&key));
+    assert!(!hooks.join("fail-once").exists(), "the hook ran");
+    let fresh = read_settled(&c, &id, "/tmp/boot");
+    assert_ne!(fresh, boot, "started fresh");
+    let recs = arch_e2e::records_for(&arch_e2e::checkpoint_root(), &key);
+    assert!(
+        recs.iter().any(|r| {
+            r.op == arch_records::Operation::Restore
+                && r.outcome == arch_records::Outcome::Fallback
+                && r.error.as_deref().is_some_and(|e| {
+                    e.contains("setup-namespaces") && e.contains("told to fail once")
+                })
+        }),
+        "a restore record names the hook: {recs:?}"
+    );
+    assert!(wait_until(Duration::from_secs(10), || count(&c, &id) >= 3));
+    c.stop_container(&id, GRACE);
+    wait_exited(&c, &id);
+    assert_eq!(
+        committed(&key),
+        1,
+        "the fresh start checkpointed at its stop"
+    );
+    c.remove_container(&id);
+    drop::<Pod>(pod);
+
+    // The hook passes: restored, and its state named the restored init.
+    let mut spec = PodSpec::new("hooked");
+    spec.handler = "arch-hooked".into();
+    let pod = c.run_pod(spec);
+    let id = pod.run_container(&ContainerSpec::sh("hooked", COUNTER).arch(&key));
+    assert_eq!(read_settled(&c, &id, "/tmp/boot"), fresh, "restored");
+    let states = std::fs::read_to_string(hooks.join("states")).unwrap();
+    let state: serde_json::Value = states
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .rfind(|s| s["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("no state for {id} in {states}"));
+    assert_eq!(state["status"], "creating", "{state}");
+    let pid = state["pid"].as_i64().expect("a pid") as i32;
+    assert_eq!(
+        host_ns(pid, "pid"),
+        container_ns(&c, &id, "pid"),
+        "the hook was given the restored init's pid"
+    );
+    c.stop_container(&id, GRACE);
+    wait_exited(&c, &id);
+    c.remove_container(&id);
+    drop::<Pod>(pod);
 }
