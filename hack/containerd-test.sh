@@ -205,8 +205,9 @@ EOF
 
 # A second ARCH handler, "arch-hooked", whose base spec has a prestart hook
 # (tests/tests/cri.rs: OCI hooks at restore). CRI keeps a base spec's hooks:
-# it is how operators inject them. The hook logs each state it is given and
-# fails once, naming itself, while hooks/fail-once exists.
+# it is how operators inject them. The hook logs each state it is given, then
+# its own v1 memory cgroup, and fails once, naming itself, while
+# hooks/fail-once exists.
 write_hooked_runtime() {
     local version="$1" hooks="$TEST_DIR/hooks" base="$TEST_DIR/hooked-base.json" table
     mkdir -p "$hooks"
@@ -214,7 +215,8 @@ write_hooked_runtime() {
     cat >"$hooks/prestart" <<'EOF'
 #!/bin/sh
 dir=$(dirname "$0")
-{ cat; echo; } >>"$dir/states"
+state=$(cat)
+printf '%s\n#cgroup %s\n' "$state" "$(grep ':memory:' /proc/self/cgroup)" >>"$dir/states"
 if rm "$dir/fail-once" 2>/dev/null; then echo "told to fail once" >&2; exit 3; fi
 EOF
     chmod 755 "$hooks/prestart"

@@ -438,10 +438,12 @@ fn a_base_spec_hook_runs_at_restore_and_its_failure_starts_fresh() {
     let id = pod.run_container(&ContainerSpec::sh("hooked", COUNTER).arch(&key));
     assert_eq!(read_settled(&c, &id, "/tmp/boot"), fresh, "restored");
     let states = std::fs::read_to_string(hooks.join("states")).unwrap();
-    let state: serde_json::Value = states
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .rfind(|s| s["id"] == id.as_str())
+    // Each run logs its state, then a `#cgroup` line: its v1 memory cgroup.
+    let lines: Vec<&str> = states.lines().collect();
+    let (state, hook_cgroup) = lines
+        .windows(2)
+        .filter_map(|w| Some((serde_json::from_str::<serde_json::Value>(w[0]).ok()?, w[1])))
+        .rfind(|(s, _)| s["id"] == id.as_str())
         .unwrap_or_else(|| panic!("no state for {id} in {states}"));
     assert_eq!(state["status"], "creating", "{state}");
     let pid = state["pid"].as_i64().expect("a pid") as i32;
@@ -450,6 +452,18 @@ fn a_base_spec_hook_runs_at_restore_and_its_failure_starts_fresh() {
         container_ns(&c, &id, "pid"),
         "the hook was given the restored init's pid"
     );
+    // CRIU's thread sits in the container's v1 cgroups: the hook is moved
+    // back to the shim's, so the container's limits and its end do not
+    // reach it. (cgroup v2 has no per-thread cgroups: nothing to move.)
+    let container_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    if let Some(memory) = container_cgroup.lines().find(|l| l.contains(":memory:")) {
+        let hook_memory = hook_cgroup.strip_prefix("#cgroup ").expect("a cgroup line");
+        assert!(hook_memory.contains(":memory:"), "{hook_cgroup}");
+        assert_ne!(
+            hook_memory, memory,
+            "the hook ran outside the container's cgroup"
+        );
+    }
     c.stop_container(&id, GRACE);
     wait_exited(&c, &id);
     c.remove_container(&id);
