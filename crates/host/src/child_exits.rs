@@ -5,8 +5,8 @@
 //! status (an OCI hook, CRIU's CLI) can be gone, ECHILD, by the time the
 //! runtime waits for it. The reaper hands each exit here too
 //! ([`child_exited`]); while an [`ExitWatch`] is open every exit is kept,
-//! so the watcher finds its child's code whoever reaped it. Without a reaper (archctl, tests) the
-//! watcher reaps its child itself.
+//! so the watcher finds its child's code whoever reaped it. Without a
+//! reaper (archctl, tests) the watcher reaps its child itself.
 
 use std::process::Child;
 use std::sync::{Condvar, Mutex};
@@ -91,9 +91,7 @@ impl ExitWatch {
                 .unwrap_or_else(|p| p.into_inner());
         }
     }
-}
 
-impl ExitWatch {
     /// As [`Self::wait`], but a child still running at `deadline` is
     /// killed and waited for: None then.
     pub fn wait_or_kill(&self, child: &mut Child, deadline: Option<Instant>) -> Option<i32> {

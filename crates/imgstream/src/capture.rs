@@ -219,9 +219,10 @@ fn capture_file(name: &str, pipe_fd: OwnedFd, shared: &Shared) -> Result<FileRec
 
 /// Stores file `name`, read from `src` to its end, as a capture does:
 /// the digest of the original bytes (sha256, keyed if encrypted), the
-/// codec, the cipher if any, sha256 of the stored bytes, into a new file `create` makes under the stored
-/// name, fsync'd. `abandoned` is asked before each chunk. Public for tests
-/// and tools that make streamed images without CRIU: the same code path.
+/// codec, the cipher if any, sha256 of the stored bytes, into a new file
+/// `create` makes under the stored name, fsync'd. `abandoned` is asked
+/// before each chunk. Public for tests and tools that make streamed images
+/// without CRIU: the same code path.
 pub fn store_file(
     name: &str,
     mut src: impl Read,
