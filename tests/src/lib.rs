@@ -566,26 +566,33 @@ pub fn parallel<T: Send + Sync, R: Send>(
 /// image passes validation and the bad content reaches the later steps.
 pub fn reseal(dir: &Path, rel: &str) {
     use sha2::{Digest, Sha256};
+    let data = std::fs::read(dir.join(rel)).unwrap();
+    resign(dir, |m| {
+        for f in m["files"].as_array_mut().unwrap() {
+            if f["path"] == rel {
+                f["size"] = data.len().into();
+                f["sha256"] = hex::encode(Sha256::digest(&data)).into();
+            }
+        }
+        let total: u64 = m["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["size"].as_u64().unwrap())
+            .sum();
+        m["total_size"] = total.into();
+    });
+}
+
+/// Applies `edit` to an image's manifest.json and signs it again with the
+/// shims' key, so the change reaches the steps after the signature check
+/// (as it would for a holder of the key).
+pub fn resign(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     let path = dir.join("manifest.json");
     let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    let data = std::fs::read(dir.join(rel)).unwrap();
-    for f in m["files"].as_array_mut().unwrap() {
-        if f["path"] == rel {
-            f["size"] = data.len().into();
-            f["sha256"] = hex::encode(Sha256::digest(&data)).into();
-        }
-    }
-    let total: u64 = m["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["size"].as_u64().unwrap())
-        .sum();
-    m["total_size"] = total.into();
+    edit(&mut m);
     let bytes = serde_json::to_vec_pretty(&m).unwrap();
     std::fs::write(&path, &bytes).unwrap();
-    // Signed again with the shims' key, so the damage reaches the steps
-    // after the signature check (as it would for a holder of the key).
     let sig = dir.join(arch_image::SIGNATURE);
     if sig.exists() {
         std::fs::write(&sig, signing_key().sign(&bytes)).unwrap();

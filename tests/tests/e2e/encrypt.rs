@@ -14,6 +14,8 @@
 //!   and the image stays for a host with its key.
 //! - A flipped ciphertext byte with the stored digest and signature made
 //!   to match: the tag check alone refuses it, a fresh start.
+//! - The keyed-digest mark dropped and the manifest made format 4, signed
+//!   again: the keyed digests check nothing as plain ones, a fresh start.
 //! - A terminal's checkpoint (unstreamable) is sealed after CRIU writes it
 //!   and restores; one into containerd's own path is refused, not written
 //!   in clear.
@@ -22,7 +24,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use arch_e2e::{archctl, archctl_with_env, records_for, reseal, unique_id, wait_until, Ctr};
+use arch_e2e::{
+    archctl, archctl_with_env, records_for, reseal, resign, unique_id, wait_until, Ctr,
+};
 use arch_records::{Operation, Outcome};
 
 use crate::two_hosts::{bases, Host};
@@ -281,6 +285,37 @@ fn a_flipped_ciphertext_byte_starts_fresh_even_when_resealed() {
     assert_ne!(again(c, &key), boot, "a fresh start");
     let why = fallback_error(&root, &key);
     assert!(why.contains("failed authentication"), "{why}");
+}
+
+/// A downgrade by a holder of the signing key (not the image key): the
+/// manifest made format 4 and the keyed-digest mark dropped, so a reader
+/// would take each original digest for a plain sha256. The keyed digests
+/// stay what they are, so no file checks out: a fresh start naming the
+/// file, never a restore of bytes checked against nothing.
+#[test]
+fn a_downgraded_digest_mark_starts_fresh_even_when_resealed() {
+    let (host, root, _) = host("enc-down");
+    let c = &host.ctr;
+    let key = unique_id("edkey");
+    let (boot, _) = run_and_stop(c, &key);
+    let dir = image(&root, c, &key);
+    let mut dropped = 0;
+    resign(&dir, |m| {
+        m["format_version"] = 4.into();
+        for f in m["files"].as_array_mut().unwrap() {
+            if let Some(enc) = f["stream"]["encryption"].as_object_mut() {
+                dropped += usize::from(enc.remove("digest").is_some());
+            }
+        }
+    });
+    assert!(dropped > 1, "marks dropped: {dropped}");
+    let image = arch_image::ImageStore::new(&root)
+        .open(&c.namespace, &key)
+        .expect("a valid, signed format 4 manifest");
+    assert_eq!(image.manifest().format_version, 4);
+    assert_ne!(again(c, &key), boot, "a fresh start");
+    let why = fallback_error(&root, &key);
+    assert!(why.contains("the original bytes' sha256 is"), "{why}");
 }
 
 const TRAPPED: &str = "trap 'echo got-term > /tmp/term; exit 143' TERM; \
