@@ -579,6 +579,12 @@ def cr_sample(ctx, rt, mib, fig, p, fill="byte"):
             res[p + "image_rss"] = size / rss
         rec.update(ckpt_ms=dt * 1000, image_bytes=size, count_before=c0)
         ctx.remove([cid])  # untimed (ARCH: already exited; runc: still running)
+        # Both restores start from the same memory: this VM reports freed
+        # pages to its host (virtio-balloon free page reporting) about 2 s
+        # after they are freed, and faulting them back costs 3-5x a warm
+        # write. Without the wait runc-v2's restore got the GiB its original
+        # freed just now (warm) and ARCH's the one freed before the commit.
+        time.sleep(ctx.args.restore_settle)
         # -- restore
         try:
             if rt == "arch":
@@ -1250,6 +1256,9 @@ def main():
                     help="latency samples per runtime per round (default 5)")
     ap.add_argument("--settle", type=float, default=1.0,
                     help="seconds to let idle shims settle before reading memory")
+    ap.add_argument("--restore-settle", type=float, default=4.0,
+                    help="seconds between removing a checkpointed container and its "
+                    "restore, for both runtimes (0: at once)")
     ap.add_argument("--out", default="results/bench")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 2 rounds, 4 containers, 2 iterations")
@@ -1362,7 +1371,8 @@ def main():
         "duration_s": round(time.time() - t_start, 1),
         "interrupted": interrupted,
         "params": {k: getattr(args, k) for k in (
-            "rounds", "containers", "iters", "settle", "quick", "image", "checkpoint_root",
+            "rounds", "containers", "iters", "settle", "restore_settle", "quick", "image",
+            "checkpoint_root",
             "cr_iters", "small_mib", "big_mib", "big_iters", "archive_mib", "scale", "scale_mib",
             "scale_parallel")},
         "runtimes": {k: v[0] for k, v in RUNTIMES.items()},
