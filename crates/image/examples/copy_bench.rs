@@ -1,7 +1,12 @@
 //! Times a restore's verified copy of one streamed (zstd 1) page file,
 //! the part of a restore before CRIU (read, decode, sha256, write).
 //!   cargo run --release -p arch-image --example copy_bench -- DIR [MiB] [repeats]
-//! Even rounds verify as they copy, odd ones hash the page image behind.
+//! Even rounds verify as they copy, odd ones hash the page image behind;
+//! `COPY_BENCH_MODE=verified` or `behind` runs every round one way.
+//! `COPY_BENCH_REST=S` waits S seconds before each round: on a VM that
+//! reports freed memory to its host (virtio-balloon free page reporting,
+//! after about 2 s) the copy then writes into cold memory, as a restore
+//! some seconds after the stop does (docs/benchmarks.md, run 8).
 //! DIR must be on the disk to measure (not tmpfs); it is left empty.
 
 mod common;
@@ -17,6 +22,8 @@ fn main() {
     let dir = args.next().expect("usage: copy_bench DIR [MiB] [repeats]");
     let mib: u64 = args.next().map_or(1024, |v| v.parse().expect("MiB"));
     let repeats: usize = args.next().map_or(3, |v| v.parse().expect("repeats"));
+    let mode = std::env::var("COPY_BENCH_MODE").ok();
+    let rest = std::env::var("COPY_BENCH_REST").map_or(0, |s| s.parse().expect("seconds"));
     let root = std::path::Path::new(&dir).join("copy-bench-root");
     let store = ImageStore::new(root.clone());
     let mut staging = store.begin("bench", "copy").expect("staging");
@@ -45,7 +52,13 @@ fn main() {
         let to = std::path::Path::new(&dir).join(format!("copy-bench-{i}"));
         // Odd rounds copy with the page image hashed behind (what a
         // restore's Create waits for is the copy alone).
-        let behind = i % 2 == 1;
+        let behind = match mode.as_deref() {
+            Some("behind") => true,
+            Some("verified") => false,
+            Some(m) => panic!("COPY_BENCH_MODE is verified or behind, not {m}"),
+            None => i % 2 == 1,
+        };
+        std::thread::sleep(std::time::Duration::from_secs(rest));
         let t = Instant::now();
         let (copy, deferred) = match behind {
             false => (taken.verify_into(&to).expect("copy"), Default::default()),
