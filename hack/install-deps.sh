@@ -224,7 +224,9 @@ else
     log "criu: building from Debian $CRIU_SUITE source in $CRIU_WORKDIR"
     mkdir -p "$CRIU_WORKDIR"
     cd "$CRIU_WORKDIR"
-    newest_orig() { ls criu_*.orig.tar.* 2>/dev/null | sort -V | tail -n1; }
+    # compgen fails when nothing matches (a fresh host): that is not an
+    # error here, and under pipefail it would end the script silently.
+    newest_orig() { { compgen -G 'criu_*.orig.tar.*' || true; } | sort -V | tail -n1; }
     orig_version() { basename "$1" | sed -E 's/^criu_([^.]+\.[^.]+(\.[0-9]+)?)\.orig\.tar\..*/\1/'; }
     orig="$(newest_orig)"
     if [ -z "$orig" ] || ! version_at_least "$(orig_version "$orig")" "$CRIU_MIN"; then
