@@ -315,6 +315,7 @@ fn check_prints_one_line_per_item() {
             "containerd",
             "config",
             "images",
+            "restore copy",
             "encryption",
             "checkpoint root"
         ],
@@ -327,6 +328,10 @@ fn check_prints_one_line_per_item() {
         "{out}"
     );
     assert!(out.contains("ok      encryption: off"), "{out}");
+    assert!(
+        out.contains("restore copy: in memory (/dev/shm/containerd-arch-restore)"),
+        "{out}"
+    );
     assert!(
         out.contains("missing containerd: /nonexistent/containerd.sock"),
         "{out}"

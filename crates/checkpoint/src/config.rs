@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{CheckpointError, Result};
+use crate::restore_copy::{parse_restore_copy, RestoreCopy};
 use crate::stream_config::{
     parse_compression, parse_stream, parse_zstd_level, parse_zstd_threads, StreamConfig,
 };
@@ -60,6 +61,8 @@ pub struct ArchConfig {
     /// terminal's sealed after CRIU writes it); one that can be neither
     /// (pre-dumps) fails instead of being written in the clear.
     pub encryption_key_file: Option<PathBuf>,
+    /// Where a restore's verified copy is written (memory or disk).
+    pub restore_copy: RestoreCopy,
 }
 
 /// Half the dump slots: the other half stays free for stop-checkpoints.
@@ -94,6 +97,7 @@ impl Default for ArchConfig {
             claim_lease: DEFAULT_CLAIM_LEASE,
             generations: 1,
             stream: StreamConfig::default(),
+            restore_copy: RestoreCopy::Auto,
         }
     }
 }
@@ -117,6 +121,7 @@ struct FileConfig {
     zstd_level: Option<i64>,
     zstd_threads: Option<i64>,
     encryption_key_file: Option<String>,
+    restore_copy: Option<String>,
 }
 
 fn config_err(origin: &str, reason: impl Into<String>) -> CheckpointError {
@@ -249,8 +254,8 @@ impl ArchConfig {
     /// `ARCH_KILL_DEADLINE_SECS`, `ARCH_MAX_CONCURRENT_DUMPS`,
     /// `ARCH_SIGNING_KEY_FILE`, `ARCH_ALLOW_UNSIGNED`, `ARCH_CLAIM_LEASE_SECS`,
     /// `ARCH_GENERATIONS`, `ARCH_STREAM`, `ARCH_COMPRESSION`,
-    /// `ARCH_ZSTD_LEVEL`, `ARCH_ZSTD_THREADS`, `ARCH_ENCRYPTION_KEY_FILE`
-    /// from the environment.
+    /// `ARCH_ZSTD_LEVEL`, `ARCH_ZSTD_THREADS`, `ARCH_ENCRYPTION_KEY_FILE`,
+    /// `ARCH_RESTORE_COPY` from the environment.
     pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let path = env(CONFIG_ENV)
             .map(PathBuf::from)
@@ -341,6 +346,9 @@ impl ArchConfig {
         if let Some(v) = env("ARCH_ZSTD_THREADS") {
             let origin = "ARCH_ZSTD_THREADS";
             cfg.stream.zstd_threads = parse_zstd_threads(env_number(&v, origin)?, origin)?;
+        }
+        if let Some(v) = env("ARCH_RESTORE_COPY") {
+            cfg.restore_copy = parse_restore_copy(&v, "ARCH_RESTORE_COPY")?;
         }
         cfg.check_trust("the configuration")?;
         cfg.check_encryption("the configuration")?;
@@ -436,6 +444,9 @@ impl ArchConfig {
         if let Some(v) = file.zstd_threads {
             cfg.stream.zstd_threads = parse_zstd_threads(v, &origin)?;
         }
+        if let Some(v) = file.restore_copy {
+            cfg.restore_copy = parse_restore_copy(&v, &origin)?;
+        }
         Ok(cfg)
     }
 }
@@ -461,15 +472,17 @@ mod tests {
         assert_eq!(cfg.stop_signal, libc::SIGTERM);
         assert_eq!(cfg.claim_lease, DEFAULT_CLAIM_LEASE);
         assert_eq!(cfg.generations, 1, "the newest image only");
+        assert_eq!(cfg.restore_copy, RestoreCopy::Auto);
     }
 
     #[test]
     fn file_then_env() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "checkpoint_root = \"/srv/ckpt\"\nmode = \"network-fs\"\nsigning_key_file = \"/etc/arch/fleet.key\"\nstop_signal = \"SIGUSR1\"\nkill_deadline_secs = 5\nmax_concurrent_dumps = 3\nmin_interval_secs = 10\nmax_periodic_dumps = 2\nclaim_lease_secs = 30\ngenerations = 3\nstream = \"off\"\ncompression = \"none\"\nzstd_level = 5\nzstd_threads = 2\n").unwrap();
+        std::fs::write(&file, "checkpoint_root = \"/srv/ckpt\"\nmode = \"network-fs\"\nsigning_key_file = \"/etc/arch/fleet.key\"\nstop_signal = \"SIGUSR1\"\nkill_deadline_secs = 5\nmax_concurrent_dumps = 3\nmin_interval_secs = 10\nmax_periodic_dumps = 2\nclaim_lease_secs = 30\ngenerations = 3\nstream = \"off\"\ncompression = \"none\"\nzstd_level = 5\nzstd_threads = 2\nrestore_copy = \"disk\"\n").unwrap();
         let f = file.to_str().unwrap();
         let cfg = load(&[("ARCH_CONFIG", f)]).unwrap();
+        assert_eq!(cfg.restore_copy, RestoreCopy::Disk);
         assert_eq!(cfg.checkpoint_root, PathBuf::from("/srv/ckpt"));
         assert_eq!(cfg.mode, Mode::NetworkFs);
         assert_eq!(cfg.stop_signal, libc::SIGUSR1);
@@ -492,10 +505,12 @@ mod tests {
             ("ARCH_CONFIG", f),
             ("ARCH_CHECKPOINT_ROOT", "/mnt/efs"),
             ("ARCH_STOP_SIGNAL", "2"),
+            ("ARCH_RESTORE_COPY", "auto"),
         ])
         .unwrap();
         assert_eq!(cfg.checkpoint_root, PathBuf::from("/mnt/efs"));
         assert_eq!(cfg.stop_signal, libc::SIGINT);
+        assert_eq!(cfg.restore_copy, RestoreCopy::Auto);
     }
 
     #[test]
@@ -587,6 +602,7 @@ mod tests {
             ("ARCH_COMPRESSION", "lz4"),
             ("ARCH_ZSTD_LEVEL", "0"),
             ("ARCH_ZSTD_THREADS", "many"),
+            ("ARCH_RESTORE_COPY", "memory"),
         ] {
             let e = load(&[(k, v)]).unwrap_err().to_string();
             assert!(e.contains(k), "{k}={v}: {e}");

@@ -14,6 +14,7 @@ mod predump;
 mod procfs;
 mod profile;
 mod restore;
+mod restore_copy;
 mod sealed;
 mod slots;
 mod steps;
@@ -44,6 +45,7 @@ pub use profile::{
     PROFILE_FIELDS, SANDBOX_ID_ANNOTATION, SANDBOX_NAMESPACE_ANNOTATION, SANDBOX_UID_ANNOTATION,
 };
 pub use restore::{apply_rootfs, check_compatible, HostFacts};
+pub use restore_copy::RestoreCopy;
 pub use slots::{DumpSlots, Slot};
 pub use steps::{criu_log_errors, default_steps};
 pub use stream_config::{Compression, StreamConfig, StreamMode};

@@ -2,6 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
+/// Restores' verified copies on the host's disk (`restore_copy`).
+pub const RESTORE_COPY_DISK: &str = "/var/lib/containerd-arch/restore";
+/// Restores' verified copies in memory: a root-owned 0700 directory on
+/// the host's `/dev/shm` tmpfs (`restore_copy = "auto"`, when it fits).
+pub const RESTORE_COPY_MEMORY: &str = "/dev/shm/containerd-arch-restore";
+
 /// The shims' runtime state: libcontainer state per namespace, console
 /// sockets, dump slots. tmpfs: gone with a reboot, as the containers are.
 pub const STATE_ROOT: &str = "/run/containerd-arch";

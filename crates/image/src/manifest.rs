@@ -334,6 +334,15 @@ impl Manifest {
         self.files.iter().any(|f| f.stream.is_some())
     }
 
+    /// The bytes a verified copy of the image holds: CRIU's streamed
+    /// files decoded (their original size), every other file as stored.
+    pub fn decoded_size(&self) -> u64 {
+        self.files
+            .iter()
+            .map(|f| f.stream.as_ref().map_or(f.size, |s| s.original_size))
+            .sum()
+    }
+
     /// How the image's streamed files are encrypted (all alike: checked
     /// on read); none for an unencrypted image.
     pub fn encryption(&self) -> Option<&arch_imgstream::Encryption> {

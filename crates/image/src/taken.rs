@@ -214,6 +214,16 @@ impl Taken {
         Image::load(self.dir.clone(), &self.namespace, &self.key, &self.trust)
     }
 
+    /// What a verified copy of the taken image will hold, in bytes, read
+    /// from its manifest before the copy is made, to choose where the copy
+    /// goes. Only a hint (the signature is checked by the copy itself): a
+    /// manifest that changes in between makes the copy fail, not go wrong.
+    pub fn decoded_size(&self) -> Result<u64> {
+        let bytes = crate::image::read_manifest_bytes(&self.held())?;
+        let manifest = crate::Manifest::parse(&bytes, &self.dir.join(crate::MANIFEST))?;
+        Ok(manifest.decoded_size())
+    }
+
     /// Verifies the taken image into `dest`, a new private directory on
     /// this host's own disk, and returns the copy: every listed file is
     /// read once from the taken image (no link followed, no FIFO opened),

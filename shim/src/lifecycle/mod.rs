@@ -13,6 +13,7 @@
 //! Every outcome is recorded for archctl ([`records`]).
 
 mod checkpoint_rpc;
+mod copy_place;
 mod dump;
 mod host_local;
 mod inflight;

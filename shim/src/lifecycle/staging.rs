@@ -8,20 +8,17 @@ use std::path::{Path, PathBuf};
 
 use arch_checkpoint::{
     apply_rootfs, check_compatible, compare_profiles, CheckpointError, HostFacts, Mode,
-    ProfileMismatch,
+    ProfileMismatch, RestoreCopy,
 };
 use arch_faults::{points, FaultError};
 use arch_image::{Image, ImageStore, Taken, VerifyBehind};
 use arch_records::Outcome;
 use arch_runtime::{RuntimeError, Stdio};
 
+use super::copy_place::{self, Place};
 use super::records::{record, restore_record};
 use super::{Arch, ArchState};
 use crate::mounts::Rootfs;
-
-/// Where verified copies of images are kept between Create and Start: the
-/// host's own disk, never the (possibly shared) checkpoint root.
-pub const LOCAL_RESTORE_DIR: &str = "/var/lib/containerd-arch/restore";
 
 /// The host-local, verified copy of a taken image that CRIU reads;
 /// removed when dropped (after Start, or when the restore is abandoned).
@@ -257,13 +254,22 @@ impl Arch {
             return Err(StagingError::NoLayer(t.rootfs.path.clone()));
         }
         // What CRIU reads at Start is what is verified here: a copy on this
-        // host's disk, whatever is written into the root in between.
-        let local = LocalCopy::new(LOCAL_RESTORE_DIR, t.id).map_err(StagingError::LocalCopy)?;
-        // The copy makes the image directory itself, inside `local`. Its
-        // large memory images are hashed behind it, on a thread of its own,
-        // while Create goes on and Start runs CRIU (verify_behind.rs).
+        // host (in memory if there is room, copy_place.rs), never in the
+        // (possibly shared) root, whatever is written into the root in
+        // between.
+        let setting = self.config().map_or(RestoreCopy::Disk, |c| c.restore_copy);
+        let mut place = copy_place::choose(setting, taken.decoded_size().ok());
         let verifying = std::time::Instant::now();
-        let (image, deferred) = taken.verify_into_deferring(&local.path().join("image"))?;
+        let copied = match copy_at(place, taken, t.id) {
+            // Room in memory may have gone to other restores meanwhile.
+            Err(e) if place == Place::Memory => {
+                log::warn!("{}: copy in memory failed ({e}), copying to disk", t.id);
+                place = Place::Disk;
+                copy_at(place, taken, t.id)
+            }
+            other => other,
+        };
+        let (local, image, deferred) = copied?;
         let verify_ms = verifying.elapsed().as_millis();
         let behind = match deferred.is_empty() {
             true => "",
@@ -283,9 +289,10 @@ impl Arch {
         arch_faults::hit(t.id, points::RESTORE_ROOTFS_APPLIED)?;
         // Create's share of a restore, phase by phase (Start logs CRIU's).
         log::info!(
-            "{}: staged {ns}/{key}: copy of {} bytes in {verify_ms} ms{behind}, rootfs diff in {} ms: {stats:?}",
+            "{}: staged {ns}/{key}: copy of {} bytes {} in {verify_ms} ms{behind}, rootfs diff in {} ms: {stats:?}",
             t.id,
             image.manifest().total_size,
+            place.shown(),
             applying.elapsed().as_millis()
         );
         Ok(Copied {
@@ -373,6 +380,20 @@ fn keep_log(from: &Path, to: &Path) -> std::io::Result<()> {
         .open(to)?;
     std::io::copy(&mut src, &mut dst)?;
     Ok(())
+}
+
+/// A new local directory at `place` and the image verified into it. The
+/// copy makes the image directory itself, inside the local one. Its large
+/// memory images are hashed behind it, on a thread of its own, while
+/// Create goes on and Start runs CRIU (verify_behind.rs).
+fn copy_at(
+    place: Place,
+    taken: &Taken,
+    id: &str,
+) -> Result<(LocalCopy, Image, arch_image::Deferred), StagingError> {
+    let local = LocalCopy::new(place.base(), id).map_err(StagingError::LocalCopy)?;
+    let (image, deferred) = taken.verify_into_deferring(&local.path().join("image"))?;
+    Ok((local, image, deferred))
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ mod parity;
 mod periodic;
 mod predump;
 mod restore;
+mod restore_copy;
 mod runtime_options;
 mod scale;
 mod stream;

@@ -142,7 +142,7 @@ fn kill9(pid: i32) -> bool {
 }
 
 /// Runs WORKLOAD under `key`, the image named as CRI names it; its boot uuid.
-fn run(c: &Ctr, id: &str, key: &str) -> String {
+pub(crate) fn run(c: &Ctr, id: &str, key: &str) -> String {
     run_with(c, id, key, &["--annotation", IMAGE_NAME])
 }
 
@@ -152,7 +152,7 @@ fn run_with(c: &Ctr, id: &str, key: &str, extra: &[&str]) -> String {
     c.exec_file(id, "/tmp/boot")
 }
 
-fn checkpoint(c: &Ctr, id: &str) {
+pub(crate) fn checkpoint(c: &Ctr, id: &str) {
     assert_eq!(c.run(&["task", "kill", id]).code, 0);
     c.wait_status(id, "STOPPED");
     c.run(&["task", "rm", "-f", id]);
@@ -165,7 +165,7 @@ fn entries(root: &Path, key: &str) -> Vec<String> {
 
 /// Creates `id` under `key` on a host whose restore pauses 3 s after
 /// staging (holding the image taken): run on a thread of its own.
-fn restore_paused(c: &Ctr, id: &str, key: &str) -> arch_e2e::Run {
+pub(crate) fn restore_paused(c: &Ctr, id: &str, key: &str) -> arch_e2e::Run {
     let extra = ["--annotation", PAUSE, "--annotation", IMAGE_NAME];
     c.run_arch_with("-d", id, Some(key), &extra, &["sh", "-c", WORKLOAD])
 }

@@ -132,6 +132,7 @@ pub fn run(root: Option<&Path>, address: Option<&Path>) -> Result<i32> {
                 ),
             );
             report(Level::Ok, "images", image_path(&c.stream));
+            report(Level::Ok, "restore copy", restore_copy(c.restore_copy));
             let (lvl, detail) = encryption_state(c.encryption_key_file.as_deref());
             report(lvl, "encryption", detail);
             Some(c.checkpoint_root.clone())
@@ -197,6 +198,19 @@ fn image_path(s: &arch_checkpoint::StreamConfig) -> String {
         "; this CRIU cannot stream: dumps will fail"
     };
     format!("streamed through the shim (criu dump --stream), {stored}; dumps after pre-dumps are unstreamed{warn}")
+}
+
+/// Where restores write their verified copy of an image.
+fn restore_copy(setting: arch_checkpoint::RestoreCopy) -> String {
+    use arch_host::paths::{RESTORE_COPY_DISK, RESTORE_COPY_MEMORY};
+    match setting {
+        arch_checkpoint::RestoreCopy::Auto => format!(
+            "in memory ({RESTORE_COPY_MEMORY}) when the host and the shim's cgroup have room for it twice, else on disk ({RESTORE_COPY_DISK})"
+        ),
+        arch_checkpoint::RestoreCopy::Disk => {
+            format!("on disk ({RESTORE_COPY_DISK}): restore_copy = disk")
+        }
+    }
 }
 
 /// v2 (unified), hybrid, or v1 from the cgroup mount layout.

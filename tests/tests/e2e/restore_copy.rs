@@ -1,0 +1,80 @@
+//! Where a restore's verified copy is written (shim/src/lifecycle/
+//! copy_place.rs): in memory, a private directory on the host's /dev/shm,
+//! by default when the host has room for it (a test image is small); on
+//! the host's disk with `restore_copy = "disk"`. Either way the restore
+//! continues the job, and the copy is gone once the container runs.
+
+use std::path::Path;
+use std::time::Duration;
+
+use arch_e2e::{unique_id, wait_until};
+
+use crate::two_hosts::{bases, checkpoint, restore_paused, run, Host};
+
+const MEMORY: &str = "/dev/shm/containerd-arch-restore";
+const DISK: &str = "/var/lib/containerd-arch/restore";
+
+/// Copies for container `id` under `base` (`{pid}-{nanos}-{id}`).
+fn copies_of(base: &str, id: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(base) else {
+        return Vec::new();
+    };
+    let suffix = format!("-{id}");
+    dir.flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(&suffix))
+        .collect()
+}
+
+/// On a host `name` with settings `env`: stop a job, re-create it (the
+/// restore pauses 3 s after staging) and find its copy under `expected`
+/// while it pauses, never under `other`.
+fn copy_goes_to(name: &str, env: &[(&str, &str)], expected: &str, other: &str) {
+    let (_, disk) = bases();
+    let root = disk.join(format!("{name}-checkpoint"));
+    let _ = std::fs::remove_dir_all(&root);
+    let host = Host::with_env(name, &root, env);
+    let c = &host.ctr;
+    let (first, key) = (unique_id(name), unique_id("copykey"));
+    let boot = run(c, &first, &key);
+    checkpoint(c, &first);
+    let second = unique_id(name);
+    std::thread::scope(|s| {
+        let creating = s.spawn(|| restore_paused(c, &second, &key));
+        let staged = wait_until(Duration::from_secs(20), || {
+            copies_of(expected, &second).iter().any(|n| {
+                Path::new(expected)
+                    .join(n)
+                    .join("image/manifest.json")
+                    .is_file()
+            })
+        });
+        assert!(staged, "no copy of {second}'s image under {expected}");
+        assert!(
+            copies_of(other, &second).is_empty(),
+            "a copy under {other}: {:?}",
+            copies_of(other, &second)
+        );
+        let r = creating.join().unwrap();
+        assert_eq!(r.code, 0, "ctr run {second}: {}", r.stderr);
+    });
+    assert_eq!(c.exec_file(&second, "/tmp/boot"), boot, "the job continued");
+    assert!(
+        copies_of(expected, &second).is_empty(),
+        "the copy outlived Start: {:?}",
+        copies_of(expected, &second)
+    );
+    c.run(&["task", "rm", "-f", &second]);
+    c.run(&["container", "rm", &second]);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_restore_copies_the_image_into_memory_when_there_is_room() {
+    copy_goes_to("copy-mem", &[], MEMORY, DISK);
+}
+
+#[test]
+fn restore_copy_disk_keeps_the_copy_on_disk() {
+    copy_goes_to("copy-disk", &[("ARCH_RESTORE_COPY", "disk")], DISK, MEMORY);
+}
