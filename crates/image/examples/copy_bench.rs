@@ -7,7 +7,10 @@
 //! reports freed memory to its host (virtio-balloon free page reporting,
 //! after about 2 s) the copy then writes into cold memory, as a restore
 //! some seconds after the stop does (docs/benchmarks.md, run 8).
-//! DIR must be on the disk to measure (not tmpfs); it is left empty.
+//! `COPY_BENCH_TO=A:B…` writes round i's copy under the i-th directory
+//! of the list, in turn (default DIR): disk and tmpfs alternated compare
+//! where a restore's copy goes (`restore_copy`, docs/benchmarks.md run 9).
+//! DIR holds the image and is left empty.
 
 mod common;
 
@@ -24,6 +27,9 @@ fn main() {
     let repeats: usize = args.next().map_or(3, |v| v.parse().expect("repeats"));
     let mode = std::env::var("COPY_BENCH_MODE").ok();
     let rest = std::env::var("COPY_BENCH_REST").map_or(0, |s| s.parse().expect("seconds"));
+    let to_dirs: Vec<String> = std::env::var("COPY_BENCH_TO").map_or(vec![dir.clone()], |v| {
+        v.split(':').map(str::to_string).collect()
+    });
     let root = std::path::Path::new(&dir).join("copy-bench-root");
     let store = ImageStore::new(root.clone());
     let mut staging = store.begin("bench", "copy").expect("staging");
@@ -49,7 +55,8 @@ fn main() {
     staging.commit(info).expect("commit");
     for i in 0..repeats {
         let taken = store.take("bench", "copy").expect("take");
-        let to = std::path::Path::new(&dir).join(format!("copy-bench-{i}"));
+        let to_dir = &to_dirs[i % to_dirs.len()];
+        let to = std::path::Path::new(to_dir).join(format!("copy-bench-{i}"));
         // Odd rounds copy with the page image hashed behind (what a
         // restore's Create waits for is the copy alone).
         let behind = match mode.as_deref() {
@@ -69,7 +76,7 @@ fn main() {
         deferred.start().wait().expect("digests");
         let check = t.elapsed().as_secs_f64();
         println!(
-            "{} copy of {mib} MiB: {:.0} ms, {:.2} GB/s{}",
+            "{} copy of {mib} MiB into {to_dir}: {:.0} ms, {:.2} GB/s{}",
             if behind { "unhashed" } else { "verified" },
             secs * 1000.0,
             (mib << 20) as f64 / secs / 1e9,

@@ -1,10 +1,10 @@
 //! Where a restore's verified copy goes: memory or the host's disk.
 //!
 //! The copy lives from Create until CRIU has read it at Start, and is
-//! never meant to reach a disk. Written into a disk filesystem's page cache
-//! it costs what a tmpfs write does and more: on the machines measured, a
-//! 1 GiB copy into ext4 took 2.2-2.4 s against 0.82-0.84 s into a tmpfs
-//! (docs/benchmarks.md, "Run 9"). So the copy goes to the host's
+//! never meant to reach a disk. Written into a disk filesystem right after
+//! a stop it can cost several times a tmpfs write: in the bench, 1.8-3.3 s
+//! for 1 GiB into ext4 against 0.46-0.58 s into a tmpfs (docs/
+//! benchmarks.md, "Run 9"). So the copy goes to the host's
 //! `/dev/shm` when the memory is there for it twice over (the copy, and
 //! the restored memory CRIU makes from it while the copy still exists),
 //! both on the host and in the shim's memory cgroup; a tmpfs page cannot
