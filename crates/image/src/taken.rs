@@ -216,8 +216,9 @@ impl Taken {
 
     /// What a verified copy of the taken image will hold, in bytes, read
     /// from its manifest before the copy is made, to choose where the copy
-    /// goes. Only a hint (the signature is checked by the copy itself): a
-    /// manifest that changes in between makes the copy fail, not go wrong.
+    /// goes. Only a hint: the copy reads the manifest again and checks its
+    /// signature, so a manifest changed in between can only make a copy
+    /// chosen for memory too large for it, and fail there.
     pub fn decoded_size(&self) -> Result<u64> {
         let bytes = crate::image::read_manifest_bytes(&self.held())?;
         let manifest = crate::Manifest::parse(&bytes, &self.dir.join(crate::MANIFEST))?;

@@ -124,7 +124,7 @@ impl Drop for ThreadCgroup {
 
 /// The calling thread's cgroup in the v1 hierarchy mounted at `mount_point`
 /// (the controllers are the mount point's last path element).
-fn own_cgroup(proc_cgroup: &str, mount_point: &str) -> Option<String> {
+pub fn own_cgroup(proc_cgroup: &str, mount_point: &str) -> Option<String> {
     let name = Path::new(mount_point)
         .file_name()?
         .to_string_lossy()

@@ -47,6 +47,7 @@ pub use arch_host::cmd::criu_can_stream;
 pub use arch_imgstream::{Codec as StreamCodec, FileRecord as StreamedFile};
 pub use cgroup::{Cgroup, CgroupStats};
 pub use cgroup_driver::{cgroup_dir, is_systemd_path, CgroupDriver};
+pub use cgroup_v1::own_cgroup;
 pub use container::{ContainerHandle, Runtime};
 pub use criu::criu_version;
 pub use criu_launch::criu_launcher_main;

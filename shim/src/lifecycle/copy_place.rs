@@ -15,7 +15,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
 
 use arch_checkpoint::RestoreCopy;
-use arch_host::paths::{RESTORE_COPY_DISK, RESTORE_COPY_MEMORY};
+use arch_host::paths::{CGROUP_ROOT, RESTORE_COPY_DISK, RESTORE_COPY_MEMORY};
 
 const SHM: &str = "/dev/shm";
 
@@ -124,7 +124,7 @@ fn host_headroom() -> std::io::Result<Headroom> {
     Ok(Headroom {
         available,
         shm_free,
-        cgroup: cgroup_headroom(&own, Path::new("/sys/fs/cgroup")),
+        cgroup: cgroup_headroom(&own, Path::new(CGROUP_ROOT)),
     })
 }
 
@@ -151,17 +151,11 @@ fn tmpfs_free(dir: &Path) -> std::io::Result<u64> {
 /// `own` (`/proc/self/cgroup`) and its ancestors, under `root` (the
 /// cgroup mount): v1's memory controller if it has one, else v2's.
 fn cgroup_headroom(own: &str, root: &Path) -> Option<u64> {
-    let v1 = own.lines().find_map(|l| {
-        let mut f = l.splitn(3, ':');
-        let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
-        controllers
-            .split(',')
-            .any(|c| c == "memory")
-            .then_some(path)
-    });
+    let v1_memory = root.join("memory");
+    let v1 = arch_runtime::own_cgroup(own, &v1_memory.to_string_lossy());
     let (dir, limit, usage) = match v1 {
         Some(path) => (
-            root.join("memory").join(path.trim_start_matches('/')),
+            v1_memory.join(path.trim_start_matches('/')),
             "memory.limit_in_bytes",
             "memory.usage_in_bytes",
         ),
