@@ -20,26 +20,38 @@ fn topics(out: &str, cid: &str) -> Vec<String> {
         .collect()
 }
 
-/// `ctr events` until `until` returns, then what it printed.
-fn events_during(c: &Ctr, until: impl FnOnce()) -> String {
+/// `ctr events` until `until` returns and then until what it printed has
+/// `topic` for `cid` (at most 10 s more: another test's flood of events
+/// can hold up ctr's output), then what it printed.
+fn events_during(c: &Ctr, cid: &str, topic: &str, until: impl FnOnce()) -> String {
     let mut events = c
         .command(&["events"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut stdout = events.stdout.take().unwrap();
+    let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let out = out.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stdout.read(&mut buf) {
+                out.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
     std::thread::sleep(Duration::from_millis(300));
     until();
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until(Duration::from_secs(10), || {
+        topics(&out.lock().unwrap(), cid).iter().any(|t| t == topic)
+    });
     events.kill().unwrap();
-    let mut out = String::new();
-    events
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
     let _ = events.wait();
-    out
+    reader.join().unwrap();
+    let printed = out.lock().unwrap().clone();
+    printed
 }
 
 fn remove(c: &Ctr, id: &str) {
@@ -69,7 +81,7 @@ fn a_restored_container_reports_its_oom_kill() {
     ImageStore::new(checkpoint_root())
         .open(&c.namespace, &key)
         .expect("the first container checkpointed");
-    let out = events_during(&c, || {
+    let out = events_during(&c, &second, "/tasks/oom", || {
         let r = c.run_arch_with("-d", &second, Some(&key), &limit, &["sh", "-c", hog]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert_restore_recorded(&checkpoint_root(), &key, Outcome::Ok);
