@@ -30,6 +30,8 @@ mod oci_hooks;
 mod oom_v2;
 mod orphan;
 mod parent_thread;
+#[cfg(any(test, feature = "test-support"))]
+pub mod pid_reuse;
 mod pidfd;
 mod predump;
 mod proc_tree;

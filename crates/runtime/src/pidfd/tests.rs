@@ -2,6 +2,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command};
 
 use super::*;
+use crate::pid_reuse::Newcomer;
 
 fn sleeper() -> Child {
     Command::new("sleep").arg("30").spawn().unwrap()
@@ -35,38 +36,22 @@ fn a_process_that_is_not_a_child_is_never_signalled() {
 }
 
 /// The attack itself: the pid of a reaped process is given to a newcomer
-/// (steered there with ns_last_pid, which needs root), and a signal meant
-/// for the old process must not reach it. kill(2) by pid would kill it.
+/// (with clone3's set_tid, which needs root), and a signal meant for the
+/// old process must not reach it. kill(2) by pid would kill it.
 #[test]
 fn a_reused_pid_is_never_signalled() {
     // SAFETY: no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("needs root (ns_last_pid): only the reaped case is checked");
+        eprintln!("needs root (clone3 set_tid): only the reaped case is checked");
         return;
     }
-    for _ in 0..50 {
-        let mut old = sleeper();
-        let pid = old.id() as i32;
-        let p = ProcessRef::pin(pid);
-        old.kill().unwrap();
-        old.wait().unwrap();
-        // Other processes on the host fork too: try again if one of them
-        // took the pid first.
-        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
-        let mut newcomer = sleeper();
-        if newcomer.id() as i32 != pid {
-            newcomer.kill().unwrap();
-            newcomer.wait().unwrap();
-            continue;
-        }
-        assert_eq!(p.signal(libc::SIGKILL), Err(Errno::ESRCH));
-        assert!(
-            newcomer.try_wait().unwrap().is_none(),
-            "the newcomer was killed"
-        );
-        newcomer.kill().unwrap();
-        newcomer.wait().unwrap();
-        return;
-    }
-    panic!("could not get a pid reused in 50 tries");
+    let mut old = sleeper();
+    let pid = old.id() as i32;
+    let p = ProcessRef::pin(pid);
+    old.kill().unwrap();
+    old.wait().unwrap();
+    let newcomer = Newcomer::with_pid(pid).expect("clone3 with the reaped pid");
+    assert_eq!(newcomer.pid(), pid);
+    assert_eq!(p.signal(libc::SIGKILL), Err(Errno::ESRCH));
+    assert!(newcomer.alive(), "the newcomer was killed");
 }

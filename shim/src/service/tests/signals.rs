@@ -3,6 +3,7 @@
 
 use std::process::{Child, Command};
 
+use arch_runtime::pid_reuse::Newcomer;
 use containerd_shim::api;
 
 use super::Rig;
@@ -12,29 +13,21 @@ fn sleeper() -> Child {
     Command::new("sleep").arg("30").spawn().unwrap()
 }
 
-/// Reaps `old` and starts a newcomer with its pid (steered with
-/// ns_last_pid; other processes fork too, so it may take a few tries).
-fn reuse(mut old: Child) -> Option<Child> {
-    let pid = old.id();
+/// Reaps `old` and starts a newcomer with exactly its pid.
+fn reuse(mut old: Child) -> Newcomer {
+    let pid = old.id() as libc::pid_t;
     old.kill().unwrap();
     old.wait().unwrap();
-    for _ in 0..50 {
-        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
-        let mut c = sleeper();
-        if c.id() == pid {
-            return Some(c);
-        }
-        c.kill().unwrap();
-        c.wait().unwrap();
-    }
-    None
+    let newcomer = Newcomer::with_pid(pid).expect("clone3 with the reaped pid");
+    assert_eq!(newcomer.pid(), pid);
+    newcomer
 }
 
 #[test]
 fn a_kill_after_the_pid_was_reaped_and_reused_reaches_nobody() {
     // SAFETY: no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("needs root (ns_last_pid)");
+        eprintln!("needs root (clone3 set_tid)");
         return;
     }
     let r = Rig::new();
@@ -49,9 +42,7 @@ fn a_kill_after_the_pid_was_reaped_and_reused_reaches_nobody() {
     r.start("c");
     // The init exits and is reaped; its exit is not yet reported (the
     // output still drains), and a newcomer gets its pid.
-    let Some(mut newcomer) = reuse(init) else {
-        panic!("could not get pid {pid} reused");
-    };
+    let newcomer = reuse(init);
     let err = r
         .service
         .kill(api::KillRequest {
@@ -61,8 +52,8 @@ fn a_kill_after_the_pid_was_reaped_and_reused_reaches_nobody() {
         })
         .unwrap_err();
     assert!(matches!(err, ShimError::NotFound(_)), "{err:?}");
-    let alive = newcomer.try_wait().unwrap().is_none();
-    newcomer.kill().unwrap();
-    newcomer.wait().unwrap();
-    assert!(alive, "the newcomer with the reused pid was killed");
+    assert!(
+        newcomer.alive(),
+        "the newcomer with the reused pid was killed"
+    );
 }
