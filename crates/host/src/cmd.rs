@@ -130,16 +130,21 @@ mod tests {
     }
 
     /// A quick exit is seen within a few ms: twenty runs of `true` took
-    /// about 20 ms; polling every 20 ms they took 335 ms.
+    /// about 20 ms; polling every 20 ms they took 335 ms. The fastest run is
+    /// judged, so a loaded machine's slow runs (CI's parallel tests) do not
+    /// fail it while a poll would.
     #[test]
     fn a_quick_exit_is_seen_at_once() {
         let t = find_in_path("true").expect("true");
-        let started = Instant::now();
-        for _ in 0..20 {
-            assert!(run_cmd(&t, &[]).unwrap().succeeded());
-        }
-        let took = started.elapsed();
-        eprintln!("20 runs of true: {took:?}");
-        assert!(took < Duration::from_millis(200), "{took:?}");
+        let fastest = (0..20)
+            .map(|_| {
+                let started = Instant::now();
+                assert!(run_cmd(&t, &[]).unwrap().succeeded());
+                started.elapsed()
+            })
+            .min()
+            .expect("twenty runs");
+        eprintln!("fastest of 20 runs of true: {fastest:?}");
+        assert!(fastest < Duration::from_millis(10), "{fastest:?}");
     }
 }
