@@ -41,6 +41,10 @@ pub const COMMIT_PUBLISHED: &str = "commit:published";
 
 /// Restore staging at Create: before anything is read.
 pub const RESTORE_STAGING: &str = "restore:staging";
+/// The verified copy was made in memory (only when it goes there). Not in
+/// [`restore`]: an error here is retried on disk, not a fallback; the e2e
+/// suite's restore_copy.rs tests it.
+pub const RESTORE_COPY_MEMORY: &str = "restore:copy-memory";
 /// The image is validated and compatible; the rootfs is untouched.
 pub const RESTORE_VALIDATED: &str = "restore:validated";
 /// The rootfs diff is applied.

@@ -109,6 +109,24 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether reading or writing failed (a destination that filled up or
+    /// failed, a flaky source), rather than the image being found wrong:
+    /// only then may the same copy succeed somewhere else. A stream that
+    /// failed to decode counts as I/O unless its stored bytes were found
+    /// damaged (then the error names their size or digest).
+    pub fn is_io(&self) -> bool {
+        use arch_imgstream::StreamError as S;
+        match self {
+            Error::Io { .. } => true,
+            Error::Stream { source, .. } => {
+                matches!(source, S::Decompress { .. } | S::Store { .. })
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Attach the operation and path to an `io::Error`.
 pub(crate) fn io_err(
     op: &'static str,
@@ -116,4 +134,60 @@ pub(crate) fn io_err(
 ) -> impl FnOnce(io::Error) -> Error {
     let path = path.into();
     move |source| Error::Io { op, path, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arch_imgstream::StreamError;
+
+    /// What a full tmpfs says.
+    fn io() -> io::Error {
+        io::Error::from(io::ErrorKind::StorageFull)
+    }
+
+    #[test]
+    fn only_failed_reads_and_writes_are_io() {
+        let stream = |source| Error::Stream {
+            path: "pages-1.img".into(),
+            source,
+        };
+        let io_errors = [
+            io_err("write", "/dev/shm/x")(io()),
+            stream(StreamError::Decompress {
+                name: "pages-1.img".into(),
+                source: io(),
+            }),
+            stream(StreamError::Store {
+                name: "pages-1.img".into(),
+                source: io(),
+            }),
+        ];
+        for e in &io_errors {
+            assert!(e.is_io(), "{e}");
+        }
+        let image_faults = [
+            Error::ChecksumMismatch {
+                path: "core-1.img".into(),
+                expected: "a".into(),
+                actual: "b".into(),
+            },
+            Error::SizeMismatch {
+                path: "core-1.img".into(),
+                expected: 1,
+                actual: 2,
+            },
+            Error::BadSignature {
+                reason: "tampered".into(),
+            },
+            stream(StreamError::StoredDigest {
+                name: "pages-1.img".into(),
+                expected: "a".into(),
+                found: "b".into(),
+            }),
+        ];
+        for e in &image_faults {
+            assert!(!e.is_io(), "{e}");
+        }
+    }
 }

@@ -76,6 +76,18 @@ pub enum StagingError {
     LocalCopy(std::io::Error),
 }
 
+impl StagingError {
+    /// Whether a copy failed for where it was written (I/O, the debug
+    /// shim's fault point), not for what the image holds.
+    fn may_succeed_elsewhere(&self) -> bool {
+        match self {
+            StagingError::LocalCopy(_) | StagingError::Fault(_) => true,
+            StagingError::Image(e) => e.is_io(),
+            _ => false,
+        }
+    }
+}
+
 impl Arch {
     /// Finds, takes, validates and stages the image of `target`. None
     /// means a fresh start (no image, one of another profile, one another
@@ -261,8 +273,9 @@ impl Arch {
         let mut place = copy_place::choose(setting, taken.decoded_size().ok());
         let verifying = std::time::Instant::now();
         let copied = match copy_at(place, taken, t.id) {
-            // Room in memory may have gone to other restores meanwhile.
-            Err(e) if place == Place::Memory => {
+            // Room in memory may have gone to other restores meanwhile;
+            // an image found wrong would fail the same on disk.
+            Err(e) if place == Place::Memory && e.may_succeed_elsewhere() => {
                 log::warn!("{}: copy in memory failed ({e}), copying to disk", t.id);
                 place = Place::Disk;
                 copy_at(place, taken, t.id)
@@ -393,6 +406,9 @@ fn copy_at(
 ) -> Result<(LocalCopy, Image, arch_image::Deferred), StagingError> {
     let local = LocalCopy::new(place.base(), id).map_err(StagingError::LocalCopy)?;
     let (image, deferred) = taken.verify_into_deferring(&local.path().join("image"))?;
+    if place == Place::Memory {
+        arch_faults::hit(id, points::RESTORE_COPY_MEMORY)?;
+    }
     Ok((local, image, deferred))
 }
 

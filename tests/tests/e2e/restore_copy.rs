@@ -2,14 +2,15 @@
 //! copy_place.rs): in memory, a private directory on the host's /dev/shm,
 //! by default when the host has room for it (a test image is small); on
 //! the host's disk with `restore_copy = "disk"`. Either way the restore
-//! continues the job, and the copy is gone once the container runs.
+//! continues the job, and the copy is gone once the container runs. A copy
+//! in memory that fails is made again on disk.
 
 use std::path::Path;
 use std::time::Duration;
 
 use arch_e2e::{unique_id, wait_until};
 
-use crate::two_hosts::{bases, checkpoint, restore_paused, run, Host};
+use crate::two_hosts::{bases, checkpoint, restore_paused, run, run_with, Host, IMAGE_NAME};
 
 const MEMORY: &str = "/dev/shm/containerd-arch-restore";
 const DISK: &str = "/var/lib/containerd-arch/restore";
@@ -77,4 +78,52 @@ fn a_restore_copies_the_image_into_memory_when_there_is_room() {
 #[test]
 fn restore_copy_disk_keeps_the_copy_on_disk() {
     copy_goes_to("copy-disk", &[("ARCH_RESTORE_COPY", "disk")], DISK, MEMORY);
+}
+
+/// The copy in memory is made, then fails (the debug shim's fault point
+/// `restore:copy-memory`, as if /dev/shm filled up under it): the copy is
+/// made again on disk and the restore still continues the job. Without
+/// the retry the container would start fresh with a new boot uuid.
+#[test]
+fn a_failed_copy_in_memory_is_made_again_on_disk() {
+    let (_, disk) = bases();
+    let root = disk.join("copy-retry-checkpoint");
+    let _ = std::fs::remove_dir_all(&root);
+    let host = Host::with_env("copy-retry", &root, &[]);
+    let c = &host.ctr;
+    let (first, key) = (unique_id("copy-retry"), unique_id("retrykey"));
+    let boot = run(c, &first, &key);
+    checkpoint(c, &first);
+    let second = unique_id("copy-retry");
+    let fault = [
+        "--annotation",
+        "io.arch.test.fault=restore:copy-memory=error",
+        "--annotation",
+        IMAGE_NAME,
+    ];
+    assert_eq!(
+        run_with(c, &second, &key, &fault),
+        boot,
+        "the job continued"
+    );
+    let log = host.log();
+    let said = |what: &str| {
+        log.lines()
+            .any(|l| l.contains(&format!("{second}: ")) && l.contains(what))
+    };
+    assert!(said("copy in memory failed"), "no retry logged:\n{log}");
+    assert!(
+        said("bytes on disk in"),
+        "the copy was not staged on disk:\n{log}"
+    );
+    for base in [MEMORY, DISK] {
+        assert!(
+            copies_of(base, &second).is_empty(),
+            "a copy left under {base}: {:?}",
+            copies_of(base, &second)
+        );
+    }
+    c.run(&["task", "rm", "-f", &second]);
+    c.run(&["container", "rm", &second]);
+    let _ = std::fs::remove_dir_all(&root);
 }

@@ -29,7 +29,8 @@ const PAUSE: &str = "io.arch.test.fault=restore:rootfs-applied=pause";
 /// How CRI names the image (the shared-root cases run as CRI would; the
 /// move without a shared root runs as plain containerd: the image is then
 /// known by its layers' content, the same on both hosts).
-const IMAGE_NAME: &str = "io.kubernetes.cri.image-name=localhost/arch-test/busybox:latest";
+pub(crate) const IMAGE_NAME: &str =
+    "io.kubernetes.cri.image-name=localhost/arch-test/busybox:latest";
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -98,6 +99,11 @@ impl Host {
         host
     }
 
+    /// This host's containerd log, the shims' lines with it.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
+    }
+
     fn hack(&self, action: &str) {
         let mut cmd = Command::new(repo().join("hack/containerd-test.sh"));
         cmd.arg(action).env_remove("ARCH_TEST_CRI");
@@ -146,7 +152,7 @@ pub(crate) fn run(c: &Ctr, id: &str, key: &str) -> String {
     run_with(c, id, key, &["--annotation", IMAGE_NAME])
 }
 
-fn run_with(c: &Ctr, id: &str, key: &str, extra: &[&str]) -> String {
+pub(crate) fn run_with(c: &Ctr, id: &str, key: &str, extra: &[&str]) -> String {
     let r = c.run_arch_with("-d", id, Some(key), extra, &["sh", "-c", WORKLOAD]);
     assert_eq!(r.code, 0, "ctr run {id}: {}", r.stderr);
     c.exec_file(id, "/tmp/boot")
