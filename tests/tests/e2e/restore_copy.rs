@@ -60,14 +60,21 @@ fn copy_goes_to(name: &str, env: &[(&str, &str)], expected: &str, other: &str) {
         assert_eq!(r.code, 0, "ctr run {second}: {}", r.stderr);
     });
     assert_eq!(c.exec_file(&second, "/tmp/boot"), boot, "the job continued");
-    assert!(
-        copies_of(expected, &second).is_empty(),
-        "the copy outlived Start: {:?}",
-        copies_of(expected, &second)
-    );
-    c.run(&["task", "rm", "-f", &second]);
-    c.run(&["container", "rm", &second]);
-    let _ = std::fs::remove_dir_all(&root);
+    no_copy_under(expected, &second);
+    finish(c, &second, &root);
+}
+
+/// No copy for `id` is left under `base` once it runs.
+fn no_copy_under(base: &str, id: &str) {
+    let left = copies_of(base, id);
+    assert!(left.is_empty(), "a copy of {id} outlived Start: {left:?}");
+}
+
+/// Removes container `id` and the host's checkpoint root.
+fn finish(c: &arch_e2e::Ctr, id: &str, root: &Path) {
+    c.run(&["task", "rm", "-f", id]);
+    c.run(&["container", "rm", id]);
+    let _ = std::fs::remove_dir_all(root);
 }
 
 #[test]
@@ -116,14 +123,7 @@ fn a_failed_copy_in_memory_is_made_again_on_disk() {
         said("bytes on disk in"),
         "the copy was not staged on disk:\n{log}"
     );
-    for base in [MEMORY, DISK] {
-        assert!(
-            copies_of(base, &second).is_empty(),
-            "a copy left under {base}: {:?}",
-            copies_of(base, &second)
-        );
-    }
-    c.run(&["task", "rm", "-f", &second]);
-    c.run(&["container", "rm", &second]);
-    let _ = std::fs::remove_dir_all(&root);
+    no_copy_under(MEMORY, &second);
+    no_copy_under(DISK, &second);
+    finish(c, &second, &root);
 }
