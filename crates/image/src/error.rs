@@ -112,16 +112,19 @@ pub enum Error {
 impl Error {
     /// Whether reading or writing failed (a destination that filled up or
     /// failed, a flaky source), rather than the image being found wrong:
-    /// only then may the same copy succeed somewhere else. A stream that
-    /// failed to decode counts as I/O unless its stored bytes were found
-    /// damaged (then the error names their size or digest).
+    /// only then may the same copy succeed somewhere else. A decoded
+    /// stream's copy that cannot be written fails as `PipeWrite` (the
+    /// decoder's sink); one that failed to decode counts as I/O unless its
+    /// stored bytes were found damaged (the error then names their size
+    /// or digest).
     pub fn is_io(&self) -> bool {
         use arch_imgstream::StreamError as S;
         match self {
             Error::Io { .. } => true,
-            Error::Stream { source, .. } => {
-                matches!(source, S::Decompress { .. } | S::Store { .. })
-            }
+            Error::Stream { source, .. } => matches!(
+                source,
+                S::PipeWrite { .. } | S::PipeRead { .. } | S::Decompress { .. } | S::Store { .. }
+            ),
             _ => false,
         }
     }

@@ -320,3 +320,42 @@ fn an_unwaited_check_is_cancelled_on_drop() {
     drop(deferred.start());
     fs::remove_dir_all(tmp.path().join("d")).unwrap();
 }
+
+/// A destination that is full, as a tmpfs at its size.
+struct Full;
+
+impl std::io::Write for Full {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::StorageFull.into())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl arch_imgstream::OwnedWrite for Full {}
+
+/// A restore copy that cannot be written is I/O (the shim makes it again
+/// elsewhere); a damaged stored file is not, whoever decodes it.
+#[test]
+fn a_full_destination_is_io_and_a_damaged_file_is_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = store_in(tmp.path(), "pages-1.img", &pages(), ZSTD_1, None);
+    let stored = tmp.path().join(&rec.stored_name);
+    let open = || fs::File::open(&stored).unwrap();
+    let wrap = |source| Error::Stream {
+        path: stored.clone(),
+        source,
+    };
+    let full = arch_imgstream::decode_verified(&rec, &mut open(), &mut Full, None).unwrap_err();
+    assert!(wrap(full).is_io());
+    let full = arch_imgstream::decode_unhashed(&rec, &mut open(), &mut Full, None).unwrap_err();
+    assert!(wrap(full).is_io());
+    let mut bytes = fs::read(&stored).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(&stored, &bytes).unwrap();
+    let damaged = arch_imgstream::decode_verified(&rec, &mut open(), &mut Vec::new(), None);
+    let damaged = wrap(damaged.unwrap_err());
+    assert!(!damaged.is_io(), "{damaged}");
+}
