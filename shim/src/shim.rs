@@ -55,6 +55,11 @@ impl Shim for ArchShim {
     fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
         // containerd gives this action 5 s (io.containerd.timeout.shim.cleanup)
         // and then kills it: the kill and the temporaries come first.
+        // CRIU first: a worker left of a dump still holds the tasks seized.
+        let strays = arch_runtime::kill_stray_criu(&self.bundle);
+        if !strays.is_empty() {
+            log::warn!("{}: killed CRIU left by the dead shim: {strays:?}", self.id);
+        }
         let runtime = Runtime::new(state_root(&self.namespace));
         let killed = kill_orphan(&runtime, &self.id, &self.bundle);
         HostMounts.unmount(&self.bundle.join("rootfs"));

@@ -36,13 +36,14 @@ impl std::fmt::Display for Task {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "pid {} ({}) state {} parent {} {} cgroup {}",
+            "pid {} ({}) state {} parent {} {} cgroup {} cmd {:?}",
             self.pid,
             self.comm,
             self.state,
             self.ppid,
             self.pid_ns,
-            self.cgroups.first().map_or("?", String::as_str)
+            self.cgroups.first().map_or("?", String::as_str),
+            self.cmdline.chars().take(300).collect::<String>()
         )
     }
 }

@@ -41,6 +41,7 @@ mod restore_target;
 mod seal_dump;
 mod spawn;
 mod spawn_helper;
+mod stray_criu;
 mod stream_dump;
 mod v2_controllers;
 
@@ -67,3 +68,4 @@ pub use restore::{RestoreRequest, Restored};
 pub use rust_criu::CriuError;
 pub use spawn::{describe_in_helper, CreateRequest, ExecRequest, Stdio};
 pub use spawn_helper::spawn_helper_main;
+pub use stray_criu::kill_stray_criu;
