@@ -11,16 +11,23 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use crate::pidfd::{pidfd_open, pidfd_send_signal};
+
 /// SIGKILLs the CRIU processes working on the container of `bundle`; their
 /// pids. Each is pinned with a pidfd before it is checked, so a pid reused
 /// meanwhile is never signalled.
 pub fn kill_stray_criu(bundle: &Path) -> Vec<i32> {
+    let proc_root = Path::new("/proc");
     let mut killed = Vec::new();
-    for pid in pids(Path::new("/proc")) {
-        let Some(pidfd) = PidFd::open(pid) else {
+    for pid in pids(proc_root) {
+        if !is_criu_of(proc_root, pid, bundle) {
+            continue;
+        }
+        // Checked again once pinned: the pid may have changed hands.
+        let Ok(pidfd) = pidfd_open(pid) else {
             continue;
         };
-        if is_criu_of(Path::new("/proc"), pid, bundle) && pidfd.kill() {
+        if is_criu_of(proc_root, pid, bundle) && pidfd_send_signal(&pidfd, libc::SIGKILL).is_ok() {
             killed.push(pid);
         }
     }
@@ -47,38 +54,6 @@ fn is_criu_of(proc_root: &Path, pid: i32, bundle: &Path) -> bool {
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     args.windows(2)
         .any(|w| w[0] == b"--root" && Path::new(OsStr::from_bytes(w[1])).starts_with(bundle))
-}
-
-/// A process pinned by a pidfd: signals reach it or nobody.
-struct PidFd(std::os::fd::OwnedFd);
-
-impl PidFd {
-    fn open(pid: i32) -> Option<PidFd> {
-        // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if fd < 0 {
-            return None;
-        }
-        // SAFETY: the fd was just returned to us and is owned by no one else.
-        Some(PidFd(unsafe {
-            std::os::fd::FromRawFd::from_raw_fd(fd as i32)
-        }))
-    }
-
-    fn kill(&self) -> bool {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a signal through our own pidfd; no siginfo.
-        let sent = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.0.as_raw_fd(),
-                libc::SIGKILL,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-        sent == 0
-    }
 }
 
 #[cfg(test)]
