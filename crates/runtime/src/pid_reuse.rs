@@ -5,13 +5,24 @@
 
 use std::ffi::CString;
 use std::io;
+use std::process::Child;
 
 /// `sleep 30` started with a pid we chose; killed and reaped on drop.
 pub struct Newcomer(libc::pid_t);
 
 impl Newcomer {
+    /// Kills and reaps `old`, then starts a newcomer with exactly its pid.
+    pub fn replacing(mut old: Child) -> Newcomer {
+        let pid = old.id() as libc::pid_t;
+        old.kill().expect("kill the old process");
+        old.wait().expect("reap the old process");
+        let newcomer = Newcomer::with_pid(pid).expect("clone3 with the reaped pid");
+        assert_eq!(newcomer.pid(), pid);
+        newcomer
+    }
+
     /// Starts it with `pid`, which must be free (reaped) by now.
-    pub fn with_pid(pid: libc::pid_t) -> io::Result<Newcomer> {
+    fn with_pid(pid: libc::pid_t) -> io::Result<Newcomer> {
         // Built before the clone: the child may only exec or _exit.
         let prog = CString::new("/bin/sleep").expect("no NUL");
         let arg = CString::new("30").expect("no NUL");

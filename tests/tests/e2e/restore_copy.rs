@@ -5,7 +5,7 @@
 //! continues the job, and the copy is gone once the container runs. A copy
 //! in memory that fails is made again on disk.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use arch_e2e::{unique_id, wait_until};
@@ -31,17 +31,11 @@ fn copies_of(base: &str, id: &str) -> Vec<String> {
 /// restore pauses 3 s after staging) and find its copy under `expected`
 /// while it pauses, never under `other`.
 fn copy_goes_to(name: &str, env: &[(&str, &str)], expected: &str, other: &str) {
-    let (_, disk) = bases();
-    let root = disk.join(format!("{name}-checkpoint"));
-    let _ = std::fs::remove_dir_all(&root);
-    let host = Host::with_env(name, &root, env);
-    let c = &host.ctr;
-    let (first, key) = (unique_id(name), unique_id("copykey"));
-    let boot = run(c, &first, &key);
-    checkpoint(c, &first);
+    let job = Stopped::on(name, env);
+    let (c, key, boot) = (&job.host.ctr, &job.key, &job.boot);
     let second = unique_id(name);
     std::thread::scope(|s| {
-        let creating = s.spawn(|| restore_paused(c, &second, &key));
+        let creating = s.spawn(|| restore_paused(c, &second, key));
         let staged = wait_until(Duration::from_secs(20), || {
             copies_of(expected, &second).iter().any(|n| {
                 Path::new(expected)
@@ -59,9 +53,13 @@ fn copy_goes_to(name: &str, env: &[(&str, &str)], expected: &str, other: &str) {
         let r = creating.join().unwrap();
         assert_eq!(r.code, 0, "ctr run {second}: {}", r.stderr);
     });
-    assert_eq!(c.exec_file(&second, "/tmp/boot"), boot, "the job continued");
+    assert_eq!(
+        &c.exec_file(&second, "/tmp/boot"),
+        boot,
+        "the job continued"
+    );
     no_copy_under(expected, &second);
-    finish(c, &second, &root);
+    job.finish(&second);
 }
 
 /// No copy for `id` is left under `base` once it runs.
@@ -70,11 +68,39 @@ fn no_copy_under(base: &str, id: &str) {
     assert!(left.is_empty(), "a copy of {id} outlived Start: {left:?}");
 }
 
-/// Removes container `id` and the host's checkpoint root.
-fn finish(c: &arch_e2e::Ctr, id: &str, root: &Path) {
-    c.run(&["task", "rm", "-f", id]);
-    c.run(&["container", "rm", id]);
-    let _ = std::fs::remove_dir_all(root);
+/// A job run and stopped (checkpointed) under a new key, on a host `name`
+/// of its own with settings `env` and its own checkpoint root.
+struct Stopped {
+    host: Host,
+    root: PathBuf,
+    key: String,
+    /// The job's boot uuid: a restore keeps it, a fresh start does not.
+    boot: String,
+}
+
+impl Stopped {
+    fn on(name: &str, env: &[(&str, &str)]) -> Stopped {
+        let (_, disk) = bases();
+        let root = disk.join(format!("{name}-checkpoint"));
+        let _ = std::fs::remove_dir_all(&root);
+        let host = Host::with_env(name, &root, env);
+        let (first, key) = (unique_id(name), unique_id("copykey"));
+        let boot = run(&host.ctr, &first, &key);
+        checkpoint(&host.ctr, &first);
+        Stopped {
+            host,
+            root,
+            key,
+            boot,
+        }
+    }
+
+    /// Removes container `id` (the job restored) and the checkpoint root.
+    fn finish(&self, id: &str) {
+        self.host.ctr.run(&["task", "rm", "-f", id]);
+        self.host.ctr.run(&["container", "rm", id]);
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
 }
 
 #[test]
@@ -93,14 +119,8 @@ fn restore_copy_disk_keeps_the_copy_on_disk() {
 /// the retry the container would start fresh with a new boot uuid.
 #[test]
 fn a_failed_copy_in_memory_is_made_again_on_disk() {
-    let (_, disk) = bases();
-    let root = disk.join("copy-retry-checkpoint");
-    let _ = std::fs::remove_dir_all(&root);
-    let host = Host::with_env("copy-retry", &root, &[]);
-    let c = &host.ctr;
-    let (first, key) = (unique_id("copy-retry"), unique_id("retrykey"));
-    let boot = run(c, &first, &key);
-    checkpoint(c, &first);
+    let job = Stopped::on("copy-retry", &[]);
+    let c = &job.host.ctr;
     let second = unique_id("copy-retry");
     let fault = [
         "--annotation",
@@ -109,11 +129,11 @@ fn a_failed_copy_in_memory_is_made_again_on_disk() {
         IMAGE_NAME,
     ];
     assert_eq!(
-        run_with(c, &second, &key, &fault),
-        boot,
+        run_with(c, &second, &job.key, &fault),
+        job.boot,
         "the job continued"
     );
-    let log = host.log();
+    let log = job.host.log();
     let said = |what: &str| {
         log.lines()
             .any(|l| l.contains(&format!("{second}: ")) && l.contains(what))
@@ -125,5 +145,5 @@ fn a_failed_copy_in_memory_is_made_again_on_disk() {
     );
     no_copy_under(MEMORY, &second);
     no_copy_under(DISK, &second);
-    finish(c, &second, &root);
+    job.finish(&second);
 }

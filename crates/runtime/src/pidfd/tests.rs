@@ -45,13 +45,9 @@ fn a_reused_pid_is_never_signalled() {
         eprintln!("needs root (clone3 set_tid): only the reaped case is checked");
         return;
     }
-    let mut old = sleeper();
-    let pid = old.id() as i32;
-    let p = ProcessRef::pin(pid);
-    old.kill().unwrap();
-    old.wait().unwrap();
-    let newcomer = Newcomer::with_pid(pid).expect("clone3 with the reaped pid");
-    assert_eq!(newcomer.pid(), pid);
+    let old = sleeper();
+    let p = ProcessRef::pin(old.id() as i32);
+    let newcomer = Newcomer::replacing(old);
     assert_eq!(p.signal(libc::SIGKILL), Err(Errno::ESRCH));
     assert!(newcomer.alive(), "the newcomer was killed");
 }

@@ -13,16 +13,6 @@ fn sleeper() -> Child {
     Command::new("sleep").arg("30").spawn().unwrap()
 }
 
-/// Reaps `old` and starts a newcomer with exactly its pid.
-fn reuse(mut old: Child) -> Newcomer {
-    let pid = old.id() as libc::pid_t;
-    old.kill().unwrap();
-    old.wait().unwrap();
-    let newcomer = Newcomer::with_pid(pid).expect("clone3 with the reaped pid");
-    assert_eq!(newcomer.pid(), pid);
-    newcomer
-}
-
 #[test]
 fn a_kill_after_the_pid_was_reaped_and_reused_reaches_nobody() {
     // SAFETY: no preconditions.
@@ -42,7 +32,7 @@ fn a_kill_after_the_pid_was_reaped_and_reused_reaches_nobody() {
     r.start("c");
     // The init exits and is reaped; its exit is not yet reported (the
     // output still drains), and a newcomer gets its pid.
-    let newcomer = reuse(init);
+    let newcomer = Newcomer::replacing(init);
     let err = r
         .service
         .kill(api::KillRequest {
