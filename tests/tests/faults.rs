@@ -363,6 +363,85 @@ fn a_shim_killed_mid_checkpoint_leaves_no_temporaries() {
     drop(ct);
 }
 
+/// The bundle a CRIU process is marked with (its `ARCH_CRIU_BUNDLE`).
+fn criu_mark(pid: i32) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    environ.split(|b| *b == 0).find_map(|e| {
+        let v = e.strip_prefix(b"ARCH_CRIU_BUNDLE=")?;
+        Some(String::from_utf8_lossy(v).into_owned())
+    })
+}
+
+/// A child CRIU forks mid-dump has no PDEATHSIG of its own: one outlived
+/// its SIGKILLed shim, stopped, in CI. The real CRIU of a stop-checkpoint
+/// must carry its container's bundle (which a child inherits); a process named `criu` carrying the
+/// same mark (as such a child would) must be killed by containerd's
+/// cleanup of the dead shim, and one carrying another bundle must not.
+#[test]
+fn a_dead_shims_criu_workers_are_killed_by_containerds_cleanup() {
+    use std::os::unix::process::ExitStatusExt;
+    let _leaks = leaks::LeakCheck::start();
+    let c = ctr();
+    let (id, key) = (unique_id("strays"), unique_id("stkey"));
+    let ct = c.start_arch(&id, Some(&key), "memtouch 1024");
+    std::thread::sleep(Duration::from_secs(4));
+    let bundle = std::fs::canonicalize(c.bundle(&id)).unwrap();
+    assert_eq!(c.run(&["task", "kill", &id]).code, 0);
+    let mark = bundle.to_str().unwrap().to_string();
+    assert!(
+        wait_until(Duration::from_secs(20), || criu_pids()
+            .into_iter()
+            .any(|pid| criu_mark(pid).as_deref() == Some(mark.as_str()))),
+        "never saw a CRIU dump marked with the bundle {mark}"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let criu = tmp.path().join("criu");
+    std::fs::copy("/bin/sleep", &criu).unwrap();
+    let worker = |bundle: &str| {
+        let child = Command::new(&criu)
+            .arg("600")
+            .env("ARCH_CRIU_BUNDLE", bundle)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        KilledOnDrop(child)
+    };
+    let mut stray = worker(&mark);
+    let mut theirs = worker(&format!("{mark}-another"));
+    for pid in shim_pids(&id) {
+        nix_kill(pid);
+    }
+    let mut status = None;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            status = stray.0.try_wait().unwrap();
+            status.is_some()
+        }),
+        "the dead shim's CRIU worker outlived containerd's cleanup"
+    );
+    assert_eq!(status.unwrap().signal(), Some(libc::SIGKILL));
+    assert!(
+        theirs.0.try_wait().unwrap().is_none(),
+        "another bundle's CRIU was killed"
+    );
+    assert!(wait_until(Duration::from_secs(20), || c
+        .task_status(&id)
+        .is_none_or(|s| s == "STOPPED")));
+    drop(ct);
+}
+
+/// A child process the test started, ended however the test ends.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A spot interruption: every container gets SIGTERM at once.
 #[test]
 fn containers_stopped_at_once_all_commit_or_fail_cleanly() {
@@ -562,9 +641,17 @@ fn a_shim_killed_mid_restore_leaves_nothing_running() {
     };
     let start = Instant::now();
     let mut killed = false;
+    // The restoring CRIU (over RPC, through the launcher) carries the
+    // bundle, as a dump's does, for containerd's cleanup to find.
+    let mut marked = false;
+    let bundle = c.bundle(&second);
     while start.elapsed() < Duration::from_secs(20) * arch_e2e::time_scale() && !killed {
         // restore-work/ appears just before CRIU starts restoring.
-        if c.bundle(&second).join("restore-work").exists() && !criu_pids().is_empty() {
+        if bundle.join("restore-work").exists() && !criu_pids().is_empty() {
+            let mark = std::fs::canonicalize(&bundle).ok();
+            marked = criu_pids()
+                .into_iter()
+                .any(|pid| criu_mark(pid).map(PathBuf::from) == mark);
             std::thread::sleep(Duration::from_millis(300));
             for pid in shim_pids(&second) {
                 killed |= nix_kill(pid);
@@ -574,6 +661,7 @@ fn a_shim_killed_mid_restore_leaves_nothing_running() {
     }
     let _ = runner.join();
     assert!(killed, "never caught the restore");
+    assert!(marked, "the restoring CRIU did not carry its bundle");
     let _guard = arch_e2e::Container {
         ctr: c.clone(),
         id: second.clone(),

@@ -82,12 +82,14 @@ pub(crate) fn set_cloexec(fd: &OwnedFd, on: bool) -> Result<()> {
 
 /// CRIU's command line (`criu pre-dump`, `criu dump --stream`) for the
 /// runs rust-criu's RPC cannot make: it dies with the thread that starts
-/// it (`PR_SET_PDEATHSIG`, as every CRIU the shim runs) and inherits
+/// it (`PR_SET_PDEATHSIG`, as every CRIU the shim runs), carries the
+/// shim's bundle for a dead shim's cleanup (stray_criu.rs) and inherits
 /// `keep` (directories it gets as `/proc/self/fd/N`), which stay
 /// close-on-exec in the shim so no other child inherits them.
 pub(crate) fn criu_cli(criu: &std::path::Path, args: &[String], keep: Vec<RawFd>) -> Command {
     let mut cmd = Command::new(criu);
     cmd.args(args);
+    crate::stray_criu::mark(&mut cmd);
     // SAFETY: prctl and fcntl on the child's own descriptors only,
     // async-signal-safe between fork and exec.
     unsafe {
@@ -108,6 +110,14 @@ pub(crate) fn criu_cli(criu: &std::path::Path, args: &[String], keep: Vec<RawFd>
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_criu_command_line_is_marked_as_the_shims() {
+        let cmd = super::criu_cli("criu".as_ref(), &["dump".into()], Vec::new());
+        assert!(cmd
+            .get_envs()
+            .any(|(k, v)| k == "ARCH_CRIU_BUNDLE" && v.is_some()));
+    }
+
     #[test]
     fn containerds_cgroup_modes_map_to_criu() {
         assert!(super::cg_mode("").is_ok());

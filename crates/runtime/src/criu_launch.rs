@@ -112,13 +112,18 @@ fn launch(criu_args: &[OsString]) -> ! {
         .next()
         .and_then(|a| extra_of(&a))
         .unwrap_or_default();
-    let err = std::process::Command::new("criu")
-        .arg0("criu")
-        .args(extra.args())
-        .args(criu_args)
-        .exec();
+    let err = criu_command(extra, criu_args).exec();
     eprintln!("criu launcher: exec criu: {err}");
     std::process::exit(1);
+}
+
+/// The CRIU the launcher becomes: `extra` and rust-criu's arguments, marked
+/// as this shim's (stray_criu.rs).
+fn criu_command(extra: Extra, criu_args: &[OsString]) -> std::process::Command {
+    let mut cmd = std::process::Command::new("criu");
+    cmd.arg0("criu").args(extra.args()).args(criu_args);
+    crate::stray_criu::mark(&mut cmd);
+    cmd
 }
 
 /// A rust-criu client that starts CRIU through the launcher when the
@@ -188,6 +193,18 @@ mod tests {
             Extra::BOTH.args(),
             ["--track-mem", "--network-lock", "skip"]
         );
+    }
+
+    #[test]
+    fn the_launched_criu_is_marked_as_the_shims() {
+        let cmd = criu_command(Extra::TRACK_MEM, &argv(&["swrk", "7"]));
+        assert_eq!(
+            cmd.get_args().collect::<Vec<_>>(),
+            ["--track-mem", "swrk", "7"]
+        );
+        assert!(cmd
+            .get_envs()
+            .any(|(k, v)| k == "ARCH_CRIU_BUNDLE" && v.is_some()));
     }
 
     #[test]
