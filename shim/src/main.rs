@@ -3,6 +3,7 @@
 mod any;
 mod console;
 mod container;
+mod delete_log;
 mod error;
 mod events;
 mod exit_hold;
@@ -131,7 +132,10 @@ fn main() {
                 std::process::exit(1);
             }
         }
-        Mode::Delete => containerd_shim::run::<shim::ArchShim>(RUNTIME_ID, None),
+        Mode::Delete => {
+            delete_log::init();
+            containerd_shim::run::<shim::ArchShim>(RUNTIME_ID, None)
+        }
         Mode::Serve => {
             limit_malloc_arenas();
             if let Err(e) = serve::run(RUNTIME_ID, &args) {

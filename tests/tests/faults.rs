@@ -426,10 +426,32 @@ fn a_dead_shims_criu_workers_are_killed_by_containerds_cleanup() {
         theirs.0.try_wait().unwrap().is_none(),
         "another bundle's CRIU was killed"
     );
+    // The delete action says so on stderr, which containerd logs. (The
+    // list may also name the dump's own CRIU, if the cleanup came before
+    // the kernel ended it.)
+    let said = format!("{id}: killed CRIU left by the dead shim: [");
+    let pid = stray.0.id().to_string();
+    let named = |log: String| {
+        log.split(&said).skip(1).any(|rest| {
+            let list = rest.split(']').next().unwrap_or_default();
+            list.split(", ").any(|p| p == pid)
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || named(containerd_log())),
+        "containerd's log does not name pid {pid} after {said:?}"
+    );
     assert!(wait_until(Duration::from_secs(20), || c
         .task_status(&id)
         .is_none_or(|s| s == "STOPPED")));
     drop(ct);
+}
+
+/// The test containerd's log (hack/containerd-test.sh keeps it in
+/// `ARCH_TEST_DIR`).
+fn containerd_log() -> String {
+    let dir = std::env::var("ARCH_TEST_DIR").unwrap_or_else(|_| "/run/arch-test".into());
+    std::fs::read_to_string(Path::new(&dir).join("containerd.log")).unwrap_or_default()
 }
 
 /// A child process the test started, ended however the test ends.
