@@ -115,7 +115,7 @@ mod tests {
         let cmd = super::criu_cli("criu".as_ref(), &["dump".into()], Vec::new());
         assert!(cmd
             .get_envs()
-            .any(|(k, v)| k == "ARCH_CRIU_BUNDLE" && v.is_some()));
+            .any(|(k, v)| k == crate::stray_criu::BUNDLE_ENV && v.is_some()));
     }
 
     #[test]

@@ -204,7 +204,7 @@ mod tests {
         );
         assert!(cmd
             .get_envs()
-            .any(|(k, v)| k == "ARCH_CRIU_BUNDLE" && v.is_some()));
+            .any(|(k, v)| k == crate::stray_criu::BUNDLE_ENV && v.is_some()));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::process::Command;
 use crate::pidfd::{pidfd_open, pidfd_send_signal};
 
 /// The variable that names the bundle a CRIU works for.
-const BUNDLE_ENV: &str = "ARCH_CRIU_BUNDLE";
+pub(crate) const BUNDLE_ENV: &str = "ARCH_CRIU_BUNDLE";
 
 /// Marks `cmd`, a CRIU about to start, as this shim's. The shim runs in its
 /// bundle: containerd starts it there, and the delete action takes its
